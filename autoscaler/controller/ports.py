@@ -1,0 +1,94 @@
+"""Ports: the small interfaces the control loop needs from the cluster.
+
+Implemented for Kubernetes by :mod:`autoscaler.kube` and for the simulated fleet by
+:mod:`autoscaler.sim`. The loop is written only against these, so the live controller, dry-run
+and the simulator run the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from autoscaler.decision.types import Decision, History, PodInfo
+from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleReading:
+    """The target's ``/scale`` subresource."""
+
+    spec_replicas: int
+    status_replicas: int
+    selector: str | None
+    """``status.selector`` (label selector string), if the resource publishes one."""
+    resource_version: str | None = None
+
+
+class ScaleClient(Protocol):
+    """Reads and writes the ``/scale`` subresource of any scalable resource."""
+
+    async def get_scale(self, namespace: str, ref: ScaleTargetRef) -> ScaleReading:
+        """Read ``/scale``. Raises ``TargetNotFound``, ``Forbidden`` or ``ActuationError``."""
+        ...
+
+    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
+        """Set ``spec.replicas`` (retrying 409 conflicts). Raises ``ActuationError`` subclasses."""
+        ...
+
+
+class PodSource(Protocol):
+    """Pods behind targets, from a watch-fed cache."""
+
+    def pods(self, namespace: str, selector: str) -> tuple[PodInfo, ...]:
+        """Pods in ``namespace`` matching the label ``selector`` (cached; no I/O)."""
+        ...
+
+    def synced(self) -> bool:
+        """True once the initial list of every watched namespace has completed."""
+        ...
+
+
+class Outcome(StrEnum):
+    """What the loop did with a decision."""
+
+    UNCHANGED = "unchanged"
+    SCALED = "scaled"
+    DRY_RUN = "dry_run"
+    NOT_LEADER = "not_leader"
+    FAILED = "failed"
+
+
+class Recorder(Protocol):
+    """Makes decisions visible in the cluster: Events on the target and a status record."""
+
+    async def record(
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> None:
+        """Emit an Event (without flooding) and update the status record if it changed."""
+        ...
+
+
+class HistoryStore(Protocol):
+    """Durable per-policy decision history, so a restart or failover changes no decision."""
+
+    async def load(self, policy: ScalingPolicy) -> History | None:
+        """The saved history, or None if there is none (or it is unreadable)."""
+        ...
+
+    async def save(self, policy: ScalingPolicy, history: History) -> None:
+        """Persist ``history`` (skip the write if nothing changed)."""
+        ...
+
+
+class LeaderGate(Protocol):
+    """Tells whether this instance may write."""
+
+    def is_leader(self) -> bool:
+        """True while this instance holds the lease (always True without leader election)."""
+        ...

@@ -1,0 +1,1 @@
+"""Kubernetes side: client configuration, /scale, pod cache, events, status, leases, history."""

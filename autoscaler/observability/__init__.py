@@ -1,0 +1,1 @@
+"""Logging configuration, the controller's own Prometheus metrics, and health endpoints."""

@@ -1,0 +1,669 @@
+"""The ScalingPolicy model: what SREs write in ``policies/*.yaml``.
+
+Pydantic v2, ``extra="forbid"``, frozen. YAML keys are camelCase (as in Kubernetes); Python
+attributes are snake_case. Every field documents its units. The loader
+(:mod:`autoscaler.policy.loader`) maps validation errors back to file, line and column.
+
+Shape (one YAML document)::
+
+    apiVersion: nim-autoscaler/v1alpha1
+    kind: ScalingPolicy
+    metadata: {name: llama-3-1-8b, namespace: nim-service}
+    spec:
+      scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: meta-llama3-8b}
+      minReplicas: 1
+      maxReplicas: 10
+      metrics:
+        - kvCache: {target: {type: AverageValue, averageValue: 0.7}}
+        - interTokenLatency: {quantile: 0.95, target: {type: Value, value: 0.030}}
+      behavior: {...}            # HPA v2 semantics; absent = HPA without behavior
+      onMetricFailure: {action: hold}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "nim-autoscaler/v1alpha1"
+KIND = "ScalingPolicy"
+
+# --------------------------------------------------------------------------------------------
+# Scalar types
+# --------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+\s*$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number of seconds or a Prometheus-style duration (``30s``, ``1m30s``)."""
+    if isinstance(value, bool):
+        msg = f"expected a duration such as 60, '30s' or '1m', got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.match(value):
+        seconds = sum(
+            float(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART_RE.findall(value)
+        )
+    else:
+        msg = f"expected a duration such as 60, '30s' or '1m', got {value!r}"
+        raise ValueError(msg)
+    if not math.isfinite(seconds) or seconds <= 0:
+        msg = f"a duration must be positive and finite, got {value!r}"
+        raise ValueError(msg)
+    return seconds
+
+
+_QUANTITY_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Z]*)\s*$")
+_QUANTITY_SUFFIX = {
+    "": 1.0,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
+
+
+def parse_quantity(value: object) -> float:
+    """A float from a number or a Kubernetes quantity string (``100m``, ``0.75``, ``2k``)."""
+    if isinstance(value, bool):
+        msg = f"expected a number or a Kubernetes quantity such as '100m', got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        match = _QUANTITY_RE.match(value)
+        if not match or match.group(2) not in _QUANTITY_SUFFIX:
+            msg = f"expected a number or a Kubernetes quantity such as '100m', got {value!r}"
+            raise ValueError(msg)
+        number = float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2)]
+    else:
+        msg = f"expected a number or a Kubernetes quantity such as '100m', got {value!r}"
+        raise ValueError(msg)
+    if not math.isfinite(number):
+        msg = f"a quantity must be finite, got {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        msg = f"must be greater than 0, got {value}"
+        raise ValueError(msg)
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        msg = f"must be 0 or more, got {value}"
+        raise ValueError(msg)
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds; YAML accepts a number of seconds or a string like ``30s``, ``1m``, ``1h``."""
+Quantity = Annotated[float, BeforeValidator(parse_quantity)]
+"""A number; YAML accepts plain numbers or Kubernetes quantities (``100m`` = 0.1)."""
+PositiveQuantity = Annotated[float, BeforeValidator(parse_quantity), AfterValidator(_positive)]
+NonNegativeQuantity = Annotated[
+    float, BeforeValidator(parse_quantity), AfterValidator(_non_negative)
+]
+
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+
+
+def _dns1123_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        msg = (
+            f"{value!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _dns1123_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        msg = (
+            f"{value!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting "
+            "and ending with a letter or digit, at most 63 characters)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _metric_name(value: str) -> str:
+    if not _METRIC_NAME.match(value):
+        msg = (
+            f"{value!r} is not a valid metric name (a letter or '_' then letters, digits, '_' "
+            "or '-', at most 63 characters)"
+        )
+        raise ValueError(msg)
+    return value
+
+
+DnsSubdomain = Annotated[str, AfterValidator(_dns1123_subdomain)]
+DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
+MetricName = Annotated[str, AfterValidator(_metric_name)]
+
+
+class _Model(BaseModel):
+    """Common configuration: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata and target
+# --------------------------------------------------------------------------------------------
+
+
+class Metadata(_Model):
+    """Identity of the policy, as Kubernetes object metadata."""
+
+    name: DnsSubdomain
+    """Policy name (DNS-1123 subdomain). Unique per namespace."""
+    namespace: DnsLabel = "default"
+    """Namespace of the scale target and its pods (DNS-1123 label)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Free-form labels; copied to the controller's own metrics as ``policy_labels`` only."""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Free-form annotations; not interpreted."""
+
+
+class ScaleTargetRef(_Model):
+    """The object to scale: any resource with a ``/scale`` subresource."""
+
+    api_version: str = Field(min_length=1)
+    """API group/version, e.g. ``apps/v1`` or ``apps.nvidia.com/v1alpha1``."""
+    kind: str = Field(min_length=1)
+    """Kind, e.g. ``Deployment``, ``StatefulSet``, ``NIMService``."""
+    name: DnsSubdomain
+    """Name of the object in the policy's namespace."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+class TargetType(StrEnum):
+    """How a metric's value is compared with its target (HPA v2 ``MetricTarget.type``)."""
+
+    VALUE = "Value"
+    """The value for the whole target (one number) is compared with ``value``."""
+    AVERAGE_VALUE = "AverageValue"
+    """The per-pod average is compared with ``averageValue``."""
+
+
+class MetricTarget(_Model):
+    """Target of a metric, as HPA v2: ``{type: Value, value: X}`` or ``AverageValue``."""
+
+    type: TargetType
+    """``Value`` (whole target) or ``AverageValue`` (per pod)."""
+    value: PositiveQuantity | None = None
+    """Target for the whole scale target, in the metric's unit. Required with ``type: Value``."""
+    average_value: PositiveQuantity | None = None
+    """Target per pod, in the metric's unit. Required with ``type: AverageValue``."""
+
+    @model_validator(mode="after")
+    def _one_value(self) -> MetricTarget:
+        if self.type is TargetType.VALUE:
+            if self.value is None:
+                msg = "type Value needs 'value'"
+                raise ValueError(msg)
+            if self.average_value is not None:
+                msg = "type Value takes 'value', not 'averageValue'"
+                raise ValueError(msg)
+        else:
+            if self.average_value is None:
+                msg = "type AverageValue needs 'averageValue'"
+                raise ValueError(msg)
+            if self.value is not None:
+                msg = "type AverageValue takes 'averageValue', not 'value'"
+                raise ValueError(msg)
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The target number, whichever the type."""
+        result = self.value if self.type is TargetType.VALUE else self.average_value
+        assert result is not None
+        return result
+
+
+class Aggregation(StrEnum):
+    """How per-pod values become one whole-target value under ``type: Value``."""
+
+    AVG = "avg"
+    SUM = "sum"
+    MAX = "max"
+
+
+class MetricKind(StrEnum):
+    """The metric presets, plus ``prometheus`` for a custom PromQL query."""
+
+    KV_CACHE = "kvCache"
+    INTER_TOKEN_LATENCY = "interTokenLatency"  # noqa: S105 - not a secret
+    TIME_TO_FIRST_TOKEN = "timeToFirstToken"  # noqa: S105 - not a secret
+    E2E_LATENCY = "e2eLatency"
+    QUEUE_DEPTH = "queueDepth"
+    RUNNING_REQUESTS = "runningRequests"
+    REQUEST_RATE = "requestRate"
+    PROMETHEUS = "prometheus"
+
+
+LATENCY_KINDS = frozenset(
+    {MetricKind.INTER_TOKEN_LATENCY, MetricKind.TIME_TO_FIRST_TOKEN, MetricKind.E2E_LATENCY}
+)
+"""Histogram-based latency presets: their value is a quantile (or mean) in seconds."""
+
+
+class _MetricSpecBase(_Model):
+    name: MetricName | None = None
+    """Name of this metric in the policy (unique); defaults to the preset's key."""
+    target: MetricTarget
+    """The target; see each preset for its unit."""
+    max_staleness: Duration | None = None
+    """Samples older than this many seconds are 'no signal' (default: 3 x window, at least 2 m)."""
+
+
+class GaugeMetricSpec(_MetricSpecBase):
+    """A per-pod gauge preset (KV cache, queue depth, running requests)."""
+
+    aggregation: Aggregation | None = None
+    """Per-pod values to one value under ``type: Value`` (default: avg for KV, sum otherwise)."""
+
+
+class LatencyMetricSpec(_MetricSpecBase):
+    """A histogram latency preset; the value is in seconds."""
+
+    quantile: float = Field(0.95, gt=0, lt=1)
+    """Quantile of the latency distribution across the target's pods (0 < q < 1)."""
+    window: Duration = 60.0
+    """Rate window for the histogram buckets, seconds (PromQL ``rate(...[window])``)."""
+    statistic: Literal["quantile", "mean"] = "quantile"
+    """``quantile`` (from buckets, as ``histogram_quantile``) or ``mean`` (``_sum``/``_count``)."""
+
+
+class RateMetricSpec(_MetricSpecBase):
+    """Request arrival rate (requests/second), per pod or for the whole target."""
+
+    window: Duration = 60.0
+    """Rate window, seconds."""
+    aggregation: Aggregation | None = None
+    """Per-pod values to one value under ``type: Value`` (default: sum)."""
+
+
+class PrometheusMetricSpec(_MetricSpecBase):
+    """A custom PromQL query.
+
+    The query is a template: ``{namespace}``, ``{pods}`` (a regex alternation of the target's
+    pod names, already escaped) and ``{selector}`` (label matchers from the pod selector) are
+    substituted with safely escaped values. Literal braces are written ``{{`` and ``}}``.
+    """
+
+    name: MetricName  # required here, optional for presets
+    """Name of this metric in the policy (required for custom queries)."""
+    query: str = Field(min_length=1)
+    """PromQL template."""
+    returns: Literal["target", "perPod"] = "target"
+    """``target``: one series for the whole target; ``perPod``: one series per pod (``pod``)."""
+    empty_as: float | None = None
+    """Value to use when the query returns no series (e.g. 0 for a counter rate). Default: no
+    signal."""
+    role: Literal["proportional", "latencyGuard"] = "proportional"
+    """How ``algorithm: llm`` uses it: ratio math (``proportional``) or as a latency guard."""
+    aggregation: Aggregation | None = None
+    """Per-pod values to one value under ``type: Value`` when ``returns: perPod`` (default: sum)."""
+
+
+class MetricSpec(_Model):
+    """One metric entry: a one-key mapping naming its kind, e.g. ``{kvCache: {...}}``."""
+
+    kv_cache: GaugeMetricSpec | None = None
+    """KV-cache usage per pod, 0..1 (NIM ``gpu_cache_usage_perc``, vLLM ``kv_cache_usage_perc``)."""
+    inter_token_latency: LatencyMetricSpec | None = None
+    """Inter-token latency (time per output token), seconds."""
+    time_to_first_token: LatencyMetricSpec | None = None
+    """Time to first token, seconds."""
+    e2e_latency: LatencyMetricSpec | None = None
+    """End-to-end request latency, seconds."""
+    queue_depth: GaugeMetricSpec | None = None
+    """Requests waiting per pod (``num_requests_waiting``), requests."""
+    running_requests: GaugeMetricSpec | None = None
+    """Requests in the running batch per pod (``num_requests_running``), requests."""
+    request_rate: RateMetricSpec | None = None
+    """Request completion rate (``request_success_total``), requests/second."""
+    prometheus: PrometheusMetricSpec | None = None
+    """A custom PromQL query."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            keys = list(data)
+            if len(keys) != 1:
+                allowed = ", ".join(k.value for k in MetricKind)
+                msg = (
+                    f"a metric entry is a mapping with exactly one key (one of {allowed}); "
+                    f"got {len(keys)} keys: {', '.join(map(str, keys)) or 'none'}"
+                )
+                raise ValueError(msg)
+        return data
+
+    @property
+    def kind(self) -> MetricKind:
+        """Which preset (or ``prometheus``) this entry is."""
+        for kind in MetricKind:
+            if getattr(self, _KIND_ATTR[kind]) is not None:
+                return kind
+        msg = "metric entry has no kind"  # unreachable after validation
+        raise AssertionError(msg)
+
+    @property
+    def spec(self) -> GaugeMetricSpec | LatencyMetricSpec | RateMetricSpec | PrometheusMetricSpec:
+        """The inner specification of whichever kind is set."""
+        inner = getattr(self, _KIND_ATTR[self.kind])
+        assert inner is not None
+        return inner  # type: ignore[no-any-return]
+
+    @property
+    def name(self) -> str:
+        """The metric's name in the policy (explicit, or the preset key)."""
+        return self.spec.name or self.kind.value
+
+    @property
+    def target(self) -> MetricTarget:
+        """The metric's target."""
+        return self.spec.target
+
+    @property
+    def aggregation(self) -> Aggregation:
+        """How per-pod values combine under ``type: Value``."""
+        explicit = getattr(self.spec, "aggregation", None)
+        if explicit is not None:
+            return explicit  # type: ignore[no-any-return]
+        return Aggregation.AVG if self.kind is MetricKind.KV_CACHE else Aggregation.SUM
+
+    @property
+    def is_latency(self) -> bool:
+        """True for latency presets and custom queries with ``role: latencyGuard``."""
+        if self.kind in LATENCY_KINDS:
+            return True
+        return self.prometheus is not None and self.prometheus.role == "latencyGuard"
+
+    @property
+    def per_pod(self) -> bool:
+        """True if the source returns one sample per pod (gauges, rates, perPod queries)."""
+        if self.kind in LATENCY_KINDS:
+            return False
+        if self.prometheus is not None:
+            return self.prometheus.returns == "perPod"
+        return True
+
+
+_KIND_ATTR: dict[MetricKind, str] = {
+    MetricKind.KV_CACHE: "kv_cache",
+    MetricKind.INTER_TOKEN_LATENCY: "inter_token_latency",
+    MetricKind.TIME_TO_FIRST_TOKEN: "time_to_first_token",
+    MetricKind.E2E_LATENCY: "e2e_latency",
+    MetricKind.QUEUE_DEPTH: "queue_depth",
+    MetricKind.RUNNING_REQUESTS: "running_requests",
+    MetricKind.REQUEST_RATE: "request_rate",
+    MetricKind.PROMETHEUS: "prometheus",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Behavior (HPA v2)
+# --------------------------------------------------------------------------------------------
+
+
+class PolicyType(StrEnum):
+    """Kind of rate limit (HPA v2 ``HPAScalingPolicyType``)."""
+
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+class SelectPolicy(StrEnum):
+    """Which rate limit wins when several apply (HPA v2 ``ScalingPolicySelect``)."""
+
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+class ScalingRateLimit(_Model):
+    """One rate limit: at most ``value`` pods (or percent) of change per ``periodSeconds``."""
+
+    type: PolicyType
+    """``Pods`` or ``Percent``."""
+    value: int = Field(gt=0, le=2**31 - 1)
+    """Pods or percent allowed per period (> 0)."""
+    period_seconds: int = Field(gt=0, le=1800)
+    """Length of the look-back period, seconds (1..1800)."""
+
+
+class ScalingRules(_Model):
+    """Rules for one direction (HPA v2 ``HPAScalingRules``); unset fields take HPA defaults."""
+
+    stabilization_window_seconds: int | None = Field(None, ge=0, le=3600)
+    """Look-back window over past recommendations, seconds (0..3600)."""
+    select_policy: SelectPolicy | None = None
+    """``Max`` (default), ``Min`` or ``Disabled`` (no scaling in this direction)."""
+    policies: list[ScalingRateLimit] | None = None
+    """Rate limits; a list given here replaces the default list whole (not merged)."""
+    tolerance: NonNegativeQuantity | None = None
+    """Dead band around the target as a fraction (default 0.1 = 10 %)."""
+
+
+class Behavior(_Model):
+    """Scaling behavior, HPA v2 semantics. Present (even empty) means HPA defaults per field."""
+
+    scale_up: ScalingRules | None = None
+    """Scale-up rules (defaults: window 0, Max of 4 Pods/15 s and 100 %/15 s)."""
+    scale_down: ScalingRules | None = None
+    """Scale-down rules (defaults: window 300 s, 100 %/15 s)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Failure handling, SLO, LLM options
+# --------------------------------------------------------------------------------------------
+
+
+class OnMetricFailure(_Model):
+    """What to do when metrics are missing: hold, or go to fixed replicas after K failed ticks."""
+
+    action: Literal["hold", "fallback"] = "hold"
+    """``hold``: keep the current count (scale-up on valid metrics still allowed);
+    ``fallback``: after ``afterFailures`` consecutive ticks without any valid metric, scale to
+    ``replicas``."""
+    replicas: int | None = Field(None, ge=0)
+    """Fallback replica count (required with ``action: fallback``)."""
+    after_failures: int = Field(3, ge=1, le=1000)
+    """Consecutive failed ticks before the fallback applies."""
+
+    @model_validator(mode="after")
+    def _fallback_needs_replicas(self) -> OnMetricFailure:
+        if self.action == "fallback" and self.replicas is None:
+            msg = "action fallback needs 'replicas'"
+            raise ValueError(msg)
+        if self.action == "hold" and self.replicas is not None:
+            msg = "'replicas' only applies to action fallback"
+            raise ValueError(msg)
+        return self
+
+
+class SloObjective(_Model):
+    """A latency objective: the ``quantile`` of the latency stays under ``target`` seconds."""
+
+    quantile: float = Field(0.95, gt=0, lt=1)
+    """Quantile (0 < q < 1)."""
+    target: PositiveQuantity
+    """Latency bound, seconds."""
+
+
+class Slo(_Model):
+    """Service-level objectives, used by reports, lint and the simulator."""
+
+    ttft: SloObjective | None = None
+    """Time to first token objective."""
+    itl: SloObjective | None = None
+    """Inter-token latency objective."""
+    e2e: SloObjective | None = None
+    """End-to-end latency objective."""
+
+
+class LlmOptions(_Model):
+    """Tuning of ``algorithm: llm``; the defaults suit NIM/vLLM on GPUs."""
+
+    startup_seconds: Duration = 120.0
+    """Expected pod start-up time (scheduling + model load) until one is learned, seconds."""
+    startup_learning: bool = True
+    """Learn the start-up time from pods seen becoming ready."""
+    latency_scale_down_margin: float = Field(0.8, gt=0, le=1)
+    """Scale-down is allowed only when every latency metric is below margin x target."""
+    kv_saturation: float = Field(0.95, gt=0, le=1)
+    """KV-cache usage at or above this is treated as saturated (demand is then unknown-high)."""
+
+
+class Algorithm(StrEnum):
+    """Decision algorithm."""
+
+    HPA = "hpa"
+    """Exactly the Kubernetes HPA (v2) algorithm."""
+    LLM = "llm"
+    """HPA safety rules plus LLM-aware demand estimation and cold-start accounting."""
+
+
+class MetricNames(StrEnum):
+    """Which metric names the pods export."""
+
+    AUTO = "auto"
+    """Detect from what the pods export (and cache it)."""
+    NIM = "nim"
+    """NIM for LLMs: unprefixed (``gpu_cache_usage_perc``, ``time_per_output_token_seconds``)."""
+    VLLM = "vllm"
+    """vLLM >= 0.10: ``vllm:kv_cache_usage_perc``, ``vllm:inter_token_latency_seconds``."""
+    VLLM_LEGACY = "vllm-legacy"
+    """vLLM < 0.10: ``vllm:gpu_cache_usage_perc``, ``vllm:time_per_output_token_seconds``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Policy
+# --------------------------------------------------------------------------------------------
+
+
+class PolicySpec(_Model):
+    """What to scale, within which bounds, on which metrics, how fast."""
+
+    scale_target_ref: ScaleTargetRef
+    """The object whose ``/scale`` subresource is written."""
+    selector: str | None = None
+    """Pod label selector override (``app=x,tier in (a,b)``); default: from ``/scale``."""
+    min_replicas: int = Field(1, ge=0)
+    """Lower bound (>= 0). 0 allows scale to zero only through ``fallback``/``hpa`` rules."""
+    max_replicas: int = Field(ge=1)
+    """Upper bound (>= 1, >= minReplicas)."""
+    metrics: list[MetricSpec] = Field(min_length=1)
+    """Metrics; the largest proposal wins (HPA semantics)."""
+    behavior: Behavior | None = None
+    """Scaling behavior; absent means exactly an HPA without ``behavior``."""
+    algorithm: Algorithm = Algorithm.LLM
+    """``hpa`` (Kubernetes HPA exactly) or ``llm`` (LLM-aware; default)."""
+    metric_names: MetricNames = MetricNames.AUTO
+    """Metric name family exported by the pods."""
+    on_metric_failure: OnMetricFailure = Field(default_factory=OnMetricFailure)
+    """Behaviour when no metric gives a signal."""
+    slo: Slo | None = None
+    """Latency objectives (reports, lint, simulation)."""
+    llm: LlmOptions = Field(default_factory=LlmOptions)
+    """Options of ``algorithm: llm``."""
+
+    @model_validator(mode="after")
+    def _bounds_and_names(self) -> PolicySpec:
+        if self.max_replicas < self.min_replicas:
+            msg = f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            raise ValueError(msg)
+        seen: dict[str, int] = {}
+        for index, metric in enumerate(self.metrics):
+            if metric.name in seen:
+                msg = (
+                    f"metrics[{index}]: name {metric.name!r} is already used by "
+                    f"metrics[{seen[metric.name]}]; give each metric a unique 'name'"
+                )
+                raise ValueError(msg)
+            seen[metric.name] = index
+        return self
+
+    def metric(self, name: str) -> MetricSpec:
+        """The metric entry called ``name``."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+
+class ScalingPolicy(_Model):
+    """A complete policy document."""
+
+    api_version: Literal["nim-autoscaler/v1alpha1"]
+    """Always ``nim-autoscaler/v1alpha1``."""
+    kind: Literal["ScalingPolicy"]
+    """Always ``ScalingPolicy``."""
+    metadata: Metadata
+    """Name and namespace."""
+    spec: PolicySpec
+    """The policy."""
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _known_api_version(cls, value: object) -> object:
+        if value != API_VERSION:
+            msg = f"apiVersion must be {API_VERSION!r}, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``: the policy's identity in the controller."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
