@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     leader_election_lease_duration: float = Field(15.0, gt=0, description="Seconds.")
     leader_election_renew_deadline: float = Field(10.0, gt=0, description="Seconds.")
     leader_election_retry_period: float = Field(2.0, gt=0, description="Seconds.")
+    history_configmap: str = Field(
+        "nim-autoscaler-history",
+        description="ConfigMap (in the leader-election namespace) holding the decision history.",
+    )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Namespaces to watch (comma-separated in the environment); empty: all.",

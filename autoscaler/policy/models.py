@@ -33,6 +33,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -619,13 +620,20 @@ class PolicySpec(_Model):
     llm: LlmOptions = Field(default_factory=LlmOptions)
     """Options of ``algorithm: llm``."""
 
-    @model_validator(mode="after")
-    def _bounds_and_names(self) -> PolicySpec:
-        if self.max_replicas < self.min_replicas:
-            msg = f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_replicas")
+        if minimum is not None and value < minimum:
+            msg = f"maxReplicas ({value}) must be >= minReplicas ({minimum})"
             raise ValueError(msg)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metric_names(cls, metrics: list[MetricSpec]) -> list[MetricSpec]:
         seen: dict[str, int] = {}
-        for index, metric in enumerate(self.metrics):
+        for index, metric in enumerate(metrics):
             if metric.name in seen:
                 msg = (
                     f"metrics[{index}]: name {metric.name!r} is already used by "
@@ -633,7 +641,7 @@ class PolicySpec(_Model):
                 )
                 raise ValueError(msg)
             seen[metric.name] = index
-        return self
+        return metrics
 
     def metric(self, name: str) -> MetricSpec:
         """The metric entry called ``name``."""
@@ -660,6 +668,17 @@ class ScalingPolicy(_Model):
     def _known_api_version(cls, value: object) -> object:
         if value != API_VERSION:
             msg = f"apiVersion must be {API_VERSION!r}, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: object) -> object:
+        if value != KIND:
+            hint = ""
+            if value in {"HorizontalPodAutoscaler", "NIMService", "ScaledObject"}:
+                hint = f"; convert a {value} with 'nim-autoscaler import'"
+            msg = f"kind must be {KIND!r}, got {value!r}{hint}"
             raise ValueError(msg)
         return value
 

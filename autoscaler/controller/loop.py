@@ -1,0 +1,429 @@
+"""The control loop: one ``tick(now)`` fetches, decides and acts for every policy.
+
+This is the only place that knows about order and time; it runs unchanged in the live controller
+(Kubernetes + Prometheus adapters), in dry-run, and in the simulator (simulated adapters and a
+virtual clock). It talks to the world only through the ports in :mod:`autoscaler.controller.ports`
+and :class:`autoscaler.metrics.base.MetricSource`, and decides only through
+:func:`autoscaler.decision.core.decide`.
+
+A tick, for all policies at once:
+
+1. read each target's ``/scale`` (bounded concurrency, per-call timeout);
+2. take each target's pods from the watch-fed cache;
+3. load the decision history of policies seen for the first time (durable store);
+4. fetch every policy's metrics with ONE batched ``MetricSource.fetch`` (timeout: no signal);
+5. decide per policy (pure);
+6. act: write ``/scale`` when the desired count differs, unless dry-run or not leader;
+7. record: Events and status, history persistence, the controller's own metrics, one log line.
+
+One policy's failure (API error, bad data, an exception in any step) never affects another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from autoscaler.controller.ports import (
+    HistoryStore,
+    LeaderGate,
+    Outcome,
+    PodSource,
+    Recorder,
+    ScaleClient,
+    ScaleReading,
+)
+from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.types import (
+    Condition,
+    ConditionType,
+    Decision,
+    History,
+    MetricObservation,
+    NoSignal,
+    NoSignalReason,
+    Observation,
+    PodInfo,
+)
+from autoscaler.errors import ActuationError, Forbidden, TargetNotFound
+from autoscaler.metrics.base import MetricRequest, MetricSource
+from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.policy.models import ScalingPolicy
+
+log = structlog.get_logger(__name__)
+
+PolicyProvider = Callable[[], Sequence[ScalingPolicy]]
+"""Returns the policies in force now (the hot-reloading policy directory, or a fixed list)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What happened to one policy in one tick."""
+
+    policy: str
+    """``namespace/name``."""
+    decision: Decision | None
+    """The decision (None when no decision could be made: scale unreadable, not leader)."""
+    outcome: Outcome
+    error: str | None = None
+    observation: Observation | None = field(default=None, repr=False)
+    """What was observed (for dry-run printing and tests)."""
+
+
+@dataclass(slots=True)
+class _Work:
+    """Per-policy scratch state inside one tick."""
+
+    policy: ScalingPolicy
+    reading: ScaleReading | None = None
+    selector: str | None = None
+    pods: tuple[PodInfo, ...] = ()
+    error: str | None = None
+    error_kind: str | None = None
+    decision: Decision | None = None
+    observation: Observation | None = None
+    outcome: Outcome = Outcome.UNCHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class LoopTimeouts:
+    """Per-phase time budgets, seconds."""
+
+    scale_read: float = 5.0
+    """One ``/scale`` read."""
+    metrics: float = 8.0
+    """The whole batched metric fetch."""
+    scale_write: float = 10.0
+    """One ``/scale`` write (including conflict retries)."""
+    record: float = 5.0
+    """Events, status and history writes of one policy."""
+
+
+class ControlLoop:
+    """Fetch -> decide -> act -> record, for every policy, once per ``tick``."""
+
+    def __init__(
+        self,
+        *,
+        policies: PolicyProvider,
+        metrics: MetricSource,
+        scale: ScaleClient,
+        pods: PodSource,
+        recorder: Recorder | None = None,
+        history_store: HistoryStore | None = None,
+        leader: LeaderGate | None = None,
+        dry_run: bool = False,
+        registry: CollectorRegistry | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+        timeouts: LoopTimeouts | None = None,
+        concurrency: int = 32,
+        log_ticks: bool = True,
+    ) -> None:
+        self._policies = policies
+        self._metrics = metrics
+        self._scale = scale
+        self._pods = pods
+        self._recorder = recorder
+        self._store = history_store
+        self._leader = leader
+        self._dry_run = dry_run
+        self._on_decision = on_decision
+        self._timeouts = timeouts or LoopTimeouts()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._log_ticks = log_ticks
+        self.monitor = ControllerMetrics(registry) if registry is not None else None
+        self._histories: dict[str, History] = {}
+        self._known: dict[str, ScalingPolicy] = {}
+        self._was_leader = False
+        self.last_tick_at: float | None = None
+        """Wall time (``time.monotonic``) at which the last tick finished."""
+
+    @property
+    def dry_run(self) -> bool:
+        """True if the loop never writes to the cluster."""
+        return self._dry_run
+
+    def history(self, policy_key: str) -> History | None:
+        """The in-memory history of a policy (for tests and ``explain``)."""
+        return self._histories.get(policy_key)
+
+    async def tick(self, now: float) -> list[TickResult]:
+        """Run one control-loop iteration at time ``now`` for every policy in force."""
+        started = time.monotonic()
+        policies = list(self._policies())
+        self._forget_removed(policies)
+        leader = self._leader.is_leader() if self._leader is not None else True
+        if self.monitor is not None:
+            self.monitor.is_leader.set(1.0 if leader else 0.0)
+        if leader and not self._was_leader:
+            # A new term: the previous leader's history in the store is authoritative.
+            self._histories.clear()
+        self._was_leader = leader
+        if not leader and not self._dry_run:
+            return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
+
+        work = [_Work(policy) for policy in policies]
+        await self._bounded(work, self._read_scale)
+        for item in work:
+            self._select_pods(item)
+        await self._bounded(work, self._load_history)
+        observed = await self._fetch_metrics([w for w in work if w.error is None], now)
+        for item in work:
+            if item.error is None:
+                self._decide(item, observed.get(item.policy.key, {}), now)
+        await self._bounded(work, lambda item: self._act(item, now))
+        await self._bounded(work, self._record)
+        results = [
+            TickResult(w.policy.key, w.decision, w.outcome, w.error, w.observation) for w in work
+        ]
+        if self._log_ticks:
+            for result, item in zip(results, work, strict=True):
+                self._log(result, item)
+        if self.monitor is not None:
+            self.monitor.tick_duration.observe(time.monotonic() - started)
+            self.monitor.last_successful_tick.set(time.time())
+        self.last_tick_at = time.monotonic()
+        return results
+
+    # ---- phases --------------------------------------------------------------------------
+
+    async def _read_scale(self, item: _Work) -> None:
+        ref = item.policy.spec.scale_target_ref
+        try:
+            async with asyncio.timeout(self._timeouts.scale_read):
+                item.reading = await self._scale.get_scale(item.policy.metadata.namespace, ref)
+        except TargetNotFound as exc:
+            self._fail(item, "scale_read", f"FailedGetScale: target not found: {exc}")
+        except Forbidden as exc:
+            self._fail(item, "scale_read", f"FailedGetScale: forbidden: {exc}")
+        except TimeoutError:
+            self._fail(item, "scale_read", "FailedGetScale: timed out reading /scale")
+        except ActuationError as exc:
+            self._fail(item, "scale_read", f"FailedGetScale: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one target's fault must not stop the others
+            self._fail(
+                item, "scale_read", f"FailedGetScale: unexpected {type(exc).__name__}: {exc}"
+            )
+
+    def _select_pods(self, item: _Work) -> None:
+        if item.error is not None or item.reading is None:
+            return
+        selector = item.policy.spec.selector or item.reading.selector
+        if not selector:
+            self._fail(
+                item,
+                "pods",
+                "InvalidSelector: the target's /scale has no status.selector; "
+                "set spec.selector in the policy",
+            )
+            return
+        item.selector = selector
+        try:
+            item.pods = tuple(self._pods.pods(item.policy.metadata.namespace, selector))
+        except Exception as exc:  # noqa: BLE001 - a bad selector must not stop other policies
+            self._fail(item, "pods", f"InvalidSelector: {selector!r}: {exc}")
+
+    async def _load_history(self, item: _Work) -> None:
+        key = item.policy.key
+        if key in self._histories:
+            return
+        loaded: History | None = None
+        if self._store is not None:
+            try:
+                async with asyncio.timeout(self._timeouts.record):
+                    loaded = await self._store.load(item.policy)
+            except Exception as exc:  # noqa: BLE001 - a fresh history is a safe fallback
+                self._count_error(item.policy, "history")
+                log.warning("history load failed; starting fresh", policy=key, error=str(exc))
+        self._histories[key] = loaded if loaded is not None else History()
+
+    async def _fetch_metrics(
+        self, work: Sequence[_Work], now: float
+    ) -> Mapping[str, Mapping[str, MetricObservation]]:
+        if not work:
+            return {}
+        requests = [MetricRequest(w.policy, w.pods, w.selector) for w in work]
+        try:
+            async with asyncio.timeout(self._timeouts.metrics):
+                return await self._metrics.fetch(requests, now)
+        except TimeoutError:
+            reason, detail = NoSignalReason.TIMEOUT, "metric fetch exceeded its time budget"
+        except Exception as exc:  # noqa: BLE001 - a broken source means no signal, not a crash
+            reason, detail = NoSignalReason.QUERY_ERROR, f"{type(exc).__name__}: {exc}"
+        log.warning("metric fetch failed", reason=reason.value, detail=detail)
+        for item in work:
+            self._count_error(item.policy, "metrics")
+        nothing = NoSignal(reason, detail)
+        return {w.policy.key: {m.name: nothing for m in w.policy.spec.metrics} for w in work}
+
+    def _decide(self, item: _Work, metrics: Mapping[str, MetricObservation], now: float) -> None:
+        assert item.reading is not None
+        observation = Observation(
+            spec_replicas=item.reading.spec_replicas,
+            status_replicas=item.reading.status_replicas,
+            pods=item.pods,
+            metrics=metrics,
+        )
+        item.observation = observation
+        key = item.policy.key
+        try:
+            result = decide(item.policy, observation, self._histories[key], now)
+        except Exception as exc:  # a decision bug must not take the loop down
+            self._fail(item, "decision", f"internal error in decision: {type(exc).__name__}: {exc}")
+            log.exception("decision failed", policy=key)
+            return
+        item.decision = result.decision
+        self._histories[key] = result.history
+
+    async def _act(self, item: _Work, now: float) -> None:
+        decision = item.decision
+        if decision is None:
+            item.outcome = Outcome.FAILED
+            return
+        if not decision.scale:
+            item.outcome = Outcome.UNCHANGED
+            return
+        key = item.policy.key
+        if self._dry_run:
+            item.outcome = Outcome.DRY_RUN
+            # Open loop, as replay: keep the history as if the write had happened.
+            self._histories[key] = record_rescale(
+                item.policy,
+                self._histories[key],
+                now,
+                decision.current_replicas,
+                decision.desired_replicas,
+            )
+            return
+        if self._leader is not None and not self._leader.is_leader():
+            item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
+            return
+        ref = item.policy.spec.scale_target_ref
+        try:
+            async with asyncio.timeout(self._timeouts.scale_write):
+                await self._scale.set_scale(
+                    item.policy.metadata.namespace, ref, decision.desired_replicas
+                )
+        except Exception as exc:  # noqa: BLE001 - reported as FailedRescale; others go on
+            item.outcome = Outcome.FAILED
+            item.error = f"FailedRescale: {type(exc).__name__}: {exc}"
+            self._count_error(item.policy, "scale_write")
+            return
+        item.outcome = Outcome.SCALED
+        self._histories[key] = record_rescale(
+            item.policy,
+            self._histories[key],
+            now,
+            decision.current_replicas,
+            decision.desired_replicas,
+        )
+        if self.monitor is not None:
+            self.monitor.scaled(item.policy, decision.current_replicas, decision.desired_replicas)
+
+    async def _record(self, item: _Work) -> None:
+        policy = item.policy
+        decision = item.decision or self._failure_decision(item)
+        if self.monitor is not None and item.decision is not None:
+            self.monitor.observe_decision(policy, item.decision)
+        if self._on_decision is not None and item.decision is not None:
+            try:
+                self._on_decision(item.decision)
+            except Exception:  # a printing callback must not break the loop
+                log.exception("on_decision callback failed", policy=policy.key)
+        if self._dry_run:
+            return
+        if self._recorder is not None:
+            try:
+                async with asyncio.timeout(self._timeouts.record):
+                    await self._recorder.record(policy, decision, item.outcome, item.error)
+            except Exception as exc:  # noqa: BLE001 - visibility must not break scaling
+                self._count_error(policy, "record")
+                log.warning("recording failed", policy=policy.key, error=str(exc))
+        history = self._histories.get(policy.key)
+        if self._store is not None and history is not None:
+            try:
+                async with asyncio.timeout(self._timeouts.record):
+                    await self._store.save(policy, history)
+            except Exception as exc:  # noqa: BLE001 - memory keeps the state; retried next tick
+                self._count_error(policy, "history")
+                log.warning("history save failed", policy=policy.key, error=str(exc))
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    async def _bounded(
+        self, work: Sequence[_Work], step: Callable[[_Work], Awaitable[None]]
+    ) -> None:
+        async def run(item: _Work) -> None:
+            async with self._semaphore:
+                await step(item)
+
+        await asyncio.gather(*(run(item) for item in work))
+
+    def _fail(self, item: _Work, kind: str, message: str) -> None:
+        item.error = message
+        item.error_kind = kind
+        item.outcome = Outcome.FAILED
+        self._count_error(item.policy, kind)
+
+    def _count_error(self, policy: ScalingPolicy, kind: str) -> None:
+        if self.monitor is not None:
+            self.monitor.error(policy, kind)
+
+    @staticmethod
+    def _failure_decision(item: _Work) -> Decision:
+        """A decision-shaped record of a tick that could not decide (for Events and status)."""
+        replicas = item.reading.spec_replicas if item.reading is not None else 0
+        message = item.error or "no decision"
+        reason = message.split(":", 1)[0] if ":" in message else "FailedDecision"
+        return Decision(
+            policy=item.policy.key,
+            timestamp=0.0,
+            current_replicas=replicas,
+            desired_replicas=replicas,
+            reason=message,
+            conditions=(
+                Condition(
+                    ConditionType.ABLE_TO_SCALE, status=False, reason=reason, message=message
+                ),
+            ),
+        )
+
+    def _forget_removed(self, policies: Sequence[ScalingPolicy]) -> None:
+        current = {p.key: p for p in policies}
+        removed = [p for key, p in self._known.items() if key not in current]
+        for policy in removed:
+            self._histories.pop(policy.key, None)
+        if removed and self.monitor is not None:
+            self.monitor.forget(removed)
+        for key, policy in current.items():
+            old = self._known.get(key)
+            if old is not None and old != policy and self.monitor is not None:
+                self.monitor.forget([old])
+        self._known = current
+
+    @staticmethod
+    def _log(result: TickResult, item: _Work) -> None:
+        decision = result.decision
+        if decision is None:
+            log.warning(
+                "tick",
+                policy=result.policy,
+                outcome=result.outcome.value,
+                error=result.error,
+            )
+            return
+        log.info(
+            "tick",
+            policy=result.policy,
+            target=f"{item.policy.spec.scale_target_ref.kind}/{item.policy.spec.scale_target_ref.name}",
+            current=decision.current_replicas,
+            desired=decision.desired_replicas,
+            reason=decision.reason,
+            outcome=result.outcome.value,
+            error=result.error,
+        )

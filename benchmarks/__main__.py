@@ -1,0 +1,93 @@
+"""Run the benchmarks and refresh the README's performance table.
+
+Every ``benchmarks/bench_<area>.py`` exposes ``main(quick: bool = False) -> dict``; it runs its
+measurements, writes ``benchmarks/results/<area>.json`` and returns the same dict. A result may
+carry ``"readme_rows"``: a list of ``{"benchmark", "figure", "value", "goal", "met"}`` rows
+that this runner gathers into the README.md table between the ``<!-- bench:begin -->`` and
+``<!-- bench:end -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _discover() -> list[str]:
+    package = Path(__file__).resolve().parent
+    return sorted(
+        info.name.removeprefix("bench_")
+        for info in pkgutil.iter_modules([str(package)])
+        if info.name.startswith("bench_")
+    )
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| benchmark | figure | measured | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = row.get("met")
+        mark = "yes" if met is True else "no" if met is False else "-"
+        lines.append(
+            f"| {row.get('benchmark', '')} | {row.get('figure', '')} | {row.get('value', '')} "
+            f"| {row.get('goal', '')} | {mark} |"
+        )
+    return "\n".join(lines)
+
+
+def _update_readme(rows: list[dict[str, Any]], quick: bool) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    note = (
+        "_Quick mode (reduced sizes); run `make bench` for the full figures._\n\n" if quick else ""
+    )
+    readme.write_text(f"{head}{BEGIN}\n{note}{_table(rows)}\n{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected (default: all) benchmarks."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="small sizes, under 5 minutes")
+    parser.add_argument("names", nargs="*", help=f"subset of: {', '.join(_discover())}")
+    args = parser.parse_args(argv)
+    names = args.names or _discover()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    failed = []
+    for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        started = time.monotonic()
+        print(f"== {name} ...", file=sys.stderr, flush=True)
+        try:
+            result = module.main(quick=args.quick)
+        except Exception as exc:
+            print(f"== {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
+        rows.extend(result.get("readme_rows", []))
+        print(f"== {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    (RESULTS / "summary.json").write_text(json.dumps({"quick": args.quick, "rows": rows}, indent=2))
+    if not args.names:
+        _update_readme(rows, args.quick)
+    print(_table(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
