@@ -1,18 +1,197 @@
-"""`nim-autoscaler status`: not built yet."""
+"""``nim-autoscaler status``: policies and their targets, like ``kubectl get hpa``.
+
+Reads the policies from the policy directory (:mod:`autoscaler.policy.loader`), then, for
+each, the target's ``/scale`` (live replicas) and its ``nim-autoscaler.io/status``
+annotation written by :mod:`autoscaler.kube.recorder` (metric values vs targets). Prints::
+
+    NAME     REFERENCE           TARGETS                 MINPODS  MAXPODS  REPLICAS  AGE
+    llama    Deployment/llama    kvCache: 0.93/0.7       1        8        4         3d
+
+AGE is the age of the target object. Cluster access goes through :mod:`autoscaler.kube`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from autoscaler.errors import AutoscalerError
+from autoscaler.kube.client import KubeApi, KubeApiError
+from autoscaler.kube.pods import parse_time
+from autoscaler.kube.recorder import STATUS_ANNOTATION
+from autoscaler.kube.scale import KubeScaleClient
+from autoscaler.policy.loader import format_errors, load_path
+from autoscaler.policy.models import ScalingPolicy
+from autoscaler.settings import Settings
+
+HEADERS = ("NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
-    del parser
+    """Flags of ``status``."""
+    parser.add_argument("-n", "--namespace", help="only policies in this namespace")
+    parser.add_argument(
+        "--policy-dir", type=Path, help="directory (or file) of policies (default: settings)"
+    )
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: KUBECONFIG)")
+    parser.add_argument("--context", help="kubeconfig context")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Report that the command is not available yet."""
-    del args
-    print("nim-autoscaler status: not available yet", file=sys.stderr)
-    return 2
+    """Print the table; exit code 1 if the cluster or the policies cannot be read."""
+    overrides: dict[str, Any] = {}
+    if args.policy_dir is not None:
+        overrides["policy_dir"] = args.policy_dir
+    if args.kubeconfig is not None:
+        overrides["KUBECONFIG"] = args.kubeconfig
+    if args.context is not None:
+        overrides["kube_context"] = args.context
+    settings = Settings(**overrides)
+    return asyncio.run(status(settings, args.namespace, sys.stdout, sys.stderr))
+
+
+def load_policies(path: Path, errors: TextIO) -> list[ScalingPolicy]:
+    """Every valid policy under ``path``; problems of invalid files are reported and skipped."""
+    result = load_path(path)
+    for line in format_errors(result.errors):
+        print(f"warning: {line}", file=errors)
+    return [loaded.policy for loaded in result.policies]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    name: str
+    reference: str
+    targets: str
+    min_pods: str
+    max_pods: str
+    replicas: str
+    age: str
+
+    def cells(self) -> tuple[str, ...]:
+        """The cells in header order."""
+        return (
+            self.name,
+            self.reference,
+            self.targets,
+            self.min_pods,
+            self.max_pods,
+            self.replicas,
+            self.age,
+        )
+
+
+def format_age(seconds: float | None) -> str:
+    """kubectl-style age: ``45s``, ``12m``, ``5h``, ``3d``."""
+    if seconds is None:
+        return "<unknown>"
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3 * 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "<unknown>"
+
+
+def format_targets(policy: ScalingPolicy, status: dict[str, Any] | None) -> str:
+    """``name: value/target`` per metric, as the HPA's TARGETS column."""
+    values: dict[str, Any] = {}
+    if status is not None:
+        for metric in status.get("metrics") or []:
+            if isinstance(metric, dict):
+                values[str(metric.get("name"))] = metric.get("value")
+    parts = []
+    for metric in policy.spec.metrics:
+        target = metric.target
+        goal = target.value if target.value is not None else target.average_value
+        parts.append(f"{metric.name}: {_number(values.get(metric.name))}/{_number(goal)}")
+    return ", ".join(parts)
+
+
+async def _row(api: KubeApi, scale: KubeScaleClient, policy: ScalingPolicy, errors: TextIO) -> Row:
+    ref = policy.spec.scale_target_ref
+    namespace = policy.metadata.namespace
+    replicas = "<unknown>"
+    age: float | None = None
+    status: dict[str, Any] | None = None
+    try:
+        reading = await scale.get_scale(namespace, ref)
+        replicas = str(reading.status_replicas)
+        resource = await scale.discovery.resolve(ref.api_version, ref.kind)
+        obj = await api.request("GET", resource.path(namespace, ref.name))
+        meta = obj.get("metadata") or {}
+        created = parse_time(meta.get("creationTimestamp"))
+        age = time.time() - created if created is not None else None
+        text = (meta.get("annotations") or {}).get(STATUS_ANNOTATION)
+        if text:
+            loaded = json.loads(text)
+            status = loaded if isinstance(loaded, dict) else None
+    except (AutoscalerError, KubeApiError, ValueError) as exc:
+        print(f"warning: {policy.key}: {exc}", file=errors)
+    return Row(
+        name=policy.metadata.name,
+        reference=f"{ref.kind}/{ref.name}",
+        targets=format_targets(policy, status),
+        min_pods=str(policy.spec.min_replicas),
+        max_pods=str(policy.spec.max_replicas),
+        replicas=replicas,
+        age=format_age(age),
+    )
+
+
+def render(rows: Iterable[Row]) -> str:
+    """Left-aligned columns separated by three spaces, as kubectl prints."""
+    table = [HEADERS, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
+
+
+async def status(settings: Settings, namespace: str | None, out: TextIO, errors: TextIO) -> int:
+    """Collect and print the table.
+
+    Args:
+        settings: cluster and policy directory.
+        namespace: only policies of this namespace (None: all).
+        out: where the table goes.
+        errors: where warnings go.
+    """
+    policies = [
+        p
+        for p in load_policies(settings.policy_dir, errors)
+        if namespace is None or p.metadata.namespace == namespace
+    ]
+    if not policies:
+        print(f"No policies found in {settings.policy_dir}.", file=errors)
+        return 0
+    try:
+        api = await KubeApi.from_settings(settings)
+    except AutoscalerError as exc:
+        print(f"error: {exc}", file=errors)
+        return 1
+    try:
+        scale = KubeScaleClient(api, retry_budget=2.0)
+        rows = [await _row(api, scale, policy, errors) for policy in policies]
+    finally:
+        await api.close()
+    print(render(rows), file=out)
+    return 0

@@ -1,18 +1,58 @@
-"""`nim-autoscaler validate`: not built yet."""
+"""``nim-autoscaler validate PATH...``: check policy files and report every located error.
+
+Uses :func:`autoscaler.policy.loader.load_paths`. Exit code 0 when every file is valid, 1 otherwise.
+Human output lists each valid policy and each error as ``FILE:LINE:COL: field: message``;
+``--output json`` prints one JSON object (``valid``, ``policies``, ``errors``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
+
+from autoscaler.policy.loader import LoadResult, errors_to_json, format_errors, load_paths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
-    del parser
+    """Add the paths and ``--output``."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="policy files or directories")
+    parser.add_argument(
+        "--output", "-o", choices=("text", "json"), default="text", help="report format"
+    )
+
+
+def result_to_json(result: LoadResult) -> dict[str, Any]:
+    """The load result as a JSON-ready object."""
+    return {
+        "valid": result.ok,
+        "policies": [
+            {
+                "key": loaded.key,
+                "file": loaded.location.file,
+                "line": loaded.location.line,
+                "column": loaded.location.column,
+            }
+            for loaded in result.policies
+        ],
+        "errors": errors_to_json(result.errors),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    """Report that the command is not available yet."""
-    del args
-    print("nim-autoscaler validate: not available yet", file=sys.stderr)
-    return 2
+    """Validate, print the report, return 0 if all valid else 1."""
+    result = load_paths(args.paths)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(result_to_json(result), indent=2) + "\n")
+        return 0 if result.ok else 1
+    for loaded in result.policies:
+        print(f"OK    {loaded.key} ({loaded.location})")
+    for line in format_errors(result.errors):
+        print(f"ERROR {line}")
+    problems = len(result.all_errors())
+    print(
+        f"{len(result.policies)} valid policies, {problems} error(s) "
+        f"in {len(result.errors)} file(s)"
+    )
+    return 0 if result.ok else 1

@@ -71,7 +71,7 @@ class KubeApiError(Exception):
         return self.status in {0, 429} or self.status >= 500
 
 
-async def load_configuration(settings: Settings) -> Any:  # noqa: ANN401 - untyped library object
+async def load_configuration(settings: Settings) -> Any:
     """Build a ``kubernetes_asyncio`` ``Configuration`` from the settings.
 
     Order: ``settings.kubeconfig`` (with ``settings.kube_context``), else the in-cluster service
@@ -95,7 +95,7 @@ async def load_configuration(settings: Settings) -> Any:  # noqa: ANN401 - untyp
         log.info("kube_config_loaded", source="kubeconfig", path=str(settings.kubeconfig))
         return configuration
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        _load_incluster(configuration)
     except ConfigException as in_cluster_exc:
         default = Path.home() / ".kube" / "config"
         try:
@@ -115,6 +115,11 @@ async def load_configuration(settings: Settings) -> Any:  # noqa: ANN401 - untyp
         return configuration
     log.info("kube_config_loaded", source="in-cluster")
     return configuration
+
+
+def _load_incluster(configuration: Any) -> None:
+    """The in-cluster service account configuration (raises ``ConfigException`` outside)."""
+    k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
 
 
 def _status_from_body(body: object) -> tuple[str, str]:
@@ -137,15 +142,19 @@ class KubeApi:
         timeout: default total timeout of one request, seconds.
     """
 
-    def __init__(self, api_client: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:  # noqa: ANN401 - untyped library object
+    def __init__(self, api_client: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._api = api_client
         self._timeout = timeout
 
     @classmethod
-    async def from_settings(cls, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> KubeApi:
+    async def from_settings(
+        cls, settings: Settings, *, request_timeout: float = DEFAULT_TIMEOUT
+    ) -> KubeApi:
         """A client for the cluster the settings select (see :func:`load_configuration`)."""
         configuration = await load_configuration(settings)
-        return cls(k8s_client.ApiClient(configuration), timeout=timeout)
+        # One connection per open watch (one per watched namespace) plus ordinary requests.
+        configuration.connection_pool_maxsize = max(100, len(settings.namespaces) + 50)
+        return cls(k8s_client.ApiClient(configuration), timeout=request_timeout)
 
     async def close(self) -> None:
         """Close the underlying HTTP session."""
@@ -159,7 +168,7 @@ class KubeApi:
         query: Mapping[str, str | int | bool] | None = None,
         body: object = None,
         content_type: str = "application/json",
-        timeout: float | None = None,
+        request_timeout: float | None = None,
     ) -> JsonObject:
         """Send one request and return the decoded JSON object.
 
@@ -169,7 +178,7 @@ class KubeApi:
             query: query parameters.
             body: JSON-serialisable body.
             content_type: the body's content type (merge patch for ``PATCH``).
-            timeout: total timeout, seconds (default: the client's).
+            request_timeout: total timeout, seconds (default: the client's).
 
         Raises:
             KubeApiError: on an error status, a timeout or a transport fault.
@@ -185,7 +194,7 @@ class KubeApi:
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=True,
-                _request_timeout=timeout if timeout is not None else self._timeout,
+                _request_timeout=request_timeout if request_timeout is not None else self._timeout,
             )
         except ApiException as exc:
             reason, message = _status_from_body(exc.body)
@@ -205,15 +214,15 @@ class KubeApi:
         path: str,
         *,
         query: Mapping[str, str | int | bool] | None = None,
-        timeout: float | None = None,
+        stream_timeout: float | None = None,
     ) -> AsyncIterator[JsonObject]:
         """Stream a watch: yield one decoded JSON object per line until the server ends it.
 
         Args:
             path: the list path (``watch=true`` is added by the caller in ``query``).
             query: query parameters.
-            timeout: total time allowed for the whole stream, seconds (None: no limit beyond the
-                server's ``timeoutSeconds``).
+            stream_timeout: total time allowed for the whole stream, seconds (None: no limit
+                beyond the server's ``timeoutSeconds``).
 
         Raises:
             KubeApiError: on an error status or a transport fault (also mid-stream).
@@ -227,7 +236,7 @@ class KubeApi:
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=False,
-                _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10.0),
+                _request_timeout=aiohttp.ClientTimeout(total=stream_timeout, sock_connect=10.0),
             )
         except TimeoutError as exc:
             raise KubeApiError(0, "Timeout", "watch timed out", "GET", path) from exc

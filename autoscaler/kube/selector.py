@@ -118,8 +118,8 @@ def parse_selector(text: str) -> Selector:
         return tokens[index] if index < len(tokens) else None
 
     while index < len(tokens):
-        token = tokens[index]
-        if token == "!":
+        current = tokens[index]
+        if current == "!":
             index += 1
             key = peek()
             if key is None or key in {",", "(", ")", "=", "==", "!=", "!"}:
@@ -128,7 +128,7 @@ def parse_selector(text: str) -> Selector:
             requirements.append(Requirement(_check_key(key, text), Operator.DOES_NOT_EXIST))
             index += 1
         else:
-            key = _check_key(token, text)
+            key = _check_key(current, text)
             index += 1
             op = peek()
             if op is None or op == ",":

@@ -15,15 +15,14 @@ points at its parent mapping, an unknown key at the key itself. Duplicate keys (
 silently overwrite) are detected on the node tree.
 
 :class:`PolicyDirectory` is what the controller (:mod:`autoscaler.controller`) calls every tick for
-hot reload: it re-parses only files whose ``(mtime, size, inode)`` changed and keeps serving the last
-good version of a file that became invalid, while reporting its errors. The ``validate`` and
+hot reload: it re-parses only files whose ``(mtime, size, inode)`` changed and keeps serving the
+last good version of a file that became invalid, while reporting its errors. The ``validate`` and
 ``lint`` commands (:mod:`autoscaler.commands.validate`) use :func:`load_paths`.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import types
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +42,9 @@ _log = structlog.get_logger(__name__)
 POLICY_SUFFIXES = (".yaml", ".yml")
 """File name endings read from a directory."""
 
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest policy file read (1 MiB, the size limit of a Kubernetes ConfigMap)."""
+
 _MAX_INPUT_REPR = 60
 
 
@@ -59,11 +61,26 @@ class LoadedPolicy:
     """The validated policy."""
     location: Location
     """File, line and column where the policy's document starts."""
+    node: yaml.Node | None = field(default=None, repr=False, compare=False)
+    """The document's YAML node tree (for locating fields); None when not read from YAML."""
 
     @property
     def key(self) -> str:
         """``namespace/name`` of the policy."""
         return self.policy.key
+
+    def locate(self, path: Sequence[int | str]) -> Location:
+        """Where the field at ``path`` (YAML keys and list indexes) is written.
+
+        A field that is not written (a default) points at its nearest written parent.
+        """
+        field_path = _format_path(path)
+        if self.node is None:
+            return Location(
+                self.location.file, self.location.line, self.location.column, field_path
+            )
+        node = _node_for(self.node, path, at_key=False)
+        return _mark_location(self.location.file, node.start_mark, field_path)
 
 
 @dataclass(frozen=True)
@@ -134,9 +151,7 @@ def errors_to_json(errors: Iterable[PolicyFileError | PolicyError]) -> list[dict
 # --------------------------------------------------------------------------------------------
 
 
-def _mark_location(
-    file: str, mark: yaml.Mark | None, field_path: str = ""
-) -> Location:
+def _mark_location(file: str, mark: yaml.Mark | None, field_path: str = "") -> Location:
     if mark is None:
         return Location(file, field=field_path)
     return Location(file, mark.line + 1, mark.column + 1, field_path)
@@ -155,6 +170,8 @@ def _format_path(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":  # pydantic marks an error in a mapping's key this way
+            out += " (key)"
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -223,7 +240,9 @@ def _duplicate_keys(file: str, root: yaml.Node) -> list[PolicyError]:
                 stack.append((value_node, (*path, key if key is not None else "?")))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
-    errors.sort(key=lambda e: (e.location.line or 0, e.location.column or 0) if e.location else (0, 0))
+    errors.sort(
+        key=lambda e: (e.location.line or 0, e.location.column or 0) if e.location else (0, 0)
+    )
     return errors
 
 
@@ -252,11 +271,7 @@ def _model_at(loc: Sequence[int | str]) -> type[pydantic.BaseModel] | None:
         if isinstance(part, int) or model is None:
             continue
         match = next(
-            (
-                info
-                for name, info in model.model_fields.items()
-                if part in {name, info.alias}
-            ),
+            (info for name, info in model.model_fields.items() if part in {name, info.alias}),
             None,
         )
         if match is None:
@@ -329,6 +344,13 @@ class _Parsed:
     errors: tuple[PolicyError, ...]
 
 
+def _error_order(error: PolicyError) -> tuple[int, int]:
+    location = error.location
+    if location is None:
+        return (0, 0)
+    return (location.line or 0, location.column or 0)
+
+
 def _is_truly_empty(node: yaml.Node) -> bool:
     return (
         isinstance(node, yaml.ScalarNode)
@@ -346,7 +368,9 @@ def _compose(file: str, text: str) -> tuple[list[yaml.Node], list[PolicyError]]:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
-        return nodes, [PolicyError(f"YAML syntax error: {problem}{context}", _mark_location(file, mark))]
+        return nodes, [
+            PolicyError(f"YAML syntax error: {problem}{context}", _mark_location(file, mark))
+        ]
     except yaml.reader.ReaderError as exc:
         location = _offset_location(file, text, exc.position)
         return nodes, [PolicyError(f"YAML cannot contain this character: {exc.reason}", location)]
@@ -365,12 +389,16 @@ def _construct(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _validate_document(file: str, node: yaml.Node) -> tuple[ScalingPolicy | None, list[PolicyError]]:
+def _validate_document(
+    file: str, node: yaml.Node
+) -> tuple[ScalingPolicy | None, list[PolicyError]]:
     start = _mark_location(file, node.start_mark)
     if not isinstance(node, yaml.MappingNode):
         kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the scalar {node.value!r}"
         return None, [
-            PolicyError(f"a policy document must be a mapping (apiVersion, kind, ...), got {kind}", start)
+            PolicyError(
+                f"a policy document must be a mapping (apiVersion, kind, ...), got {kind}", start
+            )
         ]
     errors = _duplicate_keys(file, node)
     try:
@@ -378,7 +406,10 @@ def _validate_document(file: str, node: yaml.Node) -> tuple[ScalingPolicy | None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or node.start_mark
         problem = getattr(exc, "problem", None) or str(exc)
-        return None, [*errors, PolicyError(f"cannot read value: {problem}", _mark_location(file, mark))]
+        return None, [
+            *errors,
+            PolicyError(f"cannot read value: {problem}", _mark_location(file, mark)),
+        ]
     except RecursionError:
         return None, [*errors, PolicyError("YAML nesting is too deep", start)]
     try:
@@ -413,8 +444,9 @@ def _parse_text(text: str, file: str) -> _Parsed:
             )
             continue
         keys[policy.key] = where
-        policies.append(LoadedPolicy(policy, where))
+        policies.append(LoadedPolicy(policy, where, node))
     errors.extend(syntax_errors)
+    errors.sort(key=_error_order)
     return _Parsed(file, tuple(policies), tuple(errors))
 
 
@@ -432,6 +464,9 @@ def _decode(data: bytes, file: str) -> tuple[str | None, PolicyError | None]:
 
 
 def _parse_bytes(data: bytes, file: str) -> _Parsed:
+    if len(data) > MAX_FILE_BYTES:
+        message = f"file is {len(data)} bytes, more than the {MAX_FILE_BYTES} bytes allowed"
+        return _Parsed(file, (), (PolicyError(message, Location(file, 1, 1)),))
     text, error = _decode(data, file)
     if text is None:
         assert error is not None
@@ -444,7 +479,9 @@ def _parse_file(path: Path) -> _Parsed:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return _Parsed(file, (), (PolicyError(f"cannot read file: {exc.strerror}", Location(file)),))
+        return _Parsed(
+            file, (), (PolicyError(f"cannot read file: {exc.strerror}", Location(file)),)
+        )
     return _parse_bytes(data, file)
 
 
@@ -477,7 +514,9 @@ def _combine(parsed: Iterable[_Parsed], incumbents: dict[str, str] | None = None
                     file_errors.append(
                         PolicyError(
                             f"policy {loaded.key} is already defined in {owner_location}",
-                            Location(item.file, loaded.location.line, loaded.location.column, "metadata"),
+                            Location(
+                                item.file, loaded.location.line, loaded.location.column, "metadata"
+                            ),
                         )
                     )
         if file_errors:
@@ -502,7 +541,11 @@ def load_text(text: str | bytes, source_name: str = "<string>") -> LoadResult:
     Returns:
         The policies, or the errors; never raises on bad input.
     """
-    parsed = _parse_bytes(text, source_name) if isinstance(text, bytes) else _parse_text(text, source_name)
+    parsed = (
+        _parse_bytes(text, source_name)
+        if isinstance(text, bytes)
+        else _parse_text(text, source_name)
+    )
     return _combine([parsed])
 
 
@@ -622,8 +665,16 @@ class PolicyDirectory:
                 continue
             self.parse_count += 1
             self._stamps[file] = stamp
-            self._current[file] = _parse_file(path)
-            _log.info("policy_file_read", file=file, errors=len(self._current[file].errors))
+            parsed = _parse_file(path)
+            self._current[file] = parsed
+            _log.info(
+                "policy_file_read",
+                file=file,
+                policies=len(parsed.policies),
+                errors=len(parsed.errors),
+            )
+            for error in parsed.errors:
+                _log.warning("policy_error", error=str(error))
         for gone in set(self._current) - seen:
             _log.info("policy_file_removed", file=gone)
             self._current.pop(gone, None)
@@ -645,14 +696,12 @@ class PolicyDirectory:
                         stale.add(loaded.key)
             else:
                 self._last_good[parsed.file] = parsed
-        self._owners = {}
-        for parsed in ordered:
-            source = parsed if parsed.file not in bad_files else self._last_good.get(parsed.file)
-            for loaded in source.policies if source else ():
-                if loaded.key in served:
-                    self._owners.setdefault(loaded.key, parsed.file)
+        self._owners = {loaded.key: loaded.location.file for loaded in policies}
         return LoadResult(tuple(policies), combined.errors, frozenset(stale))
 
+    def policies(self) -> list[ScalingPolicy]:
+        """Reload and return the policies in force (usable as the controller's policy provider).
 
-def _env_flag(name: str) -> bool:  # pragma: no cover - kept private, not used by callers
-    return os.environ.get(name, "") == "1"
+        Errors are logged when a file is read, not on every call.
+        """
+        return [loaded.policy for loaded in self.reload().policies]

@@ -34,6 +34,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -128,14 +129,50 @@ def _non_negative(value: float) -> float:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+_DURATION_JSON_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+\s*$"},
+        ],
+        "description": "Seconds, or a duration string such as '30s', '1m30s', '2h'.",
+    }
+)
+_QUANTITY_PATTERN = (
+    r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*(?:[numkMGTPE]|[KMGTPE]i)?\s*$"
+)
+
+
+def _quantity_json_schema(minimum: dict[str, float]) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", **minimum},
+                {"type": "string", "pattern": _QUANTITY_PATTERN},
+            ],
+            "description": "A number, or a Kubernetes quantity string such as '100m' (= 0.1).",
+        }
+    )
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), _DURATION_JSON_SCHEMA]
 """Seconds; YAML accepts a number of seconds or a string like ``30s``, ``1m``, ``1h``."""
-Quantity = Annotated[float, BeforeValidator(parse_quantity)]
+Quantity = Annotated[float, BeforeValidator(parse_quantity), _quantity_json_schema({})]
 """A number; YAML accepts plain numbers or Kubernetes quantities (``100m`` = 0.1)."""
-PositiveQuantity = Annotated[float, BeforeValidator(parse_quantity), AfterValidator(_positive)]
-NonNegativeQuantity = Annotated[
-    float, BeforeValidator(parse_quantity), AfterValidator(_non_negative)
+PositiveQuantity = Annotated[
+    float,
+    BeforeValidator(parse_quantity),
+    AfterValidator(_positive),
+    _quantity_json_schema({"exclusiveMinimum": 0}),
 ]
+"""A quantity greater than 0."""
+NonNegativeQuantity = Annotated[
+    float,
+    BeforeValidator(parse_quantity),
+    AfterValidator(_non_negative),
+    _quantity_json_schema({"minimum": 0}),
+]
+"""A quantity of 0 or more."""
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -359,6 +396,8 @@ class PrometheusMetricSpec(_MetricSpecBase):
 class MetricSpec(_Model):
     """One metric entry: a one-key mapping naming its kind, e.g. ``{kvCache: {...}}``."""
 
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     kv_cache: GaugeMetricSpec | None = None
     """KV-cache usage per pod, 0..1 (NIM ``gpu_cache_usage_perc``, vLLM ``kv_cache_usage_perc``)."""
     inter_token_latency: LatencyMetricSpec | None = None
@@ -387,6 +426,9 @@ class MetricSpec(_Model):
                     f"a metric entry is a mapping with exactly one key (one of {allowed}); "
                     f"got {len(keys)} keys: {', '.join(map(str, keys)) or 'none'}"
                 )
+                raise ValueError(msg)
+            if data[keys[0]] is None:
+                msg = f"metric {keys[0]!r} needs a mapping with at least 'target', got null"
                 raise ValueError(msg)
         return data
 
@@ -676,7 +718,11 @@ class ScalingPolicy(_Model):
     def _known_kind(cls, value: object) -> object:
         if value != KIND:
             hint = ""
-            if value in {"HorizontalPodAutoscaler", "NIMService", "ScaledObject"}:
+            if isinstance(value, str) and value in {
+                "HorizontalPodAutoscaler",
+                "NIMService",
+                "ScaledObject",
+            }:
                 hint = f"; convert a {value} with 'nim-autoscaler import'"
             msg = f"kind must be {KIND!r}, got {value!r}{hint}"
             raise ValueError(msg)

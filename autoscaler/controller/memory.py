@@ -1,0 +1,156 @@
+"""In-memory implementations of the loop's ports, for tests and offline tools.
+
+:class:`MemoryCluster` holds scale targets and their pods and implements
+:class:`~autoscaler.controller.ports.ScaleClient`, :class:`~autoscaler.controller.ports.PodSource`,
+:class:`~autoscaler.controller.ports.Recorder` and :class:`~autoscaler.controller.ports.HistoryStore`;
+:class:`StaticMetricSource` answers every fetch from values set by the caller. Faults can be
+injected per target. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.controller.ports import Outcome, ScaleReading
+from autoscaler.decision.types import (
+    Decision,
+    History,
+    MetricObservation,
+    NoSignal,
+    NoSignalReason,
+    PodInfo,
+)
+from autoscaler.errors import ActuationError
+from autoscaler.metrics.base import MetricRequest, PolicyMetrics
+from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
+
+
+@dataclass
+class MemoryTarget:
+    """One scalable object."""
+
+    spec_replicas: int
+    status_replicas: int | None = None
+    selector: str | None = "app=model"
+    pods: list[PodInfo] = field(default_factory=list)
+    read_error: ActuationError | None = None
+    """Raised by ``get_scale`` while set."""
+    write_error: ActuationError | None = None
+    """Raised by ``set_scale`` while set."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDecision:
+    """One call of :meth:`MemoryCluster.record`."""
+
+    policy: str
+    decision: Decision
+    outcome: Outcome
+    error: str | None
+
+
+class MemoryCluster:
+    """Targets keyed by ``(namespace, kind, name)``; pods are whatever the test puts there."""
+
+    def __init__(self) -> None:
+        self.targets: dict[tuple[str, str, str], MemoryTarget] = {}
+        self.writes: list[tuple[str, str, int]] = []
+        """Every successful ``set_scale``: (namespace, name, replicas)."""
+        self.records: list[RecordedDecision] = []
+        self.saved: dict[str, History] = {}
+        self.synced_flag = True
+
+    def add(self, namespace: str, kind: str, name: str, target: MemoryTarget) -> MemoryTarget:
+        """Register a target and return it."""
+        self.targets[(namespace, kind, name)] = target
+        return target
+
+    def _target(self, namespace: str, ref: ScaleTargetRef) -> MemoryTarget:
+        try:
+            return self.targets[(namespace, ref.kind, ref.name)]
+        except KeyError:
+            from autoscaler.errors import TargetNotFound  # noqa: PLC0415 - rare path
+
+            msg = f"{ref.kind} {namespace}/{ref.name} not found"
+            raise TargetNotFound(msg) from None
+
+    async def get_scale(self, namespace: str, ref: ScaleTargetRef) -> ScaleReading:
+        """Read the target's replicas and selector."""
+        target = self._target(namespace, ref)
+        if target.read_error is not None:
+            raise target.read_error
+        status = target.status_replicas
+        return ScaleReading(
+            spec_replicas=target.spec_replicas,
+            status_replicas=target.spec_replicas if status is None else status,
+            selector=target.selector,
+        )
+
+    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
+        """Set ``spec_replicas``."""
+        target = self._target(namespace, ref)
+        if target.write_error is not None:
+            raise target.write_error
+        target.spec_replicas = replicas
+        self.writes.append((namespace, ref.name, replicas))
+
+    def pods(self, namespace: str, selector: str) -> tuple[PodInfo, ...]:
+        """Pods of the (single) target in ``namespace`` whose selector equals ``selector``."""
+        for (ns, _, _), target in self.targets.items():
+            if ns == namespace and target.selector == selector:
+                return tuple(target.pods)
+        return ()
+
+    def synced(self) -> bool:
+        """Always synced unless a test says otherwise."""
+        return self.synced_flag
+
+    async def record(
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> None:
+        """Keep the record in memory."""
+        self.records.append(RecordedDecision(policy.key, decision, outcome, error))
+
+    async def load(self, policy: ScalingPolicy) -> History | None:
+        """The saved history."""
+        return self.saved.get(policy.key)
+
+    async def save(self, policy: ScalingPolicy, history: History) -> None:
+        """Save (a JSON round trip, as a real store would)."""
+        self.saved[policy.key] = History.from_json(history.to_json())
+
+
+class StaticMetricSource:
+    """Answers from ``values[policy_key][metric_name]``; unset metrics are EMPTY."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, MetricObservation]] = {}
+        self.fetches: list[tuple[float, int]] = []
+        """Each fetch: (now, number of requests)."""
+        self.error: Exception | None = None
+
+    def set(self, policy_key: str, observations: Mapping[str, MetricObservation]) -> None:
+        """Replace what a policy's metrics report."""
+        self.values[policy_key] = dict(observations)
+
+    async def fetch(self, requests: Sequence[MetricRequest], now: float) -> PolicyMetrics:
+        """Answer every requested metric."""
+        self.fetches.append((now, len(requests)))
+        if self.error is not None:
+            raise self.error
+        empty = NoSignal(NoSignalReason.EMPTY, "no value set")
+        return {
+            r.policy.key: {
+                m.name: self.values.get(r.policy.key, {}).get(m.name, empty)
+                for m in r.policy.spec.metrics
+            }
+            for r in requests
+        }
+
+    async def close(self) -> None:
+        """Nothing to release."""

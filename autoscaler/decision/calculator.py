@@ -1,0 +1,252 @@
+"""The HPA replica calculator: one metric's replica proposal, exactly as Kubernetes computes it.
+
+Mirrors ``pkg/controller/podautoscaler/replica_calculator.go`` for the metric source types a
+policy can express: Pods ``AverageValue`` (:func:`pods_proposal`), Object/External ``Value``
+(:func:`value_proposal`, also used for per-pod samples aggregated to one value) and External
+``AverageValue`` (:func:`external_average_proposal`). Arithmetic is in integer milli-units like
+the HPA's ``MilliValue``. Called by :mod:`autoscaler.decision.core` for ``algorithm: hpa``; the
+LLM algorithm (:mod:`autoscaler.decision.llm`) reuses :func:`to_milli` and :class:`Proposal`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoscaler.decision.types import PodInfo, PodPhase
+
+
+def to_milli(value: float) -> int:
+    """``resource.Quantity.MilliValue()`` of a float: milli-units rounded up (float noise aside)."""
+    scaled = value * 1000.0
+    nearest = round(scaled)
+    if abs(scaled - nearest) <= 1e-6 * max(1.0, abs(scaled)):
+        return int(nearest)
+    return math.ceil(scaled)
+
+
+def within(ratio: float, tol_down: float, tol_up: float) -> bool:
+    """HPA ``Tolerances.isWithin``: ``1 - down <= ratio <= 1 + up`` (inclusive; NaN is outside)."""
+    return (1.0 - tol_down) <= ratio <= (1.0 + tol_up)
+
+
+@dataclass(slots=True)
+class Proposal:
+    """One metric's outcome: a replica proposal, or why there is none."""
+
+    name: str
+    proposal: int | None
+    """Replicas proposed; None when the metric is invalid this tick."""
+    value: float | None = None
+    """The value compared with the target (per-pod average or whole-target value)."""
+    ratio: float | None = None
+    failure_reason: str = ""
+    """HPA condition reason when invalid (``FailedGetPodsMetric``, ...)."""
+    failure_message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """JSON-ready explanation of the arithmetic."""
+    neutral: bool = False
+    """LLM latency guard without traffic: counts neither as valid nor as a failure."""
+    guard: str = ""
+    """LLM latency guard state: ``up``, ``hold``, ``down`` or ``""`` (not a guard)."""
+
+    @property
+    def valid(self) -> bool:
+        """True if the metric produced a proposal."""
+        return self.proposal is not None
+
+
+def ready_pod_count(pods: tuple[PodInfo, ...]) -> int:
+    """HPA ``getReadyPodsCount``: pods that are Running and Ready."""
+    return sum(1 for p in pods if p.phase is PodPhase.RUNNING and p.ready)
+
+
+def pods_proposal(
+    values: dict[str, float],
+    pods: tuple[PodInfo, ...],
+    target: float,
+    *,
+    current: int,
+    tol_down: float,
+    tol_up: float,
+) -> tuple[int | None, str, dict[str, Any]]:
+    """HPA ``calcPlainMetricReplicas`` for a non-CPU per-pod metric (``AverageValue``).
+
+    Deleting and Failed pods are ignored; Pending pods are unready (their sample is dropped);
+    other pods without a sample are missing; readiness is not consulted. Samples for pods not in
+    ``pods`` stay in the average (as the HPA does).
+
+    Args:
+        values: Pod name -> sample.
+        pods: The target's pods.
+        target: Per-pod target.
+        current: Current replicas (``spec.replicas``).
+        tol_down: Scale-down tolerance.
+        tol_up: Scale-up tolerance.
+
+    Returns:
+        ``(proposal or None, error message, explanation detail)``.
+    """
+    if not pods:
+        return None, "no pods returned by selector while calculating replica count", {}
+    target_m = to_milli(target)
+    metrics: dict[str, int] = {name: to_milli(v) for name, v in values.items()}
+    ready = 0
+    unready: list[str] = []
+    missing: list[str] = []
+    ignored = 0
+    for pod in pods:
+        if pod.deleting or pod.phase is PodPhase.FAILED:
+            ignored += 1
+            metrics.pop(pod.name, None)
+            continue
+        if pod.phase is PodPhase.PENDING:
+            unready.append(pod.name)
+            metrics.pop(pod.name, None)
+            continue
+        if pod.name not in metrics:
+            missing.append(pod.name)
+            continue
+        ready += 1
+    detail: dict[str, Any] = {
+        "pods": {
+            "withMetric": ready,
+            "missing": len(missing),
+            "unready": len(unready),
+            "ignored": ignored,
+            "superfluous": len(metrics) - ready,
+        },
+        "targetMilli": target_m,
+    }
+    if not metrics:
+        return None, "did not receive metrics for targeted pods (pods might be unready)", detail
+    total = sum(metrics.values())
+    usage = total // len(metrics)
+    ratio = usage / target_m
+    detail.update({"sumMilli": total, "averageMilli": usage, "ratio": ratio})
+    scale_up_with_unready = bool(unready) and ratio > 1.0
+    if not scale_up_with_unready and not missing:
+        if within(ratio, tol_down, tol_up):
+            detail["rule"] = "within tolerance: keep current"
+            return current, "", detail
+        proposal = math.ceil(ratio * ready)
+        detail["rule"] = f"ceil({ratio:.6g} x {ready} pods) = {proposal}"
+        return proposal, "", detail
+    if missing and ratio != 1.0:
+        # Scale-down: a missing pod counts as at target; scale-up: as 0. At exactly 1.0 the
+        # missing pods stay out of the average (upstream ``else if usageRatio > 1.0``).
+        fill = target_m if ratio < 1.0 else 0
+        for name in missing:
+            metrics[name] = fill
+        detail["missingFilledMilli"] = fill
+    if scale_up_with_unready:
+        for name in unready:
+            metrics[name] = 0
+        detail["unreadyFilledMilli"] = 0
+    new_total = sum(metrics.values())
+    new_ratio = (new_total // len(metrics)) / target_m
+    detail["adjustedRatio"] = new_ratio
+    if (
+        within(new_ratio, tol_down, tol_up)
+        or (ratio < 1.0 < new_ratio)
+        or (ratio > 1.0 > new_ratio)
+    ):
+        detail["rule"] = "adjusted ratio within tolerance or direction flipped: keep current"
+        return current, "", detail
+    proposal = math.ceil(new_ratio * len(metrics))
+    if (new_ratio < 1.0 and proposal > current) or (new_ratio > 1.0 and proposal < current):
+        detail["rule"] = f"ceil({new_ratio:.6g} x {len(metrics)}) = {proposal} flips: keep current"
+        return current, "", detail
+    detail["rule"] = f"ceil({new_ratio:.6g} x {len(metrics)} pods) = {proposal}"
+    return proposal, "", detail
+
+
+def value_proposal(
+    value: float,
+    pods: tuple[PodInfo, ...],
+    target: float,
+    *,
+    current: int,
+    tol_down: float,
+    tol_up: float,
+) -> tuple[int | None, str, dict[str, Any]]:
+    """HPA Object/External ``Value``: ``ceil(value/target x readyPods)``; ``ceil(ratio)`` at 0.
+
+    Args:
+        value: The whole-target value.
+        pods: The target's pods (Running and Ready ones are counted).
+        target: Whole-target target.
+        current: Current replicas.
+        tol_down: Scale-down tolerance.
+        tol_up: Scale-up tolerance.
+
+    Returns:
+        ``(proposal or None, error message, explanation detail)``.
+    """
+    usage = to_milli(value)
+    target_m = to_milli(target)
+    ratio = usage / target_m
+    detail: dict[str, Any] = {"valueMilli": usage, "targetMilli": target_m, "ratio": ratio}
+    if current == 0:
+        proposal = math.ceil(ratio)
+        detail["rule"] = f"current 0: ceil({ratio:.6g}) = {proposal}"
+        return proposal, "", detail
+    if within(ratio, tol_down, tol_up):
+        detail["rule"] = "within tolerance: keep current"
+        return current, "", detail
+    if not pods:
+        return None, "no pods returned by selector while calculating replica count", detail
+    ready = ready_pod_count(pods)
+    proposal = math.ceil(ratio * ready)
+    detail["pods"] = {"ready": ready}
+    detail["rule"] = f"ceil({ratio:.6g} x {ready} ready pods) = {proposal}"
+    return proposal, "", detail
+
+
+def external_average_proposal(
+    total: float,
+    status_replicas: int,
+    target: float,
+    tol_down: float,
+    tol_up: float,
+) -> tuple[int, dict[str, Any]]:
+    """HPA External/Object ``AverageValue``: ratio = total/(target x statusReplicas).
+
+    Within tolerance -> ``statusReplicas``; else ``ceil(total/target)``.
+
+    Args:
+        total: Whole-target total.
+        status_replicas: The target's ``status.replicas``.
+        target: Per-pod target.
+        tol_down: Scale-down tolerance.
+        tol_up: Scale-up tolerance.
+
+    Returns:
+        ``(proposal, explanation detail)``.
+    """
+    usage = to_milli(total)
+    target_m = to_milli(target)
+    denominator = target_m * status_replicas
+    ratio = usage / denominator if denominator else (math.inf if usage else math.nan)
+    detail: dict[str, Any] = {
+        "totalMilli": usage,
+        "targetMilli": target_m,
+        "statusReplicas": status_replicas,
+        "ratio": ratio if math.isfinite(ratio) else None,
+    }
+    if within(ratio, tol_down, tol_up):
+        detail["rule"] = "within tolerance: keep statusReplicas"
+        return status_replicas, detail
+    proposal = math.ceil(usage / target_m)
+    detail["rule"] = f"ceil({usage} / {target_m}) = {proposal}"
+    return proposal, detail
+
+
+def aggregate(values: list[float], how: str) -> float:
+    """Per-pod values to one value: ``avg``, ``sum`` or ``max`` (``values`` is non-empty)."""
+    if how == "sum":
+        return math.fsum(values)
+    if how == "max":
+        return max(values)
+    return math.fsum(values) / len(values)

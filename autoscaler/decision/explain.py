@@ -1,0 +1,175 @@
+"""Human-readable rendering of a decision's explanation.
+
+:func:`autoscaler.decision.core.decide` records the full arithmetic of a tick in
+``Decision.explanation`` (a JSON-ready dict: per-metric inputs, ratios, tolerance band and
+proposals; the combination; the stabilization window; each rate policy's limit; the min/max
+clamp; the capacity credited to starting pods). :func:`render_text` turns it into the block that
+``nim-autoscaler explain``, dry-run and replay print. Pure formatting, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from autoscaler.decision.types import Decision
+
+_MAX_PODS_SHOWN = 8
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _metric_lines(record: Mapping[str, Any]) -> list[str]:
+    target = record.get("target", {})
+    tol = record.get("tolerance", {})
+    band = tol.get("band", [None, None])
+    obs = record.get("observation", {})
+    head = (
+        f"  - {record.get('name')} ({record.get('kind')}): target {target.get('type')} "
+        f"{_num(target.get('value'))}"
+    )
+    lines = [head]
+    kind = obs.get("type")
+    if kind == "podSamples":
+        values: Mapping[str, float] = obs.get("values", {})
+        shown = ", ".join(f"{k}={_num(v)}" for k, v in list(values.items())[:_MAX_PODS_SHOWN])
+        more = len(values) - _MAX_PODS_SHOWN
+        if more > 0:
+            shown += f", ... (+{more})"
+        lines.append(
+            f"      samples: {len(values)} pods [{shown}], series {obs.get('series')}, "
+            f"age {_num(obs.get('sampleAge'))}s"
+        )
+    elif kind == "targetSample":
+        lines.append(
+            f"      value {_num(obs.get('value'))}, series {obs.get('series')}, "
+            f"pods {_num(obs.get('pods'))}, age {_num(obs.get('sampleAge'))}s"
+        )
+    else:
+        lines.append(f"      no signal: {obs.get('reason')} {obs.get('detail', '')}".rstrip())
+    arithmetic: Mapping[str, Any] = record.get("arithmetic", {})
+    pods = arithmetic.get("pods")
+    if isinstance(pods, Mapping):
+        lines.append("      pods: " + ", ".join(f"{k} {v}" for k, v in pods.items()))
+    lines.append(
+        f"      value {_num(record.get('value'))}, ratio {_num(record.get('ratio'))}, "
+        f"tolerance band [{_num(band[0])}, {_num(band[1])}]"
+    )
+    if "rule" in arithmetic:
+        lines.append(f"      {arithmetic['rule']}")
+    if "guard" in record:
+        lines.append(f"      latency guard: {record['guard']}")
+    failure = record.get("failure")
+    if failure:
+        lines.append(f"      INVALID {failure.get('reason')}: {failure.get('message')}")
+    else:
+        lines.append(f"      proposal: {_num(record.get('proposal'))}")
+    return lines
+
+
+def render_lines(explanation: Mapping[str, Any]) -> list[str]:
+    """The explanation as text lines (see :func:`render_text`)."""
+    lines = [
+        f"policy {explanation.get('policy')} [{explanation.get('algorithm')}] at "
+        f"t={_num(explanation.get('time'))}: current {explanation.get('currentReplicas')} "
+        f"(status {explanation.get('statusReplicas')}), bounds "
+        f"[{explanation.get('minReplicas')}, {explanation.get('maxReplicas')}]"
+    ]
+    if "firstSight" in explanation:
+        lines.append(f"first sight: {explanation['firstSight']}")
+    pods = explanation.get("pods")
+    if isinstance(pods, Mapping):
+        lines.append(
+            f"pods: ready {pods.get('ready')}, starting {pods.get('starting')} "
+            f"(credited {pods.get('credited')}, stuck {pods.get('stuck')}), unschedulable "
+            f"{pods.get('unschedulable')}; capacity {pods.get('capacity')}; start-up estimate "
+            f"{_num(pods.get('startupEstimateSeconds'))}s"
+        )
+    if "precheck" in explanation:
+        lines.append(f"pre-check: {explanation['precheck']} (no metrics read)")
+    metrics = explanation.get("metrics")
+    if metrics:
+        lines.append("metrics:")
+        for record in metrics:
+            lines.extend(_metric_lines(record))
+    combined = explanation.get("combined")
+    if isinstance(combined, Mapping):
+        lines.append(f"combined: {combined.get('rule')}")
+    fallback = explanation.get("fallback")
+    if isinstance(fallback, Mapping):
+        lines.append(
+            f"fallback: {fallback.get('consecutiveFailures')} ticks without a valid metric -> "
+            f"{fallback.get('replicas')} replicas"
+        )
+    stab = explanation.get("stabilization")
+    if isinstance(stab, Mapping):
+        text = (
+            f"stabilization ({stab.get('path')}): input {stab.get('input')}; down window "
+            f"{stab.get('downWindowSeconds')}s {_records(stab.get('downWindow'))} -> max "
+            f"{_num(stab.get('downBound'))}"
+        )
+        if "upWindowSeconds" in stab:
+            text += (
+                f"; up window {stab.get('upWindowSeconds')}s {_records(stab.get('upWindow'))}"
+                f" -> min {_num(stab.get('upBound'))}"
+            )
+        lines.append(f"{text}; chosen {stab.get('value')} ({stab.get('reason')})")
+    limits = explanation.get("limits")
+    if isinstance(limits, Mapping):
+        lines.extend(_limit_lines(limits))
+    lines.append(f"=> desired {explanation.get('desiredReplicas')}: {explanation.get('reason')}")
+    return lines
+
+
+def _records(records: Any) -> str:
+    if not records:
+        return "[]"
+    return "[" + ", ".join(f"{r[1]}@-{_num(r[0])}s" for r in records) + "]"
+
+
+def _limit_lines(limits: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if "legacyScaleUpLimit" in limits:
+        lines.append(
+            f"scale-up cap (no behavior): max(2 x current, 4) = {limits['legacyScaleUpLimit']}"
+        )
+    elif limits.get("direction") not in (None, "none"):
+        lines.append(
+            f"rate limits ({limits.get('direction')}, selectPolicy {limits.get('selectPolicy')}):"
+        )
+        winner = limits.get("winner")
+        for index, pol in enumerate(limits.get("policies", [])):
+            mark = " <- chosen" if index == winner else ""
+            lines.append(
+                f"  - {pol['type']} {pol['value']}/{pol['periodSeconds']}s: period start "
+                f"{pol['periodStart']} -> limit {pol['limit']}{mark}"
+            )
+        lines.append(f"  rate limit {_num(limits.get('rateLimit'))}")
+    lines.append(
+        f"clamp [{limits.get('minReplicas')}, {limits.get('maxReplicas')}]: "
+        f"{limits.get('input')} -> {limits.get('output')} ({limits.get('reason')})"
+    )
+    return lines
+
+
+def render_text(decision: Decision) -> str:
+    """A readable multi-line block showing the decision's full arithmetic.
+
+    Args:
+        decision: A decision returned by :func:`autoscaler.decision.core.decide`.
+
+    Returns:
+        The text (no trailing newline).
+    """
+    lines = render_lines(decision.explanation)
+    for cond in decision.conditions:
+        lines.append(
+            f"condition {cond.type.value}={cond.status} {cond.reason}: {cond.message}".rstrip()
+        )
+    return "\n".join(lines)

@@ -1,0 +1,609 @@
+"""``algorithm: llm``: per-metric proposals that know about GPU cold starts and LLM signals.
+
+Called by :mod:`autoscaler.decision.core` instead of :mod:`autoscaler.decision.calculator` when a
+policy says ``algorithm: llm``; everything after the per-metric proposals (partial-metric rule,
+stabilization, rate limits, min/max, ``onMetricFailure``) is shared with ``algorithm: hpa``.
+
+What differs from the HPA (see ``docs/decision.md``):
+
+* **Capacity on the way.** Pods that are starting (Pending and scheduled, or Running and not
+  Ready; not deleting) are credited as capacity. A metric's need is ``ceil(demand / target)`` pods,
+  compared with ``ready + credited`` pods; the proposal is ``current + need - capacity``, so
+  successive ticks of one cold start do not stack scale-ups for the same demand. Start-up time is
+  learned from pods seen becoming ready (median of the last 20); a starting pod older than twice
+  that is suspected stuck and no longer credited. Unschedulable pods are never credited, and while
+  any exist the proposal is not raised above the current count (new pods would not schedule
+  either); condition ``CapacityPending`` reports it.
+* **KV cache saturates.** When the ready pods' average usage is at or above ``kvSaturation``, the
+  usage under-states demand: queued demand is added if a queue metric is present, otherwise the
+  proposal steps up to ``maxReplicas`` and the rate policies decide the step (never while credited
+  pods are starting).
+* **The queue is a stock.** While a scale-up is in flight, the queue keeps growing for the same
+  demand. The growth rate seen when the scale-up was decided is remembered; only queue above
+  ``queue at scale-up + rate x elapsed`` is new demand.
+* **Latency is a guard.** Above ``target x (1 + tolerance)``: propose one more replica (unless
+  capacity is already on the way); between ``margin x target`` and that: hold (block scale-down);
+  below ``margin x target``: allow scale-down. A latency metric with no traffic (``NaN`` or empty)
+  is neutral: it neither forces up nor blocks down. Other no-signal reasons (query error, stale,
+  ...) make it invalid, which blocks scale-down like any missing metric.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autoscaler.decision.calculator import Proposal, aggregate, within
+from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
+from autoscaler.decision.types import (
+    MetricObservation,
+    NoSignal,
+    NoSignalReason,
+    PodInfo,
+    PodPhase,
+    PodSamples,
+    TargetSample,
+)
+
+STARTUP_SAMPLES_KEPT = 20
+"""How many observed start-up durations History keeps."""
+KNOWN_PODS_KEPT = 1000
+"""Upper bound on pods remembered as 'seen not ready'."""
+STUCK_FACTOR = 2.0
+"""A starting pod older than this x the start-up estimate is suspected stuck (not credited)."""
+NO_TRAFFIC = frozenset({NoSignalReason.NAN, NoSignalReason.EMPTY})
+"""No-signal reasons of a latency metric that mean 'no traffic' (neutral guard)."""
+QUEUE_REF_KEY = "queueRef"
+QUEUE_LAST_KEY = "queueLast"
+QUEUE_CANDIDATE_KEY = "queueCandidate"
+QUEUE_GROWTH_KEY = "queueGrowth"
+GROWTH_POINTS_KEPT = 4
+"""Queue growth rates kept per ready count (for the per-pod throughput estimate)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pods and start-up learning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """The target's pods, classified for capacity accounting."""
+
+    ready: tuple[str, ...]
+    """Running, Ready, not deleting."""
+    credited: tuple[str, ...]
+    """Starting and credited as capacity on the way."""
+    stuck: tuple[str, ...]
+    """Starting for longer than ``STUCK_FACTOR`` x the start-up estimate."""
+    unschedulable: tuple[tuple[str, str], ...]
+    """(pod, scheduler message) of pods that cannot be scheduled."""
+    other: int
+    """Deleting, Failed, Succeeded or Unknown pods."""
+    startup_estimate: float
+    """Seconds."""
+
+    @property
+    def capacity(self) -> int:
+        """Ready plus credited pods."""
+        return len(self.ready) + len(self.credited)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "ready": len(self.ready),
+            "starting": len(self.credited) + len(self.stuck),
+            "credited": len(self.credited),
+            "stuck": len(self.stuck),
+            "unschedulable": len(self.unschedulable),
+            "other": self.other,
+            "capacity": self.capacity,
+            "startupEstimateSeconds": self.startup_estimate,
+        }
+
+
+def startup_estimate(samples: tuple[float, ...], default: float, learning: bool) -> float:
+    """The start-up time to assume: median of learned samples, else the configured default."""
+    if learning and samples:
+        return float(statistics.median(samples[-STARTUP_SAMPLES_KEPT:]))
+    return default
+
+
+def classify_pods(pods: tuple[PodInfo, ...], now: float, estimate: float) -> PodView:
+    """Split pods into ready, credited starting, stuck, unschedulable and others.
+
+    Args:
+        pods: The target's pods.
+        now: Current time, seconds.
+        estimate: Start-up time estimate, seconds.
+
+    Returns:
+        The classification.
+    """
+    ready: list[str] = []
+    credited: list[str] = []
+    stuck: list[str] = []
+    unschedulable: list[tuple[str, str]] = []
+    other = 0
+    for pod in pods:
+        if pod.deleting or pod.phase not in (PodPhase.RUNNING, PodPhase.PENDING):
+            other += 1
+        elif pod.phase is PodPhase.RUNNING and pod.ready:
+            ready.append(pod.name)
+        elif pod.unschedulable is not None:
+            unschedulable.append((pod.name, pod.unschedulable))
+        elif pod.created_at is not None and now - pod.created_at > STUCK_FACTOR * estimate:
+            stuck.append(pod.name)
+        else:
+            credited.append(pod.name)
+    return PodView(
+        tuple(ready), tuple(credited), tuple(stuck), tuple(unschedulable), other, estimate
+    )
+
+
+def learn_startup(
+    pods: tuple[PodInfo, ...],
+    known: Mapping[str, float],
+    samples: tuple[float, ...],
+    *,
+    first_sight: bool = False,
+) -> tuple[dict[str, float], tuple[float, ...]]:
+    """Update the start-up learning state from this tick's pods.
+
+    A pod seen not ready (with a creation time) is remembered; when a remembered pod is seen
+    Ready with a ``ready_at``, ``ready_at - created_at`` becomes a sample. On the first tick of a
+    policy, pods already ready with both timestamps give a sample each (bootstrap).
+
+    Args:
+        pods: The target's pods.
+        known: Pods seen not ready -> creation time.
+        samples: Learned durations, newest last.
+        first_sight: The policy's first tick.
+
+    Returns:
+        The new ``known`` mapping (only pods still present) and samples (last 20).
+    """
+    new_known: dict[str, float] = {}
+    new_samples = list(samples)
+    for pod in pods:
+        if pod.deleting:
+            continue
+        if pod.ready and pod.phase is PodPhase.RUNNING:
+            created = known.get(pod.name)
+            if created is None and first_sight:
+                created = pod.created_at
+            if created is not None and pod.ready_at is not None and pod.ready_at >= created:
+                new_samples.append(pod.ready_at - created)
+        elif pod.created_at is not None and pod.unschedulable is None:
+            new_known[pod.name] = known.get(pod.name, pod.created_at)
+    if len(new_known) > KNOWN_PODS_KEPT:
+        newest = sorted(new_known.items(), key=lambda item: item[1])[-KNOWN_PODS_KEPT:]
+        new_known = dict(newest)
+    return new_known, tuple(new_samples[-STARTUP_SAMPLES_KEPT:])
+
+
+# --------------------------------------------------------------------------------------------
+# Proposals
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LlmContext:
+    """Per-tick inputs shared by all metrics of a policy."""
+
+    policy: ResolvedPolicy
+    current: int
+    view: PodView
+    now: float
+    extra: Mapping[str, Any]
+    """History ``extra`` (queue references)."""
+
+
+def _apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
+    """Turn a metric's need (pods) into a proposal, crediting starting pods.
+
+    ``ratio`` is demand over the capacity's target; within tolerance -> current.
+    """
+    capacity = ctx.view.capacity
+    tol_down, tol_up = ctx.policy.tolerance_down, ctx.policy.tolerance_up
+    detail["need"] = need
+    detail["capacity"] = capacity
+    if within(ratio, tol_down, tol_up):
+        detail["rule"] = (
+            f"demand/capacity {ratio:.4g} within [{1 - tol_down:.4g}, {1 + tol_up:.4g}]: "
+            "keep current"
+        )
+        return ctx.current
+    if need > capacity and ctx.view.unschedulable:
+        detail["rule"] = (
+            f"need {need} > capacity {capacity} but pods are unschedulable: keep current"
+        )
+        return ctx.current
+    if need < capacity and ctx.view.credited:
+        detail["rule"] = f"need {need} < capacity {capacity} while pods start: keep current"
+        return ctx.current
+    proposal = max(0, ctx.current + need - capacity)
+    detail["rule"] = (
+        f"current {ctx.current} + need {need} - capacity {capacity} "
+        f"(ready {len(ctx.view.ready)} + credited {len(ctx.view.credited)}) = {proposal}"
+    )
+    return proposal
+
+
+def _ready_values(
+    metric: ResolvedMetric, samples: PodSamples, ctx: LlmContext
+) -> tuple[list[float], int]:
+    """Values of ready pods and the count of ready pods without a sample."""
+    values: list[float] = []
+    missing = 0
+    for name in ctx.view.ready:
+        value = samples.values.get(name)
+        if value is None:
+            missing += 1
+        else:
+            values.append(value)
+    del metric
+    return values, missing
+
+
+def _invalid(metric: ResolvedMetric, message: str, detail: dict[str, Any]) -> Proposal:
+    return Proposal(
+        metric.name,
+        None,
+        failure_reason=f"FailedGet{metric.source_label}Metric",
+        failure_message=message,
+        detail=detail,
+    )
+
+
+def _growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
+    """This tick's queue growth rate (requests/s), None at first sight."""
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    entry = candidates.get(metric.name) if isinstance(candidates, Mapping) else None
+    if not isinstance(entry, Mapping) or entry.get("first", True):
+        return None
+    return float(entry.get("rate", 0.0))
+
+
+def _reference_growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
+    """Queue growth seen when the in-flight scale-up was decided (None if none in flight)."""
+    refs = ctx.extra.get(QUEUE_REF_KEY)
+    ref = refs.get(metric.name) if isinstance(refs, Mapping) else None
+    if not isinstance(ref, Mapping):
+        return None
+    if ctx.now - float(ref.get("t", ctx.now)) > STUCK_FACTOR * ctx.view.startup_estimate:
+        return None
+    return float(ref.get("rate", 0.0))
+
+
+def _throughput(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    entry = candidates.get(metric.name) if isinstance(candidates, Mapping) else None
+    if not isinstance(entry, Mapping):
+        return None
+    mu = entry.get("perPod")
+    return float(mu) if isinstance(mu, int | float) else None
+
+
+def queue_proposal(
+    metric: ResolvedMetric, observation: PodSamples | TargetSample, ctx: LlmContext
+) -> Proposal:
+    """Queue depth (a stock): size on queue per ready pod, step only while the queue grows.
+
+    Below or within the band the HPA-style need ``ceil(queue / target)`` applies (credited).
+    Above it: a queue that is not growing is being drained by the capacity in place (hold); a
+    growing queue asks for ``ceil(ready x min(ratio, 2))`` pods (at most a doubling per step);
+    while a scale-up is in flight only growth beyond the rate seen at that scale-up adds pods.
+
+    Args:
+        metric: The queue metric (``AverageValue`` target: waiting requests per pod).
+        observation: Per-pod samples or a whole-target total.
+        ctx: Tick context.
+
+    Returns:
+        The proposal.
+    """
+    detail: dict[str, Any] = {"semantics": "llm queue (stock)"}
+    ready = len(ctx.view.ready)
+    if isinstance(observation, PodSamples):
+        values, missing = _ready_values(metric, observation, ctx)
+        detail["readyWithSample"] = len(values)
+        detail["readyMissing"] = missing
+        if not values:
+            return _invalid(metric, "no sample from any ready pod", detail)
+        total = math.fsum(values)
+    else:
+        total = observation.value
+    if ready == 0:
+        return _invalid(metric, "no ready pod to serve the queue", detail)
+    target = metric.target
+    per_ready = total / ready
+    ratio = per_ready / target
+    growth = _growth(metric, ctx)
+    detail.update({"queueTotal": total, "perReadyPod": per_ready, "growthPerSecond": growth})
+    tol_up = ctx.policy.tolerance_up
+    if ratio <= 1 + tol_up:
+        need = math.ceil(total / target - 1e-9)
+        detail["demandPods"] = total / target
+        capacity = ctx.view.capacity
+        cap_ratio = total / (target * capacity) if capacity else math.inf
+        proposal = _apply_credit(ctx, need, cap_ratio, detail)
+        return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+    if growth is not None and growth <= 0:
+        detail["rule"] = (
+            f"queue {per_ready:.3g}/pod above target but not growing ({growth:.3g}/s): "
+            "the capacity in place drains it, keep current"
+        )
+        return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
+    reference = _reference_growth(metric, ctx) if ctx.view.credited else None
+    if ctx.view.credited:
+        if reference is None or growth is None:
+            detail["rule"] = (
+                "queue above target while pods start: capacity on the way, keep current"
+            )
+            return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
+        detail["growthAtScaleUp"] = reference
+        if growth <= reference * (1 + tol_up) + 1e-9:
+            detail["rule"] = (
+                f"queue growth {growth:.3g}/s not above {reference:.3g}/s seen at the scale-up "
+                "in flight: keep current"
+            )
+            return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
+        mu = _throughput(metric, ctx)
+        if mu is not None:
+            extra = max(1, math.ceil((growth - reference) / mu - 1e-9))
+            detail["perPodThroughput"] = mu
+        else:
+            surge = min(1.0, (growth - reference) / reference) if reference > 0 else 1.0
+            extra = max(1, math.ceil(ctx.view.capacity * surge - 1e-9))
+        if ctx.view.unschedulable:
+            extra = 0
+        proposal = ctx.current + extra
+        detail["rule"] = (
+            f"queue growth {growth:.3g}/s above {reference:.3g}/s at the scale-up in flight: "
+            f"new demand, +{extra} = {proposal}"
+        )
+        return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+    mu = _throughput(metric, ctx)
+    if mu is not None and growth is not None:
+        need = max(ready + 1, math.ceil(ready + growth / mu - 1e-9))
+        detail["perPodThroughput"] = mu
+        sizing = f"ready {ready} + growth {growth:.3g}/s / {mu:.3g} per pod = {need}"
+    else:
+        need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
+        sizing = f"ceil({ready} ready x min({ratio:.3g}, 2)) = {need}"
+    detail["demandPods"] = float(need)
+    proposal = _apply_credit(ctx, need, need / ctx.view.capacity, detail)
+    detail["rule"] = f"queue {per_ready:.3g}/pod growing: {sizing}; " + str(detail.get("rule", ""))
+    return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+
+
+def proportional_proposal(
+    metric: ResolvedMetric,
+    observation: PodSamples | TargetSample,
+    ctx: LlmContext,
+    *,
+    queue_valid: bool,
+) -> Proposal:
+    """A non-latency, non-queue metric's proposal (demand / target vs credited capacity).
+
+    Args:
+        metric: The metric.
+        observation: Its observation.
+        ctx: Tick context.
+        queue_valid: A queue metric gave a valid signal this tick (a saturated KV cache then
+            leaves the step to the queue).
+
+    Returns:
+        The proposal.
+    """
+    detail: dict[str, Any] = {"semantics": "llm"}
+    target = metric.target
+    ready = len(ctx.view.ready)
+    if isinstance(observation, PodSamples) and metric.target_type == "AverageValue":
+        values, missing = _ready_values(metric, observation, ctx)
+        detail["readyWithSample"] = len(values)
+        detail["readyMissing"] = missing
+        if not values:
+            return _invalid(metric, "no sample from any ready pod", detail)
+        total = math.fsum(values)
+        average = total / len(values)
+        raw_ratio = average / target
+        if missing:
+            # As the HPA: a ready pod without a sample counts as at target on the way down and
+            # as idle on the way up, so missing data never drives a scale-down.
+            total += missing * target if raw_ratio < 1.0 else 0.0
+            detail["missingFilled"] = target if raw_ratio < 1.0 else 0.0
+        value = average
+        demand_pods = total / target
+        saturated = metric.is_kv and average >= ctx.policy.kv_saturation
+        detail["saturated"] = saturated
+        if saturated and not queue_valid and not ctx.view.credited:
+            step = max(1, ready)
+            proposal = ctx.current + (0 if ctx.view.unschedulable else step)
+            detail["rule"] = (
+                f"KV cache saturated ({average:.3g} >= {ctx.policy.kv_saturation}): demand "
+                f"unknown-high, step up by the ready count ({ctx.current} + {step}), bounded "
+                "by the rate policies"
+            )
+            return Proposal(metric.name, proposal, value=value, ratio=raw_ratio, detail=detail)
+    elif isinstance(observation, PodSamples):
+        values, _missing = _ready_values(metric, observation, ctx)
+        if not values:
+            return _invalid(metric, "no sample from any ready pod", detail)
+        value = aggregate(values, metric.aggregation)
+        raw_ratio = value / target
+        demand_pods = raw_ratio * ready
+    elif metric.target_type == "AverageValue":
+        value = observation.value
+        demand_pods = value / target
+        raw_ratio = demand_pods / max(ctx.view.capacity, 1)
+    else:
+        value = observation.value
+        raw_ratio = value / target
+        if ready == 0:
+            return _invalid(metric, "no ready pod", detail)
+        demand_pods = raw_ratio * ready
+    capacity = ctx.view.capacity
+    ratio = demand_pods / capacity if capacity else math.inf
+    need = math.ceil(demand_pods - 1e-9)
+    detail["demandPods"] = demand_pods
+    proposal = _apply_credit(ctx, need, ratio, detail)
+    return Proposal(metric.name, proposal, value=value, ratio=ratio, detail=detail)
+
+
+def latency_proposal(
+    metric: ResolvedMetric, observation: MetricObservation, ctx: LlmContext
+) -> Proposal:
+    """A latency guard's proposal: up one step, hold, allow down, or neutral without traffic.
+
+    Args:
+        metric: The latency metric.
+        observation: Its observation.
+        ctx: Tick context.
+
+    Returns:
+        The proposal (``guard`` says which state; ``neutral`` when there is no traffic).
+    """
+    target = metric.target
+    margin = ctx.policy.latency_margin
+    tol_up = ctx.policy.tolerance_up
+    detail: dict[str, Any] = {
+        "semantics": "latency guard",
+        "upAbove": target * (1 + tol_up),
+        "downBelow": target * margin,
+    }
+    if isinstance(observation, NoSignal):
+        if observation.reason in NO_TRAFFIC:
+            detail["rule"] = "no traffic (no latency sample): neutral"
+            return Proposal(metric.name, None, neutral=True, guard="neutral", detail=detail)
+        return _invalid(metric, f"{observation.reason.value}: {observation.detail}", detail)
+    if isinstance(observation, PodSamples):
+        values, _missing = _ready_values(metric, observation, ctx)
+        if not values:
+            values = list(observation.values.values())
+        if not values:
+            detail["rule"] = "no latency sample: neutral"
+            return Proposal(metric.name, None, neutral=True, guard="neutral", detail=detail)
+        value = aggregate(values, "max" if metric.aggregation == "max" else "avg")
+    else:
+        value = observation.value
+    ratio = value / target
+    if value > target * (1 + tol_up):
+        if ctx.view.credited or ctx.view.unschedulable:
+            detail["rule"] = (
+                f"{value:.4g} above {target * (1 + tol_up):.4g} but capacity is on the way "
+                "or unschedulable: hold"
+            )
+            return Proposal(
+                metric.name, ctx.current, value=value, ratio=ratio, guard="hold", detail=detail
+            )
+        detail["rule"] = f"{value:.4g} above {target * (1 + tol_up):.4g}: one more replica"
+        return Proposal(
+            metric.name, ctx.current + 1, value=value, ratio=ratio, guard="up", detail=detail
+        )
+    if value >= target * margin:
+        detail["rule"] = f"{value:.4g} between margin and target: hold (no scale-down)"
+        return Proposal(
+            metric.name, ctx.current, value=value, ratio=ratio, guard="hold", detail=detail
+        )
+    detail["rule"] = f"{value:.4g} below {margin} x target: scale-down allowed"
+    return Proposal(
+        metric.name, max(0, ctx.current - 1), value=value, ratio=ratio, guard="down", detail=detail
+    )
+
+
+def queue_state(
+    policy: ResolvedPolicy,
+    observations: Mapping[str, MetricObservation],
+    view: PodView,
+    extra: Mapping[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    """New ``extra`` entries: each queue metric's last total and the scale-up reference candidate.
+
+    Args:
+        policy: The resolved policy.
+        observations: This tick's metric observations.
+        view: Pod classification.
+        extra: History ``extra`` coming in.
+        now: Current time, seconds.
+
+    Returns:
+        The updated ``extra`` mapping.
+    """
+    queue_metrics = [m for m in policy.metrics if m.is_queue]
+    if not queue_metrics:
+        return dict(extra)
+    last_in = extra.get(QUEUE_LAST_KEY)
+    last: dict[str, Any] = dict(last_in) if isinstance(last_in, Mapping) else {}
+    growth_in = extra.get(QUEUE_GROWTH_KEY)
+    growth_points: dict[str, dict[str, float]] = (
+        {k: dict(v) for k, v in growth_in.items() if isinstance(v, Mapping)}
+        if isinstance(growth_in, Mapping)
+        else {}
+    )
+    candidates: dict[str, Any] = {}
+    for metric in queue_metrics:
+        obs = observations.get(metric.name)
+        if isinstance(obs, PodSamples):
+            total = math.fsum(obs.values.get(n, 0.0) for n in view.ready)
+        elif isinstance(obs, TargetSample):
+            total = obs.value
+        else:
+            continue
+        previous = last.get(metric.name)
+        rate = 0.0
+        first = True
+        if isinstance(previous, list | tuple) and len(previous) == 2 and now > previous[0]:
+            rate = (total - float(previous[1])) / (now - float(previous[0]))
+            first = False
+        last[metric.name] = [now, total]
+        ready = len(view.ready)
+        points = dict(growth_points.get(metric.name, {}))
+        if not first and rate > 0 and ready > 0:
+            points[str(ready)] = rate
+            if len(points) > GROWTH_POINTS_KEPT:
+                points.pop(next(iter(points)))
+        growth_points[metric.name] = points
+        candidates[metric.name] = {
+            "t": now,
+            "total": total,
+            "rate": rate,
+            "first": first,
+            "perPod": per_pod_throughput(points),
+        }
+    out = dict(extra)
+    out[QUEUE_LAST_KEY] = last
+    out[QUEUE_CANDIDATE_KEY] = candidates
+    out[QUEUE_GROWTH_KEY] = growth_points
+    return out
+
+
+def per_pod_throughput(points: Mapping[str, float]) -> float | None:
+    """Requests/s one saturated pod serves, from queue growth at two ready counts.
+
+    While saturated, ``growth = arrivals - ready x mu``; two recent points with different ready
+    counts give ``mu = (g_a - g_b) / (r_b - r_a)``. None when not estimable (or not positive).
+    """
+    if len(points) < 2:
+        return None
+    items = list(points.items())
+    (r_a, g_a), (r_b, g_b) = items[-2], items[-1]
+    ready_a, ready_b = int(r_a), int(r_b)
+    if ready_a == ready_b:
+        return None
+    mu = (g_a - g_b) / (ready_b - ready_a)
+    return mu if mu > 0 else None
+
+
+def promote_queue_reference(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """After a scale-up: the tick's queue candidate becomes the in-flight reference."""
+    out = dict(extra)
+    candidate = extra.get(QUEUE_CANDIDATE_KEY)
+    if isinstance(candidate, Mapping) and candidate:
+        out[QUEUE_REF_KEY] = dict(candidate)
+    return out

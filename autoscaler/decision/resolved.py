@@ -1,0 +1,239 @@
+"""A policy flattened into the plain values the decision core reads on every tick.
+
+:func:`resolve` turns a :class:`~autoscaler.policy.models.ScalingPolicy` into a
+:class:`ResolvedPolicy`: HPA behaviour defaults applied (``pkg/apis/autoscaling/v2/defaults.go``),
+metric specs reduced to a few attributes, tolerances per direction. It is memoised per policy
+object (policies are frozen), so :mod:`autoscaler.decision.core` does no pydantic attribute walks
+in its hot path. Pure: the cache only remembers results of a deterministic function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from autoscaler.policy.models import (
+    Algorithm,
+    MetricKind,
+    ScalingPolicy,
+    ScalingRules,
+    TargetType,
+)
+
+DEFAULT_TOLERANCE = 0.1
+"""``--horizontal-pod-autoscaler-tolerance`` default."""
+DEFAULT_DOWNSCALE_WINDOW = 300
+"""``--horizontal-pod-autoscaler-downscale-stabilization`` default, seconds."""
+
+PODS = "Pods"
+PERCENT = "Percent"
+SELECT_MAX = "Max"
+SELECT_MIN = "Min"
+SELECT_DISABLED = "Disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """One rate limit: ``value`` pods or percent per ``period`` seconds."""
+
+    type: str
+    """``Pods`` or ``Percent``."""
+    value: int
+    period: int
+    """Seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """One direction's scaling rules with HPA defaults applied."""
+
+    window: int
+    """Stabilization window, seconds."""
+    select: str
+    """``Max``, ``Min`` or ``Disabled``."""
+    policies: tuple[RatePolicy, ...]
+    tolerance: float
+    """Fraction (0.1 = 10 %)."""
+
+    @property
+    def longest_period(self) -> int:
+        """The longest ``periodSeconds`` of the policies (0 if none): ``getLongestPolicyPeriod``."""
+        return max((p.period for p in self.policies), default=0)
+
+
+DEFAULT_SCALE_UP = Rules(
+    window=0,
+    select=SELECT_MAX,
+    policies=(RatePolicy(PODS, 4, 15), RatePolicy(PERCENT, 100, 15)),
+    tolerance=DEFAULT_TOLERANCE,
+)
+"""HPA default scale-up rules (``GenerateHPAScaleUpRules``)."""
+DEFAULT_SCALE_DOWN = Rules(
+    window=DEFAULT_DOWNSCALE_WINDOW,
+    select=SELECT_MAX,
+    policies=(RatePolicy(PERCENT, 100, 15),),
+    tolerance=DEFAULT_TOLERANCE,
+)
+"""HPA default scale-down rules (nil window -> the controller flag, 300 s)."""
+
+
+def merge_rules(user: ScalingRules | None, default: Rules) -> Rules:
+    """Apply HPA defaulting to one direction: field by field; a user policy list replaces whole.
+
+    Args:
+        user: The direction's rules from the policy, or None.
+        default: :data:`DEFAULT_SCALE_UP` or :data:`DEFAULT_SCALE_DOWN`.
+
+    Returns:
+        The rules in force.
+    """
+    if user is None:
+        return default
+    policies = default.policies
+    if user.policies is not None:
+        policies = tuple(RatePolicy(p.type.value, p.value, p.period_seconds) for p in user.policies)
+    return Rules(
+        window=default.window
+        if user.stabilization_window_seconds is None
+        else user.stabilization_window_seconds,
+        select=default.select if user.select_policy is None else user.select_policy.value,
+        policies=policies,
+        tolerance=default.tolerance if user.tolerance is None else float(user.tolerance),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedMetric:
+    """The attributes of one metric entry that the core needs."""
+
+    name: str
+    kind: str
+    """:class:`~autoscaler.policy.models.MetricKind` value."""
+    target_type: str
+    """``Value`` or ``AverageValue``."""
+    target: float
+    """The target number in the metric's unit."""
+    per_pod: bool
+    is_latency: bool
+    aggregation: str
+    """``avg``, ``sum`` or ``max``."""
+    is_queue: bool
+    """Queue depth (a stock, not a level)."""
+    is_kv: bool
+    """KV-cache usage (saturates at 1.0)."""
+
+    @property
+    def source_label(self) -> str:
+        """HPA metric source type this entry maps to.
+
+        Per-pod samples with ``AverageValue`` are a Pods metric; per-pod samples aggregated to a
+        ``Value`` are an Object metric (as NIM's Service-level metric); whole-target queries are
+        External metrics.
+        """
+        if not self.per_pod:
+            return "External"
+        return "Object" if self.target_type == TargetType.VALUE.value else "Pods"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicy:
+    """Everything :func:`autoscaler.decision.core.decide` reads from a policy."""
+
+    key: str
+    min_replicas: int
+    max_replicas: int
+    metrics: tuple[ResolvedMetric, ...]
+    has_behavior: bool
+    """False: the legacy (no ``behavior``) normalisation."""
+    up: Rules
+    down: Rules
+    llm: bool
+    """``algorithm: llm``."""
+    fallback_replicas: int | None
+    """``onMetricFailure: fallback`` replicas, or None for ``hold``."""
+    fallback_after: int
+    startup_seconds: float
+    startup_learning: bool
+    latency_margin: float
+    kv_saturation: float
+
+    @property
+    def tolerance_up(self) -> float:
+        """Scale-up tolerance."""
+        return self.up.tolerance
+
+    @property
+    def tolerance_down(self) -> float:
+        """Scale-down tolerance."""
+        return self.down.tolerance
+
+
+class _Identity:
+    """Hashes a policy by identity (pydantic models holding lists are not hashable)."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: ScalingPolicy) -> None:
+        self.policy = policy
+
+    def __hash__(self) -> int:
+        return id(self.policy)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.policy is self.policy
+
+
+def resolve(policy: ScalingPolicy) -> ResolvedPolicy:
+    """The flattened form of ``policy`` (memoised per policy object).
+
+    Args:
+        policy: A validated policy.
+
+    Returns:
+        Its :class:`ResolvedPolicy`.
+    """
+    return _resolve_cached(_Identity(policy))
+
+
+@lru_cache(maxsize=512)
+def _resolve_cached(key: _Identity) -> ResolvedPolicy:
+    policy = key.policy
+    spec = policy.spec
+    metrics = tuple(
+        ResolvedMetric(
+            name=m.name,
+            kind=m.kind.value,
+            target_type=m.target.type.value,
+            target=m.target.threshold,
+            per_pod=m.per_pod,
+            is_latency=m.is_latency,
+            aggregation=m.aggregation.value,
+            is_queue=m.kind is MetricKind.QUEUE_DEPTH,
+            is_kv=m.kind is MetricKind.KV_CACHE,
+        )
+        for m in spec.metrics
+    )
+    behavior = spec.behavior
+    if behavior is None:
+        up = Rules(0, SELECT_MAX, (), DEFAULT_TOLERANCE)
+        down = Rules(DEFAULT_DOWNSCALE_WINDOW, SELECT_MAX, (), DEFAULT_TOLERANCE)
+    else:
+        up = merge_rules(behavior.scale_up, DEFAULT_SCALE_UP)
+        down = merge_rules(behavior.scale_down, DEFAULT_SCALE_DOWN)
+    failure = spec.on_metric_failure
+    return ResolvedPolicy(
+        key=policy.key,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        metrics=metrics,
+        has_behavior=behavior is not None,
+        up=up,
+        down=down,
+        llm=spec.algorithm is Algorithm.LLM,
+        fallback_replicas=failure.replicas if failure.action == "fallback" else None,
+        fallback_after=failure.after_failures,
+        startup_seconds=spec.llm.startup_seconds,
+        startup_learning=spec.llm.startup_learning,
+        latency_margin=spec.llm.latency_scale_down_margin,
+        kv_saturation=spec.llm.kv_saturation,
+    )

@@ -1,0 +1,123 @@
+"""Builds the Kubernetes adapters from :class:`~autoscaler.settings.Settings` in one call.
+
+``await connect(settings)`` returns a :class:`KubeContext` holding one API client and the port
+implementations the control loop (:mod:`autoscaler.controller`) uses: the scale client, the
+pod cache, the recorder, the history store and the leader gate. ``start()`` launches the
+background tasks (pod watches, leader election); ``close()`` stops them (releasing the Lease)
+and closes the HTTP session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from autoscaler.clock import Clock, SystemClock
+from autoscaler.controller.ports import LeaderGate
+from autoscaler.kube.client import DEFAULT_TIMEOUT, KubeApi
+from autoscaler.kube.history import KubeHistoryStore
+from autoscaler.kube.leader import LeaderElector
+from autoscaler.kube.pods import PodCache
+from autoscaler.kube.recorder import KubeRecorder
+from autoscaler.kube.scale import KubeScaleClient
+from autoscaler.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class AlwaysLeader:
+    """:class:`~autoscaler.controller.ports.LeaderGate` without election (single instance)."""
+
+    def is_leader(self) -> bool:
+        """Always True."""
+        return True
+
+
+@dataclass
+class KubeContext:
+    """The Kubernetes side of one controller process."""
+
+    api: KubeApi
+    scale: KubeScaleClient
+    """:class:`~autoscaler.controller.ports.ScaleClient`."""
+    pods: PodCache
+    """:class:`~autoscaler.controller.ports.PodSource`."""
+    recorder: KubeRecorder
+    """:class:`~autoscaler.controller.ports.Recorder`."""
+    history: KubeHistoryStore
+    """:class:`~autoscaler.controller.ports.HistoryStore`."""
+    leader: LeaderGate
+    """:class:`LeaderElector`, or :class:`AlwaysLeader` when election is off or in dry-run."""
+
+    def start(self) -> None:
+        """Start the pod watches and (if enabled) leader election in background tasks."""
+        self.pods.start()
+        if isinstance(self.leader, LeaderElector):
+            self.leader.start()
+
+    async def close(self) -> None:
+        """Stop leader election (releasing the Lease), stop the watches, close the client."""
+        try:
+            if isinstance(self.leader, LeaderElector):
+                await self.leader.stop()
+            await self.pods.stop()
+        finally:
+            await self.api.close()
+
+
+async def connect(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    request_timeout: float = DEFAULT_TIMEOUT,
+) -> KubeContext:
+    """Configure the client and build every adapter (nothing is started yet; call ``start``).
+
+    Leader election is used when ``settings.leader_election`` is on and the controller is not in
+    dry-run (a dry run never writes, not even the Lease). The history ConfigMap
+    (``settings.history_configmap``) and the Lease live in ``settings.leader_election_namespace``
+    (the controller's own namespace).
+
+    Args:
+        settings: controller settings (kubeconfig, context, namespaces, election timings).
+        clock: time source for Events and election (default: wall clock).
+        request_timeout: total timeout of one API request, seconds.
+
+    Raises:
+        KubeConfigError: no usable cluster configuration.
+    """
+    clock = clock or SystemClock()
+    api = await KubeApi.from_settings(settings, request_timeout=request_timeout)
+    scale = KubeScaleClient(api, request_timeout=request_timeout)
+    leader: LeaderGate
+    if settings.leader_election and not settings.dry_run:
+        leader = LeaderElector(
+            api,
+            settings.leader_election_namespace,
+            settings.leader_election_lease_name,
+            settings.identity,
+            lease_duration=settings.leader_election_lease_duration,
+            renew_deadline=settings.leader_election_renew_deadline,
+            retry_period=settings.leader_election_retry_period,
+            clock=clock,
+        )
+    else:
+        leader = AlwaysLeader()
+    context = KubeContext(
+        api=api,
+        scale=scale,
+        pods=PodCache(api, settings.namespaces),
+        recorder=KubeRecorder(api, scale.discovery, clock=clock, identity=settings.identity),
+        history=KubeHistoryStore(
+            api, settings.leader_election_namespace, name=settings.history_configmap
+        ),
+        leader=leader,
+    )
+    log.info(
+        "kube_connected",
+        namespaces=settings.namespaces or "all",
+        leader_election=isinstance(leader, LeaderElector),
+        identity=settings.identity,
+    )
+    return context

@@ -1,0 +1,309 @@
+"""The pod cache: list + watch per namespace, queried by label selector with no I/O.
+
+Implements :class:`autoscaler.controller.ports.PodSource` for Kubernetes. One reflector task per
+watched namespace (or one for all namespaces when ``Settings.namespaces`` is empty) lists the
+pods, then watches from the list's resourceVersion with ``allowWatchBookmarks=true``, as
+client-go's reflector does: ADDED/MODIFIED/DELETED update the cache, BOOKMARK advances the
+resourceVersion, a 410 Gone (HTTP status or ``ERROR`` event) re-lists, other errors back off
+(capped exponential) and resume from the last resourceVersion, and a watch the server ends
+normally (``timeoutSeconds``) is simply restarted. Only the fields :class:`PodInfo` needs (plus
+labels) are kept per pod. Selectors are parsed and matched by :mod:`autoscaler.kube.selector`.
+The control loop calls :meth:`PodCache.pods`; :mod:`autoscaler.kube.factory` starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from autoscaler.decision.types import PodInfo, PodPhase
+from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.selector import parse_selector
+
+log = structlog.get_logger(__name__)
+
+ALL_NAMESPACES = ""
+"""Scope key of a cluster-wide watch."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    labels: Mapping[str, str]
+    info: PodInfo
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): re-list."""
+
+
+def parse_time(value: object) -> float | None:
+    """Seconds since the epoch from an RFC 3339 timestamp (None if absent or unreadable)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def pod_info(pod: Mapping[str, Any]) -> PodInfo:
+    """The fields of a pod object the decision core uses.
+
+    Args:
+        pod: a ``v1.Pod`` as JSON.
+    """
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    try:
+        phase = PodPhase(status.get("phase", "Unknown"))
+    except ValueError:
+        phase = PodPhase.UNKNOWN
+    ready = False
+    ready_at: float | None = None
+    scheduled_at: float | None = None
+    unschedulable: str | None = None
+    for cond in status.get("conditions") or []:
+        kind = cond.get("type")
+        if kind == "Ready":
+            ready = cond.get("status") == "True"
+            ready_at = parse_time(cond.get("lastTransitionTime"))
+        elif kind == "PodScheduled":
+            if cond.get("status") == "True":
+                scheduled_at = parse_time(cond.get("lastTransitionTime"))
+            elif cond.get("reason") == "Unschedulable":
+                unschedulable = str(cond.get("message") or "Unschedulable")
+    return PodInfo(
+        name=str(meta.get("name", "")),
+        phase=phase,
+        ready=ready,
+        created_at=parse_time(meta.get("creationTimestamp")),
+        ready_at=ready_at,
+        scheduled_at=scheduled_at,
+        deleting=meta.get("deletionTimestamp") is not None,
+        unschedulable=unschedulable,
+    )
+
+
+class PodCache:
+    """:class:`~autoscaler.controller.ports.PodSource` fed by list + watch.
+
+    Args:
+        api: the API client.
+        namespaces: namespaces to watch; empty: all namespaces (one cluster-wide watch).
+        watch_timeout: ``timeoutSeconds`` asked of the server per watch; the stream then ends
+            normally and is restarted from the last resourceVersion.
+        backoff_base: first delay after an error, seconds (doubles per consecutive error).
+        backoff_cap: largest delay after errors, seconds.
+        page_size: ``limit`` of list requests (pages follow ``continue``).
+        sleep: how to wait between retries (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespaces: Sequence[str] = (),
+        *,
+        watch_timeout: int = 300,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        page_size: int = 500,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._api = api
+        self._scopes: tuple[str, ...] = tuple(dict.fromkeys(namespaces)) or (ALL_NAMESPACES,)
+        self._watch_timeout = watch_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._page_size = page_size
+        self._sleep = sleep
+        self._store: dict[str, dict[tuple[str, str], _Entry]] = {s: {} for s in self._scopes}
+        self._synced: set[str] = set()
+        self._unwatched_warned: set[str] = set()
+        self._rv: dict[str, str | None] = dict.fromkeys(self._scopes)
+        """Last resourceVersion seen per scope (None: must list)."""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._synced_event = asyncio.Event()
+        self.lists = 0
+        """Number of completed (re-)lists, for observability and tests."""
+        self.watches = 0
+        """Number of watch requests started."""
+
+    # -- PodSource ------------------------------------------------------------------------
+
+    def pods(self, namespace: str, selector: str) -> tuple[PodInfo, ...]:
+        """Cached pods in ``namespace`` whose labels match ``selector``, sorted by name.
+
+        Raises:
+            SelectorError: ``selector`` cannot be parsed.
+        """
+        parsed = parse_selector(selector)
+        scope = ALL_NAMESPACES if ALL_NAMESPACES in self._store else namespace
+        entries = self._store.get(scope)
+        if entries is None:
+            if namespace not in self._unwatched_warned:
+                self._unwatched_warned.add(namespace)
+                log.warning("pods_namespace_not_watched", namespace=namespace, watched=self._scopes)
+            return ()
+        return tuple(
+            entry.info
+            for (ns, _), entry in sorted(entries.items())
+            if ns == namespace and parsed.matches(entry.labels)
+        )
+
+    def synced(self) -> bool:
+        """True once every watched scope has completed its initial list."""
+        return len(self._synced) == len(self._scopes)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one reflector task per scope (idempotent)."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._reflect(scope), name=f"pod-reflector:{scope or '*'}")
+            for scope in self._scopes
+        ]
+
+    async def wait_synced(self, within: float) -> bool:
+        """Wait until :meth:`synced` (True) or ``within`` seconds pass (False)."""
+        try:
+            await asyncio.wait_for(self._synced_event.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Cancel the reflector tasks and wait for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- reflector ------------------------------------------------------------------------
+
+    def _path(self, scope: str) -> str:
+        return f"/api/v1/namespaces/{scope}/pods" if scope else "/api/v1/pods"
+
+    async def _reflect(self, scope: str) -> None:
+        """List, then watch forever; re-list on 410; back off on errors."""
+        failures = 0
+        where = scope or "*"
+        while True:
+            try:
+                resource_version = self._rv[scope]
+                if resource_version is None:
+                    resource_version = await self._list(scope)
+                    self._rv[scope] = resource_version
+                started = time.monotonic()
+                events = await self._watch(scope, resource_version)
+                failures = 0
+                if events == 0 and time.monotonic() - started < 1.0:
+                    # An immediately empty, ended watch: do not spin against the server.
+                    await self._sleep(self._backoff_base)
+            except _Expired:
+                log.info("pod_watch_expired_relist", namespace=where)
+                self._rv[scope] = None
+            except KubeApiError as exc:
+                if exc.status == 410:
+                    log.info("pod_watch_expired_relist", namespace=where)
+                    self._rv[scope] = None
+                    continue
+                delay = min(self._backoff_cap, self._backoff_base * 2**failures)
+                failures += 1
+                log.warning(
+                    "pod_watch_error",
+                    namespace=where,
+                    status=exc.status,
+                    reason=exc.reason,
+                    error=exc.message,
+                    retry_in=delay,
+                    relist=self._rv[scope] is None,
+                )
+                await self._sleep(delay)
+
+    async def _list(self, scope: str) -> str:
+        items: dict[tuple[str, str], _Entry] = {}
+        token = ""
+        while True:
+            query: dict[str, str | int | bool] = {"limit": self._page_size}
+            if token:
+                query["continue"] = token
+            listing = await self._api.request(
+                "GET", self._path(scope), query=query, request_timeout=60.0
+            )
+            for pod in listing.get("items") or []:
+                key, entry = _entry(pod)
+                items[key] = entry
+            meta = listing.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        self._store[scope] = items
+        self.lists += 1
+        if scope not in self._synced:
+            self._synced.add(scope)
+            if self.synced():
+                self._synced_event.set()
+        resource_version = str(meta.get("resourceVersion") or "")
+        log.info("pods_listed", namespace=scope or "*", pods=len(items), rv=resource_version)
+        return resource_version
+
+    async def _watch(self, scope: str, resource_version: str) -> int:
+        """Watch from ``resource_version`` until the stream ends; returns the events seen.
+
+        Every event's resourceVersion is remembered at once, so a watch cut mid-stream resumes
+        from the last event applied.
+        """
+        self.watches += 1
+        query: dict[str, str | int | bool] = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": self._watch_timeout,
+        }
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        store = self._store[scope]
+        events = 0
+        async for event in self._api.stream(
+            self._path(scope), query=query, stream_timeout=self._watch_timeout + 30.0
+        ):
+            events += 1
+            kind = event.get("type")
+            obj: JsonObject = event.get("object") or {}
+            if kind == "ERROR":
+                code = int(obj.get("code") or 0)
+                if code == 410:
+                    raise _Expired
+                raise KubeApiError(
+                    code, str(obj.get("reason", "")), str(obj.get("message", "")), "WATCH"
+                )
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if kind in {"ADDED", "MODIFIED"}:
+                key, entry = _entry(obj)
+                store[key] = entry
+            elif kind == "DELETED":
+                key, _ = _entry(obj)
+                store.pop(key, None)
+            elif kind != "BOOKMARK":
+                log.warning("pod_watch_unknown_event", type=kind)
+                continue
+            if rv:
+                self._rv[scope] = str(rv)
+        return events
+
+
+def _entry(pod: Mapping[str, Any]) -> tuple[tuple[str, str], _Entry]:
+    meta = pod.get("metadata") or {}
+    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return key, _Entry(labels, pod_info(pod))

@@ -1,0 +1,371 @@
+"""Decisions made visible in the cluster: Events on the target and a status annotation.
+
+Implements :class:`autoscaler.controller.ports.Recorder` for Kubernetes.
+
+- **Events** (core/v1, ``involvedObject`` = the scale target) with the HPA's reasons:
+  ``SuccessfulRescale`` (Normal) for each scale, and a Warning for each failure:
+  ``FailedGetScale``/``FailedUpdateScale``/``FailedRescale`` or, when metrics failed, the reason
+  of the decision's ``ScalingActive=False`` condition (``FailedGetPodsMetric``...). Like the
+  client-go event correlator, a repeat of the same (object, type, reason, message) does not
+  create a new Event: the existing one's ``count``/``lastTimestamp`` is PATCHed, at most once per
+  ``aggregate_interval`` (repeats in between are counted and carried by the next patch); a new
+  Event object is created only on first sight, or when the old one expired (404), and at most
+  once per ``aggregate_interval`` per key. The correlation cache is an LRU of bounded size.
+- **Status annotation** ``nim-autoscaler.io/status`` on the target object: a JSON record (see
+  ``docs/kubernetes.md``) written with a merge PATCH only when its content, ignoring
+  ``observedAt``, changed.
+
+Nothing is written for ``DRY_RUN`` or ``NOT_LEADER`` outcomes (only the leader writes, and dry
+runs are read-only). API failures are logged, never raised. Neighbours: the control loop calls
+:meth:`KubeRecorder.record`; :class:`autoscaler.kube.scale.Discovery` resolves target kinds;
+:mod:`autoscaler.commands.status` reads the annotation back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from autoscaler.clock import Clock, SystemClock
+from autoscaler.controller.ports import Outcome
+from autoscaler.decision.types import ConditionType, Decision
+from autoscaler.errors import TargetNotFound
+from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.scale import Discovery, ResourceRef
+from autoscaler.policy.models import ScalingPolicy
+
+log = structlog.get_logger(__name__)
+
+STATUS_ANNOTATION = "nim-autoscaler.io/status"
+"""Annotation on the scale target holding the JSON status record."""
+
+COMPONENT = "nim-autoscaler"
+"""``source.component`` / ``reportingController`` of the Events."""
+
+
+def rfc3339(ts: float) -> str:
+    """RFC 3339 UTC with second precision (``metav1.Time``)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """What to emit for one record call."""
+
+    type: str
+    """``Normal`` or ``Warning``."""
+    reason: str
+    message: str
+
+
+def event_for(decision: Decision, outcome: Outcome, error: str | None) -> EventSpec | None:
+    """The Event a decision and its outcome deserve (None: nothing worth an Event).
+
+    Args:
+        decision: the decision.
+        outcome: what the loop did with it.
+        error: the failure's message, for ``FAILED``.
+    """
+    if outcome is Outcome.SCALED:
+        message = f"New size: {decision.desired_replicas}; reason: {decision.reason}"
+        return EventSpec("Normal", "SuccessfulRescale", message)
+    active = decision.condition(ConditionType.SCALING_ACTIVE)
+    able = decision.condition(ConditionType.ABLE_TO_SCALE)
+    if outcome is Outcome.FAILED:
+        if able is not None and not able.status and able.reason.startswith("Failed"):
+            reason = able.reason
+        elif active is not None and not active.status and active.reason.startswith("Failed"):
+            reason = active.reason
+        else:
+            reason = "FailedRescale"
+        if reason == "FailedRescale":
+            message = (
+                f"New size: {decision.desired_replicas}; reason: {decision.reason}; "
+                f"error: {error or 'unknown error'}"
+            )
+        else:
+            message = error or (able.message if able and not able.status else "") or decision.reason
+        return EventSpec("Warning", reason, message)
+    for cond in (able, active):
+        if cond is not None and not cond.status and cond.reason.startswith("Failed"):
+            return EventSpec("Warning", cond.reason, cond.message or decision.reason)
+    return None
+
+
+def _number(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def status_record(
+    policy: ScalingPolicy,
+    decision: Decision,
+    outcome: Outcome,
+    error: str | None,
+    last_scale_time: str | None,
+) -> dict[str, Any]:
+    """The JSON status record of a target (without ``observedAt``)."""
+    metrics: list[dict[str, Any]] = []
+    for metric in policy.spec.metrics:
+        target = metric.target
+        goal = target.value if target.value is not None else target.average_value
+        metrics.append(
+            {
+                "name": metric.name,
+                "type": str(target.type),
+                "target": goal,
+                "value": _number(decision.metric_values.get(metric.name)),
+                "proposal": decision.metric_proposals.get(metric.name),
+            }
+        )
+    ref = policy.spec.scale_target_ref
+    return {
+        "policy": policy.key,
+        "target": f"{ref.kind}/{ref.name}",
+        "minReplicas": policy.spec.min_replicas,
+        "maxReplicas": policy.spec.max_replicas,
+        "currentReplicas": decision.current_replicas,
+        "desiredReplicas": decision.desired_replicas,
+        "lastScaleTime": last_scale_time,
+        "outcome": str(outcome),
+        "reason": decision.reason,
+        "error": error,
+        "metrics": metrics,
+        "conditions": [
+            {
+                "type": str(c.type),
+                "status": "True" if c.status else "False",
+                "reason": c.reason,
+                "message": c.message,
+            }
+            for c in decision.conditions
+        ],
+    }
+
+
+@dataclass(slots=True)
+class _Correlated:
+    namespace: str
+    name: str
+    count: int
+    first: str
+    last_sent: float
+
+
+class KubeRecorder:
+    """:class:`~autoscaler.controller.ports.Recorder` with Events and a status annotation.
+
+    Args:
+        api: the API client.
+        discovery: kind resolution (share the scale client's).
+        clock: time for Event timestamps and throttling (injectable for tests).
+        identity: this instance (``reportingInstance`` / ``source.host``).
+        aggregate_interval: minimum seconds between writes (create or patch) of one Event key.
+        cache_size: correlation keys remembered (LRU).
+        status_refresh: seconds after which the remembered status annotation is re-read from
+            the object instead of trusted (another instance may have written it meanwhile).
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        discovery: Discovery,
+        *,
+        clock: Clock | None = None,
+        identity: str = COMPONENT,
+        aggregate_interval: float = 30.0,
+        cache_size: int = 4096,
+        status_refresh: float = 300.0,
+    ) -> None:
+        self._api = api
+        self._discovery = discovery
+        self._clock: Clock = clock or SystemClock()
+        self._identity = identity
+        self._interval = aggregate_interval
+        self._cache_size = cache_size
+        self._events: OrderedDict[tuple[str, ...], _Correlated] = OrderedDict()
+        self._status: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        """(namespace, plural, name) -> (when read/written, the record known on the object)."""
+        self._status_refresh = status_refresh
+        self._uids: dict[tuple[str, str, str], str] = {}
+
+    async def record(
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> None:
+        """Emit an Event (correlated) and update the status annotation if its content changed."""
+        if outcome in {Outcome.DRY_RUN, Outcome.NOT_LEADER}:
+            return
+        ref = policy.spec.scale_target_ref
+        try:
+            resource = await self._discovery.resolve(ref.api_version, ref.kind)
+        except (TargetNotFound, KubeApiError) as exc:
+            log.warning("record_discovery_failed", policy=policy.key, error=str(exc))
+            return
+        await self._update_status(policy, resource, decision, outcome, error)
+        spec = event_for(decision, outcome, error)
+        if spec is not None:
+            await self._emit(policy, resource, spec)
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _emit(self, policy: ScalingPolicy, resource: ResourceRef, spec: EventSpec) -> None:
+        ref = policy.spec.scale_target_ref
+        namespace = policy.metadata.namespace
+        key = (namespace, ref.api_version, ref.kind, ref.name, spec.type, spec.reason, spec.message)
+        now = self._clock.now()
+        seen = self._events.get(key)
+        try:
+            if seen is None:
+                self._events[key] = await self._create(policy, resource, spec, 1, rfc3339(now))
+                while len(self._events) > self._cache_size:
+                    self._events.popitem(last=False)
+                return
+            self._events.move_to_end(key)
+            seen.count += 1
+            if now - seen.last_sent < self._interval:
+                log.debug(
+                    "event_aggregated", policy=policy.key, reason=spec.reason, count=seen.count
+                )
+                return
+            patch = {"count": seen.count, "lastTimestamp": rfc3339(now)}
+            try:
+                await self._api.request(
+                    "PATCH",
+                    f"/api/v1/namespaces/{seen.namespace}/events/{seen.name}",
+                    body=patch,
+                    content_type=MERGE_PATCH,
+                )
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    raise
+                # The Event expired (events have a TTL): start a new one carrying the count.
+                self._events[key] = await self._create(
+                    policy, resource, spec, seen.count, seen.first
+                )
+                return
+            seen.last_sent = now
+        except KubeApiError as exc:
+            log.warning(
+                "event_write_failed",
+                policy=policy.key,
+                reason=spec.reason,
+                status=exc.status,
+                error=exc.message,
+            )
+
+    async def _create(
+        self,
+        policy: ScalingPolicy,
+        resource: ResourceRef,
+        spec: EventSpec,
+        count: int,
+        first: str,
+    ) -> _Correlated:
+        ref = policy.spec.scale_target_ref
+        namespace = policy.metadata.namespace
+        now = self._clock.now()
+        name = f"{ref.name}.{int(now * 1e9):x}"
+        involved: JsonObject = {
+            "apiVersion": ref.api_version,
+            "kind": ref.kind,
+            "name": ref.name,
+            "namespace": namespace,
+        }
+        uid = self._uids.get((namespace, resource.plural, ref.name))
+        if uid:
+            involved["uid"] = uid
+        body: JsonObject = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": involved,
+            "reason": spec.reason,
+            "message": spec.message[:1024],
+            "type": spec.type,
+            "source": {"component": COMPONENT, "host": self._identity},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._identity,
+            "firstTimestamp": first,
+            "lastTimestamp": rfc3339(now),
+            "count": count,
+        }
+        created = await self._api.request(
+            "POST", f"/api/v1/namespaces/{namespace}/events", body=body
+        )
+        log.info("event_created", policy=policy.key, reason=spec.reason, message=spec.message)
+        return _Correlated(
+            namespace, str((created.get("metadata") or {}).get("name", name)), count, first, now
+        )
+
+    # -- status annotation ----------------------------------------------------------------
+
+    async def _update_status(
+        self,
+        policy: ScalingPolicy,
+        resource: ResourceRef,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None,
+    ) -> None:
+        ref = policy.spec.scale_target_ref
+        namespace = policy.metadata.namespace
+        key = (namespace, resource.plural, ref.name)
+        path = resource.path(namespace, ref.name)
+        try:
+            now = self._clock.now()
+            cached = self._status.get(key)
+            if cached is not None and now - cached[0] < self._status_refresh:
+                previous: dict[str, Any] | None = cached[1]
+            else:
+                previous = await self._read_status(key, path)
+                if previous is not None:
+                    self._status[key] = (now, _without_observed(previous))
+            last_scale = previous.get("lastScaleTime") if previous else None
+            if outcome is Outcome.SCALED:
+                last_scale = rfc3339(decision.timestamp)
+            record = status_record(policy, decision, outcome, error, last_scale)
+            if previous is not None and _without_observed(previous) == record:
+                return
+            text = json.dumps({**record, "observedAt": rfc3339(decision.timestamp)})
+            patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
+            await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+            self._status[key] = (now, record)
+            log.debug("status_annotation_written", policy=policy.key)
+        except KubeApiError as exc:
+            self._status.pop(key, None)
+            log.warning(
+                "status_annotation_failed",
+                policy=policy.key,
+                status=exc.status,
+                error=exc.message,
+                rule=resource.rule("patch", namespace) if exc.status == 403 else None,
+            )
+
+    async def _read_status(self, key: tuple[str, str, str], path: str) -> dict[str, Any] | None:
+        obj = await self._api.request("GET", path)
+        meta = obj.get("metadata") or {}
+        if meta.get("uid"):
+            self._uids[key] = str(meta["uid"])
+        text = (meta.get("annotations") or {}).get(STATUS_ANNOTATION)
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+def _without_observed(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "observedAt"}

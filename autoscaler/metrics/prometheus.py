@@ -1,0 +1,681 @@
+"""The Prometheus metric source: batched PromQL per tick, joined to each policy through its pods.
+
+Implements :class:`~autoscaler.metrics.base.MetricSource` for the control loop
+(:mod:`autoscaler.controller`) and ``nim-autoscaler explain``. Neighbours: :mod:`.client` (HTTP,
+auth, retries), :mod:`.promql` (escaping, templates), :mod:`.names` (metric-name families),
+:mod:`.quantile` (``histogram_quantile`` in numpy).
+
+One tick (:meth:`PrometheusSource.fetch`):
+
+1. ``metricNames: auto`` policies need their namespace's family: one probe query
+   ``count by (namespace, __name__) ({__name__=~"<every known name>", namespace=~"..."})`` for
+   all namespaces whose cached answer is older than ``detect_interval`` (or that a preset found
+   empty, at most every ``redetect_min_interval``).
+2. One query per (series, statistic, window) for all policies together, restricted to the
+   namespaces involved and grouped ``by (namespace, pod)`` (``by (namespace, pod, le)`` for
+   histogram buckets), plus one ``max by (namespace, pod) (timestamp(<series>))`` per series to
+   know each pod's newest sample. Custom ``prometheus`` queries run once per policy. The number
+   of queries does not grow with the number of policies.
+3. Each policy takes the series of its own pods (other pods' series are ignored); pods with no
+   series are missing. Quantiles sum the bucket rates of the policy's pods.
+
+No-signal rules (never 0): empty result, NaN, +-Inf, a pod whose newest sample is older than the
+metric's max staleness (default ``max(3 x window, 120 s)``) or whose series Prometheus has marked
+stale (a stopped exporter: the value may linger in a rate window but the instant selector is
+gone), a query error, timeout or malformed body, values out of domain (negative, KV cache > 1.5,
+above 1e12), several series for a ``returns: target`` custom query. Only a custom query with
+``emptyAs`` turns an empty result into a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+
+from autoscaler.decision.types import (
+    MetricObservation,
+    NoSignal,
+    NoSignalReason,
+    PodSamples,
+    TargetSample,
+)
+from autoscaler.metrics import names as metric_names
+from autoscaler.metrics.base import MetricRequest, PolicyMetrics
+from autoscaler.metrics.client import PrometheusClient, QueryFailed, Series
+from autoscaler.metrics.promql import (
+    TemplateError,
+    fill_template,
+    format_duration,
+    namespace_matcher,
+    quote_string,
+    regex_alternation,
+)
+from autoscaler.metrics.quantile import parse_le, target_quantile
+from autoscaler.policy.models import (
+    LatencyMetricSpec,
+    MetricKind,
+    MetricNames,
+    MetricSpec,
+    PrometheusMetricSpec,
+    RateMetricSpec,
+)
+from autoscaler.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MAX_VALUE = 1e12
+"""Values above this are absurd for any metric here (INVALID)."""
+MAX_KV_CACHE = 1.5
+"""KV-cache usage is 0..1; above this the exporter is broken (INVALID)."""
+MIN_STALENESS = 120.0
+"""Default max staleness is ``max(3 x window, MIN_STALENESS)`` seconds."""
+
+BatchKind = Literal["value", "rate", "buckets", "sum", "count", "fresh"]
+PodKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batched query: a statistic of one series, for every namespace that needs it."""
+
+    kind: BatchKind
+    name: str
+    """Metric name (histograms: the base name; ``fresh``: the exact series name)."""
+    aggregation: str = "sum"
+    """How several series of one pod combine (``value`` only): ``sum`` or ``max``."""
+    window: float | None = None
+
+    def promql(self, namespaces: Iterable[str]) -> str:
+        """The PromQL text for these namespaces."""
+        ns = namespace_matcher(namespaces)
+        w = format_duration(self.window) if self.window is not None else ""
+        if self.kind == "value":
+            return f"{self.aggregation} by (namespace, pod) ({self.name}{{{ns}}})"
+        if self.kind == "rate":
+            return f"sum by (namespace, pod) (rate({self.name}{{{ns}}}[{w}]))"
+        if self.kind == "buckets":
+            return f"sum by (namespace, pod, le) (rate({self.name}_bucket{{{ns}}}[{w}]))"
+        if self.kind == "sum":
+            return f"sum by (namespace, pod) (rate({self.name}_sum{{{ns}}}[{w}]))"
+        if self.kind == "count":
+            return f"sum by (namespace, pod) (rate({self.name}_count{{{ns}}}[{w}]))"
+        return f"max by (namespace, pod) (timestamp({self.name}{{{ns}}}))"
+
+
+@dataclass(slots=True)
+class _BatchResult:
+    """A batch's series indexed by (namespace, pod), or the failure."""
+
+    query: str = ""
+    values: dict[PodKey, float] = field(default_factory=dict)
+    buckets: dict[PodKey, dict[float, float]] = field(default_factory=dict)
+    series_per_namespace: Counter[str] = field(default_factory=Counter)
+    duplicates: set[PodKey] = field(default_factory=set)
+    failure: NoSignal | None = None
+
+
+@dataclass(slots=True)
+class _NamespaceNames:
+    """What the auto-detection probe found in one namespace: series name -> series count."""
+
+    counts: dict[str, int]
+    probed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one preset metric of one policy is computed this tick."""
+
+    name: str
+    """The resolved exported metric name."""
+    value_batches: tuple[Batch, ...]
+    fresh: Batch
+    max_staleness: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchStats:
+    """What the last :meth:`PrometheusSource.fetch` did (for logs, tests and benchmarks)."""
+
+    queries: int
+    """PromQL queries issued (probe + batches + custom)."""
+    batch_queries: int
+    custom_queries: int
+    probe_queries: int
+    seconds: float
+
+
+class PrometheusSource:
+    """A :class:`~autoscaler.metrics.base.MetricSource` reading Prometheus.
+
+    Args:
+        client: The HTTP client (:class:`~autoscaler.metrics.client.PrometheusClient`).
+        tick_budget: Seconds one :meth:`fetch` may take in total (retries stop before it);
+            default: twice the client's query timeout.
+        detect_interval: Seconds a namespace's auto-detected metric names are reused.
+        redetect_min_interval: Minimum seconds between re-probes of a namespace where a preset
+            came back empty.
+    """
+
+    def __init__(
+        self,
+        client: PrometheusClient,
+        *,
+        tick_budget: float | None = None,
+        detect_interval: float = 300.0,
+        redetect_min_interval: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.tick_budget = tick_budget if tick_budget is not None else 2 * client.timeout
+        self.detect_interval = detect_interval
+        self.redetect_min_interval = redetect_min_interval
+        self._names: dict[str, _NamespaceNames] = {}
+        self._redetect: set[str] = set()
+        self.last_stats: FetchStats | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PrometheusSource:
+        """A source with a client configured from the settings (tick budget: the interval)."""
+        client = PrometheusClient.from_settings(settings)
+        return cls(client, tick_budget=min(settings.interval, 2 * settings.prometheus_timeout))
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self.client.close()
+
+    # ----------------------------------------------------------------------------------------
+    # Name resolution
+    # ----------------------------------------------------------------------------------------
+
+    def detected_names(self, namespace: str) -> Mapping[str, int] | None:
+        """The cached probe answer for a namespace (series name -> count), if any."""
+        entry = self._names.get(namespace)
+        return dict(entry.counts) if entry else None
+
+    def _needs_probe(self, namespace: str, now: float) -> bool:
+        entry = self._names.get(namespace)
+        if entry is None:
+            return True
+        age = now - entry.probed_at
+        if age >= self.detect_interval or age < 0:
+            return True
+        return namespace in self._redetect and age >= self.redetect_min_interval
+
+    async def _probe(self, namespaces: set[str], now: float, deadline: float) -> NoSignal | None:
+        """Refresh the name cache of these namespaces; the failure, if the probe failed."""
+        pattern = regex_alternation(metric_names.all_probe_names())
+        query = (
+            f'count by (namespace, __name__) ({{__name__=~"{quote_string(pattern)}", '
+            f"{namespace_matcher(namespaces)}}})"
+        )
+        try:
+            series = await self.client.query(query, now, deadline)
+        except QueryFailed as exc:
+            log.warning("metric name detection failed", detail=exc.detail, reason=exc.reason)
+            return NoSignal(exc.reason, f"metric-name detection: {exc.detail}")
+        counts: dict[str, dict[str, int]] = {ns: {} for ns in namespaces}
+        for item in series:
+            ns = item.labels.get("namespace")
+            name = item.labels.get("__name__")
+            if ns in counts and name and math.isfinite(item.value):
+                counts[ns][name] = int(item.value)
+        for ns, found in counts.items():
+            self._names[ns] = _NamespaceNames(found, now)
+            self._redetect.discard(ns)
+        return None
+
+    def _resolve(self, kind: MetricKind, family: MetricNames, namespace: str) -> str | NoSignal:
+        """The exported name of a preset for a policy, or why there is none."""
+        if family is not MetricNames.AUTO:
+            return metric_names.metric_name(kind, family)
+        entry = self._names.get(namespace)
+        if entry is None:
+            return NoSignal(NoSignalReason.NOT_COLLECTED, "metric names not detected yet")
+        best: tuple[int, str] | None = None
+        for fam, name in metric_names.candidates(kind):
+            count = entry.counts.get(metric_names.probe_name(kind, fam), 0)
+            if count > 0 and (best is None or count > best[0]):
+                best = (count, name)
+        if best is None:
+            self._redetect.add(namespace)
+            known = ", ".join(sorted({name for _, name in metric_names.candidates(kind)}))
+            return NoSignal(
+                NoSignalReason.EMPTY,
+                f"no pod in namespace {namespace!r} exports {kind.value} under any known name "
+                f"({known})",
+            )
+        return best[1]
+
+    # ----------------------------------------------------------------------------------------
+    # Planning
+    # ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _plan(metric: MetricSpec, name: str) -> _Plan:
+        kind = metric.kind
+        series_kind = metric_names.PRESET_SERIES[kind]
+        spec = metric.spec
+        window = getattr(spec, "window", None)
+        default_staleness = max(3 * window, MIN_STALENESS) if window else MIN_STALENESS
+        staleness = spec.max_staleness or default_staleness
+        if series_kind is metric_names.SeriesKind.GAUGE:
+            aggregation = "max" if kind is MetricKind.KV_CACHE else "sum"
+            return _Plan(
+                name, (Batch("value", name, aggregation),), Batch("fresh", name), staleness
+            )
+        if series_kind is metric_names.SeriesKind.COUNTER:
+            assert isinstance(spec, RateMetricSpec)
+            return _Plan(
+                name, (Batch("rate", name, window=spec.window),), Batch("fresh", name), staleness
+            )
+        assert isinstance(spec, LatencyMetricSpec)
+        fresh = Batch("fresh", f"{name}_count")
+        batches: tuple[Batch, ...]
+        if spec.statistic == "mean":
+            batches = (
+                Batch("sum", name, window=spec.window),
+                Batch("count", name, window=spec.window),
+            )
+        else:
+            batches = (Batch("buckets", name, window=spec.window),)
+        return _Plan(name, batches, fresh, staleness)
+
+    # ----------------------------------------------------------------------------------------
+    # Fetch
+    # ----------------------------------------------------------------------------------------
+
+    async def fetch(self, requests: Sequence[MetricRequest], now: float) -> PolicyMetrics:
+        """Observe every metric of every requested policy at time ``now`` (see module doc)."""
+        started = time.monotonic()
+        deadline = started + self.tick_budget
+        probe_queries = 0
+
+        auto_namespaces = {
+            req.policy.metadata.namespace
+            for req in requests
+            if req.policy.spec.metric_names is MetricNames.AUTO
+            and any(m.kind is not MetricKind.PROMETHEUS for m in req.policy.spec.metrics)
+        }
+        to_probe = {ns for ns in auto_namespaces if self._needs_probe(ns, now)}
+        probe_failure: NoSignal | None = None
+        if to_probe:
+            probe_queries = 1
+            probe_failure = await self._probe(to_probe, now, deadline)
+
+        results: dict[str, dict[str, MetricObservation]] = {}
+        plans: dict[tuple[str, str], _Plan] = {}
+        needed: dict[Batch, set[str]] = {}
+        customs: list[tuple[str, MetricRequest, MetricSpec]] = []
+        for req in requests:
+            key = req.policy.key
+            namespace = req.policy.metadata.namespace
+            results[key] = {}
+            for metric in req.policy.spec.metrics:
+                if metric.kind is MetricKind.PROMETHEUS:
+                    customs.append((key, req, metric))
+                    continue
+                resolved = self._resolve(metric.kind, req.policy.spec.metric_names, namespace)
+                if isinstance(resolved, NoSignal):
+                    if probe_failure is not None and namespace in to_probe:
+                        resolved = probe_failure
+                    results[key][metric.name] = resolved
+                    continue
+                plan = self._plan(metric, resolved)
+                plans[(key, metric.name)] = plan
+                for batch in (*plan.value_batches, plan.fresh):
+                    needed.setdefault(batch, set()).add(namespace)
+
+        batch_items = list(needed.items())
+        batch_tasks = [self._run_batch(batch, nss, now, deadline) for batch, nss in batch_items]
+        custom_tasks = [self._run_custom(req, metric, now, deadline) for _, req, metric in customs]
+        gathered = await asyncio.gather(*batch_tasks, *custom_tasks)
+        custom_results = gathered[len(batch_items) :]
+        for (key, _, metric), observation in zip(customs, custom_results, strict=True):
+            assert not isinstance(observation, _BatchResult)
+            results[key][metric.name] = observation
+        batch_results: dict[Batch, _BatchResult] = {}
+        for (batch, _), outcome in zip(batch_items, gathered[: len(batch_items)], strict=True):
+            assert isinstance(outcome, _BatchResult)
+            batch_results[batch] = outcome
+
+        for req in requests:
+            key = req.policy.key
+            for metric in req.policy.spec.metrics:
+                planned = plans.get((key, metric.name))
+                if planned is None:
+                    continue
+                observation = self._assemble(req, metric, planned, batch_results, now)
+                if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
+                    self._redetect.add(req.policy.metadata.namespace)
+                results[key][metric.name] = observation
+
+        self.last_stats = FetchStats(
+            queries=probe_queries + len(batch_items) + len(customs),
+            batch_queries=len(batch_items),
+            custom_queries=len(customs),
+            probe_queries=probe_queries,
+            seconds=time.monotonic() - started,
+        )
+        log.debug(
+            "metrics fetched",
+            policies=len(requests),
+            queries=self.last_stats.queries,
+            seconds=round(self.last_stats.seconds, 4),
+        )
+        return results
+
+    async def _run_batch(
+        self, batch: Batch, namespaces: set[str], now: float, deadline: float
+    ) -> _BatchResult:
+        query = batch.promql(namespaces)
+        result = _BatchResult(query=query)
+        try:
+            series = await self.client.query(query, now, deadline)
+        except QueryFailed as exc:
+            log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
+            result.failure = NoSignal(exc.reason, exc.detail)
+            return result
+        for item in series:
+            ns = item.labels.get("namespace")
+            pod = item.labels.get("pod")
+            if ns is None or pod is None:
+                continue
+            result.series_per_namespace[ns] += 1
+            pod_key = (ns, pod)
+            if batch.kind == "buckets":
+                le = item.labels.get("le")
+                try:
+                    bound = parse_le(le) if le is not None else math.nan
+                except ValueError:
+                    bound = math.nan
+                if math.isnan(bound):
+                    result.duplicates.add(pod_key)  # unusable bucket: reject the pod
+                    continue
+                result.buckets.setdefault(pod_key, {})[bound] = item.value
+            elif pod_key in result.values:
+                result.duplicates.add(pod_key)
+            else:
+                result.values[pod_key] = item.value
+        return result
+
+    @staticmethod
+    def _check_value(value: float, kind: MetricKind | None) -> NoSignal | None:
+        """Why a per-pod value is unusable, or None."""
+        if math.isnan(value):
+            return NoSignal(NoSignalReason.NAN, "value is NaN")
+        if math.isinf(value):
+            return NoSignal(NoSignalReason.INF, f"value is {value}")
+        if value < 0:
+            return NoSignal(NoSignalReason.INVALID, f"negative value {value:g}")
+        if value > MAX_VALUE:
+            return NoSignal(NoSignalReason.INVALID, f"absurd value {value:g} (> {MAX_VALUE:g})")
+        if kind is MetricKind.KV_CACHE and value > MAX_KV_CACHE:
+            return NoSignal(
+                NoSignalReason.INVALID, f"KV-cache usage {value:g} is above {MAX_KV_CACHE} (0..1)"
+            )
+        return None
+
+    @staticmethod
+    def _freshness(
+        pod_key: PodKey, fresh: _BatchResult, now: float, max_staleness: float
+    ) -> NoSignal | float:
+        """The pod's newest sample time, or why it is stale."""
+        stamp = fresh.values.get(pod_key)
+        if stamp is None:
+            return NoSignal(
+                NoSignalReason.STALE,
+                "no current sample (series marked stale by Prometheus: exporter stopped or pod "
+                "gone)",
+            )
+        age = now - stamp
+        if age > max_staleness:
+            return NoSignal(
+                NoSignalReason.STALE,
+                f"newest sample is {age:.0f}s old (max staleness {max_staleness:.0f}s)",
+            )
+        return stamp
+
+    def _assemble(
+        self,
+        req: MetricRequest,
+        metric: MetricSpec,
+        plan: _Plan,
+        batches: Mapping[Batch, _BatchResult],
+        now: float,
+    ) -> MetricObservation:
+        namespace = req.policy.metadata.namespace
+        fresh = batches[plan.fresh]
+        parts = [batches[b] for b in plan.value_batches]
+        for part in (*parts, fresh):
+            if part.failure is not None:
+                return part.failure
+        query = " ; ".join(part.query for part in parts)
+        pod_names = [pod.name for pod in req.pods]
+        series = sum(part.series_per_namespace[namespace] for part in parts)
+
+        if metric.per_pod:
+            part = parts[0]
+            values: dict[str, float] = {}
+            rejected: dict[str, NoSignal] = {}
+            stamps: list[float] = []
+            for pod in pod_names:
+                pod_key = (namespace, pod)
+                if pod_key in part.duplicates:
+                    rejected[pod] = NoSignal(NoSignalReason.INVALID, "several series for the pod")
+                    continue
+                value = part.values.get(pod_key)
+                if value is None:
+                    continue  # missing
+                problem = self._check_value(value, metric.kind)
+                if problem is not None:
+                    rejected[pod] = problem
+                    continue
+                stamp = self._freshness(pod_key, fresh, now, plan.max_staleness)
+                if isinstance(stamp, NoSignal):
+                    rejected[pod] = stamp
+                    continue
+                values[pod] = value
+                stamps.append(stamp)
+            if not values:
+                return _no_values(rejected, len(pod_names), plan.name, namespace)
+            return PodSamples(
+                values=values,
+                timestamp=now,
+                oldest_sample=min(stamps),
+                rejected=rejected,
+                series=series,
+                query=query,
+            )
+
+        spec = metric.spec
+        assert isinstance(spec, LatencyMetricSpec)
+        rejected = {}
+        stamps = []
+        used: list[str] = []
+        for pod in pod_names:
+            pod_key = (namespace, pod)
+            present = any(
+                pod_key in p.values or pod_key in p.buckets or pod_key in p.duplicates
+                for p in parts
+            )
+            if not present:
+                continue
+            stamp = self._freshness(pod_key, fresh, now, plan.max_staleness)
+            if isinstance(stamp, NoSignal):
+                rejected[pod] = stamp
+                continue
+            if any(pod_key in p.duplicates for p in parts):
+                rejected[pod] = NoSignal(NoSignalReason.INVALID, "unusable bucket series")
+                continue
+            bad = next(
+                (
+                    problem
+                    for p in parts
+                    for v in (*p.buckets.get(pod_key, {}).values(), p.values.get(pod_key, 0.0))
+                    if (problem := self._check_value(v, None)) is not None
+                ),
+                None,
+            )
+            if bad is not None:
+                rejected[pod] = bad
+                continue
+            used.append(pod)
+            stamps.append(stamp)
+        if not used:
+            return _no_values(rejected, len(pod_names), plan.name, namespace)
+        if spec.statistic == "mean":
+            sums, counts = parts
+            total_sum = math.fsum(sums.values.get((namespace, p), math.nan) for p in used)
+            total_count = math.fsum(counts.values.get((namespace, p), math.nan) for p in used)
+            value = total_sum / total_count if total_count > 0 else math.nan
+        else:
+            value = target_quantile(
+                spec.quantile, (parts[0].buckets.get((namespace, p), {}) for p in used)
+            )
+        if math.isnan(value):
+            return NoSignal(
+                NoSignalReason.NAN,
+                f"{metric.kind.value} is NaN over {len(used)} pod(s): no requests in the "
+                f"{format_duration(spec.window)} window (zero traffic has no latency)",
+            )
+        if math.isinf(value):
+            return NoSignal(NoSignalReason.INF, f"{metric.kind.value} is {value}")
+        return TargetSample(
+            value=value,
+            timestamp=now,
+            oldest_sample=min(stamps),
+            series=series,
+            pods=len(used),
+            query=query,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Custom queries
+    # ----------------------------------------------------------------------------------------
+
+    async def _run_custom(
+        self, req: MetricRequest, metric: MetricSpec, now: float, deadline: float
+    ) -> MetricObservation:
+        spec = metric.spec
+        assert isinstance(spec, PrometheusMetricSpec)
+        pod_names = [pod.name for pod in req.pods]
+        try:
+            query = fill_template(
+                spec.query,
+                namespace=req.policy.metadata.namespace,
+                pods=pod_names,
+                selector=req.selector or req.policy.spec.selector,
+            )
+        except TemplateError as exc:
+            return NoSignal(NoSignalReason.INVALID, f"query template: {exc}")
+        try:
+            series = await self.client.query(query, now, deadline)
+        except QueryFailed as exc:
+            log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
+            return NoSignal(exc.reason, exc.detail)
+        if spec.returns == "target":
+            return _custom_target(series, spec, query, now)
+        return _custom_per_pod(series, spec, query, now, pod_names)
+
+
+def _no_values(rejected: Mapping[str, NoSignal], pods: int, name: str, namespace: str) -> NoSignal:
+    """The no-signal of a metric none of whose pods gave a usable value."""
+    if not rejected:
+        return NoSignal(
+            NoSignalReason.EMPTY, f"no {name} series for any of the {pods} pod(s) in {namespace}"
+        )
+    reasons = Counter(item.reason for item in rejected.values())
+    reason = reasons.most_common(1)[0][0]
+    detail = "; ".join(f"{pod}: {item.detail}" for pod, item in sorted(rejected.items())[:5])
+    more = f" (+{len(rejected) - 5} more)" if len(rejected) > 5 else ""
+    return NoSignal(reason, f"no usable {name} value: {detail}{more}")
+
+
+def _custom_value_problem(value: float) -> NoSignal | None:
+    if math.isnan(value):
+        return NoSignal(NoSignalReason.NAN, "value is NaN")
+    if math.isinf(value):
+        return NoSignal(NoSignalReason.INF, f"value is {value}")
+    if value < 0:
+        return NoSignal(NoSignalReason.INVALID, f"negative value {value:g}")
+    if value > MAX_VALUE:
+        return NoSignal(NoSignalReason.INVALID, f"absurd value {value:g} (> {MAX_VALUE:g})")
+    return None
+
+
+def _custom_target(
+    series: list[Series], spec: PrometheusMetricSpec, query: str, now: float
+) -> MetricObservation:
+    if not series:
+        if spec.empty_as is not None:
+            return TargetSample(value=spec.empty_as, timestamp=now, series=0, query=query)
+        return NoSignal(NoSignalReason.EMPTY, "the query returned no series")
+    if len(series) > 1:
+        return NoSignal(
+            NoSignalReason.INVALID,
+            f"returned {len(series)} series; wrap it in sum() (returns: target needs one)",
+        )
+    problem = _custom_value_problem(series[0].value)
+    if problem is not None:
+        return problem
+    return TargetSample(
+        value=series[0].value,
+        timestamp=now,
+        oldest_sample=series[0].timestamp,
+        series=1,
+        query=query,
+    )
+
+
+def _custom_per_pod(
+    series: list[Series],
+    spec: PrometheusMetricSpec,
+    query: str,
+    now: float,
+    pod_names: Sequence[str],
+) -> MetricObservation:
+    wanted = set(pod_names)
+    values: dict[str, float] = {}
+    rejected: dict[str, NoSignal] = {}
+    seen: set[str] = set()
+    for item in series:
+        pod = item.labels.get("pod")
+        if pod is None or pod not in wanted:
+            continue
+        if pod in seen:
+            values.pop(pod, None)
+            rejected[pod] = NoSignal(NoSignalReason.INVALID, "several series for the pod")
+            continue
+        seen.add(pod)
+        problem = _custom_value_problem(item.value)
+        if problem is not None:
+            rejected[pod] = problem
+        else:
+            values[pod] = item.value
+    if spec.empty_as is not None:
+        for pod in pod_names:
+            if pod not in seen:
+                values[pod] = spec.empty_as
+    if not values:
+        if not series:
+            return NoSignal(NoSignalReason.EMPTY, "the query returned no series")
+        if not rejected:
+            return NoSignal(
+                NoSignalReason.EMPTY,
+                f"none of the {len(series)} series has a 'pod' label of the target's pods",
+            )
+        return _no_values(rejected, len(pod_names), spec.name, "the target")
+    return PodSamples(
+        values=values,
+        timestamp=now,
+        rejected=rejected,
+        series=len(series),
+        query=query,
+    )

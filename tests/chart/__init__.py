@@ -1,0 +1,1 @@
+"""Tests of the Helm chart, the container image recipe and the deployment docs."""

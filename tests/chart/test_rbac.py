@@ -1,0 +1,156 @@
+"""The rendered RBAC grants exactly the documented least-privilege set, no more, no less.
+
+Rules are expanded into atomic permissions ``(namespace, apiGroup, resource, verb,
+resourceName)`` so the comparison does not depend on how the rules are grouped; ``namespace`` is
+``None`` for ClusterRole permissions. The expected set is written out from docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python
+import pytest
+
+from .conftest import FULLNAME, NAMESPACE, find, render
+
+Permission = tuple[str | None, str, str, str, str | None]
+
+DEFAULT_TARGETS = [
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps.nvidia.com", "nimservices"),
+]
+LEASE = FULLNAME
+HISTORY = f"{FULLNAME}-history"
+
+
+def target_permissions(namespace: str | None, targets: list[tuple[str, str]]) -> set[Permission]:
+    """Pods read; each target read + annotated; its /scale read + written; Events recorded."""
+    perms: set[Permission] = {(namespace, "", "pods", v, None) for v in ("get", "list", "watch")}
+    for group, resource in targets:
+        perms |= {(namespace, group, resource, v, None) for v in ("get", "patch")}
+        perms |= {
+            (namespace, group, f"{resource}/scale", v, None) for v in ("get", "update", "patch")
+        }
+    perms |= {(namespace, "", "events", v, None) for v in ("create", "patch")}
+    return perms
+
+
+def state_permissions(*, leader_election: bool = True) -> set[Permission]:
+    """The Lease and the history ConfigMap, in the release namespace only."""
+    perms: set[Permission] = {
+        (NAMESPACE, "", "configmaps", "create", None),
+        *((NAMESPACE, "", "configmaps", v, HISTORY) for v in ("get", "update", "patch")),
+    }
+    if leader_election:
+        perms |= {
+            (NAMESPACE, "coordination.k8s.io", "leases", "create", None),
+            *((NAMESPACE, "coordination.k8s.io", "leases", v, LEASE) for v in ("get", "update")),
+        }
+    return perms
+
+
+def granted(objects: list[dict[str, Any]]) -> set[Permission]:
+    """Expand every Role/ClusterRole that is bound to the controller's ServiceAccount."""
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+    }
+    perms: set[Permission] = set()
+    bound: set[tuple[str, str | None, str]] = set()
+    for binding in find(objects, "RoleBinding") + find(objects, "ClusterRoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+        ]
+        ref = binding["roleRef"]
+        assert ref["apiGroup"] == "rbac.authorization.k8s.io"
+        namespace = binding["metadata"].get("namespace")
+        key = (ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])
+        assert key in roles, f"{binding['metadata']['name']} binds a missing {key}"
+        bound.add(key)
+    assert bound == set(roles), "every role is bound, and only once"
+    for (kind, namespace, _name), role in roles.items():
+        scope = namespace if kind == "Role" else None
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}
+            names = rule.get("resourceNames") or [None]
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for name in names:
+                            perms.add((scope, group, resource, verb, name))
+    return perms
+
+
+class TestLeastPrivilege:
+    """Exact permission sets per mode."""
+
+    def test_cluster_wide_when_no_namespaces_are_listed(self, chart: helm_python.Chart) -> None:
+        """Watching all namespaces: target rules in a ClusterRole, state in a Role."""
+        objects = render(chart)
+        expected = target_permissions(None, DEFAULT_TARGETS) | state_permissions()
+        assert granted(objects) == expected
+        assert len(find(objects, "ClusterRole")) == 1
+        assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == [NAMESPACE]
+
+    def test_namespaced_when_namespaces_are_listed(self, chart: helm_python.Chart) -> None:
+        """Listed namespaces: one Role + RoleBinding each, and nothing cluster-wide."""
+        objects = render(chart, {"watchNamespaces": ["nim-service", "llm-batch"]})
+        expected = (
+            target_permissions("nim-service", DEFAULT_TARGETS)
+            | target_permissions("llm-batch", DEFAULT_TARGETS)
+            | state_permissions()
+        )
+        assert granted(objects) == expected
+        assert find(objects, "ClusterRole") == []
+        assert find(objects, "ClusterRoleBinding") == []
+        namespaces = sorted(r["metadata"]["namespace"] for r in find(objects, "Role"))
+        assert namespaces == sorted(["nim-service", "llm-batch", NAMESPACE])
+
+    def test_release_namespace_can_also_be_watched(self, chart: helm_python.Chart) -> None:
+        """Watching the controller's own namespace adds target rules there without clashing."""
+        objects = render(chart, {"watchNamespaces": [NAMESPACE]})
+        expected = target_permissions(NAMESPACE, DEFAULT_TARGETS) | state_permissions()
+        assert granted(objects) == expected
+
+    @pytest.mark.parametrize("namespaces", [[], ["nim-service"]], ids=["cluster", "namespaced"])
+    def test_target_kinds_follow_values(
+        self, chart: helm_python.Chart, namespaces: list[str]
+    ) -> None:
+        """Only the configured kinds are granted."""
+        kinds = [{"apiGroup": "apps", "resource": "deployments"}]
+        objects = render(chart, {"targetKinds": kinds, "watchNamespaces": namespaces})
+        scope = namespaces[0] if namespaces else None
+        expected = target_permissions(scope, [("apps", "deployments")]) | state_permissions()
+        assert granted(objects) == expected
+
+    def test_no_lease_rules_without_leader_election(self, chart: helm_python.Chart) -> None:
+        """A single replica without leader election gets no Lease permission."""
+        objects = render(chart, {"replicaCount": 1, "leaderElection": {"enabled": False}})
+        expected = target_permissions(None, DEFAULT_TARGETS) | state_permissions(
+            leader_election=False
+        )
+        assert granted(objects) == expected
+
+    def test_custom_lease_and_history_names(self, chart: helm_python.Chart) -> None:
+        """resourceNames follow the configured names, which the controller receives too."""
+        values = {"leaderElection": {"leaseName": "my-lease"}, "historyConfigMapName": "my-hist"}
+        perms = granted(render(chart, values))
+        assert (NAMESPACE, "coordination.k8s.io", "leases", "update", "my-lease") in perms
+        assert (NAMESPACE, "", "configmaps", "update", "my-hist") in perms
+        assert not {p for p in perms if p[4] in (LEASE, HISTORY)}
+
+    def test_no_wildcards_and_no_secrets(self, chart: helm_python.Chart) -> None:
+        """No '*' anywhere, and the controller can never read Secrets."""
+        for values in ({}, {"watchNamespaces": ["nim-service"]}):
+            for perm in granted(render(chart, values)):
+                assert "*" not in perm
+                assert perm[2] != "secrets"
+
+    def test_rbac_can_be_left_to_the_cluster_admin(self, chart: helm_python.Chart) -> None:
+        """rbac.create=false renders no Role, ClusterRole or binding."""
+        objects = render(chart, {"rbac": {"create": False}})
+        kinds = {o["kind"] for o in objects}
+        assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}

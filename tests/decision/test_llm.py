@@ -1,0 +1,314 @@
+"""``algorithm: llm``: cold-start credit, start-up learning, unschedulable pods, KV saturation,
+queue as a stock, latency guards, onMetricFailure, and closed-loop step-load scenarios."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.types import (
+    ConditionType,
+    Decision,
+    History,
+    NoSignal,
+    NoSignalReason,
+    Observation,
+    PodInfo,
+    PodPhase,
+    PodSamples,
+    TargetSample,
+)
+from autoscaler.policy.models import ScalingPolicy
+
+from .fleet import run_fleet
+from .helpers import policy
+
+KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
+QUEUE = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}
+ITL = {"interTokenLatency": {"target": {"type": "Value", "value": 0.030}}}
+SEEDED = History(initialized=True)
+
+
+def llm_policy(*metrics: dict[str, Any], **kwargs: Any) -> ScalingPolicy:
+    """An llm policy with default behaviour, bounds [1, 40]."""
+    kwargs.setdefault("behavior", {})
+    kwargs.setdefault("max_replicas", 40)
+    return policy(list(metrics), algorithm="llm", **kwargs)
+
+
+def ready_pod(name: str) -> PodInfo:
+    """A ready pod created long ago."""
+    return PodInfo(name, PodPhase.RUNNING, ready=True, created_at=-1000.0, ready_at=-700.0)
+
+
+def starting_pod(name: str, created: float, *, phase: PodPhase = PodPhase.RUNNING) -> PodInfo:
+    """A pod loading its model."""
+    return PodInfo(name, phase, ready=False, created_at=created)
+
+
+def kv_obs(
+    pods: tuple[PodInfo, ...], kv: float, extra: dict[str, Any] | None = None
+) -> Observation:
+    """Every ready pod at ``kv`` usage; starting pods export 0."""
+    values = {p.name: (kv if p.ready else 0.0) for p in pods if p.phase is PodPhase.RUNNING}
+    metrics: dict[str, Any] = {"kvCache": PodSamples(values, 0.0)}
+    metrics.update(extra or {})
+    return Observation(len(pods), len(pods), pods, metrics)
+
+
+def cond(decision: Decision, kind: ConditionType) -> tuple[bool, str]:
+    """(status, reason) of a condition."""
+    found = decision.condition(kind)
+    assert found is not None
+    return found.status, found.reason
+
+
+class TestColdStartCredit:
+    """Starting pods count as capacity on the way."""
+
+    def test_starting_pods_are_credited(self) -> None:
+        """2 ready at 0.875 (need ceil(2 x 0.875 / 0.7) = 3) + 1 starting: no new scale-up."""
+        pods = (ready_pod("a"), ready_pod("b"), starting_pod("c", created=-60.0))
+        result = decide(llm_policy(KV), kv_obs(pods, 0.875), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 3
+        assert cond(result.decision, ConditionType.CAPACITY_PENDING) == (True, "PodsStarting")
+
+    def test_need_beyond_capacity_adds_only_the_shortfall(self) -> None:
+        """4 ready + 1 starting, need 8: current 5 + need 8 - capacity 5 = 8."""
+        kv_half = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}
+        pods = (*(ready_pod(n) for n in "abcd"), starting_pod("e", created=-60.0))
+        # 4 x 0.9 / 0.5 = 7.2 -> need 8; capacity 4 + 1 = 5; ratio 7.2 / 5 = 1.44 > 1.1
+        result = decide(llm_policy(kv_half), kv_obs(pods, 0.9), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 8
+        # in band: 4 x 0.6 / 0.5 = 4.8 over capacity 5 = 0.96 -> keep 5
+        steady = decide(llm_policy(kv_half), kv_obs(pods, 0.6), SEEDED, 0.0)
+        assert steady.decision.desired_replicas == 5
+
+    def test_stuck_pod_is_not_credited(self) -> None:
+        """A pod starting for more than 2 x the start-up estimate is suspected stuck."""
+        pods = (ready_pod("a"), ready_pod("b"), starting_pod("c", created=-1000.0))
+        # learned estimate from a and b: 300 s; c is 1000 s old > 600 -> not credited
+        # 2 x 0.9 / 0.7 = 2.57 -> need 3 > capacity 2 -> 3 + 3 - 2 = 4
+        result = decide(llm_policy(KV), kv_obs(pods, 0.9), History(), 0.0)
+        assert result.decision.explanation["pods"]["stuck"] == 1
+        assert result.decision.metric_proposals["kvCache"] == 4
+
+    def test_unschedulable_pods_are_not_credited_and_stop_asking(self) -> None:
+        """Unschedulable: condition CapacityPending False/Unschedulable, no scale-up beyond."""
+        gpu = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+        pods = (
+            ready_pod("a"),
+            ready_pod("b"),
+            PodInfo("c", PodPhase.PENDING, ready=False, created_at=-30.0, unschedulable=gpu),
+        )
+        result = decide(llm_policy(KV), kv_obs(pods, 0.95), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 3
+        status = result.decision.condition(ConditionType.CAPACITY_PENDING)
+        assert status is not None
+        assert (status.status, status.reason) == (False, "Unschedulable")
+        assert "nvidia.com/gpu" in status.message
+
+
+class TestStartupLearning:
+    """Start-up time learned from pods seen becoming ready."""
+
+    def test_learns_from_transition(self) -> None:
+        """Seen not ready at t=100 (created 0), ready at 250 -> sample 250."""
+        pol = llm_policy(KV)
+        first = (ready_pod("a"), starting_pod("b", created=0.0))
+        h1 = decide(pol, kv_obs(first, 0.7), SEEDED, 100.0).history
+        assert h1.known_pods == {"b": 0.0}
+        second = (
+            ready_pod("a"),
+            PodInfo("b", PodPhase.RUNNING, ready=True, created_at=0.0, ready_at=250.0),
+        )
+        h2 = decide(pol, kv_obs(second, 0.7), h1, 260.0).history
+        assert h2.startup_samples == (250.0,)
+        assert h2.known_pods == {}
+
+    def test_median_of_bounded_samples(self) -> None:
+        """The estimate is the median of the last 20 samples."""
+        history = History(
+            initialized=True, startup_samples=tuple(float(s) for s in range(100, 125))
+        )
+        pods = (ready_pod("a"),)
+        result = decide(llm_policy(KV), kv_obs(pods, 0.7), history, 0.0)
+        # last 20 of 100..124 are 105..124 -> median 114.5
+        assert result.decision.explanation["pods"]["startupEstimateSeconds"] == 114.5
+        assert len(result.history.startup_samples) == 20
+
+
+class TestKvSaturation:
+    """KV usage at or above kvSaturation means demand is unknown-high."""
+
+    def test_saturated_without_queue_steps_up(self) -> None:
+        """3 ready at 0.97, no queue metric, nothing starting: 3 + 3 ready = 6."""
+        pods = (ready_pod("a"), ready_pod("b"), ready_pod("c"))
+        result = decide(llm_policy(KV), kv_obs(pods, 0.97), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 6
+
+    def test_saturated_step_bounded_by_rate_policy(self) -> None:
+        """A 1 Pod / 60 s scale-up policy bounds the step to 4."""
+        pol = llm_policy(
+            KV,
+            behavior={"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}},
+        )
+        pods = (ready_pod("a"), ready_pod("b"), ready_pod("c"))
+        assert decide(pol, kv_obs(pods, 0.97), SEEDED, 0.0).decision.desired_replicas == 4
+
+    def test_below_saturation_is_ratio_math(self) -> None:
+        """3 ready at 0.9: ceil(2.7 / 0.7) = 4 (not a step)."""
+        pods = (ready_pod("a"), ready_pod("b"), ready_pod("c"))
+        assert decide(llm_policy(KV), kv_obs(pods, 0.9), SEEDED, 0.0).decision.desired_replicas == 4
+
+
+class TestQueueStock:
+    """The queue is a stock: sized on growth, not on level."""
+
+    def queue_obs(self, pods: tuple[PodInfo, ...], per_pod: float) -> Observation:
+        values = {p.name: per_pod for p in pods if p.ready}
+        return kv_obs(pods, 1.0, {"queueDepth": PodSamples(values, 0.0)})
+
+    def test_draining_queue_holds(self) -> None:
+        """Queue above target but shrinking: keep current (capacity in place drains it)."""
+        pol = llm_policy(KV, QUEUE)
+        pods = (ready_pod("a"), ready_pod("b"))
+        h = decide(pol, self.queue_obs(pods, 100.0), SEEDED, 0.0).history
+        result = decide(pol, self.queue_obs(pods, 80.0), h, 15.0)
+        assert result.decision.metric_proposals["queueDepth"] == 2
+
+    def test_growing_queue_at_most_doubles_without_throughput(self) -> None:
+        """Growing queue, throughput unknown: ceil(ready x min(ratio, 2)) = 4."""
+        pol = llm_policy(KV, QUEUE)
+        pods = (ready_pod("a"), ready_pod("b"))
+        h = decide(pol, self.queue_obs(pods, 10.0), SEEDED, 0.0).history
+        result = decide(pol, self.queue_obs(pods, 500.0), h, 15.0)
+        assert result.decision.metric_proposals["queueDepth"] == 4
+
+    def test_growth_within_reference_holds_while_pods_start(self) -> None:
+        """During warm-up, growth at the rate seen at the scale-up adds nothing."""
+        pol = llm_policy(KV, QUEUE)
+        two = (ready_pod("a"), ready_pod("b"))
+        h = decide(pol, self.queue_obs(two, 0.0), SEEDED, 0.0).history
+        r = decide(pol, self.queue_obs(two, 300.0), h, 15.0)  # growth 2*300/15 = 40/s
+        h = record_rescale(pol, r.history, 15.0, 2, r.decision.desired_replicas)
+        assert r.decision.desired_replicas == 4
+        warm = (*two, starting_pod("c", created=15.0), starting_pod("d", created=15.0))
+        same = decide(pol, self.queue_obs(warm, 600.0), h, 30.0)  # growth 40/s again
+        assert same.decision.desired_replicas == 4
+        surge = decide(pol, self.queue_obs(warm, 1200.0), same.history, 45.0)  # 80/s
+        assert surge.decision.desired_replicas > 4
+
+
+class TestLatencyGuard:
+    """Latency is a guard, not a proportional signal."""
+
+    def obs(self, kv: float, itl: Any) -> Observation:
+        pods = (ready_pod("a"), ready_pod("b"), ready_pod("c"), ready_pod("d"))
+        return kv_obs(pods, kv, {"interTokenLatency": itl})
+
+    def test_above_target_adds_one(self) -> None:
+        """p95 ITL 0.040 > 0.033: at least current + 1 even with KV in band."""
+        pol = llm_policy(KV, ITL)
+        result = decide(pol, self.obs(0.7, TargetSample(0.040, 0.0)), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 5
+
+    def test_between_margin_and_target_blocks_scale_down(self) -> None:
+        """ITL 0.027 (>= 0.8 x 0.030): the KV scale-down is held."""
+        pol = llm_policy(KV, ITL)
+        result = decide(pol, self.obs(0.2, TargetSample(0.027, 0.0)), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 4
+
+    def test_below_margin_allows_scale_down(self) -> None:
+        """ITL 0.010 (< 0.024): KV at 0.2 drives 4 -> ceil(0.8 / 0.7) = 2."""
+        pol = llm_policy(KV, ITL, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+        result = decide(pol, self.obs(0.2, TargetSample(0.010, 0.0)), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 2
+
+    @pytest.mark.parametrize("reason", [NoSignalReason.NAN, NoSignalReason.EMPTY])
+    def test_no_traffic_is_neutral(self, reason: NoSignalReason) -> None:
+        """NaN/empty latency (no traffic): does not block the KV scale-down, does not force up."""
+        pol = llm_policy(KV, ITL, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+        down = decide(pol, self.obs(0.2, NoSignal(reason)), SEEDED, 0.0).decision
+        assert down.desired_replicas == 2
+        steady = decide(pol, self.obs(0.7, NoSignal(reason)), SEEDED, 0.0).decision
+        assert steady.desired_replicas == 4
+
+    def test_latency_query_error_blocks_scale_down(self) -> None:
+        """A failing latency query is missing data: no scale-down."""
+        pol = llm_policy(KV, ITL, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+        failing = NoSignal(NoSignalReason.QUERY_ERROR, "timeout")
+        assert decide(pol, self.obs(0.2, failing), SEEDED, 0.0).decision.desired_replicas == 4
+
+
+class TestOnMetricFailure:
+    """hold (default) and fallback, in both algorithms."""
+
+    @pytest.mark.parametrize("algorithm", ["hpa", "llm"])
+    def test_fallback_after_consecutive_failures(self, algorithm: str) -> None:
+        """No valid metric for 3 ticks -> fallback replicas 6, condition Fallback True."""
+        pol = policy(
+            [KV],
+            algorithm=algorithm,
+            behavior={},
+            onMetricFailure={"action": "fallback", "replicas": 6, "afterFailures": 3},
+        )
+        pods = (ready_pod("a"), ready_pod("b"))
+        obs = Observation(2, 2, pods, {})
+        history = SEEDED
+        desired = []
+        for i in range(3):
+            result = decide(pol, obs, history, 15.0 * i)
+            history = result.history
+            desired.append(result.decision.desired_replicas)
+        assert desired == [2, 2, 6]
+        assert cond(result.decision, ConditionType.FALLBACK) == (True, "MetricsUnavailable")
+
+    def test_hold_keeps_current(self) -> None:
+        """Default hold: no valid metric keeps the count forever."""
+        pol = llm_policy(KV)
+        obs = Observation(2, 2, (ready_pod("a"), ready_pod("b")), {})
+        history = SEEDED
+        for i in range(10):
+            result = decide(pol, obs, history, 15.0 * i)
+            history = result.history
+            assert result.decision.desired_replicas == 2
+        assert history.consecutive_failures == 10
+
+
+SCENARIOS = [
+    pytest.param(180.0, id="step 20->100 req/s, 3 min cold start"),
+    pytest.param(300.0, id="step 20->100 req/s, 5 min cold start"),
+    pytest.param(420.0, id="step 20->100 req/s, 7 min cold start"),
+]
+
+
+@pytest.mark.parametrize("startup", SCENARIOS)
+def test_step_load_no_overshoot(startup: float) -> None:
+    """Step load with slow cold starts: llm never exceeds the steady-state need; hpa does."""
+    need = math.ceil(100 / (0.7 * 10))  # 15 pods at KV target 0.7
+    arrivals = lambda t: 20.0 if t < 60 else 100.0  # noqa: E731 - a one-line load profile
+    llm_run = run_fleet(llm_policy(KV, QUEUE), startup=startup, arrivals=arrivals, duration=3000)
+    hpa_run = run_fleet(
+        policy([KV, QUEUE], behavior={}, max_replicas=40),
+        startup=startup,
+        arrivals=arrivals,
+        duration=3000,
+    )
+    assert max(d for _, _, d in llm_run) <= need
+    assert llm_run[-1][2] >= math.ceil(100 / (0.77 * 10))  # reached the tolerance band
+    assert max(d for _, _, d in hpa_run) > need  # the HPA over-shoots on the queue stock
+
+
+def test_second_surge_mid_warm_up_still_scales() -> None:
+    """100 req/s at 60 s, 160 req/s at 200 s (mid warm-up): scales again before pods are ready."""
+    arrivals = lambda t: 20.0 if t < 60 else (100.0 if t < 200 else 160.0)  # noqa: E731 - profile
+    run = run_fleet(llm_policy(KV, QUEUE), startup=300.0, arrivals=arrivals, duration=3000)
+    first_step = next(d for t, c, d in run if d > c)
+    during_warm_up = [d for t, _, d in run if 200 <= t < 360]
+    assert max(during_warm_up) > first_step
+    assert max(d for _, _, d in run) <= math.ceil(160 / (0.7 * 10))
+    assert run[-1][2] >= math.ceil(160 / (0.77 * 10))

@@ -1,0 +1,142 @@
+"""Connection options through a checking proxy in front of the real Prometheus."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import structlog
+
+from autoscaler.decision.types import NoSignal, NoSignalReason, PodSamples
+from autoscaler.metrics.base import MetricRequest
+from autoscaler.metrics.client import PrometheusClient, QueryFailed, redact_url
+from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.settings import Settings
+from tests.metrics.env import ALL_PRESETS, LlmEnv, make_policy, pods_of
+from tests.promserver.proxy import PrometheusProxy
+
+pytestmark = pytest.mark.prometheus
+
+ProxyFactory = Callable[..., PrometheusProxy]
+SECRET = "s3cr3t-token-value"
+
+
+def _write_token(path: Path, token: str, bump: int) -> None:
+    path.write_text(token + "\n", encoding="utf-8")
+    stamp = time.time() + bump
+    os.utime(path, (stamp, stamp))
+
+
+async def _kv(src: PrometheusSource, env: LlmEnv) -> object:
+    policy = make_policy("nim-a", ALL_PRESETS[:1], names="nim")
+    result = await src.fetch([MetricRequest(policy, pods_of(env, "nim-a"))], time.time() - 2)
+    return result[policy.key]["kvCache"]
+
+
+async def test_bearer_token_file_headers_and_path_prefix(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory, tmp_path: Path
+) -> None:
+    """Token from a file (re-read when it changes), X-Scope-OrgID, and a /prom path prefix."""
+    proxy = proxy_factory(llm_env.server.url, "/prom")
+    token_file = tmp_path / "token"
+    _write_token(token_file, SECRET, 0)
+    proxy.require({"Authorization": f"Bearer {SECRET}", "X-Scope-OrgID": "tenant-a"})
+    settings = Settings(
+        prometheus_url=proxy.url,
+        prometheus_bearer_token_file=token_file,
+        prometheus_headers={"X-Scope-OrgID": "tenant-a"},
+    )
+    src = PrometheusSource.from_settings(settings)
+    assert isinstance(await _kv(src, llm_env), PodSamples)
+    assert proxy.rejected == 0
+    assert proxy.queries  # went through the prefix
+
+    rotated = SECRET + "-rotated"
+    proxy.require({"Authorization": f"Bearer {rotated}", "X-Scope-OrgID": "tenant-a"})
+    with structlog.testing.capture_logs() as logs:
+        stale = await _kv(src, llm_env)
+    assert isinstance(stale, NoSignal)
+    assert stale.reason is NoSignalReason.QUERY_ERROR
+    assert "401" in stale.detail
+    assert SECRET not in repr(logs)
+    assert SECRET not in stale.detail
+
+    _write_token(token_file, rotated, 5)
+    assert isinstance(await _kv(src, llm_env), PodSamples)
+    await src.close()
+
+
+async def test_basic_auth_and_secret_free_errors(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory
+) -> None:
+    """Basic auth is sent; a wrong password fails without the password in logs or errors."""
+    proxy = proxy_factory(llm_env.server.url)
+    good = base64.b64encode(b"alice:" + SECRET.encode()).decode()
+    proxy.require({"Authorization": f"Basic {good}"})
+    src = PrometheusSource(PrometheusClient(proxy.url, username="alice", password=SECRET))
+    assert isinstance(await _kv(src, llm_env), PodSamples)
+    await src.close()
+
+    wrong = PrometheusSource(
+        PrometheusClient(proxy.url, username="alice", password="nope-" + SECRET)
+    )
+    with structlog.testing.capture_logs() as logs:
+        failed = await _kv(wrong, llm_env)
+    await wrong.close()
+    assert isinstance(failed, NoSignal)
+    assert failed.reason is NoSignalReason.QUERY_ERROR
+    assert SECRET not in repr(logs)
+    assert SECRET not in failed.detail
+
+
+def test_credentials_in_the_url_are_never_shown() -> None:
+    """A URL with user-info is displayed without it."""
+    assert redact_url("https://bob:pw@prom.example:9090/x") == "https://prom.example:9090/x"
+    client = PrometheusClient("http://bob:pw@127.0.0.1:1/prom")
+    assert "pw" not in client.display_url
+
+
+async def test_retries_on_5xx_then_succeeds(llm_env: LlmEnv, proxy_factory: ProxyFactory) -> None:
+    """Two 503s then success: the query succeeds after 2 retries (3 requests)."""
+    proxy = proxy_factory(llm_env.server.url)
+    proxy.fail_next = 2
+    client = PrometheusClient(proxy.url, backoff=0.01)
+    series = await client.query('gpu_cache_usage_perc{namespace="nim-a"}', time.time() - 2)
+    assert len(series) == 3
+    assert client.requests_sent == 3
+    proxy.fail_next = 3
+    with pytest.raises(QueryFailed) as info:
+        await client.query('gpu_cache_usage_perc{namespace="nim-a"}', time.time() - 2)
+    assert info.value.reason is NoSignalReason.QUERY_ERROR
+    assert "HTTP 503" in info.value.detail
+    assert client.requests_sent == 6
+    await client.close()
+
+
+async def test_retries_never_pass_the_deadline(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory
+) -> None:
+    """With a 1 s backoff and a 0.3 s deadline, no retry is attempted."""
+    proxy = proxy_factory(llm_env.server.url)
+    proxy.fail_next = 5
+    client = PrometheusClient(proxy.url, backoff=1.0)
+    started = time.monotonic()
+    with pytest.raises(QueryFailed):
+        await client.query("up", time.time(), deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - started < 0.5
+    assert client.requests_sent == 1
+    await client.close()
+
+
+async def test_client_errors_are_not_retried(llm_env: LlmEnv, proxy_factory: ProxyFactory) -> None:
+    """A 4xx (bad query, auth) is answered at once, without retries."""
+    proxy = proxy_factory(llm_env.server.url)
+    client = PrometheusClient(proxy.url, backoff=0.01)
+    with pytest.raises(QueryFailed, match="HTTP 400"):
+        await client.query("sum(", time.time())
+    assert client.requests_sent == 1
+    await client.close()

@@ -1,0 +1,18 @@
+"""Shared fixtures of the simulator tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+"""``shared/traces`` beside the clone (as in CI)."""
+
+
+@pytest.fixture
+def traces() -> Path:
+    """The shared trace directory; skips when it is absent."""
+    if not TRACES.is_dir():
+        pytest.skip(f"shared traces not found at {TRACES}")
+    return TRACES
