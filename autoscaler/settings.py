@@ -30,6 +30,7 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         validate_default=True,
+        populate_by_name=True,
     )
 
     # --- Prometheus -------------------------------------------------------------------------

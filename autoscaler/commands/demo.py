@@ -67,7 +67,9 @@ class _Printer:
     """Dry-run style lines: one per decision, the explanation block for scale changes."""
 
     def __init__(self) -> None:
-        self._blocks = DecisionPrinter(sys.stdout, "text", changes_only=True, clock_label="relative")
+        self._blocks = DecisionPrinter(
+            sys.stdout, "text", changes_only=True, clock_label="relative"
+        )
 
     def __call__(self, now: float, decision: Decision) -> None:
         if decision.scale:

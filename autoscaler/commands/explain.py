@@ -1,18 +1,262 @@
-"""`nim-autoscaler explain`: not built yet."""
+"""``nim-autoscaler explain --policy FILE``: one live decision now, with its full arithmetic.
+
+Reads the policy (:mod:`autoscaler.policy.loader`), queries Prometheus once through
+:class:`~autoscaler.metrics.prometheus.PrometheusSource`, builds an
+:class:`~autoscaler.decision.types.Observation`, calls
+:func:`autoscaler.decision.core.decide` with an empty history and prints the decision
+(:func:`autoscaler.decision.explain.render_text`, or JSON). It never writes anything anywhere.
+
+Where pods and replicas come from, without a cluster:
+
+* ``--pods a,b,c`` names the target's pods (taken as Running and Ready);
+* otherwise every pod of the policy's namespace that exports a known NIM/vLLM metric is taken as
+  a Running, Ready pod of the target (one ``count by (pod)`` query). This over-counts when several
+  targets share a namespace: pass ``--pods`` then;
+* ``--replicas N`` is the current replica count (default: the number of pods).
+
+:func:`build_observation` takes pods and replicas as plain values, so the in-cluster path (scale
+and pods read from Kubernetes) can feed it the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autoscaler.decision.types import (
+    Decision,
+    History,
+    MetricObservation,
+    NoSignal,
+    Observation,
+    PodInfo,
+    PodPhase,
+    PodSamples,
+    TargetSample,
+)
+from autoscaler.metrics import names as metric_names
+from autoscaler.metrics.base import MetricRequest
+from autoscaler.metrics.client import PrometheusClient, QueryFailed
+from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.metrics.promql import quote_string, regex_alternation, string_literal
+from autoscaler.policy.models import ScalingPolicy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No arguments yet."""
-    del parser
+    """Add ``--policy``, ``--name``, ``--replicas``, ``--pods``, ``--prometheus-url``, ..."""
+    parser.add_argument("--policy", required=True, metavar="FILE", help="policy YAML file")
+    parser.add_argument(
+        "--name",
+        metavar="NAMESPACE/NAME",
+        help="which policy of the file (needed when it holds several)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, metavar="N", help="current replicas (default: number of pods)"
+    )
+    parser.add_argument(
+        "--pods",
+        metavar="NAME,NAME,...",
+        help="the target's pods (default: every pod of the namespace exporting NIM/vLLM metrics)",
+    )
+    parser.add_argument(
+        "--prometheus-url", metavar="URL", help="Prometheus base URL (overrides the environment)"
+    )
+    parser.add_argument(
+        "--at", type=float, metavar="UNIX_SECONDS", help="evaluation time (default: now)"
+    )
+    parser.add_argument(
+        "--output", "-o", choices=("text", "json"), default="text", help="output format"
+    )
+
+
+def build_observation(
+    metrics: Mapping[str, MetricObservation],
+    *,
+    pods: Sequence[PodInfo],
+    spec_replicas: int,
+    status_replicas: int | None = None,
+) -> Observation:
+    """An Observation from metric observations plus pods and replicas from any source.
+
+    Args:
+        metrics: Metric name -> observation (from a :class:`MetricSource`).
+        pods: The target's pods (from ``--pods``, Prometheus series, or Kubernetes).
+        spec_replicas: The target's ``spec.replicas``.
+        status_replicas: The target's ``status.replicas`` (default: ``spec_replicas``).
+    """
+    return Observation(
+        spec_replicas=spec_replicas,
+        status_replicas=spec_replicas if status_replicas is None else status_replicas,
+        pods=tuple(pods),
+        metrics=dict(metrics),
+    )
+
+
+def ready_pods(names: Sequence[str]) -> tuple[PodInfo, ...]:
+    """PodInfo for pods known only by name: taken as Running and Ready."""
+    return tuple(PodInfo(name=name, phase=PodPhase.RUNNING, ready=True) for name in names)
+
+
+async def discover_pods(
+    client: PrometheusClient, policy: ScalingPolicy, now: float
+) -> tuple[PodInfo, ...]:
+    """Pods of the policy's namespace that export any known NIM/vLLM metric (no cluster needed).
+
+    Raises:
+        QueryFailed: Prometheus could not be queried.
+    """
+    names = string_literal(regex_alternation(metric_names.all_probe_names()))
+    namespace = quote_string(policy.metadata.namespace)
+    query = f'count by (pod) ({{__name__=~{names}, namespace="{namespace}"}})'
+    series = await client.query(query, now)
+    return ready_pods(sorted({s.labels["pod"] for s in series if s.labels.get("pod")}))
+
+
+def observation_to_json(observation: MetricObservation) -> dict[str, Any]:
+    """A metric observation as JSON-ready data."""
+    if isinstance(observation, NoSignal):
+        return {"noSignal": observation.reason.value, "detail": observation.detail}
+    if isinstance(observation, TargetSample):
+        return {
+            "value": observation.value,
+            "timestamp": observation.timestamp,
+            "oldestSample": observation.oldest_sample,
+            "pods": observation.pods,
+            "series": observation.series,
+            "query": observation.query,
+        }
+    assert isinstance(observation, PodSamples)
+    return {
+        "values": dict(observation.values),
+        "rejected": {
+            pod: {"noSignal": r.reason.value, "detail": r.detail}
+            for pod, r in observation.rejected.items()
+        },
+        "timestamp": observation.timestamp,
+        "oldestSample": observation.oldest_sample,
+        "series": observation.series,
+        "query": observation.query,
+    }
+
+
+def decision_to_json(decision: Decision, observation: Observation) -> dict[str, Any]:
+    """The decision, its explanation and the metric inputs as one JSON-ready object."""
+    return {
+        "policy": decision.policy,
+        "timestamp": decision.timestamp,
+        "currentReplicas": decision.current_replicas,
+        "desiredReplicas": decision.desired_replicas,
+        "reason": decision.reason,
+        "conditions": [
+            {
+                "type": c.type.value,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+            }
+            for c in decision.conditions
+        ],
+        "metricValues": dict(decision.metric_values),
+        "metricProposals": dict(decision.metric_proposals),
+        "explanation": dict(decision.explanation),
+        "pods": [p.name for p in observation.pods],
+        "metrics": {name: observation_to_json(m) for name, m in observation.metrics.items()},
+    }
+
+
+async def explain_once(
+    source: PrometheusSource,
+    policy: ScalingPolicy,
+    *,
+    now: float,
+    pods: Sequence[PodInfo] | None = None,
+    replicas: int | None = None,
+) -> tuple[Decision, Observation]:
+    """Fetch the policy's metrics once and decide with an empty history.
+
+    Args:
+        source: The Prometheus metric source.
+        policy: The policy.
+        now: Evaluation time.
+        pods: The target's pods; None: discovered from Prometheus series.
+        replicas: Current replicas; None: the number of pods.
+
+    Raises:
+        QueryFailed: Pods had to be discovered and Prometheus could not be queried.
+    """
+    from autoscaler.decision.core import decide  # noqa: PLC0415 - keeps `--help` cheap
+
+    if pods is None:
+        pods = await discover_pods(source.client, policy, now)
+    request = MetricRequest(policy, tuple(pods), selector=policy.spec.selector)
+    metrics = (await source.fetch([request], now))[policy.key]
+    current = len(pods) if replicas is None else replicas
+    observation = build_observation(metrics, pods=pods, spec_replicas=current)
+    result = decide(policy, observation, History(), now)
+    return result.decision, observation
+
+
+def _select(policies: Mapping[str, ScalingPolicy], name: str | None) -> ScalingPolicy | str:
+    have = ", ".join(policies)
+    if name is not None:
+        policy = policies.get(name)
+        return policy if policy is not None else f"no policy {name!r} (have: {have})"
+    if len(policies) != 1:
+        return f"the file holds {len(policies)} policies; choose one with --name ({have})"
+    return next(iter(policies.values()))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Report that the command is not available yet."""
-    del args
-    print("nim-autoscaler explain: not available yet", file=sys.stderr)
-    return 2
+    """Make one decision now and print it. Exit 0 on success, 1 on input or query failure."""
+    from autoscaler.decision.explain import render_text  # noqa: PLC0415 - keeps CLI import cheap
+    from autoscaler.observability.logging import configure_logging  # noqa: PLC0415 - as above
+    from autoscaler.policy.loader import format_errors, load_path  # noqa: PLC0415 - as above
+    from autoscaler.settings import Settings  # noqa: PLC0415 - as above
+
+    configure_logging(level="warning")
+    loaded = load_path(args.policy)
+    if not loaded.ok:
+        for line in format_errors(loaded.errors):
+            print(line, file=sys.stderr)
+        return 1
+    chosen = _select(loaded.by_key(), args.name)
+    if isinstance(chosen, str):
+        print(f"nim-autoscaler explain: {chosen}", file=sys.stderr)
+        return 1
+    overrides: dict[str, Any] = {}
+    if args.prometheus_url:
+        overrides["prometheus_url"] = args.prometheus_url
+    settings = Settings(**overrides)
+    if args.replicas is not None and args.replicas < 0:
+        print("nim-autoscaler explain: --replicas must be >= 0", file=sys.stderr)
+        return 1
+    pods = None
+    if args.pods is not None:
+        pods = ready_pods([p.strip() for p in args.pods.split(",") if p.strip()])
+    now = args.at if args.at is not None else time.time()
+
+    async def once() -> tuple[Decision, Observation]:
+        source = PrometheusSource.from_settings(settings)
+        try:
+            return await explain_once(source, chosen, now=now, pods=pods, replicas=args.replicas)
+        finally:
+            await source.close()
+
+    try:
+        decision, observation = asyncio.run(once())
+    except QueryFailed as exc:
+        print(f"nim-autoscaler explain: cannot list pods from Prometheus: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(decision_to_json(decision, observation), indent=2, default=str))
+    else:
+        print(render_text(decision))
+        print("\nmetric inputs:")
+        for name, metric in observation.metrics.items():
+            print(f"  {name}: {json.dumps(observation_to_json(metric), default=str)}")
+    return 0

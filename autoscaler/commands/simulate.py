@@ -74,6 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpu-capacity", type=int, help="GPUs in the cluster (pods beyond stay Unschedulable)"
     )
+    parser.add_argument(
+        "--realtime",
+        type=float,
+        metavar="SPEED",
+        help="pace the simulation against the wall clock (1 = real time, 10 = 10x faster)",
+    )
+    parser.add_argument(
+        "--serve-metrics",
+        type=int,
+        metavar="PORT",
+        help="serve the simulated pods' metrics at http://127.0.0.1:PORT/metrics (pod label; "
+        "scrape with honor_labels); use with --realtime",
+    )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--plot", type=Path, help="write a PNG of load, replicas and latency")
 
@@ -121,6 +134,8 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         balancer=args.balancer,
         gpu_capacity=args.gpu_capacity,
         progress=True,
+        realtime=args.realtime,
+        serve_metrics=args.serve_metrics,
     )
 
 

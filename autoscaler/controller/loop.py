@@ -167,6 +167,12 @@ class ControlLoop:
         if not leader and not self._dry_run:
             return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
 
+        if not self._pods.synced():
+            log.warning("pod cache not synced yet; holding every policy this tick")
+            return [
+                TickResult(p.key, None, Outcome.FAILED, "pod cache not synced yet")
+                for p in policies
+            ]
         work = [_Work(policy) for policy in policies]
         await self._bounded(work, self._read_scale)
         for item in work:

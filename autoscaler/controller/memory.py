@@ -1,8 +1,8 @@
 """In-memory implementations of the loop's ports, for tests and offline tools.
 
-:class:`MemoryCluster` holds scale targets and their pods and implements
-:class:`~autoscaler.controller.ports.ScaleClient`, :class:`~autoscaler.controller.ports.PodSource`,
-:class:`~autoscaler.controller.ports.Recorder` and :class:`~autoscaler.controller.ports.HistoryStore`;
+:class:`MemoryCluster` holds scale targets and their pods and implements the
+:class:`~autoscaler.controller.ports.ScaleClient`, ``PodSource``, ``Recorder`` and
+``HistoryStore`` ports;
 :class:`StaticMetricSource` answers every fetch from values set by the caller. Faults can be
 injected per target. Nothing here does I/O.
 """

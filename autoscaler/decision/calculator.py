@@ -11,19 +11,19 @@ LLM algorithm (:mod:`autoscaler.decision.llm`) reuses :func:`to_milli` and :clas
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.decision.types import PodInfo, PodPhase
 
+_MILLI_NOISE = 1e-6
+"""Float noise tolerated when scaling to milli-units (0.62 * 1000 = 620.0000000000001 -> 620)."""
+
 
 def to_milli(value: float) -> int:
     """``resource.Quantity.MilliValue()`` of a float: milli-units rounded up (float noise aside)."""
-    scaled = value * 1000.0
-    nearest = round(scaled)
-    if abs(scaled - nearest) <= 1e-6 * max(1.0, abs(scaled)):
-        return int(nearest)
-    return math.ceil(scaled)
+    return math.ceil(value * 1000.0 - _MILLI_NOISE)
 
 
 def within(ratio: float, tol_down: float, tol_up: float) -> bool:
@@ -57,19 +57,49 @@ class Proposal:
         return self.proposal is not None
 
 
+@dataclass(frozen=True, slots=True)
+class PodGroups:
+    """HPA ``groupPods`` for a non-CPU metric, independent of the samples."""
+
+    countable: tuple[str, ...]
+    """Pods whose sample counts (not deleting, not Failed, not Pending)."""
+    pending: tuple[str, ...]
+    """Pending pods: unready, their samples are dropped."""
+    ignored: int
+    """Deleting or Failed pods."""
+    dropped: tuple[str, ...]
+    """Pending, deleting and Failed pods (samples removed)."""
+
+
+def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
+    """Classify the pods (computed once per tick; several metrics share it)."""
+    countable: list[str] = []
+    pending: list[str] = []
+    ignored: list[str] = []
+    for pod in pods:
+        if pod.deleting or pod.phase is PodPhase.FAILED:
+            ignored.append(pod.name)
+        elif pod.phase is PodPhase.PENDING:
+            pending.append(pod.name)
+        else:
+            countable.append(pod.name)
+    return PodGroups(tuple(countable), tuple(pending), len(ignored), (*pending, *ignored))
+
+
 def ready_pod_count(pods: tuple[PodInfo, ...]) -> int:
     """HPA ``getReadyPodsCount``: pods that are Running and Ready."""
     return sum(1 for p in pods if p.phase is PodPhase.RUNNING and p.ready)
 
 
 def pods_proposal(
-    values: dict[str, float],
+    values: Mapping[str, float],
     pods: tuple[PodInfo, ...],
     target: float,
     *,
     current: int,
     tol_down: float,
     tol_up: float,
+    groups: PodGroups | None = None,
 ) -> tuple[int | None, str, dict[str, Any]]:
     """HPA ``calcPlainMetricReplicas`` for a non-CPU per-pod metric (``AverageValue``).
 
@@ -84,6 +114,7 @@ def pods_proposal(
         current: Current replicas (``spec.replicas``).
         tol_down: Scale-down tolerance.
         tol_up: Scale-up tolerance.
+        groups: ``group_pods(pods)`` when already computed this tick.
 
     Returns:
         ``(proposal or None, error message, explanation detail)``.
@@ -91,30 +122,21 @@ def pods_proposal(
     if not pods:
         return None, "no pods returned by selector while calculating replica count", {}
     target_m = to_milli(target)
-    metrics: dict[str, int] = {name: to_milli(v) for name, v in values.items()}
-    ready = 0
-    unready: list[str] = []
-    missing: list[str] = []
-    ignored = 0
-    for pod in pods:
-        if pod.deleting or pod.phase is PodPhase.FAILED:
-            ignored += 1
-            metrics.pop(pod.name, None)
-            continue
-        if pod.phase is PodPhase.PENDING:
-            unready.append(pod.name)
-            metrics.pop(pod.name, None)
-            continue
-        if pod.name not in metrics:
-            missing.append(pod.name)
-            continue
-        ready += 1
+    ceil = math.ceil
+    metrics: dict[str, int] = {name: ceil(v * 1000.0 - _MILLI_NOISE) for name, v in values.items()}
+    if groups is None:
+        groups = group_pods(pods)
+    for name in groups.dropped:
+        metrics.pop(name, None)
+    missing = [name for name in groups.countable if name not in metrics]
+    unready = groups.pending
+    ready = len(groups.countable) - len(missing)
     detail: dict[str, Any] = {
         "pods": {
             "withMetric": ready,
             "missing": len(missing),
             "unready": len(unready),
-            "ignored": ignored,
+            "ignored": groups.ignored,
             "superfluous": len(metrics) - ready,
         },
         "targetMilli": target_m,

@@ -19,9 +19,11 @@ from typing import Any
 
 from autoscaler.decision import llm
 from autoscaler.decision.calculator import (
+    PodGroups,
     Proposal,
     aggregate,
     external_average_proposal,
+    group_pods,
     pods_proposal,
     value_proposal,
 )
@@ -366,6 +368,7 @@ def hpa_metric_proposal(
     current: int,
     tol_down: float,
     tol_up: float,
+    groups: PodGroups | None = None,
 ) -> Proposal:
     """One metric's proposal with the HPA replica calculator's semantics.
 
@@ -376,6 +379,7 @@ def hpa_metric_proposal(
         current: Current replicas.
         tol_down: Scale-down tolerance.
         tol_up: Scale-up tolerance.
+        groups: The pods grouped once for the tick (computed when None).
 
     Returns:
         The proposal.
@@ -387,10 +391,16 @@ def hpa_metric_proposal(
             message += f": {observation.detail}"
         return Proposal(metric.name, None, failure_reason=reason, failure_message=message)
     if isinstance(observation, PodSamples):
-        values = dict(observation.values)
+        values = observation.values
         if metric.target_type == "AverageValue":
             proposal, error, detail = pods_proposal(
-                values, obs.pods, metric.target, current=current, tol_down=tol_down, tol_up=tol_up
+                values,
+                obs.pods,
+                metric.target,
+                current=current,
+                tol_down=tol_down,
+                tol_up=tol_up,
+                groups=groups,
             )
             detail["semantics"] = "Pods AverageValue"
             value = detail.get("averageMilli")
@@ -444,6 +454,7 @@ def hpa_metric_proposal(
 
 
 def _hpa_proposals(rp: ResolvedPolicy, obs: Observation, current: int) -> list[Proposal]:
+    groups = group_pods(obs.pods)
     return [
         hpa_metric_proposal(
             m,
@@ -452,6 +463,7 @@ def _hpa_proposals(rp: ResolvedPolicy, obs: Observation, current: int) -> list[P
             current=current,
             tol_down=rp.tolerance_down,
             tol_up=rp.tolerance_up,
+            groups=groups,
         )
         for m in rp.metrics
     ]

@@ -135,23 +135,18 @@ def stabilize_with_behavior(
     Returns:
         The stabilized value, the new record list, and the AbleToScale reason.
     """
-    up_bound = desired
-    down_bound = desired
+    up_cut = now - up_window
+    down_cut = now - down_window
+    in_up = [r for r in recommendations if r.timestamp > up_cut]
+    in_down = [r for r in recommendations if r.timestamp > down_cut]
+    up_bound = min(desired, min((r.replicas for r in in_up), default=desired))
+    down_bound = max(desired, max((r.replicas for r in in_down), default=desired))
     old_index = -1
-    in_up: list[Recommendation] = []
-    in_down: list[Recommendation] = []
-    for index, rec in enumerate(recommendations):
-        age = now - rec.timestamp
-        in_u = age < up_window
-        in_d = age < down_window
-        if in_u:
-            in_up.append(rec)
-            up_bound = min(up_bound, rec.replicas)
-        if in_d:
-            in_down.append(rec)
-            down_bound = max(down_bound, rec.replicas)
-        if not in_u and not in_d:
+    for index in range(len(recommendations) - 1, -1, -1):
+        stamp = recommendations[index].timestamp
+        if stamp <= up_cut and stamp <= down_cut:
             old_index = index
+            break
     result = current
     result = max(result, up_bound)
     result = min(result, down_bound)
@@ -185,7 +180,8 @@ def prune_recommendations(
 
     The HPA keeps them as reusable slots; dropping them changes no decision and keeps memory flat.
     """
-    return tuple(r for r in recommendations if inside(now, r.timestamp, longest_window))
+    cutoff = now - longest_window
+    return tuple([r for r in recommendations if r.timestamp > cutoff])
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,4 +431,5 @@ def prune_events(
     events: tuple[ScaleEvent, ...], now: float, longest_any_period: float
 ) -> tuple[ScaleEvent, ...]:
     """Drop events outside every period of both directions: they can never count again."""
-    return tuple(e for e in events if inside(now, e.timestamp, longest_any_period))
+    cutoff = now - longest_any_period
+    return tuple([e for e in events if e.timestamp > cutoff])

@@ -9,8 +9,7 @@ in its hot path. Pure: the cache only remembers results of a deterministic funct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 from autoscaler.policy.models import (
     Algorithm,
@@ -54,11 +53,13 @@ class Rules:
     policies: tuple[RatePolicy, ...]
     tolerance: float
     """Fraction (0.1 = 10 %)."""
+    longest_period: int = field(init=False)
+    """The longest ``periodSeconds`` of the policies (0 if none): ``getLongestPolicyPeriod``."""
 
-    @property
-    def longest_period(self) -> int:
-        """The longest ``periodSeconds`` of the policies (0 if none): ``getLongestPolicyPeriod``."""
-        return max((p.period for p in self.policies), default=0)
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "longest_period", max((p.period for p in self.policies), default=0)
+        )
 
 
 DEFAULT_SCALE_UP = Rules(
@@ -168,23 +169,13 @@ class ResolvedPolicy:
         return self.down.tolerance
 
 
-class _Identity:
-    """Hashes a policy by identity (pydantic models holding lists are not hashable)."""
-
-    __slots__ = ("policy",)
-
-    def __init__(self, policy: ScalingPolicy) -> None:
-        self.policy = policy
-
-    def __hash__(self) -> int:
-        return id(self.policy)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Identity) and other.policy is self.policy
+_MEMO: dict[int, tuple[ScalingPolicy, ResolvedPolicy]] = {}
+"""Memo of :func:`resolve` by policy identity (the policy is kept so its id stays unique)."""
+_MEMO_MAX = 1024
 
 
 def resolve(policy: ScalingPolicy) -> ResolvedPolicy:
-    """The flattened form of ``policy`` (memoised per policy object).
+    """The flattened form of ``policy`` (memoised per policy object; policies are frozen).
 
     Args:
         policy: A validated policy.
@@ -192,12 +183,17 @@ def resolve(policy: ScalingPolicy) -> ResolvedPolicy:
     Returns:
         Its :class:`ResolvedPolicy`.
     """
-    return _resolve_cached(_Identity(policy))
+    hit = _MEMO.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    resolved = _resolve(policy)
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[id(policy)] = (policy, resolved)
+    return resolved
 
 
-@lru_cache(maxsize=512)
-def _resolve_cached(key: _Identity) -> ResolvedPolicy:
-    policy = key.policy
+def _resolve(policy: ScalingPolicy) -> ResolvedPolicy:
     spec = policy.spec
     metrics = tuple(
         ResolvedMetric(

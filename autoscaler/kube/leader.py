@@ -154,7 +154,11 @@ class LeaderElector:
         self._running = True
         try:
             while not self._stopping.is_set():
-                await self.step()
+                try:
+                    await self.step()
+                except Exception:  # an eternal task: log (with traceback) and retry; never die
+                    log.exception("leader_election_step_failed", lease=self._name)
+                    self._expire_if_deadline_passed()
                 await self._wait(self._retry_period)
         finally:
             self._running = False
@@ -173,7 +177,12 @@ class LeaderElector:
                 log.info("leader_elected", lease=self._name, identity=self._identity)
             self._leader = True
             self._last_renew = attempt_at
-        elif self._leader and self._clock.now() - self._last_renew >= self._renew_deadline:
+        else:
+            self._expire_if_deadline_passed()
+        return ok
+
+    def _expire_if_deadline_passed(self) -> None:
+        if self._leader and self._clock.now() - self._last_renew >= self._renew_deadline:
             self._leader = False
             log.warning(
                 "leader_lost",
@@ -181,7 +190,6 @@ class LeaderElector:
                 identity=self._identity,
                 reason="renew deadline exceeded",
             )
-        return ok
 
     async def stop(self) -> None:
         """Give up leadership at once and release the Lease (if held) for a fast takeover."""

@@ -230,6 +230,12 @@ class PodCache:
                     relist=self._rv[scope] is None,
                 )
                 await self._sleep(delay)
+            except Exception:  # an eternal task: log (with traceback), back off, re-list
+                delay = min(self._backoff_cap, self._backoff_base * 2**failures)
+                failures += 1
+                log.exception("pod_reflector_failed", namespace=where, retry_in=delay)
+                self._rv[scope] = None
+                await self._sleep(delay)
 
     async def _list(self, scope: str) -> str:
         items: dict[tuple[str, str], _Entry] = {}

@@ -195,6 +195,7 @@ class KubeRecorder:
         """(namespace, plural, name) -> (when read/written, the record known on the object)."""
         self._status_refresh = status_refresh
         self._uids: dict[tuple[str, str, str], str] = {}
+        self._sequence = 0
 
     async def record(
         self,
@@ -275,7 +276,10 @@ class KubeRecorder:
         ref = policy.spec.scale_target_ref
         namespace = policy.metadata.namespace
         now = self._clock.now()
-        name = f"{ref.name}.{int(now * 1e9):x}"
+        # As client-go: "<object>.<unix nanoseconds in hex>"; the sequence number keeps names
+        # unique when a (virtual) clock gives two events the same instant.
+        self._sequence += 1
+        name = f"{ref.name}.{int(now * 1e9) + self._sequence:x}"
         involved: JsonObject = {
             "apiVersion": ref.api_version,
             "kind": ref.kind,

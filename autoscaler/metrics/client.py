@@ -179,8 +179,12 @@ class PrometheusClient:
         elif ca_file is not None:
             session.verify = str(ca_file)
         # Retries are ours (deadline-aware); the adapter must not retry on its own.
-        session.mount("http://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False)))
-        session.mount("https://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False)))
+        session.mount(
+            "http://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False))
+        )
+        session.mount(
+            "https://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False))
+        )
         auth = (username, password or "") if username is not None else None
         self._prom = PrometheusConnect(
             url=self.url,

@@ -138,6 +138,12 @@ class _Plan:
     value_batches: tuple[Batch, ...]
     fresh: Batch
     max_staleness: float
+    kind: MetricKind
+    metric: str
+    """The metric's name in the policy."""
+    per_pod: bool
+    spec: LatencyMetricSpec | None
+    """The latency spec (quantile, statistic), for whole-target latency metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,26 +264,23 @@ class PrometheusSource:
     # ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _plan(metric: MetricSpec, name: str) -> _Plan:
-        kind = metric.kind
+    def _plan(metric: MetricSpec, kind: MetricKind, name: str) -> _Plan:
         series_kind = metric_names.PRESET_SERIES[kind]
         spec = metric.spec
         window = getattr(spec, "window", None)
         default_staleness = max(3 * window, MIN_STALENESS) if window else MIN_STALENESS
         staleness = spec.max_staleness or default_staleness
+        label = spec.name or kind.value
         if series_kind is metric_names.SeriesKind.GAUGE:
             aggregation = "max" if kind is MetricKind.KV_CACHE else "sum"
-            return _Plan(
-                name, (Batch("value", name, aggregation),), Batch("fresh", name), staleness
-            )
+            batches: tuple[Batch, ...] = (Batch("value", name, aggregation),)
+            return _Plan(name, batches, Batch("fresh", name), staleness, kind, label, True, None)
         if series_kind is metric_names.SeriesKind.COUNTER:
             assert isinstance(spec, RateMetricSpec)
-            return _Plan(
-                name, (Batch("rate", name, window=spec.window),), Batch("fresh", name), staleness
-            )
+            batches = (Batch("rate", name, window=spec.window),)
+            return _Plan(name, batches, Batch("fresh", name), staleness, kind, label, True, None)
         assert isinstance(spec, LatencyMetricSpec)
         fresh = Batch("fresh", f"{name}_count")
-        batches: tuple[Batch, ...]
         if spec.statistic == "mean":
             batches = (
                 Batch("sum", name, window=spec.window),
@@ -285,7 +288,7 @@ class PrometheusSource:
             )
         else:
             batches = (Batch("buckets", name, window=spec.window),)
-        return _Plan(name, batches, fresh, staleness)
+        return _Plan(name, batches, fresh, staleness, kind, label, False, spec)
 
     # ----------------------------------------------------------------------------------------
     # Fetch
@@ -310,7 +313,7 @@ class PrometheusSource:
             probe_failure = await self._probe(to_probe, now, deadline)
 
         results: dict[str, dict[str, MetricObservation]] = {}
-        plans: dict[tuple[str, str], _Plan] = {}
+        plans: list[tuple[MetricRequest, _Plan]] = []
         needed: dict[Batch, set[str]] = {}
         customs: list[tuple[str, MetricRequest, MetricSpec]] = []
         for req in requests:
@@ -318,17 +321,18 @@ class PrometheusSource:
             namespace = req.policy.metadata.namespace
             results[key] = {}
             for metric in req.policy.spec.metrics:
-                if metric.kind is MetricKind.PROMETHEUS:
+                kind = metric.kind
+                if kind is MetricKind.PROMETHEUS:
                     customs.append((key, req, metric))
                     continue
-                resolved = self._resolve(metric.kind, req.policy.spec.metric_names, namespace)
+                resolved = self._resolve(kind, req.policy.spec.metric_names, namespace)
                 if isinstance(resolved, NoSignal):
                     if probe_failure is not None and namespace in to_probe:
                         resolved = probe_failure
                     results[key][metric.name] = resolved
                     continue
-                plan = self._plan(metric, resolved)
-                plans[(key, metric.name)] = plan
+                plan = self._plan(metric, kind, resolved)
+                plans.append((req, plan))
                 for batch in (*plan.value_batches, plan.fresh):
                     needed.setdefault(batch, set()).add(namespace)
 
@@ -345,16 +349,11 @@ class PrometheusSource:
             assert isinstance(outcome, _BatchResult)
             batch_results[batch] = outcome
 
-        for req in requests:
-            key = req.policy.key
-            for metric in req.policy.spec.metrics:
-                planned = plans.get((key, metric.name))
-                if planned is None:
-                    continue
-                observation = self._assemble(req, metric, planned, batch_results, now)
-                if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
-                    self._redetect.add(req.policy.metadata.namespace)
-                results[key][metric.name] = observation
+        for req, plan in plans:
+            observation = self._assemble(req, plan, batch_results, now)
+            if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
+                self._redetect.add(req.policy.metadata.namespace)
+            results[req.policy.key][plan.metric] = observation
 
         self.last_stats = FetchStats(
             queries=probe_queries + len(batch_items) + len(customs),
@@ -406,23 +405,6 @@ class PrometheusSource:
         return result
 
     @staticmethod
-    def _check_value(value: float, kind: MetricKind | None) -> NoSignal | None:
-        """Why a per-pod value is unusable, or None."""
-        if math.isnan(value):
-            return NoSignal(NoSignalReason.NAN, "value is NaN")
-        if math.isinf(value):
-            return NoSignal(NoSignalReason.INF, f"value is {value}")
-        if value < 0:
-            return NoSignal(NoSignalReason.INVALID, f"negative value {value:g}")
-        if value > MAX_VALUE:
-            return NoSignal(NoSignalReason.INVALID, f"absurd value {value:g} (> {MAX_VALUE:g})")
-        if kind is MetricKind.KV_CACHE and value > MAX_KV_CACHE:
-            return NoSignal(
-                NoSignalReason.INVALID, f"KV-cache usage {value:g} is above {MAX_KV_CACHE} (0..1)"
-            )
-        return None
-
-    @staticmethod
     def _freshness(
         pod_key: PodKey, fresh: _BatchResult, now: float, max_staleness: float
     ) -> NoSignal | float:
@@ -445,7 +427,6 @@ class PrometheusSource:
     def _assemble(
         self,
         req: MetricRequest,
-        metric: MetricSpec,
         plan: _Plan,
         batches: Mapping[Batch, _BatchResult],
         now: float,
@@ -460,7 +441,7 @@ class PrometheusSource:
         pod_names = [pod.name for pod in req.pods]
         series = sum(part.series_per_namespace[namespace] for part in parts)
 
-        if metric.per_pod:
+        if plan.per_pod:
             part = parts[0]
             values: dict[str, float] = {}
             rejected: dict[str, NoSignal] = {}
@@ -473,7 +454,7 @@ class PrometheusSource:
                 value = part.values.get(pod_key)
                 if value is None:
                     continue  # missing
-                problem = self._check_value(value, metric.kind)
+                problem = _check_value(value, plan.kind)
                 if problem is not None:
                     rejected[pod] = problem
                     continue
@@ -494,8 +475,8 @@ class PrometheusSource:
                 query=query,
             )
 
-        spec = metric.spec
-        assert isinstance(spec, LatencyMetricSpec)
+        spec = plan.spec
+        assert spec is not None
         rejected = {}
         stamps = []
         used: list[str] = []
@@ -516,10 +497,10 @@ class PrometheusSource:
                 continue
             bad = next(
                 (
-                    problem
+                    _check_value(v, None)
                     for p in parts
                     for v in (*p.buckets.get(pod_key, {}).values(), p.values.get(pod_key, 0.0))
-                    if (problem := self._check_value(v, None)) is not None
+                    if not 0.0 <= v <= MAX_VALUE
                 ),
                 None,
             )
@@ -542,11 +523,11 @@ class PrometheusSource:
         if math.isnan(value):
             return NoSignal(
                 NoSignalReason.NAN,
-                f"{metric.kind.value} is NaN over {len(used)} pod(s): no requests in the "
+                f"{plan.kind.value} is NaN over {len(used)} pod(s): no requests in the "
                 f"{format_duration(spec.window)} window (zero traffic has no latency)",
             )
         if math.isinf(value):
-            return NoSignal(NoSignalReason.INF, f"{metric.kind.value} is {value}")
+            return NoSignal(NoSignalReason.INF, f"{plan.kind.value} is {value}")
         return TargetSample(
             value=value,
             timestamp=now,
@@ -583,6 +564,23 @@ class PrometheusSource:
         if spec.returns == "target":
             return _custom_target(series, spec, query, now)
         return _custom_per_pod(series, spec, query, now, pod_names)
+
+
+def _check_value(value: float, kind: MetricKind | None) -> NoSignal | None:
+    """Why a per-pod value is unusable, or None."""
+    if 0.0 <= value <= MAX_VALUE and not (kind is MetricKind.KV_CACHE and value > MAX_KV_CACHE):
+        return None
+    if math.isnan(value):
+        return NoSignal(NoSignalReason.NAN, "value is NaN")
+    if math.isinf(value):
+        return NoSignal(NoSignalReason.INF, f"value is {value}")
+    if value < 0:
+        return NoSignal(NoSignalReason.INVALID, f"negative value {value:g}")
+    if value > MAX_VALUE:
+        return NoSignal(NoSignalReason.INVALID, f"absurd value {value:g} (> {MAX_VALUE:g})")
+    return NoSignal(
+        NoSignalReason.INVALID, f"KV-cache usage {value:g} is above {MAX_KV_CACHE} (0..1)"
+    )
 
 
 def _no_values(rejected: Mapping[str, NoSignal], pods: int, name: str, namespace: str) -> NoSignal:

@@ -20,6 +20,7 @@ from operator import attrgetter
 import numpy as np
 import structlog
 
+from autoscaler.controller.ports import ScaleReading
 from autoscaler.decision.types import PodInfo
 from autoscaler.errors import TargetNotFound
 from autoscaler.policy.models import ScaleTargetRef
@@ -28,7 +29,6 @@ from autoscaler.sim.engine import Replica, Request, Sink
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricStore, Snapshot
 from autoscaler.sim.profiles import HardwareProfile
-from autoscaler.controller.ports import ScaleReading
 
 log = structlog.get_logger(__name__)
 

@@ -72,7 +72,7 @@ LengthSampler = Callable[[np.random.Generator, int], IntArray]
 
 
 def parse_length(spec: str) -> LengthSampler:
-    """A token length sampler from ``N``, ``exp:MEAN``, ``uniform:A:B`` or ``lognormal:MED:SIGMA``."""
+    """A token length sampler: ``N``, ``exp:MEAN``, ``uniform:A:B`` or ``lognormal:MED:SIGMA``."""
     parts = spec.split(":")
     try:
         if len(parts) == 1:

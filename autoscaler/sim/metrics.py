@@ -1,9 +1,9 @@
 """The simulated pods' metrics, scraped like Prometheus and served through ``MetricSource``.
 
 :class:`MetricStore` keeps, per pod, the samples a Prometheus server would have scraped every
-``scrape_interval``: the gauges (``num_requests_running``, ``num_requests_waiting``, KV-cache usage),
-the counters and the cumulative histogram buckets (vLLM V1 boundaries; the NIM/vLLM V0 lists are
-subsets of them, so both flavours are answered from one store).
+``scrape_interval``: the gauges (``num_requests_running``, ``num_requests_waiting``, KV-cache
+usage), the counters and the cumulative histogram buckets (vLLM V1 boundaries; the NIM/vLLM V0
+lists are subsets of them, so both flavours are answered from one store).
 
 :class:`SimMetricSource` implements :class:`autoscaler.metrics.base.MetricSource` over the store
 with PromQL semantics: gauges are the last sample within the 5-minute lookback, ``rate`` uses the
@@ -147,7 +147,7 @@ class MetricDelay:
 
     @classmethod
     def parse(cls, spec: str) -> MetricDelay:
-        """``EXTRA`` or ``EXTRA:EVAL_INTERVAL`` in seconds, or ``hpa-adapter`` (30 s eval + 30 s)."""
+        """``EXTRA`` or ``EXTRA:EVAL_INTERVAL`` (seconds), or ``hpa-adapter`` (30 s + 30 s)."""
         text = spec.strip()
         if text == "hpa-adapter":
             return cls(extra=30.0, evaluation_interval=30.0)
@@ -197,7 +197,8 @@ class SimMetricSource:
         for request in requests:
             pods = [p.name for p in request.pods]
             out[request.policy.key] = {
-                metric.name: self.observe(metric, pods, at) for metric in request.policy.spec.metrics
+                metric.name: self.observe(metric, pods, at)
+                for metric in request.policy.spec.metrics
             }
         return out
 
@@ -224,7 +225,7 @@ class SimMetricSource:
     def _empty(self, pods: Sequence[str], at: float, per_pod: bool, what: str) -> MetricObservation:
         if self.empty_as_zero:
             if per_pod:
-                return PodSamples({p: 0.0 for p in pods}, at, query=f"{what} (empty as 0)")
+                return PodSamples(dict.fromkeys(pods, 0.0), at, query=f"{what} (empty as 0)")
             return TargetSample(0.0, at, series=0, query=f"{what} (empty as 0)")
         return NoSignal(NoSignalReason.EMPTY, f"no samples of {what} at t={at:.0f}")
 

@@ -1,4 +1,4 @@
-"""Run a policy against the simulated fleet: the library behind ``simulate``, ``demo`` and benchmarks.
+"""Run a policy against the simulated fleet: the library behind ``simulate``, ``demo``, benchmarks.
 
 :func:`run_simulation` builds the fleet (:mod:`autoscaler.sim.fleet`), its metric source
 (:mod:`autoscaler.sim.metrics`) and the controller's own
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,11 @@ class SimulationConfig:
     """Seconds simulated after the end (fleet frozen, no new arrivals) to finish in-flight work."""
     progress: bool = False
     """Show a tqdm progress bar on stderr (only when stderr is a terminal)."""
+    realtime: float | None = None
+    """Pace the simulation against the wall clock at this speed (1.0: real time); None: as fast
+    as possible."""
+    serve_metrics: int | None = None
+    """Serve the pods' metrics at ``http://127.0.0.1:PORT/metrics`` (0: any free port)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,11 +322,27 @@ async def run_simulation_async(
         disable=not (cfg.progress and sys.stderr.isatty()),
         leave=False,
     )
+    server = None
+    if cfg.serve_metrics is not None:
+        from autoscaler.sim.exposition import ExpositionServer  # noqa: PLC0415 - optional
+
+        server = ExpositionServer(
+            fleet, port=cfg.serve_metrics, flavor=cfg.flavor, namespace=namespace
+        )
+        port = await server.start()
+        print(f"serving simulated pod metrics at http://127.0.0.1:{port}/metrics", file=sys.stderr)
+    pace = 0.25 * cfg.realtime if cfg.realtime else math.inf
+    wall_start = time.monotonic()
     next_tick = cfg.interval
     next_minute = MINUTE
+    next_pace = pace
     t = 0.0
     while t < duration:
-        t = min(next_tick if loop is not None else math.inf, next_minute, duration)
+        t = min(next_tick if loop is not None else math.inf, next_minute, duration, next_pace)
+        if cfg.realtime:
+            await asyncio.sleep(max(0.0, wall_start + t / cfg.realtime - time.monotonic()))
+            if t >= next_pace:
+                next_pace += pace
         fleet.run_until(t)
         if t >= next_minute or t >= duration:
             ready, starting, _ = fleet.counts()
@@ -332,6 +354,8 @@ async def run_simulation_async(
             await loop.tick(t)
             next_tick += cfg.interval
     bar.close()
+    if server is not None:
+        await server.stop()
     replica_seconds = fleet.replica_seconds(duration)
     fleet.run_until(duration + cfg.drain)
     return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
@@ -356,7 +380,7 @@ def _quantile(values: npt.NDArray[np.float64], q: float) -> float:
     return float(np.quantile(finite, q))
 
 
-def _result(
+def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces in order
     cfg: SimulationConfig,
     duration: float,
     cold: ColdStart,
@@ -423,9 +447,7 @@ def _result(
         "itl": _latency_summary(ledger.tpot),
         "e2e": _latency_summary(ledger.e2e),
     }
-    return SimulationResult(
-        tuple(rows), summary, _settings(cfg, duration, cold), tuple(decisions)
-    )
+    return SimulationResult(tuple(rows), summary, _settings(cfg, duration, cold), tuple(decisions))
 
 
 def _latency_summary(values: npt.NDArray[np.float64]) -> dict[str, float | None]:

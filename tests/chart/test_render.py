@@ -9,6 +9,7 @@ JSON Schemas in :mod:`tests.chart.crd_schemas`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -43,6 +44,29 @@ def _values(name: str) -> dict[str, Any]:
     return VALUE_SETS[name]
 
 
+def validate_object(obj: dict[str, Any], version: str) -> None:
+    """Fail the test unless ``obj`` is valid for Kubernetes ``version`` (strict schemas).
+
+    Built-in kinds use kubernetes-validate; the Prometheus Operator kinds the JSON Schemas of
+    :mod:`tests.chart.crd_schemas`. Any other kind, or an API version the schemas of that
+    Kubernetes version do not have, is a failure.
+    """
+    label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    crd_schema = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+    if crd_schema is not None:
+        try:
+            jsonschema.validate(obj, crd_schema)
+        except jsonschema.ValidationError as exc:
+            pytest.fail(f"{label}: {exc.message} at {list(exc.absolute_path)}")
+        return
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except SchemaNotFoundError as exc:
+        pytest.fail(f"{label}: {exc.message}")
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{label} on Kubernetes {version}: {exc.message} at {list(exc.path)}")
+
+
 class TestRenderAndLint:
     """Every value set renders and passes ``helm lint --strict``."""
 
@@ -68,17 +92,37 @@ class TestRenderAndLint:
         objects = render(chart, _values(name))
         assert objects
         for obj in objects:
-            label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-            crd_schema = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-            if crd_schema is not None:
-                jsonschema.validate(obj, crd_schema)
-                continue
-            try:
-                kubernetes_validate.validate(obj, version, strict=True)
-            except SchemaNotFoundError as exc:
-                pytest.fail(f"{label}: {exc.message}")
-            except kubernetes_validate.ValidationError as exc:
-                pytest.fail(f"{label} on Kubernetes {version}: {exc.message} at {list(exc.path)}")
+            validate_object(obj, version)
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            pytest.param(
+                {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+                 "metadata": {"name": "x"}, "spec": {"maxUnavailable": 1}},
+                id="api-version-removed-in-1.25",
+            ),
+            pytest.param(
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+                 "date": {"a": "b"}},
+                id="misspelt-field",
+            ),
+            pytest.param(
+                {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}},
+                id="unknown-custom-resource",
+            ),
+            pytest.param(
+                {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                 "metadata": {"name": "x", "namespace": "y"},
+                 "spec": {"selector": {}, "endpoints": [{"port": "m", "interval": "30 s"}]}},
+                id="bad-crd-duration",
+            ),
+        ],
+    )  # fmt: skip
+    def test_validation_has_teeth(self, obj: dict[str, Any]) -> None:
+        """Removed API versions, unknown fields and unknown kinds are all failures."""
+        with pytest.raises(pytest.fail.Exception):
+            validate_object(obj, "1.29")
 
     @pytest.mark.parametrize("name", VALUE_SETS)
     def test_names_unique_and_namespaces_set(self, chart: helm_python.Chart, name: str) -> None:
@@ -106,6 +150,20 @@ class TestRenderAndLint:
             "Service",
             "ServiceAccount",
         ]
+
+    def test_notes_warn_about_dry_run_and_missing_policies(self, chart: helm_python.Chart) -> None:
+        """The post-install notes say when nothing will be scaled, and why."""
+
+        def notes(values: dict[str, Any]) -> str:
+            return chart.render(values, name=RELEASE, namespace=NAMESPACE)[
+                "nim-autoscaler/templates/NOTES.txt"
+            ]
+
+        assert "DRY-RUN" in notes({"dryRun": True})
+        assert "DRY-RUN" not in notes({})
+        assert "No policy is configured" in notes({})
+        assert "No policy is configured" not in notes(_values("ci/kv-cache"))
+        assert "get lease" not in notes(_values("single-replica-no-leader-election"))
 
     def test_optional_objects_are_off_by_default(self, chart: helm_python.Chart) -> None:
         """ServiceMonitor, PrometheusRule and NetworkPolicy only render when enabled."""
@@ -148,6 +206,7 @@ class TestDeployment:
         assert ctr["privileged"] is False
         assert ctr["capabilities"] == {"drop": ["ALL"]}
         assert pod["automountServiceAccountToken"] is True
+        assert pod["enableServiceLinks"] is False
 
     def test_probes_use_the_health_endpoints(self, chart: helm_python.Chart) -> None:
         """Liveness and startup on /healthz, readiness on /readyz, all on the metrics port."""
@@ -273,7 +332,7 @@ class TestSettings:
         env = self._settings_env(controller_env(render(chart, _values(name))))
         fields = {f"AUTOSCALER_{field.upper()}" for field in Settings.model_fields}
         ours = {key for key in env if key.startswith("AUTOSCALER_")}
-        assert set() == ours - fields - self.PENDING
+        assert ours - fields == set()
         for key in list(os.environ):
             if key.startswith("AUTOSCALER_"):
                 monkeypatch.delenv(key)
@@ -369,6 +428,23 @@ class TestPolicies:
         (policy,) = policies
         assert policy.spec.max_replicas == 4
         assert policy.spec.metrics[0].target.average_value == 0.7
+
+    def test_loader_reads_the_configmap_volume_layout(
+        self, chart: helm_python.Chart, tmp_path: Path
+    ) -> None:
+        """The kubelet's ConfigMap layout (``..data`` symlink swap) loads each policy once."""
+        from autoscaler.policy.loader import load_path
+
+        data = one(render(chart, _values("ci/kv-cache")), "ConfigMap", f"{FULLNAME}-policies")
+        version = tmp_path / "..2026_11_21_15_00_00.000000001"
+        version.mkdir()
+        for name, text in data["data"].items():
+            (version / name).write_text(text, encoding="utf-8")
+            (tmp_path / name).symlink_to(Path("..data") / name)
+        (tmp_path / "..data").symlink_to(version.name)
+        result = load_path(tmp_path)
+        assert result.ok
+        assert [loaded.key for loaded in result.policies] == ["nim-service/llama-3-1-8b"]
 
     def test_no_policies_by_default(self, chart: helm_python.Chart) -> None:
         """Defaults install no policy: nothing is scaled until the user adds one."""

@@ -36,6 +36,17 @@ def _type(node: dict[str, Any]) -> str:
     return str(kind)
 
 
+def _bounds(node: dict[str, Any]) -> str:
+    parts = []
+    if "minimum" in node:
+        parts.append(f">= {node['minimum']}")
+    if "exclusiveMinimum" in node:
+        parts.append(f"> {node['exclusiveMinimum']}")
+    if "maximum" in node:
+        parts.append(f"<= {node['maximum']}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _default(defaults: dict[str, Any], path: list[str]) -> str:
     node: Any = defaults
     for key in path:
@@ -59,7 +70,8 @@ def rows(schema: dict[str, Any], defaults: dict[str, Any]) -> list[tuple[str, st
                 visit(child, here)
                 continue
             description = child.get("description", "").replace("|", "\\|")
-            result.append((".".join(here), _type(child), _default(defaults, here), description))
+            kind = _type(child) + _bounds(child)
+            result.append((".".join(here), kind, _default(defaults, here), description))
 
     visit(schema, [])
     return result

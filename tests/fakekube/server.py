@@ -224,6 +224,16 @@ class FakeKube:
         self.cut_watches()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeKube:
+        """``async with FakeKube() as fake:`` starts it (``fake.url`` is set)."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop it."""
+        await self.stop()
 
     # -- test helpers ---------------------------------------------------------------------
 
@@ -636,8 +646,8 @@ class FakeKube:
 
         since = int(since_text) if since_text not in {"", "0"} else None
         if since is not None and since < self.compacted - 1:
-            message = f"too old resource version: {since} ({self.compacted - 1})"
-            await send({"type": "ERROR", "object": status_body(410, message, "Expired")})
+            expired = f"too old resource version: {since} ({self.compacted - 1})"
+            await send({"type": "ERROR", "object": status_body(410, expired, "Expired")})
             return response
         watcher = _Watcher(rtype, namespace, selector)
         if since is None:
@@ -657,20 +667,19 @@ class FakeKube:
                 if remaining <= 0:
                     break  # server-side timeout: the stream ends normally
                 try:
-                    event = await asyncio.wait_for(watcher.queue.get(), remaining)
+                    item = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except TimeoutError:
                     break
-                if event is None:
+                if item is None:
                     # Cut: drop the connection without a clean end of the chunked body.
                     if request.transport is not None:
                         request.transport.close()
                     return response
-                if event["type"] == "BOOKMARK" and not bookmarks:
+                if item["type"] == "BOOKMARK" and not bookmarks:
                     continue
-                await send(event)
-        except (ConnectionResetError, asyncio.CancelledError):
-            self._watchers.discard(watcher)
-            raise
+                await send(item)
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             self._watchers.discard(watcher)
         return response

@@ -100,6 +100,26 @@ class TestProtocol:
         ]
 
 
+class TestLifecycle:
+    async def test_async_context_manager(self, tmp_path: Path) -> None:
+        """``async with FakeKube()`` serves while inside and stops after."""
+        async with FakeKube() as server:
+            kubeconfig = write_kubeconfig(tmp_path / "kc", server.url)
+            api = await KubeApi.from_settings(Settings(KUBECONFIG=kubeconfig))
+            try:
+                assert (await api.request("GET", "/api/v1"))["groupVersion"] == "v1"
+            finally:
+                await api.close()
+        api = await KubeApi.from_settings(Settings(KUBECONFIG=kubeconfig), request_timeout=2.0)
+        try:
+            with pytest.raises(KubeApiError) as info:
+                await api.request("GET", "/api/v1")
+            assert info.value.status == 0  # connection refused: a transport fault
+            assert info.value.retryable
+        finally:
+            await api.close()
+
+
 class TestReconcile:
     async def test_pods_follow_replicas_through_states(self) -> None:
         """With reconcile on, scaling creates Pending pods that step to Running then Ready."""

@@ -121,6 +121,36 @@ class TestDeterministic:
             LeaderElector(api, NS, LEASE, "a", lease_duration=5, renew_deadline=5)
 
 
+class TestRobustness:
+    async def test_corrupt_lease_does_not_kill_the_elector(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """An unreadable Lease is logged and retried; once repaired, election proceeds."""
+        fake.put(
+            "leases",
+            {
+                "metadata": {"name": LEASE, "namespace": NS},
+                "spec": {"holderIdentity": "x", "leaseDurationSeconds": "soon"},
+            },
+        )
+        elector = _elector(api, "a")
+        elector.start()
+        try:
+            await eventually(
+                lambda: (
+                    fake.requests.count(
+                        ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{LEASE}")
+                    )
+                    >= 2
+                )
+            )
+            assert not elector.is_leader()
+            fake.delete("leases", NS, LEASE)
+            await eventually(elector.is_leader, timeout=3.0)
+        finally:
+            await elector.stop()
+
+
 class TestTwoElectors:
     """Real time, short durations."""
 

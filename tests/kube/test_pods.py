@@ -124,6 +124,18 @@ class TestListWatch:
         fake.cut_watches()
         await eventually(lambda: cache.lists >= 2)
 
+    async def test_malformed_event_relists_instead_of_dying(
+        self, fake: FakeKube, cache: PodCache
+    ) -> None:
+        """An undecodable ERROR event does not kill the reflector: it re-lists and goes on."""
+        assert await cache.wait_synced(5.0)
+        await eventually(lambda: fake.open_watches == 1)
+        for watcher in fake._watchers:
+            watcher.queue.put_nowait({"type": "ERROR", "object": {"code": "bogus"}})
+        await eventually(lambda: cache.lists >= 2)
+        fake.add_pod("llm", "after", labels={"app": "llama"})
+        await eventually(lambda: _names(cache) == ["after"])
+
     async def test_errors_back_off_and_recover(self, fake: FakeKube, api: KubeApi) -> None:
         """Failing lists are retried with growing delays until they work."""
         delays: list[float] = []

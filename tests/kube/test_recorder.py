@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from autoscaler.clock import VirtualClock
@@ -53,8 +54,21 @@ METRIC_FAILED = Condition(
 )
 
 
-def _recorder(api: KubeApi, clock: VirtualClock, **kwargs: float) -> KubeRecorder:
-    return KubeRecorder(api, Discovery(api), clock=clock, identity="pod-a", **kwargs)
+def _recorder(
+    api: KubeApi,
+    clock: VirtualClock,
+    *,
+    aggregate_interval: float = 30.0,
+    status_refresh: float = 300.0,
+) -> KubeRecorder:
+    return KubeRecorder(
+        api,
+        Discovery(api),
+        clock=clock,
+        identity="pod-a",
+        aggregate_interval=aggregate_interval,
+        status_refresh=status_refresh,
+    )
 
 
 def _events(fake: FakeKube) -> list[dict[str, object]]:
@@ -157,8 +171,7 @@ class TestEvents:
         clock = VirtualClock(T0)
         recorder = _recorder(api, clock)
         await recorder.record(policy(), decision(2, 4), Outcome.SCALED)
-        clock.advance(1)
-        await recorder.record(policy(), decision(4, 6), Outcome.SCALED)
+        await recorder.record(policy(), decision(4, 6), Outcome.SCALED)  # same instant
         assert sorted(e["message"] for e in _events(fake)) == [  # type: ignore[type-var]
             "New size: 4; reason: kvCache above target",
             "New size: 6; reason: kvCache above target",
@@ -228,7 +241,7 @@ class TestStatusAnnotation:
         recorder = _recorder(api, VirtualClock(T0))
         steady = decision(2, 2, "within tolerance")
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
-        later = Decision(**{**_fields(steady), "timestamp": T0 + 15})
+        later = dataclasses.replace(steady, timestamp=T0 + 15)
         await recorder.record(policy(), later, Outcome.UNCHANGED)
         patches = [p for m, p in fake.requests if m == "PATCH" and p.endswith("/llama")]
         assert len(patches) == 1
@@ -274,7 +287,3 @@ class TestStatusAnnotation:
         obj = fake.objects[("nimservices", "llm", "llama")]
         assert STATUS_ANNOTATION in obj["metadata"]["annotations"]
         assert len(_events(fake)) == 1
-
-
-def _fields(d: Decision) -> dict[str, object]:
-    return {name: getattr(d, name) for name in d.__slots__}  # type: ignore[attr-defined]

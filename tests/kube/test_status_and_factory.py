@@ -139,6 +139,32 @@ class TestFactory:
         assert lease is not None
         assert lease["spec"]["holderIdentity"] == ""
 
+    async def test_scale_then_pods_follow_in_the_cache(
+        self, fake: FakeKube, settings: Settings
+    ) -> None:
+        """Scale through the ScaleClient; the reconciling fake creates pods; the cache sees them
+        (with the /scale selector) and their readiness as the fake steps them."""
+        fake.enable_reconcile(schedule_after=0.0, ready_after=3600.0)
+        fake.add_deployment("llm", "llama", replicas=1)
+        context = await connect(settings.model_copy(update={"namespaces": ["llm"]}))
+        try:
+            context.start()
+            assert await context.pods.wait_synced(5.0)
+            ref = ScaleTargetRef(api_version="apps/v1", kind="Deployment", name="llama")
+            await context.scale.set_scale("llm", ref, 3)
+            reading = await context.scale.get_scale("llm", ref)
+            assert reading.selector is not None
+            await eventually(lambda: len(context.pods.pods("llm", reading.selector or "")) == 3)
+            assert [p.ready for p in context.pods.pods("llm", reading.selector)] == [False] * 3
+            fake.enable_reconcile(schedule_after=0.0, ready_after=0.0)
+            fake.step()
+            await eventually(
+                lambda: all(p.ready for p in context.pods.pods("llm", reading.selector or ""))
+            )
+            assert (await context.scale.get_scale("llm", ref)).status_replicas == 3
+        finally:
+            await context.close()
+
     async def test_dry_run_has_no_election(self, settings: Settings) -> None:
         """A dry run never writes, not even the Lease."""
         context = await connect(settings.model_copy(update={"dry_run": True}))

@@ -58,7 +58,8 @@ class TestColdStartSpec:
         rng = np.random.default_rng(1)
         assert ColdStart.parse("90").sample(rng) == 90.0
         uniform = [ColdStart.parse("uniform:60:120").sample(rng) for _ in range(500)]
-        assert 60 <= min(uniform) and max(uniform) <= 120
+        assert min(uniform) >= 60
+        assert max(uniform) <= 120
         lognormal = ColdStart.parse("lognormal:median=90,sigma=0.2")
         values = [lognormal.sample(rng) for _ in range(4000)]
         assert np.median(values) == pytest.approx(90, rel=0.03)
@@ -107,7 +108,8 @@ class TestLifecycle:
         assert held > 0
         sim.run_until(4.0)
         assert victim.state is PodState.GONE
-        assert victim.ended_at is not None and victim.ended_at < 4.0
+        assert victim.ended_at is not None
+        assert victim.ended_at < 4.0
         sim.run_until(10.0)
         assert len(sink.done) == 4
         assert all(r.pod != victim.index for r in sink.done if r.arrival >= 0.3)
@@ -132,7 +134,7 @@ class TestLifecycle:
         assert "Insufficient nvidia.com/gpu" in stuck.info().unschedulable  # type: ignore[operator]
         # Removing the stuck pod first is ReplicaSet order; instead free a GPU by scaling a
         # ready pod away directly.
-        sim._terminate(sim.pods[0])  # noqa: SLF001 - exercise the GPU hand-over
+        sim._terminate(sim.pods[0])
         sim.run_until(300.0)
         assert stuck.state is PodState.READY
         assert stuck.scheduled_at == pytest.approx(202.0)

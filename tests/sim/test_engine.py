@@ -146,7 +146,9 @@ class TestMacroSteps:
         for rid in range(120):
             t += rng.expovariate(15.0)
             requests.append(Request(rid, t, rng.randint(1, 3000), rng.randint(1, 80)))
-        expected = reference(profile, [Request(r.rid, r.arrival, r.prompt, r.output) for r in requests])
+        expected = reference(
+            profile, [Request(r.rid, r.arrival, r.prompt, r.output) for r in requests]
+        )
         _, sink = drive(profile, requests)
         assert len(sink.done) == len(requests)
         for request in sink.done:

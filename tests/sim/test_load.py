@@ -65,7 +65,9 @@ class TestTraceFiles:
         """Options after '#': lengths resampled from another trace; unknown ones rejected."""
         path = traces / "servegen_m-large_aggregate_rate_10min.csv"
         conv = traces / "AzureLLMInferenceTrace_conv_2023.csv"
-        workload = load_workload(f"{path}#cv=2,lengths={conv}", seed=1, duration=60, rate_scale=0.05)
+        workload = load_workload(
+            f"{path}#cv=2,lengths={conv}", seed=1, duration=60, rate_scale=0.05
+        )
         _, conv_in, _ = read_azure(conv)
         assert set(workload.prompt.tolist()) <= set(conv_in.tolist())
         with pytest.raises(LoadSpecError, match="unknown option"):
@@ -122,7 +124,8 @@ class TestSynthetic:
         rng = np.random.default_rng(0)
         assert parse_length("200")(rng, 3).tolist() == [200, 200, 200]
         values = parse_length("uniform:10:20")(rng, 1000)
-        assert values.min() >= 10 and values.max() <= 20
+        assert values.min() >= 10
+        assert values.max() <= 20
         median = np.median(parse_length("lognormal:1000:0.5")(rng, 20_000))
         assert median == pytest.approx(1000, rel=0.05)
         with pytest.raises(LoadSpecError):

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from autoscaler.decision.types import NoSignal, NoSignalReason, PodInfo, PodPhase, PodSamples, TargetSample
+from autoscaler.decision.types import (
+    NoSignal,
+    NoSignalReason,
+    PodInfo,
+    PodPhase,
+    PodSamples,
+    TargetSample,
+)
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.engine import ITL_BUCKETS, TTFT_BUCKETS
 from autoscaler.sim.metrics import MetricDelay, MetricStore, SimMetricSource, Snapshot
 from autoscaler.sim.promql import extrapolated_rate
-
-import numpy as np
 
 POLICY = """
 apiVersion: nim-autoscaler/v1alpha1
@@ -28,7 +34,8 @@ spec:
     - queueDepth: {target: {type: AverageValue, averageValue: 4}}
     - interTokenLatency: {quantile: 0.95, window: 60s, target: {type: Value, value: 0.05}}
     - timeToFirstToken: {quantile: 0.5, window: 60s, target: {type: Value, value: 1}}
-    - interTokenLatency: {name: itlMean, statistic: mean, window: 60s, target: {type: Value, value: 1}}
+    - interTokenLatency:
+        {name: itlMean, statistic: mean, window: 60s, target: {type: Value, value: 1}}
     - requestRate: {window: 60s, target: {type: AverageValue, averageValue: 5}}
     - prometheus: {name: custom, query: 'up', target: {type: Value, value: 1}}
 """
@@ -48,8 +55,15 @@ def cumulative(bounds: tuple[float, ...], observations: dict[float, int]) -> tup
     return tuple(out)
 
 
-def snap(t: float, *, success: int = 0, kv: float = 0.0, waiting: int = 0,
-         itl: dict[float, int] | None = None, ttft: dict[float, int] | None = None) -> Snapshot:  # fmt: skip
+def snap(
+    t: float,
+    *,
+    success: int = 0,
+    kv: float = 0.0,
+    waiting: int = 0,
+    itl: dict[float, int] | None = None,
+    ttft: dict[float, int] | None = None,
+) -> Snapshot:
     itl = itl or {}
     ttft = ttft or {}
     return Snapshot(
@@ -150,7 +164,9 @@ class TestQuantile:
         for t in (0.0, 15.0, 30.0, 45.0, 60.0):
             store.add("a", snap(t, itl={0.005: 10}))
         obs = await fetch(SimMetricSource(store), ("a",), 60.0)
-        assert obs["interTokenLatency"] == NoSignal(NoSignalReason.NAN, obs["interTokenLatency"].detail)  # type: ignore[union-attr]
+        assert obs["interTokenLatency"] == NoSignal(
+            NoSignalReason.NAN, obs["interTokenLatency"].detail
+        )  # type: ignore[union-attr]
         zero = await fetch(SimMetricSource(store, empty_as_zero=True), ("a",), 60.0)
         itl = zero["interTokenLatency"]
         assert isinstance(itl, TargetSample)
@@ -162,7 +178,9 @@ class TestQuantile:
         for t in (0.0, 15.0, 30.0, 45.0, 60.0):
             store.add("a", snap(t, ttft={15.0: int(t)}))
         nim = (await fetch(SimMetricSource(store), ("a",), 60.0))["timeToFirstToken"]
-        vllm = (await fetch(SimMetricSource(store, flavor="vllm"), ("a",), 60.0))["timeToFirstToken"]
+        vllm = (await fetch(SimMetricSource(store, flavor="vllm"), ("a",), 60.0))[
+            "timeToFirstToken"
+        ]
         assert isinstance(nim, TargetSample)
         assert isinstance(vllm, TargetSample)
         assert nim.value == 10.0

@@ -16,9 +16,7 @@ from autoscaler.sim.profiles import get_profile
 from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
 
 POLICY = Path(__file__).resolve().parents[2] / "autoscaler" / "data" / "demo-policy.yaml"
-SURGE = (
-    "synthetic:step:rates=6/6/18/18/18/6,every=60,in=lognormal:2000:0.5,out=lognormal:250:0.5"
-)
+SURGE = "synthetic:step:rates=6/6/18/18/18/6,every=60,in=lognormal:2000:0.5,out=lognormal:250:0.5"
 
 
 def config(seed: int = 3, **kwargs: object) -> SimulationConfig:
@@ -86,7 +84,8 @@ class TestClosedLoop:
                 metric_delay=MetricDelay(60.0, 30.0),
             )
         )
-        assert fast.summary["scaleEvents"] and slow.summary["scaleEvents"]
+        assert fast.summary["scaleEvents"]
+        assert slow.summary["scaleEvents"]
         assert fast.decisions[0].timestamp < slow.decisions[0].timestamp
 
 

@@ -1,0 +1,208 @@
+"""The live controller: wires the Kubernetes and Prometheus adapters into the control loop.
+
+``nim-autoscaler run`` builds one :class:`~autoscaler.settings.Settings` and calls
+:func:`run_controller`. Everything here is assembly: the policy directory (hot reload), the
+Prometheus source (:mod:`autoscaler.metrics.prometheus`), the Kubernetes context
+(:mod:`autoscaler.kube.factory`: /scale, pod cache, Events/status, history, leader election), the
+health/metrics server, and the :class:`~autoscaler.controller.runner.Runner` that ticks the
+:class:`~autoscaler.controller.loop.ControlLoop` until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from autoscaler.clock import Clock, SystemClock
+from autoscaler.controller.loop import ControlLoop, LoopTimeouts
+from autoscaler.controller.runner import Runner
+from autoscaler.decision.types import Decision
+from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.observability.server import HealthChecks, HealthServer
+from autoscaler.policy.loader import PolicyDirectory
+from autoscaler.policy.models import ScalingPolicy
+from autoscaler.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class PolicyFeed:
+    """The policies in force, re-read from the directory once per tick (hot reload).
+
+    A file that becomes invalid keeps its last good policies in force; its errors are counted in
+    ``nim_autoscaler_policy_errors`` and logged once when the file changes.
+    """
+
+    directory: PolicyDirectory
+    monitor: ControllerMetrics | None = None
+    current: list[ScalingPolicy] = field(default_factory=list)
+    loaded_once: bool = False
+    error_files: int = 0
+
+    def refresh(self) -> None:
+        """Re-read changed files."""
+        result = self.directory.reload()
+        self.current = [loaded.policy for loaded in result.policies]
+        self.error_files = len(result.errors)
+        self.loaded_once = True
+        if self.monitor is not None:
+            self.monitor.policies_loaded.set(len(self.current))
+            self.monitor.policy_errors.set(self.error_files)
+
+    def policies(self) -> list[ScalingPolicy]:
+        """The policies in force (the loop's provider)."""
+        return self.current
+
+
+def _timeouts(settings: Settings) -> LoopTimeouts:
+    """Phase budgets that fit inside one interval."""
+    budget = max(settings.interval, 1.0)
+    return LoopTimeouts(
+        scale_read=min(5.0, budget * 0.3),
+        metrics=min(max(settings.prometheus_timeout * 1.6, 2.0), budget * 0.6),
+        scale_write=min(10.0, budget * 0.5),
+        record=min(5.0, budget * 0.3),
+    )
+
+
+@dataclass
+class Controller:
+    """A running controller's parts (returned by :func:`build_controller` for tests)."""
+
+    settings: Settings
+    feed: PolicyFeed
+    kube: KubeContext
+    metrics: PrometheusSource
+    loop: ControlLoop
+    runner: Runner
+    registry: CollectorRegistry
+    health: HealthServer | None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def live(self) -> tuple[bool, str]:
+        """Liveness: the loop has ticked recently (or is still within its first interval)."""
+        limit = max(3 * self.settings.interval, 60.0)
+        last = self.loop.last_tick_at or self.started_at
+        age = time.monotonic() - last
+        if age > limit:
+            return False, f"no tick for {age:.0f} s (limit {limit:.0f} s)"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: policies loaded and pod caches synced."""
+        if not self.feed.loaded_once:
+            return False, "policies not loaded yet"
+        if not self.kube.pods.synced():
+            return False, "pod caches not synced yet"
+        return True, "ok"
+
+    async def start(self) -> None:
+        """Start watches, leader election and the health server."""
+        self.kube.start()
+        if self.health is not None:
+            await self.health.start()
+
+    async def close(self) -> None:
+        """Release the lease, stop watches, close clients and the health server."""
+        try:
+            await self.kube.close()
+        finally:
+            await self.metrics.close()
+            if self.health is not None:
+                await self.health.stop()
+
+
+async def build_controller(
+    settings: Settings,
+    *,
+    on_decision: Callable[[Decision], None] | None = None,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    max_ticks: int | None = None,
+) -> Controller:
+    """Assemble (but do not start) a controller from settings."""
+    clock = clock or SystemClock()
+    registry = registry if registry is not None else CollectorRegistry()
+    kube = await connect(settings, clock=clock)
+    metrics = PrometheusSource.from_settings(settings)
+    feed = PolicyFeed(PolicyDirectory(settings.policy_dir))
+    loop = ControlLoop(
+        policies=feed.policies,
+        metrics=metrics,
+        scale=kube.scale,
+        pods=kube.pods,
+        recorder=kube.recorder,
+        history_store=kube.history,
+        leader=kube.leader,
+        dry_run=settings.dry_run,
+        registry=registry,
+        on_decision=on_decision,
+        timeouts=_timeouts(settings),
+    )
+    feed.monitor = loop.monitor
+    runner = Runner(
+        loop=loop,
+        clock=clock,
+        interval=settings.interval,
+        before_tick=feed.refresh,
+        max_ticks=max_ticks,
+    )
+    controller = Controller(
+        settings=settings,
+        feed=feed,
+        kube=kube,
+        metrics=metrics,
+        loop=loop,
+        runner=runner,
+        registry=registry,
+        health=None,
+    )
+    if settings.metrics_port:
+        controller.health = HealthServer(
+            registry,
+            HealthChecks(live=controller.live, ready=controller.ready),
+            settings.metrics_bind_address,
+            settings.metrics_port,
+        )
+    return controller
+
+
+async def run_controller(
+    settings: Settings,
+    *,
+    on_decision: Callable[[Decision], None] | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run until SIGTERM/SIGINT: finish the tick, release the lease, exit 0."""
+    controller = await build_controller(settings, on_decision=on_decision)
+    log.info(
+        "controller starting",
+        policy_dir=str(settings.policy_dir),
+        interval=settings.interval,
+        dry_run=settings.dry_run,
+        prometheus=settings.prometheus_url,
+        namespaces=settings.namespaces or "all",
+    )
+    try:
+        await controller.start()
+        if install_signals:
+            controller.runner.install_signal_handlers()
+        synced = await controller.kube.pods.wait_synced(within=max(settings.interval, 30.0))
+        if not synced:
+            log.warning("pod caches not synced yet; starting the loop anyway")
+        await controller.runner.run()
+    except asyncio.CancelledError:
+        log.info("controller cancelled")
+        raise
+    finally:
+        await controller.close()
+        log.info("controller stopped", ticks=controller.runner.ticks)
+    return 0

@@ -1,0 +1,155 @@
+"""Benchmark of the decision core: decisions per second.
+
+Runs :func:`autoscaler.decision.core.decide` (plus ``record_rescale`` when the count changes, as
+the controller does) in one process on one core, for policies with 1 and 3 metrics over 10 and
+100 pods, in both algorithms. Each case replays a fixed cycle of observations (load rising and
+falling, so stabilization windows and rate limits are exercised) and reports the median
+throughput of several runs. ``main()`` writes ``benchmarks/results/decision.json``.
+
+Run: ``.venv/bin/python -m benchmarks.bench_decision [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.types import (
+    History,
+    Observation,
+    PodInfo,
+    PodPhase,
+    PodSamples,
+    TargetSample,
+)
+from autoscaler.policy.models import ScalingPolicy
+
+RESULTS = Path(__file__).resolve().parent / "results" / "decision.json"
+TARGET_RATE = 20_000.0
+"""Goal: decisions/s for 10 pods and 3 metrics."""
+
+KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
+QUEUE = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}
+ITL = {"interTokenLatency": {"target": {"type": "Value", "value": 0.030}}}
+
+
+def make_policy(metrics: int, algorithm: str) -> ScalingPolicy:
+    """A policy with 1 (KV) or 3 (KV, queue, p95 ITL) metrics and default behaviour."""
+    chosen = [KV] if metrics == 1 else [KV, QUEUE, ITL]
+    return ScalingPolicy.model_validate(
+        {
+            "apiVersion": "nim-autoscaler/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": f"bench-{metrics}-{algorithm}", "namespace": "bench"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "minReplicas": 1,
+                "maxReplicas": 1000,
+                "algorithm": algorithm,
+                "metrics": chosen,
+                "behavior": {},
+            },
+        }
+    )
+
+
+def make_observations(pods: int, cycle: int = 64) -> list[Observation]:
+    """A cycle of observations with ``pods`` ready pods and load going up and down."""
+    infos = tuple(
+        PodInfo(f"pod-{i}", PodPhase.RUNNING, ready=True, created_at=0.0, ready_at=120.0)
+        for i in range(pods)
+    )
+    out = []
+    for k in range(cycle):
+        level = 0.4 + 0.5 * abs((k % 32) - 16) / 16  # 0.4 .. 0.9 and back
+        kv = {p.name: min(1.0, level + 0.01 * (i % 7)) for i, p in enumerate(infos)}
+        queue = {p.name: 8.0 * level for p in infos}
+        metrics = {
+            "kvCache": PodSamples(kv, timestamp=0.0),
+            "queueDepth": PodSamples(queue, timestamp=0.0),
+            "interTokenLatency": TargetSample(0.02 + 0.02 * level, timestamp=0.0),
+        }
+        out.append(Observation(pods, pods, infos, metrics))
+    return out
+
+
+def run_case(
+    metrics: int, pods: int, algorithm: str, decisions: int, repeats: int
+) -> dict[str, Any]:
+    """Median decisions/s over ``repeats`` runs of ``decisions`` decisions."""
+    pol = make_policy(metrics, algorithm)
+    observations = make_observations(pods)
+    rates = []
+    for _ in range(repeats):
+        history = History()
+        start = time.process_time()
+        for i in range(decisions):
+            obs = observations[i % len(observations)]
+            now = 15.0 * i
+            result = decide(pol, obs, history, now)
+            history = result.history
+            desired = result.decision.desired_replicas
+            if desired != obs.spec_replicas:
+                history = record_rescale(pol, history, now, obs.spec_replicas, desired)
+        rates.append(decisions / (time.process_time() - start))
+    return {
+        "metrics": metrics,
+        "pods": pods,
+        "algorithm": algorithm,
+        "decisions": decisions,
+        "runs": repeats,
+        "decisionsPerSecond": round(statistics.median(rates)),
+        "microsecondsPerDecision": round(1e6 / statistics.median(rates), 1),
+    }
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark, write ``benchmarks/results/decision.json`` and return the results."""
+    decisions = 1_000 if quick else 5_000
+    repeats = 3 if quick else 5
+    cases = [
+        run_case(metrics, pods, algorithm, decisions, repeats)
+        for algorithm in ("hpa", "llm")
+        for metrics in (1, 3)
+        for pods in (10, 100)
+    ]
+    headline = next(
+        c for c in cases if c["algorithm"] == "hpa" and c["metrics"] == 3 and c["pods"] == 10
+    )
+    result: dict[str, Any] = {
+        "benchmark": "decision",
+        "quick": quick,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "target": {
+            "decisionsPerSecond": TARGET_RATE,
+            "case": "3 metrics, 10 pods",
+            "met": all(
+                c["decisionsPerSecond"] >= TARGET_RATE
+                for c in cases
+                if c["metrics"] == 3 and c["pods"] == 10
+            ),
+        },
+        "headlineDecisionsPerSecond": headline["decisionsPerSecond"],
+        "cases": cases,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer decisions and runs")
+    outcome = main(quick=parser.parse_args().quick)
+    for case in outcome["cases"]:
+        print(
+            f"{case['algorithm']:>3} {case['metrics']} metric(s) {case['pods']:>3} pods: "
+            f"{case['decisionsPerSecond']:>7} decisions/s"
+        )

@@ -1,0 +1,180 @@
+"""Simulator benchmark: calibration errors of every profile and replay speed on long traces.
+
+Run ``python benchmarks/bench_sim.py [--quick]``; writes ``benchmarks/results/sim.json``.
+
+* calibration: each hardware profile in a closed loop at its reference concurrencies
+  (serving.md §3), relative error of output tokens/s (and ITL where the table gives it);
+* ``servegen-24h``: 24 hours of the ServeGen m-large daily shape (first day, Poisson arrivals per
+  10-minute window, default conv-like token lengths), rate-scaled so the fleet needs ~20 replicas
+  of ``8b-fp8-h100``, autoscaled by the bench policy below through the real control loop;
+* ``azure-conv-1h``: the Azure conv trace (57 min, its own token lengths), rate x14 (replicated
+  requests, ±0.5 s jitter) for ~10 replicas.
+
+Wall time and simulated requests per wall second are reported for both (one process, one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from autoscaler.policy.loader import load_text
+from autoscaler.policy.models import ScalingPolicy
+from autoscaler.sim.calibrate import closed_loop
+from autoscaler.sim.load import load_workload
+from autoscaler.sim.profiles import get_profile
+from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACES = ROOT.parent / "shared" / "traces"
+RESULTS = ROOT / "benchmarks" / "results" / "sim.json"
+
+BENCH_POLICY = """
+apiVersion: nim-autoscaler/v1alpha1
+kind: ScalingPolicy
+metadata: {name: bench, namespace: bench}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llm}
+  minReplicas: 2
+  maxReplicas: 60
+  algorithm: llm
+  metrics:
+    - kvCache: {target: {type: AverageValue, averageValue: 0.3}}
+    - queueDepth: {target: {type: AverageValue, averageValue: 4}}
+    - interTokenLatency: {quantile: 0.95, window: 60s, target: {type: Value, value: 0.05}}
+  behavior:
+    scaleUp: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 4, periodSeconds: 60}]}
+    scaleDown:
+      stabilizationWindowSeconds: 300
+      policies: [{type: Pods, value: 1, periodSeconds: 60}]
+"""
+
+REFERENCES: dict[str, dict[int, tuple[float, float | None]]] = {
+    # profile -> concurrency -> (output tokens/s, ITL s or None), NIM 1.3.0 tables (serving.md §3.1)
+    "8b-fp8-h100": {1: (227, 0.00437), 25: (4_100, 0.00602), 50: (6_746, 0.00719),
+                    100: (10_370, 0.00862), 150: (10_383, 0.01249), 200: (9_885, 0.01776)},
+    "8b-fp8-h100-extended": {25: (4_100, 0.00602), 50: (6_746, 0.00719),
+                             100: (10_370, 0.00862), 200: (9_885, 0.01776)},
+    "70b-fp8-h100-tp2": {1: (75, 0.01321), 25: (1_565, 0.01531), 50: (2_744, 0.01742),
+                         100: (4_092, 0.02328), 200: (5_856, 0.03122), 250: (6_430, 0.03525)},
+}  # fmt: skip
+
+
+def _policy() -> ScalingPolicy:
+    loaded = load_text(BENCH_POLICY, "bench-policy")
+    if loaded.errors:
+        raise ValueError(str(loaded.errors))
+    return loaded.policies[0].policy
+
+
+def calibration() -> dict[str, Any]:
+    """Closed-loop figures of every profile against its reference points."""
+    out: dict[str, Any] = {}
+    for name, points in REFERENCES.items():
+        profile = get_profile(name)
+        rows = []
+        for concurrency, (tokens, itl) in points.items():
+            result = closed_loop(profile, concurrency, duration=60.0)
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "tokensPerS": round(result.output_tokens_per_s, 1),
+                    "referenceTokensPerS": tokens,
+                    "tokensError": round(result.output_tokens_per_s / tokens - 1, 4),
+                    "itlMs": round(result.itl_mean * 1000, 3),
+                    "referenceItlMs": None if itl is None else itl * 1000,
+                    "itlError": None if itl is None else round(result.itl_mean / itl - 1, 4),
+                    "ttftMs": round(result.ttft_mean * 1000, 1),
+                    "requestsPerS": round(result.requests_per_s, 2),
+                }
+            )
+        out[name] = rows
+    slow = closed_loop(get_profile("8b-h100-slow"), 10, duration=60.0)
+    out["8b-h100-slow"] = [
+        {
+            "concurrency": 10,
+            "ttftMs": round(slow.ttft_mean * 1000, 1),
+            "referenceTtftMs": 85.0,
+            "itlMs": round(slow.itl_mean * 1000, 3),
+            "referenceItlMs": 8.8,
+            "requestsPerS": round(slow.requests_per_s, 3),
+            "referenceRequestsPerS": 5.41,
+        }
+    ]
+    return out
+
+
+def _replay(name: str, spec: str, duration: float, rate_scale: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    workload = load_workload(spec, seed=1, rate_scale=rate_scale, duration=duration)
+    loaded = time.perf_counter()
+    cfg = SimulationConfig(
+        workload=workload,
+        profile=get_profile("8b-fp8-h100"),
+        policy=_policy(),
+        seed=1,
+        duration=duration,
+        slo=SloTargets(ttft=1.0, itl=0.05),
+        initial_replicas=4,
+        progress=True,
+    )
+    result = run_simulation(cfg)
+    wall = time.perf_counter() - started
+    rows = result.rows
+    mean_ready = sum(r.ready for r in rows) / len(rows)
+    summary = result.summary
+    return {
+        "name": name,
+        "load": workload.description,
+        "rateScale": rate_scale,
+        "simulatedSeconds": duration,
+        "requests": len(workload),
+        "wallSeconds": round(wall, 2),
+        "loadWallSeconds": round(loaded - started, 2),
+        "simulatedRequestsPerWallSecond": round(len(workload) / wall),
+        "speedup": round(duration / wall, 1),
+        "meanReadyReplicas": round(mean_ready, 2),
+        "peakReplicas": summary["peakReplicas"],
+        "scaleEvents": summary["scaleEvents"],
+        "gpuHours": summary["gpuHours"],
+        "sloAttainment": summary["sloAttainment"],
+        "sloViolationMinutes": summary["sloViolationMinutes"],
+    }
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark, write ``benchmarks/results/sim.json`` and return the document.
+
+    Args:
+        quick: 2 hours of ServeGen and 10 minutes of Azure conv instead of 24 h and 1 h.
+    """
+    doc: dict[str, Any] = {
+        "quick": quick,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "calibration": calibration(),
+        "replay": [],
+    }
+    servegen = TRACES / "servegen_m-large_aggregate_rate_10min.csv"
+    conv = TRACES / "AzureLLMInferenceTrace_conv_2023.csv"
+    if servegen.exists():
+        doc["replay"].append(
+            _replay("servegen-24h", str(servegen), 7_200.0 if quick else 86_400.0, 0.75)
+        )
+    if conv.exists():
+        doc["replay"].append(_replay("azure-conv-1h", str(conv), 600.0 if quick else 3_600.0, 14.0))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short replays")
+    result = main(quick=parser.parse_args().quick)
+    for replay in result["replay"]:
+        print(json.dumps(replay))
