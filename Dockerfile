@@ -5,8 +5,9 @@
 #     --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
 #
-# Stage 1 builds wheels of the project and of every dependency; stage 2 installs only those
-# wheels (no index, no compiler, no pip cache) into a slim runtime that runs as a non-root user.
+# "build" makes wheels of the project and of every dependency; "runtime" installs only those
+# wheels (no index, no compiler, no pip cache) into a slim image that runs as a non-root user.
+# Both start from "base", which pins the Python image and carries the OCI labels.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # Image metadata; VERSION must equal the version in pyproject.toml (a test checks it).

@@ -146,6 +146,44 @@ def _replay(name: str, spec: str, duration: float, rate_scale: float) -> dict[st
     }
 
 
+def readme_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the README performance table (gathered by ``benchmarks/__main__.py``)."""
+    rows: list[dict[str, Any]] = []
+    errors = [
+        abs(row["tokensError"])
+        for name in ("8b-fp8-h100", "70b-fp8-h100-tp2")
+        for row in doc["calibration"][name]
+        if row["concurrency"] in (25, 50, 100, 200)
+    ]
+    rows.append(
+        {
+            "benchmark": "sim calibration",
+            "figure": "max |tokens/s error| at c=25/50/100/200 (8B FP8, 70B)",
+            "value": f"{max(errors) * 100:.1f} %",
+            "goal": "<= 15 %",
+            "met": max(errors) <= 0.15,
+        }
+    )
+    goals = {"servegen-24h": 120.0, "azure-conv-1h": 120.0}
+    for replay in doc["replay"]:
+        goal = goals[replay["name"]]
+        full = not doc["quick"]
+        rows.append(
+            {
+                "benchmark": f"sim {replay['name']}" + ("" if full else " (quick)"),
+                "figure": (
+                    f"wall time for {replay['requests']:,} requests, "
+                    f"~{replay['meanReadyReplicas']:.0f} replicas"
+                ),
+                "value": f"{replay['wallSeconds']:.0f} s "
+                f"({replay['simulatedRequestsPerWallSecond']:,} req/s)",
+                "goal": f"< {goal:.0f} s" if full else "-",
+                "met": replay["wallSeconds"] < goal if full else None,
+            }
+        )
+    return rows
+
+
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, write ``benchmarks/results/sim.json`` and return the document.
 
@@ -167,6 +205,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         )
     if conv.exists():
         doc["replay"].append(_replay("azure-conv-1h", str(conv), 600.0 if quick else 3_600.0, 14.0))
+    doc["readme_rows"] = readme_rows(doc)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
     return doc

@@ -619,26 +619,25 @@ def _metric_record(
     rp: ResolvedPolicy,
     now: float,
 ) -> dict[str, Any]:
+    down, up = rp.tolerance_down, rp.tolerance_up
     record: dict[str, Any] = {
         "name": metric.name,
         "kind": metric.kind,
         "target": {"type": metric.target_type, "value": metric.target},
-        "tolerance": {
-            "down": rp.tolerance_down,
-            "up": rp.tolerance_up,
-            "band": [1 - rp.tolerance_down, 1 + rp.tolerance_up],
-        },
+        "tolerance": {"down": down, "up": up, "band": [1 - down, 1 + up]},
         "value": proposal.value,
         "ratio": proposal.ratio,
         "proposal": proposal.proposal,
-        "valid": proposal.valid,
+        "valid": proposal.proposal is not None,
     }
     if isinstance(observation, PodSamples):
         oldest = observation.oldest_sample
         record["observation"] = {
             "type": "podSamples",
             "values": dict(observation.values),
-            "rejected": {k: v.reason.value for k, v in observation.rejected.items()},
+            "rejected": {k: str(v.reason) for k, v in observation.rejected.items()}
+            if observation.rejected
+            else {},
             "series": observation.series,
             "sampleAge": now - (oldest if oldest is not None else observation.timestamp),
         }

@@ -11,8 +11,8 @@ What differs from the HPA (see ``docs/decision.md``):
   compared with ``ready + credited`` pods; the proposal is ``current + need - capacity``, so
   successive ticks of one cold start do not stack scale-ups for the same demand. Start-up time is
   learned from pods seen becoming ready (median of the last 20); a starting pod older than twice
-  that is suspected stuck and no longer credited. Unschedulable pods are never credited, and while
-  any exist the proposal is not raised above the current count (new pods would not schedule
+  that is suspected stuck and no longer credited. Unschedulable pods are never credited, but they
+  are already asked for: the same demand does not ask for more pods (they would not schedule
   either); condition ``CapacityPending`` reports it.
 * **KV cache saturates.** When the ready pods' average usage is at or above ``kvSaturation``, the
   usage under-states demand: queued demand is added if a queue metric is present, otherwise the
@@ -217,11 +217,17 @@ def _apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, An
             "keep current"
         )
         return ctx.current
-    if need > capacity and ctx.view.unschedulable:
+    unschedulable = len(ctx.view.unschedulable)
+    if need > capacity and unschedulable:
+        # Unschedulable pods are not capacity, but they are already asked for: the same demand
+        # does not ask again (more pods would not schedule either); more demand still does.
+        proposal = max(ctx.current, ctx.current + need - capacity - unschedulable)
         detail["rule"] = (
-            f"need {need} > capacity {capacity} but pods are unschedulable: keep current"
+            f"need {need} > capacity {capacity}, {unschedulable} pod(s) unschedulable and "
+            f"already asked for: max(current {ctx.current}, {ctx.current} + {need} - {capacity} "
+            f"- {unschedulable}) = {proposal}"
         )
-        return ctx.current
+        return proposal
     if need < capacity and ctx.view.credited:
         detail["rule"] = f"need {need} < capacity {capacity} while pods start: keep current"
         return ctx.current

@@ -158,15 +158,14 @@ class ResolvedPolicy:
     latency_margin: float
     kv_saturation: float
 
-    @property
-    def tolerance_up(self) -> float:
-        """Scale-up tolerance."""
-        return self.up.tolerance
+    tolerance_up: float = field(init=False)
+    """Scale-up tolerance (``up.tolerance``)."""
+    tolerance_down: float = field(init=False)
+    """Scale-down tolerance (``down.tolerance``)."""
 
-    @property
-    def tolerance_down(self) -> float:
-        """Scale-down tolerance."""
-        return self.down.tolerance
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tolerance_up", self.up.tolerance)
+        object.__setattr__(self, "tolerance_down", self.down.tolerance)
 
 
 _MEMO: dict[int, tuple[ScalingPolicy, ResolvedPolicy]] = {}

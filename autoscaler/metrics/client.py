@@ -93,13 +93,8 @@ def parse_vector(data: Any) -> list[Series]:
             stamp, text = item["value"]
             if not isinstance(labels, dict) or not isinstance(text, str):
                 raise TypeError("bad series shape")
-            out.append(
-                Series(
-                    labels={str(k): str(v) for k, v in labels.items()},
-                    timestamp=float(stamp),
-                    value=float(text),
-                )
-            )
+            # Prometheus label names and values are JSON strings: no copy needed.
+            out.append(Series(labels=labels, timestamp=float(stamp), value=float(text)))
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"malformed response: bad series ({type(exc).__name__})"
             raise QueryFailed(NoSignalReason.QUERY_ERROR, msg) from exc

@@ -274,11 +274,15 @@ class PrometheusSource:
         if series_kind is metric_names.SeriesKind.GAUGE:
             aggregation = "max" if kind is MetricKind.KV_CACHE else "sum"
             batches: tuple[Batch, ...] = (Batch("value", name, aggregation),)
-            return _Plan(name, batches, Batch("fresh", name), staleness, kind, label, True, None)
+            return _Plan(
+                name, batches, Batch("fresh", name), staleness, kind, label, per_pod=True, spec=None
+            )
         if series_kind is metric_names.SeriesKind.COUNTER:
             assert isinstance(spec, RateMetricSpec)
             batches = (Batch("rate", name, window=spec.window),)
-            return _Plan(name, batches, Batch("fresh", name), staleness, kind, label, True, None)
+            return _Plan(
+                name, batches, Batch("fresh", name), staleness, kind, label, per_pod=True, spec=None
+            )
         assert isinstance(spec, LatencyMetricSpec)
         fresh = Batch("fresh", f"{name}_count")
         if spec.statistic == "mean":
@@ -288,7 +292,7 @@ class PrometheusSource:
             )
         else:
             batches = (Batch("buckets", name, window=spec.window),)
-        return _Plan(name, batches, fresh, staleness, kind, label, False, spec)
+        return _Plan(name, batches, fresh, staleness, kind, label, per_pod=False, spec=spec)
 
     # ----------------------------------------------------------------------------------------
     # Fetch

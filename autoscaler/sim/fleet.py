@@ -104,10 +104,14 @@ class Fleet:
         self._gateway: deque[Request] = deque()
         self._heap: list[tuple[float, int, int, SimPod | None, int]] = []
         self._seq = 0
-        self._arrivals: list[float] = workload.arrivals.tolist()
-        self._prompt: list[int] = workload.prompt.tolist()
-        self._output: list[int] = workload.output.tolist()
+        self._workload = workload
         self._next = 0
+        """Index of the next arrival in the workload."""
+        self._chunk_start = 0
+        self._arrivals: list[float] = []
+        self._prompt: list[int] = []
+        self._output: list[int] = []
+        self._load_chunk(0)
         self.desired = 0
         self.scale_events: list[tuple[float, int, int]] = []
         """(time, from, to) of every change of the desired replica count."""
@@ -126,24 +130,42 @@ class Fleet:
         """Requests that have arrived so far."""
         return self._next
 
+    _CHUNK = 65_536
+    """Arrivals converted from numpy to Python floats at a time (bounded memory on long runs)."""
+
+    def _load_chunk(self, start: int) -> None:
+        end = start + self._CHUNK
+        workload = self._workload
+        self._chunk_start = start
+        self._arrivals = workload.arrivals[start:end].tolist()
+        self._prompt = workload.prompt[start:end].tolist()
+        self._output = workload.output[start:end].tolist()
+
     def run_until(self, t_stop: float) -> None:
         """Process every arrival and event up to and including ``t_stop``."""
         heap = self._heap
         arrivals = self._arrivals
+        base = self._chunk_start
         n = len(arrivals)
-        i = self._next
+        i = self._next - base
         pop = heapq.heappop
         inf = math.inf
         while True:
+            if i >= n and n == self._CHUNK:
+                self._load_chunk(base + n)
+                arrivals = self._arrivals
+                base = self._chunk_start
+                n = len(arrivals)
+                i = 0
             ta = arrivals[i] if i < n else inf
             te = heap[0][0] if heap else inf
             if ta <= te:
                 if ta > t_stop:
                     break
                 self.now = ta
-                self._arrive(Request(i, ta, self._prompt[i], self._output[i]))
+                self._arrive(Request(base + i, ta, self._prompt[i], self._output[i]))
                 i += 1
-                self._next = i
+                self._next = base + i
                 continue
             if te > t_stop:
                 break

@@ -115,9 +115,11 @@ def one(objects: list[Manifest], kind: str, name: str | None = None) -> Manifest
 
 def container(objects: list[Manifest]) -> Manifest:
     """The controller container of the Deployment."""
-    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    containers: list[Manifest] = one(objects, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert len(containers) == 1
-    return containers[0]  # type: ignore[no-any-return]
+    return containers[0]
 
 
 def controller_env(objects: list[Manifest]) -> dict[str, Any]:

@@ -98,13 +98,21 @@ class TestRenderAndLint:
         "obj",
         [
             pytest.param(
-                {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
-                 "metadata": {"name": "x"}, "spec": {"maxUnavailable": 1}},
+                {
+                    "apiVersion": "policy/v1beta1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": {"name": "x"},
+                    "spec": {"maxUnavailable": 1},
+                },
                 id="api-version-removed-in-1.25",
             ),
             pytest.param(
-                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
-                 "date": {"a": "b"}},
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "x"},
+                    "date": {"a": "b"},
+                },
                 id="misspelt-field",
             ),
             pytest.param(
@@ -112,13 +120,16 @@ class TestRenderAndLint:
                 id="unknown-custom-resource",
             ),
             pytest.param(
-                {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-                 "metadata": {"name": "x", "namespace": "y"},
-                 "spec": {"selector": {}, "endpoints": [{"port": "m", "interval": "30 s"}]}},
+                {
+                    "apiVersion": "monitoring.coreos.com/v1",
+                    "kind": "ServiceMonitor",
+                    "metadata": {"name": "x", "namespace": "y"},
+                    "spec": {"selector": {}, "endpoints": [{"port": "m", "interval": "30 s"}]},
+                },
                 id="bad-crd-duration",
             ),
         ],
-    )  # fmt: skip
+    )
     def test_validation_has_teeth(self, obj: dict[str, Any]) -> None:
         """Removed API versions, unknown fields and unknown kinds are all failures."""
         with pytest.raises(pytest.fail.Exception):

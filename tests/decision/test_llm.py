@@ -97,19 +97,37 @@ class TestColdStartCredit:
         assert result.decision.metric_proposals["kvCache"] == 4
 
     def test_unschedulable_pods_are_not_credited_and_stop_asking(self) -> None:
-        """Unschedulable: condition CapacityPending False/Unschedulable, no scale-up beyond."""
+        """Unschedulable: CapacityPending False/Unschedulable; same demand asks for nothing more."""
         gpu = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
         pods = (
             ready_pod("a"),
             ready_pod("b"),
             PodInfo("c", PodPhase.PENDING, ready=False, created_at=-30.0, unschedulable=gpu),
         )
-        result = decide(llm_policy(KV), kv_obs(pods, 0.95), SEEDED, 0.0)
+        # 2 x 0.9 / 0.7 = 2.57 -> need 3; capacity 2 (c not credited); c already asked for:
+        # max(3, 3 + 3 - 2 - 1) = 3
+        result = decide(llm_policy(KV), kv_obs(pods, 0.9), SEEDED, 0.0)
         assert result.decision.desired_replicas == 3
         status = result.decision.condition(ConditionType.CAPACITY_PENDING)
         assert status is not None
         assert (status.status, status.reason) == (False, "Unschedulable")
         assert "nvidia.com/gpu" in status.message
+        # saturated without a queue: no blind step while pods cannot be scheduled
+        assert (
+            decide(llm_policy(KV), kv_obs(pods, 0.97), SEEDED, 0.0).decision.desired_replicas == 3
+        )
+
+    def test_more_demand_with_unschedulable_pods_still_asks(self) -> None:
+        """Demand beyond what was asked for still scales: need 4 -> 3 + 4 - 2 - 1 = 4."""
+        kv_half = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}
+        pods = (
+            ready_pod("a"),
+            ready_pod("b"),
+            PodInfo("c", PodPhase.PENDING, ready=False, created_at=-30.0, unschedulable="no gpu"),
+        )
+        # 2 x 0.9 / 0.5 = 3.6 -> need 4
+        result = decide(llm_policy(kv_half), kv_obs(pods, 0.9), SEEDED, 0.0)
+        assert result.decision.desired_replicas == 4
 
 
 class TestStartupLearning:

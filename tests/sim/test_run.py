@@ -135,3 +135,24 @@ class TestCommands:
         assert "SLO-violating minutes" in out
         assert f"plot: {tmp_path / 'demo.png'}" in out
         assert (tmp_path / "demo.png").exists()
+
+
+def test_arrival_chunks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrivals are converted in chunks; the chunk size does not change the outcome."""
+    from autoscaler.sim.fleet import Fleet
+
+    cfg = config(policy=None, initial_replicas=4, duration=180.0)
+    reference = json.dumps(run_simulation(cfg).to_json(), sort_keys=True)
+    monkeypatch.setattr(Fleet, "_CHUNK", 97)
+    assert json.dumps(run_simulation(cfg).to_json(), sort_keys=True) == reference
+
+
+def test_realtime_mode_paces_and_serves() -> None:
+    """--realtime paces against the wall clock; --serve-metrics starts and stops a server."""
+    import time
+
+    cfg = config(policy=None, initial_replicas=2, duration=60.0, realtime=300.0, serve_metrics=0)
+    started = time.monotonic()
+    result = run_simulation(cfg)
+    assert time.monotonic() - started >= 60.0 / 300.0
+    assert result.summary["finished"] == result.summary["requests"]

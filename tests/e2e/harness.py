@@ -1,0 +1,140 @@
+"""A small world for end-to-end tests: fake API server + emulated pods + real Prometheus.
+
+:class:`World` keeps the emulated exporters in step with the pods the fake API server's
+reconciler creates (a pod exports metrics only once Ready, as a NIM container does after loading
+its model), and spreads a demand figure over the ready pods: each pod's KV-cache usage is
+``demand / ready_pods`` (capped at 1.0), which is how load balances across replicas behind a
+Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from autoscaler.app import Controller, build_controller
+from autoscaler.policy.models import MetricKind
+from autoscaler.settings import Settings
+from tests.fakekube.server import FakeKube, write_kubeconfig
+from tests.promserver.exporter import FleetExporter, FleetPod
+
+NAMESPACE = "nim"
+
+POLICY = """\
+apiVersion: nim-autoscaler/v1alpha1
+kind: ScalingPolicy
+metadata: {name: llama, namespace: nim}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llama}
+  minReplicas: 1
+  maxReplicas: 8
+  algorithm: hpa
+  metricNames: nim
+  metrics:
+    - kvCache: {target: {type: AverageValue, averageValue: 0.5}}
+"""
+
+
+class World:
+    """Fake cluster, exporters and the demand that drives them."""
+
+    def __init__(self, fake: FakeKube, fleet: FleetExporter, tmp_path: Path) -> None:
+        self.fake = fake
+        self.fleet = fleet
+        self.tmp_path = tmp_path
+        self.demand = 1.0
+        self._task: asyncio.Task[None] | None = None
+        policies = tmp_path / "policies"
+        policies.mkdir(exist_ok=True)
+        (policies / "llama.yaml").write_text(POLICY)
+        self.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
+
+    def settings(self, prometheus_url: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "prometheus_url": prometheus_url,
+            "policy_dir": self.tmp_path / "policies",
+            "interval": 1.0,
+            "kubeconfig": self.kubeconfig,
+            "leader_election": False,
+            "leader_election_namespace": "nim-autoscaler",
+            "metrics_port": 0,
+            "namespaces": [NAMESPACE],
+            "log_level": "warning",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def replicas(self) -> int:
+        deployment = self.fake.get("deployments", NAMESPACE, "llama")
+        assert deployment is not None
+        return int(deployment["spec"]["replicas"])
+
+    def ready_pods(self) -> list[str]:
+        names = []
+        for (plural, namespace, name), pod in self.fake.objects.items():
+            if plural != "pods" or namespace != NAMESPACE:
+                continue
+            conditions = pod["status"].get("conditions", [])
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                names.append(name)
+        return sorted(names)
+
+    def scale_writes(self) -> int:
+        return sum(
+            1
+            for method, path in self.fake.requests
+            if method in {"PUT", "PATCH"} and path.split("?")[0].endswith("/scale")
+        )
+
+    def sync(self) -> None:
+        """One kubelet/exporter step: advance pods, export the ready ones' KV usage."""
+        self.fake.step()
+        ready = self.ready_pods()
+        for namespace, pod in list(self.fleet.pods):
+            if pod not in ready:
+                self.fleet.remove(namespace, pod)
+        share = min(1.0, self.demand / len(ready)) if ready else 0.0
+        for pod in ready:
+            self.fleet.add(FleetPod(NAMESPACE, pod, gauges={MetricKind.KV_CACHE: share}))
+
+    async def _sync_forever(self) -> None:
+        while True:
+            self.sync()
+            await asyncio.sleep(0.2)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sync_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def start_controller(settings: Settings) -> tuple[Controller, asyncio.Task[None]]:
+    """Build, start and run a controller in a task (as ``run`` does, without signals)."""
+    controller = await build_controller(settings)
+    await controller.start()
+    assert await controller.kube.pods.wait_synced(within=10.0)
+    return controller, asyncio.create_task(controller.runner.run())
+
+
+async def stop_controller(controller: Controller, task: asyncio.Task[None]) -> None:
+    """SIGTERM semantics: finish the tick, release the lease, close."""
+    controller.runner.stop()
+    await asyncio.wait_for(task, timeout=15)
+    await controller.close()
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 0.2 s until true, or fail naming ``what``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            msg = f"timed out after {timeout} s waiting for {what}"
+            raise AssertionError(msg)
+        await asyncio.sleep(0.2)
