@@ -141,6 +141,11 @@ class Fleet:
         self._prompt = workload.prompt[start:end].tolist()
         self._output = workload.output[start:end].tolist()
 
+    def close_arrivals(self) -> None:
+        """Inject no more arrivals (the load ended); events still run (draining)."""
+        self._arrivals, self._prompt, self._output = [], [], []
+        self._chunk_start = self._next
+
     def run_until(self, t_stop: float) -> None:
         """Process every arrival and event up to and including ``t_stop``."""
         heap = self._heap

@@ -357,6 +357,7 @@ async def run_simulation_async(
     if server is not None:
         await server.stop()
     replica_seconds = fleet.replica_seconds(duration)
+    fleet.close_arrivals()
     fleet.run_until(duration + cfg.drain)
     return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
 
@@ -426,7 +427,7 @@ def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces i
         ok &= ledger.ttft <= slo.ttft
     if slo.itl is not None:
         ok &= np.isnan(ledger.tpot) | (ledger.tpot <= slo.itl)
-    n = len(workload)
+    n = int(np.searchsorted(workload.arrivals, duration, side="left"))
     within = int(ok.sum())
     peak = max([fleet.desired, _initial(cfg)] + [new for _, _, new in fleet.scale_events])
     replica_hours = replica_seconds / 3600.0

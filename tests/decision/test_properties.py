@@ -80,10 +80,12 @@ def test_result_within_bounds(
 
 
 @FAST
-@given(behavior=behaviors, current=st.integers(1, 20))
-def test_metric_at_target_changes_nothing(behavior: dict[str, Any] | None, current: int) -> None:
-    """Every metric exactly at its target: desired = current."""
-    pol = two_metric_policy(behavior)
+@given(behavior=behaviors, algorithm=algorithms, current=st.integers(1, 20))
+def test_metric_at_target_changes_nothing(
+    behavior: dict[str, Any] | None, algorithm: str, current: int
+) -> None:
+    """Every metric exactly at its target: desired = current (both algorithms)."""
+    pol = two_metric_policy(behavior, algorithm)
     obs = tick(current, [10.0], 50.0)
     decision = decide(pol, obs, History(initialized=True), 100.0).decision
     assert decision.desired_replicas == current
