@@ -40,11 +40,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# Only what the package build reads (see .dockerignore): metadata first, then the sources.
+# Dependencies first, from pyproject.toml alone, so this layer is reused while only the sources
+# change. They all have manylinux wheels for CPython 3.11, so no compiler is installed.
 COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip wheel --no-cache-dir --wheel-dir /wheels -r /tmp/requirements.txt
+# Then the project itself (its dependencies are already in /wheels).
 COPY autoscaler ./autoscaler
-# All dependencies have manylinux wheels for CPython 3.11, so no compiler is installed.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS runtime

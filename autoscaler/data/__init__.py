@@ -1,0 +1,1 @@
+"""Package data: the bundled demo policy (``demo-policy.yaml``) read by ``nim-autoscaler demo``."""

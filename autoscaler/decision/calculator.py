@@ -17,6 +17,11 @@ from typing import Any
 
 from autoscaler.decision.types import PodInfo, PodPhase
 
+_FAILED = PodPhase.FAILED
+_PENDING = PodPhase.PENDING
+_RUNNING = PodPhase.RUNNING
+# (enum members as module constants: class attribute access on an Enum is ~7x slower)
+
 _MILLI_NOISE = 1e-6
 """Float noise tolerated when scaling to milli-units (0.62 * 1000 = 620.0000000000001 -> 620)."""
 
@@ -77,9 +82,9 @@ def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
     pending: list[str] = []
     ignored: list[str] = []
     for pod in pods:
-        if pod.deleting or pod.phase is PodPhase.FAILED:
+        if pod.deleting or pod.phase is _FAILED:
             ignored.append(pod.name)
-        elif pod.phase is PodPhase.PENDING:
+        elif pod.phase is _PENDING:
             pending.append(pod.name)
         else:
             countable.append(pod.name)
@@ -88,7 +93,7 @@ def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
 
 def ready_pod_count(pods: tuple[PodInfo, ...]) -> int:
     """HPA ``getReadyPodsCount``: pods that are Running and Ready."""
-    return sum(1 for p in pods if p.phase is PodPhase.RUNNING and p.ready)
+    return sum(1 for p in pods if p.phase is _RUNNING and p.ready)
 
 
 def pods_proposal(

@@ -33,7 +33,6 @@ from autoscaler.decision.normalize import (
     convert_with_behavior_rate,
     convert_with_rules,
     prune_events,
-    prune_recommendations,
     stabilize_legacy,
     stabilize_with_behavior,
     store_scale_event,
@@ -56,6 +55,11 @@ from autoscaler.decision.types import (
 from autoscaler.policy.models import ScalingPolicy
 
 _NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
+_SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
+_ABLE_TO_SCALE = ConditionType.ABLE_TO_SCALE
+_SCALING_LIMITED = ConditionType.SCALING_LIMITED
+_CAPACITY_PENDING = ConditionType.CAPACITY_PENDING
+_FALLBACK = ConditionType.FALLBACK
 MSG_DISABLED = "scaling is disabled since the replica count of the target is zero"
 MSG_ABOVE_MAX = "Current number of replicas above Spec.MaxReplicas"
 MSG_BELOW_MIN = "Current number of replicas below Spec.MinReplicas"
@@ -120,9 +124,7 @@ def decide(
 
     # Pre-checks (no metrics are read).
     if current == 0 and rp.min_replicas != 0:
-        conditions.insert(
-            0, _cond(ConditionType.SCALING_ACTIVE, "ScalingDisabled", MSG_DISABLED, status=False)
-        )
+        conditions.insert(0, _cond(_SCALING_ACTIVE, "ScalingDisabled", MSG_DISABLED, status=False))
         explanation["precheck"] = MSG_DISABLED
         return _finish(
             rp, now, current, current, MSG_DISABLED, conditions, {}, {}, explanation, base
@@ -131,9 +133,7 @@ def decide(
         desired = rp.max_replicas if current > rp.max_replicas else rp.min_replicas
         reason = MSG_ABOVE_MAX if current > rp.max_replicas else MSG_BELOW_MIN
         explanation["precheck"] = reason
-        conditions.insert(
-            0, _cond(ConditionType.ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True)
-        )
+        conditions.insert(0, _cond(_ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True))
         return _finish(rp, now, current, desired, reason, conditions, {}, {}, explanation, base)
 
     # Per-metric proposals.
@@ -175,7 +175,7 @@ def decide(
         )
         conditions.append(
             _cond(
-                ConditionType.FALLBACK,
+                _FALLBACK,
                 "MetricsUnavailable" if fallback_active else "MetricsAvailable",
                 fallback_message,
                 status=fallback_active,
@@ -192,7 +192,7 @@ def decide(
         conditions.insert(
             0,
             _cond(
-                ConditionType.SCALING_ACTIVE,
+                _SCALING_ACTIVE,
                 invalid[0].failure_reason if invalid else "NoValidMetric",
                 "the HPA was unable to compute the replica count: "
                 + (invalid[0].failure_message if invalid else "no metric"),
@@ -207,10 +207,8 @@ def decide(
             if first
             else "no metric gave a signal (latency guards without traffic)"
         )
-        conditions.insert(0, _cond(ConditionType.SCALING_ACTIVE, reason, message, status=False))
-        conditions.insert(
-            0, _cond(ConditionType.ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True)
-        )
+        conditions.insert(0, _cond(_SCALING_ACTIVE, reason, message, status=False))
+        conditions.insert(0, _cond(_ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True))
         line = f"No change: {combine_rule}"
         return _finish(
             rp, now, current, current, line, conditions, metric_values, metric_proposals,
@@ -220,7 +218,7 @@ def decide(
         conditions.insert(
             0,
             _cond(
-                ConditionType.SCALING_ACTIVE,
+                _SCALING_ACTIVE,
                 "ValidMetricFound",
                 f"the HPA was able to successfully calculate a replica count from {best_metric}",
                 status=True,
@@ -246,6 +244,7 @@ def decide(
             now,
             up_window=rp.up.window,
             down_window=rp.down.window,
+            prune=True,
         )
         limited = convert_with_behavior_rate(
             current,
@@ -258,19 +257,17 @@ def decide(
             down=rp.down,
             now=now,
         )
-        longest = max(rp.up.window, rp.down.window)
     else:
-        stab = stabilize_legacy(base.recommendations, combined, now, rp.down.window)
+        stab = stabilize_legacy(base.recommendations, combined, now, rp.down.window, prune=True)
         limited = convert_with_rules(current, stab.replicas, rp.min_replicas, rp.max_replicas)
-        longest = rp.down.window
     explanation["stabilization"] = _stabilization_record(rp, stab, combined, now)
     explanation["limits"] = _limits_record(rp, limited, stab.replicas, current)
     ability = stab.reason if stab.replicas != combined else "ReadyForNewScale"
-    conditions.insert(1, _cond(ConditionType.ABLE_TO_SCALE, ability, stab.message, status=True))
+    conditions.insert(1, _cond(_ABLE_TO_SCALE, ability, stab.message, status=True))
     conditions.insert(
         2,
         _cond(
-            ConditionType.SCALING_LIMITED,
+            _SCALING_LIMITED,
             limited.reason,
             limited.message,
             status=limited.replicas != stab.replicas,
@@ -284,7 +281,7 @@ def decide(
         reason = f"{reason}; {combined} -> {desired} ({ability}, {limited.reason})"
     new_history = History(
         initialized=True,
-        recommendations=prune_recommendations(stab.recommendations, now, longest),
+        recommendations=stab.recommendations,
         scale_up_events=base.scale_up_events,
         scale_down_events=base.scale_down_events,
         consecutive_failures=base.consecutive_failures,
@@ -384,12 +381,16 @@ def hpa_metric_proposal(
     Returns:
         The proposal.
     """
-    reason = _failure_reason(metric, observation)
     if isinstance(observation, NoSignal):
         message = f"unable to get metric {metric.name}: no signal ({observation.reason.value})"
         if observation.detail:
             message += f": {observation.detail}"
-        return Proposal(metric.name, None, failure_reason=reason, failure_message=message)
+        return Proposal(
+            metric.name,
+            None,
+            failure_reason=_failure_reason(metric, observation),
+            failure_message=message,
+        )
     if isinstance(observation, PodSamples):
         values = observation.values
         if metric.target_type == "AverageValue":
@@ -409,7 +410,7 @@ def hpa_metric_proposal(
                 proposal,
                 value=value / 1000 if value is not None else None,
                 ratio=detail.get("ratio"),
-                failure_reason=reason if proposal is None else "",
+                failure_reason=_failure_reason(metric, observation) if proposal is None else "",
                 failure_message=f"unable to get metric {metric.name}: {error}" if error else "",
                 detail=detail,
             )
@@ -417,7 +418,7 @@ def hpa_metric_proposal(
             return Proposal(
                 metric.name,
                 None,
-                failure_reason=reason,
+                failure_reason=_failure_reason(metric, observation),
                 failure_message=f"unable to get metric {metric.name}: no pod samples",
             )
         total = aggregate(list(values.values()), metric.aggregation)
@@ -447,7 +448,7 @@ def hpa_metric_proposal(
         proposal,
         value=total,
         ratio=detail.get("ratio"),
-        failure_reason=reason if proposal is None else "",
+        failure_reason=_failure_reason(metric, observation) if proposal is None else "",
         failure_message=f"unable to get metric {metric.name}: {error}" if error else "",
         detail=detail,
     )
@@ -575,22 +576,20 @@ def _capacity_condition(view: llm.PodView) -> Condition:
         name, message = view.unschedulable[0]
         count = len(view.unschedulable)
         return _cond(
-            ConditionType.CAPACITY_PENDING,
+            _CAPACITY_PENDING,
             "Unschedulable",
             f"{count} pod(s) cannot be scheduled ({name}: {message})",
             status=False,
         )
     if view.credited:
         return _cond(
-            ConditionType.CAPACITY_PENDING,
+            _CAPACITY_PENDING,
             "PodsStarting",
             f"{len(view.credited)} pod(s) starting, credited as capacity "
             f"(start-up estimate {view.startup_estimate:.0f}s)",
             status=True,
         )
-    return _cond(
-        ConditionType.CAPACITY_PENDING, "NoPodsStarting", "no pod is starting", status=False
-    )
+    return _cond(_CAPACITY_PENDING, "NoPodsStarting", "no pod is starting", status=False)
 
 
 def _cond(kind: ConditionType, reason: str, message: str, *, status: bool) -> Condition:

@@ -48,10 +48,14 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 
+_RUNNING = PodPhase.RUNNING
+_PENDING = PodPhase.PENDING
 STARTUP_SAMPLES_KEPT = 20
 """How many observed start-up durations History keeps."""
 KNOWN_PODS_KEPT = 1000
 """Upper bound on pods remembered as 'seen not ready'."""
+MIN_STARTUP_SAMPLE = 1.0
+"""Start-up durations below this (seconds) are not samples (pods ready at creation, clock skew)."""
 STUCK_FACTOR = 2.0
 """A starting pod older than this x the start-up estimate is suspected stuck (not credited)."""
 NO_TRAFFIC = frozenset({NoSignalReason.NAN, NoSignalReason.EMPTY})
@@ -129,9 +133,9 @@ def classify_pods(pods: tuple[PodInfo, ...], now: float, estimate: float) -> Pod
     unschedulable: list[tuple[str, str]] = []
     other = 0
     for pod in pods:
-        if pod.deleting or pod.phase not in (PodPhase.RUNNING, PodPhase.PENDING):
+        if pod.deleting or (pod.phase is not _RUNNING and pod.phase is not _PENDING):
             other += 1
-        elif pod.phase is PodPhase.RUNNING and pod.ready:
+        elif pod.phase is _RUNNING and pod.ready:
             ready.append(pod.name)
         elif pod.unschedulable is not None:
             unschedulable.append((pod.name, pod.unschedulable))
@@ -171,12 +175,14 @@ def learn_startup(
     for pod in pods:
         if pod.deleting:
             continue
-        if pod.ready and pod.phase is PodPhase.RUNNING:
+        if pod.ready and pod.phase is _RUNNING:
             created = known.get(pod.name)
             if created is None and first_sight:
                 created = pod.created_at
-            if created is not None and pod.ready_at is not None and pod.ready_at >= created:
-                new_samples.append(pod.ready_at - created)
+            if created is not None and pod.ready_at is not None:
+                duration = pod.ready_at - created
+                if duration >= MIN_STARTUP_SAMPLE:
+                    new_samples.append(duration)
         elif pod.created_at is not None and pod.unschedulable is None:
             new_known[pod.name] = known.get(pod.name, pod.created_at)
     if len(new_known) > KNOWN_PODS_KEPT:

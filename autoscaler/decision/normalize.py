@@ -74,7 +74,12 @@ class Stabilized:
 
 
 def stabilize_legacy(
-    recommendations: tuple[Recommendation, ...], desired: int, now: float, window: float
+    recommendations: tuple[Recommendation, ...],
+    desired: int,
+    now: float,
+    window: float,
+    *,
+    prune: bool = False,
 ) -> Stabilized:
     """HPA ``stabilizeRecommendation``: the max over the downscale window; store the input.
 
@@ -83,6 +88,8 @@ def stabilize_legacy(
         desired: The prenormalized desired count.
         now: Current time, seconds.
         window: Downscale stabilization window, seconds (300 by default).
+        prune: Drop the records outside the window instead of reusing a stale slot (they can
+            never count again; decisions are the same, memory stays flat).
 
     Returns:
         The stabilized count and the new record list (the last stale slot reused, else appended).
@@ -97,7 +104,9 @@ def stabilize_legacy(
             in_window.append(rec)
             best = max(best, rec.replicas)
     new = Recommendation(now, desired)
-    if old_index >= 0:
+    if prune:
+        stored = (*in_window, new) if inside(now, now, window) else tuple(in_window)
+    elif old_index >= 0:
         stored = (*recommendations[:old_index], new, *recommendations[old_index + 1 :])
     else:
         stored = (*recommendations, new)
@@ -116,6 +125,7 @@ def stabilize_with_behavior(
     *,
     up_window: float,
     down_window: float,
+    prune: bool = False,
 ) -> Stabilized:
     """HPA ``stabilizeRecommendationWithBehaviors``.
 
@@ -131,27 +141,37 @@ def stabilize_with_behavior(
         now: Current time, seconds.
         up_window: Scale-up stabilization window, seconds.
         down_window: Scale-down stabilization window, seconds.
+        prune: Drop the records outside both windows instead of reusing one of their slots
+            (they can never count again; decisions are the same, memory stays flat).
 
     Returns:
         The stabilized value, the new record list, and the AbleToScale reason.
     """
     up_cut = now - up_window
     down_cut = now - down_window
-    in_up = [r for r in recommendations if r.timestamp > up_cut]
-    in_down = [r for r in recommendations if r.timestamp > down_cut]
-    up_bound = min(desired, min((r.replicas for r in in_up), default=desired))
-    down_bound = max(desired, max((r.replicas for r in in_down), default=desired))
+    up_bound = desired
+    down_bound = desired
+    in_up: list[Recommendation] = []
+    in_down: list[Recommendation] = []
     old_index = -1
-    for index in range(len(recommendations) - 1, -1, -1):
-        stamp = recommendations[index].timestamp
-        if stamp <= up_cut and stamp <= down_cut:
+    for index, rec in enumerate(recommendations):
+        stamp = rec.timestamp
+        if stamp > up_cut:
+            in_up.append(rec)
+            if rec.replicas < up_bound:  # noqa: PLR1730 - a comparison beats min() in this loop
+                up_bound = rec.replicas
+        if stamp > down_cut:
+            in_down.append(rec)
+            if rec.replicas > down_bound:  # noqa: PLR1730 - a comparison beats max() in this loop
+                down_bound = rec.replicas
+        elif stamp <= up_cut:
             old_index = index
-            break
-    result = current
-    result = max(result, up_bound)
-    result = min(result, down_bound)
+    result = min(max(current, up_bound), down_bound)
     new = Recommendation(now, desired)
-    if old_index >= 0:
+    if prune:
+        kept = in_down if down_window >= up_window else in_up
+        stored = (*kept, new) if max(up_window, down_window) > 0 else tuple(kept)
+    elif old_index >= 0:
         stored = (*recommendations[:old_index], new, *recommendations[old_index + 1 :])
     else:
         stored = (*recommendations, new)
@@ -171,17 +191,6 @@ def stabilize_with_behavior(
         window_up=tuple(in_up),
         window_down=tuple(in_down),
     )
-
-
-def prune_recommendations(
-    recommendations: tuple[Recommendation, ...], now: float, longest_window: float
-) -> tuple[Recommendation, ...]:
-    """Drop records outside every window: they can never count again (time only moves on).
-
-    The HPA keeps them as reusable slots; dropping them changes no decision and keeps memory flat.
-    """
-    cutoff = now - longest_window
-    return tuple([r for r in recommendations if r.timestamp > cutoff])
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import structlog
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
@@ -170,6 +171,8 @@ class PrometheusClient:
         self._headers_lock = threading.Lock()
         session = requests.Session()
         if insecure_skip_verify:
+            # Chosen explicitly by the operator (testing only): no warning on every query.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             session.verify = False
         elif ca_file is not None:
             session.verify = str(ca_file)

@@ -192,7 +192,7 @@ class Ledger:
         self.e2e = np.full(n_requests, np.nan, dtype=np.float64)
         self.first = np.full(n_requests, np.nan, dtype=np.float64)
         self.preempted = np.zeros(n_requests, dtype=np.int32)
-        self.itl_minutes = np.zeros((minutes + 1, _BINS), dtype=np.float64)
+        self._itl_rows: list[list[int]] = [[0] * _BINS for _ in range(minutes + 1)]
         self._last_minute = minutes
         self._bin: dict[float, int] = {}
         self.finished_count = 0
@@ -208,7 +208,7 @@ class Ledger:
                 self._bin.clear()
             index = min(max(int((math.log(dt) - _LOG_LO) * _BINS_PER_E), 0), _BINS - 1)
             self._bin[dt] = index
-        self.itl_minutes[minute, index] += weight
+        self._itl_rows[minute][index] += weight
 
     def finished(self, request: Request) -> None:
         """Store the request's latencies."""
@@ -222,7 +222,7 @@ class Ledger:
 
     def itl_quantile(self, minute: int, q: float) -> float:
         """The ``q`` quantile of the minute's inter-token intervals (NaN: none)."""
-        return _hist_quantile(self.itl_minutes[minute], q)
+        return _hist_quantile(np.asarray(self._itl_rows[minute], dtype=np.float64), q)
 
 
 def _hist_quantile(counts: npt.NDArray[np.float64], q: float) -> float:

@@ -120,8 +120,13 @@ class TestDockerfile:
         """``pip wheel`` in the build stage; ``--no-index --find-links`` and no cache at runtime."""
         by_stage = stages()
         assert set(by_stage) == {"base", "build", "runtime"}
-        build_runs = [a for i, a in by_stage["build"] if i == "RUN"]
-        assert any(re.search(r"\bpip wheel\b.*--wheel-dir /wheels \.", r) for r in build_runs)
+        build = by_stage["build"]
+        build_runs = [a for i, a in build if i == "RUN"]
+        assert any(re.search(r"\bpip wheel\b.*--wheel-dir /wheels \.$", r) for r in build_runs)
+        # Dependency wheels come from pyproject.toml before the sources are copied (layer cache).
+        deps = next(n for n, (i, a) in enumerate(build) if i == "RUN" and "-r /tmp/req" in a)
+        sources = next(n for n, (i, a) in enumerate(build) if i == "COPY" and "autoscaler" in a)
+        assert deps < sources
         runtime_runs = [a for i, a in by_stage["runtime"] if i == "RUN"]
         (install,) = runtime_runs
         for flag in ("--no-index", "--find-links /wheels", "--no-cache-dir"):

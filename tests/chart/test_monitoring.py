@@ -58,9 +58,22 @@ PROMQL_WORDS = {
 }
 
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: run `make prometheus` (Debian's prometheus)"
-)
+
+
+def _require_promtool() -> str:
+    """promtool's path; a missing tool fails the test (it never skips)."""
+    if PROMTOOL is None:
+        pytest.fail("promtool missing: run `make prometheus` (Debian's prometheus package)")
+    return PROMTOOL
+
+
+needs_promtool = pytest.mark.usefixtures("promtool")
+
+
+@pytest.fixture
+def promtool() -> str:
+    """The promtool binary (fails when absent)."""
+    return _require_promtool()
 
 
 def metric_names(expr: str) -> set[str]:

@@ -25,9 +25,19 @@ LEASE = FULLNAME
 HISTORY = f"{FULLNAME}-history"
 
 
-def target_permissions(namespace: str | None, targets: list[tuple[str, str]]) -> set[Permission]:
-    """Pods read; each target read + annotated; its /scale read + written; Events recorded."""
+def target_permissions(
+    namespace: str | None, targets: list[tuple[str, str]], *, dry_run: bool = False
+) -> set[Permission]:
+    """Pods read; each target read + annotated; its /scale read + written; Events recorded.
+
+    A dry run writes nothing: pods, targets and /scale are only read, and no Event is recorded.
+    """
     perms: set[Permission] = {(namespace, "", "pods", v, None) for v in ("get", "list", "watch")}
+    if dry_run:
+        for group, resource in targets:
+            perms |= {(namespace, group, resource, "get", None)}
+            perms |= {(namespace, group, f"{resource}/scale", "get", None)}
+        return perms
     for group, resource in targets:
         perms |= {(namespace, group, resource, v, None) for v in ("get", "patch")}
         perms |= {
@@ -37,8 +47,13 @@ def target_permissions(namespace: str | None, targets: list[tuple[str, str]]) ->
     return perms
 
 
-def state_permissions(*, leader_election: bool = True) -> set[Permission]:
-    """The Lease and the history ConfigMap, in the release namespace only."""
+def state_permissions(*, leader_election: bool = True, dry_run: bool = False) -> set[Permission]:
+    """The Lease and the history ConfigMap, in the release namespace only.
+
+    A dry run elects no leader and only reads the history.
+    """
+    if dry_run:
+        return {(NAMESPACE, "", "configmaps", "get", HISTORY)}
     perms: set[Permission] = {
         (NAMESPACE, "", "configmaps", "create", None),
         *((NAMESPACE, "", "configmaps", v, HISTORY) for v in ("get", "update", "patch")),
@@ -125,6 +140,17 @@ class TestLeastPrivilege:
         scope = namespaces[0] if namespaces else None
         expected = target_permissions(scope, [("apps", "deployments")]) | state_permissions()
         assert granted(objects) == expected
+
+    @pytest.mark.parametrize("namespaces", [[], ["nim-service"]], ids=["cluster", "namespaced"])
+    def test_dry_run_is_read_only(self, chart: helm_python.Chart, namespaces: list[str]) -> None:
+        """Side by side with an HPA, RBAC itself guarantees the controller cannot interfere."""
+        objects = render(chart, {"dryRun": True, "watchNamespaces": namespaces})
+        scope = namespaces[0] if namespaces else None
+        expected = target_permissions(scope, DEFAULT_TARGETS, dry_run=True) | state_permissions(
+            dry_run=True
+        )
+        assert granted(objects) == expected
+        assert {p[3] for p in granted(objects)} == {"get", "list", "watch"}
 
     def test_no_lease_rules_without_leader_election(self, chart: helm_python.Chart) -> None:
         """A single replica without leader election gets no Lease permission."""

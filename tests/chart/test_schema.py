@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import helm_python
+import jsonschema
 import pytest
 
 from .conftest import CHART_DIR, NAMESPACE, RELEASE
@@ -179,6 +180,11 @@ class TestSchemaShape:
 
         visit(SCHEMA, "")
         assert missing == []
+
+    def test_schema_is_valid_draft_07(self) -> None:
+        """The schema itself is valid JSON Schema draft-07 (understood by Helm 3 and Helm 4)."""
+        assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
+        jsonschema.Draft7Validator.check_schema(SCHEMA)
 
     def test_defaults_validate(self) -> None:
         """The chart's own values.yaml passes its schema."""

@@ -8,6 +8,7 @@ first. With a KV target of 0.7 the steady-state need is ``ceil(arrivals / (0.7 x
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,8 +79,12 @@ def run_fleet(
     duration: float,
     initial: int = 3,
     tick: float = 15.0,
+    restart: bool = False,
 ) -> list[tuple[float, int, int]]:
-    """Close the loop; returns ``(t, current, desired)`` per tick."""
+    """Close the loop; returns ``(t, current, desired)`` per tick.
+
+    ``restart=True`` passes the history through JSON between ticks (a controller restart).
+    """
     fleet = Fleet(startup=startup)
     fleet.pods = [_Pod(f"init{i}", -2 * startup, -startup) for i in range(initial)]
     history = History()
@@ -87,6 +92,8 @@ def run_fleet(
     for k in range(int(duration / tick)):
         now = k * tick
         obs = fleet.observe(now, arrivals(now), tick)
+        if restart:
+            history = History.from_json(json.loads(json.dumps(history.to_json())))
         result = decide(pol, obs, history, now)
         desired = result.decision.desired_replicas
         history = record_rescale(pol, result.history, now, obs.spec_replicas, desired)

@@ -330,3 +330,21 @@ def test_second_surge_mid_warm_up_still_scales() -> None:
     assert max(during_warm_up) > first_step
     assert max(d for _, _, d in run) <= math.ceil(160 / (0.7 * 10))
     assert run[-1][2] >= math.ceil(160 / (0.77 * 10))
+
+
+def test_instant_ready_pods_teach_nothing() -> None:
+    """Pods ready at creation (ready_at == created_at) give no start-up sample."""
+    pods = (PodInfo("a", PodPhase.RUNNING, ready=True, created_at=0.0, ready_at=0.0),)
+    result = decide(llm_policy(KV), kv_obs(pods, 0.7), History(), 10.0)
+    assert result.history.startup_samples == ()
+    assert result.decision.explanation["pods"]["startupEstimateSeconds"] == 120.0
+
+
+def test_restart_through_json_changes_no_llm_decision() -> None:
+    """The llm state (start-up samples, queue references, growth points) survives JSON."""
+    arrivals = lambda t: 20.0 if t < 60 else (100.0 if t < 200 else 160.0)  # noqa: E731 - profile
+    pol = llm_policy(KV, QUEUE)
+    plain = run_fleet(pol, startup=300.0, arrivals=arrivals, duration=1800)
+    restarted = run_fleet(pol, startup=300.0, arrivals=arrivals, duration=1800, restart=True)
+    assert plain == restarted
+    assert any(d != c for _, c, d in plain)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import ssl
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,3 +142,42 @@ async def test_client_errors_are_not_retried(llm_env: LlmEnv, proxy_factory: Pro
         await client.query("sum(", time.time())
     assert client.requests_sent == 1
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl CLI)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_with_ca_bundle_insecure_and_unverified(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory, tls_files: tuple[Path, Path]
+) -> None:
+    """HTTPS: the CA bundle verifies; without it the query fails; insecure skips verification."""
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    proxy = proxy_factory(llm_env.server.url, "", context)
+    assert proxy.url.startswith("https://")
+    with_ca = PrometheusSource(PrometheusClient(proxy.url, ca_file=cert))
+    assert isinstance(await _kv(with_ca, llm_env), PodSamples)
+    await with_ca.close()
+    unverified = PrometheusSource(PrometheusClient(proxy.url))
+    failed = await _kv(unverified, llm_env)
+    await unverified.close()
+    assert isinstance(failed, NoSignal)
+    assert failed.reason is NoSignalReason.QUERY_ERROR
+    insecure = PrometheusSource(PrometheusClient(proxy.url, insecure_skip_verify=True))
+    assert isinstance(await _kv(insecure, llm_env), PodSamples)
+    await insecure.close()

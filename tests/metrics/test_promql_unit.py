@@ -134,3 +134,25 @@ def test_misc_helpers() -> None:
     assert quote_string("a\x01") == "a\\u0001"
     with pytest.raises(ValueError, match="surrogate"):
         quote_string("\ud800")
+
+
+@given(st.lists(label_values, min_size=1, max_size=4), label_values)
+def test_filled_template_keeps_its_structure(pods: list[str], value: str) -> None:
+    """Whatever the pod names and selector value, the query keeps exactly its own literals."""
+    template = 'sum(x{namespace="{namespace}",pod=~"{pods}",{selector}})'
+    # Selector syntax cannot carry ',', '(' or ')' in a value, nor start one with '='.
+    safe_value = value.replace(",", "").replace("(", "").replace(")", "").strip()
+    while safe_value.startswith("="):
+        safe_value = safe_value[1:].strip()
+    selector = f"app={safe_value}" if safe_value else "app"
+    query = fill_template(template, namespace="ns", pods=pods, selector=selector)
+    literals = re.findall(r'"(?:[^"\\]|\\.)*"', query, flags=re.DOTALL)
+    # Outside the string literals, the text is exactly the template's own.
+    skeleton = re.sub(r'"(?:[^"\\]|\\.)*"', '""', query, flags=re.DOTALL)
+    expected_op = '!=""' if not safe_value else '=""'
+    assert skeleton == f'sum(x{{namespace="",pod=~"",app{expected_op}}})'
+    assert json.loads(literals[0]) == "ns"
+    pattern = re.compile(f"^(?:{json.loads(literals[1])})$", flags=re.DOTALL)
+    assert all(pattern.fullmatch(pod) for pod in pods)
+    if safe_value:
+        assert json.loads(literals[2]) == safe_value

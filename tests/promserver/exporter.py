@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -170,6 +171,21 @@ class FleetPod:
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Totals:
+    """Accumulated counters of one fleet pod."""
+
+    requests: float = 0.0
+    buckets: dict[MetricKind, list[float]] = field(default_factory=dict)
+    """Non-cumulative bucket counts."""
+    sums: dict[MetricKind, float] = field(default_factory=dict)
+
+    def copy(self) -> _Totals:
+        return _Totals(
+            self.requests, {k: list(v) for k, v in self.buckets.items()}, dict(self.sums)
+        )
+
+
 def _escape_label(value: str) -> str:
     """Escape a label value for the Prometheus text exposition format."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -195,7 +211,7 @@ class FleetExporter:
         self.pods: dict[tuple[str, str], FleetPod] = {}
         self._lock = threading.Lock()
         self._t0 = time.time()
-        self._totals: dict[tuple[str, str], dict[str, float]] = {}
+        self._totals: dict[tuple[str, str], _Totals] = {}
         self._last = self._t0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -225,67 +241,81 @@ class FleetExporter:
         dt = max(0.0, now - self._last)
         self._last = now
         for key, pod in self.pods.items():
-            totals = self._totals.setdefault(key, {})
-            totals["requests"] = totals.get("requests", 0.0) + pod.request_rate * dt
+            totals = self._totals.get(key)
+            if totals is None:
+                totals = self._totals[key] = _Totals()
+            totals.requests += pod.request_rate * dt
             for kind, rates in pod.bucket_rates.items():
-                bounds = bucket_bounds(kind, self.family)
+                mids = self._midpoints(kind)
+                counts = totals.buckets.get(kind)
+                if counts is None:
+                    counts = totals.buckets[kind] = [0.0] * len(rates)
                 for index, rate in enumerate(rates):
-                    slot = f"{kind.value}:{index}"
-                    totals[slot] = totals.get(slot, 0.0) + rate * dt
-                    # _sum: observations of bucket i counted at the bucket's midpoint.
-                    lower = 0.0 if index == 0 else bounds[index - 1]
-                    upper = bounds[index] if index < len(bounds) else bounds[-1] * 2
-                    totals[f"{kind.value}:sum"] = (
-                        totals.get(f"{kind.value}:sum", 0.0) + rate * dt * (lower + upper) / 2
-                    )
+                    counts[index] += rate * dt
+                # _sum: observations of bucket i counted at the bucket's midpoint.
+                totals.sums[kind] = totals.sums.get(kind, 0.0) + dt * sum(
+                    rate * mid for rate, mid in zip(rates, mids, strict=False)
+                )
+
+    def _midpoints(self, kind: MetricKind) -> list[float]:
+        bounds = bucket_bounds(kind, self.family)
+        edges = [0.0, *bounds, bounds[-1] * 2]
+        return [(edges[i] + edges[i + 1]) / 2 for i in range(len(bounds) + 1)]
 
     def render(self) -> bytes:
         """The text exposition of every pod at this instant."""
-        lines: list[str] = []
+        out: list[str] = []
         with self._lock:
             self._advance(time.time())
             pods = list(self.pods.values())
-            totals = {key: dict(value) for key, value in self._totals.items()}
+            totals = {key: value.copy() for key, value in self._totals.items()}
         for kind in self.kinds:
             name = metric_name(kind, self.family)
             if kind in GAUGE_KINDS:
-                lines.append(f"# TYPE {name} gauge")
-                for pod in pods:
-                    if kind in pod.gauges:
-                        lines.append(f"{name}{{{self._labels(pod)}}} {pod.gauges[kind]!r}")
+                out.append(f"# TYPE {name} gauge")
+                out.extend(
+                    f"{name}{{{self._labels(pod)}}} {pod.gauges[kind]!r}"
+                    for pod in pods
+                    if kind in pod.gauges
+                )
             elif kind is MetricKind.REQUEST_RATE:
-                lines.append(f"# TYPE {name} counter")
+                out.append(f"# TYPE {name} counter")
                 for pod in pods:
-                    value = totals.get((pod.namespace, pod.pod), {}).get("requests", 0.0)
-                    lines.append(f"{name}{{{self._labels(pod)}}} {value!r}")
+                    pod_totals = totals.get((pod.namespace, pod.pod))
+                    value = pod_totals.requests if pod_totals else 0.0
+                    out.append(f"{name}{{{self._labels(pod)}}} {value!r}")
             else:
-                bounds = bucket_bounds(kind, self.family)
-                lines.append(f"# TYPE {name} histogram")
+                les = [f'le="{bound!r}"' for bound in bucket_bounds(kind, self.family)]
+                les.append('le="+Inf"')
+                out.append(f"# TYPE {name} histogram")
                 for pod in pods:
                     if kind not in pod.bucket_rates:
                         continue
-                    pod_totals = totals.get((pod.namespace, pod.pod), {})
+                    pod_totals = totals.get((pod.namespace, pod.pod))
+                    counts = pod_totals.buckets.get(kind, []) if pod_totals else []
                     labels = self._labels(pod)
                     cumulative = 0.0
-                    for index, bound in enumerate((*bounds, float("inf"))):
-                        cumulative += pod_totals.get(f"{kind.value}:{index}", 0.0)
-                        le = "+Inf" if bound == float("inf") else repr(bound)
-                        lines.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative!r}')
-                    lines.append(f"{name}_count{{{labels}}} {cumulative!r}")
-                    lines.append(
-                        f"{name}_sum{{{labels}}} {pod_totals.get(f'{kind.value}:sum', 0.0)!r}"
-                    )
-        return ("\n".join(lines) + "\n").encode()
+                    for index, le in enumerate(les):
+                        cumulative += counts[index] if index < len(counts) else 0.0
+                        out.append(f"{name}_bucket{{{labels},{le}}} {cumulative!r}")
+                    out.append(f"{name}_count{{{labels}}} {cumulative!r}")
+                    total = pod_totals.sums.get(kind, 0.0) if pod_totals else 0.0
+                    out.append(f"{name}_sum{{{labels}}} {total!r}")
+        out.append("")
+        return "\n".join(out).encode()
+
+    @staticmethod
+    @functools.lru_cache(maxsize=65536)
+    def _label_text(namespace: str, pod: str, extra: tuple[tuple[str, str], ...]) -> str:
+        labels: Mapping[str, str] = {"namespace": namespace, "pod": pod, "model_name": MODEL}
+        labels = {**labels, **dict(extra)}
+        return ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
 
     @staticmethod
     def _labels(pod: FleetPod) -> str:
-        labels: Mapping[str, str] = {
-            "namespace": pod.namespace,
-            "pod": pod.pod,
-            "model_name": MODEL,
-            **pod.extra_labels,
-        }
-        return ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+        return FleetExporter._label_text(
+            pod.namespace, pod.pod, tuple(sorted(pod.extra_labels.items()))
+        )
 
     def start(self) -> str:
         """Serve ``/metrics`` on 127.0.0.1 (a free port). Returns the address."""

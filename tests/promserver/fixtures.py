@@ -12,6 +12,7 @@ one Prometheus and the pods once per test module.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -77,12 +78,14 @@ def fleet_factory() -> Iterator[Callable[[str | MetricNames], FleetExporter]]:
 
 
 @pytest.fixture
-def proxy_factory() -> Iterator[Callable[[str, str], PrometheusProxy]]:
-    """Start checking/misbehaving proxies in front of a Prometheus URL."""
+def proxy_factory() -> Iterator[Callable[..., PrometheusProxy]]:
+    """Start checking/misbehaving proxies in front of a Prometheus URL (optionally HTTPS)."""
     proxies: list[PrometheusProxy] = []
 
-    def start(upstream: str, prefix: str = "") -> PrometheusProxy:
-        proxy = PrometheusProxy(upstream, prefix)
+    def start(
+        upstream: str, prefix: str = "", tls: ssl.SSLContext | None = None
+    ) -> PrometheusProxy:
+        proxy = PrometheusProxy(upstream, prefix, tls)
         proxy.start()
         proxies.append(proxy)
         return proxy

@@ -12,6 +12,7 @@ It forwards ``GET``/``POST`` requests to the upstream server and can:
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 import urllib.error
@@ -30,10 +31,12 @@ class PrometheusProxy:
     Args:
         upstream: Base URL of the real Prometheus.
         prefix: Path prefix the proxy serves under (``""``: none).
+        tls: Serve HTTPS with this server context (certificate loaded).
     """
 
-    def __init__(self, upstream: str, prefix: str = "") -> None:
+    def __init__(self, upstream: str, prefix: str = "", tls: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.tls = tls
         self.prefix = prefix.rstrip("/")
         self.required_headers: dict[str, str] = {}
         self.delay = 0.0
@@ -52,7 +55,8 @@ class PrometheusProxy:
     def url(self) -> str:
         """Base URL clients should use (including the prefix)."""
         assert self.port is not None
-        return f"http://127.0.0.1:{self.port}{self.prefix}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{self.prefix}"
 
     def reset(self) -> None:
         """Back to a transparent, counting proxy."""
@@ -136,6 +140,8 @@ class PrometheusProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

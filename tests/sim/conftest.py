@@ -12,7 +12,7 @@ TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
 
 @pytest.fixture
 def traces() -> Path:
-    """The shared trace directory; skips when it is absent."""
+    """The shared trace directory; fails when it is absent (CI has shared/ beside the clone)."""
     if not TRACES.is_dir():
-        pytest.skip(f"shared traces not found at {TRACES}")
+        pytest.fail(f"shared traces not found at {TRACES}: clone the repo beside shared/")
     return TRACES

@@ -77,7 +77,7 @@ job="{{ include "nim-autoscaler.fullname" . }}"
 {{/*
 Rules on the scale targets and their pods; used by the namespaced Roles and by the ClusterRole.
 Least privilege: read pods; read and annotate each target kind; read and write its /scale;
-record Events.
+record Events. In dry-run the controller writes nothing, so only the reads are granted.
 */}}
 {{- define "nim-autoscaler.targetRules" -}}
 - apiGroups: [""]
@@ -86,14 +86,16 @@ record Events.
 {{- range .Values.targetKinds }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource }}]
-  verbs: [get, patch]
+  verbs: {{ if $.Values.dryRun }}[get]{{ else }}[get, patch]{{ end }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource }}/scale]
-  verbs: [get, update, patch]
+  verbs: {{ if $.Values.dryRun }}[get]{{ else }}[get, update, patch]{{ end }}
 {{- end }}
+{{- if not .Values.dryRun }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -1,0 +1,1 @@
+"""Reliability and security fault suite: what the controller does when the world misbehaves."""
