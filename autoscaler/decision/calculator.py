@@ -74,6 +74,8 @@ class PodGroups:
     """Deleting or Failed pods."""
     dropped: tuple[str, ...]
     """Pending, deleting and Failed pods (samples removed)."""
+    running_ready: int
+    """Pods Running and Ready (HPA ``getReadyPodsCount``, deleting ones included)."""
 
 
 def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
@@ -81,14 +83,20 @@ def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
     countable: list[str] = []
     pending: list[str] = []
     ignored: list[str] = []
+    running_ready = 0
     for pod in pods:
-        if pod.deleting or pod.phase is _FAILED:
+        phase = pod.phase
+        if phase is _RUNNING and pod.ready:
+            running_ready += 1
+        if pod.deleting or phase is _FAILED:
             ignored.append(pod.name)
-        elif pod.phase is _PENDING:
+        elif phase is _PENDING:
             pending.append(pod.name)
         else:
             countable.append(pod.name)
-    return PodGroups(tuple(countable), tuple(pending), len(ignored), (*pending, *ignored))
+    return PodGroups(
+        tuple(countable), tuple(pending), len(ignored), (*pending, *ignored), running_ready
+    )
 
 
 def ready_pod_count(pods: tuple[PodInfo, ...]) -> int:
@@ -197,6 +205,7 @@ def value_proposal(
     current: int,
     tol_down: float,
     tol_up: float,
+    groups: PodGroups | None = None,
 ) -> tuple[int | None, str, dict[str, Any]]:
     """HPA Object/External ``Value``: ``ceil(value/target x readyPods)``; ``ceil(ratio)`` at 0.
 
@@ -207,6 +216,7 @@ def value_proposal(
         current: Current replicas.
         tol_down: Scale-down tolerance.
         tol_up: Scale-up tolerance.
+        groups: ``group_pods(pods)`` when already computed this tick.
 
     Returns:
         ``(proposal or None, error message, explanation detail)``.
@@ -224,7 +234,7 @@ def value_proposal(
         return current, "", detail
     if not pods:
         return None, "no pods returned by selector while calculating replica count", detail
-    ready = ready_pod_count(pods)
+    ready = groups.running_ready if groups is not None else ready_pod_count(pods)
     proposal = math.ceil(ratio * ready)
     detail["pods"] = {"ready": ready}
     detail["rule"] = f"ceil({ratio:.6g} x {ready} ready pods) = {proposal}"

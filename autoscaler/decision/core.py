@@ -440,7 +440,13 @@ def hpa_metric_proposal(
             )
         semantics = "Object/External Value"
     proposal, error, detail = value_proposal(
-        total, obs.pods, metric.target, current=current, tol_down=tol_down, tol_up=tol_up
+        total,
+        obs.pods,
+        metric.target,
+        current=current,
+        tol_down=tol_down,
+        tol_up=tol_up,
+        groups=groups,
     )
     detail["semantics"] = semantics
     return Proposal(

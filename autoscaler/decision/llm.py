@@ -15,12 +15,14 @@ What differs from the HPA (see ``docs/decision.md``):
   are already asked for: the same demand does not ask for more pods (they would not schedule
   either); condition ``CapacityPending`` reports it.
 * **KV cache saturates.** When the ready pods' average usage is at or above ``kvSaturation``, the
-  usage under-states demand: queued demand is added if a queue metric is present, otherwise the
-  proposal steps up to ``maxReplicas`` and the rate policies decide the step (never while credited
-  pods are starting).
-* **The queue is a stock.** While a scale-up is in flight, the queue keeps growing for the same
-  demand. The growth rate seen when the scale-up was decided is remembered; only queue above
-  ``queue at scale-up + rate x elapsed`` is new demand.
+  usage under-states demand: a valid queue metric then decides the step; without one (and with
+  nothing starting) the proposal is ``current + ready`` (a doubling, bounded by the rate
+  policies).
+* **The queue is a stock.** Above its band a queue that is not growing is being drained by the
+  capacity in place (hold). A growing queue asks for ``ready + growth / mu`` pods, where ``mu``
+  (requests/s per saturated pod) is learned from the growth at two ready counts, else at most a
+  doubling. While a scale-up is in flight, only growth beyond the rate seen when it was decided is
+  new demand (a second surge still scales; the first does not stack).
 * **Latency is a guard.** Above ``target x (1 + tolerance)``: propose one more replica (unless
   capacity is already on the way); between ``margin x target`` and that: hold (block scale-down);
   below ``margin x target``: allow scale-down. A latency metric with no traffic (``NaN`` or empty)

@@ -119,6 +119,8 @@ class _BatchResult:
     series_per_namespace: Counter[str] = field(default_factory=Counter)
     duplicates: set[PodKey] = field(default_factory=set)
     failure: NoSignal | None = None
+    seconds: float = 0.0
+    """Wall time of the query (waiting on Prometheus included)."""
 
 
 @dataclass(slots=True)
@@ -156,6 +158,8 @@ class FetchStats:
     custom_queries: int
     probe_queries: int
     seconds: float
+    slowest_query_seconds: float
+    """Wall time of the slowest batched query: fetch time minus this is our own work."""
 
 
 class PrometheusSource:
@@ -365,6 +369,7 @@ class PrometheusSource:
             custom_queries=len(customs),
             probe_queries=probe_queries,
             seconds=time.monotonic() - started,
+            slowest_query_seconds=max((r.seconds for r in batch_results.values()), default=0.0),
         )
         log.debug(
             "metrics fetched",
@@ -379,12 +384,15 @@ class PrometheusSource:
     ) -> _BatchResult:
         query = batch.promql(namespaces)
         result = _BatchResult(query=query)
+        started = time.monotonic()
         try:
             series = await self.client.query(query, now, deadline)
         except QueryFailed as exc:
             log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
             result.failure = NoSignal(exc.reason, exc.detail)
             return result
+        finally:
+            result.seconds = time.monotonic() - started
         for item in series:
             ns = item.labels.get("namespace")
             pod = item.labels.get("pod")
