@@ -49,8 +49,13 @@ def parse_time(value: object) -> float | None:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # unreadable, or out of the platform's range
         return None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (malformed input is not a crash)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo:
@@ -59,17 +64,21 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     Args:
         pod: a ``v1.Pod`` as JSON.
     """
-    meta = pod.get("metadata") or {}
-    status = pod.get("status") or {}
+    meta = _mapping(_mapping(pod).get("metadata"))
+    status = _mapping(_mapping(pod).get("status"))
+    raw_phase = status.get("phase", "Unknown")
     try:
-        phase = PodPhase(status.get("phase", "Unknown"))
+        phase = PodPhase(raw_phase) if isinstance(raw_phase, str) else PodPhase.UNKNOWN
     except ValueError:
         phase = PodPhase.UNKNOWN
     ready = False
     ready_at: float | None = None
     scheduled_at: float | None = None
     unschedulable: str | None = None
-    for cond in status.get("conditions") or []:
+    conditions = status.get("conditions")
+    for cond in conditions if isinstance(conditions, list) else []:
+        if not isinstance(cond, Mapping):
+            continue
         kind = cond.get("type")
         if kind == "Ready":
             ready = cond.get("status") == "True"
@@ -79,8 +88,9 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
                 scheduled_at = parse_time(cond.get("lastTransitionTime"))
             elif cond.get("reason") == "Unschedulable":
                 unschedulable = str(cond.get("message") or "Unschedulable")
+    name = meta.get("name")
     return PodInfo(
-        name=str(meta.get("name", "")),
+        name=name if isinstance(name, str) else "",
         phase=phase,
         ready=ready,
         created_at=parse_time(meta.get("creationTimestamp")),
@@ -285,7 +295,7 @@ class PodCache:
         ):
             events += 1
             kind = event.get("type")
-            obj: JsonObject = event.get("object") or {}
+            obj: JsonObject = dict(_mapping(event.get("object")))
             if kind == "ERROR":
                 code = int(obj.get("code") or 0)
                 if code == 410:
@@ -293,7 +303,7 @@ class PodCache:
                 raise KubeApiError(
                     code, str(obj.get("reason", "")), str(obj.get("message", "")), "WATCH"
                 )
-            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            rv = _mapping(obj.get("metadata")).get("resourceVersion")
             if kind in {"ADDED", "MODIFIED"}:
                 key, entry = _entry(obj)
                 store[key] = entry
@@ -308,8 +318,8 @@ class PodCache:
         return events
 
 
-def _entry(pod: Mapping[str, Any]) -> tuple[tuple[str, str], _Entry]:
-    meta = pod.get("metadata") or {}
-    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+def _entry(pod: object) -> tuple[tuple[str, str], _Entry]:
+    meta = _mapping(_mapping(pod).get("metadata"))
+    labels = {str(k): str(v) for k, v in _mapping(meta.get("labels")).items()}
     key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-    return key, _Entry(labels, pod_info(pod))
+    return key, _Entry(labels, pod_info(_mapping(pod)))

@@ -210,17 +210,18 @@ class KubeScaleClient:
         path = resource.path(namespace, ref.name, "scale")
         for attempt in range(self._conflict_retries + 1):
             scale = await self._read(resource, namespace, ref.name)
-            current = int((scale.get("spec") or {}).get("replicas") or 0)
+            reading = _reading(scale)
+            current = reading.spec_replicas
             if current == replicas:
                 log.debug("scale_unchanged", target=f"{namespace}/{ref.name}", replicas=replicas)
                 return
             body: JsonObject = {
-                "apiVersion": scale.get("apiVersion", "autoscaling/v1"),
+                "apiVersion": "autoscaling/v1",
                 "kind": "Scale",
                 "metadata": {
                     "name": ref.name,
                     "namespace": namespace,
-                    "resourceVersion": (scale.get("metadata") or {}).get("resourceVersion"),
+                    "resourceVersion": reading.resource_version,
                 },
                 "spec": {"replicas": replicas},
             }
@@ -335,13 +336,40 @@ class _ConflictSignal(Exception):
     """Internal: the write got a 409 and should be retried after a fresh read."""
 
 
+def _section(scale: JsonObject, name: str) -> JsonObject:
+    """``scale[name]`` as an object (absent: empty); a malformed Scale is an ActuationError."""
+    value = scale.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        msg = f"malformed Scale from the API server: {name} is {type(value).__name__}"
+        raise ActuationError(msg)
+    return value
+
+
+def _replicas(section: JsonObject, where: str) -> int:
+    """A replica count (absent: 0); anything but a non-negative integer is an ActuationError."""
+    value = section.get("replicas")
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"malformed Scale from the API server: {where}.replicas is {value!r:.40}"
+        raise ActuationError(msg)
+    return value
+
+
 def _reading(scale: JsonObject) -> ScaleReading:
-    spec = scale.get("spec") or {}
-    status = scale.get("status") or {}
+    """The reading of a Scale object (raises ``ActuationError`` when it is malformed)."""
+    spec = _section(scale, "spec")
+    status = _section(scale, "status")
     selector = status.get("selector")
+    if selector is not None and not isinstance(selector, str):
+        msg = f"malformed Scale from the API server: status.selector is {selector!r:.40}"
+        raise ActuationError(msg)
+    resource_version = _section(scale, "metadata").get("resourceVersion")
     return ScaleReading(
-        spec_replicas=int(spec.get("replicas") or 0),
-        status_replicas=int(status.get("replicas") or 0),
-        selector=str(selector) if selector else None,
-        resource_version=(scale.get("metadata") or {}).get("resourceVersion"),
+        spec_replicas=_replicas(spec, "spec"),
+        status_replicas=_replicas(status, "status"),
+        selector=selector or None,
+        resource_version=resource_version if isinstance(resource_version, str) else None,
     )

@@ -404,7 +404,7 @@ class MetricSpec(_Model):
     """Inter-token latency (time per output token), seconds."""
     time_to_first_token: LatencyMetricSpec | None = None
     """Time to first token, seconds."""
-    e2e_latency: LatencyMetricSpec | None = None
+    e2e_latency: LatencyMetricSpec | None = Field(None, alias="e2eLatency")
     """End-to-end request latency, seconds."""
     queue_depth: GaugeMetricSpec | None = None
     """Requests waiting per pod (``num_requests_waiting``), requests."""

@@ -75,9 +75,8 @@ def plot(result: SimulationResult, path: Path) -> Path:
     load_ax, replica_ax, latency_ax = axes
     load_ax.plot(minutes, [r.arrival_rate for r in rows], color="tab:blue")
     load_ax.set_ylabel("arrivals (req/s)")
-    load_ax.set_title(
-        f"{result.settings['policy'] or 'fixed replicas'} on {result.settings['load']}"
-    )
+    title = f"{result.settings['policy'] or 'fixed replicas'} on {result.settings['load']}"
+    load_ax.set_title(title if len(title) <= 90 else title[:87] + "...", fontsize="medium")
     replica_ax.step(minutes, [r.ready for r in rows], where="post", label="ready")
     replica_ax.step(
         minutes, [r.ready + r.starting for r in rows], where="post", label="ready + starting"

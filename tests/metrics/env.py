@@ -12,6 +12,7 @@ The module-scoped :func:`llm_env` starts, once per test module that asks for it:
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,18 +149,38 @@ def fleet_bucket_rates(kind: MetricKind, family: MetricNames, seed: int) -> list
     return [rng.choice((0.0, 0.0, 0.5, 1.0, 2.0, 4.0)) for _ in range(count)]
 
 
-@pytest.fixture(scope="module")
-def llm_env(prometheus_factory: Any, pod_factory: Any, fleet_factory: Any) -> LlmEnv:
-    """Prometheus scraping the emulated pods and fleet, with data for every preset."""
+@pytest.fixture(scope="session")
+def llm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmEnv]:
+    """Prometheus scraping the emulated pods and fleet, with data for every preset.
+
+    Session scope: started once for the whole metrics suite (about 10 s). Tests must not change
+    it, except ``stale-e/e-1``, which the staleness test stops.
+    """
+    started: list[EmulatedPod | FleetExporter | PrometheusServer] = []
+    try:
+        yield _start_env(tmp_path_factory, started)
+    finally:
+        for item in reversed(started):
+            item.stop()
+
+
+def _start_env(
+    tmp_path_factory: pytest.TempPathFactory,
+    started: list[EmulatedPod | FleetExporter | PrometheusServer],
+) -> LlmEnv:
     pods: dict[str, EmulatedPod] = {}
     for key, (kv, waiting, running) in GAUGES.items():
         namespace, name = key.split("/")
-        pod = pod_factory(namespace, name, FAMILY[namespace])
+        pod = EmulatedPod(namespace, name, FAMILY[namespace])
+        pod.start()
+        started.append(pod)
         pod.set(MetricKind.KV_CACHE, kv)
         pod.set(MetricKind.QUEUE_DEPTH, waiting)
         pod.set(MetricKind.RUNNING_REQUESTS, running)
         pods[key] = pod
-    fleet = fleet_factory("nim")
+    fleet = FleetExporter("nim")
+    fleet.start()
+    started.append(fleet)
     for i in range(FLEET_PODS):
         fleet.add(
             FleetPod(
@@ -189,7 +210,10 @@ def llm_env(prometheus_factory: Any, pod_factory: Any, fleet_factory: Any) -> Ll
             )
         )
     targets = [pod_target(p) for p in pods.values()] + [fleet_target(fleet)]
-    server = prometheus_factory(targets)
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"))
+    started.append(server)
+    server.start(targets)
+    server.wait_targets_up()
     rng = random.Random(42)
     active = [p for key, p in pods.items() if not key.startswith("idle-d/")]
     for index, pod in enumerate(active):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from autoscaler.cli import main
 from autoscaler.commands.explain import explain_once, ready_pods
@@ -30,6 +32,13 @@ spec:
     - kvCache: {target: {type: AverageValue, averageValue: 0.25}}
     - queueDepth: {target: {type: AverageValue, averageValue: 100}}
 """
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The command configures structlog for its stderr; give the next tests the defaults back."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
