@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import shutil
 import statistics
 import tempfile
@@ -126,8 +127,9 @@ def _wait(server: PrometheusServer, query: str, want: float, timeout: float) -> 
 
 
 async def _measure(url: str, policies: int) -> dict[str, Any]:
-    client = PrometheusClient(url, timeout=10.0)
-    source = PrometheusSource(client, tick_budget=30.0)
+    # Generous limits: the benchmark measures how long the queries take, not where they time out.
+    client = PrometheusClient(url, timeout=30.0)
+    source = PrometheusSource(client, tick_budget=60.0)
     requests = [MetricRequest(_policy(i), _pods(i)) for i in range(policies)]
     at = time.time() - 2
     await source.fetch(requests, at)  # warm-up: name-detection probe, connections
@@ -176,6 +178,7 @@ async def _measure(url: str, policies: int) -> dict[str, Any]:
         ),
         "prometheus_floor_seconds_median": round(statistics.median(floor), 4),
         "valid_metrics_last_tick": valid,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "metrics_requested": policies * 4,
     }
 
@@ -231,9 +234,10 @@ def main(quick: bool = False) -> dict[str, Any]:
             },
             {
                 "benchmark": "metrics",
-                "figure": f"fetch time per tick, {largest} policies x 10 pods (median)",
+                "figure": f"fetch time per tick, {largest} policies x 10 pods (median)"
+                + (" (quick run)" if quick else ""),
                 "value": f"{biggest['fetch_seconds_median']:.3f} s",
-                "goal": "< 1 s" if largest >= 1000 else "< 1 s at 1,000 policies",
+                "goal": "< 1 s",
                 "met": biggest["fetch_seconds_median"] < 1.0,
             },
         ],

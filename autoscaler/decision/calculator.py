@@ -11,8 +11,10 @@ LLM algorithm (:mod:`autoscaler.decision.llm`) reuses :func:`to_milli` and :clas
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import mul, sub
 from typing import Any
 
 from autoscaler.decision.types import PodInfo, PodPhase
@@ -29,6 +31,11 @@ _MILLI_NOISE = 1e-6
 def to_milli(value: float) -> int:
     """``resource.Quantity.MilliValue()`` of a float: milli-units rounded up (float noise aside)."""
     return math.ceil(value * 1000.0 - _MILLI_NOISE)
+
+
+def sum_milli(values: Iterable[float]) -> int:
+    """``sum(to_milli(v) for v in values)``, with the per-value arithmetic done in C (``map``)."""
+    return sum(map(math.ceil, map(sub, map(mul, values, repeat(1000.0)), repeat(_MILLI_NOISE))))
 
 
 def within(ratio: float, tol_down: float, tol_up: float) -> bool:
@@ -80,20 +87,21 @@ class PodGroups:
 
 def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
     """Classify the pods (computed once per tick; several metrics share it)."""
-    countable: list[str] = []
+    countable = [
+        p.name
+        for p in pods
+        if not p.deleting and p.phase is not _FAILED and p.phase is not _PENDING
+    ]
+    running_ready = len([p for p in pods if p.phase is _RUNNING and p.ready])
+    if len(countable) == len(pods):  # the common case: nothing pending, deleting or failed
+        return PodGroups(tuple(countable), (), 0, (), running_ready)
     pending: list[str] = []
     ignored: list[str] = []
-    running_ready = 0
     for pod in pods:
-        phase = pod.phase
-        if phase is _RUNNING and pod.ready:
-            running_ready += 1
-        if pod.deleting or phase is _FAILED:
+        if pod.deleting or pod.phase is _FAILED:
             ignored.append(pod.name)
-        elif phase is _PENDING:
+        elif pod.phase is _PENDING:
             pending.append(pod.name)
-        else:
-            countable.append(pod.name)
     return PodGroups(
         tuple(countable), tuple(pending), len(ignored), (*pending, *ignored), running_ready
     )
@@ -135,10 +143,13 @@ def pods_proposal(
     if not pods:
         return None, "no pods returned by selector while calculating replica count", {}
     target_m = to_milli(target)
-    ceil = math.ceil
-    metrics: dict[str, int] = {name: ceil(v * 1000.0 - _MILLI_NOISE) for name, v in values.items()}
     if groups is None:
         groups = group_pods(pods)
+    fast = pods_fast(values, target_m, current, tol_down, tol_up, groups)
+    if fast is not None:
+        return fast[0], "", pods_fast_detail(fast, target_m, groups)
+    ceil = math.ceil
+    metrics: dict[str, int] = {name: ceil(v * 1000.0 - _MILLI_NOISE) for name, v in values.items()}
     for name in groups.dropped:
         metrics.pop(name, None)
     missing = [name for name in groups.countable if name not in metrics]
@@ -195,6 +206,61 @@ def pods_proposal(
         return current, "", detail
     detail["rule"] = f"ceil({new_ratio:.6g} x {len(metrics)} pods) = {proposal}"
     return proposal, "", detail
+
+
+PodsFast = tuple[int, int, int, int, float, int, bool]
+"""``(proposal, sumMilli, samples, averageMilli, ratio, pods with a sample, within tolerance)``."""
+
+
+def pods_fast(  # noqa: PLR0917 - hot path, called positionally once per metric
+    values: Mapping[str, float],
+    target_m: int,
+    current: int,
+    tol_down: float,
+    tol_up: float,
+    groups: PodGroups,
+) -> PodsFast | None:
+    """:func:`pods_proposal`'s common case, without building the explanation detail.
+
+    Applies when no pod is pending, deleting or failed and every countable pod has a sample:
+    then no sample is dropped or filled in and the HPA rule is ``ceil(ratio x pods)`` (or
+    current within tolerance). Returns None for any other case (the caller takes the full path).
+    The selector's pods must not be empty (checked by the caller).
+    """
+    if groups.dropped or not values:
+        return None
+    countable = groups.countable
+    if len(values) < len(countable) or not all(map(values.__contains__, countable)):
+        return None
+    total = sum_milli(values.values())
+    count = len(values)
+    usage = total // count
+    ratio = usage / target_m
+    ready = len(countable)
+    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):
+        return current, total, count, usage, ratio, ready, True
+    return math.ceil(ratio * ready), total, count, usage, ratio, ready, False
+
+
+def pods_fast_detail(fast: PodsFast, target_m: int, groups: PodGroups) -> dict[str, Any]:
+    """The explanation detail :func:`pods_proposal` records for a :func:`pods_fast` result."""
+    proposal, total, count, usage, ratio, ready, in_band = fast
+    return {
+        "pods": {
+            "withMetric": ready,
+            "missing": 0,
+            "unready": len(groups.pending),
+            "ignored": groups.ignored,
+            "superfluous": count - ready,
+        },
+        "targetMilli": target_m,
+        "sumMilli": total,
+        "averageMilli": usage,
+        "ratio": ratio,
+        "rule": "within tolerance: keep current"
+        if in_band
+        else f"ceil({ratio:.6g} x {ready} pods) = {proposal}",
+    }
 
 
 def value_proposal(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 from autoscaler.decision import llm
@@ -24,17 +25,23 @@ from autoscaler.decision.calculator import (
     aggregate,
     external_average_proposal,
     group_pods,
+    pods_fast,
+    pods_fast_detail,
     pods_proposal,
+    to_milli,
     value_proposal,
 )
+from autoscaler.decision.explain import Explanation
 from autoscaler.decision.normalize import (
-    Limited,
-    Stabilized,
-    convert_with_behavior_rate,
-    convert_with_rules,
+    MESSAGES,
+    clamp_legacy,
+    legacy_scale_up_limit,
     prune_events,
-    stabilize_legacy,
-    stabilize_with_behavior,
+    rate_limit,
+    scale_down_limits,
+    scale_up_limits,
+    stabilize_legacy_pruned,
+    stabilize_pruned,
     store_scale_event,
 )
 from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy, resolve
@@ -54,6 +61,7 @@ from autoscaler.decision.types import (
 )
 from autoscaler.policy.models import ScalingPolicy
 
+_REPLICAS = attrgetter("replicas")
 _NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
 _SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
 _ABLE_TO_SCALE = ConditionType.ABLE_TO_SCALE
@@ -64,6 +72,25 @@ MSG_DISABLED = "scaling is disabled since the replica count of the target is zer
 MSG_ABOVE_MAX = "Current number of replicas above Spec.MaxReplicas"
 MSG_BELOW_MIN = "Current number of replicas below Spec.MinReplicas"
 MSG_GOT_SCALE = "the HPA controller was able to get the target's current scale"
+_COND_DISABLED = Condition(_SCALING_ACTIVE, False, "ScalingDisabled", MSG_DISABLED)  # noqa: FBT003
+_COND_GOT_SCALE = Condition(_ABLE_TO_SCALE, True, "SucceededGetScale", MSG_GOT_SCALE)  # noqa: FBT003
+_ABLE = {
+    reason: Condition(_ABLE_TO_SCALE, True, reason, MESSAGES[reason])  # noqa: FBT003
+    for reason in ("ReadyForNewScale", "ScaleUpStabilized", "ScaleDownStabilized")
+}
+"""AbleToScale conditions by reason (their messages are fixed)."""
+_LIMITED = {
+    (reason, status): Condition(_SCALING_LIMITED, status, reason, MESSAGES[reason])
+    for reason in (
+        "DesiredWithinRange",
+        "ScaleUpLimit",
+        "ScaleDownLimit",
+        "TooManyReplicas",
+        "TooFewReplicas",
+    )
+    for status in (False, True)
+}
+"""ScalingLimited conditions by (reason, status) (their messages are fixed)."""
 
 
 def decide(
@@ -82,98 +109,76 @@ def decide(
     """
     rp = resolve(policy)
     current = observation.spec_replicas
-    explanation: dict[str, Any] = {
-        "policy": rp.key,
-        "algorithm": "llm" if rp.llm else "hpa",
-        "time": now,
-        "currentReplicas": current,
-        "statusReplicas": observation.status_replicas,
-        "minReplicas": rp.min_replicas,
-        "maxReplicas": rp.max_replicas,
-    }
+    first_sight = not history.initialized
     recommendations = history.recommendations
-    if not history.initialized:
+    if first_sight:
         recommendations = (*recommendations, Recommendation(now, current))
-        explanation["firstSight"] = f"seeded the recommendations with ({now:g}, {current})"
     extra: Mapping[str, Any] = history.extra
     known_pods: Mapping[str, float] = history.known_pods
     samples = history.startup_samples
     view: llm.PodView | None = None
+    tail: list[Condition] = []
     if rp.llm:
         estimate = llm.startup_estimate(samples, rp.startup_seconds, rp.startup_learning)
         view = llm.classify_pods(observation.pods, now, estimate)
         if rp.startup_learning:
             known_pods, samples = llm.learn_startup(
-                observation.pods, known_pods, samples, first_sight=not history.initialized
+                observation.pods, known_pods, samples, first_sight=first_sight
             )
         extra = llm.queue_state(rp, observation.metrics, view, extra, now)
-        explanation["pods"] = view.to_json()
-    base = History(
-        initialized=True,
-        recommendations=recommendations,
-        scale_up_events=history.scale_up_events,
-        scale_down_events=history.scale_down_events,
-        consecutive_failures=history.consecutive_failures,
-        startup_samples=samples,
-        known_pods=known_pods,
-        extra=extra,
-    )
-    conditions: list[Condition] = []
-    if view is not None:
-        conditions.append(_capacity_condition(view))
+        tail.append(_capacity_condition(view))
+    trace = _Trace(rp, now, observation, history, recommendations, view)
 
     # Pre-checks (no metrics are read).
-    if current == 0 and rp.min_replicas != 0:
-        conditions.insert(0, _cond(_SCALING_ACTIVE, "ScalingDisabled", MSG_DISABLED, status=False))
-        explanation["precheck"] = MSG_DISABLED
-        return _finish(
-            rp, now, current, current, MSG_DISABLED, conditions, {}, {}, explanation, base
+    if (current == 0 and rp.min_replicas != 0) or not (
+        rp.min_replicas <= current <= rp.max_replicas
+    ):
+        if current == 0 and rp.min_replicas != 0:
+            desired, reason, first = current, MSG_DISABLED, _COND_DISABLED
+        elif current > rp.max_replicas:
+            desired, reason, first = rp.max_replicas, MSG_ABOVE_MAX, _COND_GOT_SCALE
+        else:
+            desired, reason, first = rp.min_replicas, MSG_BELOW_MIN, _COND_GOT_SCALE
+        trace.precheck = reason
+        new_history = History(
+            True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+            recommendations,
+            history.scale_up_events,
+            history.scale_down_events,
+            history.consecutive_failures,
+            samples,
+            known_pods,
+            extra,
         )
-    if current > rp.max_replicas or current < rp.min_replicas:
-        desired = rp.max_replicas if current > rp.max_replicas else rp.min_replicas
-        reason = MSG_ABOVE_MAX if current > rp.max_replicas else MSG_BELOW_MIN
-        explanation["precheck"] = reason
-        conditions.insert(0, _cond(_ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True))
-        return _finish(rp, now, current, desired, reason, conditions, {}, {}, explanation, base)
+        return _finish(trace, desired, reason, (first, *tail), {}, {}, new_history)
 
     # Per-metric proposals.
-    proposals = (
-        _llm_proposals(rp, observation, view, extra=extra, now=now, current=current)
-        if view is not None
-        else _hpa_proposals(rp, observation, current)
-    )
+    if view is None:
+        proposals = _hpa_proposals(rp, observation, current, trace)
+    else:
+        proposals = _llm_proposals(rp, observation, view, extra=extra, now=now, current=current)
+    trace.proposals = proposals
     metric_values = {p.name: p.value for p in proposals}
     metric_proposals = {p.name: p.proposal for p in proposals}
-    explanation["metrics"] = [
-        _metric_record(m, observation.metrics.get(m.name, _NOT_COLLECTED), p, rp, now)
-        for m, p in zip(rp.metrics, proposals, strict=True)
-    ]
 
     # Max over metrics, partial-metric rule.
-    combined, best_metric, combine_rule = _combine(proposals, current, view is not None)
-    counted = [p for p in proposals if not p.neutral]
-    invalid = [p for p in counted if not p.valid]
-    all_failed = not counted or len(invalid) == len(counted)
-    failures = history.consecutive_failures + 1 if all_failed and invalid else 0
-    base = _replace_failures(base, failures)
-    explanation["combined"] = {
-        "proposal": combined,
-        "metric": best_metric,
-        "invalidMetrics": [p.name for p in invalid],
-        "rule": combine_rule,
-    }
-    fallback_active = (
-        rp.fallback_replicas is not None and all_failed and failures >= rp.fallback_after
+    combined, best_metric, best, counted, invalid, first_invalid = _combine(
+        proposals, current, view is not None
     )
-    if rp.fallback_replicas is not None:
+    trace.combine = (combined, best_metric, best, counted, invalid)
+    all_failed = not counted or invalid == counted
+    failures = history.consecutive_failures + 1 if all_failed and invalid else 0
+    fallback_replicas = rp.fallback_replicas
+    fallback_active = fallback_replicas is not None and all_failed and failures >= rp.fallback_after
+    if fallback_replicas is not None:
         fallback_message = (
             f"no valid metric for {failures} consecutive ticks; using fallback replicas "
-            f"{rp.fallback_replicas}"
+            f"{fallback_replicas}"
             if fallback_active
             else f"{failures} consecutive ticks without a valid metric, fallback after "
             f"{rp.fallback_after}"
         )
-        conditions.append(
+        tail.append(
             _cond(
                 _FALLBACK,
                 "MetricsUnavailable" if fallback_active else "MetricsAvailable",
@@ -182,48 +187,45 @@ def decide(
             )
         )
     if fallback_active:
-        assert rp.fallback_replicas is not None
-        combined = rp.fallback_replicas
+        assert fallback_replicas is not None
+        combined = fallback_replicas
         best_metric = "fallback"
-        explanation["fallback"] = {
-            "consecutiveFailures": failures,
-            "replicas": rp.fallback_replicas,
-        }
-        conditions.insert(
-            0,
-            _cond(
-                _SCALING_ACTIVE,
-                invalid[0].failure_reason if invalid else "NoValidMetric",
-                "the HPA was unable to compute the replica count: "
-                + (invalid[0].failure_message if invalid else "no metric"),
-                status=False,
-            ),
+        trace.fallback = failures
+        active = _cond(
+            _SCALING_ACTIVE,
+            first_invalid.failure_reason if first_invalid else "NoValidMetric",
+            "the HPA was unable to compute the replica count: "
+            + (first_invalid.failure_message if first_invalid else "no metric"),
+            status=False,
         )
     elif combined is None:
-        first = invalid[0] if invalid else None
-        reason = first.failure_reason if first else "NoValidMetric"
+        reason = first_invalid.failure_reason if first_invalid else "NoValidMetric"
         message = (
-            f"the HPA was unable to compute the replica count: {first.failure_message}"
-            if first
+            f"the HPA was unable to compute the replica count: {first_invalid.failure_message}"
+            if first_invalid
             else "no metric gave a signal (latency guards without traffic)"
         )
-        conditions.insert(0, _cond(_SCALING_ACTIVE, reason, message, status=False))
-        conditions.insert(0, _cond(_ABLE_TO_SCALE, "SucceededGetScale", MSG_GOT_SCALE, status=True))
-        line = f"No change: {combine_rule}"
-        return _finish(
-            rp, now, current, current, line, conditions, metric_values, metric_proposals,
-            explanation, base,
-        )  # fmt: skip
-    else:
-        conditions.insert(
-            0,
-            _cond(
-                _SCALING_ACTIVE,
-                "ValidMetricFound",
-                f"the HPA was able to successfully calculate a replica count from {best_metric}",
-                status=True,
-            ),
+        conditions = (
+            _COND_GOT_SCALE,
+            _cond(_SCALING_ACTIVE, reason, message, status=False),
+            *tail,
         )
+        line = f"No change: {_combine_rule(best_metric, best, counted, invalid, current)}"
+        new_history = History(
+            True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+            recommendations,
+            history.scale_up_events,
+            history.scale_down_events,
+            failures,
+            samples,
+            known_pods,
+            extra,
+        )
+        return _finish(
+            trace, current, line, conditions, metric_values, metric_proposals, new_history
+        )
+    else:
+        active = rp.valid_conditions[best_metric]
 
     # HPA rescale reason, from the prenormalized recommendation.
     if fallback_active:
@@ -236,63 +238,50 @@ def decide(
         reason = "All metrics within tolerance"
 
     # Normalisation.
+    trace.normalized = combined
     if rp.has_behavior:
-        stab = stabilize_with_behavior(
-            base.recommendations,
-            current,
-            combined,
-            now,
-            up_window=rp.up.window,
-            down_window=rp.down.window,
-            prune=True,
+        stabilized, stored, ability = stabilize_pruned(
+            recommendations, current, combined, now, rp.up.window, rp.down.window
         )
-        limited = convert_with_behavior_rate(
+        desired, limit_reason = rate_limit(
             current,
-            stab.replicas,
-            min_replicas=rp.min_replicas,
-            max_replicas=rp.max_replicas,
-            up_events=base.scale_up_events,
-            down_events=base.scale_down_events,
-            up=rp.up,
-            down=rp.down,
-            now=now,
+            stabilized,
+            rp.min_replicas,
+            rp.max_replicas,
+            history.scale_up_events,
+            history.scale_down_events,
+            rp.up,
+            rp.down,
+            now,
         )
     else:
-        stab = stabilize_legacy(base.recommendations, combined, now, rp.down.window, prune=True)
-        limited = convert_with_rules(current, stab.replicas, rp.min_replicas, rp.max_replicas)
-    explanation["stabilization"] = _stabilization_record(rp, stab, combined, now)
-    explanation["limits"] = _limits_record(rp, limited, stab.replicas, current)
-    ability = stab.reason if stab.replicas != combined else "ReadyForNewScale"
-    conditions.insert(1, _cond(_ABLE_TO_SCALE, ability, stab.message, status=True))
-    conditions.insert(
-        2,
-        _cond(
-            _SCALING_LIMITED,
-            limited.reason,
-            limited.message,
-            status=limited.replicas != stab.replicas,
-        ),
+        stabilized, stored, ability = stabilize_legacy_pruned(
+            recommendations, combined, now, rp.down.window
+        )
+        desired, limit_reason = clamp_legacy(current, stabilized, rp.min_replicas, rp.max_replicas)
+    trace.steps = (stabilized, ability, limit_reason)
+    conditions = (
+        active,
+        _ABLE[ability],
+        _LIMITED[limit_reason, desired != stabilized],
+        *tail,
     )
-    desired = limited.replicas
     if desired == current and combined != current:
-        held_by = ability if stab.replicas == current else limited.reason
+        held_by = ability if stabilized == current else limit_reason
         reason = f"{reason}; held by {held_by}"
     elif desired != combined:
-        reason = f"{reason}; {combined} -> {desired} ({ability}, {limited.reason})"
+        reason = f"{reason}; {combined} -> {desired} ({ability}, {limit_reason})"
     new_history = History(
-        initialized=True,
-        recommendations=stab.recommendations,
-        scale_up_events=base.scale_up_events,
-        scale_down_events=base.scale_down_events,
-        consecutive_failures=base.consecutive_failures,
-        startup_samples=base.startup_samples,
-        known_pods=base.known_pods,
-        extra=base.extra,
+        True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+        stored,
+        history.scale_up_events,
+        history.scale_down_events,
+        failures,
+        samples,
+        known_pods,
+        extra,
     )
-    return _finish(
-        rp, now, current, desired, reason, conditions, metric_values, metric_proposals,
-        explanation, new_history,
-    )  # fmt: skip
+    return _finish(trace, desired, reason, conditions, metric_values, metric_proposals, new_history)
 
 
 def record_rescale(
@@ -330,14 +319,14 @@ def record_rescale(
         up = prune_events(up, now, longest)
         down = prune_events(down, now, longest)
     return History(
-        initialized=history.initialized,
-        recommendations=history.recommendations,
-        scale_up_events=up,
-        scale_down_events=down,
-        consecutive_failures=history.consecutive_failures,
-        startup_samples=history.startup_samples,
-        known_pods=history.known_pods,
-        extra=extra,
+        history.initialized,
+        history.recommendations,
+        up,
+        down,
+        history.consecutive_failures,
+        history.startup_samples,
+        history.known_pods,
+        extra,
     )
 
 
@@ -460,20 +449,115 @@ def hpa_metric_proposal(
     )
 
 
-def _hpa_proposals(rp: ResolvedPolicy, obs: Observation, current: int) -> list[Proposal]:
+def _hpa_proposals(
+    rp: ResolvedPolicy, obs: Observation, current: int, trace: _Trace
+) -> list[Proposal]:
+    """:func:`hpa_metric_proposal` for every metric, with the explanation detail deferred.
+
+    The common cases (Pods ``AverageValue`` with every countable pod sampled, Object/External
+    ``Value``) compute only the numbers and leave a recipe in ``trace.details``; the explanation
+    turns it into the same detail dict :func:`hpa_metric_proposal` builds. Every other case goes
+    through :func:`hpa_metric_proposal` itself.
+    """
     groups = group_pods(obs.pods)
-    return [
-        hpa_metric_proposal(
-            m,
-            obs.metrics.get(m.name, _NOT_COLLECTED),
-            obs,
-            current=current,
-            tol_down=rp.tolerance_down,
-            tol_up=rp.tolerance_up,
-            groups=groups,
+    tol_down, tol_up = rp.tolerance_down, rp.tolerance_up
+    observed = obs.metrics
+    proposals: list[Proposal] = []
+    details: list[_Recipe | None] = []
+    for metric in rp.metrics:
+        observation = observed.get(metric.name, _NOT_COLLECTED)
+        if isinstance(observation, PodSamples):
+            values = observation.values
+            if metric.is_average:
+                fast = (
+                    pods_fast(values, metric.target_milli, current, tol_down, tol_up, groups)
+                    if obs.pods
+                    else None
+                )
+                if fast is not None:
+                    proposals.append(Proposal(metric.name, fast[0], fast[3] / 1000, fast[4]))
+                    details.append((_PODS_RECIPE, fast, metric.target_milli, groups, ""))
+                    continue
+            elif current and values:
+                total = aggregate(list(values.values()), metric.aggregation)
+                value = _value_fast(
+                    total, metric.target_milli, current, tol_down, tol_up, groups, obs
+                )
+                if value is not None:
+                    proposals.append(Proposal(metric.name, value[0], total, value[3]))
+                    semantics = f"Object Value ({metric.aggregation} of {len(values)} pods)"
+                    details.append((_VALUE_RECIPE, value, 0, groups, semantics))
+                    continue
+        elif isinstance(observation, TargetSample) and not metric.is_average and current:
+            total = observation.value
+            value = _value_fast(total, metric.target_milli, current, tol_down, tol_up, groups, obs)
+            if value is not None:
+                proposals.append(Proposal(metric.name, value[0], total, value[3]))
+                details.append((_VALUE_RECIPE, value, 0, groups, "Object/External Value"))
+                continue
+        proposals.append(
+            hpa_metric_proposal(
+                metric,
+                observation,
+                obs,
+                current=current,
+                tol_down=tol_down,
+                tol_up=tol_up,
+                groups=groups,
+            )
         )
-        for m in rp.metrics
-    ]
+        details.append(None)
+    trace.details = details
+    return proposals
+
+
+def _value_fast(  # noqa: PLR0917 - private hot path
+    total: float,
+    target_m: int,
+    current: int,
+    tol_down: float,
+    tol_up: float,
+    groups: PodGroups,
+    obs: Observation,
+) -> tuple[int, int, int, float, int, bool] | None:
+    """:func:`value_proposal`'s common cases (current > 0, within tolerance or pods present).
+
+    Returns:
+        ``(proposal, valueMilli, targetMilli, ratio, ready pods, within tolerance)`` or None
+        for the other cases.
+    """
+    usage = to_milli(total)
+    ratio = usage / target_m
+    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):
+        return current, usage, target_m, ratio, 0, True
+    if not obs.pods:
+        return None
+    ready = groups.running_ready
+    return math.ceil(ratio * ready), usage, target_m, ratio, ready, False
+
+
+_PODS_RECIPE = 0
+_VALUE_RECIPE = 1
+_Recipe = tuple[int, tuple[Any, ...], int, PodGroups, str]
+"""How to rebuild a fast-path detail: (kind, numbers, targetMilli, pod groups, semantics)."""
+
+
+def _recipe_detail(recipe: _Recipe) -> dict[str, Any]:
+    """The detail dict :func:`hpa_metric_proposal` records, from a fast-path recipe."""
+    kind, numbers, target_m, groups, semantics = recipe
+    if kind == _PODS_RECIPE:
+        detail = pods_fast_detail(numbers, target_m, groups)
+        detail["semantics"] = "Pods AverageValue"
+        return detail
+    proposal, usage, target_milli, ratio, ready, in_band = numbers
+    detail = {"valueMilli": usage, "targetMilli": target_milli, "ratio": ratio}
+    if in_band:
+        detail["rule"] = "within tolerance: keep current"
+    else:
+        detail["pods"] = {"ready": ready}
+        detail["rule"] = f"ceil({ratio:.6g} x {ready} ready pods) = {proposal}"
+    detail["semantics"] = semantics
+    return detail
 
 
 def _llm_proposals(
@@ -487,33 +571,35 @@ def _llm_proposals(
 ) -> list[Proposal]:
     assert view is not None
     ctx = llm.LlmContext(rp, current, view, now, extra)
-    results: dict[str, Proposal] = {}
+    metrics = rp.metrics
+    observed = obs.metrics
+    results: list[Proposal | None] = [None] * len(metrics)
     queue_valid = False
     # Queue metrics first: a saturated KV cache leaves the step to a valid queue metric.
-    ordered = sorted(rp.metrics, key=lambda m: not m.is_queue)
-    for metric in ordered:
-        observation = obs.metrics.get(metric.name, _NOT_COLLECTED)
+    for index in rp.llm_order:
+        metric = metrics[index]
+        observation = observed.get(metric.name, _NOT_COLLECTED)
         if metric.is_latency:
-            results[metric.name] = llm.latency_proposal(metric, observation, ctx)
+            results[index] = llm.latency_proposal(metric, observation, ctx)
             continue
         if isinstance(observation, NoSignal):
             message = f"unable to get metric {metric.name}: no signal ({observation.reason.value})"
             if observation.detail:
                 message += f": {observation.detail}"
-            results[metric.name] = Proposal(
+            results[index] = Proposal(
                 metric.name,
                 None,
-                failure_reason=_failure_reason(metric, observation),
+                failure_reason=metric.failure_no_signal,
                 failure_message=message,
             )
             continue
-        if metric.is_queue and metric.target_type == "AverageValue":
+        if metric.is_queue and metric.is_average:
             proposal = llm.queue_proposal(metric, observation, ctx)
             queue_valid = queue_valid or proposal.valid
         else:
             proposal = llm.proportional_proposal(metric, observation, ctx, queue_valid=queue_valid)
-        results[metric.name] = proposal
-    return [results[m.name] for m in rp.metrics]
+        results[index] = proposal
+    return results  # type: ignore[return-value] # every index was filled
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,53 +609,66 @@ def _llm_proposals(
 
 def _combine(
     proposals: list[Proposal], current: int, llm_mode: bool
-) -> tuple[int | None, str, str]:
+) -> tuple[int | None, str, int | None, int, int, Proposal | None]:
     """Max over valid proposals with the HPA partial-metric rule.
 
     Returns:
-        ``(combined or None for 'no change', the winning metric, a description of the rule)``.
+        ``(combined or None for 'no change', the winning metric or "", the best valid
+        proposal, metrics counted, metrics invalid, the first invalid one)``;
+        :func:`_combine_rule` describes the rule applied.
     """
     best: int | None = None
     best_name = ""
     invalid = 0
     counted = 0
-    down_guards: list[Proposal] = []
+    first_invalid: Proposal | None = None
+    down_guard: Proposal | None = None
     proportional_valid = False
     for p in proposals:
         if p.neutral:
             continue
         counted += 1
-        if not p.valid:
+        proposal = p.proposal
+        if proposal is None:
             invalid += 1
+            if first_invalid is None:
+                first_invalid = p
             continue
-        if llm_mode and p.guard == "down":
-            down_guards.append(p)
-            continue
-        if not p.guard:
+        guard = p.guard
+        if guard:
+            if llm_mode and guard == "down":
+                if down_guard is None:
+                    down_guard = p
+                continue
+        else:
             proportional_valid = True
-        assert p.proposal is not None
-        if best is None or p.proposal > best:
-            best, best_name = p.proposal, p.name
-    if best is None and down_guards and not proportional_valid:
+        if best is None or proposal > best:
+            best, best_name = proposal, p.name
+    if best is None and down_guard is not None and not proportional_valid:
         # Only latency guards, all well below target: step down by one.
-        best, best_name = down_guards[0].proposal, down_guards[0].name
+        best, best_name = down_guard.proposal, down_guard.name
+    if counted == 0 or best is None or (invalid and best < current):
+        return None, "", best, counted, invalid, first_invalid
+    return best, best_name, best, counted, invalid, first_invalid
+
+
+def _combine_rule(
+    best_name: str, best: int | None, counted: int, invalid: int, current: int
+) -> str:
+    """The description of the rule :func:`_combine` applied (for explanations and reasons)."""
     if counted == 0:
-        return None, "", "no metric gave a signal"
+        return "no metric gave a signal"
     if best is None:
-        return None, "", "all metrics invalid"
+        return "all metrics invalid"
     if invalid and best < current:
         return (
-            None,
-            "",
-            (
-                f"{invalid} metric(s) invalid and the valid ones propose {best} < current "
-                f"{current}: no scale-down on partial metrics"
-            ),
+            f"{invalid} metric(s) invalid and the valid ones propose {best} < current "
+            f"{current}: no scale-down on partial metrics"
         )
     rule = f"max over valid metrics = {best} ({best_name})"
     if invalid:
         rule += f"; {invalid} invalid metric(s) ignored on scale-up"
-    return best, best_name, rule
+    return rule
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,27 +701,14 @@ def _cond(kind: ConditionType, reason: str, message: str, *, status: bool) -> Co
     return Condition(kind, status, reason, message)
 
 
-def _replace_failures(history: History, failures: int) -> History:
-    if history.consecutive_failures == failures:
-        return history
-    return History(
-        initialized=history.initialized,
-        recommendations=history.recommendations,
-        scale_up_events=history.scale_up_events,
-        scale_down_events=history.scale_down_events,
-        consecutive_failures=failures,
-        startup_samples=history.startup_samples,
-        known_pods=history.known_pods,
-        extra=history.extra,
-    )
-
-
 def _metric_record(
     metric: ResolvedMetric,
     observation: MetricObservation,
     proposal: Proposal,
     rp: ResolvedPolicy,
     now: float,
+    *,
+    detail: dict[str, Any],
 ) -> dict[str, Any]:
     down, up = rp.tolerance_down, rp.tolerance_up
     record: dict[str, Any] = {
@@ -665,52 +751,81 @@ def _metric_record(
         record["guard"] = proposal.guard
     if not proposal.valid and not proposal.neutral:
         record["failure"] = {"reason": proposal.failure_reason, "message": proposal.failure_message}
-    if proposal.detail:
-        record["arithmetic"] = proposal.detail
+    if detail:
+        record["arithmetic"] = detail
     return record
 
 
-def _stabilization_record(
-    rp: ResolvedPolicy, stab: Stabilized, desired: int, now: float
+def _stabilization_record(  # noqa: PLR0917 - private; the stabilization step's values
+    rp: ResolvedPolicy,
+    recommendations: tuple[Recommendation, ...],
+    desired: int,
+    now: float,
+    stabilized: int,
+    reason: str,
 ) -> dict[str, Any]:
+    """The stabilization step: each window's records (as ``stabilize_*`` selects them)."""
+    if rp.has_behavior:
+        down_cut = now - rp.down.window
+        window_down = [r for r in recommendations if r.timestamp > down_cut]
+    else:
+        window = rp.down.window
+        window_down = [r for r in recommendations if now - r.timestamp < window]
     record: dict[str, Any] = {
         "path": "behavior" if rp.has_behavior else "legacy",
         "input": desired,
         "downWindowSeconds": rp.down.window,
-        "downWindow": [[now - r.timestamp, r.replicas] for r in stab.window_down],
-        "downBound": stab.down_bound,
-        "value": stab.replicas,
-        "reason": stab.reason if stab.replicas != desired else "ReadyForNewScale",
+        "downWindow": [[now - r.timestamp, r.replicas] for r in window_down],
+        "downBound": max(desired, max(map(_REPLICAS, window_down), default=desired)),
+        "value": stabilized,
+        "reason": reason,
     }
     if rp.has_behavior:
+        up_cut = now - rp.up.window
+        window_up = [r for r in recommendations if r.timestamp > up_cut]
         record["upWindowSeconds"] = rp.up.window
-        record["upWindow"] = [[now - r.timestamp, r.replicas] for r in stab.window_up]
-        record["upBound"] = stab.up_bound
+        record["upWindow"] = [[now - r.timestamp, r.replicas] for r in window_up]
+        record["upBound"] = min(desired, min(map(_REPLICAS, window_up), default=desired))
     return record
 
 
-def _limits_record(
-    rp: ResolvedPolicy, limited: Limited, stabilized: int, current: int
+def _limits_record(  # noqa: PLR0917 - private; the limit step's values
+    rp: ResolvedPolicy,
+    history: History,
+    now: float,
+    stabilized: int,
+    current: int,
+    desired: int,
+    reason: str,
 ) -> dict[str, Any]:
+    """The rate-limit and clamp step, with each rate policy's limit (as ``rate_limit`` uses)."""
     record: dict[str, Any] = {
         "input": stabilized,
         "minReplicas": rp.min_replicas,
         "maxReplicas": rp.max_replicas,
-        "output": limited.replicas,
-        "reason": limited.reason,
-        "limited": limited.replicas != stabilized,
+        "output": desired,
+        "reason": reason,
+        "limited": desired != stabilized,
     }
     if not rp.has_behavior:
-        record["legacyScaleUpLimit"] = limited.limit
+        record["legacyScaleUpLimit"] = legacy_scale_up_limit(current)
         return record
     direction = "up" if stabilized > current else "down" if stabilized < current else "none"
     record["direction"] = direction
     if direction == "none":
         return record
-    rules = rp.up if direction == "up" else rp.down
+    up_events, down_events = history.scale_up_events, history.scale_down_events
+    if direction == "up":
+        rules = rp.up
+        limit, details = scale_up_limits(current, up_events, down_events, rules, now)
+        limit = max(limit, current)
+    else:
+        rules = rp.down
+        limit, details = scale_down_limits(current, up_events, down_events, rules, now)
+        limit = min(limit, current)
     record["selectPolicy"] = rules.select
-    record["rateLimit"] = limited.limit
-    policies = [
+    record["rateLimit"] = limit
+    record["policies"] = [
         {
             "type": d.policy.type,
             "value": d.policy.value,
@@ -718,40 +833,151 @@ def _limits_record(
             "periodStart": d.period_start,
             "limit": d.limit,
         }
-        for d in limited.policy_limits
+        for d in details
     ]
-    record["policies"] = policies
-    if limited.policy_limits:
-        raw = [d.limit for d in limited.policy_limits]
+    if details:
+        raw = [d.limit for d in details]
         pick_max = (rules.select == "Max") == (direction == "up")
         chosen = max(raw) if pick_max else min(raw)
         record["winner"] = raw.index(chosen)
     return record
 
 
-def _finish(  # noqa: PLR0917 - private; every call passes the same ten values in order
-    rp: ResolvedPolicy,
-    now: float,
-    current: int,
+class _Trace:
+    """What one ``decide`` call saw and chose, kept to build its explanation on first read."""
+
+    __slots__ = (
+        "combine",
+        "desired",
+        "details",
+        "fallback",
+        "history",
+        "normalized",
+        "now",
+        "observation",
+        "precheck",
+        "proposals",
+        "reason",
+        "recommendations",
+        "rp",
+        "steps",
+        "view",
+    )
+
+    def __init__(  # noqa: PLR0917 - private; one call site
+        self,
+        rp: ResolvedPolicy,
+        now: float,
+        observation: Observation,
+        history: History,
+        recommendations: tuple[Recommendation, ...],
+        view: llm.PodView | None,
+    ) -> None:
+        self.rp = rp
+        self.now = now
+        self.observation = observation
+        self.history = history
+        """The history ``decide`` received."""
+        self.recommendations = recommendations
+        """The recommendations going into stabilization (first-sight seed included)."""
+        self.view = view
+        self.precheck = ""
+        self.proposals: list[Proposal] | None = None
+        self.details: list[_Recipe | None] | None = None
+        """Deferred detail recipes of the hpa fast paths (None: the proposal's own detail)."""
+        self.combine: tuple[int | None, str, int | None, int, int] | None = None
+        self.fallback: int | None = None
+        """Consecutive failures when the fallback is in force."""
+        self.normalized: int | None = None
+        """The recommendation that went into stabilization (None: not reached)."""
+        self.steps: tuple[int, str, str] = (0, "", "")
+        """(stabilized replicas, AbleToScale reason, ScalingLimited reason)."""
+        self.desired = 0
+        self.reason = ""
+
+
+def _build_explanation(trace: _Trace) -> dict[str, Any]:
+    """The JSON-ready explanation of one decision (see ``docs/decision.md``)."""
+    rp, now, obs, history = trace.rp, trace.now, trace.observation, trace.history
+    current = obs.spec_replicas
+    explanation: dict[str, Any] = {
+        "policy": rp.key,
+        "algorithm": "llm" if rp.llm else "hpa",
+        "time": now,
+        "currentReplicas": current,
+        "statusReplicas": obs.status_replicas,
+        "minReplicas": rp.min_replicas,
+        "maxReplicas": rp.max_replicas,
+    }
+    if not history.initialized:
+        explanation["firstSight"] = f"seeded the recommendations with ({now:g}, {current})"
+    if trace.view is not None:
+        explanation["pods"] = trace.view.to_json()
+    if trace.precheck:
+        explanation["precheck"] = trace.precheck
+    proposals = trace.proposals
+    if proposals is not None:
+        details = trace.details or [None] * len(proposals)
+        explanation["metrics"] = [
+            _metric_record(
+                m,
+                obs.metrics.get(m.name, _NOT_COLLECTED),
+                p,
+                rp,
+                now,
+                detail=p.detail if recipe is None else _recipe_detail(recipe),
+            )
+            for m, p, recipe in zip(rp.metrics, proposals, details, strict=True)
+        ]
+    if trace.combine is not None:
+        combined, best_metric, best, counted, invalid = trace.combine
+        explanation["combined"] = {
+            "proposal": combined,
+            "metric": best_metric,
+            "invalidMetrics": [
+                p.name for p in proposals or () if not p.neutral and p.proposal is None
+            ],
+            "rule": _combine_rule(best_metric, best, counted, invalid, current),
+        }
+    if trace.fallback is not None:
+        explanation["fallback"] = {
+            "consecutiveFailures": trace.fallback,
+            "replicas": rp.fallback_replicas,
+        }
+    normalized = trace.normalized
+    if normalized is not None:
+        stabilized, ability, limit_reason = trace.steps
+        explanation["stabilization"] = _stabilization_record(
+            rp, trace.recommendations, normalized, now, stabilized, ability
+        )
+        explanation["limits"] = _limits_record(
+            rp, history, now, stabilized, current, trace.desired, limit_reason
+        )
+    explanation["desiredReplicas"] = trace.desired
+    explanation["reason"] = trace.reason
+    return explanation
+
+
+def _finish(  # noqa: PLR0917 - private; every call passes the same seven values in order
+    trace: _Trace,
     desired: int,
     reason: str,
-    conditions: list[Condition],
+    conditions: tuple[Condition, ...],
     metric_values: Mapping[str, float | None],
     metric_proposals: Mapping[str, int | None],
-    explanation: dict[str, Any],
     history: History,
 ) -> DecisionResult:
-    explanation["desiredReplicas"] = desired
-    explanation["reason"] = reason
+    trace.desired = desired
+    trace.reason = reason
     decision = Decision(
-        policy=rp.key,
-        timestamp=now,
-        current_replicas=current,
-        desired_replicas=desired,
-        reason=reason,
-        conditions=tuple(conditions),
-        metric_values=metric_values,
-        metric_proposals=metric_proposals,
-        explanation=explanation,
+        trace.rp.key,
+        trace.now,
+        trace.observation.spec_replicas,
+        desired,
+        reason,
+        conditions,
+        metric_values,
+        metric_proposals,
+        Explanation(_build_explanation, trace),
     )
     return DecisionResult(decision, history)

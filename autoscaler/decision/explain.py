@@ -9,12 +9,90 @@ clamp; the capacity credited to starting pods). :func:`render_text` turns it int
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import Any, Generic, TypeVar
 
 from autoscaler.decision.types import Decision
 
 _MAX_PODS_SHOWN = 8
+_T = TypeVar("_T")
+
+
+class Explanation(Mapping[str, Any], Generic[_T]):
+    """A decision's explanation record, built on first read.
+
+    ``decide`` keeps the values the arithmetic was done with (``source``) and a pure function
+    that turns them into the JSON-ready dict; nothing is formatted unless someone reads it. On
+    first access the dict is built once and every later read uses it. It reads like that dict:
+    ``[...]``, ``get``, ``in``, iteration, ``len``, ``keys/items/values``, ``dict(...)`` (then
+    ``json.dumps``) and ``==`` with dicts or other explanations; ``repr`` shows the dict and
+    pickling/copying gives the plain dict. The inputs it is built from are immutable by contract
+    (:mod:`autoscaler.decision.types`), so reading it later gives what ``decide`` saw.
+    """
+
+    __slots__ = ("_data", "_pending")
+
+    def __init__(self, build: Callable[[_T], dict[str, Any]], source: _T) -> None:
+        """Keep ``build`` and its argument; nothing is computed yet."""
+        self._pending: tuple[Callable[[_T], dict[str, Any]], _T] | None = (build, source)
+        self._data: dict[str, Any] = {}
+
+    def _dict(self) -> dict[str, Any]:
+        pending = self._pending
+        if pending is None:
+            return self._data
+        # Pure: two threads racing here build equal dicts and either may be kept.
+        data = pending[0](pending[1])
+        self._data = data
+        self._pending = None
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        if self._pending is None:
+            return self._data[key]
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As ``dict.get``."""
+        return self._dict().get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        """As ``dict.keys``."""
+        return self._dict().keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        """As ``dict.items``."""
+        return self._dict().items()
+
+    def values(self) -> ValuesView[Any]:
+        """As ``dict.values``."""
+        return self._dict().values()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Explanation):
+            return self._dict() == other._dict()
+        if isinstance(other, dict):
+            return self._dict() == other
+        if isinstance(other, Mapping):
+            return self._dict() == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] # a dict is not hashable either
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (self._dict(),)
 
 
 def _num(value: Any) -> str:

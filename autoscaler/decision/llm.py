@@ -66,6 +66,26 @@ QUEUE_REF_KEY = "queueRef"
 QUEUE_LAST_KEY = "queueLast"
 QUEUE_CANDIDATE_KEY = "queueCandidate"
 QUEUE_GROWTH_KEY = "queueGrowth"
+QUEUE_GROWTH_AT_KEY = "queueGrowthAt"
+RUNNING_KIND = "runningRequests"
+RUNNING_INFLATED_RATIO = 2.0
+"""Running requests per ready pod above this x target are read as a saturated batch (the count
+inflates as every decode step slows): the step is bounded to this factor of the ready pods."""
+POINTS_APART_STARTUPS = 2.0
+"""Two queue-growth points give a per-pod throughput only if measured within this many start-up
+times (plus ``POINTS_APART_SLACK``) of each other: further apart, the arrival rate has likely
+changed between them and the difference no longer isolates ``mu``."""
+POINTS_APART_SLACK = 60.0
+"""Seconds added to the points' allowed distance (a few ticks)."""
+QUEUE_DRAIN_SECONDS = 60.0
+"""A queue above its band is sized to drain its excess backlog within this many seconds, or
+within ``DRAIN_STARTUPS`` x the start-up estimate when that is longer."""
+BACKLOG_HEADROOM = 0.25
+"""Pods bought for a backlog are at most this share of the pods the arrivals need: a backlog is a
+transient stock; buying a whole fleet for it over-shoots the steady state once it is gone."""
+DRAIN_STARTUPS = 2.0
+"""Backlog drain horizon in start-up times: pods added for a backlog serve only after a start-up,
+so a horizon shorter than this would buy pods that arrive when the backlog is nearly gone."""
 GROWTH_POINTS_KEPT = 4
 """Queue growth rates kept per ready count (for the per-pod throughput estimate)."""
 
@@ -346,6 +366,9 @@ def queue_proposal(
         cap_ratio = total / (target * capacity) if capacity else math.inf
         proposal = _apply_credit(ctx, need, cap_ratio, detail)
         return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+    mu = _throughput(metric, ctx)
+    if mu is not None and growth is not None:
+        return _drain_proposal(metric, ctx, total, growth, mu, ratio, detail)
     if growth is not None and growth <= 0:
         detail["rule"] = (
             f"queue {per_ready:.3g}/pod above target but not growing ({growth:.3g}/s): "
@@ -393,6 +416,59 @@ def queue_proposal(
     proposal = _apply_credit(ctx, need, need / ctx.view.capacity, detail)
     detail["rule"] = f"queue {per_ready:.3g}/pod growing: {sizing}; " + str(detail.get("rule", ""))
     return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+
+
+def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inputs
+    metric: ResolvedMetric,
+    ctx: LlmContext,
+    total: float,
+    growth: float,
+    mu: float,
+    ratio: float,
+    detail: dict[str, Any],
+) -> Proposal:
+    """Size a queue above its band from the per-pod throughput ``mu``: arrivals plus backlog.
+
+    While the ready pods are saturated, ``growth = arrivals - ready x mu``, so the arrival rate
+    is ``growth + ready x mu``. The pods needed serve the arrivals and drain the backlog beyond
+    ``target`` per pod of capacity within ``max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS x start-up)``:
+    ``need = ceil(min(arrivals + excess / horizon, (1 + BACKLOG_HEADROOM) x arrivals) / mu)``.
+    Starting pods are credited (several ticks of one warm-up do not stack); a queue above its
+    band never proposes fewer than current.
+    """
+    ready = len(ctx.view.ready)
+    capacity = ctx.view.capacity
+    arrivals = max(0.0, growth + ready * mu)
+    excess = max(0.0, total - metric.target * capacity)
+    horizon = max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS * ctx.view.startup_estimate)
+    demand = min(arrivals + excess / horizon, (1 + BACKLOG_HEADROOM) * arrivals) / mu
+    need = max(ready, math.ceil(demand - 1e-9))
+    detail.update(
+        {
+            "perPodThroughput": mu,
+            "arrivalsPerSecond": arrivals,
+            "backlogExcess": excess,
+            "drainSeconds": horizon,
+            "demandPods": demand,
+        }
+    )
+    if ctx.view.unschedulable:
+        proposal = _apply_credit(ctx, need, need / max(capacity, 1), detail)
+    else:
+        proposal = ctx.current + need - capacity
+        detail["need"] = need
+        detail["capacity"] = capacity
+        detail["rule"] = (
+            f"current {ctx.current} + need {need} - capacity {capacity} "
+            f"(ready {ready} + credited {len(ctx.view.credited)}) = {proposal}"
+        )
+    proposal = max(ctx.current, proposal)
+    detail["rule"] = (
+        f"queue above target: arrivals {arrivals:.3g}/s (growth {growth:.3g} + {ready} ready x "
+        f"{mu:.3g}/s) + backlog {excess:.4g} over {horizon:g} s = {demand:.3g} pods; "
+        + str(detail.get("rule", ""))
+    )
+    return Proposal(metric.name, proposal, value=total / ready, ratio=ratio, detail=detail)
 
 
 def proportional_proposal(
@@ -444,6 +520,27 @@ def proportional_proposal(
                 "by the rate policies"
             )
             return Proposal(metric.name, proposal, value=value, ratio=raw_ratio, detail=detail)
+        if metric.kind == RUNNING_KIND and queue_valid and _queue_above_band(ctx):
+            detail["rule"] = (
+                f"running requests {average:.4g}/pod while the queue is above its band: "
+                "concurrency inflates when the pods are saturated (every decode step slows as "
+                "the batch grows), so the queue sizes the step; keep current"
+            )
+            return Proposal(metric.name, ctx.current, value=average, ratio=raw_ratio, detail=detail)
+        if metric.kind == RUNNING_KIND and raw_ratio > RUNNING_INFLATED_RATIO:
+            # Far above target the batch itself is slowing down (Little's law with a longer
+            # time in batch): the count over-states demand. Step by at most a doubling of the
+            # ready pods, starting pods credited, as for a growing queue of unknown throughput.
+            need = math.ceil(ready * RUNNING_INFLATED_RATIO - 1e-9)
+            detail["demandPods"] = demand_pods
+            capacity = ctx.view.capacity
+            proposal = _apply_credit(ctx, need, need / max(capacity, 1), detail)
+            detail["rule"] = (
+                f"running requests {average:.4g}/pod > {RUNNING_INFLATED_RATIO:g} x target "
+                f"{target:g} (inflated by a saturated batch): at most a doubling, "
+                f"need {need}; " + str(detail.get("rule", ""))
+            )
+            return Proposal(metric.name, proposal, value=value, ratio=raw_ratio, detail=detail)
     elif isinstance(observation, PodSamples):
         values, _missing = _ready_values(metric, observation, ctx)
         if not values:
@@ -467,6 +564,21 @@ def proportional_proposal(
     detail["demandPods"] = demand_pods
     proposal = _apply_credit(ctx, need, ratio, detail)
     return Proposal(metric.name, proposal, value=value, ratio=ratio, detail=detail)
+
+
+def _queue_above_band(ctx: LlmContext) -> bool:
+    """Some queue metric of the policy is above its band on the ready pods this tick."""
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    ready = len(ctx.view.ready)
+    if not isinstance(candidates, Mapping) or ready == 0:
+        return False
+    for metric in ctx.policy.metrics:
+        entry = candidates.get(metric.name) if metric.is_queue else None
+        if isinstance(entry, Mapping):
+            per_ready = float(entry.get("total", 0.0)) / ready
+            if per_ready > metric.target * (1 + ctx.policy.tolerance_up):
+                return True
+    return False
 
 
 def latency_proposal(
@@ -560,6 +672,13 @@ def queue_state(
         if isinstance(growth_in, Mapping)
         else {}
     )
+    at_in = extra.get(QUEUE_GROWTH_AT_KEY)
+    growth_at: dict[str, dict[str, float]] = (
+        {k: dict(v) for k, v in at_in.items() if isinstance(v, Mapping)}
+        if isinstance(at_in, Mapping)
+        else {}
+    )
+    apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
     candidates: dict[str, Any] = {}
     for metric in queue_metrics:
         obs = observations.get(metric.name)
@@ -578,30 +697,50 @@ def queue_state(
         last[metric.name] = [now, total]
         ready = len(view.ready)
         points = dict(growth_points.get(metric.name, {}))
-        if not first and rate > 0 and ready > 0:
+        times = dict(growth_at.get(metric.name, {}))
+        # growth = arrivals - ready x mu holds while the pods are saturated: a growing queue that
+        # ends above its target, or one above its target at both ends (draining: negative growth).
+        draining = (
+            not first
+            and isinstance(previous, list | tuple)
+            and min(total, float(previous[1])) > ready * metric.target
+        )
+        above = total > ready * metric.target
+        if not first and ready > 0 and above and (rate > 0 or draining):
+            points.pop(str(ready), None)  # re-inserted: the newest point is last
             points[str(ready)] = rate
+            times[str(ready)] = now
             if len(points) > GROWTH_POINTS_KEPT:
                 points.pop(next(iter(points)))
+        times = {k: v for k, v in times.items() if k in points}
         growth_points[metric.name] = points
+        growth_at[metric.name] = times
         candidates[metric.name] = {
             "t": now,
             "total": total,
             "rate": rate,
             "first": first,
-            "perPod": per_pod_throughput(points),
+            "perPod": per_pod_throughput(points, times, apart),
         }
     out = dict(extra)
     out[QUEUE_LAST_KEY] = last
     out[QUEUE_CANDIDATE_KEY] = candidates
     out[QUEUE_GROWTH_KEY] = growth_points
+    out[QUEUE_GROWTH_AT_KEY] = growth_at
     return out
 
 
-def per_pod_throughput(points: Mapping[str, float]) -> float | None:
+def per_pod_throughput(
+    points: Mapping[str, float],
+    times: Mapping[str, float] | None = None,
+    max_apart: float = math.inf,
+) -> float | None:
     """Requests/s one saturated pod serves, from queue growth at two ready counts.
 
-    While saturated, ``growth = arrivals - ready x mu``; two recent points with different ready
-    counts give ``mu = (g_a - g_b) / (r_b - r_a)``. None when not estimable (or not positive).
+    While saturated, ``growth = arrivals - ready x mu``; the two newest points with different
+    ready counts give ``mu = (g_a - g_b) / (r_b - r_a)`` when the arrival rate was the same at
+    both, so the points must have been measured at most ``max_apart`` seconds apart (``times``:
+    ready count -> time of its point). None when not estimable (or not positive).
     """
     if len(points) < 2:
         return None
@@ -610,6 +749,10 @@ def per_pod_throughput(points: Mapping[str, float]) -> float | None:
     ready_a, ready_b = int(r_a), int(r_b)
     if ready_a == ready_b:
         return None
+    if times is not None:
+        t_a, t_b = times.get(r_a), times.get(r_b)
+        if t_a is None or t_b is None or abs(t_b - t_a) > max_apart:
+            return None
     mu = (g_a - g_b) / (ready_b - ready_a)
     return mu if mu > 0 else None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 from autoscaler.decision.resolved import (
     PODS,
@@ -40,6 +41,19 @@ MSG_DOWN_STABILIZED = (
     "recommendation"
 )
 MSG_READY = "recommended size matches current size"
+MESSAGES = {
+    "ScaleUpLimit": MSG_SCALE_UP_LIMIT,
+    "ScaleDownLimit": MSG_SCALE_DOWN_LIMIT,
+    "TooManyReplicas": MSG_TOO_MANY,
+    "TooFewReplicas": MSG_TOO_FEW,
+    "DesiredWithinRange": MSG_WITHIN,
+    "ScaleUpStabilized": MSG_UP_STABILIZED,
+    "ScaleDownStabilized": MSG_DOWN_STABILIZED,
+    "ReadyForNewScale": MSG_READY,
+}
+"""AbleToScale / ScalingLimited reason -> its message (each reason has exactly one)."""
+_REPLICAS = attrgetter("replicas")
+_TIMESTAMP = attrgetter("timestamp")
 
 
 def inside(now: float, t0: float, window: float) -> bool:
@@ -191,6 +205,62 @@ def stabilize_with_behavior(
         window_up=tuple(in_up),
         window_down=tuple(in_down),
     )
+
+
+def stabilize_pruned(  # noqa: PLR0917 - hot path, called positionally once per tick
+    recommendations: tuple[Recommendation, ...],
+    current: int,
+    desired: int,
+    now: float,
+    up_window: float,
+    down_window: float,
+) -> tuple[int, tuple[Recommendation, ...], str]:
+    """:func:`stabilize_with_behavior` with ``prune=True``, without the explanation parts.
+
+    Returns:
+        ``(stabilized replicas, stored recommendations, AbleToScale reason)``; the windows'
+        records for the explanation come from :func:`stabilize_with_behavior` (same inputs).
+    """
+    up_cut = now - up_window
+    down_cut = now - down_window
+    # Rounding is monotonic, so the shorter window's records are a subset of the longer one's.
+    if down_window >= up_window:
+        kept = [r for r in recommendations if r.timestamp > down_cut]
+        down_bound = max(desired, max(map(_REPLICAS, kept), default=desired))
+        up_bound = desired
+        if kept and max(map(_TIMESTAMP, kept)) > up_cut:  # none with the default 0 s window
+            up_bound = min(desired, *(r.replicas for r in kept if r.timestamp > up_cut))
+    else:
+        kept = [r for r in recommendations if r.timestamp > up_cut]
+        up_bound = min(desired, min(map(_REPLICAS, kept), default=desired))
+        down_bound = desired
+        if kept and max(map(_TIMESTAMP, kept)) > down_cut:
+            down_bound = max(desired, *(r.replicas for r in kept if r.timestamp > down_cut))
+    result = min(max(current, up_bound), down_bound)
+    if max(up_window, down_window) > 0:
+        kept.append(Recommendation(now, desired))
+    if result == desired:
+        reason = "ReadyForNewScale"
+    elif desired >= current:
+        reason = "ScaleUpStabilized"
+    else:
+        reason = "ScaleDownStabilized"
+    return result, tuple(kept), reason
+
+
+def stabilize_legacy_pruned(
+    recommendations: tuple[Recommendation, ...], desired: int, now: float, window: float
+) -> tuple[int, tuple[Recommendation, ...], str]:
+    """:func:`stabilize_legacy` with ``prune=True``, without the explanation parts.
+
+    Returns:
+        ``(stabilized replicas, stored recommendations, AbleToScale reason)``.
+    """
+    kept = [r for r in recommendations if now - r.timestamp < window]
+    best = max(desired, max(map(_REPLICAS, kept), default=desired))
+    if now - now < window:
+        kept.append(Recommendation(now, desired))
+    return best, tuple(kept), "ScaleDownStabilized" if best != desired else "ReadyForNewScale"
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,6 +425,78 @@ def convert_with_behavior_rate(
     return Limited(desired, "DesiredWithinRange", MSG_WITHIN)
 
 
+def _change(period: float, events: tuple[ScaleEvent, ...], now: float) -> int:
+    if not events:
+        return 0
+    return replicas_change_per_period(period, events, now)
+
+
+def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_behavior_rate
+    current: int,
+    desired: int,
+    min_replicas: int,
+    max_replicas: int,
+    up_events: tuple[ScaleEvent, ...],
+    down_events: tuple[ScaleEvent, ...],
+    up: Rules,
+    down: Rules,
+    now: float,
+) -> tuple[int, str]:
+    """:func:`convert_with_behavior_rate` without the per-policy details.
+
+    Returns:
+        ``(limited replicas, ScalingLimited reason)``; the details for the explanation come
+        from :func:`convert_with_behavior_rate` (same inputs).
+    """
+    if desired > current:
+        if up.select == SELECT_DISABLED:
+            limit = current
+        else:
+            use_min = up.select == SELECT_MIN
+            limit = 2**31 - 1 if use_min else -(2**31)
+            for policy in up.policies:
+                start = (
+                    current
+                    - _change(policy.period, up_events, now)
+                    + _change(policy.period, down_events, now)
+                )
+                if policy.type == PODS:
+                    proposed = start + policy.value
+                else:
+                    proposed = math.ceil(start * (1 + policy.value / 100))
+                limit = min(limit, proposed) if use_min else max(limit, proposed)
+        limit = max(limit, current)
+        if max_replicas > limit:
+            return (limit, "ScaleUpLimit") if desired > limit else (desired, "DesiredWithinRange")
+        if desired > max_replicas:
+            return max_replicas, "TooManyReplicas"
+        return desired, "DesiredWithinRange"
+    if desired < current:
+        if down.select == SELECT_DISABLED:
+            limit = current
+        else:
+            use_min = down.select == SELECT_MIN
+            limit = -(2**31) if use_min else 2**31 - 1
+            for policy in down.policies:
+                start = (
+                    current
+                    - _change(policy.period, up_events, now)
+                    + _change(policy.period, down_events, now)
+                )
+                if policy.type == PODS:
+                    proposed = start - policy.value
+                else:
+                    proposed = int(start * (1 - policy.value / 100))
+                limit = max(limit, proposed) if use_min else min(limit, proposed)
+        limit = min(limit, current)
+        if min_replicas < limit:
+            return (limit, "ScaleDownLimit") if desired < limit else (desired, "DesiredWithinRange")
+        if desired < min_replicas:
+            return min_replicas, "TooFewReplicas"
+        return desired, "DesiredWithinRange"
+    return desired, "DesiredWithinRange"
+
+
 def legacy_scale_up_limit(current: int, factor: float = SCALE_UP_LIMIT_FACTOR) -> int:
     """HPA ``calculateScaleUpLimit``: ``int(max(factor * current, 4))``.
 
@@ -394,6 +536,20 @@ def convert_with_rules(
     if desired > maximum:
         return Limited(maximum, reason, message, cap)
     return Limited(desired, "DesiredWithinRange", MSG_WITHIN, cap)
+
+
+def clamp_legacy(
+    current: int, desired: int, min_replicas: int, max_replicas: int
+) -> tuple[int, str]:
+    """:func:`convert_with_rules` (product factor 2) as ``(replicas, ScalingLimited reason)``."""
+    cap = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
+    if desired < min_replicas:
+        return min_replicas, "TooFewReplicas"
+    if max_replicas > cap:
+        return (cap, "ScaleUpLimit") if desired > cap else (desired, "DesiredWithinRange")
+    if desired > max_replicas:
+        return max_replicas, "TooManyReplicas"
+    return desired, "DesiredWithinRange"
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,5 +596,7 @@ def prune_events(
     events: tuple[ScaleEvent, ...], now: float, longest_any_period: float
 ) -> tuple[ScaleEvent, ...]:
     """Drop events outside every period of both directions: they can never count again."""
+    if not events:
+        return events
     cutoff = now - longest_any_period
     return tuple([e for e in events if e.timestamp > cutoff])

@@ -9,8 +9,11 @@ in its hot path. Pure: the cache only remembers results of a deterministic funct
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from autoscaler.decision.calculator import to_milli
+from autoscaler.decision.types import Condition, ConditionType
 from autoscaler.policy.models import (
     Algorithm,
     MetricKind,
@@ -123,6 +126,23 @@ class ResolvedMetric:
     is_kv: bool
     """KV-cache usage (saturates at 1.0)."""
 
+    target_milli: int = field(init=False, compare=False, repr=False)
+    """``target`` in integer milli-units (the calculator's ``to_milli(target)``)."""
+    is_average: bool = field(init=False, compare=False, repr=False)
+    """``target_type`` is ``AverageValue``."""
+    failure_pod_samples: str = field(init=False, compare=False, repr=False)
+    """HPA condition reason when per-pod samples fail (``FailedGetPodsMetric`` or ``Object``)."""
+    failure_no_signal: str = field(init=False, compare=False, repr=False)
+    """HPA condition reason when there is no signal at all (by :attr:`source_label`)."""
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "target_milli", to_milli(self.target))
+        setattr_(self, "is_average", self.target_type == TargetType.AVERAGE_VALUE.value)
+        pod_label = "Object" if self.target_type == "Value" else "Pods"
+        setattr_(self, "failure_pod_samples", f"FailedGet{pod_label}Metric")
+        setattr_(self, "failure_no_signal", f"FailedGet{self.source_label}Metric")
+
     @property
     def source_label(self) -> str:
         """HPA metric source type this entry maps to.
@@ -162,10 +182,30 @@ class ResolvedPolicy:
     """Scale-up tolerance (``up.tolerance``)."""
     tolerance_down: float = field(init=False)
     """Scale-down tolerance (``down.tolerance``)."""
+    llm_order: tuple[int, ...] = field(init=False, compare=False, repr=False)
+    """Indices of :attr:`metrics`, queue metrics first (the order ``algorithm: llm`` uses)."""
+    valid_conditions: Mapping[str, Condition] = field(init=False, compare=False, repr=False)
+    """Metric name -> its ``ScalingActive=True ValidMetricFound`` condition (built once)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tolerance_up", self.up.tolerance)
-        object.__setattr__(self, "tolerance_down", self.down.tolerance)
+        setattr_ = object.__setattr__
+        setattr_(self, "tolerance_up", self.up.tolerance)
+        setattr_(self, "tolerance_down", self.down.tolerance)
+        order = sorted(range(len(self.metrics)), key=lambda i: not self.metrics[i].is_queue)
+        setattr_(self, "llm_order", tuple(order))
+        setattr_(
+            self,
+            "valid_conditions",
+            {
+                m.name: Condition(
+                    ConditionType.SCALING_ACTIVE,
+                    True,  # noqa: FBT003 - positional like every Condition
+                    "ValidMetricFound",
+                    f"the HPA was able to successfully calculate a replica count from {m.name}",
+                )
+                for m in self.metrics
+            },
+        )
 
 
 _MEMO: dict[int, tuple[ScalingPolicy, ResolvedPolicy]] = {}

@@ -74,7 +74,7 @@ def redact_url(url: str) -> str:
 
 
 def parse_vector(data: Any) -> list[Series]:
-    """Check and convert the ``data.result`` list of an instant-vector query.
+    """Check and convert the ``data.result`` of an instant query (a vector, or a scalar).
 
     Args:
         data: The decoded ``result`` list.
@@ -87,6 +87,13 @@ def parse_vector(data: Any) -> list[Series]:
     """
     if not isinstance(data, list):
         raise QueryFailed(NoSignalReason.QUERY_ERROR, "malformed response: result is not a list")
+    if len(data) == 2 and isinstance(data[0], int | float) and isinstance(data[1], str):
+        # A scalar result (``scalar(...)``, a number literal): one value without labels.
+        try:
+            return [Series(labels={}, timestamp=float(data[0]), value=float(data[1]))]
+        except ValueError as exc:
+            msg = "malformed response: bad scalar"
+            raise QueryFailed(NoSignalReason.QUERY_ERROR, msg) from exc
     out: list[Series] = []
     for item in data:
         try:
@@ -183,6 +190,7 @@ class PrometheusClient:
         session.mount(
             "https://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False))
         )
+        self._session = session
         auth = (username, password or "") if username is not None else None
         self._prom = PrometheusConnect(
             url=self.url,
@@ -317,8 +325,8 @@ class PrometheusClient:
                 return result
 
     async def close(self) -> None:
-        """Close the HTTP session."""
-        await asyncio.to_thread(self._prom.close)
+        """Close the HTTP session (ours: older client versions have no ``close()``)."""
+        await asyncio.to_thread(self._session.close)
 
 
 class _Retryable(QueryFailed):

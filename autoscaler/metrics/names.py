@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from autoscaler.policy.models import LATENCY_KINDS, MetricKind, MetricNames
@@ -108,6 +109,19 @@ _BUCKETS: Mapping[MetricNames, Mapping[MetricKind, tuple[float, ...]]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One spelling under which a preset may be exported."""
+
+    family: MetricNames
+    name: str
+    """The exported name (histograms: the base name)."""
+
+    def probe_name(self, kind: MetricKind) -> str:
+        """The series that shows it is exported (histograms: ``<name>_count``)."""
+        return f"{self.name}_count" if PRESET_SERIES[kind] is SeriesKind.HISTOGRAM else self.name
+
+
 def metric_name(kind: MetricKind, family: MetricNames) -> str:
     """The exported metric name of a preset in a family (histograms: the base name).
 
@@ -129,16 +143,32 @@ def probe_name(kind: MetricKind, family: MetricNames) -> str:
     return f"{name}_count" if PRESET_SERIES[kind] is SeriesKind.HISTOGRAM else name
 
 
-def candidates(kind: MetricKind) -> tuple[tuple[MetricNames, str], ...]:
-    """``(family, name)`` pairs a preset may be exported as, in preference order."""
-    return tuple((family, metric_name(kind, family)) for family in FAMILIES)
+def escaped(name: str) -> str:
+    """The name with ``:`` escaped to ``_``, as recent ``prometheus_client`` versions expose it.
+
+    ``prometheus_client`` 0.26 answers an OpenMetrics scrape (Prometheus 2.x asks for OpenMetrics
+    first) with ``vllm:kv_cache_usage_perc`` written ``vllm_kv_cache_usage_perc``.
+    """
+    return name.replace(":", "_")
+
+
+def candidates(kind: MetricKind) -> tuple[Candidate, ...]:
+    """Every spelling a preset may be exported as, in preference order.
+
+    First the family names (vLLM, legacy vLLM, NIM), then the underscore-escaped spellings of
+    names with a colon.
+    """
+    plain = [Candidate(family, metric_name(kind, family)) for family in FAMILIES]
+    extra = [Candidate(c.family, escaped(c.name)) for c in plain if ":" in c.name]
+    out: dict[str, Candidate] = {}
+    for candidate in (*plain, *extra):
+        out.setdefault(candidate.name, candidate)  # one entry per spelling, first family wins
+    return tuple(out.values())
 
 
 def all_probe_names() -> tuple[str, ...]:
     """Every series name the auto-detection probe looks for (sorted, unique)."""
-    return tuple(
-        sorted({probe_name(kind, family) for kind in PRESET_SERIES for family in FAMILIES})
-    )
+    return tuple(sorted({c.probe_name(kind) for kind in PRESET_SERIES for c in candidates(kind)}))
 
 
 def bucket_bounds(kind: MetricKind, family: MetricNames) -> tuple[float, ...]:

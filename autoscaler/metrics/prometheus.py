@@ -249,13 +249,13 @@ class PrometheusSource:
         if entry is None:
             return NoSignal(NoSignalReason.NOT_COLLECTED, "metric names not detected yet")
         best: tuple[int, str] | None = None
-        for fam, name in metric_names.candidates(kind):
-            count = entry.counts.get(metric_names.probe_name(kind, fam), 0)
+        for candidate in metric_names.candidates(kind):
+            count = entry.counts.get(candidate.probe_name(kind), 0)
             if count > 0 and (best is None or count > best[0]):
-                best = (count, name)
+                best = (count, candidate.name)
         if best is None:
             self._redetect.add(namespace)
-            known = ", ".join(sorted({name for _, name in metric_names.candidates(kind)}))
+            known = ", ".join(sorted({c.name for c in metric_names.candidates(kind)}))
             return NoSignal(
                 NoSignalReason.EMPTY,
                 f"no pod in namespace {namespace!r} exports {kind.value} under any known name "

@@ -27,11 +27,14 @@ middle of a macro-step truncates it at the end of the step in progress (steps ar
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left
 from collections import deque
-from typing import Protocol
+from heapq import heappop, heappush
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from autoscaler.sim.profiles import BLOCK_SIZE, HardwareProfile
 
@@ -79,8 +82,8 @@ class Request:
     def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
         self.rid = rid
         self.arrival = arrival
-        self.prompt = max(1, prompt)
-        self.output = max(1, output)
+        self.prompt = prompt if prompt > 1 else 1
+        self.output = output if output > 1 else 1
         self.pod = -1
         self.prefill_target = self.prompt
         self.prefilled = 0
@@ -123,13 +126,35 @@ class Sink(Protocol):
         ...
 
 
+@runtime_checkable
+class BulkSink(Protocol):
+    """A sink that takes observations in batches (the fast path of long replays).
+
+    A replica whose sink has these methods buffers its observations and hands them over when it
+    is flushed (:meth:`Replica.flush`: on every sync, e.g. each scrape, and at the end of each
+    :meth:`~autoscaler.sim.fleet.Fleet.run_until`) instead of calling ``itl`` / ``finished``
+    once per event. The batch methods replace ``itl`` / ``finished``, which are then not called.
+    """
+
+    def itl_many(
+        self, t: npt.NDArray[np.float64], dt: npt.NDArray[np.float64], weight: npt.NDArray[np.int64]
+    ) -> None:
+        """``weight[i]`` inter-token intervals of ``dt[i]`` seconds ended at ``t[i]``."""
+        ...
+
+    def finished_many(self, requests: list[Request]) -> None:
+        """These requests produced their last token (in completion order)."""
+        ...
+
+
 class Histogram:
     """A Prometheus histogram's state: per-bucket counts (not cumulative), sum and count."""
 
-    __slots__ = ("bounds", "count", "counts", "total")
+    __slots__ = ("_np_bounds", "bounds", "count", "counts", "total")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
+        self._np_bounds = np.asarray(bounds, dtype=np.float64)
         self.counts = [0] * (len(bounds) + 1)
         """Observations per bucket; the last is ``(last bound, +Inf)``."""
         self.total = 0.0
@@ -140,6 +165,26 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += weight
         self.total += value * weight
         self.count += weight
+
+    def observe_many(self, values: list[float], weights: list[int] | None = None) -> None:
+        """Record ``weights[i]`` (default 1) observations of ``values[i]``, in one go."""
+        if not values:
+            return
+        v = np.asarray(values, dtype=np.float64)
+        index = np.searchsorted(self._np_bounds, v, side="left")  # == bisect_left
+        size = len(self.counts)
+        if weights is None:
+            add = np.bincount(index, minlength=size)
+            self.total += float(v.sum())
+            self.count += len(values)
+        else:
+            w = np.asarray(weights, dtype=np.int64)
+            add = np.bincount(index, weights=w, minlength=size).astype(np.int64)
+            self.total += float(v @ w)
+            self.count += int(w.sum())
+        counts = self.counts
+        for i, c in enumerate(add.tolist()):
+            counts[i] += c
 
     def cumulative(self) -> list[int]:
         """Cumulative counts per ``le`` bound, +Inf last (as exposed)."""
@@ -157,8 +202,11 @@ class Replica:
     def __init__(self, profile: HardwareProfile, sink: Sink, tag: int = 0) -> None:
         self.profile = profile
         self._sink = sink
+        self._bulk: BulkSink | None = sink if isinstance(sink, BulkSink) else None
         self.tag = tag
         """Caller's identifier (the pod index in :mod:`autoscaler.sim.fleet`)."""
+        self.slot = -1
+        """Caller's bookkeeping (position among the fleet's ready replicas, -1: none)."""
         self.load = 0
         """Outstanding requests (waiting + running), kept current for the balancer."""
         self.waiting: deque[Request] = deque()
@@ -174,21 +222,35 @@ class Replica:
         """Decode steps executed so far."""
         self.prefill_blocks = 0
         self._next_order = 0
+        # profile constants, read on every event
+        self._max_seqs = profile.max_num_seqs
+        self._max_tokens = profile.max_num_batched_tokens
+        self._kv_blocks = profile.kv_blocks
+        self._overhead = profile.overhead
+        self._frontend = profile.frontend_per_running
+        self._decode_dt: dict[int, float] | None = None if profile.extended else {}
+        """Decode-only step time by batch size (roofline: it depends on ``D`` only)."""
         # plan of the work in progress
         self._kind = _IDLE
         self._t0 = 0.0
         self._dt = 0.0
         self._n = 0
         self.t_end = 0.0
-        self._chunks: list[tuple[Request, int]] = []
-        # exposed counters and histograms
+        self._chunks: list[tuple[Request, int, bool]] = []
+        """(request, prefill tokens, listed in ``prefilling``) of the planned single step."""
+        # exposed counters and histograms (observations buffered, see ``flush``)
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.success = 0
         self.preemptions_total = 0
-        self.ttft_hist = Histogram(TTFT_BUCKETS)
-        self.itl_hist = Histogram(ITL_BUCKETS)
-        self.e2e_hist = Histogram(E2E_BUCKETS)
+        self._ttft_hist = Histogram(TTFT_BUCKETS)
+        self._itl_hist = Histogram(ITL_BUCKETS)
+        self._e2e_hist = Histogram(E2E_BUCKETS)
+        self._itl_t: list[float] = []
+        self._itl_dt: list[float] = []
+        self._itl_w: list[int] = []
+        self._ttft_buf: list[float] = []
+        self._done: list[Request] = []
         self.busy_time = 0.0
 
     # ---- gauges -----------------------------------------------------------------------------
@@ -217,6 +279,53 @@ class Replica:
         used = self.prefill_blocks + self.decoder_blocks(self.counter)
         return min(1.0, used / self.profile.kv_blocks)
 
+    # ---- histograms (observations are buffered and folded in when read) ---------------------
+
+    @property
+    def ttft_hist(self) -> Histogram:
+        """Time-to-first-token histogram (client view, seconds)."""
+        self._fold()
+        return self._ttft_hist
+
+    @property
+    def itl_hist(self) -> Histogram:
+        """Inter-token latency histogram: one observation per decoded token after the first."""
+        self._fold()
+        return self._itl_hist
+
+    @property
+    def e2e_hist(self) -> Histogram:
+        """End-to-end latency histogram (client view, seconds)."""
+        self._fold()
+        return self._e2e_hist
+
+    def _fold(self) -> None:
+        """Fold the buffered observations into the histograms and hand them to a bulk sink."""
+        if self._itl_t:
+            t, dt, w = self._itl_t, self._itl_dt, self._itl_w
+            self._itl_t, self._itl_dt, self._itl_w = [], [], []
+            self._itl_hist.observe_many(dt, w)
+            if self._bulk is not None:
+                self._bulk.itl_many(
+                    np.asarray(t, dtype=np.float64),
+                    np.asarray(dt, dtype=np.float64),
+                    np.asarray(w, dtype=np.int64),
+                )
+        if self._ttft_buf:
+            self._ttft_hist.observe_many(self._ttft_buf)
+            self._ttft_buf = []
+        if self._done:
+            done = self._done
+            self._done = []
+            self._e2e_hist.observe_many([r.e2e for r in done])
+            if self._bulk is not None:
+                self._bulk.finished_many(done)
+
+    def flush(self) -> None:
+        """Bring the histograms and a bulk sink up to date (cheap when nothing is buffered)."""
+        if self._itl_t or self._ttft_buf or self._done:
+            self._fold()
+
     # ---- events -----------------------------------------------------------------------------
 
     def enqueue(self, request: Request, now: float) -> float | None:
@@ -225,94 +334,126 @@ class Replica:
         Returns:
             The new boundary time if the plan changed (the caller reschedules), else None.
         """
-        self.sync(now)
-        profile = self.profile
-        request.extra = profile.overhead + profile.frontend_per_running * len(self.running)
+        running = self.running
+        request.extra = self._overhead + self._frontend * len(running)
         self.waiting.append(request)
         self.load += 1
-        if self._kind == _IDLE:
+        kind = self._kind
+        if kind == _DECODE:
+            if len(running) < self._max_seqs:
+                # Truncate the macro-step at the end of the step in progress at ``now``.
+                t0 = self._t0
+                in_progress = int((now - t0) / self._dt) + 1 if now > t0 else 1
+                if in_progress < self._n:
+                    self._n = in_progress
+                    self.t_end = t_end = t0 + in_progress * self._dt
+                    return t_end
+            return None
+        if kind == _IDLE:
             self._t0 = now
             return self._plan()
-        if self._kind == _DECODE and len(self.running) < self.profile.max_num_seqs:
-            # Truncate the macro-step at the end of the step in progress at ``now``.
-            in_progress = int((now - self._t0) / self._dt) + 1
-            if in_progress < self._n:
-                self._n = in_progress
-                self.t_end = self._t0 + in_progress * self._dt
-                return self.t_end
         return None
 
     def sync(self, now: float) -> None:
         """Account the decode steps of the current macro-step that ended by ``now``."""
-        if self._kind != _DECODE or now <= self._t0:
-            return
-        done = min(self._n - 1, int((now - self._t0) / self._dt))
-        if done > 0:
-            self._run_decode(done)
+        if self._kind == _DECODE and now > self._t0:
+            done = min(self._n - 1, int((now - self._t0) / self._dt))
+            if done > 0:
+                self._run_decode(done)
+        self.flush()
 
     def on_boundary(self) -> float | None:
         """Finish the planned work (at ``t_end``) and plan the next; returns its end or None."""
-        if self._kind == _DECODE:
-            self._run_decode(self._n)
-        elif self._kind == _SINGLE:
+        kind = self._kind
+        if kind == _DECODE:
+            n = self._n
+            dt = self._dt
+            weight = n * self.decoders
+            t = self.t_end
+            self._t0 = t
+            self._n = 0
+            self.counter += n
+            self.busy_time += n * dt
+            self.generation_tokens += weight
+            self._itl_t.append(t)
+            self._itl_dt.append(dt)
+            self._itl_w.append(weight)
+            if self._bulk is None:
+                self._sink.itl(t, dt, weight)
+        elif kind == _SINGLE:
             self._run_single()
-        self._finish_due()
+        heap = self._heap
+        if heap and heap[0][0] <= self.counter:
+            self._finish_due()
         return self._plan()
 
     # ---- execution --------------------------------------------------------------------------
 
     def _run_decode(self, steps: int) -> None:
         dt = self._dt
-        d = self.decoders
+        weight = steps * self.decoders
         self.counter += steps
-        self._t0 += steps * dt
+        t = self._t0 + steps * dt
+        self._t0 = t
         self._n -= steps
         self.busy_time += steps * dt
-        weight = steps * d
         self.generation_tokens += weight
-        self.itl_hist.observe(dt, weight)
-        self._sink.itl(self._t0, dt, weight)
+        self._itl_t.append(t)
+        self._itl_dt.append(dt)
+        self._itl_w.append(weight)
+        if self._bulk is None:
+            self._sink.itl(t, dt, weight)
 
     def _run_single(self) -> None:
         dt = self._dt
-        t = self._t0 + dt
+        t = self.t_end
         self._t0 = t
         self.busy_time += dt
         d = self.decoders
+        counter = self.counter
         if d:
-            self.counter += 1
+            counter += 1
+            self.counter = counter
             self.generation_tokens += d
-            self.itl_hist.observe(dt, d)
-            self._sink.itl(t, dt, d)
-        for request, chunk in self._chunks:
-            request.prefilled += chunk
-            self.prompt_tokens += chunk
-            if request.prefilled < request.prefill_target:
+            self._itl_t.append(t)
+            self._itl_dt.append(dt)
+            self._itl_w.append(d)
+            if self._bulk is None:
+                self._sink.itl(t, dt, d)
+        prompt_tokens = 0
+        continued = False
+        for request, chunk, listed in self._chunks:
+            prompt_tokens += chunk
+            prefilled = request.prefilled + chunk
+            request.prefilled = prefilled
+            target = request.prefill_target
+            if prefilled < target:
                 continue
-            self.prefilling.remove(request)
+            if listed:
+                continued = True  # drop it from ``prefilling`` below
             self.prefill_blocks -= request.blocks
             request.blocks = 0
-            if math.isnan(request.first_token):
+            if request.first_token != request.first_token:  # NaN: first prefill completion
                 request.first_token = t
-                self.ttft_hist.observe(t - request.arrival + request.extra)
+                self._ttft_buf.append(t - request.arrival + request.extra)
             self.generation_tokens += 1
-            generated = request.prefill_target - request.prompt + 1
-            remaining = request.output - generated
+            remaining = request.output - (target - request.prompt + 1)
             if remaining <= 0:
                 self._complete(request, t)
             else:
-                self._join_decode(request, request.prefill_target + 1, remaining)
+                # join the decoders: context tokens = a + decode counter
+                a = target + 1 - counter
+                p = a % BLOCK_SIZE
+                request.a = a
+                self._phase[p] += 1
+                self._base += (a - p) // BLOCK_SIZE
+                self._sum_a += a
+                self.decoders += 1
+                heappush(self._heap, (counter + remaining, request.rid, request.epoch, request))
+        self.prompt_tokens += prompt_tokens
+        if continued:
+            self.prefilling = [r for r in self.prefilling if r.prefilled < r.prefill_target]
         self._chunks = []
-
-    def _join_decode(self, request: Request, context: int, remaining: int) -> None:
-        a = context - self.counter
-        p = a % BLOCK_SIZE
-        request.a = a
-        self._phase[p] += 1
-        self._base += (a - p) // BLOCK_SIZE
-        self._sum_a += a
-        self.decoders += 1
-        heapq.heappush(self._heap, (self.counter + remaining, request.rid, request.epoch, request))
 
     def _leave_decode(self, request: Request) -> None:
         a = request.a
@@ -325,16 +466,34 @@ class Replica:
     def _finish_due(self) -> None:
         heap = self._heap
         t = self._t0
+        counter = self.counter
+        phase = self._phase
+        running = self.running
+        done = self._done
         while heap:
             finish_at, _, epoch, request = heap[0]
             if epoch != request.epoch:
-                heapq.heappop(heap)
+                heappop(heap)
                 continue
-            if finish_at > self.counter:
+            if finish_at > counter:
                 break
-            heapq.heappop(heap)
-            self._leave_decode(request)
-            self._complete(request, t)
+            heappop(heap)
+            # leave the decoders
+            a = request.a
+            p = a % BLOCK_SIZE
+            phase[p] -= 1
+            self._base -= (a - p) // BLOCK_SIZE
+            self._sum_a -= a
+            self.decoders -= 1
+            # complete
+            del running[request.order]
+            self.load -= 1
+            request.finish = t
+            request.e2e = t - request.arrival + request.extra
+            self.success += 1
+            done.append(request)
+            if self._bulk is None:
+                self._sink.finished(request)
 
     def _complete(self, request: Request, t: float) -> None:
         del self.running[request.order]
@@ -342,8 +501,9 @@ class Replica:
         request.finish = t
         request.e2e = t - request.arrival + request.extra
         self.success += 1
-        self.e2e_hist.observe(request.e2e)
-        self._sink.finished(request)
+        self._done.append(request)
+        if self._bulk is None:
+            self._sink.finished(request)
 
     def _preempt_newest(self) -> None:
         order = next(reversed(self.running))
@@ -366,7 +526,7 @@ class Replica:
     # ---- planning ---------------------------------------------------------------------------
 
     def _free_blocks(self, counter: int) -> int:
-        return self.profile.kv_blocks - self.prefill_blocks - self.decoder_blocks(counter)
+        return self._kv_blocks - self.prefill_blocks - self.decoder_blocks(counter)
 
     def _free_lower_bound(self, counter: int) -> int:
         """A cheap lower bound of the free blocks at ``counter`` (O(1)).
@@ -376,31 +536,53 @@ class Replica:
         """
         d = self.decoders
         upper = (self._sum_a + d * counter) // BLOCK_SIZE + d
-        return self.profile.kv_blocks - self.prefill_blocks - upper
-
-    def _can_admit(self) -> bool:
-        if not self.waiting or len(self.running) >= self.profile.max_num_seqs:
-            return False
-        if self.decoders >= self.profile.max_num_batched_tokens:
-            return False
-        head = self.waiting[0]
-        need = (head.prefill_target + BLOCK_SIZE) // BLOCK_SIZE
-        if need <= self._free_lower_bound(self.counter + 1):
-            return True
-        return need <= self._free_blocks(self.counter + 1)
+        return self._kv_blocks - self.prefill_blocks - upper
 
     def _plan(self) -> float | None:
         """Choose the next step (or macro-step) from the current state; returns its end."""
         while True:
-            if self.prefilling or self._can_admit():
+            waiting = self.waiting
+            d = self.decoders
+            if self.prefilling or (
+                waiting
+                and len(self.running) < self._max_seqs
+                and d < self._max_tokens
+                and self._head_fits()
+            ):
                 if self._plan_single():
                     return self.t_end
                 continue  # a preemption changed the state; plan again
-            if self.decoders:
-                if self._plan_decode():
-                    return self.t_end
-                continue
-            if self.waiting and not self.running:
+            if d:
+                # A decode macro-step up to the next finish (common case inline, KV checks in
+                # ``_plan_decode`` when the cheap bound does not clear them).
+                heap = self._heap
+                top = heap[0]
+                while top[2] != top[3].epoch:
+                    heappop(heap)
+                    top = heap[0]
+                counter = self.counter
+                n = top[0] - counter
+                upper = (self._sum_a + d * counter) // BLOCK_SIZE + d
+                if d * ((n + BLOCK_SIZE - 1) // BLOCK_SIZE) > (
+                    self._kv_blocks - self.prefill_blocks - upper
+                ):
+                    if self._plan_decode():
+                        return self.t_end
+                    continue
+                self._kind = _DECODE
+                self._n = n
+                cache = self._decode_dt
+                if cache is None:
+                    dt = self.profile.step_time(0, d, self._sum_a + d * (counter + n / 2))
+                else:
+                    cached = cache.get(d)
+                    if cached is None:
+                        cached = cache[d] = self.profile.step_time(0, d)
+                    dt = cached
+                self._dt = dt
+                self.t_end = t_end = self._t0 + n * dt
+                return t_end
+            if waiting and not self.running:
                 # Nothing runs and the head still does not fit: it can never run here.
                 # Admit it anyway over capacity rather than deadlock (prompt > KV cache).
                 self._force_admit()
@@ -409,6 +591,16 @@ class Replica:
             self._n = 0
             self.t_end = self._t0
             return None
+
+    def _head_fits(self) -> bool:
+        """The head of the queue has KV blocks for its prompt at the next step."""
+        need = (self.waiting[0].prefill_target + BLOCK_SIZE) // BLOCK_SIZE
+        d = self.decoders
+        counter = self.counter + 1
+        upper = (self._sum_a + d * counter) // BLOCK_SIZE + d
+        if need <= self._kv_blocks - self.prefill_blocks - upper:
+            return True
+        return need <= self._free_blocks(counter)
 
     def _force_admit(self) -> None:
         request = self.waiting.popleft()
@@ -420,73 +612,84 @@ class Replica:
         self.prefill_blocks += request.blocks
 
     def _plan_single(self) -> bool:
-        profile = self.profile
         d = self.decoders
-        free = self._free_lower_bound(self.counter + 1)
+        counter = self.counter + 1
+        free = (
+            self._kv_blocks
+            - self.prefill_blocks
+            - ((self._sum_a + d * counter) // BLOCK_SIZE + d)  # upper bound of decoder blocks
+        )
         exact = False
         if free < 0:
-            free = self._free_blocks(self.counter + 1)
+            free = self._free_blocks(counter)
             exact = True
             if d and free < 0:
                 self._preempt_newest()
                 return False
-        budget = profile.max_num_batched_tokens - d
-        chunks: list[tuple[Request, int]] = []
+        budget = self._max_tokens - d
+        chunks: list[tuple[Request, int, bool]] = []
         prefill = 0
         for request in self.prefilling:
             if budget <= 0:
                 break
-            chunk = min(budget, request.prefill_target - request.prefilled)
-            chunks.append((request, chunk))
+            chunk = request.prefill_target - request.prefilled
+            if chunk > budget:
+                chunk = budget
+            chunks.append((request, chunk, True))
             budget -= chunk
             prefill += chunk
-        while budget > 0 and self.waiting and len(self.running) < profile.max_num_seqs:
-            head = self.waiting[0]
-            need = (head.prefill_target + BLOCK_SIZE) // BLOCK_SIZE
+        waiting = self.waiting
+        running = self.running
+        max_seqs = self._max_seqs
+        while budget > 0 and waiting and len(running) < max_seqs:
+            head = waiting[0]
+            target = head.prefill_target
+            need = (target + BLOCK_SIZE) // BLOCK_SIZE
             if need > free and not exact:
-                free = self._free_blocks(self.counter + 1)
+                free = self._free_blocks(counter)
                 exact = True
             if need > free:
                 break
-            self.waiting.popleft()
-            head.order = self._next_order
-            self._next_order += 1
-            self.running[head.order] = head
-            self.prefilling.append(head)
+            waiting.popleft()
+            order = self._next_order
+            head.order = order
+            self._next_order = order + 1
+            running[order] = head
             head.blocks = need
             self.prefill_blocks += need
             free -= need
-            chunk = min(budget, head.prefill_target - head.prefilled)
-            chunks.append((head, chunk))
+            chunk = target - head.prefilled
+            if chunk > budget:
+                # chunked prefill: the rest in later steps
+                self.prefilling.append(head)
+                chunks.append((head, budget, True))
+                prefill += budget
+                break
+            chunks.append((head, chunk, False))
             budget -= chunk
             prefill += chunk
-        if not chunks:
-            # Prefilling requests exist but the budget is all decode: a decode-only step.
-            self._chunks = []
-            self._kind = _SINGLE
-            self._dt = profile.step_time(0, d, self._sum_a + d * self.counter)
-            self.t_end = self._t0 + self._dt
-            return True
+        # No chunk: prefilling requests exist but the budget is all decode (a decode-only step).
         self._chunks = chunks
         self._kind = _SINGLE
-        self._dt = profile.step_time(prefill, d, self._sum_a + d * self.counter)
-        self.t_end = self._t0 + self._dt
+        self._dt = dt = self.profile.step_time(prefill, d, self._sum_a + d * self.counter)
+        self.t_end = self._t0 + dt
         return True
 
     def _plan_decode(self) -> bool:
         heap = self._heap
         while heap[0][2] != heap[0][3].epoch:
-            heapq.heappop(heap)
-        n = heap[0][0] - self.counter
+            heappop(heap)
+        counter = self.counter
+        n = heap[0][0] - counter
         d = self.decoders
-        if d * ((n + BLOCK_SIZE - 1) // BLOCK_SIZE) > self._free_lower_bound(self.counter):
-            free = self._free_blocks(self.counter)
-            now_blocks = self.decoder_blocks(self.counter)
-            if self.decoder_blocks(self.counter + n) - now_blocks > free:
+        if d * ((n + BLOCK_SIZE - 1) // BLOCK_SIZE) > self._free_lower_bound(counter):
+            free = self._free_blocks(counter)
+            now_blocks = self.decoder_blocks(counter)
+            if self.decoder_blocks(counter + n) - now_blocks > free:
                 lo, hi = 0, n  # largest feasible step count in [lo, hi)
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
-                    if self.decoder_blocks(self.counter + mid) - now_blocks <= free:
+                    if self.decoder_blocks(counter + mid) - now_blocks <= free:
                         lo = mid
                     else:
                         hi = mid
@@ -496,6 +699,14 @@ class Replica:
                 n = lo
         self._kind = _DECODE
         self._n = n
-        self._dt = self.profile.step_time(0, d, self._sum_a + d * (self.counter + n / 2))
-        self.t_end = self._t0 + n * self._dt
+        cache = self._decode_dt
+        if cache is None:
+            dt = self.profile.step_time(0, d, self._sum_a + d * (counter + n / 2))
+        else:
+            cached = cache.get(d)
+            if cached is None:
+                cached = cache[d] = self.profile.step_time(0, d)
+            dt = cached
+        self._dt = dt
+        self.t_end = self._t0 + n * dt
         return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from operator import attrgetter
 
 import numpy as np
 import structlog
@@ -36,8 +35,6 @@ _BOUNDARY = 0
 _SCHEDULED = 1
 _READY = 2
 _SCRAPE = 3
-
-_LOAD = attrgetter("load")
 
 BALANCERS = ("least", "round-robin", "random")
 """``least``: least outstanding requests (ties: the pod ready longest); ``round-robin``;
@@ -99,6 +96,8 @@ class Fleet:
         self.pods: list[SimPod] = []
         self._ready: list[SimPod] = []
         self._ready_replicas: list[Replica] = []
+        self._loads: list[int] = []
+        """Outstanding requests of each ready replica (``_ready_replicas`` order)."""
         self._unschedulable: deque[SimPod] = deque()
         self._gpus_used = 0
         self._gateway: deque[Request] = deque()
@@ -150,46 +149,92 @@ class Fleet:
         """Process every arrival and event up to and including ``t_stop``."""
         heap = self._heap
         arrivals = self._arrivals
+        prompts = self._prompt
+        outputs = self._output
         base = self._chunk_start
         n = len(arrivals)
         i = self._next - base
         pop = heapq.heappop
+        push = heapq.heappush
         inf = math.inf
+        pods = self.pods
+        least = self.balancer == "least"
+        ready = self._ready_replicas
+        loads = self._loads
+        te = heap[0][0] if heap else inf
         while True:
-            if i >= n and n == self._CHUNK:
-                self._load_chunk(base + n)
-                arrivals = self._arrivals
-                base = self._chunk_start
-                n = len(arrivals)
-                i = 0
-            ta = arrivals[i] if i < n else inf
-            te = heap[0][0] if heap else inf
+            if i >= n:
+                if n == self._CHUNK:
+                    self._next = base + i
+                    self._load_chunk(base + n)
+                    arrivals = self._arrivals
+                    prompts = self._prompt
+                    outputs = self._output
+                    base = self._chunk_start
+                    n = len(arrivals)
+                    i = 0
+                    continue
+                ta = inf
+            else:
+                ta = arrivals[i]
             if ta <= te:
                 if ta > t_stop:
                     break
                 self.now = ta
-                self._arrive(Request(base + i, ta, self._prompt[i], self._output[i]))
+                request = Request(base + i, ta, prompts[i], outputs[i])
                 i += 1
                 self._next = base + i
+                if len(ready) > 1 and least:
+                    # ties: the pod ready longest (first in the list)
+                    slot = loads.index(min(loads))
+                    replica = ready[slot]
+                elif ready:
+                    replica = self._pick(ready)
+                    slot = replica.slot
+                else:
+                    self._gateway.append(request)
+                    continue
+                pod = pods[replica.tag]
+                request.pod = pod.index
+                t_end = replica.enqueue(request, ta)
+                loads[slot] += 1
+                if t_end is not None:
+                    pod.version += 1
+                    self._seq += 1
+                    push(heap, (t_end, _BOUNDARY, self._seq, pod, pod.version))
+                    te = heap[0][0]
                 continue
             if te > t_stop:
                 break
-            t, kind, _, pod, version = pop(heap)
+            t, kind, _, pod_, version = pop(heap)
             self.now = t
-            if pod is not None and version != pod.version:
-                continue
-            if kind == _BOUNDARY:
-                assert pod is not None
-                self._boundary(pod)
-            elif kind == _SCRAPE:
+            if pod_ is None:
                 self._scrape()
-            elif kind == _SCHEDULED:
-                assert pod is not None
-                self._scheduled(pod)
-            else:
-                assert pod is not None
-                self._make_ready(pod)
+            elif version == pod_.version:
+                if kind == _BOUNDARY:
+                    replica = pod_.replica
+                    assert replica is not None
+                    t_end = replica.on_boundary()
+                    if replica.slot >= 0:
+                        loads[replica.slot] = replica.load
+                    if t_end is not None:
+                        self._seq += 1
+                        push(heap, (t_end, _BOUNDARY, self._seq, pod_, version))
+                    elif pod_.state is PodState.TERMINATING:
+                        self._gone(pod_)
+                elif kind == _SCHEDULED:
+                    self._scheduled(pod_)
+                else:
+                    self._make_ready(pod_)
+            te = heap[0][0] if heap else inf
         self.now = t_stop
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand every replica's buffered observations to the sink and its histograms."""
+        for pod in self.pods:
+            if pod.replica is not None:
+                pod.replica.flush()
 
     def _push(self, t: float, kind: int, pod: SimPod | None, version: int) -> None:
         self._seq += 1
@@ -204,6 +249,7 @@ class Fleet:
         pod = self.pods[replica.tag]
         request.pod = pod.index
         t_end = replica.enqueue(request, self.now)
+        self._loads[replica.slot] += 1
         if t_end is not None:
             pod.version += 1
             self._push(t_end, _BOUNDARY, pod, pod.version)
@@ -212,7 +258,8 @@ class Fleet:
         if len(ready) == 1:
             return ready[0]
         if self.balancer == "least":
-            return min(ready, key=_LOAD)  # ties: the pod ready longest (first in the list)
+            loads = self._loads
+            return ready[loads.index(min(loads))]  # ties: the pod ready longest (first)
         if self.balancer == "round-robin":
             self._rr = (self._rr + 1) % len(ready)
             return ready[self._rr]
@@ -274,7 +321,9 @@ class Fleet:
         replica = Replica(self.profile, self.sink, pod.index)
         pod.replica = replica
         self._ready.append(pod)
+        replica.slot = len(self._ready_replicas)
         self._ready_replicas.append(replica)
+        self._loads.append(0)
         while self._gateway:
             self._arrive(self._gateway.popleft())
 
@@ -284,6 +333,8 @@ class Fleet:
         pod.state = PodState.GONE
         pod.ended_at = self.now
         pod.version += 1
+        if pod.replica is not None:
+            pod.replica.flush()
         if held or reserved:
             self._gpus_used -= self.profile.gpus
         while self._unschedulable:
@@ -305,7 +356,12 @@ class Fleet:
         elif pod.state is PodState.READY:
             self._ready.remove(pod)
             assert pod.replica is not None
-            self._ready_replicas.remove(pod.replica)
+            slot = pod.replica.slot
+            del self._ready_replicas[slot]
+            del self._loads[slot]
+            pod.replica.slot = -1
+            for later in self._ready_replicas[slot:]:
+                later.slot -= 1
             pod.state = PodState.TERMINATING
             pod.terminating_at = self.now
             if pod.replica is None or pod.replica.idle:

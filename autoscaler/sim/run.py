@@ -184,7 +184,11 @@ def _row_json(row: MinuteRow) -> dict[str, Any]:
 
 
 class Ledger:
-    """Per-request outcomes and per-minute inter-token histograms (the engine's sink)."""
+    """Per-request outcomes and per-minute inter-token histograms (the engine's sink).
+
+    Replicas hand observations over in batches (``itl_many`` / ``finished_many``, see
+    :class:`~autoscaler.sim.engine.BulkSink`); ``itl`` / ``finished`` take them one at a time.
+    """
 
     def __init__(self, n_requests: int, minutes: int) -> None:
         self.ttft = np.full(n_requests, np.nan, dtype=np.float64)
@@ -192,37 +196,56 @@ class Ledger:
         self.e2e = np.full(n_requests, np.nan, dtype=np.float64)
         self.first = np.full(n_requests, np.nan, dtype=np.float64)
         self.preempted = np.zeros(n_requests, dtype=np.int32)
-        self._itl_rows: list[list[int]] = [[0] * _BINS for _ in range(minutes + 1)]
+        self._itl_rows = np.zeros((minutes + 1, _BINS), dtype=np.int64)
         self._last_minute = minutes
-        self._bin: dict[float, int] = {}
         self.finished_count = 0
 
     def itl(self, t: float, dt: float, weight: int) -> None:
         """Count ``weight`` intervals of ``dt`` in the minute of ``t``."""
-        minute = int(t / MINUTE)
-        if minute > self._last_minute:
-            return
-        index = self._bin.get(dt)
-        if index is None:
-            if len(self._bin) > 65_536:
-                self._bin.clear()
-            index = min(max(int((math.log(dt) - _LOG_LO) * _BINS_PER_E), 0), _BINS - 1)
-            self._bin[dt] = index
-        self._itl_rows[minute][index] += weight
+        self.itl_many(
+            np.asarray([t], dtype=np.float64),
+            np.asarray([dt], dtype=np.float64),
+            np.asarray([weight], dtype=np.int64),
+        )
+
+    def itl_many(
+        self,
+        t: npt.NDArray[np.float64],
+        dt: npt.NDArray[np.float64],
+        weight: npt.NDArray[np.int64],
+    ) -> None:
+        """Count ``weight[i]`` intervals of ``dt[i]`` in the minute of ``t[i]``."""
+        minute = (t / MINUTE).astype(np.int64)
+        keep = minute <= self._last_minute
+        if not keep.all():
+            minute, dt, weight = minute[keep], dt[keep], weight[keep]
+        index = np.clip(((np.log(dt) - _LOG_LO) * _BINS_PER_E).astype(np.int64), 0, _BINS - 1)
+        np.add.at(self._itl_rows, (minute, index), weight)
 
     def finished(self, request: Request) -> None:
         """Store the request's latencies."""
-        i = request.rid
-        self.ttft[i] = request.ttft
-        self.tpot[i] = request.tpot
-        self.e2e[i] = request.e2e
-        self.first[i] = request.first_token
-        self.preempted[i] = request.preemptions
-        self.finished_count += 1
+        self.finished_many([request])
+
+    def finished_many(self, requests: list[Request]) -> None:
+        """Store the latencies of finished requests."""
+        n = len(requests)
+        rid = np.fromiter((r.rid for r in requests), np.int64, n)
+        arrival = np.fromiter((r.arrival for r in requests), np.float64, n)
+        first = np.fromiter((r.first_token for r in requests), np.float64, n)
+        finish = np.fromiter((r.finish for r in requests), np.float64, n)
+        extra = np.fromiter((r.extra for r in requests), np.float64, n)
+        output = np.fromiter((r.output for r in requests), np.int64, n)
+        self.ttft[rid] = first - arrival + extra
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.tpot[rid] = np.where(output <= 1, np.nan, (finish - first) / (output - 1))
+        self.e2e[rid] = np.fromiter((r.e2e for r in requests), np.float64, n)
+        self.first[rid] = first
+        self.preempted[rid] = np.fromiter((r.preemptions for r in requests), np.int32, n)
+        self.finished_count += n
 
     def itl_quantile(self, minute: int, q: float) -> float:
         """The ``q`` quantile of the minute's inter-token intervals (NaN: none)."""
-        return _hist_quantile(np.asarray(self._itl_rows[minute], dtype=np.float64), q)
+        return _hist_quantile(self._itl_rows[minute].astype(np.float64), q)
 
 
 def _hist_quantile(counts: npt.NDArray[np.float64], q: float) -> float:

@@ -1,6 +1,6 @@
 """The metrics tests' environment: one real Prometheus scraping emulated NIM/vLLM pods.
 
-The module-scoped :func:`llm_env` starts, once per test module that asks for it:
+The session-scoped :func:`llm_env` starts, once for the whole suite:
 
 * ``nim-a``: 3 NIM pods, ``vllm-b``: 2 vLLM (>= 0.10) pods, ``legacy-c``: 2 vLLM < 0.10 pods,
   each with known gauges, finished requests and latency observations;

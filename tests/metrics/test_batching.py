@@ -256,6 +256,7 @@ async def test_custom_query_result_shapes(llm_env: LlmEnv) -> None:
         "zero": _custom("zero", 'sum(nothing_here{namespace="{namespace}"})', emptyAs=0),
         "nan": _custom("nan", "vector(0) / vector(0)"),
         "unknown": _custom("unknown", 'x{pod=~"{podz}"}'),
+        "scalar": _custom("scalar", 'scalar(sum(num_requests_waiting{namespace="{namespace}"}))'),
     }
     policy = make_policy("nim-a", list(cases.values()))
     result = (await src.fetch([MetricRequest(policy, pods)], time.time() - 2))[policy.key]
@@ -274,3 +275,6 @@ async def test_custom_query_result_shapes(llm_env: LlmEnv) -> None:
     assert result["nan"].reason is NoSignalReason.NAN
     assert isinstance(result["unknown"], NoSignal)
     assert result["unknown"].reason is NoSignalReason.INVALID
+    scalar = result["scalar"]
+    assert isinstance(scalar, TargetSample)
+    assert scalar.value == 6.0  # 1 + 2 + 3 waiting on nim-a

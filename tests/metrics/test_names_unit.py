@@ -46,11 +46,20 @@ def test_probe_names_cover_every_family_and_use_count_for_histograms() -> None:
     assert probe_name(MetricKind.TIME_TO_FIRST_TOKEN, MetricNames.NIM) == (
         "time_to_first_token_seconds_count"
     )
-    assert [family for family, _ in candidates(MetricKind.KV_CACHE)] == [
-        MetricNames.VLLM,
-        MetricNames.VLLM_LEGACY,
-        MetricNames.NIM,
+    assert [(c.family, c.name) for c in candidates(MetricKind.KV_CACHE)] == [
+        (MetricNames.VLLM, "vllm:kv_cache_usage_perc"),
+        (MetricNames.VLLM_LEGACY, "vllm:gpu_cache_usage_perc"),
+        (MetricNames.NIM, "gpu_cache_usage_perc"),
+        (MetricNames.VLLM, "vllm_kv_cache_usage_perc"),
+        (MetricNames.VLLM_LEGACY, "vllm_gpu_cache_usage_perc"),
     ]
+    # Same name in both vLLM families: listed once per spelling.
+    assert [c.name for c in candidates(MetricKind.QUEUE_DEPTH)] == [
+        "vllm:num_requests_waiting",
+        "num_requests_waiting",
+        "vllm_num_requests_waiting",
+    ]
+    assert "vllm_inter_token_latency_seconds_count" in names
 
 
 def test_auto_and_custom_have_no_fixed_name() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,11 @@ from tests.metrics.env import (
     WINDOW,
     LlmEnv,
     make_policy,
+    pod_infos,
     pods_of,
 )
+from tests.promserver.exporter import EmulatedPod
+from tests.promserver.fixtures import pod_target
 
 pytestmark = pytest.mark.prometheus
 
@@ -164,3 +168,25 @@ async def test_zero_traffic_latency_is_nan_not_zero(
     # The same pod's gauges are fine (0 is a real value for a gauge that says 0).
     assert isinstance(result["queueDepth"], PodSamples)
     assert result["queueDepth"].values == {"d-0": 0.0}
+
+
+async def test_underscore_escaped_vllm_names_are_detected(prometheus_factory: Any) -> None:
+    """A vLLM pod whose client escapes ':' to '_' under OpenMetrics is still found (auto)."""
+    pod = EmulatedPod("vllm-om", "om-0", "vllm", negotiate=True)
+    pod.start()
+    try:
+        pod.set(MetricKind.KV_CACHE, 0.33)
+        server = prometheus_factory([pod_target(pod)])
+        server.wait_for('vllm_kv_cache_usage_perc{namespace="vllm-om"} offset 2s', bool)
+        # Prometheus negotiated OpenMetrics: the colon spelling is absent.
+        assert not server.query('vllm:kv_cache_usage_perc{namespace="vllm-om"}')
+        src = PrometheusSource(PrometheusClient(server.url))
+        policy = make_policy("vllm-om", ALL_PRESETS[:1])
+        result = await src.fetch([MetricRequest(policy, pod_infos(["om-0"]))], time.time() - 2)
+        await src.close()
+    finally:
+        pod.stop()
+    kv = result[policy.key]["kvCache"]
+    assert isinstance(kv, PodSamples)
+    assert kv.values == {"om-0": 0.33}
+    assert "vllm_kv_cache_usage_perc" in kv.query

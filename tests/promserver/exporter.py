@@ -27,6 +27,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
 from autoscaler.metrics.names import bucket_bounds, metric_name
@@ -51,10 +52,21 @@ class EmulatedPod:
         namespace: Value of the ``namespace`` target label.
         pod: Value of the ``pod`` target label.
         family: Metric-name family to export.
+        negotiate: Serve with ``prometheus_client``'s own server, which negotiates OpenMetrics
+            with Prometheus and then (``prometheus_client`` 0.26) writes ``vllm:x`` as
+            ``vllm_x``, as a vLLM built on a recent client does.
     """
 
-    def __init__(self, namespace: str, pod: str, family: str | MetricNames = "nim") -> None:
+    def __init__(
+        self,
+        namespace: str,
+        pod: str,
+        family: str | MetricNames = "nim",
+        *,
+        negotiate: bool = False,
+    ) -> None:
         self.namespace = namespace
+        self.negotiate = negotiate
         self.pod = pod
         self.family = _family(family)
         self.registry = CollectorRegistry()
@@ -85,7 +97,7 @@ class EmulatedPod:
                 buckets=(*bucket_bounds(kind, self.family), float("inf")),
                 registry=self.registry,
             ).labels(model_name=MODEL)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 
@@ -108,6 +120,12 @@ class EmulatedPod:
         ``Accept`` header with colons escaped to underscores (``vllm_kv_cache_usage_perc``).
         """
         registry = self.registry
+        bind_port = port if port is not None else (self.port or 0)
+        if self.negotiate:
+            negotiating, thread = start_http_server(bind_port, addr="127.0.0.1", registry=registry)
+            self._server, self._thread = negotiating, thread
+            self.port = int(negotiating.server_port)
+            return self.address
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -121,9 +139,7 @@ class EmulatedPod:
             def log_message(self, format: str, *args: Any) -> None:
                 del format, args
 
-        server = ThreadingHTTPServer(
-            ("127.0.0.1", port if port is not None else (self.port or 0)), Handler
-        )
+        server = ThreadingHTTPServer(("127.0.0.1", bind_port), Handler)
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

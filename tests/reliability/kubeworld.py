@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -46,9 +47,7 @@ def policy(name: str) -> ScalingPolicy:
                 "minReplicas": 1,
                 "maxReplicas": 12,
                 "algorithm": "hpa",
-                "metrics": [
-                    {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}
-                ],
+                "metrics": [{"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}],
                 "behavior": {
                     "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}]},
                     "scaleDown": {
@@ -89,6 +88,11 @@ class RunResult:
     def desired(self, name: str) -> list[int | None]:
         """Desired replicas per tick (None: no decision that tick)."""
         return [r.decision.desired_replicas if r.decision else None for r in self.results[name]]
+
+    def log_of(self, name: str) -> list[Any]:
+        """Every request the fake saw for a target's ``/scale``."""
+        assert self.fake is not None
+        return [s for s in self.fake.log if s.path.endswith(f"/deployments/{name}/scale")]
 
     def outcomes(self, name: str) -> list[str]:
         """Outcome per tick."""
@@ -177,7 +181,9 @@ async def run_world(
                     demand = series[min(tick, len(series) - 1)]
                     pods = _pods_of(fake, name)
                     share = demand / len(pods) if pods else 0.0
-                    samples = PodSamples(dict.fromkeys(pods, share), timestamp=now, series=len(pods))
+                    samples = PodSamples(
+                        dict.fromkeys(pods, share), timestamp=now, series=len(pods)
+                    )
                     source.set(f"{NAMESPACE}/{name}", {"kvCache": samples})
                 for result in await loop.tick(now):
                     out.results[result.policy.split("/")[1]].append(result)
@@ -185,9 +191,7 @@ async def run_world(
             fake.faults.clear()
             for name in DEMAND:
                 deployment = fake.get("deployments", NAMESPACE, name)
-                out.final_replicas[name] = (
-                    int(deployment["spec"]["replicas"]) if deployment else -1
-                )
+                out.final_replicas[name] = int(deployment["spec"]["replicas"]) if deployment else -1
                 key = f"{NAMESPACE}/{name}"
                 out.loop_history[name] = loop.history(key)
             configmap = fake.get("configmaps", CONTROLLER_NS, "nim-autoscaler-history")

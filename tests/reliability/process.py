@@ -48,9 +48,7 @@ class ControllerProcess:
         env: further ``AUTOSCALER_*`` variables.
     """
 
-    def __init__(
-        self, workdir: Path, identity: str, api_url: str, env: Mapping[str, str]
-    ) -> None:
+    def __init__(self, workdir: Path, identity: str, api_url: str, env: Mapping[str, str]) -> None:
         self.workdir = workdir
         self.identity = identity
         self.kubeconfig = write_kubeconfig(

@@ -53,7 +53,11 @@ def soak(max_examples: int = 10_000) -> dict[str, float]:
         check_pod(obj)
 
     timings: dict[str, float] = {}
-    for name, prop in (("policy_texts", policy_texts), ("policy_bytes", policy_bytes), ("pods", pods)):
+    for name, prop in (
+        ("policy_texts", policy_texts),
+        ("policy_bytes", policy_bytes),
+        ("pods", pods),
+    ):
         started = time.perf_counter()
         prop()
         timings[name] = time.perf_counter() - started
@@ -61,4 +65,4 @@ def soak(max_examples: int = 10_000) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(soak())  # noqa: T201 - a command-line entry point reports its timings
+    print(soak())

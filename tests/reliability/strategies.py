@@ -36,7 +36,11 @@ GOOD_POD: dict[str, Any] = {
     "status": {
         "phase": "Running",
         "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-05-01T10:00:01Z"},
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastTransitionTime": "2024-05-01T10:00:01Z",
+            },
             {"type": "Ready", "status": "True", "lastTransitionTime": "2024-05-01T10:01:00Z"},
         ],
     },

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from autoscaler.decision.types import PodInfo, PodPhase
 from autoscaler.errors import ActuationError
 from autoscaler.kube.client import KubeApi
-from autoscaler.kube.pods import pod_info
+from autoscaler.kube.pods import PodCache, pod_info
 from autoscaler.kube.scale import KubeScaleClient
 from autoscaler.policy.models import ScaleTargetRef
 from autoscaler.settings import Settings
@@ -109,7 +109,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
     srv.close()
 
 
-REF = ScaleTargetRef.model_validate({"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"})
+REF = ScaleTargetRef.model_validate(
+    {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"}
+)
 
 
 class TestMangledScale:
@@ -151,8 +153,6 @@ class TestMangledScale:
 
 async def test_pod_cache_survives_a_malformed_pod(tmp_path: Any) -> None:
     """A malformed pod in the list and the watch does not stop the cache: the others are served."""
-    from autoscaler.kube.pods import PodCache
-
     async with ChaosKube() as fake:
         fake.add_pod("nim", "good-1", labels={"app": "llama"})
         bad = {

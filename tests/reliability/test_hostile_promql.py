@@ -9,6 +9,7 @@ every rendered query and select exactly the intended series, both through
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,9 +21,9 @@ from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.metrics.promql import TemplateError, fill_template
 from autoscaler.policy.models import MetricKind, MetricNames, ScalingPolicy
 from autoscaler.settings import Settings
+from tests.promserver.exporter import FleetPod
 from tests.promserver.fixtures import fleet_target
 from tests.promserver.prometheus import PrometheusServer
-from tests.promserver.exporter import FleetPod
 
 pytestmark = pytest.mark.prometheus
 
@@ -41,8 +42,8 @@ TIERS = {
     "sel-g": "d",
     "sel-h": "x",
 }
-BY_POD = 'sum by (pod) ({kv}{{{{namespace="{{namespace}}", pod=~"{{pods}}"}}}})'.format(kv=KV)
-BY_SELECTOR = 'sum by (pod) ({kv}{{{{namespace="{{namespace}}",{{selector}}}}}})'.format(kv=KV)
+BY_POD = f'sum by (pod) ({KV}{{{{namespace="{{namespace}}", pod=~"{{pods}}"}}}})'
+BY_SELECTOR = f'sum by (pod) ({KV}{{{{namespace="{{namespace}}",{{selector}}}}}})'
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,7 @@ def prometheus(prometheus_factory, fleet_factory) -> Iterator[PrometheusServer]:
     for index, pod in enumerate([*HOSTILE_PODS, *DECOY_PODS]):
         fleet.add(FleetPod(NS, pod, gauges={MetricKind.KV_CACHE: 0.01 * (index + 1)}))
     for pod, tier in TIERS.items():
-        fleet.add(
-            FleetPod(NS, pod, gauges={MetricKind.KV_CACHE: 0.5}, extra_labels={"tier": tier})
-        )
+        fleet.add(FleetPod(NS, pod, gauges={MetricKind.KV_CACHE: 0.5}, extra_labels={"tier": tier}))
     server = prometheus_factory([fleet_target(fleet)])
     total = len(HOSTILE_PODS) + len(DECOY_PODS) + len(TIERS)
     server.wait_for(
@@ -141,8 +140,6 @@ async def test_prometheus_source_reads_exactly_the_hostile_pods(
     pods = tuple(PodInfo(name, PodPhase.RUNNING, ready=True) for name in HOSTILE_PODS)
     source = PrometheusSource.from_settings(Settings(prometheus_url=prometheus.url))
     try:
-        import time
-
         observed = await source.fetch([MetricRequest(policy, pods)], time.time())
     finally:
         await source.close()

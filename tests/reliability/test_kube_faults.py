@@ -90,9 +90,7 @@ class TestRandomApiFaults:
             rules.append(fake.chaos(r"/deployments/llama(/|$)", rate=0.2, seed=seed, delay=1.5))
             rules.append(fake.chaos(r"/events(/|$)|/configmaps(/|$)", rate=0.2, seed=seed + 1))
 
-        run = await run_world(
-            tmp_path, setup=setup, hooks={TICKS: _clear_faults}, extra_ticks=6
-        )
+        run = await run_world(tmp_path, setup=setup, hooks={TICKS: _clear_faults}, extra_ticks=6)
         fired = {kind: sum(r.fired.get(kind, 0) for r in rules) for kind in ("500", "429")}
         fired["timeout"] = sum(r.fired.get("timeout", 0) for r in rules)
         fired["409"] = sum(r.fired.get("409", 0) for r in rules)
@@ -101,6 +99,30 @@ class TestRandomApiFaults:
         assert_exactly_once(run, "llama")
         assert_history_consistent(run, "llama")
         assert_history_consistent(run, "mistral")
+        assert_healthy_unaffected(run, clean)
+
+
+class TestLateWrites:
+    async def test_write_applied_after_the_client_timed_out(
+        self, tmp_path: Path, clean: RunResult
+    ) -> None:
+        """A /scale PUT that times out client-side but lands later is not applied twice.
+
+        The server holds the first two writes 1.5 s (the client gives up after 1 s) and then
+        applies them with their stale resourceVersion: the retry has either seen the late write
+        (nothing to do) or written first (the late one gets 409). One change either way.
+        """
+
+        def setup(fake: ChaosKube) -> None:
+            fake.inject(r"/deployments/llama/scale$", method="PUT", delay=1.5, times=2)
+
+        run = await run_world(tmp_path, setup=setup, extra_ticks=3)
+        assert run.fake is not None
+        late = [s for s in run.log_of("llama") if s.method == "PUT"]
+        assert len(late) >= 2
+        assert run.final_replicas["llama"] == clean.final_replicas["llama"]
+        assert_exactly_once(run, "llama")
+        assert_history_consistent(run, "llama")
         assert_healthy_unaffected(run, clean)
 
 
@@ -130,7 +152,7 @@ class TestWatchFaults:
             fake.cut_watches()
             fake.compact()
 
-        hooks = {tick: cut for tick in range(1, TICKS)}
+        hooks = dict.fromkeys(range(1, TICKS), cut)
         hooks.update({3: cut_and_compact, 8: cut_and_compact, 11: gone_on_http})
         run = await run_world(tmp_path, hooks=hooks, extra_ticks=6)
         assert run.pod_lists >= 4  # the initial list and one re-list per 410

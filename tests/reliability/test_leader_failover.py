@@ -74,9 +74,7 @@ async def test_leader_sigkilled_follower_takes_over(
             instances[leader].signal(signal.SIGKILL)
             killed = time.time()
             await instances[leader].wait(10)
-            await wait_until(
-                lambda: fake.lease_holders() == (follower,), 4 * LEASE, "takeover"
-            )
+            await wait_until(lambda: fake.lease_holders() == (follower,), 4 * LEASE, "takeover")
             took_over = time.time()
             assert took_over - killed < 2 * LEASE, took_over - killed
             world.demand = 2.8  # 0.7 per pod: ceil(1.4 * 4) = 6

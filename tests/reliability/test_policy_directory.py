@@ -32,7 +32,9 @@ BROKEN: dict[int, tuple[str, int]] = {
     70: (GOOD.format(index=70, group=0, max=4).replace("maxReplicas", "maxReplica"), 5),
     123: (GOOD.format(index=123, group=1, max=4).replace("maxReplicas: 4", "maxReplicas: many"), 6),
     456: (
-        GOOD.format(index=456, group=4, max=4).replace("maxReplicas: 4", "maxReplicas: 4\n  minReplicas: 9"),
+        GOOD.format(index=456, group=4, max=4).replace(
+            "maxReplicas: 4", "maxReplicas: 4\n  minReplicas: 9"
+        ),
         6,
     ),
     # Same namespace/name as file 0: the later file's document is the duplicate.

@@ -26,6 +26,7 @@ from autoscaler.app import build_controller, run_controller
 from autoscaler.decision.types import Decision
 from autoscaler.settings import Settings
 from tests.e2e.harness import NAMESPACE, World
+from tests.fakekube.server import write_kubeconfig
 from tests.promserver.fixtures import fleet_target
 from tests.promserver.prometheus import free_port
 from tests.reliability.chaos import ChaosKube
@@ -143,7 +144,9 @@ async def test_process_never_logs_bearer_token_and_exposes_three_endpoints(
         finally:
             await controller.kill()
             await world.stop()
-        rotated_seen = [h for h in proxy.seen_headers if h.get("Authorization") == f"Bearer {ROTATED}"]
+        rotated_seen = [
+            h for h in proxy.seen_headers if h.get("Authorization") == f"Bearer {ROTATED}"
+        ]
         assert rotated_seen  # the rotated token really was in use (and refused)
         log = controller.text()
         assert '"event": "tick"' in log  # the log is the real one (debug level, JSON)
@@ -210,8 +213,6 @@ async def test_credentials_in_prometheus_url_not_logged(tmp_path: Path) -> None:
     async with ChaosKube() as fake:
         policies = tmp_path / "policies"
         policies.mkdir()
-        from tests.fakekube.server import write_kubeconfig
-
         settings = Settings(
             prometheus_url=f"http://autoscaler:{PASSWORD}@127.0.0.1:{free_port()}",
             policy_dir=policies,

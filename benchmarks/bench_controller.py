@@ -1,0 +1,400 @@
+"""Benchmark of the whole controller's cost per tick: 10, 100 and 1,000 policies of 10 pods.
+
+Everything real except the cluster and the pods:
+
+* a real Prometheus (``tests.promserver``) scraping one fleet exporter that emulates every pod
+  (the fleet of :mod:`benchmarks.bench_metrics`, in a child process, ``honor_labels``);
+* the fake Kubernetes API server (:mod:`benchmarks.support.kubeproc`, a child process): one
+  Deployment with ``/scale`` and 10 Running, Ready pods per policy;
+* the controller as ``nim-autoscaler run`` assembles it (:func:`autoscaler.app.build_controller`:
+  policy directory with one file per policy, Prometheus source, kubernetes-asyncio adapters with
+  a cluster-wide pod watch, Events/status recorder, history ConfigMap), leader election off,
+  JSON logs at ``info`` (to /dev/null), in **its own child process** per size, so its CPU time
+  and memory are its own and each size starts from a fresh interpreter.
+
+Per size: start watches, wait for the pod cache, two warm-up ticks (name-detection probe,
+connections, first history writes), then several measured ticks, each the runner's work
+(``feed.refresh()`` then ``loop.tick(now)``): wall time, the process's CPU time
+(``time.process_time``: all threads, including the Prometheus client's worker threads), PromQL
+queries counted at Prometheus (its own ``prometheus_http_requests_total{handler="/api/v1/query"}``),
+Kubernetes requests counted at the fake API server, and resident memory (``VmRSS``/``VmHWM``).
+
+Each policy has the four metrics of ``bench_metrics`` (kvCache, queueDepth, requestRate 2 m,
+p95 inter-token latency 2 m) with targets equal to the emulated load, so the steady state makes
+no scale writes: the figures are the cost of watching, not of acting.
+
+Goals (issue 8): 1,000 policies in under 1 s per tick and under 200 MB resident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_metrics
+from benchmarks.support import layout, procstat
+from benchmarks.support.kubeproc import KubeProcess, request_log
+from tests.promserver.prometheus import PrometheusServer, ScrapeTarget
+
+RESULTS = Path(__file__).resolve().parent / "results" / "controller.json"
+WARMUP_TICKS = 2
+TICKS = 5
+INTERVAL = 60.0
+"""Controller interval: sets the phase budgets (metric fetch: 60 % of it), not the pace here."""
+PROMETHEUS_TIMEOUT = 20.0
+"""Per-query timeout: large enough that the 1,000-policy queries are not cut."""
+
+POLICY_BODY = """\
+  minReplicas: 1
+  maxReplicas: 100
+  metrics:
+    - kvCache: {target: {type: AverageValue, averageValue: 0.275}}
+    - queueDepth: {target: {type: AverageValue, averageValue: 4.5}}
+    - requestRate: {window: 2m, target: {type: AverageValue, averageValue: 5.5}}
+    - interTokenLatency: {quantile: 0.95, window: 2m, target: {type: Value, value: 0.2}}
+"""
+"""Targets equal to the fleet's averages (kv 0.05..0.5, queue 0..9, 1..10 req/s per pod)."""
+
+_QUERY_RE = re.compile(
+    r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\}\s+(\S+)'
+)
+
+
+def _prometheus_queries(url: str) -> int:
+    """Instant queries Prometheus has answered so far (its own counter, all status codes)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310 - fixed http URL on 127.0.0.1
+        text = response.read().decode()
+    return int(sum(float(m.group(1)) for m in map(_QUERY_RE.match, text.splitlines()) if m))
+
+
+def _kind(method: str, path: str) -> str:
+    """A short name of a Kubernetes request: ``GET deployments/scale``, ``WATCH pods``..."""
+    base, _, query = path.partition("?")
+    parts = [p for p in base.split("/") if p]
+    if "namespaces" in parts:
+        index = parts.index("namespaces")
+        parts = parts[:index] + parts[index + 2 :]
+    # /api/v1/<plural>[/name[/sub]] or /apis/<group>/<version>/<plural>[/name[/sub]]
+    rest = parts[2:] if parts and parts[0] == "api" else parts[3:]
+    if not rest:
+        return f"{method} discovery"
+    plural = rest[0]
+    sub = f"/{rest[2]}" if len(rest) > 2 else ""
+    if method == "GET" and "watch=true" in query:
+        return f"WATCH {plural}"
+    if method == "GET" and len(rest) == 1:
+        return f"LIST {plural}"
+    return f"{method} {plural}{sub}"
+
+
+def _measure_child(config: dict[str, Any], conn: Any) -> None:
+    """Child process: build the controller, tick, send the measurements back."""
+    rss_start = procstat.memory_mb()["VmRSS"]
+    from autoscaler.app import build_controller  # noqa: F401 - imported here to measure its RSS
+    from autoscaler.observability.logging import configure_logging
+
+    rss_imported = procstat.memory_mb()["VmRSS"]
+    try:
+        with Path(os.devnull).open("w", encoding="utf-8") as sink:
+            configure_logging("json", "info", stream=sink)
+            result = asyncio.run(_measure(config))
+        result["rss_mb"] = {
+            "interpreter": rss_start,
+            "after_imports": rss_imported,
+            **result["rss_mb"],
+        }
+        conn.send(result)
+    except Exception as exc:  # reported by the parent with its message
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+async def _measure(config: dict[str, Any]) -> dict[str, Any]:
+    from autoscaler.app import build_controller
+    from autoscaler.decision.types import PodSamples, TargetSample
+    from autoscaler.settings import Settings
+
+    settings = Settings(
+        prometheus_url=config["prometheus"],
+        prometheus_timeout=PROMETHEUS_TIMEOUT,
+        policy_dir=Path(config["policy_dir"]),
+        interval=INTERVAL,
+        kubeconfig=Path(config["kubeconfig"]),
+        leader_election=False,
+        leader_election_namespace="nim-autoscaler",
+        metrics_port=0,
+        log_format="json",
+        log_level="info",
+    )
+    kube_pid = int(config["kube_pid"])
+    kube_url = str(config["kube_url"])
+
+    controller = await build_controller(settings)
+    started = time.perf_counter()
+    await controller.start()
+    synced = await controller.kube.pods.wait_synced(within=300.0)
+    sync_seconds = time.perf_counter() - started
+    if not synced:
+        msg = "pod cache not synced after 300 s"
+        raise RuntimeError(msg)
+    rss_synced = procstat.memory_mb()["VmRSS"]
+    try:
+        for _ in range(WARMUP_TICKS):
+            controller.feed.refresh()
+            await controller.loop.tick(time.time())
+            await asyncio.sleep(0.5)
+        ticks: list[dict[str, Any]] = []
+        kinds_total: Counter[str] = Counter()
+        for _ in range(config["ticks"]):
+            kube_before, _ = request_log(kube_url, 10**12)
+            kube_cpu_before = procstat.cpu_seconds(kube_pid)
+            prom_before = _prometheus_queries(config["prometheus"])
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            controller.feed.refresh()
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            results = await controller.loop.tick(time.time())
+            cpu2, wall2 = time.process_time(), time.perf_counter()
+            prom_after = _prometheus_queries(config["prometheus"])
+            _, requests = request_log(kube_url, kube_before)
+            kube_cpu = procstat.cpu_seconds(kube_pid) - kube_cpu_before
+            kinds = Counter(_kind(method, path) for _, method, path in requests)
+            # The open pod watch is one long request: it started before this tick.
+            kinds_total.update(kinds)
+            stats = controller.metrics.last_stats
+            outcomes = Counter(r.outcome.value for r in results)
+            valid = sum(
+                1
+                for r in results
+                if r.observation is not None
+                for obs in r.observation.metrics.values()
+                if isinstance(obs, PodSamples | TargetSample)
+            )
+            ticks.append(
+                {
+                    "wall_seconds": round(wall2 - wall0, 4),
+                    "cpu_seconds": round(cpu2 - cpu0, 4),
+                    "refresh_wall_seconds": round(wall1 - wall0, 4),
+                    "refresh_cpu_seconds": round(cpu1 - cpu0, 4),
+                    "fetch_seconds": round(stats.seconds, 4) if stats else None,
+                    "slowest_query_seconds": (
+                        round(stats.slowest_query_seconds, 4) if stats else None
+                    ),
+                    "queries_client": stats.queries if stats else None,
+                    "queries_at_prometheus": prom_after - prom_before,
+                    "kube_requests": len(requests),
+                    "kube_requests_by_kind": dict(sorted(kinds.items())),
+                    "kube_server_cpu_seconds": round(kube_cpu, 3),
+                    "outcomes": dict(outcomes),
+                    "valid_metrics": valid,
+                }
+            )
+            await asyncio.sleep(0.5)
+        # The pod-cache lookups of one tick on their own (step 3 of a tick; no I/O).
+        lookup_started = time.perf_counter()
+        for policy in controller.feed.policies():
+            controller.kube.pods.pods(policy.metadata.namespace, f"app={policy.metadata.name}")
+        lookup_seconds = time.perf_counter() - lookup_started
+        counter = controller.registry.get_sample_value("nim_autoscaler_prometheus_queries_total")
+        memory = procstat.memory_mb()
+    finally:
+        await controller.close()
+    return {
+        "ticks": ticks,
+        "pod_cache_sync_seconds": round(sync_seconds, 3),
+        "pod_cache_lookups_seconds_all_policies": round(lookup_seconds, 4),
+        "rss_mb": {
+            "after_pod_cache_sync": rss_synced,
+            "after_ticks": memory["VmRSS"],
+            "peak": memory["VmHWM"],
+            "ru_maxrss": procstat.maxrss_mb(),
+        },
+        "prometheus_queries_counter": counter,
+        "kube_requests_by_kind_total": dict(sorted(kinds_total.items())),
+    }
+
+
+def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str, Any]:
+    policy_dir = layout.write_policies(workdir / f"policies-{size}", size, POLICY_BODY)
+    with KubeProcess(size) as kube:
+        kubeconfig = kube.kubeconfig(workdir / f"kubeconfig-{size}")
+        config = {
+            "prometheus": prometheus,
+            "policy_dir": str(policy_dir),
+            "kubeconfig": str(kubeconfig),
+            "kube_pid": kube.pid,
+            "kube_url": kube.url,
+            "ticks": ticks,
+        }
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(target=_measure_child, args=(config, child))
+        load_before = procstat.load_average()
+        process.start()
+        child.close()
+        raw = parent.recv()
+        process.join(30)
+        load_after = procstat.load_average()
+    if "error" in raw:
+        msg = f"{size} policies: {raw['error']}"
+        raise RuntimeError(msg)
+    ticks_data = raw["ticks"]
+    walls = [t["wall_seconds"] for t in ticks_data]
+    cpus = [t["cpu_seconds"] for t in ticks_data]
+    fetches = [t["fetch_seconds"] or 0.0 for t in ticks_data]
+    slowest = [t["slowest_query_seconds"] or 0.0 for t in ticks_data]
+    return {
+        "policies": size,
+        "pods": size * layout.PODS_PER_POLICY,
+        "measured_ticks": len(ticks_data),
+        "tick_wall_seconds_median": round(statistics.median(walls), 4),
+        "tick_wall_seconds_max": round(max(walls), 4),
+        "tick_cpu_seconds_median": round(statistics.median(cpus), 4),
+        "tick_cpu_seconds_max": round(max(cpus), 4),
+        "metric_fetch_seconds_median": round(statistics.median(fetches), 4),
+        "slowest_promql_seconds_median": round(statistics.median(slowest), 4),
+        "tick_wall_without_metric_fetch_median": round(
+            statistics.median(w - f for w, f in zip(walls, fetches, strict=True)), 4
+        ),
+        "promql_queries_per_tick_at_prometheus": max(
+            t["queries_at_prometheus"] for t in ticks_data
+        ),
+        "promql_queries_per_tick_client": max(t["queries_client"] or 0 for t in ticks_data),
+        "kube_requests_per_tick_median": statistics.median(t["kube_requests"] for t in ticks_data),
+        "kube_requests_per_tick_max": max(t["kube_requests"] for t in ticks_data),
+        "kube_server_cpu_seconds_per_tick_median": round(
+            statistics.median(t["kube_server_cpu_seconds"] for t in ticks_data), 3
+        ),
+        "valid_metrics_last_tick": ticks_data[-1]["valid_metrics"],
+        "metrics_requested": size * 4,
+        "outcomes_last_tick": ticks_data[-1]["outcomes"],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        **{k: v for k, v in raw.items() if k != "ticks"},
+        "ticks": ticks_data,
+    }
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark, write ``benchmarks/results/controller.json`` and return the results."""
+    sizes = [10, 100] if quick else [10, 100, 1000]
+    ticks = TICKS
+    largest = sizes[-1]
+    assert [bench_metrics._pods(i)[j].name for i in (0, 17) for j in range(10)] == [
+        pod for i in (0, 17) for pod in layout.pod_names(i)
+    ], "benchmarks.support.layout no longer matches bench_metrics' fleet"
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    fleet = context.Process(target=bench_metrics._serve_fleet, args=(largest, child), daemon=True)
+    fleet.start()
+    address = parent.recv()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-controller-"))
+    interval = "5s" if largest <= 100 else "20s"
+    server = PrometheusServer(workdir / "prometheus", scrape_interval=interval)
+    runs: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        server.start([ScrapeTarget(address, honor_labels=True)])
+        pods = largest * layout.PODS_PER_POLICY
+        bench_metrics._wait(server, "count(gpu_cache_usage_perc)", pods, 180)
+        bench_metrics._wait(
+            server,
+            "count(rate(time_per_output_token_seconds_count[2m] offset 2s) > 0)",
+            pods,
+            180,
+        )
+        # A rate over 2 m of a series younger than 2 m underestimates (Prometheus extrapolates
+        # only a little past the first sample): wait for full windows, i.e. the steady state.
+        bench_metrics._wait(server, "min(rate(request_success_total[2m]))", 0.9, 300)
+        for size in sizes:
+            runs.append(_run_size(size, server.url, workdir, ticks))
+    finally:
+        server.stop()
+        parent.send("stop")
+        fleet.join(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    biggest = runs[-1]
+    counter_wired = any((run["prometheus_queries_counter"] or 0) > 0 for run in runs)
+    goal_size = 1000
+    at_goal = biggest["policies"] >= goal_size
+    wall_ok = biggest["tick_wall_seconds_median"] < 1.0
+    rss_ok = biggest["rss_mb"]["peak"] < 200
+    suffix = "" if at_goal else " (goal is for 1,000)"
+    result: dict[str, Any] = {
+        "benchmark": "controller",
+        "quick": quick,
+        "scrape_interval": interval,
+        "controller_interval_seconds": INTERVAL,
+        "prometheus_timeout_seconds": PROMETHEUS_TIMEOUT,
+        "warmup_ticks": WARMUP_TICKS,
+        "ticks_per_size": ticks,
+        "cpu_count": os.cpu_count(),
+        "seconds_total": round(time.monotonic() - started, 1),
+        "prometheus_queries_counter_wired": counter_wired,
+        "runs": runs,
+        "readme_rows": [
+            {
+                "benchmark": "controller",
+                "figure": f"tick wall time, {largest} policies x 10 pods (median / max)",
+                "value": (
+                    f"{biggest['tick_wall_seconds_median']:.2f} s / "
+                    f"{biggest['tick_wall_seconds_max']:.2f} s "
+                    f"(metric fetch {biggest['metric_fetch_seconds_median']:.2f} s)"
+                ),
+                "goal": f"< 1 s{suffix}",
+                "met": wall_ok if at_goal else None,
+            },
+            {
+                "benchmark": "controller",
+                "figure": f"controller CPU time per tick, {sizes[0]} -> {largest} policies",
+                "value": " -> ".join(f"{run['tick_cpu_seconds_median']:.3f} s" for run in runs),
+                "goal": "-",
+                "met": None,
+            },
+            {
+                "benchmark": "controller",
+                "figure": f"controller peak RSS, {largest} policies",
+                "value": f"{biggest['rss_mb']['peak']:.0f} MB",
+                "goal": f"< 200 MB{suffix}",
+                "met": rss_ok if at_goal else None,
+            },
+            {
+                "benchmark": "controller",
+                "figure": f"PromQL queries per tick at Prometheus, {sizes[0]} -> {largest}",
+                "value": " -> ".join(
+                    str(run["promql_queries_per_tick_at_prometheus"]) for run in runs
+                ),
+                "goal": "constant",
+                "met": len({run["promql_queries_per_tick_at_prometheus"] for run in runs}) == 1,
+            },
+            {
+                "benchmark": "controller",
+                "figure": f"Kubernetes API requests per tick, {sizes[0]} -> {largest} policies",
+                "value": " -> ".join(f"{run['kube_requests_per_tick_median']:g}" for run in runs),
+                "goal": "-",
+                "met": None,
+            },
+        ],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(main(quick=parser.parse_args().quick), indent=2))

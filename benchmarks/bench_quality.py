@@ -1,0 +1,361 @@
+"""Scaling-quality benchmark: every autoscaler on the same simulated fleet, loads and seeds.
+
+Run ``python -m benchmarks quality [--quick]`` (or ``python benchmarks/bench_quality.py``);
+writes ``benchmarks/results/quality.json`` and one PNG per scenario
+(``benchmarks/results/quality-<scenario>.png``). Method: ``docs/benchmarks.md``.
+
+For each scenario (:mod:`benchmarks.quality.scenarios`) and cold start (90 s, 300 s), every
+contender (:mod:`benchmarks.quality.contenders`) runs on the same workload (same seed), profile
+(``8b-fp8-h100``), cold start, initial replicas, replica bounds and SLO; the oracle
+(:mod:`benchmarks.quality.oracle`) gives the GPU-hour lower bound. Figures per run: SLO-violation
+minutes, share of requests within the SLO, GPU-hours, scale events, GPU-hours over the oracle's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from autoscaler.sim.cluster import ColdStart
+from autoscaler.sim.profiles import get_profile
+from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
+from benchmarks.quality import contenders as contenders_mod
+from benchmarks.quality import oracle, scenarios
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PROFILE = "8b-fp8-h100"
+SLO = SloTargets(ttft=0.5, itl=0.05, quantile=0.95)
+COLD_STARTS = (90.0, 300.0)
+SEED = 1
+"""Seed of every reported run (the tuned policy was chosen on other seeds and loads)."""
+WORKERS = 2
+HPA_REFERENCE = "hpa-kv-published"
+LLM_HEADLINE = "llm-tuned"
+
+
+def _calibration_args(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"replicas": 4, "duration": 240.0, "steps": 7}
+    return {"replicas": 8, "duration": 300.0, "steps": 9}
+
+
+def _calibrate(lengths: str, quick: bool) -> oracle.Capacity:
+    return oracle.calibrate(get_profile(PROFILE), SLO, lengths, **_calibration_args(quick))
+
+
+def _run(task: tuple[str, float, str, float, int, int, int, bool]) -> dict[str, Any]:
+    """One contender on one scenario and cold start (runs in a worker process)."""
+    scenario_name, cold, contender_name, per_replica, initial, max_replicas, seed, quick = task
+    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
+    contender = next(c for c in contenders_mod.contenders() if c.name == contender_name)
+    workload, _ = scenario.workload(per_replica, seed)
+    started = time.perf_counter()
+    result = run_simulation(
+        SimulationConfig(
+            workload=workload,
+            profile=get_profile(PROFILE),
+            policy=contender.policy(1, max_replicas),
+            seed=seed,
+            duration=scenario.duration,
+            interval=contender.interval,
+            scrape_interval=contender.scrape_interval,
+            metric_delay=contender.metric_delay,
+            empty_as_zero=contender.empty_as_zero,
+            cold_start=ColdStart.parse(f"{cold:g}"),
+            slo=SLO,
+            initial_replicas=initial,
+        )
+    )
+    summary = result.summary
+    return {
+        "scenario": scenario_name,
+        "coldStart": cold,
+        "contender": contender_name,
+        "sloViolationMinutes": summary["sloViolationMinutes"],
+        "sloAttainment": summary["sloAttainment"],
+        "gpuHours": summary["gpuHours"],
+        "scaleEvents": summary["scaleEvents"],
+        "peakReplicas": summary["peakReplicas"],
+        "requests": summary["requests"],
+        "ttftP95": summary["ttft"]["p95"],
+        "wallSeconds": round(time.perf_counter() - started, 2),
+        "replicas": [r.ready + r.starting for r in result.rows],
+        "ready": [r.ready for r in result.rows],
+        "violating": [int(r.violates(SLO)) for r in result.rows],
+    }
+
+
+def _map(fn: Any, items: list[Any], workers: int) -> list[Any]:
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
+    """Run the benchmark; write ``benchmarks/results/quality.json`` and the plots."""
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    chosen = scenarios.scenarios(quick)
+    lengths = sorted({s.lengths for s in chosen})
+    capacities = dict(
+        zip(lengths, _map(_calibrate_quick if quick else _calibrate_full, lengths, workers), strict=True)
+    )
+    calibrated = time.perf_counter()
+    profile = get_profile(PROFILE)
+    names = [c.name for c in contenders_mod.contenders()]
+    tasks: list[tuple[str, float, str, float, int, int, int, bool]] = []
+    oracles: dict[tuple[str, float], oracle.OraclePlan] = {}
+    scaling: dict[str, dict[str, Any]] = {}
+    for scenario in chosen:
+        mu = capacities[scenario.lengths].per_replica
+        workload, applied = scenario.workload(mu, SEED)
+        minutes = max(1, math.ceil(scenario.duration / 60.0))
+        rates = scenarios.minute_rates(workload, minutes)
+        need = oracle.replicas_needed(rates, mu)
+        max_replicas = max(10, 2 * int(need.max()))
+        initial = int(need[0])
+        scaling[scenario.name] = {
+            "label": scenario.label,
+            **applied,
+            "load": workload.description,
+            "requests": len(workload),
+            "durationSeconds": scenario.duration,
+            "perReplicaCapacity": round(mu, 3),
+            "meanReplicasOfLoad": round(float(rates.mean() / mu), 2),
+            "peakReplicasOfLoad": round(float(rates.max() / mu), 2),
+            "initialReplicas": initial,
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+            "rates": [round(float(r), 3) for r in rates],
+        }
+        for cold in COLD_STARTS:
+            oracles[scenario.name, cold] = oracle.plan(rates, mu, cold, profile.gpus)
+            tasks.extend(
+                (scenario.name, cold, name, mu, initial, max_replicas, SEED, quick)
+                for name in names
+            )
+    runs = _map(_run, tasks, workers)
+    table = _table(chosen, runs, oracles)
+    doc: dict[str, Any] = {
+        "quick": quick,
+        "profile": PROFILE,
+        "slo": {"ttft": SLO.ttft, "itl": SLO.itl, "quantile": SLO.quantile},
+        "coldStarts": list(COLD_STARTS),
+        "seed": SEED,
+        "workers": workers,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "capacity": {
+            key or "simulator default lengths": {
+                "perReplica": round(cap.per_replica, 3),
+                "replicas": cap.replicas,
+                "probes": cap.probes,
+            }
+            for key, cap in capacities.items()
+        },
+        "contenders": {
+            c.name: {
+                "label": c.label,
+                "interval": c.interval,
+                "scrapeInterval": c.scrape_interval,
+                "metricDelay": [c.metric_delay.extra, c.metric_delay.evaluation_interval],
+                "emptyAsZero": c.empty_as_zero,
+                "adapted": c.adapted,
+                "policy": c.document,
+            }
+            for c in contenders_mod.contenders()
+        },
+        "scenarios": scaling,
+        "results": table,
+        "runs": runs,
+        "oracle": {
+            f"{name}@{cold:g}": {
+                "gpuHours": round(plan.gpu_hours, 4),
+                "scaleEvents": plan.scale_events,
+                "need": list(plan.need),
+            }
+            for (name, cold), plan in oracles.items()
+        },
+        "goals": _goals(table),
+        "wallSeconds": {
+            "calibration": round(calibrated - started, 1),
+            "total": round(time.perf_counter() - started, 1),
+            "mainProcessCpu": round(time.process_time() - cpu_started, 1),
+            "simulationCpuSum": round(sum(r["wallSeconds"] for r in runs), 1),
+        },
+    }
+    doc["readme_rows"] = readme_rows(doc)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        from benchmarks.quality import plots  # noqa: PLC0415 - matplotlib only when plotting
+
+        doc["plots"] = plots.draw(doc, chosen, RESULTS)
+    except ImportError as exc:  # matplotlib missing: figures still written, plots skipped
+        doc["plots"] = f"skipped: {exc}"
+    (RESULTS / "quality.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc
+
+
+def _calibrate_quick(lengths: str) -> oracle.Capacity:
+    return _calibrate(lengths, quick=True)
+
+
+def _calibrate_full(lengths: str) -> oracle.Capacity:
+    return _calibrate(lengths, quick=False)
+
+
+def _table(
+    chosen: list[scenarios.Scenario],
+    runs: list[dict[str, Any]],
+    oracles: dict[tuple[str, float], oracle.OraclePlan],
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for scenario in chosen:
+        for cold in COLD_STARTS:
+            plan = oracles[scenario.name, cold]
+            for run in runs:
+                if run["scenario"] != scenario.name or run["coldStart"] != cold:
+                    continue
+                rows.append(
+                    {
+                        "scenario": scenario.name,
+                        "coldStart": cold,
+                        "contender": run["contender"],
+                        "sloViolationMinutes": run["sloViolationMinutes"],
+                        "sloAttainment": run["sloAttainment"],
+                        "gpuHours": run["gpuHours"],
+                        "scaleEvents": run["scaleEvents"],
+                        "gpuHoursOverOracle": _ratio(run["gpuHours"], plan.gpu_hours),
+                    }
+                )
+            rows.append(
+                {
+                    "scenario": scenario.name,
+                    "coldStart": cold,
+                    "contender": "oracle",
+                    "sloViolationMinutes": None,
+                    "sloAttainment": None,
+                    "gpuHours": round(plan.gpu_hours, 4),
+                    "scaleEvents": plan.scale_events,
+                    "gpuHoursOverOracle": 1.0,
+                }
+            )
+    return rows
+
+
+def _totals(table: list[dict[str, Any]], contender: str) -> dict[str, float]:
+    mine = [r for r in table if r["contender"] == contender]
+    oracle_rows = {(r["scenario"], r["coldStart"]): r for r in table if r["contender"] == "oracle"}
+    return {
+        "sloViolationMinutes": sum(r["sloViolationMinutes"] for r in mine),
+        "gpuHours": round(sum(r["gpuHours"] for r in mine), 4),
+        "oracleGpuHours": round(
+            sum(oracle_rows[r["scenario"], r["coldStart"]]["gpuHours"] for r in mine), 4
+        ),
+    }
+
+
+def _goals(table: list[dict[str, Any]]) -> dict[str, Any]:
+    contenders = sorted({r["contender"] for r in table} - {"oracle"})
+    totals = {c: _totals(table, c) for c in contenders}
+    llm, hpa = totals[LLM_HEADLINE], totals[HPA_REFERENCE]
+    minutes_ok = llm["sloViolationMinutes"] <= 0.25 * hpa["sloViolationMinutes"]
+    gpu_ok = llm["gpuHours"] <= hpa["gpuHours"]
+    oracle_ratio = llm["gpuHours"] / llm["oracleGpuHours"]
+    return {
+        "totals": totals,
+        "llmVsHpa": {
+            "contender": LLM_HEADLINE,
+            "reference": HPA_REFERENCE,
+            "violationMinutesRatio": _ratio(
+                llm["sloViolationMinutes"], hpa["sloViolationMinutes"]
+            ),
+            "gpuHoursRatio": _ratio(llm["gpuHours"], hpa["gpuHours"]),
+            "met": minutes_ok and gpu_ok,
+        },
+        "llmVsOracle": {"gpuHoursRatio": round(oracle_ratio, 3), "met": oracle_ratio <= 1.15},
+    }
+
+
+def readme_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """README rows: per scenario (90 s cold start) the headline contender vs the HPA, and goals."""
+    rows: list[dict[str, Any]] = []
+    table = doc["results"]
+    by = {(r["scenario"], r["coldStart"], r["contender"]): r for r in table}
+    for scenario in doc["scenarios"]:
+        for cold in doc["coldStarts"]:
+            llm = by[scenario, cold, LLM_HEADLINE]
+            hpa = by[scenario, cold, HPA_REFERENCE]
+            queue = by[scenario, cold, "hpa-queue"]
+            rows.append(
+                {
+                    "benchmark": f"quality {scenario}, cold start {cold:g} s",
+                    "figure": "SLO-violation minutes: llm-tuned / HPA KV (published) / HPA queue",
+                    "value": (
+                        f"{llm['sloViolationMinutes']} / {hpa['sloViolationMinutes']} / "
+                        f"{queue['sloViolationMinutes']}"
+                    ),
+                    "goal": "llm <= 1/4 of HPA",
+                    "met": llm["sloViolationMinutes"] <= 0.25 * hpa["sloViolationMinutes"],
+                }
+            )
+            rows.append(
+                {
+                    "benchmark": f"quality {scenario}, cold start {cold:g} s",
+                    "figure": "GPU-hours over oracle: llm-tuned / HPA KV / HPA queue",
+                    "value": (
+                        f"{llm['gpuHoursOverOracle']} / {hpa['gpuHoursOverOracle']} / "
+                        f"{queue['gpuHoursOverOracle']}"
+                    ),
+                    "goal": "llm <= 1.15",
+                    "met": (llm["gpuHoursOverOracle"] or math.inf) <= 1.15,
+                }
+            )
+    goals = doc["goals"]
+    vs_hpa = goals["llmVsHpa"]
+    rows.append(
+        {
+            "benchmark": "quality, all scenarios and cold starts",
+            "figure": "llm-tuned vs HPA KV (published): violation minutes ratio, GPU-hours ratio",
+            "value": f"{vs_hpa['violationMinutesRatio']}, {vs_hpa['gpuHoursRatio']}",
+            "goal": "<= 0.25 and <= 1.0",
+            "met": vs_hpa["met"],
+        }
+    )
+    rows.append(
+        {
+            "benchmark": "quality, all scenarios and cold starts",
+            "figure": "llm-tuned GPU-hours over oracle",
+            "value": f"{goals['llmVsOracle']['gpuHoursRatio']}",
+            "goal": "<= 1.15",
+            "met": goals["llmVsOracle"]["met"],
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="bench_quality")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    args = parser.parse_args()
+    out = main(quick=args.quick, workers=args.workers)
+    for row in out["readme_rows"]:
+        print(row)
+    print(json.dumps(out["wallSeconds"]))

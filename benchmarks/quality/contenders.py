@@ -1,0 +1,195 @@
+"""The autoscalers compared by the scaling-quality benchmark, as simulator configurations.
+
+A contender is a policy plus the metric pipeline it sees (scrape interval, extra delay, recording
+rule period, controller tick, KEDA's empty-as-zero). Everything else (load, profile, cold start,
+seed, SLO) is the scenario's and identical for every contender. Every contender gets the same
+``minReplicas``/``maxReplicas`` (the scenario's bounds), so none is capped where another is not;
+each policy's own bounds are replaced and the change is recorded in ``adapted``.
+
+* ``hpa-kv-published``: ``algorithm: hpa`` on per-pod KV-cache usage, ``AverageValue`` 100m (0.1),
+  exactly the HPA NVIDIA's NIM autoscaling blog deploys (``shared/examples/hpa-gpu-cache.yaml``;
+  no ``behavior``, so the legacy HPA rules). Pipeline as deployed: Prometheus scrape 30 s,
+  prometheus-adapter recording rule every 30 s plus 30 s adapter/cache lag
+  (``MetricDelay.parse("hpa-adapter")``), HPA sync 15 s.
+* ``hpa-queue``: the same HPA and pipeline on ``num_requests_waiting`` ``AverageValue`` 5 (GKE's
+  queue-size guidance: start at 3-5).
+* ``keda-queue``: KEDA's Prometheus scaler on waiting requests, threshold 5 (the vLLM
+  production-stack tutorial): null/empty read as 0 (``ignoreNullValues`` default), polling 15 s
+  (the tutorial's ``pollingInterval``; the value is refreshed every 15 s), scrape 15 s, HPA sync
+  15 s, legacy HPA rules (KEDA generates an HPA without ``behavior``).
+* ``llm-demo``: ``autoscaler/data/demo-policy.yaml`` (``algorithm: llm``, KV 0.3 + queue 4 +
+  p95 ITL guard 100 ms), as the product runs it: scrape 15 s, tick 15 s, no recording rule.
+* ``llm-itl-guard``: ``policies/itl-guard.yaml`` (queue 4 + p95 ITL guard 50 ms).
+* ``llm-tuned``: the policy chosen on the tuning scenarios (other seeds and loads than the
+  reported ones; see ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoscaler.policy.loader import load_text
+from autoscaler.policy.models import ScalingPolicy
+from autoscaler.sim.metrics import MetricDelay
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    """One autoscaler: a policy document and the pipeline it reads metrics through."""
+
+    name: str
+    label: str
+    document: dict[str, Any]
+    """The policy (as loaded from YAML, before bounds are applied)."""
+    interval: float = 15.0
+    """Controller tick (HPA sync, KEDA-driven HPA sync or our loop), seconds."""
+    scrape_interval: float = 15.0
+    metric_delay: MetricDelay = field(default_factory=MetricDelay)
+    empty_as_zero: bool = False
+    adapted: str = ""
+    """What was changed from the published policy."""
+
+    def policy(self, min_replicas: int, max_replicas: int) -> ScalingPolicy:
+        """The policy with the scenario's replica bounds."""
+        document = dict(self.document)
+        spec = dict(document["spec"])
+        spec["minReplicas"] = min_replicas
+        spec["maxReplicas"] = max_replicas
+        spec.pop("slo", None)  # the scenario's SLO is the one measured
+        spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"}
+        document["spec"] = spec
+        document["metadata"] = {"name": self.name, "namespace": "bench"}
+        loaded = load_text(yaml.safe_dump(document, sort_keys=False), f"contender {self.name}")
+        if loaded.errors:
+            msg = f"contender {self.name}: {loaded.errors}"
+            raise ValueError(msg)
+        return loaded.policies[0].policy
+
+
+def _hpa(metric: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "nim-autoscaler/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": "x", "namespace": "bench"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "algorithm": "hpa",
+            "metricNames": "nim",
+            "metrics": [metric],
+        },
+    }
+
+
+def _file(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        msg = f"{path}: not a policy document"
+        raise ValueError(msg)
+    return document
+
+
+TUNED: dict[str, Any] = {
+    "apiVersion": "nim-autoscaler/v1alpha1",
+    "kind": "ScalingPolicy",
+    "metadata": {"name": "tuned", "namespace": "bench"},
+    "spec": {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "algorithm": "llm",
+        "metrics": [
+            {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 2}}},
+            {
+                "timeToFirstToken": {
+                    "quantile": 0.95,
+                    "window": "1m",
+                    "target": {"type": "Value", "value": 0.4},
+                }
+            },
+        ],
+        "behavior": {
+            "scaleUp": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [
+                    {"type": "Percent", "value": 100, "periodSeconds": 30},
+                    {"type": "Pods", "value": 4, "periodSeconds": 30},
+                ],
+                "selectPolicy": "Max",
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": 180,
+                "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+            },
+        },
+        "llm": {"startupSeconds": 90},
+    },
+}
+"""The tuned ``algorithm: llm`` policy (how it was chosen: ``docs/benchmarks.md``)."""
+
+
+def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:
+    """Every contender, in report order."""
+    adapter = MetricDelay.parse("hpa-adapter")
+    bounds = "min/max replicas set to the scenario's bounds"
+    return [
+        Contender(
+            "hpa-kv-published",
+            "HPA, KV cache 100m (NVIDIA example)",
+            _hpa(
+                {
+                    "kvCache": {
+                        "target": {"type": "AverageValue", "averageValue": 0.1},
+                    }
+                }
+            ),
+            interval=15.0,
+            scrape_interval=30.0,
+            metric_delay=adapter,
+            adapted=bounds,
+        ),
+        Contender(
+            "hpa-queue",
+            "HPA, queue depth 5",
+            _hpa({"queueDepth": {"target": {"type": "AverageValue", "averageValue": 5}}}),
+            interval=15.0,
+            scrape_interval=30.0,
+            metric_delay=adapter,
+            adapted=bounds,
+        ),
+        Contender(
+            "keda-queue",
+            "KEDA-like, queue depth 5",
+            _hpa({"queueDepth": {"target": {"type": "AverageValue", "averageValue": 5}}}),
+            interval=15.0,
+            scrape_interval=15.0,
+            metric_delay=MetricDelay(0.0, 15.0),
+            empty_as_zero=True,
+            adapted=bounds,
+        ),
+        Contender(
+            "llm-demo",
+            "llm, demo policy",
+            _file(ROOT / "autoscaler" / "data" / "demo-policy.yaml"),
+            adapted=bounds + "; spec.slo dropped (the scenario's SLO is measured)",
+        ),
+        Contender(
+            "llm-itl-guard",
+            "llm, policies/itl-guard.yaml",
+            _file(ROOT / "policies" / "itl-guard.yaml"),
+            adapted=bounds + "; spec.slo dropped",
+        ),
+        Contender(
+            "llm-tuned",
+            "llm, tuned policy",
+            tuned if tuned is not None else TUNED,
+            adapted=bounds,
+        ),
+    ]
