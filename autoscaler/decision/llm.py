@@ -67,6 +67,9 @@ QUEUE_LAST_KEY = "queueLast"
 QUEUE_CANDIDATE_KEY = "queueCandidate"
 QUEUE_GROWTH_KEY = "queueGrowth"
 QUEUE_GROWTH_AT_KEY = "queueGrowthAt"
+QUEUE_MU_KEY = "queueThroughput"
+"""History ``extra`` key: the last per-pod throughput estimated from a valid pair of points, kept
+to size later surges from their first tick (a property of the hardware and the request mix)."""
 RUNNING_KIND = "runningRequests"
 RUNNING_INFLATED_RATIO = 2.0
 """Running requests per ready pod above this x target are read as a saturated batch (the count
@@ -80,7 +83,10 @@ POINTS_APART_SLACK = 60.0
 QUEUE_DRAIN_SECONDS = 60.0
 """A queue above its band is sized to drain its excess backlog within this many seconds, or
 within ``DRAIN_STARTUPS`` x the start-up estimate when that is longer."""
-BACKLOG_HEADROOM = 0.25
+SATURATED_UTILISATION = 0.85
+"""The drain sizing plans pods at this share of the per-pod throughput ``mu``: ``mu`` is measured
+on saturated pods (full batches, slow steps), above what a pod serves within latency objectives."""
+BACKLOG_HEADROOM = 0.15
 """Pods bought for a backlog are at most this share of the pods the arrivals need: a backlog is a
 transient stock; buying a whole fleet for it over-shoots the steady state once it is gone."""
 DRAIN_STARTUPS = 2.0
@@ -389,13 +395,9 @@ def queue_proposal(
                 "in flight: keep current"
             )
             return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
-        mu = _throughput(metric, ctx)
-        if mu is not None:
-            extra = max(1, math.ceil((growth - reference) / mu - 1e-9))
-            detail["perPodThroughput"] = mu
-        else:
-            surge = min(1.0, (growth - reference) / reference) if reference > 0 else 1.0
-            extra = max(1, math.ceil(ctx.view.capacity * surge - 1e-9))
+        # (with a known per-pod throughput the drain sizing above already applied)
+        surge = min(1.0, (growth - reference) / reference) if reference > 0 else 1.0
+        extra = max(1, math.ceil(ctx.view.capacity * surge - 1e-9))
         if ctx.view.unschedulable:
             extra = 0
         proposal = ctx.current + extra
@@ -404,14 +406,9 @@ def queue_proposal(
             f"new demand, +{extra} = {proposal}"
         )
         return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
-    mu = _throughput(metric, ctx)
-    if mu is not None and growth is not None:
-        need = max(ready + 1, math.ceil(ready + growth / mu - 1e-9))
-        detail["perPodThroughput"] = mu
-        sizing = f"ready {ready} + growth {growth:.3g}/s / {mu:.3g} per pod = {need}"
-    else:
-        need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
-        sizing = f"ceil({ready} ready x min({ratio:.3g}, 2)) = {need}"
+    # Throughput unknown (a known one took the drain sizing above): at most a doubling.
+    need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
+    sizing = f"ceil({ready} ready x min({ratio:.3g}, 2)) = {need}"
     detail["demandPods"] = float(need)
     proposal = _apply_credit(ctx, need, need / ctx.view.capacity, detail)
     detail["rule"] = f"queue {per_ready:.3g}/pod growing: {sizing}; " + str(detail.get("rule", ""))
@@ -432,7 +429,8 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     While the ready pods are saturated, ``growth = arrivals - ready x mu``, so the arrival rate
     is ``growth + ready x mu``. The pods needed serve the arrivals and drain the backlog beyond
     ``target`` per pod of capacity within ``max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS x start-up)``:
-    ``need = ceil(min(arrivals + excess / horizon, (1 + BACKLOG_HEADROOM) x arrivals) / mu)``.
+    ``need = ceil(min(arrivals / (u x mu) + excess / horizon / mu, (1 + h) x arrivals / (u x mu)))``
+    with ``u = SATURATED_UTILISATION``, ``h = BACKLOG_HEADROOM``.
     Starting pods are credited (several ticks of one warm-up do not stack); a queue above its
     band never proposes fewer than current.
     """
@@ -441,7 +439,10 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     arrivals = max(0.0, growth + ready * mu)
     excess = max(0.0, total - metric.target * capacity)
     horizon = max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS * ctx.view.startup_estimate)
-    demand = min(arrivals + excess / horizon, (1 + BACKLOG_HEADROOM) * arrivals) / mu
+    planned = SATURATED_UTILISATION * mu
+    demand = min(
+        arrivals / planned + excess / horizon / mu, (1 + BACKLOG_HEADROOM) * arrivals / planned
+    )
     need = max(ready, math.ceil(demand - 1e-9))
     detail.update(
         {
@@ -679,6 +680,12 @@ def queue_state(
         else {}
     )
     apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
+    mu_in = extra.get(QUEUE_MU_KEY)
+    learned: dict[str, float] = (
+        {k: float(v) for k, v in mu_in.items() if isinstance(v, int | float)}
+        if isinstance(mu_in, Mapping)
+        else {}
+    )
     candidates: dict[str, Any] = {}
     for metric in queue_metrics:
         obs = observations.get(metric.name)
@@ -715,18 +722,22 @@ def queue_state(
         times = {k: v for k, v in times.items() if k in points}
         growth_points[metric.name] = points
         growth_at[metric.name] = times
+        mu = per_pod_throughput(points, times, apart)
+        if mu is not None:
+            learned[metric.name] = mu
         candidates[metric.name] = {
             "t": now,
             "total": total,
             "rate": rate,
             "first": first,
-            "perPod": per_pod_throughput(points, times, apart),
+            "perPod": learned.get(metric.name),
         }
     out = dict(extra)
     out[QUEUE_LAST_KEY] = last
     out[QUEUE_CANDIDATE_KEY] = candidates
     out[QUEUE_GROWTH_KEY] = growth_points
     out[QUEUE_GROWTH_AT_KEY] = growth_at
+    out[QUEUE_MU_KEY] = learned
     return out
 
 

@@ -31,6 +31,7 @@ import math
 from bisect import bisect_left
 from collections import deque
 from heapq import heappop, heappush
+from operator import attrgetter
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -51,6 +52,8 @@ E2E_BUCKETS: tuple[float, ...] = (
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
     240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
+
+_E2E = attrgetter("e2e")
 
 _IDLE = 0
 _SINGLE = 1
@@ -228,6 +231,7 @@ class Replica:
         self._kv_blocks = profile.kv_blocks
         self._overhead = profile.overhead
         self._frontend = profile.frontend_per_running
+        self._m, self._k, self._b = profile.m, profile.k, profile.b
         self._decode_dt: dict[int, float] | None = None if profile.extended else {}
         """Decode-only step time by batch size (roofline: it depends on ``D`` only)."""
         # plan of the work in progress
@@ -317,7 +321,7 @@ class Replica:
         if self._done:
             done = self._done
             self._done = []
-            self._e2e_hist.observe_many([r.e2e for r in done])
+            self._e2e_hist.observe_many(list(map(_E2E, done)))
             if self._bulk is not None:
                 self._bulk.finished_many(done)
 
@@ -671,7 +675,15 @@ class Replica:
         # No chunk: prefilling requests exist but the budget is all decode (a decode-only step).
         self._chunks = chunks
         self._kind = _SINGLE
-        self._dt = dt = self.profile.step_time(prefill, d, self._sum_a + d * self.counter)
+        if self._decode_dt is None:
+            dt = self.profile.step_time(prefill, d, self._sum_a + d * self.counter)
+        else:  # roofline, inline: max(m + k*T, b*T)
+            tokens = prefill + d
+            dt = self._m + self._k * tokens
+            compute = self._b * tokens
+            if compute >= dt:
+                dt = compute
+        self._dt = dt
         self.t_end = self._t0 + dt
         return True
 

@@ -180,10 +180,8 @@ class Fleet:
             if ta <= te:
                 if ta > t_stop:
                     break
-                self.now = ta
                 request = Request(base + i, ta, prompts[i], outputs[i])
                 i += 1
-                self._next = base + i
                 if len(ready) > 1 and least:
                     # ties: the pod ready longest (first in the list)
                     slot = loads.index(min(loads))
@@ -192,6 +190,7 @@ class Fleet:
                     replica = self._pick(ready)
                     slot = replica.slot
                 else:
+                    self.now = ta
                     self._gateway.append(request)
                     continue
                 pod = pods[replica.tag]
@@ -227,11 +226,16 @@ class Fleet:
                 else:
                     self._make_ready(pod_)
             te = heap[0][0] if heap else inf
+        self._next = base + i
         self.now = t_stop
-        self.flush()
 
     def flush(self) -> None:
-        """Hand every replica's buffered observations to the sink and its histograms."""
+        """Hand every replica's buffered observations to the sink and its histograms.
+
+        Replicas buffer observations for a bulk sink (:class:`~autoscaler.sim.engine.BulkSink`)
+        and flush them at every scrape and when their pod goes away; call this before reading
+        the sink's totals.
+        """
         for pod in self.pods:
             if pod.replica is not None:
                 pod.replica.flush()

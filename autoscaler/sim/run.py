@@ -18,6 +18,7 @@ import asyncio
 import math
 import sys
 import time
+from operator import attrgetter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,18 +230,21 @@ class Ledger:
     def finished_many(self, requests: list[Request]) -> None:
         """Store the latencies of finished requests."""
         n = len(requests)
-        rid = np.fromiter((r.rid for r in requests), np.int64, n)
-        arrival = np.fromiter((r.arrival for r in requests), np.float64, n)
-        first = np.fromiter((r.first_token for r in requests), np.float64, n)
-        finish = np.fromiter((r.finish for r in requests), np.float64, n)
-        extra = np.fromiter((r.extra for r in requests), np.float64, n)
-        output = np.fromiter((r.output for r in requests), np.int64, n)
-        self.ttft[rid] = first - arrival + extra
+
+        def column(name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
+            return np.fromiter(map(attrgetter(name), requests), dtype, n)
+
+        rid = column("rid", np.int64)
+        first = column("first_token", np.float64)
+        self.ttft[rid] = first - column("arrival", np.float64) + column("extra", np.float64)
+        output = column("output", np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.tpot[rid] = np.where(output <= 1, np.nan, (finish - first) / (output - 1))
-        self.e2e[rid] = np.fromiter((r.e2e for r in requests), np.float64, n)
+            self.tpot[rid] = np.where(
+                output <= 1, np.nan, (column("finish", np.float64) - first) / (output - 1)
+            )
+        self.e2e[rid] = column("e2e", np.float64)
         self.first[rid] = first
-        self.preempted[rid] = np.fromiter((r.preemptions for r in requests), np.int32, n)
+        self.preempted[rid] = column("preemptions", np.int32)
         self.finished_count += n
 
     def itl_quantile(self, minute: int, q: float) -> float:
@@ -382,6 +386,7 @@ async def run_simulation_async(
     replica_seconds = fleet.replica_seconds(duration)
     fleet.close_arrivals()
     fleet.run_until(duration + cfg.drain)
+    fleet.flush()
     return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
 
 

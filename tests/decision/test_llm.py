@@ -348,3 +348,106 @@ def test_restart_through_json_changes_no_llm_decision() -> None:
     restarted = run_fleet(pol, startup=300.0, arrivals=arrivals, duration=1800, restart=True)
     assert plain == restarted
     assert any(d != c for _, c, d in plain)
+
+
+RUNNING = {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 10}}}
+
+
+def queue_only(pods: tuple[PodInfo, ...], total: float) -> Observation:
+    """The queue total spread over the ready pods (KV in band)."""
+    ready = [p.name for p in pods if p.ready]
+    values = {name: total / len(ready) for name in ready}
+    return kv_obs(pods, 0.7, {"queueDepth": PodSamples(values, 0.0)})
+
+
+class TestQueueDrain:
+    """A queue above its band, with a per-pod throughput known, is sized on arrivals + backlog."""
+
+    two = (ready_pod("a"), ready_pod("b"))
+    four = (*two, ready_pod("c"), ready_pod("d"))
+
+    def history(self, drain_at: float) -> tuple[ScalingPolicy, History]:
+        """Growth 6/s at 2 ready (t 0 -> 15), then 4 ready and a held queue at ``drain_at - 15``."""
+        pol = llm_policy(KV, QUEUE)
+        h = decide(pol, queue_only(self.two, 1000.0), SEEDED, 0.0).history
+        h = decide(pol, queue_only(self.two, 1090.0), h, 15.0).history
+        h = decide(pol, queue_only(self.four, 1090.0), h, drain_at - 15.0).history
+        return pol, h
+
+    def test_backlog_not_growing_is_sized_not_held(self) -> None:
+        """mu = (6 - (-2)) / (4 - 2) = 4/s; arrivals -2 + 4 x 4 = 14/s; excess 1060 - 16 = 1044
+        over 240 s (2 x 120 s start-up) = 4.35/s, capped at 1.25 x 14 = 17.5/s -> ceil(4.375) = 5
+        (the old rule held 4 because the queue was not growing)."""
+        pol, h = self.history(45.0)
+        result = decide(pol, queue_only(self.four, 1060.0), h, 45.0)
+        detail = result.decision.explanation["metrics"]
+        queue = next(m for m in detail if m["name"] == "queueDepth")
+        assert queue["arithmetic"]["perPodThroughput"] == pytest.approx(4.0)
+        assert result.decision.metric_proposals["queueDepth"] == 5
+
+    def test_points_far_apart_do_not_estimate_throughput(self) -> None:
+        """Growth points 1000 s apart (load changed between them): no mu, the old hold rule."""
+        pol, h = self.history(1015.0)
+        result = decide(pol, queue_only(self.four, 1060.0), h, 1015.0)
+        assert result.decision.metric_proposals["queueDepth"] == 4
+
+    def test_backlog_pods_capped_at_a_quarter_of_the_arrival_need(self) -> None:
+        """A huge backlog buys at most 25 % more pods than the arrivals need."""
+        pol = llm_policy(KV, QUEUE)
+        h = decide(pol, queue_only(self.two, 100_000.0), SEEDED, 0.0).history
+        h = decide(pol, queue_only(self.two, 100_090.0), h, 15.0).history  # +6/s at 2 ready
+        h = decide(pol, queue_only(self.four, 100_090.0), h, 30.0).history
+        result = decide(pol, queue_only(self.four, 100_060.0), h, 45.0)  # -2/s at 4 ready
+        # arrivals 14/s, mu 4/s: 3.5 pods; the backlog adds at most 0.875 -> 5 (not ~108)
+        assert result.decision.metric_proposals["queueDepth"] == 5
+
+    def test_draining_queue_never_proposes_down(self) -> None:
+        """A fast-draining queue above its band proposes at least current."""
+        pol, h = self.history(45.0)
+        result = decide(pol, queue_only(self.four, 200.0), h, 45.0)  # -58/s: arrivals 0
+        assert result.decision.metric_proposals["queueDepth"] >= 4
+
+
+class TestRunningRequests:
+    """Running requests (concurrency) inflate when the batch is saturated."""
+
+    three = (ready_pod("a"), ready_pod("b"), ready_pod("c"))
+
+    def obs(self, running: float, queue: float = 0.0) -> Observation:
+        names = [p.name for p in self.three]
+        return kv_obs(
+            self.three,
+            0.1,
+            {
+                "runningRequests": PodSamples(dict.fromkeys(names, running), 0.0),
+                "queueDepth": PodSamples(dict.fromkeys(names, queue), 0.0),
+            },
+        )
+
+    def test_in_proportion_below_twice_the_target(self) -> None:
+        """15 running per pod, target 10: ceil(45 / 10) = 5 (plain ratio math)."""
+        pol = llm_policy(RUNNING)
+        result = decide(pol, self.obs(15.0), SEEDED, 0.0)
+        assert result.decision.metric_proposals["runningRequests"] == 5
+
+    def test_far_above_target_at_most_doubles(self) -> None:
+        """200 running per pod (a saturated batch): at most 2 x 3 ready = 6, not ceil(600/10)."""
+        pol = llm_policy(RUNNING)
+        result = decide(pol, self.obs(200.0), SEEDED, 0.0)
+        assert result.decision.metric_proposals["runningRequests"] == 6
+
+    def test_doubling_is_credited_while_pods_start(self) -> None:
+        """3 ready + 3 starting at 200 running/pod: need 6 = capacity, keep current."""
+        pods = (*self.three, *(starting_pod(n, created=-30.0) for n in "def"))
+        names = [p.name for p in self.three]
+        obs = kv_obs(pods, 0.1, {"runningRequests": PodSamples(dict.fromkeys(names, 200.0), 0.0)})
+        result = decide(llm_policy(RUNNING), obs, SEEDED, 0.0)
+        assert result.decision.metric_proposals["runningRequests"] == 6
+
+    def test_queue_above_band_decides(self) -> None:
+        """With the queue above its band the running count holds and the queue sizes the step."""
+        pol = llm_policy(RUNNING, QUEUE)
+        result = decide(pol, self.obs(18.0, queue=40.0), SEEDED, 0.0)
+        assert result.decision.metric_proposals["runningRequests"] == 3
+        # the queue (first sight, throughput unknown) at most doubles
+        assert result.decision.desired_replicas == 6

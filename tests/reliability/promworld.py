@@ -183,7 +183,15 @@ async def fault_phase(
     llama_writes = len(world.fake.scale_writes("llama"))
     assert world.replicas("mistral") == 2
     await start()
-    await wait_until(lambda: world.replicas("mistral") == 4, 20, "mistral's fallback to 4")
+    # Decisions reach ``on_decision`` just after the write: wait for both.
+    await wait_until(
+        lambda: (
+            world.replicas("mistral") == 4
+            and any(fallen_back(d) for d in world.of("mistral", mark))
+        ),
+        20,
+        "mistral's fallback to 4",
+    )
     await wait_until(
         lambda: sum(1 for d in world.of("llama", mark) if not has_value(d)) >= 2,
         10,
@@ -210,7 +218,14 @@ async def fault_phase(
 
     recovered = len(world.decisions)
     await stop()
-    await wait_until(lambda: world.replicas("mistral") == 2, 20, "mistral's recovery to 2")
+    await wait_until(
+        lambda: (
+            world.replicas("mistral") == 2
+            and any(has_value(d) for d in world.of("mistral", recovered))
+        ),
+        20,
+        "mistral's recovery to 2",
+    )
     # Recovery on the first good tick: a normal decision from the data (no fallback), even if
     # it keeps up to 4 while the fallback's new pods do not report yet (missing-pod rule).
     first = next(d for d in world.of("mistral", recovered) if has_value(d))
