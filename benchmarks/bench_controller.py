@@ -169,7 +169,10 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
             prom_after = _prometheus_queries(config["prometheus"])
             _, requests = request_log(kube_url, kube_before)
             kube_cpu = procstat.cpu_seconds(kube_pid) - kube_cpu_before
-            kinds = Counter(_kind(method, path) for _, method, path in requests)
+            kinds = Counter(_kind(method, path) for _, method, path, _ in requests)
+            conflicts = Counter(
+                _kind(method, path) for _, method, path, status in requests if status == 409
+            )
             # The open pod watch is one long request: it started before this tick.
             kinds_total.update(kinds)
             stats = controller.metrics.last_stats
@@ -195,6 +198,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                     "queries_at_prometheus": prom_after - prom_before,
                     "kube_requests": len(requests),
                     "kube_requests_by_kind": dict(sorted(kinds.items())),
+                    "kube_409_conflicts_by_kind": dict(sorted(conflicts.items())),
                     "kube_server_cpu_seconds": round(kube_cpu, 3),
                     "outcomes": dict(outcomes),
                     "valid_metrics": valid,

@@ -138,7 +138,7 @@ def _scale_writes(kube: KubeProcess, since: int) -> tuple[int, list[float]]:
     count, requests = kube.requests_since(since)
     writes = [
         t
-        for t, method, path in requests
+        for t, method, path, _ in requests
         if method in {"PUT", "PATCH"} and path.split("?")[0].endswith("/scale")
     ]
     return count, writes

@@ -83,10 +83,12 @@ POINTS_APART_SLACK = 60.0
 QUEUE_DRAIN_SECONDS = 60.0
 """A queue above its band is sized to drain its excess backlog within this many seconds, or
 within ``DRAIN_STARTUPS`` x the start-up estimate when that is longer."""
-SATURATED_UTILISATION = 0.85
+PLANNED_UTILISATION = 0.7
 """The drain sizing plans pods at this share of the per-pod throughput ``mu``: ``mu`` is measured
-on saturated pods (full batches, slow steps), above what a pod serves within latency objectives."""
-BACKLOG_HEADROOM = 0.15
+on saturated pods (full batches, slow steps), well above what a pod serves within latency
+objectives (about 0.6-0.8 of it for the 8B profile at the NIM tables' latencies); the headroom
+also drains a backlog."""
+BACKLOG_HEADROOM = 0.25
 """Pods bought for a backlog are at most this share of the pods the arrivals need: a backlog is a
 transient stock; buying a whole fleet for it over-shoots the steady state once it is gone."""
 DRAIN_STARTUPS = 2.0
@@ -429,8 +431,9 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     While the ready pods are saturated, ``growth = arrivals - ready x mu``, so the arrival rate
     is ``growth + ready x mu``. The pods needed serve the arrivals and drain the backlog beyond
     ``target`` per pod of capacity within ``max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS x start-up)``:
-    ``need = ceil(min(arrivals / (u x mu) + excess / horizon / mu, (1 + h) x arrivals / (u x mu)))``
-    with ``u = SATURATED_UTILISATION``, ``h = BACKLOG_HEADROOM``.
+    ``steady = arrivals / (u x mu)``,
+    ``need = ceil(max(steady, min((arrivals + excess / horizon) / mu, (1 + h) x steady)))``
+    with ``u = PLANNED_UTILISATION``, ``h = BACKLOG_HEADROOM``.
     Starting pods are credited (several ticks of one warm-up do not stack); a queue above its
     band never proposes fewer than current.
     """
@@ -439,10 +442,11 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     arrivals = max(0.0, growth + ready * mu)
     excess = max(0.0, total - metric.target * capacity)
     horizon = max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS * ctx.view.startup_estimate)
-    planned = SATURATED_UTILISATION * mu
-    demand = min(
-        arrivals / planned + excess / horizon / mu, (1 + BACKLOG_HEADROOM) * arrivals / planned
-    )
+    planned = PLANNED_UTILISATION * mu
+    steady = arrivals / planned
+    # The headroom of ``steady`` drains a backlog too; more pods only when it would not drain
+    # within the horizon at full throughput, and at most BACKLOG_HEADROOM more.
+    demand = max(steady, min((arrivals + excess / horizon) / mu, (1 + BACKLOG_HEADROOM) * steady))
     need = max(ready, math.ceil(demand - 1e-9))
     detail.update(
         {

@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from autoscaler.metrics.promql import validate_template
+
 API_VERSION = "nim-autoscaler/v1alpha1"
 KIND = "ScalingPolicy"
 
@@ -382,6 +384,15 @@ class PrometheusMetricSpec(_MetricSpecBase):
     """Name of this metric in the policy (required for custom queries)."""
     query: str = Field(min_length=1)
     """PromQL template."""
+
+    @field_validator("query")
+    @classmethod
+    def _usable_template(cls, value: str) -> str:
+        problems = validate_template(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     returns: Literal["target", "perPod"] = "target"
     """``target``: one series for the whole target; ``perPod``: one series per pod (``pod``)."""
     empty_as: float | None = None

@@ -31,7 +31,6 @@ import math
 from bisect import bisect_left
 from collections import deque
 from heapq import heappop, heappush
-from operator import attrgetter
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -53,7 +52,9 @@ E2E_BUCKETS: tuple[float, ...] = (
     240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 
-_E2E = attrgetter("e2e")
+DONE_COLUMNS = ("rid", "ttft", "tpot", "e2e", "first_token", "preemptions")
+"""Columns of the finished-request rows a replica hands to :meth:`BulkSink.finished_many`."""
+_DONE_WIDTH = len(DONE_COLUMNS)
 
 _IDLE = 0
 _SINGLE = 1
@@ -145,8 +146,12 @@ class BulkSink(Protocol):
         """``weight[i]`` inter-token intervals of ``dt[i]`` seconds ended at ``t[i]``."""
         ...
 
-    def finished_many(self, requests: list[Request]) -> None:
-        """These requests produced their last token (in completion order)."""
+    def finished_many(self, done: npt.NDArray[np.float64]) -> None:
+        """Requests that produced their last token, one row each (in completion order).
+
+        Columns (:data:`DONE_COLUMNS`): request id, TTFT, mean ITL (NaN for one-token outputs),
+        E2E, first-token time, preemptions (ids and counts are exact in float64).
+        """
         ...
 
 
@@ -169,9 +174,11 @@ class Histogram:
         self.total += value * weight
         self.count += weight
 
-    def observe_many(self, values: list[float], weights: list[int] | None = None) -> None:
+    def observe_many(
+        self, values: list[float] | npt.NDArray[np.float64], weights: list[int] | None = None
+    ) -> None:
         """Record ``weights[i]`` (default 1) observations of ``values[i]``, in one go."""
-        if not values:
+        if len(values) == 0:
             return
         v = np.asarray(values, dtype=np.float64)
         index = np.searchsorted(self._np_bounds, v, side="left")  # == bisect_left
@@ -254,7 +261,8 @@ class Replica:
         self._itl_dt: list[float] = []
         self._itl_w: list[int] = []
         self._ttft_buf: list[float] = []
-        self._done: list[Request] = []
+        self._done: list[float] = []
+        """Finished requests, :data:`DONE_COLUMNS` values flattened."""
         self.busy_time = 0.0
 
     # ---- gauges -----------------------------------------------------------------------------
@@ -319,9 +327,9 @@ class Replica:
             self._ttft_hist.observe_many(self._ttft_buf)
             self._ttft_buf = []
         if self._done:
-            done = self._done
+            done = np.asarray(self._done, dtype=np.float64).reshape(-1, _DONE_WIDTH)
             self._done = []
-            self._e2e_hist.observe_many(list(map(_E2E, done)))
+            self._e2e_hist.observe_many(done[:, 3])
             if self._bulk is not None:
                 self._bulk.finished_many(done)
 
@@ -489,13 +497,24 @@ class Replica:
             self._base -= (a - p) // BLOCK_SIZE
             self._sum_a -= a
             self.decoders -= 1
-            # complete
+            # complete (as ``_complete``)
             del running[request.order]
             self.load -= 1
             request.finish = t
-            request.e2e = t - request.arrival + request.extra
+            first = request.first_token
+            output = request.output
+            request.e2e = e2e = t - request.arrival + request.extra
             self.success += 1
-            done.append(request)
+            done.extend(
+                (
+                    request.rid,
+                    first - request.arrival + request.extra,
+                    (t - first) / (output - 1) if output > 1 else math.nan,
+                    e2e,
+                    first,
+                    request.preemptions,
+                )
+            )
             if self._bulk is None:
                 self._sink.finished(request)
 
@@ -503,9 +522,20 @@ class Replica:
         del self.running[request.order]
         self.load -= 1
         request.finish = t
-        request.e2e = t - request.arrival + request.extra
+        first = request.first_token
+        output = request.output
+        request.e2e = e2e = t - request.arrival + request.extra
         self.success += 1
-        self._done.append(request)
+        self._done.extend(
+            (
+                request.rid,
+                first - request.arrival + request.extra,
+                (t - first) / (output - 1) if output > 1 else math.nan,
+                e2e,
+                first,
+                request.preemptions,
+            )
+        )
         if self._bulk is None:
             self._sink.finished(request)
 

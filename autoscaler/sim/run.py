@@ -18,7 +18,6 @@ import asyncio
 import math
 import sys
 import time
-from operator import attrgetter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from autoscaler.decision.types import Decision
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
-from autoscaler.sim.engine import Request
+from autoscaler.sim.engine import DONE_COLUMNS, Request
 from autoscaler.sim.fleet import Fleet, SimPodSource, SimScaleClient
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricDelay, MetricStore, SimMetricSource
@@ -225,27 +224,25 @@ class Ledger:
 
     def finished(self, request: Request) -> None:
         """Store the request's latencies."""
-        self.finished_many([request])
+        row = (
+            request.rid,
+            request.ttft,
+            request.tpot,
+            request.e2e,
+            request.first_token,
+            request.preemptions,
+        )
+        self.finished_many(np.asarray([row], dtype=np.float64))
 
-    def finished_many(self, requests: list[Request]) -> None:
-        """Store the latencies of finished requests."""
-        n = len(requests)
-
-        def column(name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
-            return np.fromiter(map(attrgetter(name), requests), dtype, n)
-
-        rid = column("rid", np.int64)
-        first = column("first_token", np.float64)
-        self.ttft[rid] = first - column("arrival", np.float64) + column("extra", np.float64)
-        output = column("output", np.int64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.tpot[rid] = np.where(
-                output <= 1, np.nan, (column("finish", np.float64) - first) / (output - 1)
-            )
-        self.e2e[rid] = column("e2e", np.float64)
-        self.first[rid] = first
-        self.preempted[rid] = column("preemptions", np.int32)
-        self.finished_count += n
+    def finished_many(self, done: npt.NDArray[np.float64]) -> None:
+        """Store the latencies of finished requests (rows of :data:`DONE_COLUMNS`)."""
+        rid = done[:, 0].astype(np.int64)
+        self.ttft[rid] = done[:, 1]
+        self.tpot[rid] = done[:, 2]
+        self.e2e[rid] = done[:, 3]
+        self.first[rid] = done[:, 4]
+        self.preempted[rid] = done[:, 5].astype(np.int32)
+        self.finished_count += len(rid)
 
     def itl_quantile(self, minute: int, q: float) -> float:
         """The ``q`` quantile of the minute's inter-token intervals (NaN: none)."""

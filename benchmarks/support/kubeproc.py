@@ -5,7 +5,7 @@ Deployment per policy (:mod:`benchmarks.support.layout` names, ``replicas`` = po
 Running, Ready pods, listens on 127.0.0.1, prints its URL on one line and serves until SIGTERM
 or until its standard input closes. Besides the Kubernetes API it answers
 ``GET /_bench/requests?since=N``: the requests it served after the first ``N``, each as
-``[unix time of arrival, method, path with query]`` (these calls are not themselves logged).
+``[unix time of arrival, method, path with query, status]`` (these calls are not themselves logged).
 
 :class:`KubeProcess` starts and stops it from the benchmark and reads its request log and its
 CPU time. Keeping the fake API server out of the controller's process means the controller's
@@ -40,17 +40,24 @@ class TimedFakeKube(FakeKube):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.times: list[float] = []
+        self.statuses: dict[int, int] = {}
+        """Request index -> HTTP status of the answer (absent while a watch is open)."""
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == BENCH_PATH:
             since = int(request.query.get("since", "0"))
             rows = [
-                [t, method, path]
-                for t, (method, path) in zip(self.times[since:], self.requests[since:], strict=True)
+                [t, method, path, self.statuses.get(index)]
+                for index, (t, (method, path)) in enumerate(
+                    zip(self.times[since:], self.requests[since:], strict=True), start=since
+                )
             ]
             return web.json_response({"count": len(self.requests), "requests": rows})
+        index = len(self.times)
         self.times.append(time.time())
-        return await super()._handle(request)
+        response = await super()._handle(request)
+        self.statuses[index] = response.status
+        return response
 
 
 def populate(fake: FakeKube, policies: int, pods: int) -> None:
@@ -87,14 +94,21 @@ def main() -> None:
         asyncio.run(_serve(args.policies, args.pods))
 
 
-def request_log(url: str, since: int = 0) -> tuple[int, list[tuple[float, str, str]]]:
-    """The request log of a :class:`TimedFakeKube` at ``url``: (total count, requests after the
-    first ``since`` as (unix time, method, path with query)). ``since`` past the end: none."""
+Request = tuple[float, str, str, int | None]
+"""(unix time of arrival, method, path with query, HTTP status or None while still open)."""
+
+
+def request_log(url: str, since: int = 0) -> tuple[int, list[Request]]:
+    """The request log of a :class:`TimedFakeKube` at ``url``.
+
+    Returns the total count and the requests after the first ``since`` (none if ``since`` is
+    past the end).
+    """
     with urllib.request.urlopen(  # noqa: S310 - fixed http URL on 127.0.0.1
         f"{url}{BENCH_PATH}?since={since}", timeout=30
     ) as response:
         body = json.loads(response.read())
-    return int(body["count"]), [(float(t), m, p) for t, m, p in body["requests"]]
+    return int(body["count"]), [(float(t), m, p, c) for t, m, p, c in body["requests"]]
 
 
 class KubeProcess:
@@ -147,8 +161,8 @@ class KubeProcess:
         """Write a kubeconfig pointing at the child."""
         return write_kubeconfig(path, self.url)
 
-    def requests_since(self, since: int = 0) -> tuple[int, list[tuple[float, str, str]]]:
-        """(total count, requests after the first ``since``) as (time, method, path)."""
+    def requests_since(self, since: int = 0) -> tuple[int, list[Request]]:
+        """(total count, the requests after the first ``since``): see :func:`request_log`."""
         return request_log(self.url, since)
 
     def cpu_seconds(self) -> float:

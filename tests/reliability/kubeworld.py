@@ -24,6 +24,7 @@ from autoscaler.controller.loop import ControlLoop, TickResult
 from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import History, PodSamples
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.kube.scale import KubeScaleClient
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
 from tests.fakekube.server import write_kubeconfig
@@ -134,6 +135,7 @@ async def run_world(
     hooks: dict[int, Hook] | None = None,
     extra_ticks: int = 0,
     request_timeout: float = 1.0,
+    retry_budget: float | None = None,
 ) -> RunResult:
     """Run :data:`TICKS` (+ ``extra_ticks`` at the last demand) ticks; hooks run before a tick."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -152,6 +154,15 @@ async def run_world(
             namespaces=[NAMESPACE],
         )
         context = await connect(settings, request_timeout=request_timeout)
+        if retry_budget is not None:
+            # A short retry budget lets faults escape the adapter's retries, so whole ticks
+            # fail and the loop (not the adapter) has to catch up on the next tick.
+            context.scale = KubeScaleClient(
+                context.api,
+                discovery=context.scale.discovery,
+                retry_budget=retry_budget,
+                request_timeout=request_timeout,
+            )
         context.start()
         registry = CollectorRegistry()
         out.registry = registry

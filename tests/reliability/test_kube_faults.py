@@ -74,9 +74,13 @@ def _clear_faults(fake: ChaosKube) -> None:
 
 
 class TestRandomApiFaults:
-    @pytest.mark.parametrize("seed", [7, 2024])
+    @pytest.mark.parametrize(
+        ("seed", "retry_budget"),
+        [(7, None), (11, 0.5)],
+        ids=["adapter-retries", "ticks-fail"],
+    )
     async def test_faulty_target_converges_exactly_once(
-        self, tmp_path: Path, clean: RunResult, seed: int
+        self, tmp_path: Path, clean: RunResult, seed: int, retry_budget: float | None
     ) -> None:
         """~20 % of the target's, Events' and history's requests fail (500/429/timeout/409).
 
@@ -90,11 +94,20 @@ class TestRandomApiFaults:
             rules.append(fake.chaos(r"/deployments/llama(/|$)", rate=0.2, seed=seed, delay=1.5))
             rules.append(fake.chaos(r"/events(/|$)|/configmaps(/|$)", rate=0.2, seed=seed + 1))
 
-        run = await run_world(tmp_path, setup=setup, hooks={TICKS: _clear_faults}, extra_ticks=6)
+        run = await run_world(
+            tmp_path,
+            setup=setup,
+            hooks={TICKS: _clear_faults},
+            extra_ticks=6,
+            retry_budget=retry_budget,
+        )
         fired = {kind: sum(r.fired.get(kind, 0) for r in rules) for kind in ("500", "429")}
         fired["timeout"] = sum(r.fired.get("timeout", 0) for r in rules)
         fired["409"] = sum(r.fired.get("409", 0) for r in rules)
         assert sum(fired.values()) >= 8, fired  # the faults really happened
+        if retry_budget is not None:
+            # Some faults escaped the adapter's retries: whole ticks failed for the target.
+            assert "failed" in run.outcomes("llama")[:TICKS], run.outcomes("llama")
         assert run.final_replicas["llama"] == clean.final_replicas["llama"]
         assert_exactly_once(run, "llama")
         assert_history_consistent(run, "llama")
