@@ -52,6 +52,8 @@ WARMUP_TICKS = 2
 TICKS = 5
 INTERVAL = 60.0
 """Controller interval: sets the phase budgets (metric fetch: 60 % of it), not the pace here."""
+MEASURE_BUDGET = 480.0
+"""Seconds of measured ticks per size at most (at least one tick is always measured)."""
 PROMETHEUS_TIMEOUT = 20.0
 """Per-query timeout: large enough that the 1,000-policy queries are not cut."""
 
@@ -157,7 +159,10 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(0.5)
         ticks: list[dict[str, Any]] = []
         kinds_total: Counter[str] = Counter()
+        measure_until = time.monotonic() + config["budget_seconds"]
         for _ in range(config["ticks"]):
+            if ticks and time.monotonic() > measure_until:
+                break  # bounded in time: fewer ticks at very large sizes (recorded)
             kube_before, _ = request_log(kube_url, 10**12)
             kube_cpu_before = procstat.cpu_seconds(kube_pid)
             prom_before = _prometheus_queries(config["prometheus"])
@@ -240,6 +245,7 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str
             "kube_pid": kube.pid,
             "kube_url": kube.url,
             "ticks": ticks,
+            "budget_seconds": MEASURE_BUDGET,
         }
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()

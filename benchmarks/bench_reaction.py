@@ -29,6 +29,7 @@ Goal (issue 8): every reaction under scrape interval + tick interval + 2 s = 12 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import shutil
@@ -278,6 +279,8 @@ def main(quick: bool = False) -> dict[str, Any]:
         fleet.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         structlog.configure(**saved_logging)
+    scrapes = fleet.scrape_times
+    scrape_period = statistics.median(b - a for a, b in itertools.pairwise(scrapes))
     reacted = [row for row in rows if row["reacted"]]
     times = [row["reaction_seconds"] for row in reacted]
     aim = SCRAPE_INTERVAL + TICK_INTERVAL + 2.0
@@ -296,6 +299,7 @@ def main(quick: bool = False) -> dict[str, Any]:
         "quick": quick,
         "scrape_interval_seconds": SCRAPE_INTERVAL,
         "tick_interval_seconds": TICK_INTERVAL,
+        "scrape_period_observed_seconds": round(scrape_period, 3),
         "steps": len(rows),
         "steps_with_a_write": len(reacted),
         "exactly_one_write_per_step": one_write,

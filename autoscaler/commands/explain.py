@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.decision.types import (
@@ -45,6 +46,7 @@ from autoscaler.metrics.client import PrometheusClient, QueryFailed
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.metrics.promql import quote_string, regex_alternation, string_literal
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prometheus-url", metavar="URL", help="Prometheus base URL (overrides the environment)"
     )
+    parser.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read /scale, pods and the saved decision history from Kubernetes (default: when "
+        "neither --replicas nor --pods is given and a cluster configuration is found)",
+    )
+    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: KUBECONFIG)")
+    parser.add_argument("--context", dest="kube_context", help="kubeconfig context")
     parser.add_argument(
         "--at", type=float, metavar="UNIX_SECONDS", help="evaluation time (default: now)"
     )
@@ -176,8 +187,10 @@ async def explain_once(
     now: float,
     pods: Sequence[PodInfo] | None = None,
     replicas: int | None = None,
+    status_replicas: int | None = None,
+    history: History | None = None,
 ) -> tuple[Decision, Observation]:
-    """Fetch the policy's metrics once and decide with an empty history.
+    """Fetch the policy's metrics once and decide (with the saved history, if given).
 
     Args:
         source: The Prometheus metric source.
@@ -185,6 +198,8 @@ async def explain_once(
         now: Evaluation time.
         pods: The target's pods; None: discovered from Prometheus series.
         replicas: Current replicas; None: the number of pods.
+        status_replicas: The target's ``status.replicas`` (default: ``replicas``).
+        history: The controller's saved history (default: empty, as a first tick).
 
     Raises:
         QueryFailed: Pods had to be discovered and Prometheus could not be queried.
@@ -196,9 +211,53 @@ async def explain_once(
     request = MetricRequest(policy, tuple(pods), selector=policy.spec.selector)
     metrics = (await source.fetch([request], now))[policy.key]
     current = len(pods) if replicas is None else replicas
-    observation = build_observation(metrics, pods=pods, spec_replicas=current)
-    result = decide(policy, observation, History(), now)
+    observation = build_observation(
+        metrics, pods=pods, spec_replicas=current, status_replicas=status_replicas
+    )
+    result = decide(policy, observation, history or History(), now)
     return result.decision, observation
+
+
+@dataclass(frozen=True)
+class ClusterInputs:
+    """What the cluster says about a policy's target (read-only)."""
+
+    pods: tuple[PodInfo, ...]
+    spec_replicas: int
+    status_replicas: int
+    history: History | None
+
+
+async def read_cluster(settings: Settings, policy: ScalingPolicy) -> ClusterInputs:
+    """Read the target's ``/scale``, its pods and the controller's saved history; write nothing.
+
+    Raises:
+        KubeConfigError: no cluster configuration.
+        ActuationError: the target cannot be read (not found, forbidden, API errors).
+    """
+    from autoscaler.errors import ActuationError  # noqa: PLC0415 - cluster path only
+    from autoscaler.kube.factory import connect  # noqa: PLC0415 - cluster path only
+
+    namespace = policy.metadata.namespace
+    read_only = settings.model_copy(
+        update={"leader_election": False, "dry_run": True, "namespaces": [namespace]}
+    )
+    context = await connect(read_only)
+    try:
+        reading = await context.scale.get_scale(namespace, policy.spec.scale_target_ref)
+        selector = policy.spec.selector or reading.selector
+        if not selector:
+            msg = "the target's /scale has no status.selector; set spec.selector in the policy"
+            raise ActuationError(msg)
+        context.pods.start()
+        if not await context.pods.wait_synced(within=20.0):
+            msg = f"could not list the pods of namespace {namespace!r} within 20 s"
+            raise ActuationError(msg)
+        pods = context.pods.pods(namespace, selector)
+        history = await context.history.load(policy)
+    finally:
+        await context.close()
+    return ClusterInputs(pods, reading.spec_replicas, reading.status_replicas, history)
 
 
 def _select(policies: Mapping[str, ScalingPolicy], name: str | None) -> ScalingPolicy | str:
@@ -214,9 +273,10 @@ def _select(policies: Mapping[str, ScalingPolicy], name: str | None) -> ScalingP
 def run(args: argparse.Namespace) -> int:
     """Make one decision now and print it. Exit 0 on success, 1 on input or query failure."""
     from autoscaler.decision.explain import render_text  # noqa: PLC0415 - keeps CLI import cheap
+    from autoscaler.errors import ActuationError  # noqa: PLC0415 - as above
+    from autoscaler.kube.client import KubeConfigError  # noqa: PLC0415 - as above
     from autoscaler.observability.logging import configure_logging  # noqa: PLC0415 - as above
     from autoscaler.policy.loader import format_errors, load_path  # noqa: PLC0415 - as above
-    from autoscaler.settings import Settings  # noqa: PLC0415 - as above
 
     configure_logging(level="warning")
     loaded = load_path(args.policy)
@@ -231,6 +291,10 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.prometheus_url:
         overrides["prometheus_url"] = args.prometheus_url
+    if args.kubeconfig:
+        overrides["kubeconfig"] = args.kubeconfig
+    if args.kube_context:
+        overrides["kube_context"] = args.kube_context
     settings = Settings(**overrides)
     if args.replicas is not None and args.replicas < 0:
         print("nim-autoscaler explain: --replicas must be >= 0", file=sys.stderr)
@@ -239,10 +303,31 @@ def run(args: argparse.Namespace) -> int:
     if args.pods is not None:
         pods = ready_pods([p.strip() for p in args.pods.split(",") if p.strip()])
     now = args.at if args.at is not None else time.time()
+    use_cluster = args.cluster
+    if use_cluster is None:
+        use_cluster = args.replicas is None and args.pods is None
 
     async def once() -> tuple[Decision, Observation]:
+        cluster: ClusterInputs | None = None
+        if use_cluster:
+            try:
+                cluster = await read_cluster(settings, chosen)
+            except KubeConfigError as exc:
+                if args.cluster:  # asked for explicitly
+                    raise
+                print(f"note: no cluster ({exc}); pods from Prometheus", file=sys.stderr)
         source = PrometheusSource.from_settings(settings)
         try:
+            if cluster is not None:
+                return await explain_once(
+                    source,
+                    chosen,
+                    now=now,
+                    pods=cluster.pods,
+                    replicas=cluster.spec_replicas,
+                    status_replicas=cluster.status_replicas,
+                    history=cluster.history,
+                )
             return await explain_once(source, chosen, now=now, pods=pods, replicas=args.replicas)
         finally:
             await source.close()
@@ -251,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
         decision, observation = asyncio.run(once())
     except QueryFailed as exc:
         print(f"nim-autoscaler explain: cannot list pods from Prometheus: {exc}", file=sys.stderr)
+        return 1
+    except (KubeConfigError, ActuationError) as exc:
+        print(f"nim-autoscaler explain: cannot read the cluster: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps(decision_to_json(decision, observation), indent=2, default=str))

@@ -80,20 +80,11 @@ times (plus ``POINTS_APART_SLACK``) of each other: further apart, the arrival ra
 changed between them and the difference no longer isolates ``mu``."""
 POINTS_APART_SLACK = 60.0
 """Seconds added to the points' allowed distance (a few ticks)."""
-QUEUE_DRAIN_SECONDS = 60.0
-"""A queue above its band is sized to drain its excess backlog within this many seconds, or
-within ``DRAIN_STARTUPS`` x the start-up estimate when that is longer."""
 PLANNED_UTILISATION = 0.7
 """The drain sizing plans pods at this share of the per-pod throughput ``mu``: ``mu`` is measured
 on saturated pods (full batches, slow steps), well above what a pod serves within latency
-objectives (about 0.6-0.8 of it for the 8B profile at the NIM tables' latencies); the headroom
-also drains a backlog."""
-BACKLOG_HEADROOM = 0.25
-"""Pods bought for a backlog are at most this share of the pods the arrivals need: a backlog is a
-transient stock; buying a whole fleet for it over-shoots the steady state once it is gone."""
-DRAIN_STARTUPS = 2.0
-"""Backlog drain horizon in start-up times: pods added for a backlog serve only after a start-up,
-so a horizon shorter than this would buy pods that arrive when the backlog is nearly gone."""
+objectives (about 0.6-0.8 of it for the 8B profile at the NIM tables' latencies). The headroom
+also drains a backlog (30 % of ``mu`` on every pod) without buying pods for a transient stock."""
 GROWTH_POINTS_KEPT = 4
 """Queue growth rates kept per ready count (for the per-pod throughput estimate)."""
 
@@ -426,34 +417,25 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     ratio: float,
     detail: dict[str, Any],
 ) -> Proposal:
-    """Size a queue above its band from the per-pod throughput ``mu``: arrivals plus backlog.
+    """Size a queue above its band from the per-pod throughput ``mu`` and the arrival rate.
 
     While the ready pods are saturated, ``growth = arrivals - ready x mu``, so the arrival rate
-    is ``growth + ready x mu``. The pods needed serve the arrivals and drain the backlog beyond
-    ``target`` per pod of capacity within ``max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS x start-up)``:
-    ``steady = arrivals / (u x mu)``,
-    ``need = ceil(max(steady, min((arrivals + excess / horizon) / mu, (1 + h) x steady)))``
-    with ``u = PLANNED_UTILISATION``, ``h = BACKLOG_HEADROOM``.
-    Starting pods are credited (several ticks of one warm-up do not stack); a queue above its
-    band never proposes fewer than current.
+    is ``growth + ready x mu`` whether the queue grows or drains. The pods needed serve it at
+    ``PLANNED_UTILISATION`` of ``mu``: ``need = ceil(arrivals / (u x mu))``; that headroom drains
+    the backlog. Starting pods are credited (several ticks of one warm-up do not stack); a queue
+    above its band never proposes fewer than current.
     """
     ready = len(ctx.view.ready)
     capacity = ctx.view.capacity
     arrivals = max(0.0, growth + ready * mu)
-    excess = max(0.0, total - metric.target * capacity)
-    horizon = max(QUEUE_DRAIN_SECONDS, DRAIN_STARTUPS * ctx.view.startup_estimate)
-    planned = PLANNED_UTILISATION * mu
-    steady = arrivals / planned
-    # The headroom of ``steady`` drains a backlog too; more pods only when it would not drain
-    # within the horizon at full throughput, and at most BACKLOG_HEADROOM more.
-    demand = max(steady, min((arrivals + excess / horizon) / mu, (1 + BACKLOG_HEADROOM) * steady))
+    demand = arrivals / (PLANNED_UTILISATION * mu)
     need = max(ready, math.ceil(demand - 1e-9))
     detail.update(
         {
             "perPodThroughput": mu,
             "arrivalsPerSecond": arrivals,
-            "backlogExcess": excess,
-            "drainSeconds": horizon,
+            "queueTotal": total,
+            "plannedUtilisation": PLANNED_UTILISATION,
             "demandPods": demand,
         }
     )
@@ -470,7 +452,7 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     proposal = max(ctx.current, proposal)
     detail["rule"] = (
         f"queue above target: arrivals {arrivals:.3g}/s (growth {growth:.3g} + {ready} ready x "
-        f"{mu:.3g}/s) + backlog {excess:.4g} over {horizon:g} s = {demand:.3g} pods; "
+        f"{mu:.3g}/s) at {PLANNED_UTILISATION:g} x {mu:.3g}/s per pod = {demand:.3g} pods; "
         + str(detail.get("rule", ""))
     )
     return Proposal(metric.name, proposal, value=total / ready, ratio=ratio, detail=detail)

@@ -28,6 +28,7 @@ middle of a macro-step truncates it at the end of the step in progress (steps ar
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left
 from collections import deque
 from heapq import heappop, heappush
@@ -175,23 +176,22 @@ class Histogram:
         self.count += weight
 
     def observe_many(
-        self, values: list[float] | npt.NDArray[np.float64], weights: list[int] | None = None
+        self, values: npt.ArrayLike, weights: npt.NDArray[np.int64] | None = None
     ) -> None:
         """Record ``weights[i]`` (default 1) observations of ``values[i]``, in one go."""
-        if len(values) == 0:
-            return
         v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return
         index = np.searchsorted(self._np_bounds, v, side="left")  # == bisect_left
         size = len(self.counts)
         if weights is None:
             add = np.bincount(index, minlength=size)
             self.total += float(v.sum())
-            self.count += len(values)
+            self.count += int(v.size)
         else:
-            w = np.asarray(weights, dtype=np.int64)
-            add = np.bincount(index, weights=w, minlength=size).astype(np.int64)
-            self.total += float(v @ w)
-            self.count += int(w.sum())
+            add = np.bincount(index, weights=weights, minlength=size).astype(np.int64)
+            self.total += float(v @ weights)
+            self.count += int(weights.sum())
         counts = self.counts
         for i, c in enumerate(add.tolist()):
             counts[i] += c
@@ -257,11 +257,11 @@ class Replica:
         self._ttft_hist = Histogram(TTFT_BUCKETS)
         self._itl_hist = Histogram(ITL_BUCKETS)
         self._e2e_hist = Histogram(E2E_BUCKETS)
-        self._itl_t: list[float] = []
-        self._itl_dt: list[float] = []
-        self._itl_w: list[int] = []
-        self._ttft_buf: list[float] = []
-        self._done: list[float] = []
+        self._itl_t = array("d")
+        self._itl_dt = array("d")
+        self._itl_w = array("q")
+        self._ttft_buf = array("d")
+        self._done = array("d")
         """Finished requests, :data:`DONE_COLUMNS` values flattened."""
         self.busy_time = 0.0
 
@@ -314,21 +314,19 @@ class Replica:
     def _fold(self) -> None:
         """Fold the buffered observations into the histograms and hand them to a bulk sink."""
         if self._itl_t:
-            t, dt, w = self._itl_t, self._itl_dt, self._itl_w
-            self._itl_t, self._itl_dt, self._itl_w = [], [], []
+            t = np.frombuffer(self._itl_t, dtype=np.float64)
+            dt = np.frombuffer(self._itl_dt, dtype=np.float64)
+            w = np.frombuffer(self._itl_w, dtype=np.int64)
+            self._itl_t, self._itl_dt, self._itl_w = array("d"), array("d"), array("q")
             self._itl_hist.observe_many(dt, w)
             if self._bulk is not None:
-                self._bulk.itl_many(
-                    np.asarray(t, dtype=np.float64),
-                    np.asarray(dt, dtype=np.float64),
-                    np.asarray(w, dtype=np.int64),
-                )
+                self._bulk.itl_many(t, dt, w)
         if self._ttft_buf:
-            self._ttft_hist.observe_many(self._ttft_buf)
-            self._ttft_buf = []
+            self._ttft_hist.observe_many(np.frombuffer(self._ttft_buf, dtype=np.float64))
+            self._ttft_buf = array("d")
         if self._done:
-            done = np.asarray(self._done, dtype=np.float64).reshape(-1, _DONE_WIDTH)
-            self._done = []
+            done = np.frombuffer(self._done, dtype=np.float64).reshape(-1, _DONE_WIDTH)
+            self._done = array("d")
             self._e2e_hist.observe_many(done[:, 3])
             if self._bulk is not None:
                 self._bulk.finished_many(done)

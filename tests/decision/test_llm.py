@@ -375,9 +375,8 @@ class TestQueueDrain:
         return pol, h
 
     def test_backlog_not_growing_is_sized_not_held(self) -> None:
-        """mu = (6 - (-2)) / (4 - 2) = 4/s; arrivals -2 + 4 x 4 = 14/s, planned at 0.85 x mu:
-        4.12 pods; excess 1060 - 16 = 1044 over 240 s (2 x 120 s start-up) adds 1.09, capped at
-        1.15 x 4.12 = 4.74 -> 5 (the old rule held 4 because the queue was not growing)."""
+        """mu = (6 - (-2)) / (4 - 2) = 4/s; arrivals -2 + 4 x 4 = 14/s, planned at 0.7 x mu:
+        ceil(14 / 2.8) = 5 (the old rule held 4 because the queue was not growing)."""
         pol, h = self.history(45.0)
         result = decide(pol, queue_only(self.four, 1060.0), h, 45.0)
         detail = result.decision.explanation["metrics"]
@@ -391,14 +390,14 @@ class TestQueueDrain:
         result = decide(pol, queue_only(self.four, 1060.0), h, 1015.0)
         assert result.decision.metric_proposals["queueDepth"] == 4
 
-    def test_backlog_pods_capped_at_a_quarter_of_the_arrival_need(self) -> None:
-        """A huge backlog buys at most 15 % more pods than the arrivals need."""
+    def test_backlog_does_not_buy_a_fleet(self) -> None:
+        """A huge backlog is drained by the planned headroom, not by pods per queued request."""
         pol = llm_policy(KV, QUEUE)
         h = decide(pol, queue_only(self.two, 100_000.0), SEEDED, 0.0).history
         h = decide(pol, queue_only(self.two, 100_090.0), h, 15.0).history  # +6/s at 2 ready
         h = decide(pol, queue_only(self.four, 100_090.0), h, 30.0).history
         result = decide(pol, queue_only(self.four, 100_060.0), h, 45.0)  # -2/s at 4 ready
-        # arrivals 14/s at 0.85 x 4/s: 4.12 pods; the backlog adds at most 15 % -> 5 (not ~108)
+        # arrivals 14/s at 0.7 x 4/s: 5 pods (HPA ratio math on 25,000 per pod: the maximum)
         assert result.decision.metric_proposals["queueDepth"] == 5
 
     def test_draining_queue_never_proposes_down(self) -> None:
@@ -461,5 +460,5 @@ def test_learned_throughput_sizes_a_later_surge_from_its_first_tick() -> None:
     quiet = decide(pol, queue_only(drain.four, 0.0), h, 3000.0).history
     assert quiet.extra["queueThroughput"]["queueDepth"] == pytest.approx(4.0)
     surge = decide(pol, queue_only(drain.four, 600.0), quiet, 3015.0)  # +40/s at 4 ready
-    # arrivals 40 + 4 x 4 = 56/s at 0.85 x 4/s: 16.5 pods (blind: at most a doubling, 8)
-    assert surge.decision.metric_proposals["queueDepth"] >= 17
+    # arrivals 40 + 4 x 4 = 56/s at 0.7 x 4/s: 20 pods (blind: at most a doubling, 8)
+    assert surge.decision.metric_proposals["queueDepth"] == 20
