@@ -115,7 +115,11 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
     chosen = scenarios.scenarios(quick)
     lengths = sorted({s.lengths for s in chosen})
     capacities = dict(
-        zip(lengths, _map(_calibrate_quick if quick else _calibrate_full, lengths, workers), strict=True)
+        zip(
+            lengths,
+            _map(_calibrate_quick if quick else _calibrate_full, lengths, workers),
+            strict=True,
+        )
     )
     calibrated = time.perf_counter()
     profile = get_profile(PROFILE)
@@ -203,7 +207,7 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
     doc["readme_rows"] = readme_rows(doc)
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
-        from benchmarks.quality import plots  # noqa: PLC0415 - matplotlib only when plotting
+        from benchmarks.quality import plots
 
         doc["plots"] = plots.draw(doc, chosen, RESULTS)
     except ImportError as exc:  # matplotlib missing: figures still written, plots skipped
@@ -283,9 +287,7 @@ def _goals(table: list[dict[str, Any]]) -> dict[str, Any]:
         "llmVsHpa": {
             "contender": LLM_HEADLINE,
             "reference": HPA_REFERENCE,
-            "violationMinutesRatio": _ratio(
-                llm["sloViolationMinutes"], hpa["sloViolationMinutes"]
-            ),
+            "violationMinutesRatio": _ratio(llm["sloViolationMinutes"], hpa["sloViolationMinutes"]),
             "gpuHoursRatio": _ratio(llm["gpuHours"], hpa["gpuHours"]),
             "met": minutes_ok and gpu_ok,
         },

@@ -10,7 +10,9 @@ Run ``python benchmarks/bench_sim.py [--quick]``; writes ``benchmarks/results/si
 * ``azure-conv-1h``: the Azure conv trace (57 min, its own token lengths), rate x14 (replicated
   requests, ±0.5 s jitter) for ~10 replicas.
 
-Wall time and simulated requests per wall second are reported for both (one process, one core).
+Wall time (trace loading included), the simulation's CPU time (``time.process_time``, loading
+excluded; steadier than wall time on a shared machine) and simulated requests per wall and per CPU
+second are reported for both (one process, one core).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def _replay(name: str, spec: str, duration: float, rate_scale: float) -> dict[st
     started = time.perf_counter()
     workload = load_workload(spec, seed=1, rate_scale=rate_scale, duration=duration)
     loaded = time.perf_counter()
+    cpu_started = time.process_time()
     cfg = SimulationConfig(
         workload=workload,
         profile=get_profile("8b-fp8-h100"),
@@ -123,6 +126,7 @@ def _replay(name: str, spec: str, duration: float, rate_scale: float) -> dict[st
         progress=True,
     )
     result = run_simulation(cfg)
+    cpu = time.process_time() - cpu_started
     wall = time.perf_counter() - started
     rows = result.rows
     mean_ready = sum(r.ready for r in rows) / len(rows)
@@ -135,7 +139,9 @@ def _replay(name: str, spec: str, duration: float, rate_scale: float) -> dict[st
         "requests": len(workload),
         "wallSeconds": round(wall, 2),
         "loadWallSeconds": round(loaded - started, 2),
+        "simulationCpuSeconds": round(cpu, 2),
         "simulatedRequestsPerWallSecond": round(len(workload) / wall),
+        "simulatedRequestsPerCpuSecond": round(len(workload) / cpu),
         "speedup": round(duration / wall, 1),
         "meanReadyReplicas": round(mean_ready, 2),
         "peakReplicas": summary["peakReplicas"],

@@ -5,7 +5,15 @@ One tick for one policy, as the HPA's ``reconcileAutoscaler``: first-sight seedi
 ``algorithm: hpa``, :mod:`autoscaler.decision.llm` for ``algorithm: llm``), the max over metrics
 with the partial-metric rule, ``onMetricFailure``, then normalisation
 (:mod:`autoscaler.decision.normalize`: stabilization, rate limits, min/max) and conditions.
-:mod:`autoscaler.decision.explain` receives the arithmetic as a JSON-ready record.
+
+The hot path computes numbers only: the policy comes flattened (:mod:`autoscaler.decision.resolved`,
+targets already in milli-units, conditions with fixed messages prebuilt), the common calculator
+cases skip their detail dicts, stabilization and rate limits return plain values, and the
+history is built once. What the tick saw is kept in a :class:`_Trace`; the decision's explanation
+(:class:`autoscaler.decision.explain.Explanation`) turns it into the JSON-ready record, the same
+one the step-by-step functions (``stabilize_with_behavior``, ``scale_up_limits``, ...) describe,
+on first read. ``tests/decision/test_snapshot.py`` pins every decision, condition, explanation
+and history of seeded random scenarios to what the core decided before this split.
 
 Pure: the policy, observation, history and ``now`` come in; a decision and a new history go out.
 Callers: the control loop (:mod:`autoscaler.controller`), the simulator and the replay.
@@ -48,7 +56,6 @@ from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy, resolve
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
-    Decision,
     DecisionResult,
     History,
     MetricObservation,
@@ -58,6 +65,10 @@ from autoscaler.decision.types import (
     PodSamples,
     Recommendation,
     TargetSample,
+    new_decision,
+    new_decision_result,
+    new_history,
+    new_recommendation,
 )
 from autoscaler.policy.models import ScalingPolicy
 
@@ -72,10 +83,11 @@ MSG_DISABLED = "scaling is disabled since the replica count of the target is zer
 MSG_ABOVE_MAX = "Current number of replicas above Spec.MaxReplicas"
 MSG_BELOW_MIN = "Current number of replicas below Spec.MinReplicas"
 MSG_GOT_SCALE = "the HPA controller was able to get the target's current scale"
-_COND_DISABLED = Condition(_SCALING_ACTIVE, False, "ScalingDisabled", MSG_DISABLED)  # noqa: FBT003
-_COND_GOT_SCALE = Condition(_ABLE_TO_SCALE, True, "SucceededGetScale", MSG_GOT_SCALE)  # noqa: FBT003
+# Conditions whose text never changes are built once (Condition is frozen, so sharing is safe).
+_COND_DISABLED = Condition(_SCALING_ACTIVE, False, "ScalingDisabled", MSG_DISABLED)  # noqa: FBT003 - Condition's own field order
+_COND_GOT_SCALE = Condition(_ABLE_TO_SCALE, True, "SucceededGetScale", MSG_GOT_SCALE)  # noqa: FBT003 - Condition's own field order
 _ABLE = {
-    reason: Condition(_ABLE_TO_SCALE, True, reason, MESSAGES[reason])  # noqa: FBT003
+    reason: Condition(_ABLE_TO_SCALE, True, reason, MESSAGES[reason])  # noqa: FBT003 - field order
     for reason in ("ReadyForNewScale", "ScaleUpStabilized", "ScaleDownStabilized")
 }
 """AbleToScale conditions by reason (their messages are fixed)."""
@@ -112,7 +124,7 @@ def decide(
     first_sight = not history.initialized
     recommendations = history.recommendations
     if first_sight:
-        recommendations = (*recommendations, Recommendation(now, current))
+        recommendations = (*recommendations, new_recommendation(now, current))
     extra: Mapping[str, Any] = history.extra
     known_pods: Mapping[str, float] = history.known_pods
     samples = history.startup_samples
@@ -140,8 +152,8 @@ def decide(
         else:
             desired, reason, first = rp.min_replicas, MSG_BELOW_MIN, _COND_GOT_SCALE
         trace.precheck = reason
-        new_history = History(
-            True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+        next_history = new_history(
+            True,  # noqa: FBT003 - positional, as new_history takes them
             recommendations,
             history.scale_up_events,
             history.scale_down_events,
@@ -150,7 +162,7 @@ def decide(
             known_pods,
             extra,
         )
-        return _finish(trace, desired, reason, (first, *tail), {}, {}, new_history)
+        return _finish(trace, desired, reason, (first, *tail), {}, {}, next_history)
 
     # Per-metric proposals.
     if view is None:
@@ -211,8 +223,8 @@ def decide(
             *tail,
         )
         line = f"No change: {_combine_rule(best_metric, best, counted, invalid, current)}"
-        new_history = History(
-            True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+        next_history = new_history(
+            True,  # noqa: FBT003 - positional, as new_history takes them
             recommendations,
             history.scale_up_events,
             history.scale_down_events,
@@ -222,7 +234,7 @@ def decide(
             extra,
         )
         return _finish(
-            trace, current, line, conditions, metric_values, metric_proposals, new_history
+            trace, current, line, conditions, metric_values, metric_proposals, next_history
         )
     else:
         active = rp.valid_conditions[best_metric]
@@ -271,8 +283,8 @@ def decide(
         reason = f"{reason}; held by {held_by}"
     elif desired != combined:
         reason = f"{reason}; {combined} -> {desired} ({ability}, {limit_reason})"
-    new_history = History(
-        True,  # noqa: FBT003 - positional: the hot path avoids keyword overhead
+    next_history = new_history(
+        True,  # noqa: FBT003 - positional, as new_history takes them
         stored,
         history.scale_up_events,
         history.scale_down_events,
@@ -281,7 +293,9 @@ def decide(
         known_pods,
         extra,
     )
-    return _finish(trace, desired, reason, conditions, metric_values, metric_proposals, new_history)
+    return _finish(
+        trace, desired, reason, conditions, metric_values, metric_proposals, next_history
+    )
 
 
 def record_rescale(
@@ -318,7 +332,7 @@ def record_rescale(
         longest = max(rp.up.longest_period, rp.down.longest_period)
         up = prune_events(up, now, longest)
         down = prune_events(down, now, longest)
-    return History(
+    return new_history(
         history.initialized,
         history.recommendations,
         up,
@@ -969,7 +983,7 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
 ) -> DecisionResult:
     trace.desired = desired
     trace.reason = reason
-    decision = Decision(
+    decision = new_decision(
         trace.rp.key,
         trace.now,
         trace.observation.spec_replicas,
@@ -980,4 +994,4 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
         metric_proposals,
         Explanation(_build_explanation, trace),
     )
-    return DecisionResult(decision, history)
+    return new_decision_result(decision, history)

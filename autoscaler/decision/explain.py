@@ -3,8 +3,9 @@
 :func:`autoscaler.decision.core.decide` records the full arithmetic of a tick in
 ``Decision.explanation`` (a JSON-ready dict: per-metric inputs, ratios, tolerance band and
 proposals; the combination; the stabilization window; each rate policy's limit; the min/max
-clamp; the capacity credited to starting pods). :func:`render_text` turns it into the block that
-``nim-autoscaler explain``, dry-run and replay print. Pure formatting, no I/O.
+clamp; the capacity credited to starting pods), as an :class:`Explanation` that builds that dict
+on first read. :func:`render_text` turns it into the block that ``nim-autoscaler explain``,
+dry-run and replay print. Pure formatting, no I/O.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ QUEUE_MU_KEY = "queueThroughput"
 """History ``extra`` key: the last per-pod throughput estimated from a valid pair of points, kept
 to size later surges from their first tick (a property of the hardware and the request mix)."""
 RUNNING_KIND = "runningRequests"
+TTFT_KIND = "timeToFirstToken"
 RUNNING_INFLATED_RATIO = 2.0
 """Running requests per ready pod above this x target are read as a saturated batch (the count
 inflates as every decode step slows): the step is bounded to this factor of the ready pods."""
@@ -553,6 +554,17 @@ def proportional_proposal(
     return Proposal(metric.name, proposal, value=value, ratio=ratio, detail=detail)
 
 
+def _queue_within_band(ctx: LlmContext) -> bool:
+    """The policy has a queue metric with a sample this tick, and none is above its band."""
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    if not isinstance(candidates, Mapping) or not ctx.view.ready:
+        return False
+    seen = any(
+        isinstance(candidates.get(m.name), Mapping) for m in ctx.policy.metrics if m.is_queue
+    )
+    return seen and not _queue_above_band(ctx)
+
+
 def _queue_above_band(ctx: LlmContext) -> bool:
     """Some queue metric of the policy is above its band on the ready pods this tick."""
     candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
@@ -605,6 +617,21 @@ def latency_proposal(
     else:
         value = observation.value
     ratio = value / target
+    if metric.kind == TTFT_KIND and value >= target * margin and _queue_within_band(ctx):
+        detail["rule"] = (
+            f"{value:.4g} not below {margin} x target but no queue above its band: requests are "
+            "not waiting for capacity, the time to first token is the prompts' prefill, which "
+            "more replicas do not shorten: neutral"
+        )
+        return Proposal(
+            metric.name,
+            None,
+            value=value,
+            ratio=ratio,
+            neutral=True,
+            guard="neutral",
+            detail=detail,
+        )
     if value > target * (1 + tol_up):
         if ctx.view.credited or ctx.view.unschedulable:
             detail["rule"] = (

@@ -21,7 +21,12 @@ from autoscaler.decision.resolved import (
     RatePolicy,
     Rules,
 )
-from autoscaler.decision.types import Recommendation, ScaleEvent
+from autoscaler.decision.types import (
+    Recommendation,
+    ScaleEvent,
+    new_recommendation,
+    new_scale_event,
+)
 
 SCALE_UP_LIMIT_FACTOR = 2.0
 """Legacy path: at most this factor of the current count per scale-up (``scaleUpLimitFactor``)."""
@@ -238,7 +243,7 @@ def stabilize_pruned(  # noqa: PLR0917 - hot path, called positionally once per 
             down_bound = max(desired, *(r.replicas for r in kept if r.timestamp > down_cut))
     result = min(max(current, up_bound), down_bound)
     if max(up_window, down_window) > 0:
-        kept.append(Recommendation(now, desired))
+        kept.append(new_recommendation(now, desired))
     if result == desired:
         reason = "ReadyForNewScale"
     elif desired >= current:
@@ -259,7 +264,7 @@ def stabilize_legacy_pruned(
     kept = [r for r in recommendations if now - r.timestamp < window]
     best = max(desired, max(map(_REPLICAS, kept), default=desired))
     if now - now < window:
-        kept.append(Recommendation(now, desired))
+        kept.append(new_recommendation(now, desired))
     return best, tuple(kept), "ScaleDownStabilized" if best != desired else "ReadyForNewScale"
 
 
@@ -577,14 +582,14 @@ def store_scale_event(
     marked = [
         e
         if e.outdated or inside(now, e.timestamp, longest_period)
-        else ScaleEvent(e.timestamp, e.change, outdated=True)
+        else new_scale_event(e.timestamp, e.change, True)  # noqa: FBT003 - positional
         for e in events
     ]
     old_index = -1
     for index, event in enumerate(marked):
         if event.outdated:
             old_index = index
-    new = ScaleEvent(now, change, outdated=False)
+    new = new_scale_event(now, change, False)  # noqa: FBT003 - positional
     if old_index >= 0:
         marked[old_index] = new
     else:

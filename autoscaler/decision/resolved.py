@@ -2,9 +2,11 @@
 
 :func:`resolve` turns a :class:`~autoscaler.policy.models.ScalingPolicy` into a
 :class:`ResolvedPolicy`: HPA behaviour defaults applied (``pkg/apis/autoscaling/v2/defaults.go``),
-metric specs reduced to a few attributes, tolerances per direction. It is memoised per policy
-object (policies are frozen), so :mod:`autoscaler.decision.core` does no pydantic attribute walks
-in its hot path. Pure: the cache only remembers results of a deterministic function.
+metric specs reduced to a few attributes (targets also in milli-units, failure reasons spelled
+out), tolerances per direction, the ``llm`` metric order and the ``ValidMetricFound`` conditions.
+It is memoised per policy object (policies are frozen), so :mod:`autoscaler.decision.core` does
+no pydantic attribute walks or per-tick string building for them in its hot path. Pure: the
+cache only remembers results of a deterministic function.
 """
 
 from __future__ import annotations

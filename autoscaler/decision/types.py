@@ -10,8 +10,8 @@ Unix epoch (or since the start of a replay/simulation) as floats.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -300,3 +300,68 @@ class DecisionResult:
 
     decision: Decision
     history: History
+
+
+# --------------------------------------------------------------------------------------------
+# Fast constructors (decision core hot path)
+# --------------------------------------------------------------------------------------------
+
+
+def slot_constructor(cls: type[Any]) -> Callable[..., Any]:
+    """A positional constructor for a frozen slots dataclass that fills its slots directly.
+
+    ``make(*values)`` equals ``cls(*values)`` with every field passed in declaration order (these
+    classes have no ``__post_init__`` or validation). The ``__init__`` a frozen dataclass
+    generates goes through ``object.__setattr__`` for every field, which costs several times a
+    plain slot store; the decision core builds a few of these objects on every tick. The code is
+    generated from :func:`dataclasses.fields`, so it follows the class if a field is added.
+    """
+    names = [f.name for f in fields(cls)]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
+    stores = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
+    source = f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{stores}    return obj\n"
+    exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
+    make: Callable[..., Any] = namespace["make"]
+    make.__qualname__ = make.__name__ = f"new_{cls.__name__}"
+    make.__doc__ = f"``{cls.__name__}(*fields)``, every field positional, built fast."
+    return make
+
+
+new_recommendation: Callable[[float, int], Recommendation] = slot_constructor(Recommendation)
+"""``Recommendation(timestamp, replicas)``, built fast."""
+new_scale_event: Callable[[float, int, bool], ScaleEvent] = slot_constructor(ScaleEvent)
+"""``ScaleEvent(timestamp, change, outdated)``, built fast."""
+new_history: Callable[
+    [
+        bool,
+        tuple[Recommendation, ...],
+        tuple[ScaleEvent, ...],
+        tuple[ScaleEvent, ...],
+        int,
+        tuple[float, ...],
+        Mapping[str, float],
+        Mapping[str, Any],
+    ],
+    History,
+] = slot_constructor(History)
+"""``History(...)`` with all eight fields positional, built fast."""
+new_decision: Callable[
+    [
+        str,
+        float,
+        int,
+        int,
+        str,
+        tuple[Condition, ...],
+        Mapping[str, float | None],
+        Mapping[str, int | None],
+        Mapping[str, Any],
+    ],
+    Decision,
+] = slot_constructor(Decision)
+"""``Decision(...)`` with all nine fields positional, built fast."""
+new_decision_result: Callable[[Decision, History], DecisionResult] = slot_constructor(
+    DecisionResult
+)
+"""``DecisionResult(decision, history)``, built fast."""

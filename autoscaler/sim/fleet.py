@@ -211,11 +211,11 @@ class Fleet:
                 self._scrape()
             elif version == pod_.version:
                 if kind == _BOUNDARY:
-                    replica = pod_.replica
-                    assert replica is not None
-                    t_end = replica.on_boundary()
-                    if replica.slot >= 0:
-                        loads[replica.slot] = replica.load
+                    engine = pod_.replica
+                    assert engine is not None
+                    t_end = engine.on_boundary()
+                    if engine.slot >= 0:
+                        loads[engine.slot] = engine.load
                     if t_end is not None:
                         self._seq += 1
                         push(heap, (t_end, _BOUNDARY, self._seq, pod_, version))

@@ -118,7 +118,14 @@ class MetricStore:
 
     def window(self, pod: str, at: float, window: float) -> list[Snapshot]:
         """Samples of ``pod`` in ``(at - window, at]``, oldest first."""
-        out = [s for s in self.series.get(pod, ()) if at - window < s.t <= at]
+        out: list[Snapshot] = []
+        start = at - window
+        for snap in reversed(self.series.get(pod, ())):  # newest first: stop at the window start
+            if snap.t <= start:
+                break
+            if snap.t <= at:
+                out.append(snap)
+        out.reverse()
         return out
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from autoscaler.decision.types import Decision
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
-from autoscaler.sim.engine import DONE_COLUMNS, Request
+from autoscaler.sim.engine import Request
 from autoscaler.sim.fleet import Fleet, SimPodSource, SimScaleClient
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricDelay, MetricStore, SimMetricSource
@@ -187,8 +187,13 @@ class Ledger:
     """Per-request outcomes and per-minute inter-token histograms (the engine's sink).
 
     Replicas hand observations over in batches (``itl_many`` / ``finished_many``, see
-    :class:`~autoscaler.sim.engine.BulkSink`); ``itl`` / ``finished`` take them one at a time.
+    :class:`~autoscaler.sim.engine.BulkSink`), which are kept and folded in large blocks (numpy
+    per-call overhead would dominate small ones); ``itl`` / ``finished`` take them one at a time.
+    Call :meth:`settle` before reading the arrays.
     """
+
+    _BLOCK = 1 << 18
+    """Pending rows that trigger a fold."""
 
     def __init__(self, n_requests: int, minutes: int) -> None:
         self.ttft = np.full(n_requests, np.nan, dtype=np.float64)
@@ -199,6 +204,12 @@ class Ledger:
         self._itl_rows = np.zeros((minutes + 1, _BINS), dtype=np.int64)
         self._last_minute = minutes
         self.finished_count = 0
+        self._itl_pending: list[
+            tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]
+        ] = []
+        self._itl_size = 0
+        self._done_pending: list[npt.NDArray[np.float64]] = []
+        self._done_size = 0
 
     def itl(self, t: float, dt: float, weight: int) -> None:
         """Count ``weight`` intervals of ``dt`` in the minute of ``t``."""
@@ -215,12 +226,26 @@ class Ledger:
         weight: npt.NDArray[np.int64],
     ) -> None:
         """Count ``weight[i]`` intervals of ``dt[i]`` in the minute of ``t[i]``."""
+        self._itl_pending.append((t, dt, weight))
+        self._itl_size += len(t)
+        if self._itl_size >= self._BLOCK:
+            self._fold_itl()
+
+    def _fold_itl(self) -> None:
+        if not self._itl_pending:
+            return
+        t, dt, weight = (np.concatenate(parts) for parts in zip(*self._itl_pending, strict=True))
+        self._itl_pending = []
+        self._itl_size = 0
         minute = (t / MINUTE).astype(np.int64)
         keep = minute <= self._last_minute
         if not keep.all():
             minute, dt, weight = minute[keep], dt[keep], weight[keep]
         index = np.clip(((np.log(dt) - _LOG_LO) * _BINS_PER_E).astype(np.int64), 0, _BINS - 1)
-        np.add.at(self._itl_rows, (minute, index), weight)
+        flat = np.bincount(
+            minute * _BINS + index, weights=weight, minlength=self._itl_rows.size
+        ).astype(np.int64)
+        self._itl_rows += flat.reshape(self._itl_rows.shape)
 
     def finished(self, request: Request) -> None:
         """Store the request's latencies."""
@@ -235,17 +260,34 @@ class Ledger:
         self.finished_many(np.asarray([row], dtype=np.float64))
 
     def finished_many(self, done: npt.NDArray[np.float64]) -> None:
-        """Store the latencies of finished requests (rows of :data:`DONE_COLUMNS`)."""
+        """Store the latencies of finished requests (rows of ``engine.DONE_COLUMNS``)."""
+        self._done_pending.append(done)
+        self._done_size += len(done)
+        self.finished_count += len(done)
+        if self._done_size >= self._BLOCK:
+            self._fold_done()
+
+    def _fold_done(self) -> None:
+        if not self._done_pending:
+            return
+        done = np.concatenate(self._done_pending)
+        self._done_pending = []
+        self._done_size = 0
         rid = done[:, 0].astype(np.int64)
         self.ttft[rid] = done[:, 1]
         self.tpot[rid] = done[:, 2]
         self.e2e[rid] = done[:, 3]
         self.first[rid] = done[:, 4]
         self.preempted[rid] = done[:, 5].astype(np.int32)
-        self.finished_count += len(rid)
+
+    def settle(self) -> None:
+        """Fold every pending observation into the arrays (before reading them)."""
+        self._fold_itl()
+        self._fold_done()
 
     def itl_quantile(self, minute: int, q: float) -> float:
         """The ``q`` quantile of the minute's inter-token intervals (NaN: none)."""
+        self._fold_itl()
         return _hist_quantile(self._itl_rows[minute].astype(np.float64), q)
 
 
@@ -384,6 +426,7 @@ async def run_simulation_async(
     fleet.close_arrivals()
     fleet.run_until(duration + cfg.drain)
     fleet.flush()
+    ledger.settle()
     return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
 
 

@@ -107,6 +107,7 @@ TUNED: dict[str, Any] = {
         "algorithm": "llm",
         "metrics": [
             {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 2}}},
+            {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 16}}},
             {
                 "timeToFirstToken": {
                     "quantile": 0.95,
@@ -125,14 +126,15 @@ TUNED: dict[str, Any] = {
                 "selectPolicy": "Max",
             },
             "scaleDown": {
-                "stabilizationWindowSeconds": 180,
+                "stabilizationWindowSeconds": 120,
                 "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
             },
         },
         "llm": {"startupSeconds": 90},
     },
 }
-"""The tuned ``algorithm: llm`` policy (how it was chosen: ``docs/benchmarks.md``)."""
+"""The tuned ``algorithm: llm`` policy: the grid point ``running16-queue2-down120`` that
+:mod:`benchmarks.quality.tuning` chose on its own loads and seed (``docs/benchmarks.md``)."""
 
 
 def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:

@@ -49,7 +49,7 @@ class Capacity:
     """(rate per replica, violating minutes, measured minutes) of every probe."""
 
 
-def _violations(
+def _violations(  # noqa: PLR0917 - private; one call site passes the probe in order
     profile: HardwareProfile,
     slo: SloTargets,
     lengths: str,
@@ -78,7 +78,7 @@ def _violations(
     return bad, len(measured)
 
 
-def calibrate(  # noqa: PLR0913 - every knob of the calibration is an explicit input
+def calibrate(
     profile: HardwareProfile,
     slo: SloTargets,
     lengths: str,

@@ -13,9 +13,9 @@ from typing import Any
 import matplotlib as mpl
 
 mpl.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt
 
-from benchmarks.quality.scenarios import Scenario  # noqa: E402 - after the backend choice
+from benchmarks.quality.scenarios import Scenario
 
 
 def draw(doc: dict[str, Any], chosen: list[Scenario], out: Path) -> list[str]:

@@ -124,7 +124,9 @@ class Synthetic(Scenario):
         """See :class:`Scenario`."""
         rates = [level * self.replicas * per_replica for level in self.levels]
         if self.kind == "step":
-            spec = f"synthetic:step:rates={'/'.join(f'{r:.4g}' for r in rates)},every={self.every:g}"
+            spec = (
+                f"synthetic:step:rates={'/'.join(f'{r:.4g}' for r in rates)},every={self.every:g}"
+            )
         else:
             base, peak = rates
             spec = (

@@ -32,39 +32,66 @@ PROFILE = "8b-fp8-h100"
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "quality-tuning.json"
 
 
-def loads(mu: float) -> dict[str, str]:
-    """Tuning loads in replicas of load ``mu`` (simulator default, conv-like lengths)."""
+LONG = "in=lognormal:1500:1.0,out=lognormal:40:1.0"
+"""Long prompts, short outputs (synthetic; not a reported trace): a TTFT floor near the SLO."""
+
+
+def loads(mu: float, mu_long: float) -> dict[str, str]:
+    """Tuning loads in replicas of load (``mu``: default conv-like lengths; ``mu_long``: LONG)."""
     return {
         "tune-steps": f"synthetic:step:rates={3 * mu:g}/{8 * mu:g}/{4 * mu:g}/{9 * mu:g},every=300",
         "tune-onoff": f"synthetic:onoff:rate={7 * mu:g},on=240,off=240,duration=1200",
         "tune-wave": f"synthetic:diurnal:mean={6 * mu:g},amplitude=0.6,period=1200,duration=1200",
+        "tune-long": (
+            f"synthetic:step:rates={2 * mu_long:g}/{7 * mu_long:g}/{3 * mu_long:g}/{6 * mu_long:g},"
+            f"every=300,{LONG}"
+        ),
     }
 
 
-def candidate(running: float, queue: float, down_window: int) -> dict[str, Any]:
-    """The tuned policy's shape with one point of the grid."""
+GUARDS: dict[str, dict[str, Any]] = {
+    "ttft": {
+        "timeToFirstToken": {
+            "quantile": 0.95,
+            "window": "1m",
+            "target": {"type": "Value", "value": 0.4},
+        }
+    },
+    "itl": {
+        "interTokenLatency": {
+            "quantile": 0.95,
+            "window": "1m",
+            "target": {"type": "Value", "value": 0.05},
+        }
+    },
+}
+"""Latency guards of the grid: p95 TTFT 0.4 s, or p95 ITL 50 ms (the SLO's ITL)."""
+
+
+def candidate(running: float, guard: str, down_window: int) -> dict[str, Any]:
+    """The tuned policy's shape with one point of the grid (queue target 2 throughout)."""
     document = copy.deepcopy(TUNED)
     spec = document["spec"]
     spec["metrics"] = [
-        {"queueDepth": {"target": {"type": "AverageValue", "averageValue": queue}}},
+        {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 2}}},
         {"runningRequests": {"target": {"type": "AverageValue", "averageValue": running}}},
-        spec["metrics"][-1],
+        copy.deepcopy(GUARDS[guard]),
     ]
     spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] = down_window
     return document
 
 
 GRID = {
-    f"running{r:g}-queue{q:g}-down{w}": candidate(r, q, w)
-    for r in (8.0, 12.0, 16.0)
-    for q in (2.0,)
+    f"running{r:g}-{g}-down{w}": candidate(r, g, w)
+    for r in (8.0, 16.0)
+    for g in GUARDS
     for w in (120, 300)
 }
 
 
-def _one(task: tuple[str, str, float, float]) -> dict[str, Any]:
-    load, name, cold, mu = task
-    workload = load_workload(loads(mu)[load], seed=SEED)
+def _one(task: tuple[str, str, float, float, float]) -> dict[str, Any]:
+    load, name, cold, mu, mu_long = task
+    workload = load_workload(loads(mu, mu_long)[load], seed=SEED)
     contender = Contender(name, name, GRID[name])
     result = run_simulation(
         SimulationConfig(
@@ -78,7 +105,7 @@ def _one(task: tuple[str, str, float, float]) -> dict[str, Any]:
         )
     )
     rates = minute_rates(workload, len(result.rows))
-    plan = oracle.plan(rates, mu, cold)
+    plan = oracle.plan(rates, mu_long if load == "tune-long" else mu, cold)
     return {
         "load": load,
         "candidate": name,
@@ -91,10 +118,12 @@ def _one(task: tuple[str, str, float, float]) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     """Run the grid, choose, write the JSON; returns it."""
-    mu = oracle.calibrate(get_profile(PROFILE), SLO, "", replicas=4, duration=240.0, steps=7)
+    profile = get_profile(PROFILE)
+    mu = oracle.calibrate(profile, SLO, "", replicas=4, duration=240.0, steps=7)
+    mu_long = oracle.calibrate(profile, SLO, LONG, replicas=4, duration=240.0, steps=7)
     tasks = [
-        (load, name, cold, mu.per_replica)
-        for load in loads(1.0)
+        (load, name, cold, mu.per_replica, mu_long.per_replica)
+        for load in loads(1.0, 1.0)
         for name in GRID
         for cold in (90.0, 300.0)
     ]
@@ -118,8 +147,8 @@ def main() -> dict[str, Any]:
     )
     doc = {
         "seed": SEED,
-        "perReplicaCapacity": mu.per_replica,
-        "loads": loads(round(mu.per_replica, 3)),
+        "perReplicaCapacity": {"default": mu.per_replica, "long": mu_long.per_replica},
+        "loads": loads(round(mu.per_replica, 3), round(mu_long.per_replica, 3)),
         "rule": f"fewest violation minutes among mean GPU/oracle <= {GPU_CAP}",
         "table": table,
         "chosen": chosen["candidate"],

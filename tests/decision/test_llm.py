@@ -462,3 +462,37 @@ def test_learned_throughput_sizes_a_later_surge_from_its_first_tick() -> None:
     surge = decide(pol, queue_only(drain.four, 600.0), quiet, 3015.0)  # +40/s at 4 ready
     # arrivals 40 + 4 x 4 = 56/s at 0.7 x 4/s: 20 pods (blind: at most a doubling, 8)
     assert surge.decision.metric_proposals["queueDepth"] == 20
+
+
+class TestTtftGuardNeedsAQueue:
+    """A TTFT guard acts only when requests wait: otherwise TTFT is the prompts' prefill."""
+
+    TTFT = {"timeToFirstToken": {"target": {"type": "Value", "value": 0.4}}}
+    four = (ready_pod("a"), ready_pod("b"), ready_pod("c"), ready_pod("d"))
+
+    def obs(self, kv: float, ttft: float, queue_per_pod: float | None) -> Observation:
+        extra: dict[str, Any] = {"timeToFirstToken": TargetSample(ttft, 0.0)}
+        if queue_per_pod is not None:
+            extra["queueDepth"] = PodSamples({p.name: queue_per_pod for p in self.four}, 0.0)
+        return kv_obs(self.four, kv, extra)
+
+    def test_high_ttft_without_waiting_requests_is_neutral(self) -> None:
+        """TTFT 0.6 > 0.44 with an empty queue: no +1, and the KV scale-down is not held."""
+        pol = llm_policy(
+            KV, QUEUE, self.TTFT, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}}
+        )
+        steady = decide(pol, self.obs(0.7, 0.6, 0.0), SEEDED, 0.0).decision
+        assert steady.desired_replicas == 4  # not 5
+        down = decide(pol, self.obs(0.2, 0.6, 0.0), SEEDED, 0.0).decision
+        assert down.desired_replicas == 2  # ceil(0.8 / 0.7), not held at 4
+
+    def test_high_ttft_with_a_queue_above_band_steps_up(self) -> None:
+        """Queue 10 per pod (target 4) and TTFT above target: the guard adds a replica."""
+        pol = llm_policy(KV, QUEUE, self.TTFT)
+        result = decide(pol, self.obs(0.7, 0.6, 10.0), SEEDED, 0.0)
+        assert result.decision.metric_proposals["timeToFirstToken"] == 5
+
+    def test_without_a_queue_metric_the_guard_acts_as_before(self) -> None:
+        """No queue metric in the policy: nothing tells prefill from waiting, the guard acts."""
+        pol = llm_policy(KV, self.TTFT)
+        assert decide(pol, self.obs(0.7, 0.6, None), SEEDED, 0.0).decision.desired_replicas == 5

@@ -91,7 +91,7 @@ class TestRandomApiFaults:
         rules = []
 
         def setup(fake: ChaosKube) -> None:
-            rules.append(fake.chaos(r"/deployments/llama(/|$)", rate=0.2, seed=seed, delay=1.5))
+            rules.append(fake.chaos(r"/deployments/llama(/|$)", rate=0.2, seed=seed, delay=1.2))
             rules.append(fake.chaos(r"/events(/|$)|/configmaps(/|$)", rate=0.2, seed=seed + 1))
 
         run = await run_world(
