@@ -23,6 +23,7 @@ from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.runner import Runner
 from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.observability.server import HealthChecks, HealthServer
@@ -131,7 +132,14 @@ async def build_controller(
     """Assemble (but do not start) a controller from settings."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
-    kube = await connect(settings, clock=clock)
+    timeouts = _timeouts(settings)
+    # The /scale client's own retries must end inside the loop's budget, so a persistent API
+    # error is reported as itself and not as the loop's timeout.
+    kube = await connect(
+        settings,
+        clock=clock,
+        scale_retry_budget=0.8 * min(timeouts.scale_read, timeouts.scale_write),
+    )
     metrics = PrometheusSource.from_settings(settings)
     feed = PolicyFeed(PolicyDirectory(settings.policy_dir))
     loop = ControlLoop(
@@ -145,7 +153,7 @@ async def build_controller(
         dry_run=settings.dry_run,
         registry=registry,
         on_decision=on_decision,
-        timeouts=_timeouts(settings),
+        timeouts=timeouts,
     )
     feed.monitor = loop.monitor
     runner = Runner(
@@ -188,7 +196,7 @@ async def run_controller(
         policy_dir=str(settings.policy_dir),
         interval=settings.interval,
         dry_run=settings.dry_run,
-        prometheus=settings.prometheus_url,
+        prometheus=redact_url(settings.prometheus_url),
         namespaces=settings.namespaces or "all",
     )
     try:

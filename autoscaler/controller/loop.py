@@ -57,6 +57,10 @@ from autoscaler.policy.models import ScalingPolicy
 
 log = structlog.get_logger(__name__)
 
+_QUERY_FAILURES = frozenset({NoSignalReason.QUERY_ERROR, NoSignalReason.TIMEOUT})
+"""No-signal reasons that are faults of the metric pipeline (counted as errors), as opposed
+to what the data says (empty, NaN, stale...)."""
+
 PolicyProvider = Callable[[], Sequence[ScalingPolicy]]
 """Returns the policies in force now (the hot-reloading policy directory, or a fixed list)."""
 
@@ -256,11 +260,22 @@ class ControlLoop:
         requests = [MetricRequest(w.policy, w.pods, w.selector) for w in work]
         try:
             async with asyncio.timeout(self._timeouts.metrics):
-                return await self._metrics.fetch(requests, now)
+                observed = await self._metrics.fetch(requests, now)
         except TimeoutError:
             reason, detail = NoSignalReason.TIMEOUT, "metric fetch exceeded its time budget"
         except Exception as exc:  # noqa: BLE001 - a broken source means no signal, not a crash
             reason, detail = NoSignalReason.QUERY_ERROR, f"{type(exc).__name__}: {exc}"
+        else:
+            # A source reports failed queries as no signal rather than raising: count them.
+            for item in work:
+                failed = (
+                    o.reason in _QUERY_FAILURES
+                    for o in observed.get(item.policy.key, {}).values()
+                    if isinstance(o, NoSignal)
+                )
+                if any(failed):
+                    self._count_error(item.policy, "metrics")
+            return observed
         log.warning("metric fetch failed", reason=reason.value, detail=detail)
         for item in work:
             self._count_error(item.policy, "metrics")

@@ -279,7 +279,9 @@ class Decision:
     metric_proposals: Mapping[str, int | None] = field(default_factory=dict)
     """Metric name -> replicas it proposed (None: invalid)."""
     explanation: Mapping[str, Any] = field(default_factory=dict)
-    """Full arithmetic, JSON-ready."""
+    """Full arithmetic, JSON-ready. From ``decide`` it is an
+    :class:`~autoscaler.decision.explain.Explanation`, built on first read; ``dict(...)`` of it is
+    the plain dict to serialise."""
 
     @property
     def scale(self) -> bool:

@@ -71,6 +71,7 @@ async def connect(
     *,
     clock: Clock | None = None,
     request_timeout: float = DEFAULT_TIMEOUT,
+    scale_retry_budget: float = 10.0,
 ) -> KubeContext:
     """Configure the client and build every adapter (nothing is started yet; call ``start``).
 
@@ -83,13 +84,18 @@ async def connect(
         settings: controller settings (kubeconfig, context, namespaces, election timings).
         clock: time source for Events and election (default: wall clock).
         request_timeout: total timeout of one API request, seconds.
+        scale_retry_budget: seconds one ``/scale`` call may spend retrying 429/5xx/timeouts.
 
     Raises:
         KubeConfigError: no usable cluster configuration.
     """
     clock = clock or SystemClock()
     api = await KubeApi.from_settings(settings, request_timeout=request_timeout)
-    scale = KubeScaleClient(api, request_timeout=request_timeout)
+    scale = KubeScaleClient(
+        api,
+        request_timeout=min(request_timeout, scale_retry_budget),
+        retry_budget=scale_retry_budget,
+    )
     leader: LeaderGate
     if settings.leader_election and not settings.dry_run:
         leader = LeaderElector(

@@ -23,6 +23,11 @@ is one *macro-step* computed in closed form: the next finish is the top of a hea
 decode-step counter at which each sequence ends, and KV growth over ``N`` steps is counted exactly
 from a 16-slot histogram of the sequences' context lengths modulo the block size. An arrival in the
 middle of a macro-step truncates it at the end of the step in progress (steps are atomic).
+
+The per-event work is kept small because long replays are millions of requests: observations are
+appended to plain lists and folded into the histograms with numpy when they are read (scrapes),
+a :class:`BulkSink` receives them in batches instead of one call per event, the step time of a
+roofline decode step is cached per batch size, and the common planning paths are inlined.
 """
 
 from __future__ import annotations

@@ -126,14 +126,14 @@ TUNED: dict[str, Any] = {
                 "selectPolicy": "Max",
             },
             "scaleDown": {
-                "stabilizationWindowSeconds": 120,
+                "stabilizationWindowSeconds": 300,
                 "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
             },
         },
         "llm": {"startupSeconds": 90},
     },
 }
-"""The tuned ``algorithm: llm`` policy: the grid point ``running16-queue2-down120`` that
+"""The tuned ``algorithm: llm`` policy: the grid point ``running16-ttft-down300`` that
 :mod:`benchmarks.quality.tuning` chose on its own loads and seed (``docs/benchmarks.md``)."""
 
 

@@ -89,12 +89,6 @@ async def test_slow_malformed_and_stopped_prometheus(
         assert writes == [(4, 8)], writes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller/loop.py:_fetch_metrics counts nim_autoscaler_errors_total{kind=metrics} "
-    "only when MetricSource.fetch raises; PrometheusSource turns every query failure into "
-    "NoSignal and never raises, so an unreachable Prometheus is never counted as an error",
-)
 async def test_unreachable_prometheus_is_counted_as_errors(tmp_path: Path) -> None:
     """Prometheus down: nim_autoscaler_errors_total{kind="metrics"} counts the failed ticks."""
     async with ChaosKube() as fake:

@@ -202,12 +202,6 @@ async def test_basic_auth_password_not_in_logs_or_explanations(
             assert_no_secret(repr(decision), PASSWORD)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py:191 logs settings.prometheus_url unredacted at start ('controller starting'), "
-    "so credentials in the URL (https://user:pass@host) reach the logs; use "
-    "autoscaler.metrics.client.redact_url there",
-)
 async def test_credentials_in_prometheus_url_not_logged(tmp_path: Path) -> None:
     """user:password in AUTOSCALER_PROMETHEUS_URL never reaches the logs."""
     async with ChaosKube() as fake:
