@@ -18,16 +18,27 @@ What differs from the HPA (see ``docs/decision.md``):
   usage under-states demand: a valid queue metric then decides the step; without one (and with
   nothing starting) the proposal is ``current + ready`` (a doubling, bounded by the rate
   policies).
-* **The queue is a stock.** Above its band a queue that is not growing is being drained by the
-  capacity in place (hold). A growing queue asks for ``ready + growth / mu`` pods, where ``mu``
-  (requests/s per saturated pod) is learned from the growth at two ready counts, else at most a
-  doubling. While a scale-up is in flight, only growth beyond the rate seen when it was decided is
-  new demand (a second surge still scales; the first does not stack).
+* **The queue is a stock.** While pods are saturated, ``growth = arrivals - ready x mu``, where
+  ``mu`` (requests/s per saturated pod) is learned from the queue growth at two ready counts
+  measured close together in time (growing, or draining while still above the band); the last
+  estimate is kept in the history and sizes later surges from their first tick. With ``mu``
+  known, a queue above its band is sized on the arrival rate ``growth + ready x mu`` at
+  ``PLANNED_UTILISATION`` of ``mu`` (the headroom drains the backlog), starting pods credited,
+  never below current. Without it: a queue that is not growing holds; a growing one asks for at
+  most a doubling of the ready pods, and while a scale-up is in flight only growth beyond the rate
+  seen when it was decided is new demand (a second surge still scales; the first does not stack).
+* **Running requests inflate under saturation.** Concurrency grows faster than load once the
+  batch is saturated (every decode step slows). With a queue above its band the running count
+  holds and the queue sizes the step; above ``RUNNING_INFLATED_RATIO`` x its target it asks for at
+  most that factor of the ready pods (credited), like a growing queue of unknown throughput.
 * **Latency is a guard.** Above ``target x (1 + tolerance)``: propose one more replica (unless
   capacity is already on the way); between ``margin x target`` and that: hold (block scale-down);
   below ``margin x target``: allow scale-down. A latency metric with no traffic (``NaN`` or empty)
   is neutral: it neither forces up nor blocks down. Other no-signal reasons (query error, stale,
-  ...) make it invalid, which blocks scale-down like any missing metric.
+  ...) make it invalid, which blocks scale-down like any missing metric. A time-to-first-token
+  guard is neutral while the policy's queue metrics are within their band: requests are not
+  waiting for capacity, so a high TTFT is the prompts' prefill, which more replicas do not shorten
+  (without this, a workload whose TTFT floor sits near the target pins the fleet at its maximum).
 """
 
 from __future__ import annotations

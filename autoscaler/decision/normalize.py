@@ -223,8 +223,8 @@ def stabilize_pruned(  # noqa: PLR0917 - hot path, called positionally once per 
     """:func:`stabilize_with_behavior` with ``prune=True``, without the explanation parts.
 
     Returns:
-        ``(stabilized replicas, stored recommendations, AbleToScale reason)``; the windows'
-        records for the explanation come from :func:`stabilize_with_behavior` (same inputs).
+        ``(stabilized replicas, stored recommendations, AbleToScale reason)``; the explanation
+        selects each window's records again, with the same comparisons, when it is read.
     """
     up_cut = now - up_window
     down_cut = now - down_window
@@ -450,8 +450,8 @@ def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_
     """:func:`convert_with_behavior_rate` without the per-policy details.
 
     Returns:
-        ``(limited replicas, ScalingLimited reason)``; the details for the explanation come
-        from :func:`convert_with_behavior_rate` (same inputs).
+        ``(limited replicas, ScalingLimited reason)``; the explanation takes each policy's
+        limit from :func:`scale_up_limits` / :func:`scale_down_limits` when it is read.
     """
     if desired > current:
         if up.select == SELECT_DISABLED:

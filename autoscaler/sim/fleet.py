@@ -274,15 +274,6 @@ class Fleet:
         self._choice_i += 1
         return ready[pick]
 
-    def _boundary(self, pod: SimPod) -> None:
-        replica = pod.replica
-        assert replica is not None
-        t_end = replica.on_boundary()
-        if t_end is not None:
-            self._push(t_end, _BOUNDARY, pod, pod.version)
-        elif pod.state is PodState.TERMINATING:
-            self._gone(pod)
-
     def _scrape(self) -> None:
         now = self.now
         for pod in self.pods:

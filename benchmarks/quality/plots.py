@@ -27,7 +27,7 @@ def draw(doc: dict[str, Any], chosen: list[Scenario], out: Path) -> list[str]:
             continue
         info = doc["scenarios"][scenario.name]
         mu = info["perReplicaCapacity"]
-        fig, ax = plt.subplots(figsize=(8, 3.6), dpi=80)
+        fig, ax = plt.subplots(figsize=(9, 3.6), dpi=80)
         minutes = range(len(info["rates"]))
         ax.fill_between(
             minutes,
@@ -41,11 +41,14 @@ def draw(doc: dict[str, Any], chosen: list[Scenario], out: Path) -> list[str]:
         for run in doc["runs"]:
             if run["scenario"] != scenario.name or run["coldStart"] != cold:
                 continue
+            headline = run["contender"] == "llm-tuned"
             ax.step(
                 range(len(run["replicas"])),
                 run["replicas"],
                 where="post",
-                lw=1.0,
+                lw=2.0 if headline else 0.9,
+                color="crimson" if headline else None,
+                zorder=3 if headline else 2,
                 label=f"{run['contender']} ({run['sloViolationMinutes']} SLO min)",
             )
             if run["contender"] == "llm-tuned":
@@ -54,7 +57,7 @@ def draw(doc: dict[str, Any], chosen: list[Scenario], out: Path) -> list[str]:
         ax.set_xlabel("minute")
         ax.set_ylabel("replicas")
         ax.set_title(f"{scenario.name}, cold start {cold:g} s", fontsize=9)
-        ax.legend(fontsize=6, loc="upper left", ncol=2)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         name = f"quality-{scenario.name}.png"
         fig.savefig(out / name)

@@ -151,8 +151,8 @@ def scenarios(quick: bool) -> list[Scenario]:
             "servegen-day",
             "ServeGen m-large, 1-hour slice from 22:40 of day 1 (steepest rise), real time",
             "",
-            replicas=size * 1.5,
-            duration=span,
+            replicas=4.0,
+            duration=3600.0,
             plot=True,
             start=QUICK_DAY_START,
         )
