@@ -200,6 +200,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                         round(stats.slowest_query_seconds, 4) if stats else None
                     ),
                     "queries_client": stats.queries if stats else None,
+                    "name_probe_queries": stats.probe_queries if stats else 0,
                     "queries_at_prometheus": prom_after - prom_before,
                     "kube_requests": len(requests),
                     "kube_requests_by_kind": dict(sorted(kinds.items())),
@@ -280,6 +281,10 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str
         "promql_queries_per_tick_at_prometheus": max(
             t["queries_at_prometheus"] for t in ticks_data
         ),
+        "promql_queries_per_tick_without_name_probe": max(
+            t["queries_at_prometheus"] - t["name_probe_queries"] for t in ticks_data
+        ),
+        "name_probe_ticks": sum(1 for t in ticks_data if t["name_probe_queries"]),
         "promql_queries_per_tick_client": max(t["queries_client"] or 0 for t in ticks_data),
         "kube_requests_per_tick_median": statistics.median(t["kube_requests"] for t in ticks_data),
         "kube_requests_per_tick_max": max(t["kube_requests"] for t in ticks_data),
@@ -294,6 +299,59 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str
         **{k: v for k, v in raw.items() if k != "ticks"},
         "ticks": ticks_data,
     }
+
+
+def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """README rows: goals are for 1,000 policies (not judged at smaller sizes)."""
+    first, biggest = runs[0], runs[-1]
+    largest = biggest["policies"]
+    at_goal = largest >= 1000
+    suffix = "" if at_goal else " (goal is for 1,000)"
+    sizes = f"{first['policies']} -> {largest} policies"
+    queries = [run["promql_queries_per_tick_without_name_probe"] for run in runs]
+    probes = sum(run["name_probe_ticks"] for run in runs)
+    return [
+        {
+            "benchmark": "controller",
+            "figure": f"tick wall time, {largest} policies x 10 pods (median / max)",
+            "value": (
+                f"{biggest['tick_wall_seconds_median']:.2f} s / "
+                f"{biggest['tick_wall_seconds_max']:.2f} s "
+                f"(of which metric fetch {biggest['metric_fetch_seconds_median']:.2f} s)"
+            ),
+            "goal": f"< 1 s{suffix}",
+            "met": biggest["tick_wall_seconds_median"] < 1.0 if at_goal else None,
+        },
+        {
+            "benchmark": "controller",
+            "figure": f"controller CPU time per tick (median), {sizes}",
+            "value": " -> ".join(f"{run['tick_cpu_seconds_median']:.2f} s" for run in runs),
+            "goal": "-",
+            "met": None,
+        },
+        {
+            "benchmark": "controller",
+            "figure": f"controller peak RSS, {largest} policies",
+            "value": f"{biggest['rss_mb']['peak']:.0f} MB",
+            "goal": f"< 200 MB{suffix}",
+            "met": biggest["rss_mb"]["peak"] < 200 if at_goal else None,
+        },
+        {
+            "benchmark": "controller",
+            "figure": f"PromQL queries per tick, counted at Prometheus, {sizes}",
+            "value": " -> ".join(str(q) for q in queries)
+            + (f" (+1 metric-name re-probe in {probes} tick(s))" if probes else ""),
+            "goal": "constant",
+            "met": len(set(queries)) == 1,
+        },
+        {
+            "benchmark": "controller",
+            "figure": f"Kubernetes API requests per tick (median), {sizes}",
+            "value": " -> ".join(f"{run['kube_requests_per_tick_median']:g}" for run in runs),
+            "goal": "-",
+            "met": None,
+        },
+    ]
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -334,13 +392,6 @@ def main(quick: bool = False) -> dict[str, Any]:
         parent.send("stop")
         fleet.join(10)
         shutil.rmtree(workdir, ignore_errors=True)
-    biggest = runs[-1]
-    counter_wired = any((run["prometheus_queries_counter"] or 0) > 0 for run in runs)
-    goal_size = 1000
-    at_goal = biggest["policies"] >= goal_size
-    wall_ok = biggest["tick_wall_seconds_median"] < 1.0
-    rss_ok = biggest["rss_mb"]["peak"] < 200
-    suffix = "" if at_goal else " (goal is for 1,000)"
     result: dict[str, Any] = {
         "benchmark": "controller",
         "quick": quick,
@@ -349,53 +400,14 @@ def main(quick: bool = False) -> dict[str, Any]:
         "prometheus_timeout_seconds": PROMETHEUS_TIMEOUT,
         "warmup_ticks": WARMUP_TICKS,
         "ticks_per_size": ticks,
+        "measure_budget_seconds": MEASURE_BUDGET,
         "cpu_count": os.cpu_count(),
         "seconds_total": round(time.monotonic() - started, 1),
-        "prometheus_queries_counter_wired": counter_wired,
+        "prometheus_queries_counter_wired": any(
+            (run["prometheus_queries_counter"] or 0) > 0 for run in runs
+        ),
         "runs": runs,
-        "readme_rows": [
-            {
-                "benchmark": "controller",
-                "figure": f"tick wall time, {largest} policies x 10 pods (median / max)",
-                "value": (
-                    f"{biggest['tick_wall_seconds_median']:.2f} s / "
-                    f"{biggest['tick_wall_seconds_max']:.2f} s "
-                    f"(metric fetch {biggest['metric_fetch_seconds_median']:.2f} s)"
-                ),
-                "goal": f"< 1 s{suffix}",
-                "met": wall_ok if at_goal else None,
-            },
-            {
-                "benchmark": "controller",
-                "figure": f"controller CPU time per tick, {sizes[0]} -> {largest} policies",
-                "value": " -> ".join(f"{run['tick_cpu_seconds_median']:.3f} s" for run in runs),
-                "goal": "-",
-                "met": None,
-            },
-            {
-                "benchmark": "controller",
-                "figure": f"controller peak RSS, {largest} policies",
-                "value": f"{biggest['rss_mb']['peak']:.0f} MB",
-                "goal": f"< 200 MB{suffix}",
-                "met": rss_ok if at_goal else None,
-            },
-            {
-                "benchmark": "controller",
-                "figure": f"PromQL queries per tick at Prometheus, {sizes[0]} -> {largest}",
-                "value": " -> ".join(
-                    str(run["promql_queries_per_tick_at_prometheus"]) for run in runs
-                ),
-                "goal": "constant",
-                "met": len({run["promql_queries_per_tick_at_prometheus"] for run in runs}) == 1,
-            },
-            {
-                "benchmark": "controller",
-                "figure": f"Kubernetes API requests per tick, {sizes[0]} -> {largest} policies",
-                "value": " -> ".join(f"{run['kube_requests_per_tick_median']:g}" for run in runs),
-                "goal": "-",
-                "met": None,
-            },
-        ],
+        "readme_rows": readme_rows(runs),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
