@@ -1,0 +1,188 @@
+"""Soak: 24 simulated hours of the real controller loop, and the 10,000-case fuzz.
+
+1. **Resources over a day.** The simulator (:mod:`autoscaler.sim.run`) drives the real
+   :class:`~autoscaler.controller.loop.ControlLoop` and decision core with a virtual clock for 24
+   simulated hours of a diurnal load (``algorithm: llm`` demo policy, ticks every 15 s). Each
+   tick's controller time is measured by timing ``ControlLoop.tick`` (the simulator's own work is
+   excluded), and every simulated hour the memory still held by controller-side code
+   (``tracemalloc``, allocations made in ``autoscaler/{controller,decision,metrics,policy,
+   observability}``), the process's resident memory and the size of the policy's decision history
+   are sampled. Flat means: the median tick time of the last hour is within 1.5x of the second
+   hour's and the controller-held memory grows by less than 15 % from hour 2 to the last hour.
+   The process RSS is reported too but includes the simulator (its fleet grows with the diurnal
+   load, and CPython keeps freed arenas), so it is informational.
+2. **Fuzz soak.** :func:`tests.reliability.soak.soak` runs the policy-loader and pod-object fuzz
+   properties with 10,000 examples each (quick: 2,000).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoscaler.controller.loop import ControlLoop
+from autoscaler.decision.types import Decision
+from autoscaler.policy.models import ScalingPolicy
+from autoscaler.sim.load import load_workload
+from autoscaler.sim.profiles import get_profile
+from autoscaler.sim.run import SimulationConfig, run_simulation
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEMO_POLICY = Path(__file__).resolve().parents[1] / "autoscaler" / "data" / "demo-policy.yaml"
+HOUR = 3600.0
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+_CONTROLLER_FILES = [
+    tracemalloc.Filter(inclusive=True, filename_pattern=f"*/autoscaler/{part}/*")
+    for part in ("controller", "decision", "metrics", "policy", "observability")
+]
+
+
+def _controller_kib() -> float:
+    """Memory still held that was allocated by controller-side code (not the simulator)."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(_CONTROLLER_FILES)
+    return sum(stat.size for stat in snapshot.statistics("filename")) / 1024.0
+
+
+def resources_over_a_day(hours: int) -> dict[str, Any]:
+    """Run ``hours`` simulated hours; per-hour tick time, RSS and history size."""
+    policy = ScalingPolicy.model_validate(yaml.safe_load(DEMO_POLICY.read_text()))
+    spec = f"synthetic:diurnal:mean=8,amplitude=0.7,period=86400,duration={int(hours * HOUR)}"
+    workload = load_workload(spec, seed=11)
+    tick_seconds: list[tuple[float, float]] = []
+    loops: list[ControlLoop] = []
+    original_tick = ControlLoop.tick
+
+    async def timed_tick(self: ControlLoop, now: float) -> Any:
+        if not loops:
+            loops.append(self)
+        started = time.perf_counter()
+        result = await original_tick(self, now)
+        tick_seconds.append((now, time.perf_counter() - started))
+        return result
+
+    hourly: list[dict[str, Any]] = []
+    next_sample = [HOUR]
+
+    def on_decision(now: float, decision: Decision) -> None:
+        if now < next_sample[0]:
+            return
+        next_sample[0] += HOUR
+        history = loops[0].history(decision.policy) if loops else None
+        size = len(json.dumps(history.to_json())) if history is not None else 0
+        hourly.append(
+            {"hour": round(now / HOUR), "rssMiB": round(_rss_mib(), 1), "historyBytes": size}
+        )
+
+    ControlLoop.tick = timed_tick  # type: ignore[method-assign]
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        result = run_simulation(
+            SimulationConfig(
+                workload=workload,
+                profile=get_profile("8b-fp8-h100"),
+                policy=policy,
+                seed=11,
+                interval=15.0,
+            ),
+            on_decision=on_decision,
+        )
+        wall = time.perf_counter() - started
+    finally:
+        ControlLoop.tick = original_tick  # type: ignore[method-assign]
+        tracemalloc.stop()
+    per_hour: dict[int, list[float]] = {}
+    for now, seconds in tick_seconds:
+        per_hour.setdefault(int(now // HOUR), []).append(seconds)
+    for row in hourly:
+        ticks = per_hour.get(row["hour"] - 1, [])
+        row["medianTickMs"] = round(statistics.median(ticks) * 1000, 3) if ticks else None
+        row["ticks"] = len(ticks)
+    second = next((r for r in hourly if r["hour"] == 2), hourly[0])
+    last = hourly[-1]
+    tick_ratio = last["medianTickMs"] / second["medianTickMs"]
+    rss_growth = last["rssMiB"] / second["rssMiB"] - 1.0
+    controller_growth = last["controllerKiB"] / second["controllerKiB"] - 1.0
+    history_max = max(r["historyBytes"] for r in hourly)
+    history_after_hour_2 = max(r["historyBytes"] for r in hourly if r["hour"] >= 2)
+    return {
+        "hours": hours,
+        "load": spec,
+        "requests": result.summary["requests"],
+        "ticks": len(tick_seconds),
+        "wallSeconds": round(wall, 1),
+        "hourly": hourly,
+        "tickTimeRatioLastOverHour2": round(tick_ratio, 3),
+        "rssGrowthHour2ToLast": round(rss_growth, 4),
+        "controllerMemoryGrowthHour2ToLast": round(controller_growth, 4),
+        "historyBytesMax": history_max,
+        "historyBytesMaxAfterHour2": history_after_hour_2,
+        "flat": tick_ratio < 1.5 and controller_growth < 0.15,
+    }
+
+
+def fuzz(examples: int) -> dict[str, Any]:
+    """The fuzz soak (raises on a falsifying example)."""
+    from tests.reliability.soak import soak
+
+    started = time.perf_counter()
+    seconds = soak(examples)
+    return {
+        "examples": examples,
+        "secondsPerProperty": seconds,
+        "wallSeconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run the soak (quick: 6 simulated hours and 2,000 fuzz examples)."""
+    day = resources_over_a_day(6 if quick else 24)
+    fuzzed = fuzz(2_000 if quick else 10_000)
+    result: dict[str, Any] = {"quick": quick, "resources": day, "fuzz": fuzzed}
+    result["readme_rows"] = [
+        {
+            "benchmark": "soak",
+            "figure": f"{day['hours']} simulated hours, real loop: tick time last/2nd hour",
+            "value": f"{day['tickTimeRatioLastOverHour2']}x",
+            "goal": "flat (< 1.5x)",
+            "met": day["tickTimeRatioLastOverHour2"] < 1.5,
+        },
+        {
+            "benchmark": "soak",
+            "figure": "controller-held memory (tracemalloc), hour 2 to last",
+            "value": f"{day['controllerMemoryGrowthHour2ToLast']:+.1%}",
+            "goal": "flat (< 15 %)",
+            "met": day["controllerMemoryGrowthHour2ToLast"] < 0.15,
+        },
+        {
+            "benchmark": "soak",
+            "figure": "process RSS (controller + simulator), hour 2 to last",
+            "value": f"{day['rssGrowthHour2ToLast']:+.1%}",
+            "goal": "(informational)",
+            "met": None,
+        },
+        {
+            "benchmark": "soak",
+            "figure": "fuzz examples per property (policy files, pod objects)",
+            "value": str(fuzzed["examples"]),
+            "goal": ">= 10,000 (full run)",
+            "met": fuzzed["examples"] >= 10_000,
+        },
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
