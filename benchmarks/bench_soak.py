@@ -9,7 +9,9 @@
    observability}``), the process's resident memory and the size of the policy's decision history
    are sampled. Flat means: the median tick time of the last hour is within 1.5x of the second
    hour's and the controller-held memory grows by less than 15 % from hour 2 to the last hour.
-   The process RSS is reported too but includes the simulator (its fleet grows with the diurnal
+   Tick times are measured with ``tracemalloc`` running, so their absolute values are several
+   times the production figures; only their ratio is judged. The process RSS is reported too but
+   includes the simulator (its fleet grows with the diurnal
    load, and CPython keeps freed arenas), so it is informational.
 2. **Fuzz soak.** :func:`tests.reliability.soak.soak` runs the policy-loader and pod-object fuzz
    properties with 10,000 examples each (quick: 2,000).
@@ -84,7 +86,12 @@ def resources_over_a_day(hours: int) -> dict[str, Any]:
         history = loops[0].history(decision.policy) if loops else None
         size = len(json.dumps(history.to_json())) if history is not None else 0
         hourly.append(
-            {"hour": round(now / HOUR), "rssMiB": round(_rss_mib(), 1), "historyBytes": size}
+            {
+                "hour": round(now / HOUR),
+                "rssMiB": round(_rss_mib(), 1),
+                "controllerKiB": round(_controller_kib(), 1),
+                "historyBytes": size,
+            }
         )
 
     ControlLoop.tick = timed_tick  # type: ignore[method-assign]
