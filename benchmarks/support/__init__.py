@@ -4,5 +4,5 @@
   (:class:`tests.fakekube.FakeKube`) in a child process, with timestamped requests, so the
   controller's CPU time and memory are its own;
 * :mod:`benchmarks.support.procstat`: CPU time and memory of processes from ``/proc``;
-* :mod:`benchmarks.support.policies`: policy files for generated fleets.
+* :mod:`benchmarks.support.layout`: names of the generated fleet and its policy files.
 """
