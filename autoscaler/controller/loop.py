@@ -188,6 +188,7 @@ class ControlLoop:
                 self._decide(item, observed.get(item.policy.key, {}), now)
         await self._bounded(work, lambda item: self._act(item, now))
         await self._bounded(work, self._record)
+        await self._flush_history(work)
         results = [
             TickResult(w.policy.key, w.decision, w.outcome, w.error, w.observation) for w in work
         ]
@@ -373,6 +374,18 @@ class ControlLoop:
             except Exception as exc:  # noqa: BLE001 - memory keeps the state; retried next tick
                 self._count_error(policy, "history")
                 log.warning("history save failed", policy=policy.key, error=str(exc))
+
+    async def _flush_history(self, work: Sequence[_Work]) -> None:
+        """Persist the histories saved this tick in one write."""
+        if self._store is None or self._dry_run or not work:
+            return
+        try:
+            async with asyncio.timeout(self._timeouts.record):
+                await self._store.flush()
+        except Exception as exc:  # noqa: BLE001 - memory keeps the state; retried next tick
+            for item in work:
+                self._count_error(item.policy, "history")
+            log.warning("history flush failed", error=str(exc))
 
     # ---- helpers -------------------------------------------------------------------------
 

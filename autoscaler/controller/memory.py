@@ -124,6 +124,9 @@ class MemoryCluster:
         """Save (a JSON round trip, as a real store would)."""
         self.saved[policy.key] = History.from_json(history.to_json())
 
+    async def flush(self) -> None:
+        """Nothing buffered: :meth:`save` stores at once."""
+
 
 class StaticMetricSource:
     """Answers from ``values[policy_key][metric_name]``; unset metrics are EMPTY."""

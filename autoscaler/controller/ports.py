@@ -82,7 +82,11 @@ class HistoryStore(Protocol):
         ...
 
     async def save(self, policy: ScalingPolicy, history: History) -> None:
-        """Persist ``history`` (skip the write if nothing changed)."""
+        """Record ``history`` for ``policy`` (it may be written only at :meth:`flush`)."""
+        ...
+
+    async def flush(self) -> None:
+        """Persist what :meth:`save` recorded (once per tick; skip if nothing changed)."""
         ...
 
 

@@ -21,6 +21,7 @@ save tries again. Neighbours: the control loop calls it; :mod:`autoscaler.kube.f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -84,6 +85,9 @@ class KubeHistoryStore:
         self._max_age = max_age
         self._monotonic = monotonic
         self._fetched_at = -math.inf
+        self._pending: dict[str, tuple[str, str]] = {}
+        """Key -> (serialised history, policy key) waiting for :meth:`flush`."""
+        self._lock = asyncio.Lock()
 
     @property
     def path(self) -> str:
@@ -125,41 +129,73 @@ class KubeHistoryStore:
         return history
 
     async def save(self, policy: ScalingPolicy, history: History) -> None:
-        """Persist ``history`` for ``policy`` if it differs from what is stored."""
+        """Queue ``history`` for ``policy``; it is written by the next :meth:`flush`.
+
+        The control loop saves every policy and then flushes once per tick, so the whole tick
+        costs one ConfigMap write (none when nothing changed) instead of one racing write per
+        policy.
+        """
         key = history_key(policy)
         text = json.dumps(history.to_json(), separators=(",", ":"), sort_keys=True)
-        try:
-            if not self._loaded:
-                await self._fetch()
-            for attempt in range(self._retries + 1):
-                if self._data.get(key) == text:
-                    return
-                data = {**self._data, key: text}
-                size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
-                if size > self._max_bytes:
-                    log.error(
-                        "history_too_large",
-                        policy=policy.key,
-                        configmap=f"{self._namespace}/{self._name}",
-                        bytes=size,
-                        limit=self._max_bytes,
-                        policy_bytes=len(text),
-                        hint="too many policies or an unbounded history; not saved",
-                    )
-                    return
-                try:
-                    stored = await self._write(data)
-                except KubeApiError as exc:
-                    if exc.status != 409:
-                        raise
-                    log.info("history_conflict_retry", policy=policy.key, attempt=attempt + 1)
-                    await self._fetch()
-                    continue
-                self._adopt(stored)
+        self._pending[key] = (text, policy.key)
+
+    async def flush(self) -> None:
+        """Write every queued history in one update of the ConfigMap (if anything changed).
+
+        409 conflicts re-read the ConfigMap and merge again (other keys are kept). API errors are
+        logged; the queued histories stay queued for the next flush.
+        """
+        async with self._lock:
+            if not self._pending:
                 return
-            log.warning("history_save_conflicts", policy=policy.key, attempts=self._retries + 1)
-        except KubeApiError as exc:
-            log.warning("history_save_failed", policy=policy.key, status=exc.status, error=str(exc))
+            try:
+                if not self._loaded:
+                    await self._fetch()
+                for attempt in range(self._retries + 1):
+                    changed = {
+                        key: text
+                        for key, (text, _) in self._pending.items()
+                        if self._data.get(key) != text
+                    }
+                    if not changed:
+                        self._pending.clear()
+                        return
+                    data = {**self._data, **changed}
+                    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+                    if size > self._max_bytes:
+                        log.error(
+                            "history_too_large",
+                            configmap=f"{self._namespace}/{self._name}",
+                            bytes=size,
+                            limit=self._max_bytes,
+                            policies=sorted(policy for _, policy in self._pending.values()),
+                            hint="too many policies or an unbounded history; not saved",
+                        )
+                        self._pending.clear()
+                        return
+                    try:
+                        stored = await self._write(data)
+                    except KubeApiError as exc:
+                        if exc.status != 409:
+                            raise
+                        log.info("history_conflict_retry", attempt=attempt + 1)
+                        await self._fetch()
+                        continue
+                    self._adopt(stored)
+                    self._pending.clear()
+                    return
+                log.warning(
+                    "history_save_conflicts",
+                    policies=len(self._pending),
+                    attempts=self._retries + 1,
+                )
+            except KubeApiError as exc:
+                log.warning(
+                    "history_save_failed",
+                    policies=len(self._pending),
+                    status=exc.status,
+                    error=str(exc),
+                )
 
     async def _fetch(self) -> None:
         try:

@@ -133,7 +133,9 @@ class PodCache:
         self._backoff_cap = backoff_cap
         self._page_size = page_size
         self._sleep = sleep
-        self._store: dict[str, dict[tuple[str, str], _Entry]] = {s: {} for s in self._scopes}
+        self._store: dict[str, dict[str, dict[str, _Entry]]] = {s: {} for s in self._scopes}
+        """Scope -> namespace -> pod name -> entry (indexed by namespace: lookups stay cheap
+        with a cluster-wide watch of many pods)."""
         self._synced: set[str] = set()
         self._unwatched_warned: set[str] = set()
         self._rv: dict[str, str | None] = dict.fromkeys(self._scopes)
@@ -161,10 +163,11 @@ class PodCache:
                 self._unwatched_warned.add(namespace)
                 log.warning("pods_namespace_not_watched", namespace=namespace, watched=self._scopes)
             return ()
+        in_namespace = entries.get(namespace)
+        if not in_namespace:
+            return ()
         return tuple(
-            entry.info
-            for (ns, _), entry in sorted(entries.items())
-            if ns == namespace and parsed.matches(entry.labels)
+            entry.info for _, entry in sorted(in_namespace.items()) if parsed.matches(entry.labels)
         )
 
     def synced(self) -> bool:
@@ -248,7 +251,7 @@ class PodCache:
                 await self._sleep(delay)
 
     async def _list(self, scope: str) -> str:
-        items: dict[tuple[str, str], _Entry] = {}
+        items: dict[str, dict[str, _Entry]] = {}
         token = ""
         while True:
             query: dict[str, str | int | bool] = {"limit": self._page_size}
@@ -258,8 +261,8 @@ class PodCache:
                 "GET", self._path(scope), query=query, request_timeout=60.0
             )
             for pod in listing.get("items") or []:
-                key, entry = _entry(pod)
-                items[key] = entry
+                (namespace, name), entry = _entry(pod)
+                items.setdefault(namespace, {})[name] = entry
             meta = listing.get("metadata") or {}
             token = str(meta.get("continue") or "")
             if not token:
@@ -271,7 +274,8 @@ class PodCache:
             if self.synced():
                 self._synced_event.set()
         resource_version = str(meta.get("resourceVersion") or "")
-        log.info("pods_listed", namespace=scope or "*", pods=len(items), rv=resource_version)
+        count = sum(len(pods) for pods in items.values())
+        log.info("pods_listed", namespace=scope or "*", pods=count, rv=resource_version)
         return resource_version
 
     async def _watch(self, scope: str, resource_version: str) -> int:
@@ -305,11 +309,15 @@ class PodCache:
                 )
             rv = _mapping(obj.get("metadata")).get("resourceVersion")
             if kind in {"ADDED", "MODIFIED"}:
-                key, entry = _entry(obj)
-                store[key] = entry
+                (namespace, name), entry = _entry(obj)
+                store.setdefault(namespace, {})[name] = entry
             elif kind == "DELETED":
-                key, _ = _entry(obj)
-                store.pop(key, None)
+                (namespace, name), _ = _entry(obj)
+                in_namespace = store.get(namespace)
+                if in_namespace is not None:
+                    in_namespace.pop(name, None)
+                    if not in_namespace:
+                        del store[namespace]
             elif kind != "BOOKMARK":
                 log.warning("pod_watch_unknown_event", type=kind)
                 continue

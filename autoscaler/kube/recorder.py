@@ -99,9 +99,20 @@ def event_for(decision: Decision, outcome: Outcome, error: str | None) -> EventS
 
 
 def _number(value: float | None) -> float | None:
+    """Four significant digits: enough to read, stable enough not to rewrite every tick."""
     if value is None or not math.isfinite(value):
         return None
-    return value
+    return float(f"{value:.4g}")
+
+
+def _without_values(record: dict[str, Any]) -> dict[str, Any]:
+    """The record minus metric values and proposals (what matters beyond the numbers)."""
+    metrics = [
+        {k: v for k, v in m.items() if k not in {"value", "proposal"}}
+        for m in record.get("metrics") or []
+        if isinstance(m, dict)
+    ]
+    return {**record, "metrics": metrics}
 
 
 def status_record(
@@ -171,6 +182,8 @@ class KubeRecorder:
         cache_size: correlation keys remembered (LRU).
         status_refresh: seconds after which the remembered status annotation is re-read from
             the object instead of trusted (another instance may have written it meanwhile).
+        values_refresh: when only metric values changed (replicas, outcome, reason and
+            conditions did not), the annotation is rewritten at most this often, seconds.
     """
 
     def __init__(
@@ -183,6 +196,7 @@ class KubeRecorder:
         aggregate_interval: float = 30.0,
         cache_size: int = 4096,
         status_refresh: float = 300.0,
+        values_refresh: float = 60.0,
     ) -> None:
         self._api = api
         self._discovery = discovery
@@ -194,6 +208,7 @@ class KubeRecorder:
         self._status: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
         """(namespace, plural, name) -> (when read/written, the record known on the object)."""
         self._status_refresh = status_refresh
+        self._values_refresh = values_refresh
         self._uids: dict[tuple[str, str, str], str] = {}
         self._sequence = 0
 
@@ -339,8 +354,16 @@ class KubeRecorder:
             if outcome is Outcome.SCALED:
                 last_scale = rfc3339(decision.timestamp)
             record = status_record(policy, decision, outcome, error, last_scale)
-            if previous is not None and _without_observed(previous) == record:
-                return
+            if previous is not None:
+                before = _without_observed(previous)
+                if before == record:
+                    return
+                written_at = cached[0] if cached is not None else now
+                if (
+                    _without_values(before) == _without_values(record)
+                    and now - written_at < self._values_refresh
+                ):
+                    return  # only the numbers moved: refresh them at most every so often
             text = json.dumps({**record, "observedAt": rfc3339(decision.timestamp)})
             patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
             await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)

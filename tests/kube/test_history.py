@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import structlog
@@ -26,6 +27,12 @@ def _history(replicas: int = 3) -> History:
     )
 
 
+async def save_now(store: KubeHistoryStore, *args: object) -> None:
+    """Save one history and flush it, as one control-loop tick does for one policy."""
+    await store.save(*args)  # type: ignore[arg-type]
+    await store.flush()
+
+
 def _configmap(fake: FakeKube) -> dict[str, object] | None:
     return fake.get("configmaps", NS, DEFAULT_NAME)
 
@@ -37,7 +44,7 @@ def _writes(fake: FakeKube) -> list[str]:
 class TestRoundTrip:
     async def test_save_then_restore_in_a_new_store(self, fake: FakeKube, api: KubeApi) -> None:
         """What one instance saves, a fresh instance (restart/failover) loads identically."""
-        await KubeHistoryStore(api, NS).save(policy(), _history())
+        await save_now(KubeHistoryStore(api, NS), policy(), _history())
         restored = await KubeHistoryStore(api, NS).load(policy())
         assert restored == _history()
         cm = _configmap(fake)
@@ -51,10 +58,10 @@ class TestRoundTrip:
     async def test_written_only_when_changed(self, fake: FakeKube, api: KubeApi) -> None:
         """Saving the same history twice writes once; a change writes again (PUT with rv)."""
         store = KubeHistoryStore(api, NS)
-        await store.save(policy(), _history())
-        await store.save(policy(), _history())
+        await save_now(store, policy(), _history())
+        await save_now(store, policy(), _history())
         assert _writes(fake) == ["POST"]
-        await store.save(policy(), _history(5))
+        await save_now(store, policy(), _history(5))
         assert _writes(fake) == ["POST", "PUT"]
         restored = await KubeHistoryStore(api, NS).load(policy())
         assert restored == _history(5)
@@ -63,11 +70,11 @@ class TestRoundTrip:
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """After a restart, saving the restored history again writes nothing."""
-        await KubeHistoryStore(api, NS).save(policy(), _history())
+        await save_now(KubeHistoryStore(api, NS), policy(), _history())
         store = KubeHistoryStore(api, NS)
         loaded = await store.load(policy())
         assert loaded is not None
-        await store.save(policy(), loaded)
+        await save_now(store, policy(), loaded)
         assert _writes(fake) == ["POST"]
 
 
@@ -80,7 +87,7 @@ class TestFailover:
         assert await standby.load(policy()) is None
         gets = [p for m, p in fake.requests if m == "GET" and "/configmaps/" in p]
         assert len(gets) == 1
-        await KubeHistoryStore(api, NS).save(policy(), _history(6))  # the leader saves
+        await save_now(KubeHistoryStore(api, NS), policy(), _history(6))  # the leader saves
         now[0] = 6.0  # the standby becomes leader later and loads again
         assert await standby.load(policy()) == _history(6)
 
@@ -97,9 +104,9 @@ class TestConcurrency:
         )
         await first.load(policy())  # both read "no ConfigMap"
         await second.load(other)
-        await first.save(policy(), _history(3))
-        await second.save(other, _history(7))  # POST -> 409 AlreadyExists -> read -> PUT
-        await first.save(policy(), _history(4))  # stale rv -> 409 Conflict -> read -> PUT
+        await save_now(first, policy(), _history(3))
+        await save_now(second, other, _history(7))  # POST -> 409 AlreadyExists -> read -> PUT
+        await save_now(first, policy(), _history(4))  # stale rv -> 409 Conflict -> read -> PUT
         cm = _configmap(fake)
         assert cm is not None
         data = cm["data"]
@@ -112,9 +119,9 @@ class TestConcurrency:
     async def test_injected_conflicts_bounded(self, fake: FakeKube, api: KubeApi) -> None:
         """Endless 409s stop after the retry bound without raising."""
         store = KubeHistoryStore(api, NS, conflict_retries=2)
-        await store.save(policy(), _history())
+        await save_now(store, policy(), _history())
         fake.inject(r"/configmaps/", 409, method="PUT", times=None)
-        await store.save(policy(), _history(9))
+        await save_now(store, policy(), _history(9))
         assert _writes(fake) == ["POST", "PUT", "PUT", "PUT"]
 
 
@@ -157,7 +164,7 @@ class TestCorruption:
         fake.inject(r"/configmaps$", 500, times=None)
         store = KubeHistoryStore(api, NS)
         assert await store.load(policy()) is None
-        await store.save(policy(), _history())
+        await save_now(store, policy(), _history())
         assert fake.get("configmaps", NS, DEFAULT_NAME) is None
 
 
@@ -169,8 +176,32 @@ class TestSizeLimit:
         store = KubeHistoryStore(api, NS, max_bytes=2_000)
         big = History(startup_samples=tuple(float(i) for i in range(1_000)))
         with structlog.testing.capture_logs() as logs:
-            await store.save(policy(), big)
+            await save_now(store, policy(), big)
         (entry,) = [e for e in logs if e["event"] == "history_too_large"]
         assert entry["limit"] == 2_000
         assert entry["bytes"] > 2_000
         assert fake.get("configmaps", NS, DEFAULT_NAME) is None
+
+
+class TestOneWritePerTick:
+    async def test_many_saves_then_one_flush_is_one_write(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A tick saving 20 policies concurrently costs one ConfigMap write, no conflicts."""
+        store = KubeHistoryStore(api, NS)
+        base = policy()
+        policies = [
+            base.model_copy(update={"metadata": base.metadata.model_copy(update={"name": f"p{i}"})})
+            for i in range(20)
+        ]
+        await asyncio.gather(*(store.save(p, _history(i + 1)) for i, p in enumerate(policies)))
+        assert _writes(fake) == []  # nothing is written before the flush
+        await store.flush()
+        assert _writes(fake) == ["POST"]
+        conflicts = [p for m, p in fake.requests if m == "PUT" and "configmaps" in p]
+        assert conflicts == []
+        fresh = KubeHistoryStore(api, NS)
+        for i, p in enumerate(policies):
+            assert await fresh.load(p) == _history(i + 1)
+        await store.flush()  # nothing queued: no request
+        assert _writes(fake) == ["POST"]

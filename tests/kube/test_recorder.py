@@ -249,6 +249,32 @@ class TestStatusAnnotation:
         patches = [p for m, p in fake.requests if m == "PATCH" and p.endswith("/llama")]
         assert len(patches) == 2
 
+    async def test_metric_values_alone_refresh_at_most_every_minute(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """Only the numbers move (same replicas, reason): rewritten once a minute, not per tick."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        clock = VirtualClock(T0)
+        recorder = _recorder(api, clock)
+
+        def patches() -> int:
+            return sum(1 for m, p in fake.requests if m == "PATCH" and p.endswith("/llama"))
+
+        steady = decision(2, 2, "within tolerance")
+        await recorder.record(policy(), steady, Outcome.UNCHANGED)
+        assert patches() == 1
+        for tick in range(1, 4):  # 15 s ticks, the KV value wanders
+            clock.advance(15)
+            moved = dataclasses.replace(
+                steady, timestamp=clock.now(), metric_values={"kvCache": 0.5 + 0.01 * tick}
+            )
+            await recorder.record(policy(), moved, Outcome.UNCHANGED)
+        assert patches() == 1
+        clock.advance(20)  # 65 s since the write
+        moved = dataclasses.replace(steady, timestamp=clock.now(), metric_values={"kvCache": 0.6})
+        await recorder.record(policy(), moved, Outcome.UNCHANGED)
+        assert patches() == 2
+
     async def test_restart_reads_existing_annotation(self, fake: FakeKube, api: KubeApi) -> None:
         """A new recorder (restart) compares with the annotation on the object: no rewrite."""
         fake.add_deployment("llm", "llama", replicas=2)
