@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -23,6 +23,7 @@ from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.runner import Runner
 from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.observability.metrics import ControllerMetrics
@@ -61,6 +62,27 @@ class PolicyFeed:
     def policies(self) -> list[ScalingPolicy]:
         """The policies in force (the loop's provider)."""
         return self.current
+
+
+class CountingSource:
+    """The Prometheus source, counting the queries each fetch sent in the controller's metrics."""
+
+    def __init__(self, source: PrometheusSource) -> None:
+        self.source = source
+        self.monitor: ControllerMetrics | None = None
+
+    async def fetch(self, requests: Sequence[MetricRequest], now: float) -> PolicyMetrics:
+        """Fetch, then add the number of queries sent to ``nim_autoscaler_prometheus_queries``."""
+        try:
+            return await self.source.fetch(requests, now)
+        finally:
+            stats = self.source.last_stats
+            if self.monitor is not None and stats is not None:
+                self.monitor.prometheus_queries.inc(stats.queries)
+
+    async def close(self) -> None:
+        """Close the underlying source."""
+        await self.source.close()
 
 
 def _timeouts(settings: Settings) -> LoopTimeouts:
@@ -140,7 +162,8 @@ async def build_controller(
         clock=clock,
         scale_retry_budget=0.8 * min(timeouts.scale_read, timeouts.scale_write),
     )
-    metrics = PrometheusSource.from_settings(settings)
+    prometheus = PrometheusSource.from_settings(settings)
+    metrics = CountingSource(prometheus)
     feed = PolicyFeed(PolicyDirectory(settings.policy_dir))
     loop = ControlLoop(
         policies=feed.policies,
@@ -156,6 +179,7 @@ async def build_controller(
         timeouts=timeouts,
     )
     feed.monitor = loop.monitor
+    metrics.monitor = loop.monitor
     runner = Runner(
         loop=loop,
         clock=clock,
@@ -167,7 +191,7 @@ async def build_controller(
         settings=settings,
         feed=feed,
         kube=kube,
-        metrics=metrics,
+        metrics=prometheus,
         loop=loop,
         runner=runner,
         registry=registry,

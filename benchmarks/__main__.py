@@ -76,14 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ...", file=sys.stderr, flush=True)
         try:
             result = module.main(quick=args.quick)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # pytest.fail() from the test harnesses is a BaseException
             print(f"== {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed.append(name)
             continue
         rows.extend(result.get("readme_rows", []))
         print(f"== {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    (RESULTS / "summary.json").write_text(json.dumps({"quick": args.quick, "rows": rows}, indent=2))
-    if not args.names:
+    if not args.names:  # a subset must not replace the summary of a full run
+        summary = {"quick": args.quick, "rows": rows}
+        (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _update_readme(rows, args.quick)
     print(_table(rows))
     return 1 if failed else 0

@@ -45,6 +45,12 @@ async def test_load_rise_scales_out_and_settles(
             await stop_controller(controller, task)
             await world.stop()
 
+        # The controller counts the PromQL it sends (a few queries per tick, whatever the load).
+        queries = controller.registry.get_sample_value("nim_autoscaler_prometheus_queries_total")
+        ticks = controller.runner.ticks
+        assert queries is not None
+        assert ticks <= queries <= 4 * ticks
+
         # Visible in the cluster: an Event and the status annotation on the Deployment.
         events = [obj for (plural, _, _), obj in fake.objects.items() if plural == "events"]
         assert any(e.get("reason") == "SuccessfulRescale" for e in events), events
