@@ -157,7 +157,7 @@ class TestDockerfile:
             assert f"org.opencontainers.image.{key}=" in labels
         project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
         assert f"ARG VERSION={project['version']}" in DOCKERFILE.read_text(encoding="utf-8")
-        assert f'licenses="{project["license"]["text"]}"' in labels
+        assert f'licenses="{project["license"]}"' in labels
 
     def test_no_secrets(self) -> None:
         """No credential is baked into the image, and nothing is fetched with ADD."""
