@@ -37,7 +37,32 @@ spec:
 """
 
 
-class World:
+class Syncing:
+    """Calls :meth:`sync` every ``period`` seconds in a background task, from start to stop."""
+
+    period = 0.2
+    _task: asyncio.Task[None] | None = None
+
+    def sync(self) -> None:
+        """One step of the emulated world."""
+        raise NotImplementedError
+
+    async def _sync_forever(self) -> None:
+        while True:
+            self.sync()
+            await asyncio.sleep(self.period)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sync_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class World(Syncing):
     """Fake cluster, exporters and the demand that drives them."""
 
     def __init__(self, fake: FakeKube, fleet: FleetExporter, tmp_path: Path) -> None:
@@ -45,7 +70,6 @@ class World:
         self.fleet = fleet
         self.tmp_path = tmp_path
         self.demand = 1.0
-        self._task: asyncio.Task[None] | None = None
         policies = tmp_path / "policies"
         policies.mkdir(exist_ok=True)
         (policies / "llama.yaml").write_text(POLICY)
@@ -98,20 +122,6 @@ class World:
         share = min(1.0, self.demand / len(ready)) if ready else 0.0
         for pod in ready:
             self.fleet.add(FleetPod(NAMESPACE, pod, gauges={MetricKind.KV_CACHE: share}))
-
-    async def _sync_forever(self) -> None:
-        while True:
-            self.sync()
-            await asyncio.sleep(0.2)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._sync_forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 async def start_controller(settings: Settings) -> tuple[Controller, asyncio.Task[None]]:

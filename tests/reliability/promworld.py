@@ -9,14 +9,13 @@ failed ticks. Each target's demand is spread over its Ready pods (KV cache ``dem
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.policy.models import MetricKind
 from autoscaler.settings import Settings
+from tests.e2e.harness import Syncing
 from tests.fakekube.server import write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.reliability.chaos import ChaosKube
@@ -62,8 +61,10 @@ spec:
 VALUES = {"nan": float("nan"), "negative": -0.5, "huge": 1e308}
 
 
-class PromWorld:
+class PromWorld(Syncing):
     """Fake cluster + exporter kept in step; demand and data faults set by the test."""
+
+    period = 0.1
 
     def __init__(self, fake: ChaosKube, fleet: FleetExporter, tmp_path: Path) -> None:
         self.fake = fake
@@ -72,7 +73,6 @@ class PromWorld:
         self.demand = {"llama": 2.0, "mistral": 1.0}
         self.mode = "ok"
         self.decisions: list[Decision] = []
-        self._task: asyncio.Task[None] | None = None
         policies = tmp_path / "policies"
         policies.mkdir(exist_ok=True)
         for name, text in POLICIES.items():
@@ -130,20 +130,6 @@ class PromWorld:
         for namespace, pod in list(self.fleet.pods):
             if pod not in exported:
                 self.fleet.remove(namespace, pod)
-
-    async def _sync_forever(self) -> None:
-        while True:
-            self.sync()
-            await asyncio.sleep(0.1)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._sync_forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def of(self, name: str, since: int = 0) -> list[Decision]:
         """Decisions of one policy (from index ``since`` of all decisions)."""
