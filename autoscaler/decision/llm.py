@@ -27,6 +27,13 @@ What differs from the HPA (see ``docs/decision.md``):
   never below current. Without it: a queue that is not growing holds; a growing one asks for at
   most a doubling of the ready pods, and while a scale-up is in flight only growth beyond the rate
   seen when it was decided is new demand (a second surge still scales; the first does not stack).
+* **Completions are not arrivals.** A request-rate metric counts completed requests, which cap
+  at what the ready pods serve and run above the arrivals while a backlog drains. With a queue
+  metric in the policy, the requests held (queued, plus running when the policy has a
+  running-requests metric) are kept over the rate window, and ``arrivals = completions + their
+  growth over the window``; the metric's need is ``ceil(arrivals / target)``, starting pods
+  credited. While a request-rate metric has samples it sizes the steps: a queue above its band
+  and an inflated running count hold (block scale-down) instead of doubling blind.
 * **Running requests inflate under saturation.** Concurrency grows faster than load once the
   batch is saturated (every decode step slows). With a queue above its band the running count
   holds and the queue sizes the step; above ``RUNNING_INFLATED_RATIO`` x its target it asks for at
@@ -75,6 +82,11 @@ NO_TRAFFIC = frozenset({NoSignalReason.NAN, NoSignalReason.EMPTY})
 """No-signal reasons of a latency metric that mean 'no traffic' (neutral guard)."""
 QUEUE_REF_KEY = "queueRef"
 QUEUE_LAST_KEY = "queueLast"
+QUEUE_TRAIL_KEY = "queueTrail"
+"""History ``extra`` key: each queue metric's ``[time, total]`` over the last request-rate window,
+to turn the window's completion rate into its arrival rate (arrivals = completions + growth)."""
+TRAIL_SLACK = 30.0
+"""Seconds of queue trail kept beyond the request-rate window."""
 QUEUE_CANDIDATE_KEY = "queueCandidate"
 QUEUE_GROWTH_KEY = "queueGrowth"
 QUEUE_GROWTH_AT_KEY = "queueGrowthAt"
@@ -82,6 +94,7 @@ QUEUE_MU_KEY = "queueThroughput"
 """History ``extra`` key: the last per-pod throughput estimated from a valid pair of points, kept
 to size later surges from their first tick (a property of the hardware and the request mix)."""
 RUNNING_KIND = "runningRequests"
+REQUEST_RATE_KIND = "requestRate"
 TTFT_KIND = "timeToFirstToken"
 RUNNING_INFLATED_RATIO = 2.0
 """Running requests per ready pod above this x target are read as a saturated batch (the count
@@ -377,6 +390,12 @@ def queue_proposal(
         cap_ratio = total / (target * capacity) if capacity else math.inf
         proposal = _apply_credit(ctx, need, cap_ratio, detail)
         return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+    if _rate_sizes_queue(ctx):
+        detail["rule"] = (
+            f"queue {per_ready:.3g}/pod above target: the request-rate metric sizes the step "
+            "(arrivals = completions + queue growth); the queue keeps current (no scale-down)"
+        )
+        return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
     mu = _throughput(metric, ctx)
     if mu is not None and growth is not None:
         return _drain_proposal(metric, ctx, total, growth, mu, ratio, detail)
@@ -507,6 +526,14 @@ def proportional_proposal(
             total += missing * target if raw_ratio < 1.0 else 0.0
             detail["missingFilled"] = target if raw_ratio < 1.0 else 0.0
         value = average
+        backlog = _backlog_growth(ctx) if metric.kind == REQUEST_RATE_KIND else None
+        if backlog is not None:
+            # Completions cap at what the ready pods serve (and run above the arrivals while a
+            # backlog drains): over the rate window, arrivals = completions + queue growth.
+            detail["completionsPerSecond"] = total
+            detail["backlogGrowthPerSecond"] = backlog
+            total = max(0.0, total + backlog)
+            detail["arrivalsPerSecond"] = total
         demand_pods = total / target
         saturated = metric.is_kv and average >= ctx.policy.kv_saturation
         detail["saturated"] = saturated
@@ -524,6 +551,17 @@ def proportional_proposal(
                 f"running requests {average:.4g}/pod while the queue is above its band: "
                 "concurrency inflates when the pods are saturated (every decode step slows as "
                 "the batch grows), so the queue sizes the step; keep current"
+            )
+            return Proposal(metric.name, ctx.current, value=average, ratio=raw_ratio, detail=detail)
+        if (
+            metric.kind == RUNNING_KIND
+            and raw_ratio > RUNNING_INFLATED_RATIO
+            and _rate_sizes_queue(ctx)
+        ):
+            detail["rule"] = (
+                f"running requests {average:.4g}/pod > {RUNNING_INFLATED_RATIO:g} x target "
+                f"{target:g} (inflated by a saturated batch): the request-rate metric sizes the "
+                "step (arrivals = completions + growth of the requests held); keep current"
             )
             return Proposal(metric.name, ctx.current, value=average, ratio=raw_ratio, detail=detail)
         if metric.kind == RUNNING_KIND and raw_ratio > RUNNING_INFLATED_RATIO:
@@ -563,6 +601,36 @@ def proportional_proposal(
     detail["demandPods"] = demand_pods
     proposal = _apply_credit(ctx, need, ratio, detail)
     return Proposal(metric.name, proposal, value=value, ratio=ratio, detail=detail)
+
+
+def _backlog_growth(ctx: LlmContext) -> float | None:
+    """Queue growth over the request-rate window (requests/s, negative while draining).
+
+    Completions over a window plus the queue's growth over the same window are the window's
+    arrivals. The largest over the policy's queue metrics; None until a queue metric has a
+    point about a window old.
+    """
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    if not isinstance(candidates, Mapping):
+        return None
+    growth: float | None = None
+    for metric in ctx.policy.metrics:
+        entry = candidates.get(metric.name) if metric.is_queue else None
+        rate = entry.get("windowRate") if isinstance(entry, Mapping) else None
+        if isinstance(rate, int | float):
+            growth = float(rate) if growth is None else max(growth, float(rate))
+    return growth
+
+
+def _rate_sizes_queue(ctx: LlmContext) -> bool:
+    """A request-rate metric with a sample this tick sizes the steps of a queue above its band."""
+    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    if not isinstance(candidates, Mapping):
+        return False
+    return any(
+        isinstance(entry, Mapping) and entry.get("served") is not None
+        for entry in candidates.values()
+    )
 
 
 def _queue_within_band(ctx: LlmContext) -> bool:
@@ -710,6 +778,14 @@ def queue_state(
         if isinstance(mu_in, Mapping)
         else {}
     )
+    rate_metric = next(
+        (m for m in policy.metrics if m.kind == REQUEST_RATE_KIND and m.is_average), None
+    )
+    served = _completions(rate_metric, observations, view) if rate_metric is not None else None
+    window = rate_metric.window if rate_metric is not None else 0.0
+    trail_in = extra.get(QUEUE_TRAIL_KEY)
+    trails: dict[str, list[list[float]]] = {}
+    running = _running_total(policy, observations, view) if rate_metric is not None else None
     candidates: dict[str, Any] = {}
     for metric in queue_metrics:
         obs = observations.get(metric.name)
@@ -749,12 +825,21 @@ def queue_state(
         mu = per_pod_throughput(points, times, apart)
         if mu is not None:
             learned[metric.name] = mu
+        window_rate: float | None = None
+        if rate_metric is not None:
+            trail = _trail(trail_in, metric.name, now - window - TRAIL_SLACK)
+            point = [now, total, -1.0 if running is None else running]
+            window_rate = _window_growth(trail, point, window)
+            trail.append(point)
+            trails[metric.name] = trail
         candidates[metric.name] = {
             "t": now,
             "total": total,
             "rate": rate,
             "first": first,
             "perPod": learned.get(metric.name),
+            "served": served,
+            "windowRate": window_rate,
         }
     out = dict(extra)
     out[QUEUE_LAST_KEY] = last
@@ -762,7 +847,80 @@ def queue_state(
     out[QUEUE_GROWTH_KEY] = growth_points
     out[QUEUE_GROWTH_AT_KEY] = growth_at
     out[QUEUE_MU_KEY] = learned
+    if rate_metric is not None:
+        out[QUEUE_TRAIL_KEY] = trails
     return out
+
+
+def _running_total(
+    policy: ResolvedPolicy, observations: Mapping[str, MetricObservation], view: PodView
+) -> float | None:
+    """Running requests on the ready pods from the policy's running-requests metric, or None."""
+    for metric in policy.metrics:
+        if metric.kind != RUNNING_KIND:
+            continue
+        obs = observations.get(metric.name)
+        if isinstance(obs, TargetSample) and math.isfinite(obs.value):
+            return obs.value
+        if isinstance(obs, PodSamples):
+            values = [v for n in view.ready if (v := obs.values.get(n)) is not None]
+            if len(values) == len(view.ready) and all(math.isfinite(v) for v in values):
+                return math.fsum(values)
+    return None
+
+
+def _trail(trails: object, name: str, oldest: float) -> list[list[float]]:
+    """A queue metric's kept ``[time, queued, running or -1]`` points since ``oldest``."""
+    raw = trails.get(name) if isinstance(trails, Mapping) else None
+    if not isinstance(raw, list | tuple):
+        return []
+    points: list[list[float]] = []
+    for point in raw:
+        if (
+            isinstance(point, list | tuple)
+            and len(point) == 3
+            and all(isinstance(x, int | float) and math.isfinite(x) for x in point)
+            and point[0] >= oldest
+        ):
+            points.append([float(x) for x in point])
+    return points
+
+
+def _window_growth(trail: list[list[float]], point: list[float], window: float) -> float | None:
+    """Growth of the requests held (queued, plus running when known at both ends) over about
+    the last ``window`` seconds, requests/s; None without a point at least half a window old.
+
+    Uses the kept point closest to ``now - window``, so the growth covers the same span as the
+    completion rate it corrects.
+    """
+    now = point[0]
+    best: list[float] | None = None
+    for old in trail:
+        age = now - old[0]
+        if age >= window / 2 and (best is None or abs(age - window) < abs(now - best[0] - window)):
+            best = old
+    if best is None or now <= best[0]:
+        return None
+    held = point[1] - best[1]
+    if point[2] >= 0 and best[2] >= 0:
+        held += point[2] - best[2]
+    return held / (now - best[0])
+
+
+def _completions(
+    metric: ResolvedMetric, observations: Mapping[str, MetricObservation], view: PodView
+) -> float | None:
+    """Completions/s of the ready pods from the request-rate metric, or None (no sample)."""
+    obs = observations.get(metric.name)
+    if isinstance(obs, TargetSample):
+        value = obs.value
+        return value if math.isfinite(value) and value >= 0 else None
+    if not isinstance(obs, PodSamples) or not view.ready:
+        return None
+    values = [v for n in view.ready if (v := obs.values.get(n)) is not None and math.isfinite(v)]
+    if not values:
+        return None
+    return math.fsum(values) / len(values) * len(view.ready)
 
 
 def per_pod_throughput(

@@ -127,6 +127,8 @@ class ResolvedMetric:
     """Queue depth (a stock, not a level)."""
     is_kv: bool
     """KV-cache usage (saturates at 1.0)."""
+    window: float = 0.0
+    """Rate window of a counter or histogram metric, seconds (0: a gauge or custom query)."""
 
     target_milli: int = field(init=False, compare=False, repr=False)
     """``target`` in integer milli-units (the calculator's ``to_milli(target)``)."""
@@ -247,6 +249,7 @@ def _resolve(policy: ScalingPolicy) -> ResolvedPolicy:
             aggregation=m.aggregation.value,
             is_queue=m.kind is MetricKind.QUEUE_DEPTH,
             is_kv=m.kind is MetricKind.KV_CACHE,
+            window=float(getattr(m.spec, "window", 0.0) or 0.0),
         )
         for m in spec.metrics
     )

@@ -54,13 +54,26 @@ class Contender:
     empty_as_zero: bool = False
     adapted: str = ""
     """What was changed from the published policy."""
+    capacity_share: float = 0.0
+    """If > 0: every ``requestRate`` target becomes this share of the scenario's per-replica
+    capacity (requests/s one replica serves within the SLO, from a load test at the scenario's
+    request lengths: how an SRE sizes a rate target before deploying)."""
 
-    def policy(self, min_replicas: int, max_replicas: int) -> ScalingPolicy:
-        """The policy with the scenario's replica bounds."""
+    def policy(
+        self, min_replicas: int, max_replicas: int, per_replica: float | None = None
+    ) -> ScalingPolicy:
+        """The policy with the scenario's replica bounds (and capacity-relative rate targets)."""
         document = dict(self.document)
         spec = dict(document["spec"])
         spec["minReplicas"] = min_replicas
         spec["maxReplicas"] = max_replicas
+        if self.capacity_share > 0:
+            if per_replica is None:
+                msg = f"contender {self.name}: a capacity-relative target needs the capacity"
+                raise ValueError(msg)
+            spec["metrics"] = [
+                _rate_target(m, self.capacity_share * per_replica) for m in spec["metrics"]
+            ]
         spec.pop("slo", None)  # the scenario's SLO is the one measured
         spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"}
         document["spec"] = spec
@@ -70,6 +83,14 @@ class Contender:
             msg = f"contender {self.name}: {loaded.errors}"
             raise ValueError(msg)
         return loaded.policies[0].policy
+
+
+def _rate_target(metric: dict[str, Any], value: float) -> dict[str, Any]:
+    if "requestRate" not in metric:
+        return metric
+    inner = dict(metric["requestRate"])
+    inner["target"] = {"type": "AverageValue", "averageValue": round(value, 3)}
+    return {"requestRate": inner}
 
 
 def _hpa(metric: dict[str, Any]) -> dict[str, Any]:
@@ -107,12 +128,19 @@ TUNED: dict[str, Any] = {
         "algorithm": "llm",
         "metrics": [
             {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 2}}},
-            {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 16}}},
+            # placeholder target: TUNED_SHARE x the scenario's per-replica capacity
             {
-                "timeToFirstToken": {
+                "requestRate": {
+                    "window": "1m",
+                    "target": {"type": "AverageValue", "averageValue": 1},
+                }
+            },
+            {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 32}}},
+            {
+                "interTokenLatency": {
                     "quantile": 0.95,
                     "window": "1m",
-                    "target": {"type": "Value", "value": 0.4},
+                    "target": {"type": "Value", "value": 0.05},
                 }
             },
         ],
@@ -133,8 +161,13 @@ TUNED: dict[str, Any] = {
         "llm": {"startupSeconds": 90},
     },
 }
-"""The tuned ``algorithm: llm`` policy: the grid point ``running16-ttft-down300`` that
-:mod:`benchmarks.quality.tuning` chose on its own loads and seed (``docs/benchmarks.md``)."""
+"""The tuned ``algorithm: llm`` policy: the grid point ``rate85-itl-down300`` that
+:mod:`benchmarks.quality.tuning` chose on its own loads and seed (``docs/benchmarks.md``); its
+request-rate target is ``TUNED_SHARE`` x the scenario's per-replica capacity."""
+
+
+TUNED_SHARE = 0.85
+"""Request-rate target of ``llm-tuned`` as a share of the scenario's per-replica capacity."""
 
 
 def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:
@@ -189,9 +222,24 @@ def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:
             adapted=bounds + "; spec.slo dropped",
         ),
         Contender(
+            "hpa-rate",
+            f"HPA math on request rate at {TUNED_SHARE:g} x capacity (our pipeline)",
+            _hpa(
+                {
+                    "requestRate": {
+                        "window": "1m",
+                        "target": {"type": "AverageValue", "averageValue": 1},
+                    }
+                }
+            ),
+            adapted=bounds + "; the request-rate target of llm-tuned",
+            capacity_share=TUNED_SHARE,
+        ),
+        Contender(
             "llm-tuned",
             "llm, tuned policy",
             tuned if tuned is not None else TUNED,
-            adapted=bounds,
+            adapted=bounds + "; request-rate target from the scenario's load-tested capacity",
+            capacity_share=TUNED_SHARE,
         ),
     ]

@@ -26,7 +26,7 @@ from benchmarks.quality.contenders import TUNED, Contender
 from benchmarks.quality.scenarios import minute_rates
 
 SEED = 7
-GPU_CAP = 1.5
+GPU_CAP = 1.3
 SLO = SloTargets(ttft=0.5, itl=0.05, quantile=0.95)
 PROFILE = "8b-fp8-h100"
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "quality-tuning.json"
@@ -68,36 +68,54 @@ GUARDS: dict[str, dict[str, Any]] = {
 """Latency guards of the grid: p95 TTFT 0.4 s, or p95 ITL 50 ms (the SLO's ITL)."""
 
 
-def candidate(running: float, guard: str, down_window: int) -> dict[str, Any]:
-    """The tuned policy's shape with one point of the grid (queue target 2 throughout)."""
+RUNNING_CEILING = 32
+"""Running requests per pod of every candidate: well above what a pod runs within the SLO, so it
+never sizes a step; it gives the arrival estimate the change in requests held in the batch."""
+
+
+def candidate(share: float, guard: str, down_window: int) -> dict[str, Any]:
+    """The tuned policy's shape with one point of the grid (queue target 2 throughout).
+
+    ``share``: the request-rate target as a share of the load's per-replica capacity
+    (:attr:`Contender.capacity_share`); the document holds a placeholder target.
+    """
     document = copy.deepcopy(TUNED)
     spec = document["spec"]
     spec["metrics"] = [
         {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 2}}},
-        {"runningRequests": {"target": {"type": "AverageValue", "averageValue": running}}},
+        {"requestRate": {"window": "1m", "target": {"type": "AverageValue", "averageValue": 1}}},
+        {"runningRequests": {"target": {"type": "AverageValue", "averageValue": RUNNING_CEILING}}},
         copy.deepcopy(GUARDS[guard]),
     ]
     spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] = down_window
+    document["metadata"]["annotations"] = {"capacityShare": str(share)}
     return document
 
 
+SHARES = (0.75, 0.85, 0.95)
 GRID = {
-    f"running{r:g}-{g}-down{w}": candidate(r, g, w)
-    for r in (8.0, 16.0)
+    f"rate{round(f * 100)}-{g}-down{w}": candidate(f, g, w)
+    for f in SHARES
     for g in GUARDS
     for w in (120, 300)
 }
 
 
+def share_of(document: dict[str, Any]) -> float:
+    """The capacity share recorded on a grid document."""
+    return float(document["metadata"]["annotations"]["capacityShare"])
+
+
 def _one(task: tuple[str, str, float, float, float]) -> dict[str, Any]:
     load, name, cold, mu, mu_long = task
     workload = load_workload(loads(mu, mu_long)[load], seed=SEED)
-    contender = Contender(name, name, GRID[name])
+    capacity = mu_long if load == "tune-long" else mu
+    contender = Contender("tuning", name, GRID[name], capacity_share=share_of(GRID[name]))
     result = run_simulation(
         SimulationConfig(
             workload=workload,
             profile=get_profile(PROFILE),
-            policy=contender.policy(1, 30),
+            policy=contender.policy(1, 30, capacity),
             seed=SEED,
             cold_start=ColdStart.parse(f"{cold:g}"),
             slo=SLO,
@@ -105,7 +123,7 @@ def _one(task: tuple[str, str, float, float, float]) -> dict[str, Any]:
         )
     )
     rates = minute_rates(workload, len(result.rows))
-    plan = oracle.plan(rates, mu_long if load == "tune-long" else mu, cold)
+    plan = oracle.plan(rates, capacity, cold)
     return {
         "load": load,
         "candidate": name,

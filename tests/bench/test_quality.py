@@ -94,14 +94,31 @@ class TestContenders:
     def test_all_build_with_the_scenario_bounds(self) -> None:
         """Each policy loads, with min/max replaced by the scenario's bounds."""
         for contender in contenders.contenders():
-            pol = contender.policy(1, 17)
+            pol = contender.policy(1, 17, 8.0)
             assert (pol.spec.min_replicas, pol.spec.max_replicas) == (1, 17)
             assert pol.spec.slo is None  # the scenario's SLO is the one measured
+
+    def test_rate_targets_follow_the_scenario_capacity(self) -> None:
+        """llm-tuned and hpa-rate: request-rate target = the share x the capacity given."""
+        by_name = {c.name: c for c in contenders.contenders()}
+        for name in ("llm-tuned", "hpa-rate"):
+            contender = by_name[name]
+            assert contender.capacity_share == contenders.TUNED_SHARE
+            for capacity in (6.0, 9.5):
+                pol = contender.policy(1, 10, capacity)
+                targets = [
+                    m.request_rate.target.average_value
+                    for m in pol.spec.metrics
+                    if m.request_rate is not None
+                ]
+                assert targets == [round(contenders.TUNED_SHARE * capacity, 3)]
+            with pytest.raises(ValueError, match="needs the capacity"):
+                contender.policy(1, 10)
 
     def test_published_hpa_is_nvidias_example(self) -> None:
         """algorithm hpa, KV AverageValue 0.1 (100m), no behavior, adapter pipeline."""
         hpa = next(c for c in contenders.contenders() if c.name == "hpa-kv-published")
-        pol = hpa.policy(1, 10)
+        pol = hpa.policy(1, 10, 8.0)
         assert pol.spec.algorithm is Algorithm.HPA
         assert pol.spec.behavior is None
         assert hpa.document["spec"]["metrics"][0]["kvCache"]["target"]["averageValue"] == 0.1
@@ -118,7 +135,7 @@ class TestContenders:
         """The llm contenders run algorithm llm; every other field of the pipeline is ours."""
         for contender in contenders.contenders():
             if contender.name.startswith("llm-"):
-                assert contender.policy(1, 10).spec.algorithm is Algorithm.LLM
+                assert contender.policy(1, 10, 8.0).spec.algorithm is Algorithm.LLM
                 assert contender.metric_delay.extra == 0.0
 
     def test_every_contender_runs_on_a_tiny_load(self) -> None:
@@ -129,7 +146,7 @@ class TestContenders:
                 SimulationConfig(
                     workload=workload,
                     profile=get_profile("8b-fp8-h100"),
-                    policy=contender.policy(1, 8),
+                    policy=contender.policy(1, 8, 8.0),
                     seed=5,
                     interval=contender.interval,
                     scrape_interval=contender.scrape_interval,

@@ -496,3 +496,94 @@ class TestTtftGuardNeedsAQueue:
         """No queue metric in the policy: nothing tells prefill from waiting, the guard acts."""
         pol = llm_policy(KV, self.TTFT)
         assert decide(pol, self.obs(0.7, 0.6, None), SEEDED, 0.0).decision.desired_replicas == 5
+
+
+RATE = {"requestRate": {"window": "1m", "target": {"type": "AverageValue", "averageValue": 5}}}
+
+
+class TestRequestRateArrivals:
+    """A request-rate metric (completions) is turned into arrivals by the queue's growth."""
+
+    two = (ready_pod("a"), ready_pod("b"))
+
+    def obs(self, completions: float, queue: float, running: float | None = None) -> Observation:
+        """Each of the two ready pods completing ``completions``/s with ``queue`` waiting."""
+        names = [p.name for p in self.two]
+        extra: dict[str, Any] = {
+            "requestRate": PodSamples(dict.fromkeys(names, completions), 0.0),
+            "queueDepth": PodSamples(dict.fromkeys(names, queue / 2), 0.0),
+        }
+        if running is not None:
+            extra["runningRequests"] = PodSamples(dict.fromkeys(names, running / 2), 0.0)
+        return kv_obs(self.two, 0.1, extra)
+
+    def run(
+        self, pol: ScalingPolicy, points: list[tuple[float, float, float, float | None]]
+    ) -> Decision:
+        """Decide at each (time, completions per pod, queue total, running total)."""
+        history = SEEDED
+        result = None
+        for t, completions, queue, running in points:
+            result = decide(pol, self.obs(completions, queue, running), history, t)
+            history = result.history
+        assert result is not None
+        return result.decision
+
+    def test_completions_alone_without_a_queue_window(self) -> None:
+        """First tick: no queue point a window old, the completions are the demand."""
+        pol = llm_policy(RATE, QUEUE)
+        decision = self.run(pol, [(0.0, 9.0, 0.0, None)])
+        # 2 x 9 = 18/s over 5/s per pod: ceil(3.6) = 4
+        assert decision.metric_proposals["requestRate"] == 4
+
+    def test_growing_backlog_adds_to_arrivals(self) -> None:
+        """Completions cap at the pods' throughput; the queue's growth is the rest."""
+        pol = llm_policy(RATE, QUEUE)
+        points = [(t, 10.0, 30.0 * t, None) for t in (0.0, 15.0, 30.0, 45.0, 60.0)]
+        decision = self.run(pol, points)
+        # 20/s completed + 30/s growth over the window = 50/s at 5/s per pod: 10
+        assert decision.metric_proposals["requestRate"] == 10
+        detail = next(m for m in decision.explanation["metrics"] if m["name"] == "requestRate")[
+            "arithmetic"
+        ]
+        assert detail["backlogGrowthPerSecond"] == pytest.approx(30.0)
+        assert detail["arrivalsPerSecond"] == pytest.approx(50.0)
+        # the queue above its band defers to the request rate (no doubling of its own)
+        assert decision.metric_proposals["queueDepth"] == 2
+
+    def test_draining_backlog_is_not_demand(self) -> None:
+        """Pods draining a backlog complete more than arrives: the drain is subtracted."""
+        pol = llm_policy(RATE, QUEUE)
+        points = [(t, 15.0, 1800.0 - 20.0 * t, None) for t in (0.0, 15.0, 30.0, 45.0, 60.0)]
+        decision = self.run(pol, points)
+        # 30/s completed - 20/s drained = 10/s: 2 pods (the completions alone would ask for 6)
+        assert decision.metric_proposals["requestRate"] == 2
+        assert decision.desired_replicas == 2  # the queue above its band blocks a scale-down
+
+    def test_running_requests_are_held_requests_too(self) -> None:
+        """A batch filling up (running grows) is arrival the completions do not show yet."""
+        running = {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 32}}}
+        pol = llm_policy(RATE, QUEUE, running)
+        points = [(t, 5.0, 0.0, 4.0 * t) for t in (0.0, 15.0, 30.0, 45.0, 60.0)]
+        decision = self.run(pol, points)
+        # 10/s completed + 4/s more running = 14/s at 5/s per pod: ceil(2.8) = 3
+        assert decision.metric_proposals["requestRate"] == 3
+
+    def test_inflated_running_count_defers_to_the_rate(self) -> None:
+        """Far above its target the running count holds when the request rate sizes steps."""
+        running = {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 32}}}
+        pol = llm_policy(RATE, QUEUE, running)
+        decision = self.run(pol, [(0.0, 5.0, 0.0, 400.0)])
+        assert decision.metric_proposals["runningRequests"] == 2  # not a doubling to 4
+
+    def test_hostile_trail_in_history_is_ignored(self) -> None:
+        """A history whose queue trail is malformed (hand-edited ConfigMap) is not trusted."""
+        pol = llm_policy(RATE, QUEUE)
+        bad = History(
+            initialized=True,
+            extra={
+                "queueTrail": {"queueDepth": [[0.0, "x", 1.0], [1.0], "junk", [math.nan, 1, 1]]}
+            },
+        )
+        result = decide(pol, self.obs(9.0, 0.0), bad, 60.0)
+        assert result.decision.metric_proposals["requestRate"] == 4
