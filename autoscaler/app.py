@@ -11,6 +11,7 @@ health/metrics server, and the :class:`~autoscaler.controller.runner.Runner` tha
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,32 @@ class CountingSource:
         await self.source.close()
 
 
+MMAP_THRESHOLD = 128 * 1024
+"""Allocations at least this large get their own mapping, returned to the OS when freed."""
+_M_MMAP_THRESHOLD = -3
+"""glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD``."""
+
+
+def tune_allocator() -> bool:
+    """Pin glibc's mmap threshold so large transient buffers are returned to the OS.
+
+    A tick reads Prometheus answers of up to ~15 MB (bytes) in worker threads. glibc raises its
+    mmap threshold each time such a mapped block is freed (up to 32 MB), after which the next
+    ones come from the thread's heap arena and are kept: measured at 1,000 policies, resident
+    memory grew by ~20-30 MB per tick without settling. Setting the threshold explicitly (as
+    ``MALLOC_MMAP_THRESHOLD_`` would) turns that adjustment off. Python's own small objects
+    are unaffected (pymalloc). Returns True if applied (not glibc, or it failed: False).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
 def _timeouts(settings: Settings) -> LoopTimeouts:
     """Phase budgets that fit inside one interval."""
     budget = max(settings.interval, 1.0)
@@ -152,6 +179,7 @@ async def build_controller(
     max_ticks: int | None = None,
 ) -> Controller:
     """Assemble (but do not start) a controller from settings."""
+    tune_allocator()
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
     timeouts = _timeouts(settings)
@@ -164,7 +192,7 @@ async def build_controller(
     )
     prometheus = PrometheusSource.from_settings(settings)
     metrics = CountingSource(prometheus)
-    feed = PolicyFeed(PolicyDirectory(settings.policy_dir))
+    feed = PolicyFeed(PolicyDirectory(settings.policy_dir, keep_nodes=False))
     loop = ControlLoop(
         policies=feed.policies,
         metrics=metrics,

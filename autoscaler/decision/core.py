@@ -9,7 +9,9 @@ with the partial-metric rule, ``onMetricFailure``, then normalisation
 The hot path computes numbers only: the policy comes flattened (:mod:`autoscaler.decision.resolved`,
 targets already in milli-units, conditions with fixed messages prebuilt), the common calculator
 cases skip their detail dicts, stabilization and rate limits return plain values, and the
-history is built once. What the tick saw is kept in a :class:`_Trace`; the decision's explanation
+history is built once; ``algorithm: llm`` keeps its rule texts as ``(LAZY, template, *args)``
+tuples (:data:`autoscaler.decision.explain.LAZY`), formatted only when the explanation is read.
+What the tick saw is kept in a :class:`_Trace`; the decision's explanation
 (:class:`autoscaler.decision.explain.Explanation`) turns it into the JSON-ready record, the same
 one the step-by-step functions (``stabilize_with_behavior``, ``scale_up_limits``, ...) describe,
 on first read. ``tests/decision/test_snapshot.py`` pins every decision, condition, explanation
@@ -39,7 +41,7 @@ from autoscaler.decision.calculator import (
     to_milli,
     value_proposal,
 )
-from autoscaler.decision.explain import Explanation
+from autoscaler.decision.explain import Explanation, resolve_text
 from autoscaler.decision.normalize import (
     MESSAGES,
     clamp_legacy,
@@ -103,6 +105,7 @@ _LIMITED = {
     for status in (False, True)
 }
 """ScalingLimited conditions by (reason, status) (their messages are fixed)."""
+_COND_NO_PODS_STARTING = Condition(_CAPACITY_PENDING, False, "NoPodsStarting", "no pod is starting")  # noqa: FBT003 - field order
 
 
 def decide(
@@ -129,15 +132,20 @@ def decide(
     known_pods: Mapping[str, float] = history.known_pods
     samples = history.startup_samples
     view: llm.PodView | None = None
+    queue_values: Mapping[str, list[float]] = {}
     tail: list[Condition] = []
     if rp.llm:
-        estimate = llm.startup_estimate(samples, rp.startup_seconds, rp.startup_learning)
-        view = llm.classify_pods(observation.pods, now, estimate)
+        learned = samples if rp.startup_learning else ()
+        view = llm.classify_pods(observation.pods, now, learned, rp.startup_seconds)
         if rp.startup_learning:
             known_pods, samples = llm.learn_startup(
-                observation.pods, known_pods, samples, first_sight=first_sight
+                observation.pods,
+                known_pods,
+                samples,
+                first_sight=first_sight,
+                all_ready=len(view.ready) == len(observation.pods),
             )
-        extra = llm.queue_state(rp, observation.metrics, view, extra, now)
+        extra, queue_values = llm.queue_state(rp, observation.metrics, view, extra, now)
         tail.append(_capacity_condition(view))
     trace = _Trace(rp, now, observation, history, recommendations, view)
 
@@ -168,7 +176,9 @@ def decide(
     if view is None:
         proposals = _hpa_proposals(rp, observation, current, trace)
     else:
-        proposals = _llm_proposals(rp, observation, view, extra=extra, now=now, current=current)
+        proposals = _llm_proposals(
+            rp, observation, view, extra=extra, queue_values=queue_values, now=now, current=current
+        )
     trace.proposals = proposals
     metric_values = {p.name: p.value for p in proposals}
     metric_proposals = {p.name: p.proposal for p in proposals}
@@ -580,11 +590,12 @@ def _llm_proposals(
     view: llm.PodView | None,
     *,
     extra: Mapping[str, Any],
+    queue_values: Mapping[str, list[float]],
     now: float,
     current: int,
 ) -> list[Proposal]:
     assert view is not None
-    ctx = llm.LlmContext(rp, current, view, now, extra)
+    ctx = llm.context(rp, current, view, now, extra, queue_values)
     metrics = rp.metrics
     observed = obs.metrics
     results: list[Proposal | None] = [None] * len(metrics)
@@ -609,7 +620,7 @@ def _llm_proposals(
             continue
         if metric.is_queue and metric.is_average:
             proposal = llm.queue_proposal(metric, observation, ctx)
-            queue_valid = queue_valid or proposal.valid
+            queue_valid = queue_valid or proposal.proposal is not None  # .valid, inlined
         else:
             proposal = llm.proportional_proposal(metric, observation, ctx, queue_valid=queue_valid)
         results[index] = proposal
@@ -708,7 +719,7 @@ def _capacity_condition(view: llm.PodView) -> Condition:
             f"(start-up estimate {view.startup_estimate:.0f}s)",
             status=True,
         )
-    return _cond(_CAPACITY_PENDING, "NoPodsStarting", "no pod is starting", status=False)
+    return _COND_NO_PODS_STARTING
 
 
 def _cond(kind: ConditionType, reason: str, message: str, *, status: bool) -> Condition:
@@ -939,7 +950,7 @@ def _build_explanation(trace: _Trace) -> dict[str, Any]:
                 p,
                 rp,
                 now,
-                detail=p.detail if recipe is None else _recipe_detail(recipe),
+                detail=resolve_text(p.detail) if recipe is None else _recipe_detail(recipe),
             )
             for m, p, recipe in zip(rp.metrics, proposals, details, strict=True)
         ]

@@ -11,7 +11,7 @@ dry-run and replay print. Pure formatting, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from autoscaler.decision.types import Decision
 
@@ -94,6 +94,40 @@ class Explanation(Mapping[str, Any], Generic[_T]):
 
     def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
         return dict, (self._dict(),)
+
+
+class _LazyMark:
+    """The type of :data:`LAZY` (one instance)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LAZY"
+
+
+LAZY: Final = _LazyMark()
+"""Marks a text of an explanation detail that is formatted only when the explanation is read.
+
+The tuple ``(LAZY, template, *args)`` stands for ``template.format(*args)``, which is what the
+equivalent f-string gives (both call ``format(arg, spec)``): the hot path keeps a tuple of the
+numbers (a fraction of the cost of formatting floats) and :func:`resolve_text` formats it when
+the explanation is built. An argument may itself be such a tuple (formatted as its text).
+"""
+
+
+def _is_lazy(value: object) -> bool:
+    return type(value) is tuple and len(value) > 1 and value[0] is LAZY
+
+
+def lazy_str(value: tuple[Any, ...]) -> str:
+    """The text a ``(LAZY, template, *args)`` tuple stands for."""
+    args = [lazy_str(arg) if _is_lazy(arg) else arg for arg in value[2:]]
+    return str(value[1]).format(*args)
+
+
+def resolve_text(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """``detail`` with every ``(LAZY, template, *args)`` value formatted (same keys and order)."""
+    return {key: lazy_str(value) if _is_lazy(value) else value for key, value in detail.items()}
 
 
 def _num(value: Any) -> str:

@@ -51,12 +51,13 @@ What differs from the HPA (see ``docs/decision.md``):
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
-from autoscaler.decision.calculator import Proposal, aggregate, within
+from autoscaler.decision.calculator import Proposal, aggregate
+from autoscaler.decision.explain import LAZY
 from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
 from autoscaler.decision.types import (
     MetricObservation,
@@ -66,6 +67,7 @@ from autoscaler.decision.types import (
     PodPhase,
     PodSamples,
     TargetSample,
+    slot_constructor,
 )
 
 _RUNNING = PodPhase.RUNNING
@@ -133,13 +135,17 @@ class PodView:
     """(pod, scheduler message) of pods that cannot be scheduled."""
     other: int
     """Deleting, Failed, Succeeded or Unknown pods."""
-    startup_estimate: float
-    """Seconds."""
+    capacity: int
+    """Ready plus credited pods."""
+    learned: tuple[float, ...]
+    """Learned start-up durations the estimate is the median of (empty: ``default_startup``)."""
+    default_startup: float
+    """The policy's start-up seconds."""
 
     @property
-    def capacity(self) -> int:
-        """Ready plus credited pods."""
-        return len(self.ready) + len(self.credited)
+    def startup_estimate(self) -> float:
+        """The start-up time to assume, seconds (computed when read: few ticks need it)."""
+        return startup_estimate(self.learned, self.default_startup, True)  # noqa: FBT003
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -155,24 +161,63 @@ class PodView:
         }
 
 
+_new_view: Callable[
+    [
+        tuple[str, ...],
+        tuple[str, ...],
+        tuple[str, ...],
+        tuple[tuple[str, str], ...],
+        int,
+        int,
+        tuple[float, ...],
+        float,
+    ],
+    PodView,
+] = slot_constructor(PodView)
+"""``PodView(...)``, every field positional, built fast."""
+
+
 def startup_estimate(samples: tuple[float, ...], default: float, learning: bool) -> float:
     """The start-up time to assume: median of learned samples, else the configured default."""
     if learning and samples:
-        return float(statistics.median(samples[-STARTUP_SAMPLES_KEPT:]))
+        return float(_median(samples[-STARTUP_SAMPLES_KEPT:]))
     return default
 
 
-def classify_pods(pods: tuple[PodInfo, ...], now: float, estimate: float) -> PodView:
+def _median(values: tuple[float, ...]) -> float:
+    """``statistics.median`` (same arithmetic): the middle value, or the mean of the two."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def classify_pods(
+    pods: tuple[PodInfo, ...], now: float, learned: tuple[float, ...], default: float
+) -> PodView:
     """Split pods into ready, credited starting, stuck, unschedulable and others.
 
     Args:
         pods: The target's pods.
         now: Current time, seconds.
-        estimate: Start-up time estimate, seconds.
+        learned: Learned start-up durations (empty without learning), newest last.
+        default: The policy's start-up seconds (the estimate without samples).
 
     Returns:
         The classification.
     """
+    ready = [p.name for p in pods if p.ready and p.phase is _RUNNING and not p.deleting]
+    if len(ready) == len(pods):  # the steady state: nothing starting, nothing else
+        return _new_view(tuple(ready), (), (), (), 0, len(ready), learned, default)
+    return _classify_all(pods, now, learned, default)
+
+
+def _classify_all(
+    pods: tuple[PodInfo, ...], now: float, learned: tuple[float, ...], default: float
+) -> PodView:
+    """:func:`classify_pods` for a fleet with pods that are not all ready."""
+    estimate = startup_estimate(learned, default, True)  # noqa: FBT003
     ready: list[str] = []
     credited: list[str] = []
     stuck: list[str] = []
@@ -189,8 +234,15 @@ def classify_pods(pods: tuple[PodInfo, ...], now: float, estimate: float) -> Pod
             stuck.append(pod.name)
         else:
             credited.append(pod.name)
-    return PodView(
-        tuple(ready), tuple(credited), tuple(stuck), tuple(unschedulable), other, estimate
+    return _new_view(
+        tuple(ready),
+        tuple(credited),
+        tuple(stuck),
+        tuple(unschedulable),
+        other,
+        len(ready) + len(credited),
+        learned,
+        default,
     )
 
 
@@ -200,6 +252,7 @@ def learn_startup(
     samples: tuple[float, ...],
     *,
     first_sight: bool = False,
+    all_ready: bool = False,
 ) -> tuple[dict[str, float], tuple[float, ...]]:
     """Update the start-up learning state from this tick's pods.
 
@@ -212,11 +265,25 @@ def learn_startup(
         known: Pods seen not ready -> creation time.
         samples: Learned durations, newest last.
         first_sight: The policy's first tick.
+        all_ready: Every pod is Running, Ready and not deleting (as :func:`classify_pods` found).
 
     Returns:
         The new ``known`` mapping (only pods still present) and samples (last 20).
     """
-    new_known: dict[str, float] = {}
+    if not known and not first_sight:
+        # No pod remembered: a ready pod gives no sample, the others are remembered.
+        if all_ready:
+            return {}, tuple(samples[-STARTUP_SAMPLES_KEPT:])
+        new_known = {
+            pod.name: pod.created_at
+            for pod in pods
+            if not pod.deleting
+            and not (pod.ready and pod.phase is _RUNNING)
+            and pod.created_at is not None
+            and pod.unschedulable is None
+        }
+        return _bounded(new_known), tuple(samples[-STARTUP_SAMPLES_KEPT:])
+    remembered: dict[str, float] = {}
     new_samples = list(samples)
     for pod in pods:
         if pod.deleting:
@@ -230,11 +297,16 @@ def learn_startup(
                 if duration >= MIN_STARTUP_SAMPLE:
                     new_samples.append(duration)
         elif pod.created_at is not None and pod.unschedulable is None:
-            new_known[pod.name] = known.get(pod.name, pod.created_at)
-    if len(new_known) > KNOWN_PODS_KEPT:
-        newest = sorted(new_known.items(), key=lambda item: item[1])[-KNOWN_PODS_KEPT:]
-        new_known = dict(newest)
-    return new_known, tuple(new_samples[-STARTUP_SAMPLES_KEPT:])
+            remembered[pod.name] = known.get(pod.name, pod.created_at)
+    return _bounded(remembered), tuple(new_samples[-STARTUP_SAMPLES_KEPT:])
+
+
+def _bounded(known: dict[str, float]) -> dict[str, float]:
+    """The newest ``KNOWN_PODS_KEPT`` remembered pods."""
+    if len(known) > KNOWN_PODS_KEPT:
+        newest = sorted(known.items(), key=lambda item: item[1])[-KNOWN_PODS_KEPT:]
+        return dict(newest)
+    return known
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,6 +324,46 @@ class LlmContext:
     now: float
     extra: Mapping[str, Any]
     """History ``extra`` (queue references)."""
+    candidates: Mapping[str, Any] | None
+    """``extra``'s queue candidates of this tick (None when it holds no mapping there)."""
+    queue_values: Mapping[str, list[float]]
+    """Queue metric -> its ready pods' samples, as :func:`queue_state` read them (only metrics
+    with a sample from every ready pod)."""
+
+
+_new_context: Callable[
+    [
+        ResolvedPolicy,
+        int,
+        PodView,
+        float,
+        Mapping[str, Any],
+        Mapping[str, Any] | None,
+        Mapping[str, list[float]],
+    ],
+    LlmContext,
+] = slot_constructor(LlmContext)
+
+
+def context(  # noqa: PLR0917 - the tick's values, in LlmContext's order
+    policy: ResolvedPolicy,
+    current: int,
+    view: PodView,
+    now: float,
+    extra: Mapping[str, Any],
+    queue_values: Mapping[str, list[float]],
+) -> LlmContext:
+    """The tick's :class:`LlmContext` (``extra`` and ``queue_values``: from :func:`queue_state`)."""
+    candidates = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
+    return _new_context(policy, current, view, now, extra, candidates, queue_values)
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    """``value`` if it is a mapping, else None (history entries are checked, not trusted)."""
+    # The exact-dict test first: ``isinstance(x, Mapping)`` alone goes through the ABC machinery.
+    if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - see above
+        return value
+    return None
 
 
 def _apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
@@ -259,52 +371,76 @@ def _apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, An
 
     ``ratio`` is demand over the capacity's target; within tolerance -> current.
     """
-    capacity = ctx.view.capacity
+    view = ctx.view
+    capacity = view.capacity
+    current = ctx.current
     tol_down, tol_up = ctx.policy.tolerance_down, ctx.policy.tolerance_up
     detail["need"] = need
     detail["capacity"] = capacity
-    if within(ratio, tol_down, tol_up):
+    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):  # calculator.within, inlined
         detail["rule"] = (
-            f"demand/capacity {ratio:.4g} within [{1 - tol_down:.4g}, {1 + tol_up:.4g}]: "
-            "keep current"
+            LAZY,
+            "demand/capacity {:.4g} within [{:.4g}, {:.4g}]: keep current",
+            ratio,
+            1 - tol_down,
+            1 + tol_up,
         )
-        return ctx.current
-    unschedulable = len(ctx.view.unschedulable)
+        return current
+    unschedulable = len(view.unschedulable)
     if need > capacity and unschedulable:
         # Unschedulable pods are not capacity, but they are already asked for: the same demand
         # does not ask again (more pods would not schedule either); more demand still does.
-        proposal = max(ctx.current, ctx.current + need - capacity - unschedulable)
+        proposal = max(current, current + need - capacity - unschedulable)
         detail["rule"] = (
-            f"need {need} > capacity {capacity}, {unschedulable} pod(s) unschedulable and "
-            f"already asked for: max(current {ctx.current}, {ctx.current} + {need} - {capacity} "
-            f"- {unschedulable}) = {proposal}"
+            LAZY,
+            "need {1} > capacity {2}, {3} pod(s) unschedulable and already asked for: "
+            "max(current {0}, {0} + {1} - {2} - {3}) = {4}",
+            current,
+            need,
+            capacity,
+            unschedulable,
+            proposal,
         )
         return proposal
-    if need < capacity and ctx.view.credited:
-        detail["rule"] = f"need {need} < capacity {capacity} while pods start: keep current"
-        return ctx.current
-    proposal = max(0, ctx.current + need - capacity)
+    if need < capacity and view.credited:
+        detail["rule"] = (
+            LAZY,
+            "need {} < capacity {} while pods start: keep current",
+            need,
+            capacity,
+        )
+        return current
+    proposal = max(0, current + need - capacity)
     detail["rule"] = (
-        f"current {ctx.current} + need {need} - capacity {capacity} "
-        f"(ready {len(ctx.view.ready)} + credited {len(ctx.view.credited)}) = {proposal}"
+        LAZY,
+        "current {} + need {} - capacity {} (ready {} + credited {}) = {}",
+        current,
+        need,
+        capacity,
+        len(view.ready),
+        len(view.credited),
+        proposal,
     )
     return proposal
 
 
-def _ready_values(
-    metric: ResolvedMetric, samples: PodSamples, ctx: LlmContext
-) -> tuple[list[float], int]:
+def _ready_values(samples: PodSamples, ready: tuple[str, ...]) -> tuple[list[float], int]:
     """Values of ready pods and the count of ready pods without a sample."""
-    values: list[float] = []
-    missing = 0
-    for name in ctx.view.ready:
-        value = samples.values.get(name)
-        if value is None:
-            missing += 1
-        else:
-            values.append(value)
-    del metric
-    return values, missing
+    values = [value for value in map(samples.values.get, ready) if value is not None]
+    return values, len(ready) - len(values)
+
+
+def _proposal(  # noqa: PLR0917 - mirrors Proposal's field order
+    metric: ResolvedMetric,
+    replicas: int,
+    value: float,
+    ratio: float,
+    detail: dict[str, Any],
+    guard: str = "",
+) -> Proposal:
+    """A valid proposal, its fields passed positionally (a class call with keywords builds a dict,
+    which costs more than the rest of the construction)."""
+    return Proposal(metric.name, replicas, value, ratio, "", "", detail, False, guard)  # noqa: FBT003
 
 
 def _invalid(metric: ResolvedMetric, message: str, detail: dict[str, Any]) -> Proposal:
@@ -317,33 +453,36 @@ def _invalid(metric: ResolvedMetric, message: str, detail: dict[str, Any]) -> Pr
     )
 
 
-def _growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
-    """This tick's queue growth rate (requests/s), None at first sight."""
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
-    entry = candidates.get(metric.name) if isinstance(candidates, Mapping) else None
-    if not isinstance(entry, Mapping) or entry.get("first", True):
+def _candidate(metric: ResolvedMetric, ctx: LlmContext) -> Mapping[str, Any] | None:
+    """The queue metric's candidate of this tick (see :func:`queue_state`), or None."""
+    candidates = ctx.candidates
+    return _mapping(candidates.get(metric.name)) if candidates is not None else None
+
+
+def _growth(entry: Mapping[str, Any] | None) -> float | None:
+    """This tick's queue growth rate (requests/s) from the candidate, None at first sight."""
+    if entry is None or entry.get("first", True):
         return None
     return float(entry.get("rate", 0.0))
 
 
 def _reference_growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
     """Queue growth seen when the in-flight scale-up was decided (None if none in flight)."""
-    refs = ctx.extra.get(QUEUE_REF_KEY)
-    ref = refs.get(metric.name) if isinstance(refs, Mapping) else None
-    if not isinstance(ref, Mapping):
+    refs = _mapping(ctx.extra.get(QUEUE_REF_KEY))
+    ref = _mapping(refs.get(metric.name)) if refs is not None else None
+    if ref is None:
         return None
     if ctx.now - float(ref.get("t", ctx.now)) > STUCK_FACTOR * ctx.view.startup_estimate:
         return None
     return float(ref.get("rate", 0.0))
 
 
-def _throughput(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
-    entry = candidates.get(metric.name) if isinstance(candidates, Mapping) else None
-    if not isinstance(entry, Mapping):
+def _throughput(entry: Mapping[str, Any] | None) -> float | None:
+    """The per-pod throughput learned so far, from the candidate (None: not known)."""
+    if entry is None:
         return None
     mu = entry.get("perPod")
-    return float(mu) if isinstance(mu, int | float) else None
+    return float(mu) if isinstance(mu, (int, float)) else None
 
 
 def queue_proposal(
@@ -365,9 +504,13 @@ def queue_proposal(
         The proposal.
     """
     detail: dict[str, Any] = {"semantics": "llm queue (stock)"}
-    ready = len(ctx.view.ready)
+    view = ctx.view
+    ready = len(view.ready)
     if isinstance(observation, PodSamples):
-        values, missing = _ready_values(metric, observation, ctx)
+        values = ctx.queue_values.get(metric.name)  # read by queue_state, none missing
+        missing = 0
+        if values is None:
+            values, missing = _ready_values(observation, view.ready)
         detail["readyWithSample"] = len(values)
         detail["readyMissing"] = missing
         if not values:
@@ -380,63 +523,86 @@ def queue_proposal(
     target = metric.target
     per_ready = total / ready
     ratio = per_ready / target
-    growth = _growth(metric, ctx)
-    detail.update({"queueTotal": total, "perReadyPod": per_ready, "growthPerSecond": growth})
+    entry = _candidate(metric, ctx)
+    growth = _growth(entry)
+    detail["queueTotal"] = total
+    detail["perReadyPod"] = per_ready
+    detail["growthPerSecond"] = growth
     tol_up = ctx.policy.tolerance_up
+    current = ctx.current
     if ratio <= 1 + tol_up:
         need = math.ceil(total / target - 1e-9)
         detail["demandPods"] = total / target
-        capacity = ctx.view.capacity
+        capacity = view.capacity
         cap_ratio = total / (target * capacity) if capacity else math.inf
         proposal = _apply_credit(ctx, need, cap_ratio, detail)
-        return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+        return _proposal(metric, proposal, per_ready, ratio, detail)
     if _rate_sizes_queue(ctx):
         detail["rule"] = (
-            f"queue {per_ready:.3g}/pod above target: the request-rate metric sizes the step "
-            "(arrivals = completions + queue growth); the queue keeps current (no scale-down)"
+            LAZY,
+            "queue {:.3g}/pod above target: the request-rate metric sizes the step "
+            "(arrivals = completions + queue growth); the queue keeps current (no scale-down)",
+            per_ready,
         )
-        return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
-    mu = _throughput(metric, ctx)
+        return _proposal(metric, current, per_ready, ratio, detail)
+    mu = _throughput(entry)
     if mu is not None and growth is not None:
         return _drain_proposal(metric, ctx, total, growth, mu, ratio, detail)
     if growth is not None and growth <= 0:
         detail["rule"] = (
-            f"queue {per_ready:.3g}/pod above target but not growing ({growth:.3g}/s): "
-            "the capacity in place drains it, keep current"
+            LAZY,
+            "queue {:.3g}/pod above target but not growing ({:.3g}/s): "
+            "the capacity in place drains it, keep current",
+            per_ready,
+            growth,
         )
-        return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
-    reference = _reference_growth(metric, ctx) if ctx.view.credited else None
-    if ctx.view.credited:
+        return _proposal(metric, current, per_ready, ratio, detail)
+    reference = _reference_growth(metric, ctx) if view.credited else None
+    if view.credited:
         if reference is None or growth is None:
             detail["rule"] = (
                 "queue above target while pods start: capacity on the way, keep current"
             )
-            return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
+            return _proposal(metric, current, per_ready, ratio, detail)
         detail["growthAtScaleUp"] = reference
         if growth <= reference * (1 + tol_up) + 1e-9:
             detail["rule"] = (
-                f"queue growth {growth:.3g}/s not above {reference:.3g}/s seen at the scale-up "
-                "in flight: keep current"
+                LAZY,
+                "queue growth {:.3g}/s not above {:.3g}/s seen at the scale-up in flight: "
+                "keep current",
+                growth,
+                reference,
             )
-            return Proposal(metric.name, ctx.current, value=per_ready, ratio=ratio, detail=detail)
+            return _proposal(metric, current, per_ready, ratio, detail)
         # (with a known per-pod throughput the drain sizing above already applied)
         surge = min(1.0, (growth - reference) / reference) if reference > 0 else 1.0
-        extra = max(1, math.ceil(ctx.view.capacity * surge - 1e-9))
-        if ctx.view.unschedulable:
+        extra = max(1, math.ceil(view.capacity * surge - 1e-9))
+        if view.unschedulable:
             extra = 0
-        proposal = ctx.current + extra
+        proposal = current + extra
         detail["rule"] = (
-            f"queue growth {growth:.3g}/s above {reference:.3g}/s at the scale-up in flight: "
-            f"new demand, +{extra} = {proposal}"
+            LAZY,
+            "queue growth {:.3g}/s above {:.3g}/s at the scale-up in flight: new demand, +{} = {}",
+            growth,
+            reference,
+            extra,
+            proposal,
         )
-        return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+        return _proposal(metric, proposal, per_ready, ratio, detail)
     # Throughput unknown (a known one took the drain sizing above): at most a doubling.
     need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
-    sizing = f"ceil({ready} ready x min({ratio:.3g}, 2)) = {need}"
     detail["demandPods"] = float(need)
-    proposal = _apply_credit(ctx, need, need / ctx.view.capacity, detail)
-    detail["rule"] = f"queue {per_ready:.3g}/pod growing: {sizing}; " + str(detail.get("rule", ""))
-    return Proposal(metric.name, proposal, value=per_ready, ratio=ratio, detail=detail)
+    proposal = _apply_credit(ctx, need, need / view.capacity, detail)
+    detail["rule"] = (
+        LAZY,
+        "queue {:.3g}/pod growing: ceil({} ready x min({:.3g}, 2)) = {}; {}",
+        per_ready,
+        ready,
+        ratio,
+        need,
+        detail.get("rule", ""),
+    )
+    return _proposal(metric, proposal, per_ready, ratio, detail)
 
 
 def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inputs
@@ -456,8 +622,9 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
     the backlog. Starting pods are credited (several ticks of one warm-up do not stack); a queue
     above its band never proposes fewer than current.
     """
-    ready = len(ctx.view.ready)
-    capacity = ctx.view.capacity
+    view = ctx.view
+    ready = len(view.ready)
+    capacity = view.capacity
     arrivals = max(0.0, growth + ready * mu)
     demand = arrivals / (PLANNED_UTILISATION * mu)
     need = max(ready, math.ceil(demand - 1e-9))
@@ -470,23 +637,37 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
             "demandPods": demand,
         }
     )
-    if ctx.view.unschedulable:
+    if view.unschedulable:
         proposal = _apply_credit(ctx, need, need / max(capacity, 1), detail)
     else:
         proposal = ctx.current + need - capacity
         detail["need"] = need
         detail["capacity"] = capacity
         detail["rule"] = (
-            f"current {ctx.current} + need {need} - capacity {capacity} "
-            f"(ready {ready} + credited {len(ctx.view.credited)}) = {proposal}"
+            LAZY,
+            "current {} + need {} - capacity {} (ready {} + credited {}) = {}",
+            ctx.current,
+            need,
+            capacity,
+            ready,
+            len(view.credited),
+            proposal,
         )
     proposal = max(ctx.current, proposal)
     detail["rule"] = (
-        f"queue above target: arrivals {arrivals:.3g}/s (growth {growth:.3g} + {ready} ready x "
-        f"{mu:.3g}/s) at {PLANNED_UTILISATION:g} x {mu:.3g}/s per pod = {demand:.3g} pods; "
-        + str(detail.get("rule", ""))
+        LAZY,
+        "queue above target: arrivals {:.3g}/s (growth {:.3g} + {} ready x {:.3g}/s) at {:g} x "
+        "{:.3g}/s per pod = {:.3g} pods; {}",
+        arrivals,
+        growth,
+        ready,
+        mu,
+        PLANNED_UTILISATION,
+        mu,
+        demand,
+        detail.get("rule", ""),
     )
-    return Proposal(metric.name, proposal, value=total / ready, ratio=ratio, detail=detail)
+    return _proposal(metric, proposal, total / ready, ratio, detail)
 
 
 def proportional_proposal(
@@ -510,9 +691,10 @@ def proportional_proposal(
     """
     detail: dict[str, Any] = {"semantics": "llm"}
     target = metric.target
-    ready = len(ctx.view.ready)
-    if isinstance(observation, PodSamples) and metric.target_type == "AverageValue":
-        values, missing = _ready_values(metric, observation, ctx)
+    view = ctx.view
+    ready = len(view.ready)
+    if isinstance(observation, PodSamples) and metric.is_average:
+        values, missing = _ready_values(observation, view.ready)
         detail["readyWithSample"] = len(values)
         detail["readyMissing"] = missing
         if not values:
@@ -537,70 +719,81 @@ def proportional_proposal(
         demand_pods = total / target
         saturated = metric.is_kv and average >= ctx.policy.kv_saturation
         detail["saturated"] = saturated
-        if saturated and not queue_valid and not ctx.view.credited:
+        if saturated and not queue_valid and not view.credited:
             step = max(1, ready)
-            proposal = ctx.current + (0 if ctx.view.unschedulable else step)
+            proposal = ctx.current + (0 if view.unschedulable else step)
             detail["rule"] = (
-                f"KV cache saturated ({average:.3g} >= {ctx.policy.kv_saturation}): demand "
-                f"unknown-high, step up by the ready count ({ctx.current} + {step}), bounded "
-                "by the rate policies"
+                LAZY,
+                "KV cache saturated ({:.3g} >= {}): demand unknown-high, step up by the ready "
+                "count ({} + {}), bounded by the rate policies",
+                average,
+                ctx.policy.kv_saturation,
+                ctx.current,
+                step,
             )
-            return Proposal(metric.name, proposal, value=value, ratio=raw_ratio, detail=detail)
-        if metric.kind == RUNNING_KIND and queue_valid and _queue_above_band(ctx):
-            detail["rule"] = (
-                f"running requests {average:.4g}/pod while the queue is above its band: "
-                "concurrency inflates when the pods are saturated (every decode step slows as "
-                "the batch grows), so the queue sizes the step; keep current"
-            )
-            return Proposal(metric.name, ctx.current, value=average, ratio=raw_ratio, detail=detail)
-        if (
-            metric.kind == RUNNING_KIND
-            and raw_ratio > RUNNING_INFLATED_RATIO
-            and _rate_sizes_queue(ctx)
-        ):
-            detail["rule"] = (
-                f"running requests {average:.4g}/pod > {RUNNING_INFLATED_RATIO:g} x target "
-                f"{target:g} (inflated by a saturated batch): the request-rate metric sizes the "
-                "step (arrivals = completions + growth of the requests held); keep current"
-            )
-            return Proposal(metric.name, ctx.current, value=average, ratio=raw_ratio, detail=detail)
-        if metric.kind == RUNNING_KIND and raw_ratio > RUNNING_INFLATED_RATIO:
-            # Far above target the batch itself is slowing down (Little's law with a longer
-            # time in batch): the count over-states demand. Step by at most a doubling of the
-            # ready pods, starting pods credited, as for a growing queue of unknown throughput.
-            need = math.ceil(ready * RUNNING_INFLATED_RATIO - 1e-9)
-            detail["demandPods"] = demand_pods
-            capacity = ctx.view.capacity
-            proposal = _apply_credit(ctx, need, need / max(capacity, 1), detail)
-            detail["rule"] = (
-                f"running requests {average:.4g}/pod > {RUNNING_INFLATED_RATIO:g} x target "
-                f"{target:g} (inflated by a saturated batch): at most a doubling, "
-                f"need {need}; " + str(detail.get("rule", ""))
-            )
-            return Proposal(metric.name, proposal, value=value, ratio=raw_ratio, detail=detail)
+            return _proposal(metric, proposal, value, raw_ratio, detail)
+        if metric.kind == RUNNING_KIND:
+            if queue_valid and _queue_above_band(ctx):
+                detail["rule"] = (
+                    LAZY,
+                    "running requests {:.4g}/pod while the queue is above its band: concurrency "
+                    "inflates when the pods are saturated (every decode step slows as the batch "
+                    "grows), so the queue sizes the step; keep current",
+                    average,
+                )
+                return _proposal(metric, ctx.current, average, raw_ratio, detail)
+            if raw_ratio > RUNNING_INFLATED_RATIO and _rate_sizes_queue(ctx):
+                detail["rule"] = (
+                    LAZY,
+                    "running requests {:.4g}/pod > {:g} x target {:g} (inflated by a saturated "
+                    "batch): the request-rate metric sizes the step (arrivals = completions + "
+                    "growth of the requests held); keep current",
+                    average,
+                    RUNNING_INFLATED_RATIO,
+                    target,
+                )
+                return _proposal(metric, ctx.current, average, raw_ratio, detail)
+            if raw_ratio > RUNNING_INFLATED_RATIO:
+                # Far above target the batch itself is slowing down (Little's law with a longer
+                # time in batch): the count over-states demand. Step by at most a doubling of the
+                # ready pods, starting pods credited, as for a growing queue of unknown throughput.
+                need = math.ceil(ready * RUNNING_INFLATED_RATIO - 1e-9)
+                detail["demandPods"] = demand_pods
+                proposal = _apply_credit(ctx, need, need / max(view.capacity, 1), detail)
+                detail["rule"] = (
+                    LAZY,
+                    "running requests {:.4g}/pod > {:g} x target {:g} (inflated by a saturated "
+                    "batch): at most a doubling, need {}; {}",
+                    average,
+                    RUNNING_INFLATED_RATIO,
+                    target,
+                    need,
+                    detail.get("rule", ""),
+                )
+                return _proposal(metric, proposal, value, raw_ratio, detail)
     elif isinstance(observation, PodSamples):
-        values, _missing = _ready_values(metric, observation, ctx)
+        values, _missing = _ready_values(observation, view.ready)
         if not values:
             return _invalid(metric, "no sample from any ready pod", detail)
         value = aggregate(values, metric.aggregation)
         raw_ratio = value / target
         demand_pods = raw_ratio * ready
-    elif metric.target_type == "AverageValue":
+    elif metric.is_average:
         value = observation.value
         demand_pods = value / target
-        raw_ratio = demand_pods / max(ctx.view.capacity, 1)
+        raw_ratio = demand_pods / max(view.capacity, 1)
     else:
         value = observation.value
         raw_ratio = value / target
         if ready == 0:
             return _invalid(metric, "no ready pod", detail)
         demand_pods = raw_ratio * ready
-    capacity = ctx.view.capacity
+    capacity = view.capacity
     ratio = demand_pods / capacity if capacity else math.inf
     need = math.ceil(demand_pods - 1e-9)
     detail["demandPods"] = demand_pods
     proposal = _apply_credit(ctx, need, ratio, detail)
-    return Proposal(metric.name, proposal, value=value, ratio=ratio, detail=detail)
+    return _proposal(metric, proposal, value, ratio, detail)
 
 
 def _backlog_growth(ctx: LlmContext) -> float | None:
@@ -610,49 +803,48 @@ def _backlog_growth(ctx: LlmContext) -> float | None:
     arrivals. The largest over the policy's queue metrics; None until a queue metric has a
     point about a window old.
     """
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
-    if not isinstance(candidates, Mapping):
+    candidates = ctx.candidates
+    if candidates is None:
         return None
     growth: float | None = None
-    for metric in ctx.policy.metrics:
-        entry = candidates.get(metric.name) if metric.is_queue else None
-        rate = entry.get("windowRate") if isinstance(entry, Mapping) else None
-        if isinstance(rate, int | float):
+    for metric in ctx.policy.queue_metrics:
+        entry = _mapping(candidates.get(metric.name))
+        rate = entry.get("windowRate") if entry is not None else None
+        if isinstance(rate, (int, float)):
             growth = float(rate) if growth is None else max(growth, float(rate))
     return growth
 
 
 def _rate_sizes_queue(ctx: LlmContext) -> bool:
     """A request-rate metric with a sample this tick sizes the steps of a queue above its band."""
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
-    if not isinstance(candidates, Mapping):
+    candidates = ctx.candidates
+    if candidates is None:
         return False
-    return any(
-        isinstance(entry, Mapping) and entry.get("served") is not None
-        for entry in candidates.values()
-    )
+    for value in candidates.values():
+        entry = _mapping(value)
+        if entry is not None and entry.get("served") is not None:
+            return True
+    return False
 
 
 def _queue_within_band(ctx: LlmContext) -> bool:
     """The policy has a queue metric with a sample this tick, and none is above its band."""
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
-    if not isinstance(candidates, Mapping) or not ctx.view.ready:
+    candidates = ctx.candidates
+    if candidates is None or not ctx.view.ready:
         return False
-    seen = any(
-        isinstance(candidates.get(m.name), Mapping) for m in ctx.policy.metrics if m.is_queue
-    )
+    seen = any(_mapping(candidates.get(m.name)) is not None for m in ctx.policy.queue_metrics)
     return seen and not _queue_above_band(ctx)
 
 
 def _queue_above_band(ctx: LlmContext) -> bool:
     """Some queue metric of the policy is above its band on the ready pods this tick."""
-    candidates = ctx.extra.get(QUEUE_CANDIDATE_KEY)
+    candidates = ctx.candidates
     ready = len(ctx.view.ready)
-    if not isinstance(candidates, Mapping) or ready == 0:
+    if candidates is None or ready == 0:
         return False
-    for metric in ctx.policy.metrics:
-        entry = candidates.get(metric.name) if metric.is_queue else None
-        if isinstance(entry, Mapping):
+    for metric in ctx.policy.queue_metrics:
+        entry = _mapping(candidates.get(metric.name))
+        if entry is not None:
             per_ready = float(entry.get("total", 0.0)) / ready
             if per_ready > metric.target * (1 + ctx.policy.tolerance_up):
                 return True
@@ -674,10 +866,10 @@ def latency_proposal(
     """
     target = metric.target
     margin = ctx.policy.latency_margin
-    tol_up = ctx.policy.tolerance_up
+    up_above = target * (1 + ctx.policy.tolerance_up)
     detail: dict[str, Any] = {
         "semantics": "latency guard",
-        "upAbove": target * (1 + tol_up),
+        "upAbove": up_above,
         "downBelow": target * margin,
     }
     if isinstance(observation, NoSignal):
@@ -686,7 +878,7 @@ def latency_proposal(
             return Proposal(metric.name, None, neutral=True, guard="neutral", detail=detail)
         return _invalid(metric, f"{observation.reason.value}: {observation.detail}", detail)
     if isinstance(observation, PodSamples):
-        values, _missing = _ready_values(metric, observation, ctx)
+        values, _missing = _ready_values(observation, ctx.view.ready)
         if not values:
             values = list(observation.values.values())
         if not values:
@@ -698,9 +890,12 @@ def latency_proposal(
     ratio = value / target
     if metric.kind == TTFT_KIND and value >= target * margin and _queue_within_band(ctx):
         detail["rule"] = (
-            f"{value:.4g} not below {margin} x target but no queue above its band: requests are "
-            "not waiting for capacity, the time to first token is the prompts' prefill, which "
-            "more replicas do not shorten: neutral"
+            LAZY,
+            "{:.4g} not below {} x target but no queue above its band: requests are not "
+            "waiting for capacity, the time to first token is the prompts' prefill, which more "
+            "replicas do not shorten: neutral",
+            value,
+            margin,
         )
         return Proposal(
             metric.name,
@@ -711,28 +906,22 @@ def latency_proposal(
             guard="neutral",
             detail=detail,
         )
-    if value > target * (1 + tol_up):
+    if value > up_above:
         if ctx.view.credited or ctx.view.unschedulable:
             detail["rule"] = (
-                f"{value:.4g} above {target * (1 + tol_up):.4g} but capacity is on the way "
-                "or unschedulable: hold"
+                LAZY,
+                "{:.4g} above {:.4g} but capacity is on the way or unschedulable: hold",
+                value,
+                up_above,
             )
-            return Proposal(
-                metric.name, ctx.current, value=value, ratio=ratio, guard="hold", detail=detail
-            )
-        detail["rule"] = f"{value:.4g} above {target * (1 + tol_up):.4g}: one more replica"
-        return Proposal(
-            metric.name, ctx.current + 1, value=value, ratio=ratio, guard="up", detail=detail
-        )
+            return _proposal(metric, ctx.current, value, ratio, detail, "hold")
+        detail["rule"] = (LAZY, "{:.4g} above {:.4g}: one more replica", value, up_above)
+        return _proposal(metric, ctx.current + 1, value, ratio, detail, "up")
     if value >= target * margin:
-        detail["rule"] = f"{value:.4g} between margin and target: hold (no scale-down)"
-        return Proposal(
-            metric.name, ctx.current, value=value, ratio=ratio, guard="hold", detail=detail
-        )
-    detail["rule"] = f"{value:.4g} below {margin} x target: scale-down allowed"
-    return Proposal(
-        metric.name, max(0, ctx.current - 1), value=value, ratio=ratio, guard="down", detail=detail
-    )
+        detail["rule"] = (LAZY, "{:.4g} between margin and target: hold (no scale-down)", value)
+        return _proposal(metric, ctx.current, value, ratio, detail, "hold")
+    detail["rule"] = (LAZY, "{:.4g} below {} x target: scale-down allowed", value, margin)
+    return _proposal(metric, max(0, ctx.current - 1), value, ratio, detail, "down")
 
 
 def queue_state(
@@ -741,7 +930,7 @@ def queue_state(
     view: PodView,
     extra: Mapping[str, Any],
     now: float,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """New ``extra`` entries: each queue metric's last total and the scale-up reference candidate.
 
     Args:
@@ -752,92 +941,99 @@ def queue_state(
         now: Current time, seconds.
 
     Returns:
-        The updated ``extra`` mapping.
+        The updated ``extra`` mapping (``extra`` itself and its values are not modified), and
+        the ready pods' samples of each queue metric that has one from every ready pod (for
+        :func:`queue_proposal`, which would read the same values).
     """
-    queue_metrics = [m for m in policy.metrics if m.is_queue]
+    values_read: dict[str, list[float]] = {}
+    queue_metrics = policy.queue_metrics
     if not queue_metrics:
-        return dict(extra)
-    last_in = extra.get(QUEUE_LAST_KEY)
-    last: dict[str, Any] = dict(last_in) if isinstance(last_in, Mapping) else {}
-    growth_in = extra.get(QUEUE_GROWTH_KEY)
-    growth_points: dict[str, dict[str, float]] = (
-        {k: dict(v) for k, v in growth_in.items() if isinstance(v, Mapping)}
-        if isinstance(growth_in, Mapping)
-        else {}
-    )
-    at_in = extra.get(QUEUE_GROWTH_AT_KEY)
-    growth_at: dict[str, dict[str, float]] = (
-        {k: dict(v) for k, v in at_in.items() if isinstance(v, Mapping)}
-        if isinstance(at_in, Mapping)
-        else {}
-    )
-    apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
-    mu_in = extra.get(QUEUE_MU_KEY)
+        return dict(extra), values_read
+    last_in = _mapping(extra.get(QUEUE_LAST_KEY))
+    last: dict[str, Any] = dict(last_in) if last_in is not None else {}
+    # Possibly the history's own maps: replaced, never modified, when a metric's points change.
+    growth_points = _maps(extra.get(QUEUE_GROWTH_KEY))
+    growth_at = _maps(extra.get(QUEUE_GROWTH_AT_KEY))
+    mu_in = _mapping(extra.get(QUEUE_MU_KEY))
     learned: dict[str, float] = (
-        {k: float(v) for k, v in mu_in.items() if isinstance(v, int | float)}
-        if isinstance(mu_in, Mapping)
-        else {}
+        {k: float(v) for k, v in mu_in.items() if isinstance(v, (int, float))} if mu_in else {}
     )
-    rate_metric = next(
-        (m for m in policy.metrics if m.kind == REQUEST_RATE_KIND and m.is_average), None
-    )
-    served = _completions(rate_metric, observations, view) if rate_metric is not None else None
-    window = rate_metric.window if rate_metric is not None else 0.0
-    trail_in = extra.get(QUEUE_TRAIL_KEY)
+    rate_metric = policy.rate_metric
+    served: float | None = None
+    running: float | None = None
+    window = 0.0
+    trail_in: object = None
+    if rate_metric is not None:
+        served = _completions(rate_metric, observations, view)
+        window = rate_metric.window
+        trail_in = extra.get(QUEUE_TRAIL_KEY)
+        running = _running_total(policy, observations, view)
     trails: dict[str, list[list[float]]] = {}
-    running = _running_total(policy, observations, view) if rate_metric is not None else None
     candidates: dict[str, Any] = {}
+    ready_names = view.ready
+    ready = len(ready_names)
     for metric in queue_metrics:
-        obs = observations.get(metric.name)
+        name = metric.name
+        obs = observations.get(name)
         if isinstance(obs, PodSamples):
-            total = math.fsum(obs.values.get(n, 0.0) for n in view.ready)
+            values = [value for value in map(obs.values.get, ready_names) if value is not None]
+            if len(values) == ready:  # the same numbers in the same order: the same sum
+                total = math.fsum(values)
+                values_read[name] = values
+            else:  # a missing sample counts 0
+                total = math.fsum(map(obs.values.get, ready_names, repeat(0.0)))
         elif isinstance(obs, TargetSample):
             total = obs.value
         else:
             continue
-        previous = last.get(metric.name)
+        previous = last.get(name)
         rate = 0.0
         first = True
-        if isinstance(previous, list | tuple) and len(previous) == 2 and now > previous[0]:
-            rate = (total - float(previous[1])) / (now - float(previous[0]))
+        previous_total = 0.0
+        if isinstance(previous, (list, tuple)) and len(previous) == 2 and now > previous[0]:
+            previous_total = float(previous[1])
+            rate = (total - previous_total) / (now - float(previous[0]))
             first = False
-        last[metric.name] = [now, total]
-        ready = len(view.ready)
-        points = dict(growth_points.get(metric.name, {}))
-        times = dict(growth_at.get(metric.name, {}))
+        last[name] = [now, total]
+        points = growth_points.get(name)
+        times = growth_at.get(name)
         # growth = arrivals - ready x mu holds while the pods are saturated: a growing queue that
         # ends above its target, or one above its target at both ends (draining: negative growth).
-        draining = (
-            not first
-            and isinstance(previous, list | tuple)
-            and min(total, float(previous[1])) > ready * metric.target
-        )
-        above = total > ready * metric.target
-        if not first and ready > 0 and above and (rate > 0 or draining):
-            points.pop(str(ready), None)  # re-inserted: the newest point is last
-            points[str(ready)] = rate
-            times[str(ready)] = now
-            if len(points) > GROWTH_POINTS_KEPT:
-                points.pop(next(iter(points)))
-        times = {k: v for k, v in times.items() if k in points}
-        growth_points[metric.name] = points
-        growth_at[metric.name] = times
-        mu = per_pod_throughput(points, times, apart)
+        floor = ready * metric.target
+        draining = not first and min(total, previous_total) > floor
+        add = not first and ready > 0 and total > floor and (rate > 0 or draining)
+        if add or points is None or times is None or not times.keys() <= points.keys():
+            points = dict(points) if points is not None else {}
+            times = dict(times) if times is not None else {}
+            if add:
+                ready_key = str(ready)
+                points.pop(ready_key, None)  # re-inserted: the newest point is last
+                points[ready_key] = rate
+                times[ready_key] = now
+                if len(points) > GROWTH_POINTS_KEPT:
+                    points.pop(next(iter(points)))
+            times = {k: v for k, v in times.items() if k in points}
+            growth_points = {**growth_points, name: points}
+            growth_at = {**growth_at, name: times}
+        mu = None
+        if len(points) > 1:
+            apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
+            mu = per_pod_throughput(points, times, apart)
         if mu is not None:
-            learned[metric.name] = mu
+            learned[name] = mu
         window_rate: float | None = None
         if rate_metric is not None:
-            trail = _trail(trail_in, metric.name, now - window - TRAIL_SLACK)
+            trail = _trail(trail_in, name, now - window - TRAIL_SLACK)
             point = [now, total, -1.0 if running is None else running]
             window_rate = _window_growth(trail, point, window)
             trail.append(point)
-            trails[metric.name] = trail
-        candidates[metric.name] = {
+            trails[name] = trail
+        candidates[name] = {
             "t": now,
             "total": total,
             "rate": rate,
             "first": first,
-            "perPod": learned.get(metric.name),
+            "perPod": learned.get(name),
             "served": served,
             "windowRate": window_rate,
         }
@@ -849,7 +1045,26 @@ def queue_state(
     out[QUEUE_MU_KEY] = learned
     if rate_metric is not None:
         out[QUEUE_TRAIL_KEY] = trails
-    return out
+    return out, values_read
+
+
+def _maps(value: object) -> dict[str, dict[str, float]]:
+    """A history map of maps as a dict of dicts: ``value`` itself when it is one (to share, not
+    to modify), else a copy of it without the entries that are not maps."""
+    if type(value) is dict:
+        for inner in value.values():
+            if type(inner) is not dict:
+                break
+        else:
+            return value
+    outer = _mapping(value)
+    if not outer:
+        return {}
+    return {
+        k: dict(v)
+        for k, v in outer.items()
+        if isinstance(v, dict) or isinstance(v, Mapping)  # noqa: SIM101 - see _mapping
+    }
 
 
 def _running_total(
@@ -953,7 +1168,7 @@ def per_pod_throughput(
 def promote_queue_reference(extra: Mapping[str, Any]) -> dict[str, Any]:
     """After a scale-up: the tick's queue candidate becomes the in-flight reference."""
     out = dict(extra)
-    candidate = extra.get(QUEUE_CANDIDATE_KEY)
-    if isinstance(candidate, Mapping) and candidate:
+    candidate = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
+    if candidate:
         out[QUEUE_REF_KEY] = dict(candidate)
     return out

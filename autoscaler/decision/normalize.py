@@ -430,12 +430,6 @@ def convert_with_behavior_rate(
     return Limited(desired, "DesiredWithinRange", MSG_WITHIN)
 
 
-def _change(period: float, events: tuple[ScaleEvent, ...], now: float) -> int:
-    if not events:
-        return 0
-    return replicas_change_per_period(period, events, now)
-
-
 def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_behavior_rate
     current: int,
     desired: int,
@@ -460,11 +454,11 @@ def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_
             use_min = up.select == SELECT_MIN
             limit = 2**31 - 1 if use_min else -(2**31)
             for policy in up.policies:
-                start = (
-                    current
-                    - _change(policy.period, up_events, now)
-                    + _change(policy.period, down_events, now)
-                )
+                start = current  # replicas at the start of the period
+                if up_events:
+                    start -= replicas_change_per_period(policy.period, up_events, now)
+                if down_events:
+                    start += replicas_change_per_period(policy.period, down_events, now)
                 if policy.type == PODS:
                     proposed = start + policy.value
                 else:
@@ -483,11 +477,11 @@ def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_
             use_min = down.select == SELECT_MIN
             limit = -(2**31) if use_min else 2**31 - 1
             for policy in down.policies:
-                start = (
-                    current
-                    - _change(policy.period, up_events, now)
-                    + _change(policy.period, down_events, now)
-                )
+                start = current  # replicas at the start of the period
+                if up_events:
+                    start -= replicas_change_per_period(policy.period, up_events, now)
+                if down_events:
+                    start += replicas_change_per_period(policy.period, down_events, now)
                 if policy.type == PODS:
                     proposed = start - policy.value
                 else:

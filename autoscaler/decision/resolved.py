@@ -190,6 +190,10 @@ class ResolvedPolicy:
     """Indices of :attr:`metrics`, queue metrics first (the order ``algorithm: llm`` uses)."""
     valid_conditions: Mapping[str, Condition] = field(init=False, compare=False, repr=False)
     """Metric name -> its ``ScalingActive=True ValidMetricFound`` condition (built once)."""
+    queue_metrics: tuple[ResolvedMetric, ...] = field(init=False, compare=False, repr=False)
+    """The queue-depth metrics, in policy order (``algorithm: llm`` keeps state for them)."""
+    rate_metric: ResolvedMetric | None = field(init=False, compare=False, repr=False)
+    """The first request-rate metric with an ``AverageValue`` target, if any (``llm``)."""
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -197,6 +201,19 @@ class ResolvedPolicy:
         setattr_(self, "tolerance_down", self.down.tolerance)
         order = sorted(range(len(self.metrics)), key=lambda i: not self.metrics[i].is_queue)
         setattr_(self, "llm_order", tuple(order))
+        setattr_(self, "queue_metrics", tuple(m for m in self.metrics if m.is_queue))
+        setattr_(
+            self,
+            "rate_metric",
+            next(
+                (
+                    m
+                    for m in self.metrics
+                    if m.kind == MetricKind.REQUEST_RATE.value and m.is_average
+                ),
+                None,
+            ),
+        )
         setattr_(
             self,
             "valid_conditions",

@@ -315,14 +315,29 @@ def slot_constructor(cls: type[Any]) -> Callable[..., Any]:
     ``make(*values)`` equals ``cls(*values)`` with every field passed in declaration order (these
     classes have no ``__post_init__`` or validation). The ``__init__`` a frozen dataclass
     generates goes through ``object.__setattr__`` for every field, which costs several times a
-    plain slot store; the decision core builds a few of these objects on every tick. The code is
-    generated from :func:`dataclasses.fields`, so it follows the class if a field is added.
+    plain slot store; the decision core builds a few of these objects on every tick. ``make``
+    builds an instance of a plain twin class with the same ``__slots__`` (the same memory layout,
+    no frozen ``__setattr__``), stores the fields as plain slot stores, then turns it into a
+    ``cls`` by ``__class__`` assignment, which Python allows between classes of the same layout
+    (checked here once; a class whose layout differs gets the slots' descriptors instead). The
+    code is generated from :func:`dataclasses.fields`, so it follows the class if a field is added.
     """
     names = [f.name for f in fields(cls)]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
-    stores = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-    source = f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{stores}    return obj\n"
+    twin = type(f"_{cls.__name__}Slots", (), {"__slots__": tuple(names)})
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    probe: Any = object.__new__(twin)
+    try:
+        probe.__class__ = cls
+    except TypeError:  # not the same layout (a base class with slots, a __weakref__ slot, ...)
+        namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
+        stores = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
+        source = f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{stores}    return obj\n"
+    else:
+        stores = "".join(f"    obj.{name} = {name}\n" for name in names)
+        source = (
+            f"def make({', '.join(names)}):\n    obj = _new(_twin)\n{stores}"
+            "    obj.__class__ = _cls\n    return obj\n"
+        )
     exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
     make: Callable[..., Any] = namespace["make"]
     make.__qualname__ = make.__name__ = f"new_{cls.__name__}"

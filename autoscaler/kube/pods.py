@@ -137,6 +137,8 @@ class PodCache:
         """Scope -> namespace -> pod name -> entry (indexed by namespace: lookups stay cheap
         with a cluster-wide watch of many pods)."""
         self._synced: set[str] = set()
+        self._lookups: dict[str, dict[str, tuple[PodInfo, ...]]] = {}
+        """Namespace -> selector -> the answer of :meth:`pods`; dropped on any change there."""
         self._unwatched_warned: set[str] = set()
         self._rv: dict[str, str | None] = dict.fromkeys(self._scopes)
         """Last resourceVersion seen per scope (None: must list)."""
@@ -155,6 +157,13 @@ class PodCache:
         Raises:
             SelectorError: ``selector`` cannot be parsed.
         """
+        memo = self._lookups.get(namespace)
+        if memo is not None:
+            # Memoised until a pod of the namespace changes (every policy asks every tick; the
+            # watch changes little): a lookup is then one dict access, not a sorted scan.
+            found = memo.get(selector)
+            if found is not None:
+                return found
         parsed = parse_selector(selector)
         scope = ALL_NAMESPACES if ALL_NAMESPACES in self._store else namespace
         entries = self._store.get(scope)
@@ -166,9 +175,11 @@ class PodCache:
         in_namespace = entries.get(namespace)
         if not in_namespace:
             return ()
-        return tuple(
+        found = tuple(
             entry.info for _, entry in sorted(in_namespace.items()) if parsed.matches(entry.labels)
         )
+        self._lookups.setdefault(namespace, {})[selector] = found
+        return found
 
     def synced(self) -> bool:
         """True once every watched scope has completed its initial list."""
@@ -257,17 +268,22 @@ class PodCache:
             query: dict[str, str | int | bool] = {"limit": self._page_size}
             if token:
                 query["continue"] = token
-            listing = await self._api.request(
-                "GET", self._path(scope), query=query, request_timeout=60.0
-            )
-            for pod in listing.get("items") or []:
+
+            def add(pod: JsonObject) -> None:
                 (namespace, name), entry = _entry(pod)
                 items.setdefault(namespace, {})[name] = entry
-            meta = listing.get("metadata") or {}
+
+            # Pods are decoded one at a time and only their entries kept (a page of full pod
+            # objects decoded at once costs many times the cache itself).
+            listing = await self._api.request_list(
+                self._path(scope), add, query=query, request_timeout=60.0
+            )
+            meta = _mapping(listing.get("metadata"))
             token = str(meta.get("continue") or "")
             if not token:
                 break
         self._store[scope] = items
+        self._lookups.clear()
         self.lists += 1
         if scope not in self._synced:
             self._synced.add(scope)
@@ -311,8 +327,10 @@ class PodCache:
             if kind in {"ADDED", "MODIFIED"}:
                 (namespace, name), entry = _entry(obj)
                 store.setdefault(namespace, {})[name] = entry
+                self._lookups.pop(namespace, None)
             elif kind == "DELETED":
                 (namespace, name), _ = _entry(obj)
+                self._lookups.pop(namespace, None)
                 in_namespace = store.get(namespace)
                 if in_namespace is not None:
                     in_namespace.pop(name, None)

@@ -1,7 +1,9 @@
 """The Prometheus HTTP connection: auth, TLS, headers, timeouts, retries, response checks.
 
-Wraps ``prometheus_api_client.PrometheusConnect`` (synchronous, on ``requests``) for
-:mod:`autoscaler.metrics.prometheus`: every query runs in a worker thread
+Configured through ``prometheus_api_client.PrometheusConnect`` (synchronous, on ``requests``)
+for :mod:`autoscaler.metrics.prometheus`; the ``/api/v1/query`` request itself is ours, so the
+body is decoded by :mod:`autoscaler.metrics.vector` as it is read (a batched answer at 1,000
+policies is ~15 MB of JSON: never one tree of Python objects). Every query runs in a worker thread
 (``asyncio.to_thread``) under a semaphore (at most ``concurrency`` in flight), with a per-query
 timeout, at most ``max_retries`` retries on connection errors and HTTP 5xx, with backoff, and
 never past the caller's deadline. A failure raises :class:`QueryFailed` carrying the
@@ -20,46 +22,37 @@ import math
 import re
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import structlog
 import urllib3
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from autoscaler.decision.types import NoSignalReason
-from autoscaler.errors import MetricsUnavailable
+from autoscaler.metrics.vector import (
+    KeyedRow,
+    QueryFailed,
+    Series,
+    decode_keyed,
+    decode_series,
+    parse_vector,
+)
 from autoscaler.settings import Settings
+
+__all__ = ["PrometheusClient", "QueryFailed", "Series", "parse_vector", "redact_url"]
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
 _MAX_DETAIL = 300
 _ERROR_RE = re.compile(r'"error":"((?:[^"\\]|\\.)*)"')
-
-
-class QueryFailed(MetricsUnavailable):
-    """A PromQL query failed; ``reason`` says how (timeout or error)."""
-
-    def __init__(self, reason: NoSignalReason, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(detail)
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    """One series of an instant-vector result."""
-
-    labels: Mapping[str, str]
-    timestamp: float
-    value: float
 
 
 def redact_url(url: str) -> str:
@@ -71,42 +64,6 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def parse_vector(data: Any) -> list[Series]:
-    """Check and convert the ``data.result`` of an instant query (a vector, or a scalar).
-
-    Args:
-        data: The decoded ``result`` list.
-
-    Returns:
-        The series.
-
-    Raises:
-        QueryFailed: The result is not a well-formed instant vector (``query_error``).
-    """
-    if not isinstance(data, list):
-        raise QueryFailed(NoSignalReason.QUERY_ERROR, "malformed response: result is not a list")
-    if len(data) == 2 and isinstance(data[0], int | float) and isinstance(data[1], str):
-        # A scalar result (``scalar(...)``, a number literal): one value without labels.
-        try:
-            return [Series(labels={}, timestamp=float(data[0]), value=float(data[1]))]
-        except ValueError as exc:
-            msg = "malformed response: bad scalar"
-            raise QueryFailed(NoSignalReason.QUERY_ERROR, msg) from exc
-    out: list[Series] = []
-    for item in data:
-        try:
-            labels = item["metric"]
-            stamp, text = item["value"]
-            if not isinstance(labels, dict) or not isinstance(text, str):
-                raise TypeError("bad series shape")
-            # Prometheus label names and values are JSON strings: no copy needed.
-            out.append(Series(labels=labels, timestamp=float(stamp), value=float(text)))
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"malformed response: bad series ({type(exc).__name__})"
-            raise QueryFailed(NoSignalReason.QUERY_ERROR, msg) from exc
-    return out
 
 
 class _TokenFile:
@@ -244,34 +201,53 @@ class PrometheusClient:
             if headers != self._prom.headers:
                 self._prom.headers = headers
 
-    def _query_sync(self, promql: str, at: float, timeout: float) -> list[Series]:
-        """One HTTP attempt (runs in a worker thread)."""
+    def _get(self, promql: str, at: float, timeout: float) -> bytes:
+        """One HTTP attempt (runs in a worker thread): the body of a 200 answer."""
         self._refresh_headers()
         with self._headers_lock:
             self.requests_sent += 1
-        params = {"time": f"{at:.3f}", "timeout": f"{max(1, round(timeout * 1000))}ms"}
+        params = {
+            "query": promql,
+            "time": f"{at:.3f}",
+            "timeout": f"{max(1, round(timeout * 1000))}ms",
+        }
         try:
-            data = self._prom.custom_query(promql, params=params, timeout=timeout)
+            # The raw body: decoded by .vector without building the whole JSON tree (the
+            # library's custom_query would json-decode it all at once).
+            response = self._session.get(
+                f"{self._prom.url}/api/v1/query",
+                params=params,
+                headers=self._prom.headers,
+                auth=self._prom.auth,
+                # Explicit, as the library does: otherwise REQUESTS_CA_BUNDLE would override.
+                verify=self._session.verify,
+                cert=self._session.cert,
+                timeout=timeout,
+            )
+            body = response.content
         except requests.Timeout:
             raise QueryFailed(
                 NoSignalReason.TIMEOUT, f"no answer within {timeout:.3g}s from {self.display_url}"
             ) from None
         except requests.ConnectionError as exc:
             raise _Retryable(f"cannot reach {self.display_url}: {type(exc).__name__}") from None
-        except PrometheusApiClientException as exc:
-            text = str(exc)
-            status = _status_code(text)
-            error = _ERROR_RE.search(text)
-            shown = f"HTTP {status}: {error.group(1)}" if error and status else text
-            detail = f"{self.display_url} answered {shown[:_MAX_DETAIL]}"
-            if status is not None and status >= 500:
-                raise _Retryable(detail) from None
-            raise QueryFailed(NoSignalReason.QUERY_ERROR, detail) from None
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            # Undecodable or truncated body (JSONDecodeError is a ValueError), or no data.result.
+        except requests.RequestException as exc:
             msg = f"malformed response from {self.display_url}: {type(exc).__name__}"
             raise QueryFailed(NoSignalReason.QUERY_ERROR, msg) from None
-        return parse_vector(data)
+        if response.status_code != 200:
+            status = response.status_code
+            text = f"HTTP Status Code {status} ({body!r})"
+            error = _ERROR_RE.search(text)
+            shown = f"HTTP {status}: {error.group(1)}" if error else text
+            detail = f"{self.display_url} answered {shown[:_MAX_DETAIL]}"
+            if status >= 500:
+                raise _Retryable(detail)
+            raise QueryFailed(NoSignalReason.QUERY_ERROR, detail)
+        return body
+
+    def _query_sync(self, promql: str, at: float, timeout: float) -> list[Series]:
+        """One attempt, decoded into series (runs in a worker thread)."""
+        return decode_series(self._get(promql, at, timeout), self.display_url)
 
     async def query(self, promql: str, at: float, deadline: float | None = None) -> list[Series]:
         """Run an instant query evaluated at time ``at``.
@@ -288,8 +264,39 @@ class PrometheusClient:
             QueryFailed: Timeout, error status, connection failure after retries, or a
                 malformed body.
         """
+        return await self._attempts(promql, deadline, lambda t: self._query_sync(promql, at, t))
+
+    async def query_keyed(
+        self,
+        promql: str,
+        at: float,
+        deadline: float | None,
+        keys: Sequence[str],
+        consume: Callable[[Iterable[KeyedRow]], T],
+    ) -> T:
+        """Run an instant query and reduce its series in the worker thread, as they are read.
+
+        For large batched answers: no per-series object outlives the call; ``consume`` gets,
+        per series, the values of the labels ``keys`` (None where absent) and the sample value,
+        and returns the compact result (it may be called again from the start if the body needs
+        the slower decoder; it must build its result from the rows alone).
+
+        Raises:
+            QueryFailed: as :meth:`query`.
+        """
+
+        def attempt(timeout: float) -> T:
+            body = self._get(promql, at, timeout)
+            return decode_keyed(body, self.display_url, keys, consume)
+
+        return await self._attempts(promql, deadline, attempt)
+
+    async def _attempts(
+        self, promql: str, deadline: float | None, attempt: Callable[[float], T]
+    ) -> T:
+        """Run ``attempt(timeout)`` in a worker thread with the semaphore, timeouts, retries."""
         async with self._semaphore():
-            attempt = 0
+            tries = 0
             while True:
                 remaining = self.timeout
                 if deadline is not None:
@@ -299,8 +306,7 @@ class PrometheusClient:
                 started = time.monotonic()
                 try:
                     result = await asyncio.wait_for(
-                        asyncio.to_thread(self._query_sync, promql, at, remaining),
-                        timeout=remaining + 1.0,
+                        asyncio.to_thread(attempt, remaining), timeout=remaining + 1.0
                     )
                 except TimeoutError:
                     raise QueryFailed(
@@ -308,18 +314,17 @@ class PrometheusClient:
                         f"no answer within {remaining:.3g}s from {self.display_url}",
                     ) from None
                 except _Retryable as exc:
-                    delay = self.backoff * (3**attempt)
+                    delay = self.backoff * (3**tries)
                     out_of_time = deadline is not None and time.monotonic() + delay >= deadline
-                    if attempt >= self.max_retries or out_of_time:
+                    if tries >= self.max_retries or out_of_time:
                         raise QueryFailed(NoSignalReason.QUERY_ERROR, exc.detail) from None
-                    attempt += 1
-                    log.debug("prometheus query retry", attempt=attempt, detail=exc.detail)
+                    tries += 1
+                    log.debug("prometheus query retry", attempt=tries, detail=exc.detail)
                     await asyncio.sleep(delay)
                     continue
                 log.debug(
                     "prometheus query",
                     query=promql[:200],
-                    series=len(result),
                     seconds=round(time.monotonic() - started, 4),
                 )
                 return result
@@ -334,12 +339,3 @@ class _Retryable(QueryFailed):
 
     def __init__(self, detail: str) -> None:
         super().__init__(NoSignalReason.QUERY_ERROR, detail)
-
-
-def _status_code(text: str) -> int | None:
-    """The HTTP status from a ``PrometheusApiClientException`` message, if present."""
-    prefix = "HTTP Status Code "
-    if not text.startswith(prefix):
-        return None
-    digits = text[len(prefix) : len(prefix) + 3]
-    return int(digits) if digits.isdigit() else None

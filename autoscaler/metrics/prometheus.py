@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import structlog
@@ -58,6 +59,7 @@ from autoscaler.metrics.promql import (
     regex_alternation,
 )
 from autoscaler.metrics.quantile import parse_le, target_quantile
+from autoscaler.metrics.vector import KeyedRow
 from autoscaler.policy.models import (
     LatencyMetricSpec,
     MetricKind,
@@ -189,6 +191,8 @@ class PrometheusSource:
         self._names: dict[str, _NamespaceNames] = {}
         self._redetect: set[str] = set()
         self.last_stats: FetchStats | None = None
+        self._plans: dict[tuple[int, str], tuple[MetricSpec, _Plan]] = {}
+        """(id of a metric spec, resolved name) -> (the spec, its plan), from the last fetch."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusSource:
@@ -324,6 +328,13 @@ class PrometheusSource:
         plans: list[tuple[MetricRequest, _Plan]] = []
         needed: dict[Batch, set[str]] = {}
         customs: list[tuple[str, MetricRequest, MetricSpec]] = []
+        # Many policies share a namespace: resolve each (kind, family, namespace) once per fetch.
+        # Plans depend only on the (immutable) metric spec and the resolved name: kept from the
+        # previous fetch for the specs still in use.
+        resolved_memo: dict[tuple[MetricKind, MetricNames, str], str | NoSignal] = {}
+        previous_plans = self._plans
+        plan_memo: dict[tuple[int, str], tuple[MetricSpec, _Plan]] = {}
+        self._plans = plan_memo
         for req in requests:
             key = req.policy.key
             namespace = req.policy.metadata.namespace
@@ -333,13 +344,21 @@ class PrometheusSource:
                 if kind is MetricKind.PROMETHEUS:
                     customs.append((key, req, metric))
                     continue
-                resolved = self._resolve(kind, req.policy.spec.metric_names, namespace)
+                family = req.policy.spec.metric_names
+                memo_key = (kind, family, namespace)
+                resolved = resolved_memo.get(memo_key)
+                if resolved is None:
+                    resolved = resolved_memo[memo_key] = self._resolve(kind, family, namespace)
                 if isinstance(resolved, NoSignal):
                     if probe_failure is not None and namespace in to_probe:
                         resolved = probe_failure
                     results[key][metric.name] = resolved
                     continue
-                plan = self._plan(metric, kind, resolved)
+                planned = previous_plans.get((id(metric), resolved))
+                if planned is None or planned[0] is not metric:
+                    planned = (metric, self._plan(metric, kind, resolved))
+                plan_memo[(id(metric), resolved)] = planned
+                plan = planned[1]
                 plans.append((req, plan))
                 for batch in (*plan.value_batches, plan.fresh):
                     needed.setdefault(batch, set()).add(namespace)
@@ -383,37 +402,17 @@ class PrometheusSource:
         self, batch: Batch, namespaces: set[str], now: float, deadline: float
     ) -> _BatchResult:
         query = batch.promql(namespaces)
-        result = _BatchResult(query=query)
+        keys = _BUCKET_KEYS if batch.kind == "buckets" else _POD_KEYS
         started = time.monotonic()
         try:
-            series = await self.client.query(query, now, deadline)
+            # Reduced to per-pod values in the worker thread while the body is read.
+            result = await self.client.query_keyed(
+                query, now, deadline, keys, partial(_reduce_batch, batch.kind, query)
+            )
         except QueryFailed as exc:
             log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
-            result.failure = NoSignal(exc.reason, exc.detail)
-            return result
-        finally:
-            result.seconds = time.monotonic() - started
-        for item in series:
-            ns = item.labels.get("namespace")
-            pod = item.labels.get("pod")
-            if ns is None or pod is None:
-                continue
-            result.series_per_namespace[ns] += 1
-            pod_key = (ns, pod)
-            if batch.kind == "buckets":
-                le = item.labels.get("le")
-                try:
-                    bound = parse_le(le) if le is not None else math.nan
-                except ValueError:
-                    bound = math.nan
-                if math.isnan(bound):
-                    result.duplicates.add(pod_key)  # unusable bucket: reject the pod
-                    continue
-                result.buckets.setdefault(pod_key, {})[bound] = item.value
-            elif pod_key in result.values:
-                result.duplicates.add(pod_key)
-            else:
-                result.values[pod_key] = item.value
+            result = _BatchResult(query=query, failure=NoSignal(exc.reason, exc.detail))
+        result.seconds = time.monotonic() - started
         return result
 
     @staticmethod
@@ -576,6 +575,54 @@ class PrometheusSource:
         if spec.returns == "target":
             return _custom_target(series, spec, query, now)
         return _custom_per_pod(series, spec, query, now, pod_names)
+
+
+_POD_KEYS = ("namespace", "pod")
+_BUCKET_KEYS = ("namespace", "pod", "le")
+
+
+def _reduce_batch(kind: BatchKind, query: str, rows: Iterable[KeyedRow]) -> _BatchResult:
+    """A batch's rows indexed by (namespace, pod); series without both labels are ignored."""
+    result = _BatchResult(query=query)
+    values = result.values
+    duplicates = result.duplicates
+    per_namespace: dict[str, int] = {}
+    if kind == "buckets":
+        buckets = result.buckets
+        bounds: dict[str | None, float] = {}
+        for labels, value in rows:
+            ns, pod, le = labels
+            if ns is None or pod is None:
+                continue
+            per_namespace[ns] = per_namespace.get(ns, 0) + 1
+            pod_key = (ns, pod)
+            bound = bounds.get(le)
+            if bound is None:
+                try:
+                    bound = parse_le(le) if le is not None else math.nan
+                except ValueError:
+                    bound = math.nan
+                bounds[le] = bound
+            if math.isnan(bound):
+                duplicates.add(pod_key)  # unusable bucket: reject the pod
+                continue
+            per_pod = buckets.get(pod_key)
+            if per_pod is None:
+                per_pod = buckets[pod_key] = {}
+            per_pod[bound] = value
+    else:
+        for labels, value in rows:
+            ns, pod = labels
+            if ns is None or pod is None:
+                continue
+            per_namespace[ns] = per_namespace.get(ns, 0) + 1
+            pod_key = (ns, pod)
+            if pod_key in values:
+                duplicates.add(pod_key)
+            else:
+                values[pod_key] = value
+    result.series_per_namespace.update(per_namespace)
+    return result
 
 
 def _check_value(value: float, kind: MetricKind | None) -> NoSignal | None:

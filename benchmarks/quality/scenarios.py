@@ -159,12 +159,12 @@ def scenarios(quick: bool) -> list[Scenario]:
     else:
         day = ServeGenDay(
             "servegen-day",
-            "ServeGen m-large day 1 (24 h) compressed 6x into 4 h",
+            "ServeGen m-large day 1 (24 h) compressed 12x into 2 h",
             "",
-            replicas=6.0,
-            duration=DAY / 6,
+            replicas=5.0,
+            duration=DAY / 12,
             plot=True,
-            time_scale=6.0,
+            time_scale=12.0,
         )
     return [
         RecordedTrace(

@@ -93,6 +93,23 @@ def test_follows_the_fields() -> None:
         make(1, 2)  # every field is required, positionally
 
 
+def test_other_layouts_get_the_slot_descriptors() -> None:
+    """A class whose layout a plain twin cannot share (here a ``__weakref__`` slot) still gets
+    a constructor building the same object (through the slots' descriptors)."""
+
+    @dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
+    class Tagged:
+        x: int
+        label: str
+
+    make = slot_constructor(Tagged)
+    built = make(1, "a")
+    assert type(built) is Tagged
+    assert Tagged(1, "a") == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.__setattr__("x", 2)
+
+
 def test_pod_groups_built_fast_are_pod_groups() -> None:
     """``group_pods`` returns real, frozen ``PodGroups``."""
     groups = group_pods(running_pods(3))

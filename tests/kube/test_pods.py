@@ -55,6 +55,23 @@ class TestListWatch:
         await eventually(lambda: _names(cache) == [])
         assert cache.lists == 1
 
+    async def test_lookups_are_memoised_until_the_namespace_changes(
+        self, fake: FakeKube, cache: PodCache
+    ) -> None:
+        """A repeated lookup is served from memory; any event in the namespace refreshes it."""
+        assert await cache.wait_synced(5.0)
+        fake.add_pod("llm", "a", labels={"app": "llama"})
+        await eventually(lambda: _names(cache) == ["a"])
+        first = cache.pods("llm", "app=llama")
+        assert cache.pods("llm", "app=llama") is first
+        fake.add_pod("llm", "b", labels={"app": "other"})
+        await eventually(lambda: cache.pods("llm", "app=llama") is not first)
+        assert _names(cache) == ["a"]
+        fake.add_pod("llm", "c", labels={"app": "llama"})
+        await eventually(lambda: _names(cache) == ["a", "c"])
+        fake.delete("pods", "llm", "a")
+        await eventually(lambda: _names(cache) == ["c"])
+
     async def test_all_namespaces_when_none_configured(self, fake: FakeKube, api: KubeApi) -> None:
         """With no namespaces configured one cluster-wide watch serves every namespace."""
         fake.add_pod("ns1", "a", labels={"app": "llama"})

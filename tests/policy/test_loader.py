@@ -250,6 +250,25 @@ class TestPolicyDirectory:
         assert directory.parse_count == 1
         assert first.by_key().keys() == second.by_key().keys() == {"ns/good"}
 
+    def test_without_node_trees_errors_still_locate_fields(self, tmp_path: Path) -> None:
+        """The controller's directory drops node trees (memory); bad files keep FILE:LINE:field."""
+        path = tmp_path / "a.yaml"
+        path.write_text(GOOD)
+        directory = PolicyDirectory(tmp_path, keep_nodes=False)
+        loaded = directory.reload().policies[0]
+        assert loaded.node is None
+        where = loaded.locate(("spec", "maxReplicas"))
+        assert (where.file, where.line, where.field) == (
+            str(path),
+            loaded.location.line,
+            "spec.maxReplicas",
+        )
+        bump(path, GOOD.replace("maxReplicas: 4", "maxReplicas: -4"))
+        errors = directory.reload().all_errors()
+        assert [(e.location.field, e.location.line) for e in errors if e.location] == [
+            ("spec.maxReplicas", GOOD.splitlines().index("  maxReplicas: 4") + 1)
+        ]
+
     def test_changed_file_is_parsed_again(self, tmp_path: Path) -> None:
         """A change to a file is picked up on the next reload."""
         path = tmp_path / "a.yaml"
