@@ -231,16 +231,7 @@ class KubeApi:
         """
         timeout = request_timeout if request_timeout is not None else self._timeout
         try:
-            response = await self._api.call_api(
-                path,
-                "GET",
-                query_params=_query(query),
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
+            response = await self._get_raw(path, query, timeout)
             try:
                 body = await response.read()
                 status = response.status
@@ -264,6 +255,24 @@ class KubeApi:
             msg = f"undecodable list body: {exc}"
             raise KubeApiError(0, "BadResponse", msg[:300], "GET", path) from exc
 
+    async def _get_raw(
+        self,
+        path: str,
+        query: Mapping[str, str | int | bool] | None,
+        request_timeout: float | aiohttp.ClientTimeout,
+    ) -> Any:
+        """GET ``path`` as JSON, the body not read (the caller reads and releases it)."""
+        return await self._api.call_api(
+            path,
+            "GET",
+            query_params=_query(query),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=False,
+            _request_timeout=request_timeout,
+        )
+
     async def stream(
         self,
         path: str,
@@ -283,15 +292,8 @@ class KubeApi:
             KubeApiError: on an error status or a transport fault (also mid-stream).
         """
         try:
-            response = await self._api.call_api(
-                path,
-                "GET",
-                query_params=_query(query),
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=aiohttp.ClientTimeout(total=stream_timeout, sock_connect=10.0),
+            response = await self._get_raw(
+                path, query, aiohttp.ClientTimeout(total=stream_timeout, sock_connect=10.0)
             )
         except TimeoutError as exc:
             raise KubeApiError(0, "Timeout", "watch timed out", "GET", path) from exc
