@@ -4,7 +4,14 @@ Every ``benchmarks/bench_<area>.py`` exposes ``main(quick: bool = False) -> dict
 measurements, writes ``benchmarks/results/<area>.json`` and returns the same dict. A result may
 carry ``"readme_rows"``: a list of ``{"benchmark", "figure", "value", "goal", "met"}`` rows
 that this runner gathers into the README.md table between the ``<!-- bench:begin -->`` and
-``<!-- bench:end -->`` markers.
+``<!-- bench:end -->`` markers, in benchmark-name order.
+
+A benchmark that exposes ``fleet_policies(quick) -> int`` (``controller``, ``metrics``) queries
+the emulated fleet and its Prometheus of :mod:`benchmarks.support.fleetenv`, which needs a few
+minutes to fill its rate windows before anything is measured. The runner starts that fleet first,
+runs the benchmarks that mostly wait or measure their own CPU time (:data:`WHILE_FLEET_WARMS`)
+meanwhile, then the fleet's users on the one steady fleet, stops it, and runs the rest (the
+CPU-heavy simulations) without it in the background.
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.support import fleetenv
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+WHILE_FLEET_WARMS = ("decision", "reaction")
+"""Run while the shared fleet warms up: ``reaction`` mostly sleeps (its own Prometheus and
+controller at 5 s intervals), ``decision`` measures the CPU time of its own process."""
 
 
 def _discover() -> list[str]:
@@ -83,20 +95,40 @@ def main(argv: list[str] | None = None) -> int:
         _update_readme(rows, quick=False)
         print(_table(rows))
         return 0
-    for name in names:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
-        started = time.monotonic()
-        print(f"== {name} ...", file=sys.stderr, flush=True)
-        try:
-            result = module.main(quick=args.quick)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # pytest.fail() from the test harnesses is a BaseException
-            print(f"== {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed.append(name)
-            continue
-        rows.extend(result.get("readme_rows", []))
-        print(f"== {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    modules = {name: importlib.import_module(f"benchmarks.bench_{name}") for name in names}
+    users = [name for name in names if hasattr(modules[name], "fleet_policies")]
+    early = [name for name in names if users and name in WHILE_FLEET_WARMS]
+    order = early + users + [name for name in names if name not in early + users]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    if users:
+        policies = max(modules[name].fleet_policies(args.quick) for name in users)
+        print(
+            f"== starting the shared fleet ({policies} policies) for {', '.join(users)}; "
+            f"order: {', '.join(order)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        fleetenv.prepare(policies, fleetenv.window(args.quick))
+    try:
+        for name in order:
+            started = time.monotonic()
+            print(f"== {name} ...", file=sys.stderr, flush=True)
+            try:
+                result = modules[name].main(quick=args.quick)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # pytest.fail() from the test harnesses
+                print(f"== {name} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failed.append(name)
+                continue
+            finally:
+                if users and name == users[-1]:
+                    fleetenv.release()  # before the CPU-heavy benchmarks
+            by_name[name] = result.get("readme_rows", [])
+            print(f"== {name} done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    finally:
+        fleetenv.release()
+    rows = [row for name in names for row in by_name.get(name, [])]
     if not args.names:  # a subset must not replace the summary of a full run
         summary = {"quick": args.quick, "rows": rows}
         (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -3,7 +3,8 @@
 Everything real except the cluster and the pods:
 
 * a real Prometheus (``tests.promserver``) scraping one fleet exporter that emulates every pod
-  (the fleet of :mod:`benchmarks.bench_metrics`, in a child process, ``honor_labels``);
+  (:mod:`benchmarks.support.fleetenv`, in a child process, ``honor_labels``, shared with
+  :mod:`benchmarks.bench_metrics`);
 * the fake Kubernetes API server (:mod:`benchmarks.support.kubeproc`, a child process): one
   Deployment with ``/scale`` and 10 Running, Ready pods per policy;
 * the controller as ``nim-autoscaler run`` assembles it (:func:`autoscaler.app.build_controller`:
@@ -20,8 +21,11 @@ queries counted at Prometheus (its own ``prometheus_http_requests_total{handler=
 Kubernetes requests counted at the fake API server, and resident memory (``VmRSS``/``VmHWM``).
 
 Each policy has the four metrics of ``bench_metrics`` (kvCache, queueDepth, requestRate 2 m,
-p95 inter-token latency 2 m) with targets equal to the emulated load, so the steady state makes
-no scale writes: the figures are the cost of watching, not of acting.
+p95 inter-token latency 2 m; quick runs: 30 s windows) with targets equal to the emulated load,
+so the steady state makes no scale writes: the figures are the cost of watching, not of acting.
+Nothing is measured before every pod's series cover a whole rate window
+(:mod:`benchmarks.support.fleetenv`; in a ``python -m benchmarks`` run the fleet and its
+Prometheus are shared with ``bench_metrics`` and warm up while other benchmarks run).
 
 Goals (issue 8): 1,000 policies in under 1 s per tick and under 200 MB resident.
 """
@@ -42,10 +46,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_metrics
-from benchmarks.support import layout, procstat
+from benchmarks.support import fleetenv, layout, procstat
 from benchmarks.support.kubeproc import KubeProcess, request_log
-from tests.promserver.prometheus import PrometheusServer, ScrapeTarget
 
 RESULTS = Path(__file__).resolve().parent / "results" / "controller.json"
 WARMUP_TICKS = 2
@@ -61,12 +63,24 @@ POLICY_BODY = """\
   minReplicas: 1
   maxReplicas: 100
   metrics:
-    - kvCache: {target: {type: AverageValue, averageValue: 0.275}}
-    - queueDepth: {target: {type: AverageValue, averageValue: 4.5}}
-    - requestRate: {window: 2m, target: {type: AverageValue, averageValue: 5.5}}
-    - interTokenLatency: {quantile: 0.95, window: 2m, target: {type: Value, value: 0.2}}
+    - kvCache: {{target: {{type: AverageValue, averageValue: 0.275}}}}
+    - queueDepth: {{target: {{type: AverageValue, averageValue: 4.5}}}}
+    - requestRate: {{window: {window}, target: {{type: AverageValue, averageValue: 5.5}}}}
+    - interTokenLatency: {{quantile: 0.95, window: {window}, target: {{type: Value, value: 0.2}}}}
 """
-"""Targets equal to the fleet's averages (kv 0.05..0.5, queue 0..9, 1..10 req/s per pod)."""
+"""Targets equal to the fleet's averages (kv 0.05..0.5, queue 0..9, 1..10 req/s per pod);
+``{window}``: the rate window (:func:`benchmarks.support.fleetenv.window`)."""
+
+
+def sizes(quick: bool) -> list[int]:
+    """Policy counts measured."""
+    return [10, 100] if quick else [10, 100, 1000]
+
+
+def fleet_policies(quick: bool) -> int:
+    """Policies of the emulated fleet this benchmark needs (``python -m benchmarks`` shares it)."""
+    return sizes(quick)[-1]
+
 
 _QUERY_RE = re.compile(
     r'^prometheus_http_requests_total\{[^}]*handler="/api/v1/query"[^}]*\}\s+(\S+)'
@@ -235,8 +249,9 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str, Any]:
-    policy_dir = layout.write_policies(workdir / f"policies-{size}", size, POLICY_BODY)
+def _run_size(size: int, prometheus: str, workdir: Path, ticks: int, window: str) -> dict[str, Any]:
+    body = POLICY_BODY.format(window=window)
+    policy_dir = layout.write_policies(workdir / f"policies-{size}", size, body)
     with KubeProcess(size) as kube:
         kubeconfig = kube.kubeconfig(workdir / f"kubeconfig-{size}")
         config = {
@@ -301,19 +316,25 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int) -> dict[str
     }
 
 
-def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """README rows: goals are for 1,000 policies (not judged at smaller sizes)."""
+def readme_rows(
+    runs: list[dict[str, Any]], quick_window: str | None = None
+) -> list[dict[str, Any]]:
+    """README rows: goals are for 1,000 policies (not judged at smaller sizes).
+
+    ``quick_window``: the rate window of a quick run (named in the first row), else None.
+    """
     first, biggest = runs[0], runs[-1]
     largest = biggest["policies"]
     at_goal = largest >= 1000
     suffix = "" if at_goal else " (goal is for 1,000)"
-    sizes = f"{first['policies']} -> {largest} policies"
+    span = f"{first['policies']} -> {largest} policies"
+    quick = f" (quick run, {quick_window} rate windows)" if quick_window else ""
     queries = [run["promql_queries_per_tick_without_name_probe"] for run in runs]
     probes = sum(run["name_probe_ticks"] for run in runs)
     return [
         {
             "benchmark": "controller",
-            "figure": f"tick wall time, {largest} policies x 10 pods (median / max)",
+            "figure": f"tick wall time, {largest} policies x 10 pods (median / max){quick}",
             "value": (
                 f"{biggest['tick_wall_seconds_median']:.2f} s / "
                 f"{biggest['tick_wall_seconds_max']:.2f} s "
@@ -324,7 +345,7 @@ def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         },
         {
             "benchmark": "controller",
-            "figure": f"controller CPU time per tick (median), {sizes}",
+            "figure": f"controller CPU time per tick (median), {span}",
             "value": " -> ".join(f"{run['tick_cpu_seconds_median']:.2f} s" for run in runs),
             "goal": "-",
             "met": None,
@@ -338,7 +359,7 @@ def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         },
         {
             "benchmark": "controller",
-            "figure": f"PromQL queries per tick, counted at Prometheus, {sizes}",
+            "figure": f"PromQL queries per tick, counted at Prometheus, {span}",
             "value": " -> ".join(str(q) for q in queries)
             + (f" (+1 metric-name re-probe in {probes} tick(s))" if probes else ""),
             "goal": "constant",
@@ -346,7 +367,7 @@ def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         },
         {
             "benchmark": "controller",
-            "figure": f"Kubernetes API requests per tick (median), {sizes}",
+            "figure": f"Kubernetes API requests per tick (median), {span}",
             "value": " -> ".join(f"{run['kube_requests_per_tick_median']:g}" for run in runs),
             "goal": "-",
             "met": None,
@@ -356,46 +377,30 @@ def readme_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, write ``benchmarks/results/controller.json`` and return the results."""
-    sizes = [10, 100] if quick else [10, 100, 1000]
+    measured = sizes(quick)
     ticks = TICKS
-    largest = sizes[-1]
-    assert [bench_metrics._pods(i)[j].name for i in (0, 17) for j in range(10)] == [
-        pod for i in (0, 17) for pod in layout.pod_names(i)
-    ], "benchmarks.support.layout no longer matches bench_metrics' fleet"
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    fleet = context.Process(target=bench_metrics._serve_fleet, args=(largest, child), daemon=True)
-    fleet.start()
-    address = parent.recv()
+    largest = measured[-1]
+    window = fleetenv.window(quick)
     workdir = Path(tempfile.mkdtemp(prefix="bench-controller-"))
-    interval = "5s" if largest <= 100 else "20s"
-    server = PrometheusServer(workdir / "prometheus", scrape_interval=interval)
     runs: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        server.start([ScrapeTarget(address, honor_labels=True)])
-        pods = largest * layout.PODS_PER_POLICY
-        bench_metrics._wait(server, "count(gpu_cache_usage_perc)", pods, 180)
-        bench_metrics._wait(
-            server,
-            "count(rate(time_per_output_token_seconds_count[2m] offset 2s) > 0)",
-            pods,
-            180,
-        )
-        # A rate over 2 m of a series younger than 2 m underestimates (Prometheus extrapolates
-        # only a little past the first sample): wait for full windows, i.e. the steady state.
-        bench_metrics._wait(server, "min(rate(request_success_total[2m]))", 0.9, 300)
-        for size in sizes:
-            runs.append(_run_size(size, server.url, workdir, ticks))
+        with fleetenv.environment(largest, window) as env:
+            fleet = {
+                **env.wait_ready(),
+                "shared": env.shared,
+                "seconds_this_benchmark_waited": round(time.monotonic() - started, 1),
+            }
+            for size in measured:
+                runs.append(_run_size(size, env.url, workdir, ticks, window))
     finally:
-        server.stop()
-        parent.send("stop")
-        fleet.join(10)
         shutil.rmtree(workdir, ignore_errors=True)
     result: dict[str, Any] = {
         "benchmark": "controller",
         "quick": quick,
-        "scrape_interval": interval,
+        "scrape_interval": fleet["scrape_interval"],
+        "rate_window": window,
+        "fleet": fleet,
         "controller_interval_seconds": INTERVAL,
         "prometheus_timeout_seconds": PROMETHEUS_TIMEOUT,
         "warmup_ticks": WARMUP_TICKS,
@@ -407,7 +412,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             (run["prometheus_queries_counter"] or 0) > 0 for run in runs
         ),
         "runs": runs,
-        "readme_rows": readme_rows(runs),
+        "readme_rows": readme_rows(runs, window if quick else None),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -1,13 +1,16 @@
 """Benchmark of the Prometheus metric source: queries and fetch time per tick vs policy count.
 
-Starts a real Prometheus (``tests.promserver`` harness) scraping one fleet exporter (in a child
-process) that emulates
-``policies x 10`` NIM pods by label (``namespace``/``pod`` in the exposition, scraped with
-``honor_labels: true``, as a federation endpoint would be: no 10,000 HTTP servers), 10 policies
-per namespace. Each policy has four metrics: kvCache, queueDepth, requestRate (2 m window) and
-interTokenLatency p95 (2 m window). For 10, 100 and 1,000 policies (``quick``: 10 and 100) it
-measures, over several ticks after a warm-up tick (which also runs the name-detection probe),
-the PromQL queries per tick and the wall time of :meth:`PrometheusSource.fetch`.
+A real Prometheus (``tests.promserver`` harness) scrapes one fleet exporter (in a child process)
+that emulates ``policies x 10`` NIM pods by label (``namespace``/``pod`` in the exposition,
+scraped with ``honor_labels: true``, as a federation endpoint would be: no 10,000 HTTP servers),
+10 policies per namespace (:mod:`benchmarks.support.fleetenv`, shared with ``bench_controller``
+in a ``python -m benchmarks`` run). Each policy has four metrics: kvCache, queueDepth,
+requestRate (2 m window) and interTokenLatency p95 (2 m window); quick runs use 30 s windows
+(6 samples at their 5 s scrape, as many as 2 m at the full run's 20 s scrape) so the warm-up is
+short. Nothing is measured before every pod's series cover a whole window (the steady state).
+For 10, 100 and 1,000 policies (``quick``: 10 and 100) it measures, over several ticks after a
+warm-up tick (which also runs the name-detection probe), the PromQL queries per tick and the wall
+time of :meth:`PrometheusSource.fetch`.
 
 Goals: queries per tick constant in the number of policies; 1,000-policy fetch under 1 s.
 """
@@ -16,37 +19,44 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from autoscaler.decision.types import PodInfo, PodPhase, PodSamples, TargetSample
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.metrics.promql import namespace_matcher
-from autoscaler.policy.models import MetricKind, MetricNames, ScalingPolicy
-from tests.promserver.exporter import FleetExporter, FleetPod
-from tests.promserver.prometheus import PrometheusServer, ScrapeTarget
+from autoscaler.observability.logging import configure_logging
+from autoscaler.policy.models import ScalingPolicy
+from benchmarks.support import fleetenv, layout
 
 RESULTS = Path(__file__).resolve().parent / "results" / "metrics.json"
-PODS_PER_POLICY = 10
-POLICIES_PER_NAMESPACE = 10
+PODS_PER_POLICY = layout.PODS_PER_POLICY
 TICKS = 5
 
 
-def _policy(index: int) -> ScalingPolicy:
-    namespace = f"bench-{index // POLICIES_PER_NAMESPACE:04d}"
+def sizes(quick: bool) -> list[int]:
+    """Policy counts measured."""
+    return [10, 100] if quick else [10, 100, 1000]
+
+
+def fleet_policies(quick: bool) -> int:
+    """Policies of the emulated fleet this benchmark needs (``python -m benchmarks`` shares it)."""
+    return sizes(quick)[-1]
+
+
+def _policy(index: int, window: str = fleetenv.WINDOW) -> ScalingPolicy:
     return ScalingPolicy.model_validate(
         {
             "apiVersion": "nim-autoscaler/v1alpha1",
             "kind": "ScalingPolicy",
-            "metadata": {"name": f"p-{index:04d}", "namespace": namespace},
+            "metadata": {"name": layout.name(index), "namespace": layout.namespace(index)},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
                 "maxReplicas": 100,
@@ -55,14 +65,14 @@ def _policy(index: int) -> ScalingPolicy:
                     {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}},
                     {
                         "requestRate": {
-                            "window": "2m",
+                            "window": window,
                             "target": {"type": "AverageValue", "averageValue": 5},
                         }
                     },
                     {
                         "interTokenLatency": {
                             "quantile": 0.95,
-                            "window": "2m",
+                            "window": window,
                             "target": {"type": "Value", "value": 0.05},
                         }
                     },
@@ -74,63 +84,16 @@ def _policy(index: int) -> ScalingPolicy:
 
 def _pods(index: int) -> tuple[PodInfo, ...]:
     return tuple(
-        PodInfo(name=f"p{index:04d}-{j}", phase=PodPhase.RUNNING, ready=True)
-        for j in range(PODS_PER_POLICY)
+        PodInfo(name=pod, phase=PodPhase.RUNNING, ready=True)
+        for pod in layout.pod_names(index, PODS_PER_POLICY)
     )
 
 
-def _fleet(policies: int) -> FleetExporter:
-    fleet = FleetExporter(
-        MetricNames.NIM,
-        kinds=(
-            MetricKind.KV_CACHE,
-            MetricKind.QUEUE_DEPTH,
-            MetricKind.REQUEST_RATE,
-            MetricKind.INTER_TOKEN_LATENCY,
-        ),
-    )
-    for index in range(policies):
-        namespace = _policy(index).metadata.namespace
-        for j, pod in enumerate(_pods(index)):
-            fleet.add(
-                FleetPod(
-                    namespace,
-                    pod.name,
-                    gauges={MetricKind.KV_CACHE: 0.05 * (j + 1), MetricKind.QUEUE_DEPTH: j},
-                    request_rate=1.0 + j,
-                    bucket_rates={
-                        MetricKind.INTER_TOKEN_LATENCY: [0.0, 2.0, 4.0, 2.0, 1.0, 0.5] + [0.0] * 8
-                    },
-                )
-            )
-    return fleet
-
-
-def _serve_fleet(policies: int, conn: Any) -> None:
-    """Child process: serve the fleet until told to stop (keeps its CPU off our measurements)."""
-    fleet = _fleet(policies)
-    fleet.start()
-    conn.send(fleet.address)
-    conn.recv()
-    fleet.stop()
-
-
-def _wait(server: PrometheusServer, query: str, want: float, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        result = server.query(query)
-        if result and float(result[0]["value"][1]) >= want:
-            return
-        time.sleep(0.5)
-    msg = f"benchmark data not ready: {query} < {want} after {timeout}s"
-    raise RuntimeError(msg)
-
-
-async def _measure(url: str, policies: int) -> dict[str, Any]:
+async def _measure(url: str, policies: int, window: str) -> dict[str, Any]:
     # Generous limits: the benchmark measures how long the queries take, not where they time out.
     client = PrometheusClient(url, timeout=30.0)
     source = PrometheusSource(client, tick_budget=60.0)
-    requests = [MetricRequest(_policy(i), _pods(i)) for i in range(policies)]
+    requests = [MetricRequest(_policy(i, window), _pods(i)) for i in range(policies)]
     at = time.time() - 2
     await source.fetch(requests, at)  # warm-up: name-detection probe, connections
     seconds: list[float] = []
@@ -156,7 +119,8 @@ async def _measure(url: str, policies: int) -> dict[str, Any]:
     # Prometheus's own evaluation cost of the heaviest selector (a one-series answer).
     namespaces = {r.policy.metadata.namespace for r in requests}
     floor_query = (
-        f"count(rate(time_per_output_token_seconds_bucket{{{namespace_matcher(namespaces)}}}[2m]))"
+        f"count(rate(time_per_output_token_seconds_bucket{{{namespace_matcher(namespaces)}}}"
+        f"[{window}]))"
     )
     floor: list[float] = []
     for _ in range(3):
@@ -185,49 +149,44 @@ async def _measure(url: str, policies: int) -> dict[str, Any]:
 
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, write ``benchmarks/results/metrics.json`` and return the results."""
-    sizes = [10, 100] if quick else [10, 100, 1000]
-    largest = sizes[-1]
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_serve_fleet, args=(largest, child), daemon=True)
-    process.start()
-    address = parent.recv()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
-    # Rendering 10,000 pods' exposition (25 MB) takes about half a second: scrape less often.
-    interval = "5s" if largest <= 100 else "20s"
-    server = PrometheusServer(workdir, scrape_interval=interval)
-    runs: list[dict[str, Any]] = []
-    try:
-        server.start([ScrapeTarget(address, honor_labels=True)])
-        pods = largest * PODS_PER_POLICY
-        _wait(server, "count(gpu_cache_usage_perc)", pods, 180)
-        # Rates need two samples inside the 2 m window for every pod.
-        _wait(
-            server,
-            "count(rate(time_per_output_token_seconds_count[2m] offset 2s) > 0)",
-            pods,
-            180,
-        )
-        for size in sizes:
-            runs.append(asyncio.run(_measure(server.url, size)))
-    finally:
-        server.stop()
-        parent.send("stop")
-        process.join(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    measured = sizes(quick)
+    largest = measured[-1]
+    window = fleetenv.window(quick)
+    started = time.monotonic()
+    saved_logging = structlog.get_config()
+    # The production log level (info, JSON; to /dev/null as in bench_controller): without it the
+    # source's per-query debug lines would be rendered to the console and timed with the fetch.
+    with (
+        Path(os.devnull).open("w", encoding="utf-8") as sink,
+        fleetenv.environment(largest, window) as env,
+    ):
+        ready = {
+            **env.wait_ready(),
+            "shared": env.shared,
+            "seconds_this_benchmark_waited": round(time.monotonic() - started, 1),
+        }
+        configure_logging("json", "info", stream=sink)
+        try:
+            runs = [asyncio.run(_measure(env.url, size, window)) for size in measured]
+        finally:
+            structlog.configure(**saved_logging)
     constant = len({run["queries_per_tick"] for run in runs}) == 1
     biggest = runs[-1]
     result: dict[str, Any] = {
         "benchmark": "metrics",
         "quick": quick,
-        "scrape_interval": interval,
+        "scrape_interval": env.scrape_interval,
+        "rate_window": window,
+        "logging": "structlog JSON at info, to /dev/null",
+        "fleet": ready,
         "ticks_per_size": TICKS,
+        "seconds_total": round(time.monotonic() - started, 1),
         "runs": runs,
         "queries_constant": constant,
         "readme_rows": [
             {
                 "benchmark": "metrics",
-                "figure": f"PromQL queries per tick, {sizes[0]} -> {largest} policies",
+                "figure": f"PromQL queries per tick, {measured[0]} -> {largest} policies",
                 "value": " -> ".join(str(run["queries_per_tick"]) for run in runs),
                 "goal": "constant",
                 "met": constant,
@@ -235,7 +194,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             {
                 "benchmark": "metrics",
                 "figure": f"fetch time per tick, {largest} policies x 10 pods (median)"
-                + (" (quick run)" if quick else ""),
+                + (f" (quick run, {window} rate windows)" if quick else ""),
                 "value": f"{biggest['fetch_seconds_median']:.3f} s",
                 "goal": "< 1 s",
                 "met": biggest["fetch_seconds_median"] < 1.0,

@@ -15,8 +15,11 @@ the exporter's value changed. It splits into the wait for the next scrape, the w
 scrape to the next tick, and the tick's own work up to the write.
 
 The scrape and tick clocks both run every 5 s, so their relative phase would stay fixed for a
-whole run (and with it half of the delay): before each step the runner is restarted after a
-random pause, so the steps sample every phase, and each step comes after a random pause too.
+whole run (and with it half of the delay): after each write the runner is stopped, and restarted
+after a random pause (0-5 s: a uniform phase against the scrape clock); the step comes a random
+0.5-5.5 s after the restart (a uniform phase against the tick clock). The runner ticks at once
+when it starts: that tick, 0-5 s after the previous step's write and before the next step, is
+the further tick that checks the step caused exactly one write.
 
 Next to it, the modelled delay of the usual HPA pipeline for the same step (documented model):
 Prometheus scrape 30 s + recording rule evaluation 30 s + prometheus-adapter cache refresh 30 s +
@@ -107,11 +110,13 @@ class _TimedFleet(FleetExporter):
 
 
 class _Ticks:
-    """Starts (and restarts) the controller's runner; records each tick's start time."""
+    """Starts (and restarts) the controller's runner; records each tick's start and end."""
 
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
         self.starts: list[float] = []
+        self.ends: list[float] = []
+        self._ends_at_start = 0
         self._runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -119,14 +124,30 @@ class _Ticks:
         self.starts.append(time.time())
         self.controller.feed.refresh()
 
-    def start(self) -> None:
+    def _after_tick(self, _results: object) -> None:
+        self.ends.append(time.time())
+
+    def start(self) -> float:
+        """Start the runner (it ticks at once); returns the instant."""
+        self._ends_at_start = len(self.ends)
         self._runner = Runner(
             loop=self.controller.loop,
             clock=SystemClock(),
             interval=TICK_INTERVAL,
             before_tick=self._before_tick,
+            after_tick=self._after_tick,
         )
         self._task = asyncio.create_task(self._runner.run())
+        return time.time()
+
+    async def first_tick_done(self, within: float = 30.0) -> None:
+        """Wait until the runner's first tick since :meth:`start` has finished."""
+        deadline = time.monotonic() + within
+        while len(self.ends) <= self._ends_at_start:
+            if time.monotonic() > deadline:
+                msg = f"no tick finished within {within} s of the runner's start"
+                raise RuntimeError(msg)
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         if self._runner is not None and self._task is not None:
@@ -201,13 +222,28 @@ async def _run(steps: int, prometheus: PrometheusServer, fleet: _TimedFleet, wor
             await _wait_value(prometheus, "max(gpu_cache_usage_perc)", LOW, 30.0)
             ticks.start()
             await _wait_write(kube, 0, 3 * TICK_INTERVAL)  # 2 -> 1 at LOW
-            await asyncio.sleep(TICK_INTERVAL)
-            for index in range(steps):
-                # Re-phase the tick clock against the scrape clock, then wait a random time.
+            await asyncio.sleep(TICK_INTERVAL)  # and a further tick
+            pending: dict[str, Any] | None = None
+            for index in range(steps + 1):
+                # Re-phase the tick clock against the scrape clock: stop, random pause, restart.
                 await ticks.stop()
                 await asyncio.sleep(rng.uniform(0.0, TICK_INTERVAL))
-                ticks.start()
-                await asyncio.sleep(rng.uniform(2.0, 2.0 + SCRAPE_INTERVAL))
+                restarted = ticks.start()
+                if index < steps:
+                    await asyncio.sleep(rng.uniform(0.5, 0.5 + TICK_INTERVAL))
+                await ticks.first_tick_done()
+                if pending is not None:
+                    # The restarted runner's first tick came after the previous step's write:
+                    # a second write for that step would show here.
+                    _, writes = await asyncio.to_thread(_scale_writes, kube, pending.pop("since"))
+                    pending["writes"] = len(writes)
+                    pending["further_tick_after_write_seconds"] = round(
+                        restarted - pending["t_write"], 3
+                    )
+                    del pending["t_write"]
+                    pending = None
+                if index == steps:
+                    break
                 since, _ = await asyncio.to_thread(_scale_writes, kube, 0)
                 level = HIGH if level == LOW else LOW
                 t0 = fleet.set_kv(level)
@@ -215,24 +251,21 @@ async def _run(steps: int, prometheus: PrometheusServer, fleet: _TimedFleet, wor
                 if not writes:
                     rows.append({"step": index, "direction": _dir(level), "reacted": False})
                     continue
-                # Let a further tick pass: a second write for the same step would show here.
-                await asyncio.sleep(TICK_INTERVAL + 1.0)
-                _, writes = await asyncio.to_thread(_scale_writes, kube, since)
                 t_write = writes[0]
                 t_scrape = _first_after(fleet.scrape_times, t0)
                 t_tick = _first_after(ticks.starts, t_scrape) if t_scrape is not None else None
-                rows.append(
-                    {
-                        "step": index,
-                        "direction": _dir(level),
-                        "reacted": True,
-                        "reaction_seconds": round(t_write - t0, 3),
-                        "wait_for_scrape_seconds": _diff(t_scrape, t0),
-                        "wait_for_tick_seconds": _diff(t_tick, t_scrape),
-                        "tick_to_write_seconds": _diff(t_write, t_tick),
-                        "writes": len(writes),
-                    }
-                )
+                pending = {
+                    "step": index,
+                    "direction": _dir(level),
+                    "reacted": True,
+                    "reaction_seconds": round(t_write - t0, 3),
+                    "wait_for_scrape_seconds": _diff(t_scrape, t0),
+                    "wait_for_tick_seconds": _diff(t_tick, t_scrape),
+                    "tick_to_write_seconds": _diff(t_write, t_tick),
+                    "since": since,
+                    "t_write": t_write,
+                }
+                rows.append(pending)
         finally:
             await ticks.stop()
             await controller.close()

@@ -3,24 +3,44 @@
 1. **Resources over a day.** The simulator (:mod:`autoscaler.sim.run`) drives the real
    :class:`~autoscaler.controller.loop.ControlLoop` and decision core with a virtual clock for 24
    simulated hours of a diurnal load (``algorithm: llm`` demo policy, ticks every 15 s). Each
-   tick's controller time is measured by timing ``ControlLoop.tick`` (the simulator's own work is
-   excluded), and every simulated hour the memory still held by controller-side code
-   (``tracemalloc``, allocations made in ``autoscaler/{controller,decision,metrics,policy,
-   observability}``), the process's resident memory and the size of the policy's decision history
-   are sampled. Flat means: the median tick time of the last hour is within 1.5x of the second
-   hour's and the controller-held memory grows by less than 15 % from hour 6 (after warm-up:
-   first scale events, learned start-up times) to the last hour; growth from hour 2 is reported
-   beside it.
+   tick's controller time is measured by timing ``ControlLoop.tick`` (the simulator's own work
+   between ticks is excluded) as the CPU time of the thread running it (``time.thread_time``:
+   far less inflated than wall time when other work takes the cores of a shared machine; the wall
+   time per tick is recorded beside it), and every simulated hour the memory still held by
+   controller-side code (``tracemalloc``, allocations made in
+   ``autoscaler/{controller,decision,metrics,policy,observability}``), the process's resident
+   memory and the size of the policy's decision history are sampled. Flat means: the
+   10th-percentile tick time of the last hour is within 1.5x of the second hour's (the median's
+   ratio is reported beside it; see below why it is not the one judged) and the controller-held
+   memory grows by less than 15 % from hour 6 (after warm-up: caches filled, history windows full)
+   to the last hour; growth from hour 2 is reported beside it.
    Tick times are measured with ``tracemalloc`` running, so their absolute values are several
    times the production figures; only their ratio is judged. The process RSS is reported too but
-   includes the simulator (its fleet grows with the diurnal
-   load, and CPython keeps freed arenas), so it is informational.
+   includes the simulator (its fleet follows the diurnal load, and CPython keeps freed arenas),
+   so it is informational. The number of scale events and the peak replica count are recorded:
+   at this load (mean 3 req/s, amplitude 0.7: 0.9 to 5.1 req/s) the demo policy holds its
+   2-replica minimum all day, as it did at the 8 req/s used before (measured: no scale event
+   either way), so the soak exercises the steady tick path (metrics, decision, history, no
+   scaling). The controller's work per tick depends on the pods and metrics, not on the request
+   rate; the simulator's work does (under ``tracemalloc``, about 0.25 ms of CPU per request):
+   258 k requests instead of 691 k keep the day at about 2 CPU-minutes instead of about 4.
+   **Why the 10th percentile.** A simulated hour is about 5 s of wall time, so a few seconds of
+   interference on this shared virtual machine (it slows CPU time too, not only wall time) move
+   a whole hour's median: in five full runs the median ratio was 1.10, 0.92, 1.60, 0.80 and 1.65,
+   single hours' medians jumping from ~3.4 to 5-6 ms and back, while the 10th percentile stayed
+   within 2.9-3.8 ms in every hour of the two runs that recorded it (ratios 0.99 and 1.08).
+   Work that grows with the run (a history, a cache, a leak) slows every tick, the fastest
+   included, so the 10th percentile shows it without the noise; growth confined to a few ticks
+   would show in neither statistic. Neither is immune to a sustained change of the host's speed:
+   one quick run had every tick of hours 1-4 about 1.6x slower than those of hours 5-6.
 2. **Fuzz soak.** :func:`tests.reliability.soak.soak` runs the policy-loader and pod-object fuzz
-   properties with 10,000 examples each (quick: 2,000).
+   properties with 10,000 examples each (quick: 2,000), after the simulated day (run beside it,
+   it would slow the ticks of the hours it overlaps and bias the tick-time ratio).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import statistics
 import time
@@ -40,6 +60,8 @@ from autoscaler.sim.run import SimulationConfig, run_simulation
 RESULTS = Path(__file__).resolve().parent / "results"
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "autoscaler" / "data" / "demo-policy.yaml"
 HOUR = 3600.0
+LOAD = "mean=3,amplitude=0.7"
+"""Diurnal load (req/s): the controller's 2 pods at its minimum all day (see the docstring)."""
 
 
 def _rss_mib() -> float:
@@ -49,37 +71,51 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-_CONTROLLER_FILES = [
-    tracemalloc.Filter(inclusive=True, filename_pattern=f"*/autoscaler/{part}/*")
+_CONTROLLER_PATTERNS = tuple(
+    f"*/autoscaler/{part}/*"
     for part in ("controller", "decision", "metrics", "policy", "observability")
-]
+)
 
 
 def _controller_kib() -> float:
-    """Memory still held that was allocated by controller-side code (not the simulator)."""
-    snapshot = tracemalloc.take_snapshot().filter_traces(_CONTROLLER_FILES)
-    return sum(stat.size for stat in snapshot.statistics("filename")) / 1024.0
+    """Memory still held that was allocated by controller-side code (not the simulator).
+
+    Grouped by file first (``Snapshot.statistics``), then the files matched: the same sum as
+    ``Snapshot.filter_traces`` with these patterns, which matches every trace one by one and took
+    seconds per snapshot here.
+    """
+    snapshot = tracemalloc.take_snapshot()
+    return (
+        sum(
+            stat.size
+            for stat in snapshot.statistics("filename")
+            if any(fnmatch.fnmatch(stat.traceback[0].filename, p) for p in _CONTROLLER_PATTERNS)
+        )
+        / 1024.0
+    )
 
 
 def resources_over_a_day(hours: int) -> dict[str, Any]:
     """Run ``hours`` simulated hours; per-hour tick time, RSS and history size."""
     policy = ScalingPolicy.model_validate(yaml.safe_load(DEMO_POLICY.read_text()))
-    spec = f"synthetic:diurnal:mean=8,amplitude=0.7,period=86400,duration={int(hours * HOUR)}"
+    spec = f"synthetic:diurnal:{LOAD},period=86400,duration={int(hours * HOUR)}"
     workload = load_workload(spec, seed=11)
-    tick_seconds: list[tuple[float, float]] = []
+    tick_seconds: list[tuple[float, float, float]] = []
+    """(simulated time, CPU seconds, wall seconds) per tick."""
     loops: list[ControlLoop] = []
     original_tick = ControlLoop.tick
 
     async def timed_tick(self: ControlLoop, now: float) -> Any:
         if not loops:
             loops.append(self)
-        started = time.perf_counter()
+        cpu, wall = time.thread_time(), time.perf_counter()
         result = await original_tick(self, now)
-        tick_seconds.append((now, time.perf_counter() - started))
+        tick_seconds.append((now, time.thread_time() - cpu, time.perf_counter() - wall))
         return result
 
     hourly: list[dict[str, Any]] = []
     next_sample = [HOUR]
+    snapshot_cpu = [0.0]
 
     def on_decision(now: float, decision: Decision) -> None:
         if now < next_sample[0]:
@@ -87,11 +123,14 @@ def resources_over_a_day(hours: int) -> dict[str, Any]:
         next_sample[0] += HOUR
         history = loops[0].history(decision.policy) if loops else None
         size = len(json.dumps(history.to_json())) if history is not None else 0
+        cpu = time.process_time()
+        held = _controller_kib()
+        snapshot_cpu[0] += time.process_time() - cpu
         hourly.append(
             {
                 "hour": round(now / HOUR),
                 "rssMiB": round(_rss_mib(), 1),
-                "controllerKiB": round(_controller_kib(), 1),
+                "controllerKiB": round(held, 1),
                 "historyBytes": size,
             }
         )
@@ -99,7 +138,7 @@ def resources_over_a_day(hours: int) -> dict[str, Any]:
     ControlLoop.tick = timed_tick  # type: ignore[method-assign]
     tracemalloc.start()
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = run_simulation(
             SimulationConfig(
                 workload=workload,
@@ -111,22 +150,32 @@ def resources_over_a_day(hours: int) -> dict[str, Any]:
             on_decision=on_decision,
         )
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     finally:
         ControlLoop.tick = original_tick  # type: ignore[method-assign]
         tracemalloc.stop()
-    per_hour: dict[int, list[float]] = {}
-    for now, seconds in tick_seconds:
-        per_hour.setdefault(int(now // HOUR), []).append(seconds)
+    per_hour: dict[int, list[tuple[float, float]]] = {}
+    for now, tick_cpu, tick_wall in tick_seconds:
+        per_hour.setdefault(int(now // HOUR), []).append((tick_cpu, tick_wall))
     for row in hourly:
         ticks = per_hour.get(row["hour"] - 1, [])
-        row["medianTickMs"] = round(statistics.median(ticks) * 1000, 3) if ticks else None
+        for key, index in (("medianTickMs", 0), ("medianTickWallMs", 1)):
+            values = [tick[index] for tick in ticks]
+            row[key] = round(statistics.median(values) * 1000, 3) if values else None
+        fastest = sorted(tick[0] for tick in ticks)
+        row["p10TickMs"] = round(fastest[len(fastest) // 10] * 1000, 3) if fastest else None
         row["ticks"] = len(ticks)
     return {
         "hours": hours,
         "load": spec,
         "requests": result.summary["requests"],
         "ticks": len(tick_seconds),
+        "tickTime": "time.thread_time (CPU) per ControlLoop.tick; medianTickWallMs: wall",
+        "scaleEvents": result.summary["scaleEvents"],
+        "peakReplicas": result.summary["peakReplicas"],
         "wallSeconds": round(wall, 1),
+        "cpuSeconds": round(cpu, 1),
+        "snapshotCpuSeconds": round(snapshot_cpu[0], 1),
         **summarise(hourly),
     }
 
@@ -136,6 +185,8 @@ def summarise(hourly: list[dict[str, Any]]) -> dict[str, Any]:
     second = next((r for r in hourly if r["hour"] == 2), hourly[0])
     last = hourly[-1]
     tick_ratio = last["medianTickMs"] / second["medianTickMs"]
+    fastest_ratio = last["p10TickMs"] / second["p10TickMs"]
+    wall_ratio = last["medianTickWallMs"] / second["medianTickWallMs"]
     rss_growth = last["rssMiB"] / second["rssMiB"] - 1.0
     controller_growth = last["controllerKiB"] / second["controllerKiB"] - 1.0
     # After warm-up (the first scale events, learned start-up times, caches filled): a leak
@@ -147,13 +198,15 @@ def summarise(hourly: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "hourly": hourly,
         "tickTimeRatioLastOverHour2": round(tick_ratio, 3),
+        "tickWallTimeRatioLastOverHour2": round(wall_ratio, 3),
+        "tickP10RatioLastOverHour2": round(fastest_ratio, 3),
         "rssGrowthHour2ToLast": round(rss_growth, 4),
         "controllerMemoryGrowthHour2ToLast": round(controller_growth, 4),
         "controllerMemoryGrowthAfterWarmUp": round(controller_growth_warm, 4),
         "warmUpHour": warm["hour"],
         "historyBytesMax": history_max,
         "historyBytesMaxAfterHour2": history_after_hour_2,
-        "flat": tick_ratio < 1.5 and controller_growth_warm < 0.15,
+        "flat": fastest_ratio < 1.5 and controller_growth_warm < 0.15,
     }
 
 
@@ -161,20 +214,27 @@ def fuzz(examples: int) -> dict[str, Any]:
     """The fuzz soak (raises on a falsifying example)."""
     from tests.reliability.soak import soak
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     seconds = soak(examples)
     return {
         "examples": examples,
         "secondsPerProperty": seconds,
         "wallSeconds": round(time.perf_counter() - started, 1),
+        "cpuSeconds": round(time.process_time() - cpu_started, 1),
     }
 
 
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the soak (quick: 6 simulated hours and 2,000 fuzz examples)."""
+    started = time.perf_counter()
     day = resources_over_a_day(6 if quick else 24)
     fuzzed = fuzz(2_000 if quick else 10_000)
-    result: dict[str, Any] = {"quick": quick, "resources": day, "fuzz": fuzzed}
+    result: dict[str, Any] = {
+        "quick": quick,
+        "wallSeconds": round(time.perf_counter() - started, 1),
+        "resources": day,
+        "fuzz": fuzzed,
+    }
     result["readme_rows"] = readme_rows(day, fuzzed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -186,10 +246,11 @@ def readme_rows(day: dict[str, Any], fuzzed: dict[str, Any]) -> list[dict[str, A
     return [
         {
             "benchmark": "soak",
-            "figure": f"{day['hours']} simulated hours, real loop: tick time last/2nd hour",
-            "value": f"{day['tickTimeRatioLastOverHour2']}x",
+            "figure": f"{day['hours']} simulated hours, real loop: tick CPU time last/2nd hour, "
+            "10th percentile (median)",
+            "value": f"{day['tickP10RatioLastOverHour2']}x ({day['tickTimeRatioLastOverHour2']}x)",
             "goal": "flat (< 1.5x)",
-            "met": day["tickTimeRatioLastOverHour2"] < 1.5,
+            "met": day["tickP10RatioLastOverHour2"] < 1.5,
         },
         {
             "benchmark": "soak",

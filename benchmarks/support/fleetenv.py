@@ -1,0 +1,234 @@
+"""The emulated fleet and the Prometheus scraping it, shared by ``bench_controller`` and
+``bench_metrics``.
+
+Both benchmarks query the same world: a real Prometheus (``tests.promserver``) scraping one
+fleet exporter (in a child process, so its CPU time is not the benchmark's) that emulates
+``policies x 10`` NIM pods by label (``namespace``/``pod`` in the exposition, scraped with
+``honor_labels: true``, as a federation endpoint would be: no 10,000 HTTP servers), 10 policies
+per namespace (:mod:`benchmarks.support.layout` names). Pod ``j`` of every policy serves
+``1 + j`` requests/s, has KV-cache usage ``0.05 (j + 1)``, ``j`` waiting requests and a fixed
+inter-token-latency histogram.
+
+**Steady state.** Each policy queries a ``rate()`` over a window (2 m; quick runs 30 s). A rate
+over a window longer than the series' life is underestimated (Prometheus extrapolates only a
+little before the first sample) and evaluates fewer samples than in steady state, so
+:meth:`FleetEnvironment.wait_ready` returns only once every pod's series cover a whole window:
+``min(rate(request_success_total[W]))`` is at least 0.97 of the slowest pod's true 1 req/s (a
+series one scrape short of the window reads at most ``(W - I/2) / W``: 0.92 for 2 m at a 20 s
+scrape and for 30 s at 5 s). Nothing is measured before that.
+
+**Sharing.** Filling a 2-minute window takes about 2.5 minutes. ``python -m benchmarks`` calls
+:func:`prepare` before it runs the benchmarks that mostly wait (``decision``, ``reaction``), so
+the window fills meanwhile, then runs ``controller`` and ``metrics`` on the same, steady
+environment (:func:`environment` hands it out) and calls :func:`release` before the CPU-heavy
+benchmarks. A benchmark run on its own starts and stops its own environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from autoscaler.policy.models import MetricKind, MetricNames
+from benchmarks.support import layout
+from tests.promserver.exporter import FleetExporter, FleetPod
+from tests.promserver.prometheus import PrometheusServer, ScrapeTarget
+
+WINDOW = "2m"
+"""Rate window of the ``requestRate`` and ``interTokenLatency`` metrics (full runs)."""
+QUICK_WINDOW = "30s"
+"""Quick runs: 6 samples at the 5 s scrape, as many as 2 m at the full run's 20 s scrape."""
+STEADY_RATE = 0.97
+"""``min(rate(request_success_total[W]))`` at or above this: every window is full."""
+
+
+def window(quick: bool) -> str:
+    """The rate window of the benchmark policies."""
+    return QUICK_WINDOW if quick else WINDOW
+
+
+def scrape_interval(policies: int) -> str:
+    """Rendering 10,000 pods' exposition (25 MB) takes about half a second: scrape less often."""
+    return "5s" if policies <= 100 else "20s"
+
+
+def fleet(policies: int) -> FleetExporter:
+    """The exporter of ``policies x 10`` pods (not started)."""
+    exporter = FleetExporter(
+        MetricNames.NIM,
+        kinds=(
+            MetricKind.KV_CACHE,
+            MetricKind.QUEUE_DEPTH,
+            MetricKind.REQUEST_RATE,
+            MetricKind.INTER_TOKEN_LATENCY,
+        ),
+    )
+    for index in range(policies):
+        namespace = layout.namespace(index)
+        for j, pod in enumerate(layout.pod_names(index)):
+            exporter.add(
+                FleetPod(
+                    namespace,
+                    pod,
+                    gauges={MetricKind.KV_CACHE: 0.05 * (j + 1), MetricKind.QUEUE_DEPTH: j},
+                    request_rate=1.0 + j,
+                    bucket_rates={
+                        MetricKind.INTER_TOKEN_LATENCY: [0.0, 2.0, 4.0, 2.0, 1.0, 0.5] + [0.0] * 8
+                    },
+                )
+            )
+    return exporter
+
+
+def _serve_fleet(policies: int, conn: Any) -> None:
+    """Child process: serve the fleet until told to stop (keeps its CPU off our measurements)."""
+    exporter = fleet(policies)
+    exporter.start()
+    conn.send(exporter.address)
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    exporter.stop()
+
+
+def wait_for(server: PrometheusServer, query: str, want: float, timeout: float) -> None:
+    """Poll an instant query until its first value is at least ``want``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        result = server.query(query)
+        if result and float(result[0]["value"][1]) >= want:
+            return
+        time.sleep(0.5)
+    msg = f"benchmark data not ready: {query} < {want} after {timeout}s"
+    raise RuntimeError(msg)
+
+
+class FleetEnvironment:
+    """The fleet exporter (child process) and a Prometheus scraping it.
+
+    Args:
+        policies: Policies of 10 pods to emulate.
+        window: Rate window the benchmarks query (PromQL duration, e.g. ``"2m"``).
+    """
+
+    def __init__(self, policies: int, window: str) -> None:
+        self.policies = policies
+        self.window = window
+        self.scrape_interval = scrape_interval(policies)
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+        self.server = PrometheusServer(self.workdir / "prometheus", self.scrape_interval)
+        self.ready: dict[str, Any] | None = None
+        """Set by :meth:`wait_ready`: how long the warm-up took and what it waited for."""
+        self.shared = False
+        """Started by :func:`prepare` (kept across benchmarks) rather than for one benchmark."""
+        self._started = 0.0
+        self._conn: Any = None
+        self._process: Any = None
+
+    @property
+    def url(self) -> str:
+        """Prometheus's base URL."""
+        return self.server.url
+
+    def start(self) -> None:
+        """Start the exporter and Prometheus; returns without waiting for data."""
+        self._started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_fleet, args=(self.policies, child), daemon=True
+        )
+        self._process.start()
+        child.close()
+        address = self._conn.recv()
+        self.server.start([ScrapeTarget(address, honor_labels=True)])
+
+    def wait_ready(self) -> dict[str, Any]:
+        """Block until every pod's series cover a whole rate window (the steady state)."""
+        if self.ready is not None:
+            return self.ready
+        pods = self.policies * layout.PODS_PER_POLICY
+        wait_for(self.server, "count(gpu_cache_usage_perc)", pods, 180)
+        wait_for(
+            self.server,
+            f"count(rate(time_per_output_token_seconds_count[{self.window}] offset 2s) > 0)",
+            pods,
+            180,
+        )
+        steady = f"min(rate(request_success_total[{self.window}]))"
+        wait_for(self.server, steady, STEADY_RATE, 600)
+        now = time.monotonic()
+        self.ready = {
+            "policies": self.policies,
+            "pods": pods,
+            "scrape_interval": self.scrape_interval,
+            "rate_window": self.window,
+            "steady_condition": f"{steady} >= {STEADY_RATE}",
+            "seconds_from_start_to_checked_steady": round(now - self._started, 1),
+        }
+        return self.ready
+
+    def stop(self) -> None:
+        """Stop Prometheus and the exporter; remove the temporary directory."""
+        try:
+            self.server.stop()
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send("stop")
+                self._conn.close()
+                self._conn = None
+            if self._process is not None:
+                self._process.join(10)
+                if self._process.is_alive():
+                    self._process.terminate()
+                    self._process.join(5)
+                self._process = None
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_shared: FleetEnvironment | None = None
+
+
+def prepare(policies: int, window: str) -> None:
+    """Start the shared environment now; :func:`environment` will hand it out once steady."""
+    global _shared  # noqa: PLW0603 - one environment per runner process
+    release()
+    env = FleetEnvironment(policies, window)
+    try:
+        env.start()
+    except BaseException:
+        env.stop()
+        raise
+    env.shared = True
+    _shared = env
+
+
+def release() -> None:
+    """Stop the shared environment, if any."""
+    global _shared  # one environment per runner process
+    env, _shared = _shared, None
+    if env is not None:
+        env.stop()
+
+
+@contextlib.contextmanager
+def environment(policies: int, window: str) -> Iterator[FleetEnvironment]:
+    """A steady environment: the shared one when it matches, else a private one."""
+    shared = _shared
+    if shared is not None and shared.policies == policies and shared.window == window:
+        shared.wait_ready()
+        yield shared
+        return
+    env = FleetEnvironment(policies, window)
+    try:
+        env.start()
+        env.wait_ready()
+        yield env
+    finally:
+        env.stop()
