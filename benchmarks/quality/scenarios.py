@@ -94,7 +94,8 @@ class ServeGenDay(Scenario):
         """See :class:`Scenario`."""
         starts, rates = read_servegen(trace(SERVEGEN))
         day_mean = float(rates[starts < DAY].mean())
-        scale = self.replicas * per_replica / day_mean
+        # Compressing time keeps the requests, so it multiplies the rate by ``time_scale``.
+        scale = self.replicas * per_replica / day_mean / self.time_scale
         spec = f"{trace(SERVEGEN)}#start={self.start:g}"
         if self.lengths:
             spec += f",{self.lengths}"
@@ -159,12 +160,12 @@ def scenarios(quick: bool) -> list[Scenario]:
     else:
         day = ServeGenDay(
             "servegen-day",
-            "ServeGen m-large day 1 (24 h) compressed 12x into 2 h",
+            "ServeGen m-large day 1 (24 h) compressed 4x into 6 h",
             "",
-            replicas=5.0,
-            duration=DAY / 12,
+            replicas=8.0,
+            duration=DAY / 4,
             plot=True,
-            time_scale=12.0,
+            time_scale=4.0,
         )
     return [
         RecordedTrace(

@@ -162,6 +162,18 @@ class TestContenders:
             assert result.summary["gpuHours"] > 0
 
 
+@pytest.mark.parametrize("time_scale", [1.0, 4.0, 12.0])
+def test_day_is_sized_in_replicas_of_load_whatever_the_compression(time_scale: float) -> None:
+    """Compressing the day keeps its requests (rates x time_scale): the scaling undoes that."""
+    day = scenarios.ServeGenDay(
+        "day", "day", "", replicas=8.0, duration=scenarios.DAY / time_scale, time_scale=time_scale
+    )
+    workload, applied = day.workload(per_replica=9.0, seed=3)
+    rates = scenarios.minute_rates(workload, int(day.duration // 60))
+    assert applied["timeScale"] == time_scale
+    assert rates.mean() / 9.0 == pytest.approx(8.0, rel=0.03)
+
+
 def test_missing_traces_fail_with_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
