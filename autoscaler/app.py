@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.runner import Runner
+from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
@@ -205,6 +206,7 @@ async def build_controller(
         registry=registry,
         on_decision=on_decision,
         timeouts=timeouts,
+        hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
     )
     feed.monitor = loop.monitor
     metrics.monitor = loop.monitor

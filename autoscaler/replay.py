@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -332,7 +333,11 @@ def load_timeline(path: str | Path, policy: ScalingPolicy) -> list[Tick]:
 
 
 def replay(
-    policy: ScalingPolicy, ticks: Sequence[Tick], history: History | None = None
+    policy: ScalingPolicy,
+    ticks: Sequence[Tick],
+    history: History | None = None,
+    *,
+    flags: HpaFlags = DEFAULT_FLAGS,
 ) -> list[ReplayRow]:
     """Run the decision core over the ticks (open loop).
 
@@ -340,6 +345,7 @@ def replay(
         policy: The policy.
         ticks: Recorded ticks.
         history: Starting history (default: a fresh one, as a new controller).
+        flags: The controller-wide HPA flags (``AUTOSCALER_HPA_*``).
 
     Returns:
         One row per tick.
@@ -347,7 +353,7 @@ def replay(
     state = history if history is not None else History()
     rows: list[ReplayRow] = []
     for tick in ticks:
-        result = decide(policy, tick.observation, state, tick.t)
+        result = decide(policy, tick.observation, state, tick.t, flags=flags)
         decision = result.decision
         state = result.history
         if decision.desired_replicas != decision.current_replicas:

@@ -19,10 +19,14 @@ LogFormat = Literal["json", "console", "auto"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-class Settings(BaseSettings):
-    """Everything the controller can be configured with.
+class HpaSettings(BaseSettings):
+    """The kube-controller-manager flags that change HPA decisions, as the autoscaler takes them.
 
-    Every field maps to ``AUTOSCALER_<FIELD>`` (upper case), e.g. ``AUTOSCALER_PROMETHEUS_URL``.
+    Read by every command that decides (``run``, ``explain``, ``replay``, ``simulate``), so a
+    cluster that sets ``--horizontal-pod-autoscaler-tolerance`` or
+    ``--horizontal-pod-autoscaler-downscale-stabilization`` gets the same decisions here when the
+    same values are given. :class:`Settings` includes these fields. The defaults are the
+    flags' own (:class:`autoscaler.decision.resolved.HpaFlags` carries them to the core).
     """
 
     model_config = SettingsConfigDict(
@@ -32,6 +36,28 @@ class Settings(BaseSettings):
         validate_default=True,
         populate_by_name=True,
     )
+
+    hpa_tolerance: float = Field(
+        0.1,
+        ge=0,
+        description="Like --horizontal-pod-autoscaler-tolerance: the dead band around each "
+        "metric's target (0.1 = 10 %) in both directions; a policy's behavior.scaleUp/scaleDown "
+        "tolerance wins for its direction.",
+    )
+    hpa_downscale_stabilization: int = Field(
+        300,
+        ge=0,
+        description="Like --horizontal-pod-autoscaler-downscale-stabilization, in seconds: the "
+        "scale-down stabilization window of policies without behavior, and of policies whose "
+        "behavior leaves scaleDown.stabilizationWindowSeconds unset.",
+    )
+
+
+class Settings(HpaSettings):
+    """Everything the controller can be configured with.
+
+    Every field maps to ``AUTOSCALER_<FIELD>`` (upper case), e.g. ``AUTOSCALER_PROMETHEUS_URL``.
+    """
 
     # --- Prometheus -------------------------------------------------------------------------
     prometheus_url: str = Field(

@@ -29,6 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -189,6 +192,7 @@ async def explain_once(
     replicas: int | None = None,
     status_replicas: int | None = None,
     history: History | None = None,
+    flags: HpaFlags = DEFAULT_FLAGS,
 ) -> tuple[Decision, Observation]:
     """Fetch the policy's metrics once and decide (with the saved history, if given).
 
@@ -200,6 +204,7 @@ async def explain_once(
         replicas: Current replicas; None: the number of pods.
         status_replicas: The target's ``status.replicas`` (default: ``replicas``).
         history: The controller's saved history (default: empty, as a first tick).
+        flags: The controller-wide HPA flags (``AUTOSCALER_HPA_*``).
 
     Raises:
         QueryFailed: Pods had to be discovered and Prometheus could not be queried.
@@ -214,7 +219,7 @@ async def explain_once(
     observation = build_observation(
         metrics, pods=pods, spec_replicas=current, status_replicas=status_replicas
     )
-    result = decide(policy, observation, history or History(), now)
+    result = decide(policy, observation, history or History(), now, flags=flags)
     return result.decision, observation
 
 
@@ -295,7 +300,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["kubeconfig"] = args.kubeconfig
     if args.kube_context:
         overrides["kube_context"] = args.kube_context
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"nim-autoscaler explain: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    flags = HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization)
     if args.replicas is not None and args.replicas < 0:
         print("nim-autoscaler explain: --replicas must be >= 0", file=sys.stderr)
         return 1
@@ -327,8 +337,11 @@ def run(args: argparse.Namespace) -> int:
                     replicas=cluster.spec_replicas,
                     status_replicas=cluster.status_replicas,
                     history=cluster.history,
+                    flags=flags,
                 )
-            return await explain_once(source, chosen, now=now, pods=pods, replicas=args.replicas)
+            return await explain_once(
+                source, chosen, now=now, pods=pods, replicas=args.replicas, flags=flags
+            )
         finally:
             await source.close()
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from autoscaler.decision.explain import render_text
+from autoscaler.decision.resolved import HpaFlags
 from autoscaler.policy.loader import format_errors, load_path
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.replay import (
@@ -24,6 +27,7 @@ from autoscaler.replay import (
     load_timeline,
     replay,
 )
+from autoscaler.settings import HpaSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +86,13 @@ def run(args: argparse.Namespace) -> int:
     except TimelineError as exc:
         print(f"nim-autoscaler replay: {args.timeline}: {exc}", file=sys.stderr)
         return 1
-    rows = replay(policy, ticks)
+    try:
+        hpa = HpaSettings()
+    except ValidationError as exc:
+        print(f"nim-autoscaler replay: invalid settings:\n{exc}", file=sys.stderr)
+        return 1
+    flags = HpaFlags(hpa.hpa_tolerance, hpa.hpa_downscale_stabilization)
+    rows = replay(policy, ticks, flags=flags)
     if args.output == "json":
         print(format_json(rows))
     elif args.output == "csv":

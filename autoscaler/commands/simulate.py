@@ -12,9 +12,11 @@ import json
 import sys
 from pathlib import Path
 
+from autoscaler.decision.resolved import HpaFlags
 from autoscaler.observability.logging import configure_logging
 from autoscaler.policy.loader import format_errors, load_path
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.settings import HpaSettings
 from autoscaler.sim.cluster import ColdStart, ColdStartSpecError
 from autoscaler.sim.fleet import BALANCERS
 from autoscaler.sim.load import LoadSpecError, load_workload
@@ -105,6 +107,7 @@ def load_policy(path: str) -> ScalingPolicy:
 def build_config(args: argparse.Namespace) -> SimulationConfig:
     """The simulation config from parsed flags; raises ``ValueError`` on bad input."""
     policy = load_policy(args.policy)
+    hpa = HpaSettings()  # AUTOSCALER_HPA_TOLERANCE, AUTOSCALER_HPA_DOWNSCALE_STABILIZATION
     profile = get_profile(args.profile)
     workload = load_workload(
         args.trace,
@@ -136,6 +139,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         progress=True,
         realtime=args.realtime,
         serve_metrics=args.serve_metrics,
+        hpa_flags=HpaFlags(hpa.hpa_tolerance, hpa.hpa_downscale_stabilization),
     )
 
 

@@ -39,6 +39,7 @@ from autoscaler.controller.ports import (
     ScaleReading,
 )
 from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
@@ -127,6 +128,7 @@ class ControlLoop:
         timeouts: LoopTimeouts | None = None,
         concurrency: int = 32,
         log_ticks: bool = True,
+        hpa_flags: HpaFlags = DEFAULT_FLAGS,
     ) -> None:
         self._policies = policies
         self._metrics = metrics
@@ -140,6 +142,7 @@ class ControlLoop:
         self._timeouts = timeouts or LoopTimeouts()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._log_ticks = log_ticks
+        self._hpa_flags = hpa_flags
         self.monitor = ControllerMetrics(registry) if registry is not None else None
         self._histories: dict[str, History] = {}
         self._known: dict[str, ScalingPolicy] = {}
@@ -294,7 +297,9 @@ class ControlLoop:
         item.observation = observation
         key = item.policy.key
         try:
-            result = decide(item.policy, observation, self._histories[key], now)
+            result = decide(
+                item.policy, observation, self._histories[key], now, flags=self._hpa_flags
+            )
         except Exception as exc:  # a decision bug must not take the loop down
             self._fail(item, "decision", f"internal error in decision: {type(exc).__name__}: {exc}")
             log.exception("decision failed", policy=key)

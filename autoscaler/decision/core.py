@@ -46,7 +46,6 @@ from autoscaler.decision.normalize import (
     MESSAGES,
     clamp_legacy,
     legacy_scale_up_limit,
-    prune_events,
     rate_limit,
     scale_down_limits,
     scale_up_limits,
@@ -54,7 +53,13 @@ from autoscaler.decision.normalize import (
     stabilize_pruned,
     store_scale_event,
 )
-from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy, resolve
+from autoscaler.decision.resolved import (
+    DEFAULT_FLAGS,
+    HpaFlags,
+    ResolvedMetric,
+    ResolvedPolicy,
+    resolve,
+)
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
@@ -109,7 +114,12 @@ _COND_NO_PODS_STARTING = Condition(_CAPACITY_PENDING, False, "NoPodsStarting", "
 
 
 def decide(
-    policy: ScalingPolicy, observation: Observation, history: History, now: float
+    policy: ScalingPolicy,
+    observation: Observation,
+    history: History,
+    now: float,
+    *,
+    flags: HpaFlags = DEFAULT_FLAGS,
 ) -> DecisionResult:
     """Decide the replica count for one policy at one tick.
 
@@ -118,11 +128,12 @@ def decide(
         observation: What was observed this tick (scale, pods, metrics).
         history: State from the previous tick (``History()`` the first time).
         now: Current time, seconds.
+        flags: The controller-wide HPA flags (tolerance, downscale stabilization).
 
     Returns:
         The decision (with conditions and explanation) and the history for the next tick.
     """
-    rp = resolve(policy)
+    rp = resolve(policy, flags)
     current = observation.spec_replicas
     first_sight = not history.initialized
     recommendations = history.recommendations
@@ -313,7 +324,9 @@ def record_rescale(
 ) -> History:
     """Store a performed rescale, as the HPA does after a successful ``Scales().Update``.
 
-    Without ``behavior`` no event is stored (the legacy path does not use them). For
+    Without ``behavior`` no event is stored (the legacy path does not use them). Events are kept
+    exactly as the HPA's ``storeScaleEvent`` keeps them (outdated slots overwritten, nothing
+    dropped), so later period sums match the HPA's. For
     ``algorithm: llm`` a scale-up also makes the tick's queue reading the in-flight reference.
 
     Args:
@@ -339,9 +352,6 @@ def record_rescale(
             up = store_scale_event(up, desired - current, rp.up.longest_period, now)
         else:
             down = store_scale_event(down, current - desired, rp.down.longest_period, now)
-        longest = max(rp.up.longest_period, rp.down.longest_period)
-        up = prune_events(up, now, longest)
-        down = prune_events(down, now, longest)
     return new_history(
         history.initialized,
         history.recommendations,

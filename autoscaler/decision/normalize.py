@@ -562,7 +562,9 @@ def store_scale_event(
     """HPA ``storeScaleEvent`` for one direction.
 
     Marks events at least ``longest_period`` old as outdated (sticky), then replaces the last
-    outdated event with the new one, or appends it.
+    outdated event with the new one, or appends it. Nothing is ever dropped: an outdated event
+    still counts in the other direction's longer periods until its slot is overwritten, and the
+    overwriting keeps the list bounded by the events made inside ``longest_period`` (plus one).
 
     Args:
         events: That direction's stored events.
@@ -589,13 +591,3 @@ def store_scale_event(
     else:
         marked.append(new)
     return tuple(marked)
-
-
-def prune_events(
-    events: tuple[ScaleEvent, ...], now: float, longest_any_period: float
-) -> tuple[ScaleEvent, ...]:
-    """Drop events outside every period of both directions: they can never count again."""
-    if not events:
-        return events
-    cutoff = now - longest_any_period
-    return tuple([e for e in events if e.timestamp > cutoff])

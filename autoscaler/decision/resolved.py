@@ -12,7 +12,7 @@ cache only remembers results of a deterministic function.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from autoscaler.decision.calculator import to_milli
 from autoscaler.decision.types import Condition, ConditionType
@@ -28,6 +28,26 @@ DEFAULT_TOLERANCE = 0.1
 """``--horizontal-pod-autoscaler-tolerance`` default."""
 DEFAULT_DOWNSCALE_WINDOW = 300
 """``--horizontal-pod-autoscaler-downscale-stabilization`` default, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class HpaFlags:
+    """The two kube-controller-manager flags that change the HPA's decisions.
+
+    A cluster that sets them gets the same decisions from the autoscaler when it is given the
+    same values (``AUTOSCALER_HPA_TOLERANCE``, ``AUTOSCALER_HPA_DOWNSCALE_STABILIZATION``).
+    """
+
+    tolerance: float = DEFAULT_TOLERANCE
+    """``--horizontal-pod-autoscaler-tolerance``: the dead band of both directions, unless the
+    policy's ``behavior`` sets that direction's ``tolerance``."""
+    downscale_stabilization: int = DEFAULT_DOWNSCALE_WINDOW
+    """``--horizontal-pod-autoscaler-downscale-stabilization``, seconds: the window of the legacy
+    (no ``behavior``) path, and the scale-down window when ``behavior`` leaves it unset."""
+
+
+DEFAULT_FLAGS = HpaFlags()
+"""The flags' kube-controller-manager defaults (10 %, 300 s)."""
 
 PODS = "Pods"
 PERCENT = "Percent"
@@ -229,31 +249,34 @@ class ResolvedPolicy:
         )
 
 
-_MEMO: dict[int, tuple[ScalingPolicy, ResolvedPolicy]] = {}
-"""Memo of :func:`resolve` by policy identity (the policy is kept so its id stays unique)."""
+_MEMO: dict[tuple[int, HpaFlags], tuple[ScalingPolicy, ResolvedPolicy]] = {}
+"""Memo of :func:`resolve` by policy identity and flags (the policy is kept so its id stays
+unique)."""
 _MEMO_MAX = 1024
 
 
-def resolve(policy: ScalingPolicy) -> ResolvedPolicy:
+def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedPolicy:
     """The flattened form of ``policy`` (memoised per policy object; policies are frozen).
 
     Args:
         policy: A validated policy.
+        flags: The controller-wide HPA flags (tolerance, downscale stabilization).
 
     Returns:
         Its :class:`ResolvedPolicy`.
     """
-    hit = _MEMO.get(id(policy))
+    key = (id(policy), flags)
+    hit = _MEMO.get(key)
     if hit is not None and hit[0] is policy:
         return hit[1]
-    resolved = _resolve(policy)
+    resolved = _resolve(policy, flags)
     if len(_MEMO) >= _MEMO_MAX:
         _MEMO.clear()
-    _MEMO[id(policy)] = (policy, resolved)
+    _MEMO[key] = (policy, resolved)
     return resolved
 
 
-def _resolve(policy: ScalingPolicy) -> ResolvedPolicy:
+def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
     spec = policy.spec
     metrics = tuple(
         ResolvedMetric(
@@ -271,12 +294,15 @@ def _resolve(policy: ScalingPolicy) -> ResolvedPolicy:
         for m in spec.metrics
     )
     behavior = spec.behavior
+    tolerance, window = flags.tolerance, flags.downscale_stabilization
     if behavior is None:
-        up = Rules(0, SELECT_MAX, (), DEFAULT_TOLERANCE)
-        down = Rules(DEFAULT_DOWNSCALE_WINDOW, SELECT_MAX, (), DEFAULT_TOLERANCE)
+        up = Rules(0, SELECT_MAX, (), tolerance)
+        down = Rules(window, SELECT_MAX, (), tolerance)
     else:
-        up = merge_rules(behavior.scale_up, DEFAULT_SCALE_UP)
-        down = merge_rules(behavior.scale_down, DEFAULT_SCALE_DOWN)
+        up = merge_rules(behavior.scale_up, replace(DEFAULT_SCALE_UP, tolerance=tolerance))
+        down = merge_rules(
+            behavior.scale_down, replace(DEFAULT_SCALE_DOWN, window=window, tolerance=tolerance)
+        )
     failure = spec.on_metric_failure
     return ResolvedPolicy(
         key=policy.key,

@@ -27,6 +27,7 @@ import numpy.typing as npt
 import structlog
 from tqdm import tqdm
 
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import Decision
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
@@ -114,6 +115,8 @@ class SimulationConfig:
     as possible."""
     serve_metrics: int | None = None
     """Serve the pods' metrics at ``http://127.0.0.1:PORT/metrics`` (0: any free port)."""
+    hpa_flags: HpaFlags = DEFAULT_FLAGS
+    """The controller-wide HPA flags the simulated controller decides with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +325,8 @@ def _settings(cfg: SimulationConfig, duration: float, cold: ColdStart) -> dict[s
         "initialReplicas": _initial(cfg),
         "gpuCapacity": cfg.gpu_capacity,
         "schedulingDelay": cfg.scheduling_delay,
+        "hpaTolerance": cfg.hpa_flags.tolerance,
+        "hpaDownscaleStabilization": cfg.hpa_flags.downscale_stabilization,
     }
 
 
@@ -378,6 +383,7 @@ async def run_simulation_async(
             pods=SimPodSource(fleet, namespace),
             on_decision=record,
             log_ticks=False,
+            hpa_flags=cfg.hpa_flags,
         )
     samples: list[tuple[int, int, int, float, int, int]] = []
     bar = tqdm(

@@ -19,6 +19,7 @@ from autoscaler.decision.types import (
     NoSignalReason,
     Recommendation,
 )
+from autoscaler.policy.models import ScalingPolicy
 
 from .helpers import (
     object_metric,
@@ -215,3 +216,76 @@ def test_all_metrics_invalid_is_no_change() -> None:
         "FailedGetPodsMetric",
     )
     assert result.history.consecutive_failures == 1
+
+
+# Scale-up and scale-down steps (t, replicas before, replicas after) of the recorded case.
+_EVENT_STEPS = [
+    (120.0, 2, 7),
+    (165.0, 7, 9),
+    (255.0, 9, 10),
+    (455.0, 10, 15),
+    (470.0, 15, 16),
+    (590.0, 16, 17),
+    (665.0, 17, 14),
+]
+
+
+def _event_policy() -> ScalingPolicy:
+    """scaleUp Pods 215/60 s (window 60 s); scaleDown Percent 10 %/60 s + Pods 2/300 s, Min."""
+    return policy(
+        [pods_metric("qps", 10.0)],
+        min_replicas=1,
+        max_replicas=300,
+        behavior={
+            "scaleUp": rules(pods=215, pods_period=60, window=60),
+            "scaleDown": {
+                "stabilizationWindowSeconds": 0,
+                "selectPolicy": "Min",
+                "policies": [
+                    {"type": "Percent", "value": 10, "periodSeconds": 60},
+                    {"type": "Pods", "value": 2, "periodSeconds": 300},
+                ],
+            },
+        },
+    )
+
+
+def test_scale_events_kept_as_the_hpa_keeps_them() -> None:
+    """storeScaleEvent: events are never dropped; a new one overwrites the last outdated slot.
+
+    After six scale-ups and a scale-down the HPA's scale-up list is ``[+1 @470 (outdated),
+    +1 @590]``: each new event went into the last outdated slot. At 725 s the Pods 2/300 s policy
+    starts from 14 - 2 + 3 = 15 and limits the scale-down to 13 (Percent gives 12; Min takes the
+    larger). Dropping the events older than 300 s changed which slots were overwritten and
+    allowed 12.
+    """
+    pol = _event_policy()
+    history = History(initialized=True)
+    for t, before, after in _EVENT_STEPS:
+        history = record_rescale(pol, history, t, before, after)
+    result = decide(
+        pol, observe(14, running_pods(14), {"qps": samples(*[3.0] * 14)}), history, 725.0
+    )
+    limits = result.decision.explanation["limits"]
+    assert [p["limit"] for p in limits["policies"]] == [12, 13]
+    assert result.decision.desired_replicas == 13
+    assert reasons(result.decision)["ScalingLimited"] == (True, "ScaleDownLimit")
+
+
+def test_scale_event_list_stays_bounded_without_pruning() -> None:
+    """Overwriting outdated slots bounds each list by the events inside its longest period."""
+    pol = _event_policy()
+    history = History(initialized=True)
+    replicas = 1
+    for step in range(400):
+        t = 15.0 * step
+        if step % 3 == 2:
+            history = record_rescale(pol, history, t, replicas, replicas - 1)
+            replicas -= 1
+        else:
+            history = record_rescale(pol, history, t, replicas, replicas + 1)
+            replicas += 1
+    # Up: longest period 60 s, an up event at most every 15 s -> at most 4 inside, plus one slot.
+    assert len(history.scale_up_events) <= 5
+    # Down: longest period 300 s, one down event every 45 s -> at most 7 inside, plus one slot.
+    assert len(history.scale_down_events) <= 8

@@ -10,6 +10,11 @@ included). It was generated from the decision core as it was before the performa
 so they are compared only while ``llm.py`` is the one the fixture was made with (its digest is
 recorded) and skipped, with this note, after an intended change there.
 
+Regenerated once since: when scale events stopped being pruned (they are kept, outdated and
+overwritten, as the HPA's ``storeScaleEvent`` keeps them), only the history digests of the
+scenarios that record rescales changed; every desired count, reason, condition and explanation
+stayed as recorded.
+
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
     .venv/bin/python -m tests.decision.test_snapshot

@@ -143,6 +143,8 @@ AUTOSCALER_PROMETHEUS_CA_FILE: "/etc/nim-autoscaler/prometheus-ca/ca.crt"
 AUTOSCALER_POLICY_DIR: "/etc/nim-autoscaler/policies"
 AUTOSCALER_INTERVAL: {{ .Values.interval | quote }}
 AUTOSCALER_DRY_RUN: {{ .Values.dryRun | quote }}
+AUTOSCALER_HPA_TOLERANCE: {{ .Values.hpa.tolerance | quote }}
+AUTOSCALER_HPA_DOWNSCALE_STABILIZATION: {{ .Values.hpa.downscaleStabilizationSeconds | quote }}
 AUTOSCALER_LOG_FORMAT: {{ .Values.logFormat | quote }}
 AUTOSCALER_LOG_LEVEL: {{ .Values.logLevel | quote }}
 AUTOSCALER_METRICS_PORT: {{ .Values.metricsPort | quote }}
