@@ -11,13 +11,13 @@ LLM algorithm (:mod:`autoscaler.decision.llm`) reuses :func:`to_milli` and :clas
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import mul, sub
 from typing import Any
 
-from autoscaler.decision.types import PodInfo, PodPhase, slot_constructor
+from autoscaler.decision.types import PodInfo, PodPhase
 
 _FAILED = PodPhase.FAILED
 _PENDING = PodPhase.PENDING
@@ -85,11 +85,6 @@ class PodGroups:
     """Pods Running and Ready (HPA ``getReadyPodsCount``, deleting ones included)."""
 
 
-_new_groups: Callable[[tuple[str, ...], tuple[str, ...], int, tuple[str, ...], int], PodGroups] = (
-    slot_constructor(PodGroups)
-)
-
-
 def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
     """Classify the pods (computed once per tick; several metrics share it)."""
     countable = [
@@ -99,7 +94,7 @@ def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
     ]
     running_ready = len([p for p in pods if p.phase is _RUNNING and p.ready])
     if len(countable) == len(pods):  # the common case: nothing pending, deleting or failed
-        return _new_groups(tuple(countable), (), 0, (), running_ready)
+        return PodGroups(tuple(countable), (), 0, (), running_ready)
     pending: list[str] = []
     ignored: list[str] = []
     for pod in pods:
@@ -107,7 +102,7 @@ def group_pods(pods: tuple[PodInfo, ...]) -> PodGroups:
             ignored.append(pod.name)
         elif pod.phase is _PENDING:
             pending.append(pod.name)
-    return _new_groups(
+    return PodGroups(
         tuple(countable), tuple(pending), len(ignored), (*pending, *ignored), running_ready
     )
 

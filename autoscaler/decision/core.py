@@ -63,6 +63,7 @@ from autoscaler.decision.resolved import (
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
+    Decision,
     DecisionResult,
     History,
     MetricObservation,
@@ -72,10 +73,6 @@ from autoscaler.decision.types import (
     PodSamples,
     Recommendation,
     TargetSample,
-    new_decision,
-    new_decision_result,
-    new_history,
-    new_recommendation,
 )
 from autoscaler.policy.models import ScalingPolicy
 
@@ -138,7 +135,7 @@ def decide(
     first_sight = not history.initialized
     recommendations = history.recommendations
     if first_sight:
-        recommendations = (*recommendations, new_recommendation(now, current))
+        recommendations = (*recommendations, Recommendation(now, current))
     extra: Mapping[str, Any] = history.extra
     known_pods: Mapping[str, float] = history.known_pods
     samples = history.startup_samples
@@ -171,8 +168,8 @@ def decide(
         else:
             desired, reason, first = rp.min_replicas, MSG_BELOW_MIN, _COND_GOT_SCALE
         trace.precheck = reason
-        next_history = new_history(
-            True,  # noqa: FBT003 - positional, as new_history takes them
+        next_history = History(
+            True,  # noqa: FBT003 - positional, in field order
             recommendations,
             history.scale_up_events,
             history.scale_down_events,
@@ -244,8 +241,8 @@ def decide(
             *tail,
         )
         line = f"No change: {_combine_rule(best_metric, best, counted, invalid, current)}"
-        next_history = new_history(
-            True,  # noqa: FBT003 - positional, as new_history takes them
+        next_history = History(
+            True,  # noqa: FBT003 - positional, in field order
             recommendations,
             history.scale_up_events,
             history.scale_down_events,
@@ -304,8 +301,8 @@ def decide(
         reason = f"{reason}; held by {held_by}"
     elif desired != combined:
         reason = f"{reason}; {combined} -> {desired} ({ability}, {limit_reason})"
-    next_history = new_history(
-        True,  # noqa: FBT003 - positional, as new_history takes them
+    next_history = History(
+        True,  # noqa: FBT003 - positional, in field order
         stored,
         history.scale_up_events,
         history.scale_down_events,
@@ -352,7 +349,7 @@ def record_rescale(
             up = store_scale_event(up, desired - current, rp.up.longest_period, now)
         else:
             down = store_scale_event(down, current - desired, rp.down.longest_period, now)
-    return new_history(
+    return History(
         history.initialized,
         history.recommendations,
         up,
@@ -1004,7 +1001,7 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
 ) -> DecisionResult:
     trace.desired = desired
     trace.reason = reason
-    decision = new_decision(
+    decision = Decision(
         trace.rp.key,
         trace.now,
         trace.observation.spec_replicas,
@@ -1015,4 +1012,4 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
         metric_proposals,
         Explanation(_build_explanation, trace),
     )
-    return new_decision_result(decision, history)
+    return DecisionResult(decision, history)

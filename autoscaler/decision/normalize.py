@@ -24,8 +24,6 @@ from autoscaler.decision.resolved import (
 from autoscaler.decision.types import (
     Recommendation,
     ScaleEvent,
-    new_recommendation,
-    new_scale_event,
 )
 
 SCALE_UP_LIMIT_FACTOR = 2.0
@@ -243,7 +241,7 @@ def stabilize_pruned(  # noqa: PLR0917 - hot path, called positionally once per 
             down_bound = max(desired, *(r.replicas for r in kept if r.timestamp > down_cut))
     result = min(max(current, up_bound), down_bound)
     if max(up_window, down_window) > 0:
-        kept.append(new_recommendation(now, desired))
+        kept.append(Recommendation(now, desired))
     if result == desired:
         reason = "ReadyForNewScale"
     elif desired >= current:
@@ -264,7 +262,7 @@ def stabilize_legacy_pruned(
     kept = [r for r in recommendations if now - r.timestamp < window]
     best = max(desired, max(map(_REPLICAS, kept), default=desired))
     if now - now < window:
-        kept.append(new_recommendation(now, desired))
+        kept.append(Recommendation(now, desired))
     return best, tuple(kept), "ScaleDownStabilized" if best != desired else "ReadyForNewScale"
 
 
@@ -578,14 +576,14 @@ def store_scale_event(
     marked = [
         e
         if e.outdated or inside(now, e.timestamp, longest_period)
-        else new_scale_event(e.timestamp, e.change, True)  # noqa: FBT003 - positional
+        else ScaleEvent(e.timestamp, e.change, True)  # noqa: FBT003 - positional
         for e in events
     ]
     old_index = -1
     for index, event in enumerate(marked):
         if event.outdated:
             old_index = index
-    new = new_scale_event(now, change, False)  # noqa: FBT003 - positional
+    new = ScaleEvent(now, change, False)  # noqa: FBT003 - positional
     if old_index >= 0:
         marked[old_index] = new
     else:

@@ -11,7 +11,7 @@ Unix epoch (or since the start of a replay/simulation) as floats.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -305,80 +305,14 @@ class DecisionResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Fast constructors (decision core hot path)
+# Transition
 # --------------------------------------------------------------------------------------------
 
 
 def slot_constructor(cls: type[Any]) -> Callable[..., Any]:
-    """A positional constructor for a frozen slots dataclass that fills its slots directly.
+    """Return ``cls`` itself: the classes here are plain slotted dataclasses, built by calling them.
 
-    ``make(*values)`` equals ``cls(*values)`` with every field passed in declaration order (these
-    classes have no ``__post_init__`` or validation). The ``__init__`` a frozen dataclass
-    generates goes through ``object.__setattr__`` for every field, which costs several times a
-    plain slot store; the decision core builds a few of these objects on every tick. ``make``
-    builds an instance of a plain twin class with the same ``__slots__`` (the same memory layout,
-    no frozen ``__setattr__``), stores the fields as plain slot stores, then turns it into a
-    ``cls`` by ``__class__`` assignment, which Python allows between classes of the same layout
-    (checked here once; a class whose layout differs gets the slots' descriptors instead). The
-    code is generated from :func:`dataclasses.fields`, so it follows the class if a field is added.
+    Kept only so that callers written against the former generated constructors still work;
+    new code calls the class.
     """
-    names = [f.name for f in fields(cls)]
-    twin = type(f"_{cls.__name__}Slots", (), {"__slots__": tuple(names)})
-    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
-    probe: Any = object.__new__(twin)
-    try:
-        probe.__class__ = cls
-    except TypeError:  # not the same layout (a base class with slots, a __weakref__ slot, ...)
-        namespace.update({f"_set_{name}": getattr(cls, name).__set__ for name in names})
-        stores = "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-        source = f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{stores}    return obj\n"
-    else:
-        stores = "".join(f"    obj.{name} = {name}\n" for name in names)
-        source = (
-            f"def make({', '.join(names)}):\n    obj = _new(_twin)\n{stores}"
-            "    obj.__class__ = _cls\n    return obj\n"
-        )
-    exec(source, namespace)  # noqa: S102 - generated from the dataclass's own field names
-    make: Callable[..., Any] = namespace["make"]
-    make.__qualname__ = make.__name__ = f"new_{cls.__name__}"
-    make.__doc__ = f"``{cls.__name__}(*fields)``, every field positional, built fast."
-    return make
-
-
-new_recommendation: Callable[[float, int], Recommendation] = slot_constructor(Recommendation)
-"""``Recommendation(timestamp, replicas)``, built fast."""
-new_scale_event: Callable[[float, int, bool], ScaleEvent] = slot_constructor(ScaleEvent)
-"""``ScaleEvent(timestamp, change, outdated)``, built fast."""
-new_history: Callable[
-    [
-        bool,
-        tuple[Recommendation, ...],
-        tuple[ScaleEvent, ...],
-        tuple[ScaleEvent, ...],
-        int,
-        tuple[float, ...],
-        Mapping[str, float],
-        Mapping[str, Any],
-    ],
-    History,
-] = slot_constructor(History)
-"""``History(...)`` with all eight fields positional, built fast."""
-new_decision: Callable[
-    [
-        str,
-        float,
-        int,
-        int,
-        str,
-        tuple[Condition, ...],
-        Mapping[str, float | None],
-        Mapping[str, int | None],
-        Mapping[str, Any],
-    ],
-    Decision,
-] = slot_constructor(Decision)
-"""``Decision(...)`` with all nine fields positional, built fast."""
-new_decision_result: Callable[[Decision, History], DecisionResult] = slot_constructor(
-    DecisionResult
-)
-"""``DecisionResult(decision, history)``, built fast."""
+    return cls
