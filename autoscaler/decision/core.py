@@ -12,10 +12,11 @@ cases skip their detail dicts, stabilization and rate limits return plain values
 history is built once; ``algorithm: llm`` keeps its rule texts as ``(LAZY, template, *args)``
 tuples (:data:`autoscaler.decision.explain.LAZY`), formatted only when the explanation is read.
 What the tick saw is kept in a :class:`_Trace`; the decision's explanation
-(:class:`autoscaler.decision.explain.Explanation`) turns it into the JSON-ready record, the same
-one the step-by-step functions (``stabilize_with_behavior``, ``scale_up_limits``, ...) describe,
-on first read. ``tests/decision/test_snapshot.py`` pins every decision, condition, explanation
-and history of seeded random scenarios to what the core decided before this split.
+(:class:`autoscaler.decision.explain.Explanation`) turns it into the JSON-ready record on first
+read, with the same :mod:`~autoscaler.decision.normalize` helpers the tick used (window records,
+period starts, each rate policy's limit). ``tests/decision/test_snapshot.py`` pins every
+decision, condition, explanation and history of seeded random scenarios to what the core decided
+before this split.
 
 Pure: the policy, observation, history and ``now`` come in; a decision and a new history go out.
 Callers: the control loop (:mod:`autoscaler.controller`), the simulator and the replay.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from operator import attrgetter
 from typing import Any
 
 from autoscaler.decision import llm
@@ -44,13 +44,17 @@ from autoscaler.decision.calculator import (
 from autoscaler.decision.explain import Explanation, resolve_text
 from autoscaler.decision.normalize import (
     MESSAGES,
-    clamp_legacy,
+    convert_with_behavior_rate,
+    convert_with_rules,
     legacy_scale_up_limit,
-    rate_limit,
-    scale_down_limits,
-    scale_up_limits,
-    stabilize_legacy_pruned,
-    stabilize_pruned,
+    legacy_window,
+    period_start,
+    policy_limit,
+    scale_down_limit,
+    scale_up_limit,
+    stabilization_windows,
+    stabilize_legacy,
+    stabilize_with_behavior,
     store_scale_event,
 )
 from autoscaler.decision.resolved import (
@@ -76,7 +80,6 @@ from autoscaler.decision.types import (
 )
 from autoscaler.policy.models import ScalingPolicy
 
-_REPLICAS = attrgetter("replicas")
 _NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
 _SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
 _ABLE_TO_SCALE = ConditionType.ABLE_TO_SCALE
@@ -270,10 +273,10 @@ def decide(
     # Normalisation.
     trace.normalized = combined
     if rp.has_behavior:
-        stabilized, stored, ability = stabilize_pruned(
+        stabilized, stored, ability = stabilize_with_behavior(
             recommendations, current, combined, now, rp.up.window, rp.down.window
         )
-        desired, limit_reason = rate_limit(
+        desired, limit_reason = convert_with_behavior_rate(
             current,
             stabilized,
             rp.min_replicas,
@@ -285,10 +288,12 @@ def decide(
             now,
         )
     else:
-        stabilized, stored, ability = stabilize_legacy_pruned(
+        stabilized, stored, ability = stabilize_legacy(
             recommendations, combined, now, rp.down.window
         )
-        desired, limit_reason = clamp_legacy(current, stabilized, rp.min_replicas, rp.max_replicas)
+        desired, limit_reason = convert_with_rules(
+            current, stabilized, rp.min_replicas, rp.max_replicas
+        )
     trace.steps = (stabilized, ability, limit_reason)
     conditions = (
         active,
@@ -796,28 +801,26 @@ def _stabilization_record(  # noqa: PLR0917 - private; the stabilization step's 
     stabilized: int,
     reason: str,
 ) -> dict[str, Any]:
-    """The stabilization step: each window's records (as ``stabilize_*`` selects them)."""
+    """The stabilization step: each window's records and bound (as ``stabilize_*`` has them)."""
     if rp.has_behavior:
-        down_cut = now - rp.down.window
-        window_down = [r for r in recommendations if r.timestamp > down_cut]
+        window_up, window_down, up_bound, down_bound = stabilization_windows(
+            recommendations, desired, now, rp.up.window, rp.down.window
+        )
     else:
-        window = rp.down.window
-        window_down = [r for r in recommendations if now - r.timestamp < window]
+        window_down, down_bound = legacy_window(recommendations, desired, now, rp.down.window)
     record: dict[str, Any] = {
         "path": "behavior" if rp.has_behavior else "legacy",
         "input": desired,
         "downWindowSeconds": rp.down.window,
         "downWindow": [[now - r.timestamp, r.replicas] for r in window_down],
-        "downBound": max(desired, max(map(_REPLICAS, window_down), default=desired)),
+        "downBound": down_bound,
         "value": stabilized,
         "reason": reason,
     }
     if rp.has_behavior:
-        up_cut = now - rp.up.window
-        window_up = [r for r in recommendations if r.timestamp > up_cut]
         record["upWindowSeconds"] = rp.up.window
         record["upWindow"] = [[now - r.timestamp, r.replicas] for r in window_up]
-        record["upBound"] = min(desired, min(map(_REPLICAS, window_up), default=desired))
+        record["upBound"] = up_bound
     return record
 
 
@@ -830,7 +833,7 @@ def _limits_record(  # noqa: PLR0917 - private; the limit step's values
     desired: int,
     reason: str,
 ) -> dict[str, Any]:
-    """The rate-limit and clamp step, with each rate policy's limit (as ``rate_limit`` uses)."""
+    """The rate-limit and clamp step, with each rate policy's limit (as the tick computed it)."""
     record: dict[str, Any] = {
         "input": stabilized,
         "minReplicas": rp.min_replicas,
@@ -847,28 +850,32 @@ def _limits_record(  # noqa: PLR0917 - private; the limit step's values
     if direction == "none":
         return record
     up_events, down_events = history.scale_up_events, history.scale_down_events
-    if direction == "up":
+    scale_up = direction == "up"
+    if scale_up:
         rules = rp.up
-        limit, details = scale_up_limits(current, up_events, down_events, rules, now)
-        limit = max(limit, current)
+        limit = max(scale_up_limit(current, up_events, down_events, rules, now), current)
     else:
         rules = rp.down
-        limit, details = scale_down_limits(current, up_events, down_events, rules, now)
-        limit = min(limit, current)
+        limit = min(scale_down_limit(current, up_events, down_events, rules, now), current)
     record["selectPolicy"] = rules.select
     record["rateLimit"] = limit
-    record["policies"] = [
-        {
-            "type": d.policy.type,
-            "value": d.policy.value,
-            "periodSeconds": d.policy.period,
-            "periodStart": d.period_start,
-            "limit": d.limit,
-        }
-        for d in details
-    ]
-    if details:
-        raw = [d.limit for d in details]
+    policies: list[dict[str, Any]] = []
+    raw: list[int] = []
+    if rules.select != "Disabled":
+        for policy in rules.policies:
+            start = period_start(policy, current, up_events, down_events, now)
+            raw.append(policy_limit(policy, start, scale_up=scale_up))
+            policies.append(
+                {
+                    "type": policy.type,
+                    "value": policy.value,
+                    "periodSeconds": policy.period,
+                    "periodStart": start,
+                    "limit": raw[-1],
+                }
+            )
+    record["policies"] = policies
+    if raw:
         pick_max = (rules.select == "Max") == (direction == "up")
         chosen = max(raw) if pick_max else min(raw)
         record["winner"] = raw.index(chosen)

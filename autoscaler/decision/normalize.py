@@ -1,17 +1,30 @@
 """HPA normalisation: stabilization windows, rate limits, min/max clamp, scale-event bookkeeping.
 
-Free functions on plain values, mirroring the HPA controller's ``normalizeDesiredReplicas``
-(legacy, no ``behavior``), ``stabilizeRecommendationWithBehaviors``,
-``convertDesiredReplicasWithBehaviorRate``, ``calculateScale{Up,Down}Limit...`` and
-``storeScaleEvent`` (``pkg/controller/podautoscaler/horizontal.go``), with time as a parameter.
-Used by :mod:`autoscaler.decision.core` for both algorithms. Windows and periods are strict: a
-record made at ``t0`` is inside a window of ``W`` seconds at ``now`` only if ``now - t0 < W``.
+Free functions on plain values, one per step of the HPA controller
+(``pkg/controller/podautoscaler/horizontal.go``), with time as a parameter:
+
+* legacy path (no ``behavior``): :func:`stabilize_legacy` (``stabilizeRecommendation``), then
+  :func:`convert_with_rules` (``convertDesiredReplicasWithRules``);
+* ``behavior`` path: :func:`stabilize_with_behavior` (``stabilizeRecommendationWithBehaviors``),
+  then :func:`convert_with_behavior_rate` (``convertDesiredReplicasWithBehaviorRate``) with
+  :func:`scale_up_limit` / :func:`scale_down_limit` (``calculateScaleUpLimitWithScalingRules``,
+  ``calculateScaleDownLimitWithBehaviors``);
+* after a rescale: :func:`store_scale_event` (``storeScaleEvent``).
+
+The explanation of a decision reads the same helpers (:func:`stabilization_windows`,
+:func:`legacy_window`, :func:`period_start`, :func:`policy_limit`), so each rule is written once.
+Used by :mod:`autoscaler.decision.core` for both algorithms; the HPA-literal versions these are
+checked against live in the tests (``tests/decision/oracle.py``).
+
+Windows and periods are strict: a record made at ``t0`` is inside a window of ``W`` seconds at
+``now`` only if ``now - t0 < W``. One difference from the HPA, invisible in decisions: a
+recommendation older than both windows is dropped instead of having its slot reused (it can
+never count again), so the list holds only what the longer window can still see.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from operator import attrgetter
 
 from autoscaler.decision.resolved import (
@@ -56,7 +69,8 @@ MESSAGES = {
 }
 """AbleToScale / ScalingLimited reason -> its message (each reason has exactly one)."""
 _REPLICAS = attrgetter("replicas")
-_TIMESTAMP = attrgetter("timestamp")
+_MAX_INT32 = 2**31 - 1
+_MIN_INT32 = -(2**31)
 
 
 def inside(now: float, t0: float, window: float) -> bool:
@@ -69,35 +83,17 @@ def inside(now: float, t0: float, window: float) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Stabilized:
-    """Result of a stabilization step."""
-
-    replicas: int
-    """The stabilized recommendation."""
-    recommendations: tuple[Recommendation, ...]
-    """The stored recommendations after recording the unstabilized one."""
-    reason: str
-    """AbleToScale reason if the value differs from the input (else ``ReadyForNewScale``)."""
-    message: str
-    up_bound: int | None = None
-    """Behaviour path: the minimum over the up window (with the new desired)."""
-    down_bound: int | None = None
-    """The maximum over the down window (with the new desired)."""
-    window_up: tuple[Recommendation, ...] = ()
-    """Records inside the up window (before recording)."""
-    window_down: tuple[Recommendation, ...] = ()
-    """Records inside the down window (before recording)."""
+def legacy_window(
+    recommendations: tuple[Recommendation, ...], desired: int, now: float, window: float
+) -> tuple[list[Recommendation], int]:
+    """The records inside the downscale window, and the max of them and ``desired``."""
+    records = [r for r in recommendations if inside(now, r.timestamp, window)]
+    return records, max(desired, max(map(_REPLICAS, records), default=desired))
 
 
 def stabilize_legacy(
-    recommendations: tuple[Recommendation, ...],
-    desired: int,
-    now: float,
-    window: float,
-    *,
-    prune: bool = False,
-) -> Stabilized:
+    recommendations: tuple[Recommendation, ...], desired: int, now: float, window: float
+) -> tuple[int, tuple[Recommendation, ...], str]:
     """HPA ``stabilizeRecommendation``: the max over the downscale window; store the input.
 
     Args:
@@ -105,51 +101,54 @@ def stabilize_legacy(
         desired: The prenormalized desired count.
         now: Current time, seconds.
         window: Downscale stabilization window, seconds (300 by default).
-        prune: Drop the records outside the window instead of reusing a stale slot (they can
-            never count again; decisions are the same, memory stays flat).
 
     Returns:
-        The stabilized count and the new record list (the last stale slot reused, else appended).
+        ``(stabilized replicas, stored recommendations, AbleToScale reason)``.
     """
-    best = desired
-    old_index = -1
-    in_window: list[Recommendation] = []
-    for index, rec in enumerate(recommendations):
-        if not inside(now, rec.timestamp, window):
-            old_index = index
-        else:
-            in_window.append(rec)
-            best = max(best, rec.replicas)
-    new = Recommendation(now, desired)
-    if prune:
-        stored = (*in_window, new) if inside(now, now, window) else tuple(in_window)
-    elif old_index >= 0:
-        stored = (*recommendations[:old_index], new, *recommendations[old_index + 1 :])
-    else:
-        stored = (*recommendations, new)
-    if best != desired:
-        reason, message = "ScaleDownStabilized", MSG_DOWN_STABILIZED
-    else:
-        reason, message = "ReadyForNewScale", MSG_READY
-    return Stabilized(best, stored, reason, message, down_bound=best, window_down=tuple(in_window))
+    records, recommendation = legacy_window(recommendations, desired, now, window)
+    if window > 0:  # a record made now can count at a later tick
+        records.append(Recommendation(now, desired))
+    reason = "ScaleDownStabilized" if recommendation != desired else "ReadyForNewScale"
+    return recommendation, tuple(records), reason
 
 
-def stabilize_with_behavior(
+def stabilization_windows(
+    recommendations: tuple[Recommendation, ...],
+    desired: int,
+    now: float,
+    up_window: float,
+    down_window: float,
+) -> tuple[list[Recommendation], list[Recommendation], int, int]:
+    """The records inside each window, and the up and down bounds they give.
+
+    As the HPA: a record counts in a window when its timestamp is after ``now - window``; the up
+    bound is the min of ``desired`` and the up window's records, the down bound the max of
+    ``desired`` and the down window's records.
+
+    Returns:
+        ``(up window records, down window records, up bound, down bound)``.
+    """
+    up_cutoff = now - up_window
+    down_cutoff = now - down_window
+    up_records = [r for r in recommendations if r.timestamp > up_cutoff]
+    down_records = [r for r in recommendations if r.timestamp > down_cutoff]
+    up_recommendation = min(desired, min(map(_REPLICAS, up_records), default=desired))
+    down_recommendation = max(desired, max(map(_REPLICAS, down_records), default=desired))
+    return up_records, down_records, up_recommendation, down_recommendation
+
+
+def stabilize_with_behavior(  # noqa: PLR0917 - the HPA's own arguments, in its order
     recommendations: tuple[Recommendation, ...],
     current: int,
     desired: int,
     now: float,
-    *,
     up_window: float,
     down_window: float,
-    prune: bool = False,
-) -> Stabilized:
+) -> tuple[int, tuple[Recommendation, ...], str]:
     """HPA ``stabilizeRecommendationWithBehaviors``.
 
-    The up bound is the min of ``desired`` and the records in the up window; the down bound is the
-    max of ``desired`` and the records in the down window; the result is ``current`` raised to the
-    up bound, then lowered to the down bound. The unstabilized ``desired`` is stored, reusing the
-    last slot that is outside both windows, else appended.
+    The result is ``current`` raised to the up bound, then lowered to the down bound
+    (:func:`stabilization_windows`). The unstabilized ``desired`` is stored.
 
     Args:
         recommendations: Stored recommendations.
@@ -158,112 +157,27 @@ def stabilize_with_behavior(
         now: Current time, seconds.
         up_window: Scale-up stabilization window, seconds.
         down_window: Scale-down stabilization window, seconds.
-        prune: Drop the records outside both windows instead of reusing one of their slots
-            (they can never count again; decisions are the same, memory stays flat).
 
     Returns:
-        The stabilized value, the new record list, and the AbleToScale reason.
+        ``(stabilized replicas, stored recommendations, AbleToScale reason)``.
     """
-    up_cut = now - up_window
-    down_cut = now - down_window
-    up_bound = desired
-    down_bound = desired
-    in_up: list[Recommendation] = []
-    in_down: list[Recommendation] = []
-    old_index = -1
-    for index, rec in enumerate(recommendations):
-        stamp = rec.timestamp
-        if stamp > up_cut:
-            in_up.append(rec)
-            if rec.replicas < up_bound:  # noqa: PLR1730 - a comparison beats min() in this loop
-                up_bound = rec.replicas
-        if stamp > down_cut:
-            in_down.append(rec)
-            if rec.replicas > down_bound:  # noqa: PLR1730 - a comparison beats max() in this loop
-                down_bound = rec.replicas
-        elif stamp <= up_cut:
-            old_index = index
-    result = min(max(current, up_bound), down_bound)
-    new = Recommendation(now, desired)
-    if prune:
-        kept = in_down if down_window >= up_window else in_up
-        stored = (*kept, new) if max(up_window, down_window) > 0 else tuple(kept)
-    elif old_index >= 0:
-        stored = (*recommendations[:old_index], new, *recommendations[old_index + 1 :])
-    else:
-        stored = (*recommendations, new)
-    if result == desired:
-        reason, message = "ReadyForNewScale", MSG_READY
-    elif desired >= current:
-        reason, message = "ScaleUpStabilized", MSG_UP_STABILIZED
-    else:
-        reason, message = "ScaleDownStabilized", MSG_DOWN_STABILIZED
-    return Stabilized(
-        result,
-        stored,
-        reason,
-        message,
-        up_bound=up_bound,
-        down_bound=down_bound,
-        window_up=tuple(in_up),
-        window_down=tuple(in_down),
+    up_records, down_records, up_recommendation, down_recommendation = stabilization_windows(
+        recommendations, desired, now, up_window, down_window
     )
-
-
-def stabilize_pruned(  # noqa: PLR0917 - hot path, called positionally once per tick
-    recommendations: tuple[Recommendation, ...],
-    current: int,
-    desired: int,
-    now: float,
-    up_window: float,
-    down_window: float,
-) -> tuple[int, tuple[Recommendation, ...], str]:
-    """:func:`stabilize_with_behavior` with ``prune=True``, without the explanation parts.
-
-    Returns:
-        ``(stabilized replicas, stored recommendations, AbleToScale reason)``; the explanation
-        selects each window's records again, with the same comparisons, when it is read.
-    """
-    up_cut = now - up_window
-    down_cut = now - down_window
-    # Rounding is monotonic, so the shorter window's records are a subset of the longer one's.
-    if down_window >= up_window:
-        kept = [r for r in recommendations if r.timestamp > down_cut]
-        down_bound = max(desired, max(map(_REPLICAS, kept), default=desired))
-        up_bound = desired
-        if kept and max(map(_TIMESTAMP, kept)) > up_cut:  # none with the default 0 s window
-            up_bound = min(desired, *(r.replicas for r in kept if r.timestamp > up_cut))
-    else:
-        kept = [r for r in recommendations if r.timestamp > up_cut]
-        up_bound = min(desired, min(map(_REPLICAS, kept), default=desired))
-        down_bound = desired
-        if kept and max(map(_TIMESTAMP, kept)) > down_cut:
-            down_bound = max(desired, *(r.replicas for r in kept if r.timestamp > down_cut))
-    result = min(max(current, up_bound), down_bound)
-    if max(up_window, down_window) > 0:
-        kept.append(Recommendation(now, desired))
-    if result == desired:
+    recommendation = current
+    recommendation = max(recommendation, up_recommendation)
+    recommendation = min(recommendation, down_recommendation)
+    # The longer window's records include the shorter one's; older ones can never count again.
+    stored = down_records if down_window >= up_window else up_records
+    if up_window > 0 or down_window > 0:  # a record made now can count at a later tick
+        stored.append(Recommendation(now, desired))
+    if recommendation == desired:
         reason = "ReadyForNewScale"
     elif desired >= current:
         reason = "ScaleUpStabilized"
     else:
         reason = "ScaleDownStabilized"
-    return result, tuple(kept), reason
-
-
-def stabilize_legacy_pruned(
-    recommendations: tuple[Recommendation, ...], desired: int, now: float, window: float
-) -> tuple[int, tuple[Recommendation, ...], str]:
-    """:func:`stabilize_legacy` with ``prune=True``, without the explanation parts.
-
-    Returns:
-        ``(stabilized replicas, stored recommendations, AbleToScale reason)``.
-    """
-    kept = [r for r in recommendations if now - r.timestamp < window]
-    best = max(desired, max(map(_REPLICAS, kept), default=desired))
-    if now - now < window:
-        kept.append(Recommendation(now, desired))
-    return best, tuple(kept), "ScaleDownStabilized" if best != desired else "ReadyForNewScale"
+    return recommendation, tuple(stored), reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,112 +189,89 @@ def replicas_change_per_period(period: float, events: tuple[ScaleEvent, ...], no
     """HPA ``getReplicasChangePerPeriod``: sum of changes of events inside the period (any flag)."""
     total = 0
     for event in events:
-        if now - event.timestamp < period:
+        if inside(now, event.timestamp, period):
             total += event.change
     return total
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyLimit:
-    """One rate policy's limit, for explanations."""
+def period_start(
+    policy: RatePolicy,
+    current: int,
+    up_events: tuple[ScaleEvent, ...],
+    down_events: tuple[ScaleEvent, ...],
+    now: float,
+) -> int:
+    """Replicas at the start of the policy's period: current - added + removed in the period."""
+    added = replicas_change_per_period(policy.period, up_events, now)
+    removed = replicas_change_per_period(policy.period, down_events, now)
+    return current - added + removed
 
-    policy: RatePolicy
-    period_start: int
-    """Replicas at the start of the period (current - added + removed)."""
-    limit: int
+
+def policy_limit(policy: RatePolicy, start: int, *, scale_up: bool) -> int:
+    """One rate policy's limit from the period start.
+
+    Up: ``Pods -> start + value``, ``Percent -> ceil(start x (1 + value/100))``; down:
+    ``Pods -> start - value``, ``Percent -> int(start x (1 - value/100))`` (truncated, as
+    ``int32(float)``).
+    """
+    if scale_up:
+        if policy.type == PODS:
+            return start + policy.value
+        return math.ceil(start * (1 + policy.value / 100))
+    if policy.type == PODS:
+        return start - policy.value
+    return int(start * (1 - policy.value / 100))
 
 
-def scale_up_limits(
+def scale_up_limit(
     current: int,
     up_events: tuple[ScaleEvent, ...],
     down_events: tuple[ScaleEvent, ...],
     rules: Rules,
     now: float,
-) -> tuple[int, tuple[PolicyLimit, ...]]:
-    """HPA ``calculateScaleUpLimitWithScalingRules``.
-
-    Args:
-        current: Current replicas.
-        up_events: Stored scale-up events.
-        down_events: Stored scale-down events.
-        rules: Scale-up rules.
-        now: Current time, seconds.
+) -> int:
+    """HPA ``calculateScaleUpLimitWithScalingRules``: ``Max`` or ``Min`` of the policies' limits.
 
     Returns:
-        The limit (``current`` when the direction is disabled) and each policy's own limit.
+        The limit; ``current`` when the direction is disabled.
     """
     if rules.select == SELECT_DISABLED:
-        return current, ()
-    use_min = rules.select == SELECT_MIN
-    result = 2**31 - 1 if use_min else -(2**31)
-    details: list[PolicyLimit] = []
-    for policy in rules.policies:
-        added = replicas_change_per_period(policy.period, up_events, now)
-        removed = replicas_change_per_period(policy.period, down_events, now)
-        start = current - added + removed
-        if policy.type == PODS:
-            proposed = start + policy.value
-        else:
-            proposed = math.ceil(start * (1 + policy.value / 100))
-        details.append(PolicyLimit(policy, start, proposed))
-        result = min(result, proposed) if use_min else max(result, proposed)
-    return result, tuple(details)
+        return current
+    limits = [
+        policy_limit(p, period_start(p, current, up_events, down_events, now), scale_up=True)
+        for p in rules.policies
+    ]
+    if rules.select == SELECT_MIN:
+        return min(limits, default=_MAX_INT32)
+    return max(limits, default=_MIN_INT32)
 
 
-def scale_down_limits(
+def scale_down_limit(
     current: int,
     up_events: tuple[ScaleEvent, ...],
     down_events: tuple[ScaleEvent, ...],
     rules: Rules,
     now: float,
-) -> tuple[int, tuple[PolicyLimit, ...]]:
-    """HPA ``calculateScaleDownLimitWithBehaviors`` (Percent truncates, as ``int32(float)``).
-
-    Args:
-        current: Current replicas.
-        up_events: Stored scale-up events.
-        down_events: Stored scale-down events.
-        rules: Scale-down rules.
-        now: Current time, seconds.
+) -> int:
+    """HPA ``calculateScaleDownLimitWithBehaviors``: ``Max`` takes the lowest, ``Min`` the highest.
 
     Returns:
-        The limit (``current`` when the direction is disabled) and each policy's own limit.
+        The limit; ``current`` when the direction is disabled.
     """
     if rules.select == SELECT_DISABLED:
-        return current, ()
-    use_min = rules.select == SELECT_MIN
-    result = -(2**31) if use_min else 2**31 - 1
-    details: list[PolicyLimit] = []
-    for policy in rules.policies:
-        added = replicas_change_per_period(policy.period, up_events, now)
-        removed = replicas_change_per_period(policy.period, down_events, now)
-        start = current - added + removed
-        if policy.type == PODS:
-            proposed = start - policy.value
-        else:
-            proposed = int(start * (1 - policy.value / 100))
-        details.append(PolicyLimit(policy, start, proposed))
-        result = max(result, proposed) if use_min else min(result, proposed)
-    return result, tuple(details)
+        return current
+    limits = [
+        policy_limit(p, period_start(p, current, up_events, down_events, now), scale_up=False)
+        for p in rules.policies
+    ]
+    if rules.select == SELECT_MIN:
+        return max(limits, default=_MIN_INT32)
+    return min(limits, default=_MAX_INT32)
 
 
-@dataclass(frozen=True, slots=True)
-class Limited:
-    """Result of a rate-limit / clamp step."""
-
-    replicas: int
-    reason: str
-    """ScalingLimited reason (``DesiredWithinRange`` when not limited)."""
-    message: str
-    limit: int | None = None
-    """The combined rate limit in the direction of change (None: no change or legacy)."""
-    policy_limits: tuple[PolicyLimit, ...] = ()
-
-
-def convert_with_behavior_rate(
+def convert_with_behavior_rate(  # noqa: PLR0917 - the HPA's own arguments, in its order
     current: int,
     desired: int,
-    *,
     min_replicas: int,
     max_replicas: int,
     up_events: tuple[ScaleEvent, ...],
@@ -388,7 +279,7 @@ def convert_with_behavior_rate(
     up: Rules,
     down: Rules,
     now: float,
-) -> Limited:
+) -> tuple[int, str]:
     """HPA ``convertDesiredReplicasWithBehaviorRate``: rate limits, then min/max.
 
     Args:
@@ -403,94 +294,26 @@ def convert_with_behavior_rate(
         now: Current time, seconds.
 
     Returns:
-        The limited count and the ScalingLimited reason.
+        ``(limited replicas, ScalingLimited reason)``.
     """
     if desired > current:
-        limit, details = scale_up_limits(current, up_events, down_events, up, now)
-        limit = max(limit, current)
-        if max_replicas > limit:
-            allowed, reason, message = limit, "ScaleUpLimit", MSG_SCALE_UP_LIMIT
+        scale_up_limit_ = max(scale_up_limit(current, up_events, down_events, up, now), current)
+        if max_replicas > scale_up_limit_:
+            maximum_allowed, reason = scale_up_limit_, "ScaleUpLimit"
         else:
-            allowed, reason, message = max_replicas, "TooManyReplicas", MSG_TOO_MANY
-        if desired > allowed:
-            return Limited(allowed, reason, message, limit, details)
-        return Limited(desired, "DesiredWithinRange", MSG_WITHIN, limit, details)
-    if desired < current:
-        limit, details = scale_down_limits(current, up_events, down_events, down, now)
-        limit = min(limit, current)
-        if min_replicas < limit:
-            allowed, reason, message = limit, "ScaleDownLimit", MSG_SCALE_DOWN_LIMIT
+            maximum_allowed, reason = max_replicas, "TooManyReplicas"
+        if desired > maximum_allowed:
+            return maximum_allowed, reason
+    elif desired < current:
+        scale_down_limit_ = min(
+            scale_down_limit(current, up_events, down_events, down, now), current
+        )
+        if min_replicas < scale_down_limit_:
+            minimum_allowed, reason = scale_down_limit_, "ScaleDownLimit"
         else:
-            allowed, reason, message = min_replicas, "TooFewReplicas", MSG_TOO_FEW
-        if desired < allowed:
-            return Limited(allowed, reason, message, limit, details)
-        return Limited(desired, "DesiredWithinRange", MSG_WITHIN, limit, details)
-    return Limited(desired, "DesiredWithinRange", MSG_WITHIN)
-
-
-def rate_limit(  # noqa: PLR0917 - private-style hot path; mirrors convert_with_behavior_rate
-    current: int,
-    desired: int,
-    min_replicas: int,
-    max_replicas: int,
-    up_events: tuple[ScaleEvent, ...],
-    down_events: tuple[ScaleEvent, ...],
-    up: Rules,
-    down: Rules,
-    now: float,
-) -> tuple[int, str]:
-    """:func:`convert_with_behavior_rate` without the per-policy details.
-
-    Returns:
-        ``(limited replicas, ScalingLimited reason)``; the explanation takes each policy's
-        limit from :func:`scale_up_limits` / :func:`scale_down_limits` when it is read.
-    """
-    if desired > current:
-        if up.select == SELECT_DISABLED:
-            limit = current
-        else:
-            use_min = up.select == SELECT_MIN
-            limit = 2**31 - 1 if use_min else -(2**31)
-            for policy in up.policies:
-                start = current  # replicas at the start of the period
-                if up_events:
-                    start -= replicas_change_per_period(policy.period, up_events, now)
-                if down_events:
-                    start += replicas_change_per_period(policy.period, down_events, now)
-                if policy.type == PODS:
-                    proposed = start + policy.value
-                else:
-                    proposed = math.ceil(start * (1 + policy.value / 100))
-                limit = min(limit, proposed) if use_min else max(limit, proposed)
-        limit = max(limit, current)
-        if max_replicas > limit:
-            return (limit, "ScaleUpLimit") if desired > limit else (desired, "DesiredWithinRange")
-        if desired > max_replicas:
-            return max_replicas, "TooManyReplicas"
-        return desired, "DesiredWithinRange"
-    if desired < current:
-        if down.select == SELECT_DISABLED:
-            limit = current
-        else:
-            use_min = down.select == SELECT_MIN
-            limit = -(2**31) if use_min else 2**31 - 1
-            for policy in down.policies:
-                start = current  # replicas at the start of the period
-                if up_events:
-                    start -= replicas_change_per_period(policy.period, up_events, now)
-                if down_events:
-                    start += replicas_change_per_period(policy.period, down_events, now)
-                if policy.type == PODS:
-                    proposed = start - policy.value
-                else:
-                    proposed = int(start * (1 - policy.value / 100))
-                limit = max(limit, proposed) if use_min else min(limit, proposed)
-        limit = min(limit, current)
-        if min_replicas < limit:
-            return (limit, "ScaleDownLimit") if desired < limit else (desired, "DesiredWithinRange")
-        if desired < min_replicas:
-            return min_replicas, "TooFewReplicas"
-        return desired, "DesiredWithinRange"
+            minimum_allowed, reason = min_replicas, "TooFewReplicas"
+        if desired < minimum_allowed:
+            return minimum_allowed, reason
     return desired, "DesiredWithinRange"
 
 
@@ -510,7 +333,7 @@ def convert_with_rules(
     min_replicas: int,
     max_replicas: int,
     factor: float = SCALE_UP_LIMIT_FACTOR,
-) -> Limited:
+) -> tuple[int, str]:
     """HPA ``convertDesiredReplicasWithRules`` (legacy path, no ``behavior``).
 
     Args:
@@ -521,31 +344,17 @@ def convert_with_rules(
         factor: Scale-up factor (2 in the product).
 
     Returns:
-        The clamped count and the ScalingLimited reason.
+        ``(clamped replicas, ScalingLimited reason)``.
     """
-    cap = legacy_scale_up_limit(current, factor)
-    if max_replicas > cap:
-        maximum, reason, message = cap, "ScaleUpLimit", MSG_SCALE_UP_LIMIT
+    scale_up_limit_ = legacy_scale_up_limit(current, factor)
+    if max_replicas > scale_up_limit_:
+        maximum_allowed, reason = scale_up_limit_, "ScaleUpLimit"
     else:
-        maximum, reason, message = max_replicas, "TooManyReplicas", MSG_TOO_MANY
-    if desired < min_replicas:
-        return Limited(min_replicas, "TooFewReplicas", MSG_TOO_FEW, cap)
-    if desired > maximum:
-        return Limited(maximum, reason, message, cap)
-    return Limited(desired, "DesiredWithinRange", MSG_WITHIN, cap)
-
-
-def clamp_legacy(
-    current: int, desired: int, min_replicas: int, max_replicas: int
-) -> tuple[int, str]:
-    """:func:`convert_with_rules` (product factor 2) as ``(replicas, ScalingLimited reason)``."""
-    cap = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
+        maximum_allowed, reason = max_replicas, "TooManyReplicas"
     if desired < min_replicas:
         return min_replicas, "TooFewReplicas"
-    if max_replicas > cap:
-        return (cap, "ScaleUpLimit") if desired > cap else (desired, "DesiredWithinRange")
-    if desired > max_replicas:
-        return max_replicas, "TooManyReplicas"
+    if desired > maximum_allowed:
+        return maximum_allowed, reason
     return desired, "DesiredWithinRange"
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import pytest
 
+from autoscaler.decision.core import record_rescale
 from autoscaler.decision.normalize import (
     convert_with_behavior_rate,
     convert_with_rules,
     legacy_scale_up_limit,
     replicas_change_per_period,
-    scale_down_limits,
-    scale_up_limits,
+    scale_down_limit,
+    scale_up_limit,
     stabilize_legacy,
     stabilize_with_behavior,
-    store_scale_event,
 )
 from autoscaler.decision.resolved import (
     DEFAULT_SCALE_DOWN,
@@ -30,8 +30,11 @@ from autoscaler.decision.resolved import (
     Rules,
     merge_rules,
 )
-from autoscaler.decision.types import Recommendation, ScaleEvent
+from autoscaler.decision.types import History, Recommendation, ScaleEvent
 from autoscaler.policy.models import ScalingRules
+
+from . import oracle
+from .helpers import policy
 
 NOW = 10_000.0
 
@@ -132,18 +135,11 @@ def test_scaling_with_rules(
     cond: str,
 ) -> None:
     """Rate limits and min/max clamp match ``convertDesiredReplicasWithBehaviorRate``."""
+    up_rules, down_rules = up or DEFAULT_SCALE_UP, down or DEFAULT_SCALE_DOWN
     result = convert_with_behavior_rate(
-        current,
-        desired,
-        min_replicas=lo,
-        max_replicas=hi,
-        up_events=up_events,
-        down_events=down_events,
-        up=up or DEFAULT_SCALE_UP,
-        down=down or DEFAULT_SCALE_DOWN,
-        now=NOW,
+        current, desired, lo, hi, up_events, down_events, up_rules, down_rules, NOW
     )
-    assert (expected, cond) == (result.replicas, result.reason)
+    assert (expected, cond) == result
 
 
 def rec(replicas: int, age: float) -> Recommendation:
@@ -184,14 +180,14 @@ def test_normalize_with_behavior(
     up_window: int,
     down_window: int,
 ) -> None:
-    """Stabilization windows and slot reuse match ``stabilizeRecommendationWithBehaviors``."""
-    result = stabilize_with_behavior(
-        recs, current, desired, NOW, up_window=up_window, down_window=down_window
-    )
-    assert expected == result.replicas
+    """Stabilization windows (the package) and slot reuse (the oracle) match upstream."""
+    replicas, _, _ = stabilize_with_behavior(recs, current, desired, NOW, up_window, down_window)
+    assert expected == replicas
+    reference = oracle.stabilize_with_behavior(recs, current, desired, NOW, up_window, down_window)
+    assert expected == reference.replicas
     if stored is not None:
-        assert stored == [r.replicas for r in result.recommendations]
-        assert all(r.timestamp <= NOW for r in result.recommendations)
+        assert stored == [r.replicas for r in reference.recommendations]
+        assert all(r.timestamp <= NOW for r in reference.recommendations)
 
 
 # name, recs, desired, expected, log length (5-minute window)
@@ -214,9 +210,10 @@ NORMALIZE_LEGACY = [
 def test_normalize_legacy(
     recs: tuple[Recommendation, ...], desired: int, expected: int, length: int
 ) -> None:
-    """The legacy 5-minute max window and its log bookkeeping (``stabilizeRecommendation``)."""
-    result = stabilize_legacy(recs, desired, NOW, 300)
-    assert (expected, length) == (result.replicas, len(result.recommendations))
+    """The legacy 5-minute max window (the package) and its log bookkeeping (the oracle)."""
+    assert expected == stabilize_legacy(recs, desired, NOW, 300)[0]
+    reference = oracle.stabilize_legacy(recs, desired, NOW, 300)
+    assert (expected, length) == (reference.replicas, len(reference.recommendations))
 
 
 # current, desired, min, max, expected (factor 8 as upstream), expected (factor 2), condition
@@ -241,10 +238,8 @@ def test_convert_with_rules(
     *, current: int, desired: int, lo: int, hi: int, expected8: int, expected2: int, cond: str
 ) -> None:
     """Legacy clamps (``convertDesiredReplicasWithRules``), upstream factor 8 and product 2."""
-    upstream = convert_with_rules(current, desired, lo, hi, factor=8.0)
-    product = convert_with_rules(current, desired, lo, hi)
-    assert (expected8, cond) == (upstream.replicas, upstream.reason)
-    assert (expected2, cond) == (product.replicas, product.reason)
+    assert (expected8, cond) == convert_with_rules(current, desired, lo, hi, factor=8.0)
+    assert (expected2, cond) == convert_with_rules(current, desired, lo, hi)
 
 
 @pytest.mark.parametrize(
@@ -271,14 +266,14 @@ MIN_RULES = Rules(
 
 def test_calculate_scale_up_limit_with_scaling_rules() -> None:
     """TestCalculateScaleUpLimitWithScalingRules: current 1, Min of Pods 2 and 50 % -> 2."""
-    limit, _ = scale_up_limits(1, (), (), MIN_RULES, NOW)
+    limit = scale_up_limit(1, (), (), MIN_RULES, NOW)
     # Pods: 1 + 2 = 3; Percent: ceil(1 * 1.5) = 2; Min -> 2
     assert limit == 2
 
 
 def test_calculate_scale_down_limit_with_behaviors() -> None:
     """TestCalculateScaleDownLimitWithBehaviors: current 5, Min of Pods 2 and 50 % -> 3."""
-    limit, _ = scale_down_limits(5, (), (), MIN_RULES, NOW)
+    limit = scale_down_limit(5, (), (), MIN_RULES, NOW)
     # Pods: 5 - 2 = 3; Percent: int(5 * 0.5) = 2; Min change for scale-down -> max -> 3
     assert limit == 3
 
@@ -301,6 +296,17 @@ STORE_SCALE_EVENTS = [
 ]  # fmt: skip
 
 
+def _behavior_rules(rules_: Rules) -> dict[str, object]:
+    """The policy YAML form of one direction's rules."""
+    return {
+        "stabilizationWindowSeconds": rules_.window,
+        "selectPolicy": rules_.select,
+        "policies": [
+            {"type": p.type, "value": p.value, "periodSeconds": p.period} for p in rules_.policies
+        ],
+    }
+
+
 @pytest.mark.parametrize("direction", ["up", "down"])
 @pytest.mark.parametrize(
     ("previous", "rules_", "expected", "change_60"),
@@ -314,14 +320,21 @@ def test_store_scale_events(
     expected: list[tuple[int, bool]],
     change_60: int,
 ) -> None:
-    """Event storage, outdated marking and slot replacement (``storeScaleEvent``), both ways."""
-    del direction  # both directions use the same bookkeeping with their own rules
+    """``storeScaleEvent`` through ``record_rescale``: that direction's list only, its own rules."""
     assert change_60 == replicas_change_per_period(60, previous, NOW)
-    if rules_ is None:
-        stored = previous  # no behavior: the HPA stores nothing
+    key = "scaleUp" if direction == "up" else "scaleDown"
+    behavior = None if rules_ is None else {key: _behavior_rules(rules_)}
+    pol = policy(max_replicas=100, behavior=behavior)
+    if direction == "up":
+        history = History(initialized=True, scale_up_events=previous)
+        after = record_rescale(pol, history, NOW, 10, 15)
+        stored, other = after.scale_up_events, after.scale_down_events
     else:
-        stored = store_scale_event(previous, 5, rules_.longest_period, NOW)
+        history = History(initialized=True, scale_down_events=previous)
+        after = record_rescale(pol, history, NOW, 15, 10)
+        stored, other = after.scale_down_events, after.scale_up_events
     assert expected == [(e.change, e.outdated) for e in stored]
+    assert other == ()
 
 
 def test_generate_scale_up_rules_defaults() -> None:

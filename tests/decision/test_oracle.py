@@ -1,9 +1,10 @@
-"""The hot-path variants give exactly what the step-by-step functions give.
+"""The package's normalisation steps give what the HPA-literal oracle gives; so does pods_fast.
 
-``decide`` uses ``normalize.stabilize_pruned``, ``normalize.rate_limit``,
-``normalize.clamp_legacy`` and ``calculator.pods_fast``; the conformance suite pins the full
-functions to upstream. These tests pin the variants to the full functions: on the upstream rows
-and on random inputs.
+``tests/decision/oracle.py`` holds each step written as the HPA's code reads (stale slots reused,
+every policy's limit kept); the conformance suite pins it to upstream. These tests pin
+:mod:`autoscaler.decision.normalize` to the oracle, on the upstream rows and on random inputs:
+the same replicas and reasons, and (stabilization) the same records where they can still count.
+``calculator.pods_fast`` is pinned to ``pods_proposal`` where it applies.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from autoscaler.decision.calculator import (
     to_milli,
 )
 from autoscaler.decision.normalize import (
-    clamp_legacy,
     convert_with_behavior_rate,
     convert_with_rules,
-    rate_limit,
+    scale_down_limit,
+    scale_up_limit,
     stabilize_legacy,
-    stabilize_legacy_pruned,
-    stabilize_pruned,
     stabilize_with_behavior,
 )
 from autoscaler.decision.resolved import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, RatePolicy, Rules
 from autoscaler.decision.types import PodPhase, Recommendation, ScaleEvent
 
+from . import oracle
 from .helpers import running_pods
 from .test_hpa_conformance_rules import NORMALIZE_WITH_BEHAVIOR, NOW, SCALING_WITH_RULES
 
@@ -71,11 +71,21 @@ rules = st.builds(
 )
 
 
-def _stabilize_full(recs: Any, current: int, desired: int, up: int, down: int) -> tuple[Any, ...]:
-    full = stabilize_with_behavior(
-        recs, current, desired, NOW, up_window=up, down_window=down, prune=True
-    )
-    return full.replicas, full.recommendations, full.reason
+def _pruned(stored: tuple[Recommendation, ...], now: float, longest: float) -> list[Any]:
+    """The oracle's stored records that the longer window can still see, in time order."""
+    return sorted((r.timestamp, r.replicas) for r in stored if r.timestamp > now - longest)
+
+
+def _check_stabilize(
+    recs: tuple[Recommendation, ...], current: int, desired: int, up: int, down: int
+) -> None:
+    replicas, stored, reason = stabilize_with_behavior(recs, current, desired, NOW, up, down)
+    reference = oracle.stabilize_with_behavior(recs, current, desired, NOW, up, down)
+    assert (reference.replicas, reference.reason) == (replicas, reason)
+    longest = max(up, down)
+    assert _pruned(reference.recommendations, NOW, longest) == _pruned(stored, NOW, longest)
+    if longest > 0:
+        assert Recommendation(NOW, desired) in stored
 
 
 @pytest.mark.parametrize(
@@ -85,12 +95,11 @@ def _stabilize_full(recs: Any, current: int, desired: int, up: int, down: int) -
         for row in NORMALIZE_WITH_BEHAVIOR
     ],
 )
-def test_stabilize_pruned_on_upstream_rows(
+def test_stabilize_with_behavior_on_upstream_rows(
     recs: tuple[Recommendation, ...], current: int, desired: int, up_window: int, down_window: int
 ) -> None:
-    """Same value, stored records and reason as the full function with pruning."""
-    fast = stabilize_pruned(recs, current, desired, NOW, up_window, down_window)
-    assert _stabilize_full(recs, current, desired, up_window, down_window) == fast
+    """Same value and reason as the oracle; the same records the longer window can still see."""
+    _check_stabilize(recs, current, desired, up_window, down_window)
 
 
 @FAST
@@ -101,31 +110,33 @@ def test_stabilize_pruned_on_upstream_rows(
     up=windows,
     down=windows,
 )
-def test_stabilize_pruned_random(
+def test_stabilize_with_behavior_random(
     recs: tuple[Recommendation, ...], current: int, desired: int, up: int, down: int
 ) -> None:
-    """Same result as ``stabilize_with_behavior(prune=True)`` on any records and windows."""
-    assert _stabilize_full(recs, current, desired, up, down) == stabilize_pruned(
-        recs, current, desired, NOW, up, down
-    )
+    """Same as the oracle on any records and windows."""
+    _check_stabilize(recs, current, desired, up, down)
 
 
 @FAST
 @given(recs=records, desired=st.integers(0, 40), window=windows)
-def test_stabilize_legacy_pruned_random(
+def test_stabilize_legacy_random(
     recs: tuple[Recommendation, ...], desired: int, window: int
 ) -> None:
-    """Same result as ``stabilize_legacy(prune=True)``."""
-    full = stabilize_legacy(recs, desired, NOW, window, prune=True)
-    fast = stabilize_legacy_pruned(recs, desired, NOW, window)
-    assert (full.replicas, full.recommendations, full.reason) == fast
+    """Same value and reason as the oracle; it keeps only the records inside the window."""
+    replicas, stored, reason = stabilize_legacy(recs, desired, NOW, window)
+    reference = oracle.stabilize_legacy(recs, desired, NOW, window)
+    assert (reference.replicas, reference.reason) == (replicas, reason)
+    inside = sorted((r.timestamp, r.replicas) for r in recs if NOW - r.timestamp < window)
+    if window > 0:
+        inside.append((NOW, desired))
+    assert sorted(inside) == sorted((r.timestamp, r.replicas) for r in stored)
 
 
 @pytest.mark.parametrize(
     ("up_events", "down_events", "lo", "hi", "up", "down", "current", "desired"),
     [pytest.param(*row[1:9], id=str(row[0])) for row in SCALING_WITH_RULES],
 )
-def test_rate_limit_on_upstream_rows(
+def test_convert_with_behavior_rate_on_upstream_rows(
     *,
     up_events: tuple[ScaleEvent, ...],
     down_events: tuple[ScaleEvent, ...],
@@ -136,21 +147,12 @@ def test_rate_limit_on_upstream_rows(
     current: int,
     desired: int,
 ) -> None:
-    """Same count and reason as ``convert_with_behavior_rate``."""
-    up_rules, down_rules = up or DEFAULT_SCALE_UP, down or DEFAULT_SCALE_DOWN
-    full = convert_with_behavior_rate(
-        current,
-        desired,
-        min_replicas=lo,
-        max_replicas=hi,
-        up_events=up_events,
-        down_events=down_events,
-        up=up_rules,
-        down=down_rules,
-        now=NOW,
+    """Same count and reason as the oracle."""
+    args = (current, desired, lo, hi, up_events, down_events)
+    rules_ = (up or DEFAULT_SCALE_UP, down or DEFAULT_SCALE_DOWN, NOW)
+    assert oracle.convert_with_behavior_rate(*args, *rules_) == convert_with_behavior_rate(
+        *args, *rules_
     )
-    fast = rate_limit(current, desired, lo, hi, up_events, down_events, up_rules, down_rules, NOW)
-    assert (full.replicas, full.reason) == fast
 
 
 @FAST
@@ -164,7 +166,7 @@ def test_rate_limit_on_upstream_rows(
     up=rules,
     down=rules,
 )
-def test_rate_limit_random(
+def test_convert_with_behavior_rate_random(
     *,
     current: int,
     desired: int,
@@ -175,20 +177,15 @@ def test_rate_limit_random(
     up: Rules,
     down: Rules,
 ) -> None:
-    """Same count and reason as ``convert_with_behavior_rate`` on any rules and events."""
-    full = convert_with_behavior_rate(
-        current,
-        desired,
-        min_replicas=lo,
-        max_replicas=hi,
-        up_events=up_events,
-        down_events=down_events,
-        up=up,
-        down=down,
-        now=NOW,
+    """Same count and reason as the oracle, and each direction's limit, on any rules and events."""
+    args = (current, desired, lo, hi, up_events, down_events, up, down, NOW)
+    assert oracle.convert_with_behavior_rate(*args) == convert_with_behavior_rate(*args)
+    assert oracle.scale_up_limits(current, up_events, down_events, up, NOW)[0] == (
+        scale_up_limit(current, up_events, down_events, up, NOW)
     )
-    fast = rate_limit(current, desired, lo, hi, up_events, down_events, up, down, NOW)
-    assert (full.replicas, full.reason) == fast
+    assert oracle.scale_down_limits(current, up_events, down_events, down, NOW)[0] == (
+        scale_down_limit(current, up_events, down_events, down, NOW)
+    )
 
 
 @FAST
@@ -197,11 +194,15 @@ def test_rate_limit_random(
     desired=st.integers(0, 200),
     lo=st.integers(0, 5),
     hi=st.integers(5, 100),
+    factor=st.sampled_from([2.0, 8.0]),
 )
-def test_clamp_legacy_random(current: int, desired: int, lo: int, hi: int) -> None:
-    """Same count and reason as ``convert_with_rules`` (product factor 2)."""
-    full = convert_with_rules(current, desired, lo, hi)
-    assert (full.replicas, full.reason) == clamp_legacy(current, desired, lo, hi)
+def test_convert_with_rules_random(
+    current: int, desired: int, lo: int, hi: int, factor: float
+) -> None:
+    """Same count and reason as the oracle."""
+    assert oracle.convert_with_rules(current, desired, lo, hi, factor) == convert_with_rules(
+        current, desired, lo, hi, factor
+    )
 
 
 @FAST
