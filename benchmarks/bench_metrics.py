@@ -31,9 +31,9 @@ from autoscaler.decision.types import PodInfo, PodPhase, PodSamples, TargetSampl
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
 from autoscaler.metrics.prometheus import PrometheusSource
-from autoscaler.metrics.promql import namespace_matcher
 from autoscaler.observability.logging import configure_logging
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.promql import namespace_matcher
 from benchmarks.support import fleetenv, layout
 
 RESULTS = Path(__file__).resolve().parent / "results" / "metrics.json"

@@ -47,8 +47,8 @@ from autoscaler.metrics import names as metric_names
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient, QueryFailed
 from autoscaler.metrics.prometheus import PrometheusSource
-from autoscaler.metrics.promql import quote_string, regex_alternation, string_literal
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.promql import quote_string, regex_alternation, string_literal
 from autoscaler.settings import Settings
 
 

@@ -50,14 +50,6 @@ from autoscaler.decision.types import (
 from autoscaler.metrics import names as metric_names
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import PrometheusClient, QueryFailed, Series
-from autoscaler.metrics.promql import (
-    TemplateError,
-    fill_template,
-    format_duration,
-    namespace_matcher,
-    quote_string,
-    regex_alternation,
-)
 from autoscaler.metrics.quantile import parse_le, target_quantile
 from autoscaler.metrics.vector import KeyedRow
 from autoscaler.policy.models import (
@@ -67,6 +59,14 @@ from autoscaler.policy.models import (
     MetricSpec,
     PrometheusMetricSpec,
     RateMetricSpec,
+)
+from autoscaler.promql import (
+    TemplateError,
+    fill_template,
+    format_duration,
+    namespace_matcher,
+    quote_string,
+    regex_alternation,
 )
 from autoscaler.settings import Settings
 

@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from autoscaler.metrics.promql import validate_template
+from autoscaler.promql import validate_template
 
 API_VERSION = "nim-autoscaler/v1alpha1"
 KIND = "ScalingPolicy"

@@ -13,8 +13,8 @@ from autoscaler.decision.types import NoSignal, NoSignalReason, PodSamples, Targ
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
 from autoscaler.metrics.prometheus import PrometheusSource
-from autoscaler.metrics.promql import regex_alternation, string_literal
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.promql import regex_alternation, string_literal
 from tests.metrics.env import (
     ALL_PRESETS,
     FLEET_PODS,

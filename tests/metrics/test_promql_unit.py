@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.metrics.promql import (
+from autoscaler.promql import (
     TemplateError,
     escape_regex,
     fill_template,

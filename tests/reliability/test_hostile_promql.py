@@ -18,8 +18,8 @@ from autoscaler.decision.types import PodInfo, PodPhase, PodSamples
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.names import metric_name
 from autoscaler.metrics.prometheus import PrometheusSource
-from autoscaler.metrics.promql import TemplateError, fill_template
 from autoscaler.policy.models import MetricKind, MetricNames, ScalingPolicy
+from autoscaler.promql import TemplateError, fill_template
 from autoscaler.settings import Settings
 from tests.promserver.exporter import FleetPod
 from tests.promserver.fixtures import fleet_target

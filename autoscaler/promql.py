@@ -1,8 +1,9 @@
 """PromQL text building: safe escaping, label selectors and custom query templates.
 
 Pure string functions used by :mod:`autoscaler.metrics.prometheus` (which builds the batched preset
-queries and fills the custom ``prometheus`` query templates of policies) and by the policy linter
-(:func:`validate_template`). Nothing here does I/O.
+queries and fills the custom ``prometheus`` query templates of policies) and by the policy model
+and linter (:func:`validate_template`). Nothing here does I/O, and it imports nothing of the
+project: it sits below both :mod:`autoscaler.policy` and :mod:`autoscaler.metrics`.
 
 Escaping rules (the point of this module): a value is never pasted into PromQL as is.
 
