@@ -40,12 +40,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so this layer is reused while only the sources
-# change. They all have manylinux wheels for CPython 3.11, so no compiler is installed.
+# Dependencies first, from the committed lock alone (exact versions and hashes, generated from
+# pyproject.toml by `make lock`; no extras, so no matplotlib or tqdm), so this layer is reused
+# while only the sources change. They all have manylinux wheels for CPython 3.11, so no compiler
+# is installed.
+COPY requirements.lock ./
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
+# Then the project itself, without resolving anything again (its dependencies are in /wheels).
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip wheel --no-cache-dir --wheel-dir /wheels -r /tmp/requirements.txt
-# Then the project itself (its dependencies are already in /wheels).
 COPY autoscaler ./autoscaler
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
@@ -57,7 +59,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/tmp
 
 # The wheels are bind-mounted from the build stage, so they never land in a layer.

@@ -6,12 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: demo test lint typecheck unit prometheus bench bench-quick clean
+.PHONY: demo test lint typecheck unit prometheus bench bench-quick lock clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sim]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -42,6 +42,12 @@ bench: $(BIN)/.installed prometheus
 
 bench-quick: $(BIN)/.installed prometheus
 	$(BIN)/python -m benchmarks --quick
+
+# The image's pinned dependency set (Dockerfile), from pyproject.toml's runtime dependencies
+# (no extras). Re-run after changing them; tests/chart/test_lock.py fails while they disagree.
+lock: $(BIN)/.installed
+	$(BIN)/uv pip compile pyproject.toml --quiet --python-version 3.11 --python-platform linux \
+	  --generate-hashes --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

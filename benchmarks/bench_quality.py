@@ -32,6 +32,7 @@ from autoscaler.sim.profiles import get_profile
 from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
 from benchmarks.quality import contenders as contenders_mod
 from benchmarks.quality import oracle, scenarios
+from benchmarks.support.results import portable, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -213,7 +214,8 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
         doc["plots"] = plots.draw(doc, chosen, RESULTS)
     except ImportError as exc:  # matplotlib missing: figures still written, plots skipped
         doc["plots"] = f"skipped: {exc}"
-    (RESULTS / "quality.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    doc = portable(doc)
+    write_json(RESULTS / "quality.json", doc, indent=1)
     return doc
 
 

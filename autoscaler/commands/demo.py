@@ -22,7 +22,7 @@ from autoscaler.policy.loader import format_errors, load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.load import load_workload
 from autoscaler.sim.profiles import get_profile
-from autoscaler.sim.report import plot, summary_lines, table_header, table_row
+from autoscaler.sim.report import PlotUnavailable, plot, summary_lines, table_header, table_row
 from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
 
 DEMO_PROFILE = "8b-fp8-h100"
@@ -121,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in summary_lines(result):
         print(line)
-    path = plot(result, _plot_path(args.out_dir))
+    try:
+        path = plot(result, _plot_path(args.out_dir))
+    except PlotUnavailable as exc:
+        print(f"nim-autoscaler demo: {exc}", file=sys.stderr)
+        return 1
     print(f"plot: {path}")
     return 0

@@ -22,7 +22,7 @@ from autoscaler.sim.fleet import BALANCERS
 from autoscaler.sim.load import LoadSpecError, load_workload
 from autoscaler.sim.metrics import MetricDelay
 from autoscaler.sim.profiles import DEFAULT_PROFILE, PROFILES, get_profile
-from autoscaler.sim.report import plot, summary_lines, table_header, table_row
+from autoscaler.sim.report import PlotUnavailable, plot, summary_lines, table_header, table_row
 from autoscaler.sim.run import SimulationConfig, SimulationResult, SloTargets, run_simulation
 
 
@@ -167,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
     result = run_simulation(cfg)
     print_result(result, cfg.slo, args.output)
     if args.plot is not None:
-        path = plot(result, args.plot)
+        try:
+            path = plot(result, args.plot)
+        except PlotUnavailable as exc:
+            print(f"nim-autoscaler simulate: {exc}", file=sys.stderr)
+            return 1
         print(f"plot: {path}", file=sys.stderr if args.output == "json" else sys.stdout)
     return 0

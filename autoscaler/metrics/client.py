@@ -1,9 +1,11 @@
 """The Prometheus HTTP connection: auth, TLS, headers, timeouts, retries, response checks.
 
-Configured through ``prometheus_api_client.PrometheusConnect`` (synchronous, on ``requests``)
-for :mod:`autoscaler.metrics.prometheus`; the ``/api/v1/query`` request itself is ours, so the
-body is decoded by :mod:`autoscaler.metrics.vector` as it is read (a batched answer at 1,000
-policies is ~15 MB of JSON: never one tree of Python objects). Every query runs in a worker thread
+Built directly on ``requests`` (a ``Session`` with our TLS, auth and header settings, and
+``urllib3`` for the retry policy of its adapters) for :mod:`autoscaler.metrics.prometheus`. The
+``/api/v1/query`` request is ours so that the body is decoded by :mod:`autoscaler.metrics.vector`
+as it is read (a batched answer at 1,000 policies is ~15 MB of JSON: never one tree of Python
+objects); a Prometheus client library would decode it whole, and holding one only for its
+connection settings added dependencies and nothing else. Every query runs in a worker thread
 (``asyncio.to_thread``) under a semaphore (at most ``concurrency`` in flight), with a per-query
 timeout, at most ``max_retries`` retries on connection errors and HTTP 5xx, with backoff, and
 never past the caller's deadline. A failure raises :class:`QueryFailed` carrying the
@@ -30,7 +32,6 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import structlog
 import urllib3
-from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -148,16 +149,8 @@ class PrometheusClient:
             "https://", HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False))
         )
         self._session = session
-        auth = (username, password or "") if username is not None else None
-        self._prom = PrometheusConnect(
-            url=self.url,
-            headers=dict(self._base_headers),
-            disable_ssl=insecure_skip_verify,
-            retry=Retry(total=0, read=False, redirect=False),
-            auth=auth,
-            session=session,
-            timeout=timeout,
-        )
+        self._auth = (username, password or "") if username is not None else None
+        self._headers = dict(self._base_headers)
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self.requests_sent = 0
         """HTTP requests sent so far (including retries); for tests and benchmarks."""
@@ -198,8 +191,8 @@ class PrometheusClient:
         with self._headers_lock:
             headers = dict(self._base_headers)
             headers["Authorization"] = f"Bearer {token}"
-            if headers != self._prom.headers:
-                self._prom.headers = headers
+            if headers != self._headers:
+                self._headers = headers
 
     def _get(self, promql: str, at: float, timeout: float) -> bytes:
         """One HTTP attempt (runs in a worker thread): the body of a 200 answer."""
@@ -212,14 +205,13 @@ class PrometheusClient:
             "timeout": f"{max(1, round(timeout * 1000))}ms",
         }
         try:
-            # The raw body: decoded by .vector without building the whole JSON tree (the
-            # library's custom_query would json-decode it all at once).
+            # The raw body: decoded by .vector without building the whole JSON tree.
             response = self._session.get(
-                f"{self._prom.url}/api/v1/query",
+                f"{self.url}/api/v1/query",
                 params=params,
-                headers=self._prom.headers,
-                auth=self._prom.auth,
-                # Explicit, as the library does: otherwise REQUESTS_CA_BUNDLE would override.
+                headers=self._headers,
+                auth=self._auth,
+                # Explicit: otherwise REQUESTS_CA_BUNDLE would override the session's setting.
                 verify=self._session.verify,
                 cert=self._session.cert,
                 timeout=timeout,

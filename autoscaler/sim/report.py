@@ -61,9 +61,26 @@ def _fmt(block: dict[str, float | None]) -> str:
     return "/".join("-" if v is None else f"{v:.3f}" for v in block.values())
 
 
+PLOT_UNAVAILABLE = (
+    "plots need matplotlib, which the controller image leaves out: "
+    "pip install 'nim-autoscaler[sim]'"
+)
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib (the ``sim`` extra) is not installed."""
+
+
 def plot(result: SimulationResult, path: Path) -> Path:
-    """Write a PNG of load, replicas (ready, starting) and p95 latency against the SLO."""
-    import matplotlib as mpl  # noqa: PLC0415 - optional heavy import, only when plotting
+    """Write a PNG of load, replicas (ready, starting) and p95 latency against the SLO.
+
+    Raises:
+        PlotUnavailable: matplotlib (the ``sim`` extra) is not installed.
+    """
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - optional heavy import, only when plotting
+    except ImportError as exc:
+        raise PlotUnavailable(PLOT_UNAVAILABLE) from exc
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - must follow the backend choice

@@ -20,12 +20,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import structlog
-from tqdm import tqdm
 
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import Decision
@@ -109,7 +108,8 @@ class SimulationConfig:
     drain: float = 300.0
     """Seconds simulated after the end (fleet frozen, no new arrivals) to finish in-flight work."""
     progress: bool = False
-    """Show a tqdm progress bar on stderr (only when stderr is a terminal)."""
+    """Show a tqdm progress bar on stderr (only when stderr is a terminal and the ``sim`` extra,
+    which brings tqdm, is installed)."""
     realtime: float | None = None
     """Pace the simulation against the wall clock at this speed (1.0: real time); None: as fast
     as possible."""
@@ -302,6 +302,42 @@ def _hist_quantile(counts: npt.NDArray[np.float64], q: float) -> float:
     return math.exp(_LOG_LO + (index + 0.5) / _BINS_PER_E)
 
 
+class _Bar(Protocol):
+    """The part of a tqdm bar the run uses."""
+
+    n: float
+
+    def update(self, n: float) -> object:
+        """Advance by ``n`` simulated seconds."""
+
+    def close(self) -> None:
+        """Remove the bar."""
+
+
+class _NoBar:
+    """No progress bar: off, not on a terminal, or tqdm (the ``sim`` extra) not installed."""
+
+    def __init__(self) -> None:
+        self.n = 0.0
+
+    def update(self, n: float) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, *, enabled: bool) -> _Bar:
+    if enabled:
+        try:
+            from tqdm import tqdm  # noqa: PLC0415 - optional (the sim extra)
+        except ImportError:
+            return _NoBar()
+        bar: _Bar = tqdm(total=total, unit="s", desc="simulating", file=sys.stderr, leave=False)
+        return bar
+    return _NoBar()
+
+
 def _settings(cfg: SimulationConfig, duration: float, cold: ColdStart) -> dict[str, Any]:
     policy = cfg.policy
     return {
@@ -386,14 +422,7 @@ async def run_simulation_async(
             hpa_flags=cfg.hpa_flags,
         )
     samples: list[tuple[int, int, int, float, int, int]] = []
-    bar = tqdm(
-        total=int(duration),
-        unit="s",
-        desc="simulating",
-        file=sys.stderr,
-        disable=not (cfg.progress and sys.stderr.isatty()),
-        leave=False,
-    )
+    bar = _progress_bar(int(duration), enabled=cfg.progress and sys.stderr.isatty())
     server = None
     if cfg.serve_metrics is not None:
         from autoscaler.sim.exposition import ExpositionServer  # noqa: PLC0415 - optional

@@ -155,5 +155,4 @@ AUTOSCALER_LEADER_ELECTION_LEASE_NAME: {{ include "nim-autoscaler.leaseName" . |
 AUTOSCALER_LEADER_ELECTION_LEASE_DURATION: {{ .Values.leaderElection.leaseDuration | quote }}
 AUTOSCALER_LEADER_ELECTION_RENEW_DEADLINE: {{ .Values.leaderElection.renewDeadline | quote }}
 AUTOSCALER_LEADER_ELECTION_RETRY_PERIOD: {{ .Values.leaderElection.retryPeriod | quote }}
-MPLCONFIGDIR: "/tmp/matplotlib"
 {{- end }}
