@@ -29,6 +29,7 @@ from tests.fakekube.server import write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 from tests.reliability.strategies import GOOD_POD, GOOD_SCALE, mangled
 
+LABELS = {"app": "llama"}
 FUZZ = settings(
     max_examples=300,
     deadline=None,
@@ -93,6 +94,20 @@ class _Server:
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
+    def reset_target(self, *, replicas: int) -> str:
+        """Put the Deployment back at ``replicas``; its new resourceVersion."""
+
+        async def put() -> Any:  # on the server's loop, like every request it serves
+            return self.fake.add_deployment("nim", "llama", replicas=replicas, labels=LABELS)
+
+        return str(self.run(put())["metadata"]["resourceVersion"])
+
+    def target_replicas(self) -> int:
+        """The Deployment's ``spec.replicas`` as the server holds it."""
+        obj = self.fake.get("deployments", "nim", "llama")
+        assert obj is not None
+        return int(obj["spec"]["replicas"])
+
     def close(self) -> None:
         self.run(self.api.close())
         self.run(self.fake.stop())
@@ -143,12 +158,35 @@ class TestMangledScale:
     @FUZZ
     @given(mangled(GOOD_SCALE))
     def test_set_scale_writes_or_actuation_error(self, server: _Server, obj: Any) -> None:
-        """A mangled Scale read before a write: the write happens or ActuationError."""
-        server.fake.body = json.dumps(obj)
+        """A mangled Scale read before a write: the write of 3 replicas reaches the target, or
+        ActuationError and the target is untouched; no write only if the reading said 3."""
+        rv = server.reset_target(replicas=2)
+        server.fake.body = json.dumps(_with_resource_version(obj, rv))
+        before = len(server.fake.scale_writes("llama"))
         try:
             server.run(server.client.set_scale("nim", REF, 3))
         except ActuationError:
+            assert server.fake.scale_writes("llama")[before:] == []
+            assert server.target_replicas() == 2
             return
+        applied = server.fake.scale_writes("llama")[before:]
+        if applied:
+            assert [w.body["spec"]["replicas"] for w in applied] == [3]
+            assert server.target_replicas() == 3
+        else:
+            assert server.run(server.client.get_scale("nim", REF)).spec_replicas == 3
+
+
+def _with_resource_version(obj: Any, rv: str) -> Any:
+    """``obj`` with GOOD_SCALE's resourceVersion, where the fuzz left it, set to ``rv``.
+
+    GOOD_SCALE's version stands for the target's current one, so an unmangled version leads to
+    a write the server accepts (a stale one would only ever test the conflict path).
+    """
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if isinstance(metadata, dict) and metadata.get("resourceVersion") == "1001":
+        return {**obj, "metadata": {**metadata, "resourceVersion": rv}}
+    return obj
 
 
 async def test_pod_cache_survives_a_malformed_pod(tmp_path: Any) -> None:
