@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from autoscaler.decision.core import decide
 from autoscaler.decision.explain import Explanation, render_text
 from autoscaler.decision.types import History
@@ -77,12 +79,8 @@ class TestReadsLikeADict:
     def test_missing_key_raises_key_error(self) -> None:
         """A missing key raises ``KeyError`` as a dict does."""
         exp = _decision_explanation()
-        try:
+        with pytest.raises(KeyError, match="nope"):
             exp["nope"]
-        except KeyError:
-            pass
-        else:  # pragma: no cover - the assertion below documents the failure
-            raise AssertionError
 
     def test_equality(self) -> None:
         """Equal to its dict (both ways), to an equal explanation, and not to others."""

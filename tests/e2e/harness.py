@@ -1,16 +1,20 @@
-"""A small world for end-to-end tests: fake API server + emulated pods + real Prometheus.
+"""A small world for end-to-end and reliability tests: fake API server + emulated pods + real
+Prometheus, and the one policy they scale.
 
-:class:`World` keeps the emulated exporters in step with the pods the fake API server's
-reconciler creates (a pod exports metrics only once Ready, as a NIM container does after loading
-its model), and spreads a demand figure over the ready pods: each pod's KV-cache usage is
-``demand / ready_pods`` (capped at 1.0), which is how load balances across replicas behind a
-Service.
+:class:`World` writes the policy (:func:`policy_yaml`), keeps the emulated exporters in step with
+the pods the fake API server's reconciler creates (a pod exports metrics only once Ready, as a NIM
+container does after loading its model), and spreads a demand figure over the ready pods: each
+pod's KV-cache usage is ``demand / ready_pods`` (capped at 1.0), which is how load balances across
+replicas behind a Service. :meth:`World.launch` brings the target up. The controller runs in the
+test process (:func:`start_controller`) or as a real process
+(:class:`tests.reliability.process.ControllerProcess`); both wait with :func:`wait_until`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +26,43 @@ from tests.promserver.exporter import FleetExporter, FleetPod
 
 NAMESPACE = "nim"
 
-POLICY = """\
+
+def policy_yaml(
+    name: str = "llama",
+    *,
+    scale_down_window: int | None = None,
+    on_metric_failure: str | None = None,
+) -> str:
+    """The policy of Deployment ``nim/<name>``: hpa, KV cache at 0.5 per pod, 1 to 8 replicas.
+
+    Args:
+        name: The policy's and its Deployment's name.
+        scale_down_window: ``behavior.scaleDown.stabilizationWindowSeconds``; None: no
+            ``behavior`` (the legacy path and its 300 s scale-down window).
+        on_metric_failure: ``onMetricFailure`` as a YAML flow mapping; None: the default.
+    """
+    text = f"""\
 apiVersion: nim-autoscaler/v1alpha1
 kind: ScalingPolicy
-metadata: {name: llama, namespace: nim}
+metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llama}
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
   minReplicas: 1
   maxReplicas: 8
   algorithm: hpa
   metricNames: nim
   metrics:
-    - kvCache: {target: {type: AverageValue, averageValue: 0.5}}
+    - kvCache: {{target: {{type: AverageValue, averageValue: 0.5}}}}
 """
+    if scale_down_window is not None:
+        text += f"  behavior:\n    scaleDown: {{stabilizationWindowSeconds: {scale_down_window}}}\n"
+    if on_metric_failure is not None:
+        text += f"  onMetricFailure: {on_metric_failure}\n"
+    return text
+
+
+POLICY = policy_yaml()
+"""The policy without ``behavior``."""
 
 
 class Syncing:
@@ -65,20 +93,49 @@ class Syncing:
 class World(Syncing):
     """Fake cluster, exporters and the demand that drives them."""
 
-    def __init__(self, fake: FakeKube, fleet: FleetExporter, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        fake: FakeKube,
+        fleet: FleetExporter,
+        tmp_path: Path,
+        *,
+        scale_down_window: int | None = None,
+    ) -> None:
         self.fake = fake
         self.fleet = fleet
         self.tmp_path = tmp_path
         self.demand = 1.0
-        policies = tmp_path / "policies"
-        policies.mkdir(exist_ok=True)
-        (policies / "llama.yaml").write_text(POLICY)
+        self.policy_dir = tmp_path / "policies"
+        self.policy_dir.mkdir(exist_ok=True)
+        (self.policy_dir / "llama.yaml").write_text(
+            policy_yaml(scale_down_window=scale_down_window)
+        )
         self.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
+
+    async def launch(
+        self,
+        *,
+        replicas: int = 2,
+        demand: float = 1.0,
+        schedule_after: float = 0.2,
+        ready_after: float = 0.6,
+    ) -> None:
+        """Create the Deployment, wait for its ``replicas`` pods to be Ready and exporting
+        ``demand``, then keep the world stepping in the background (until :meth:`stop`)."""
+        self.fake.add_deployment(NAMESPACE, "llama", replicas=replicas, labels={"app": "llama"})
+        self.fake.enable_reconcile(schedule_after=schedule_after, ready_after=ready_after)
+        self.demand = demand
+        await wait_until(
+            lambda: (self.sync(), len(self.ready_pods()) == replicas)[1],
+            10,
+            f"{replicas} ready pods",
+        )
+        self.start()
 
     def settings(self, prometheus_url: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "prometheus_url": prometheus_url,
-            "policy_dir": self.tmp_path / "policies",
+            "policy_dir": self.policy_dir,
             "interval": 1.0,
             "kubeconfig": self.kubeconfig,
             "leader_election": False,
@@ -139,12 +196,19 @@ async def stop_controller(controller: Controller, task: asyncio.Task[None]) -> N
     await controller.close()
 
 
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 0.2 s until true, or fail naming ``what``."""
+async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` (every 0.1 s) until truthy; fail naming ``what`` after ``timeout``.
+
+    Returns:
+        The predicate's first truthy value.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if loop.time() > deadline:
             msg = f"timed out after {timeout} s waiting for {what}"
             raise AssertionError(msg)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)

@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.e2e.harness import NAMESPACE, World, start_controller, stop_controller, wait_for
+from tests.e2e.harness import NAMESPACE, World, start_controller, stop_controller, wait_until
 from tests.fakekube.server import FakeKube
 from tests.promserver.fixtures import fleet_target
 
@@ -23,12 +23,10 @@ async def test_load_rise_scales_out_and_settles(
     fleet = fleet_factory("nim")
     prometheus = prometheus_factory([fleet_target(fleet)])
     async with FakeKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.3, ready_after=1.5)
         world = World(fake, fleet, tmp_path)
-        world.demand = 1.0  # 0.5 per pod: exactly the target
-        await wait_for(lambda: (world.sync(), len(world.ready_pods()) == 2)[1], 10, "2 ready pods")
-        world.start()
+        await world.launch(
+            replicas=2, demand=1.0, schedule_after=0.3, ready_after=1.5
+        )  # 0.5 per pod: exactly the target
         controller, task = await start_controller(world.settings(prometheus.url))
         try:
             await asyncio.sleep(4)  # several ticks at target: nothing to do
@@ -36,8 +34,8 @@ async def test_load_rise_scales_out_and_settles(
             assert world.scale_writes() == 0
 
             world.demand = 2.0  # 1.0 per pod: twice the target
-            await wait_for(lambda: world.replicas() == 4, 20, "scale-out to 4")
-            await wait_for(lambda: len(world.ready_pods()) == 4, 10, "4 ready pods")
+            await wait_until(lambda: world.replicas() == 4, 20, "scale-out to 4")
+            await wait_until(lambda: len(world.ready_pods()) == 4, 10, "4 ready pods")
             await asyncio.sleep(5)  # the load has spread (0.5 per pod): it must settle
             assert world.replicas() == 4
             assert world.scale_writes() == 1
@@ -68,12 +66,8 @@ async def test_two_instances_exactly_one_writes(
     fleet = fleet_factory("nim")
     prometheus = prometheus_factory([fleet_target(fleet)])
     async with FakeKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.2, ready_after=0.8)
         world = World(fake, fleet, tmp_path)
-        world.demand = 1.0
-        await wait_for(lambda: (world.sync(), len(world.ready_pods()) == 2)[1], 10, "2 ready pods")
-        world.start()
+        await world.launch(replicas=2, demand=1.0, schedule_after=0.2, ready_after=0.8)
         election = {
             "leader_election": True,
             "leader_election_lease_duration": 2.0,
@@ -84,13 +78,13 @@ async def test_two_instances_exactly_one_writes(
         second = await start_controller(world.settings(prometheus.url, identity="b", **election))
         instances = {"a": first, "b": second}
         try:
-            await wait_for(
+            await wait_until(
                 lambda: sum(c.kube.leader.is_leader() for c, _ in instances.values()) == 1,
                 10,
                 "one leader",
             )
             world.demand = 2.0
-            await wait_for(lambda: world.replicas() == 4, 20, "scale-out to 4")
+            await wait_until(lambda: world.replicas() == 4, 20, "scale-out to 4")
             await asyncio.sleep(3)
             assert world.scale_writes() == 1
             scaled = {
@@ -108,9 +102,9 @@ async def test_two_instances_exactly_one_writes(
             follower = "b" if leader == "a" else "a"
             await stop_controller(*instances.pop(leader))
             follower_controller = instances[follower][0]
-            await wait_for(follower_controller.kube.leader.is_leader, 4.0, "takeover")
+            await wait_until(follower_controller.kube.leader.is_leader, 4.0, "takeover")
             world.demand = 3.2  # 0.8 per pod: ceil(1.6 * 4) = 7
-            await wait_for(lambda: world.replicas() == 7, 20, "scale-out to 7 by the new leader")
+            await wait_until(lambda: world.replicas() == 7, 20, "scale-out to 7 by the new leader")
             assert world.scale_writes() == 2
         finally:
             for controller, task in instances.values():

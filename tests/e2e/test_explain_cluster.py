@@ -10,7 +10,7 @@ from pathlib import Path
 
 from autoscaler.cli import main
 from autoscaler.policy.models import MetricKind
-from tests.e2e.harness import NAMESPACE, POLICY, wait_for
+from tests.e2e.harness import NAMESPACE, POLICY, wait_until
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetPod
 from tests.promserver.fixtures import fleet_target
@@ -31,7 +31,7 @@ async def test_explain_reads_scale_pods_and_writes_nothing(
             fleet.add(FleetPod(NAMESPACE, f"llama-{i}", gauges={MetricKind.KV_CACHE: 0.9}))
         fleet.add(FleetPod(NAMESPACE, "other-0", gauges={MetricKind.KV_CACHE: 0.0}))
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
-        await wait_for(lambda: fleet.scrapes >= 2, 15, "two scrapes")
+        await wait_until(lambda: fleet.scrapes >= 2, 15, "two scrapes")
         await asyncio.sleep(1.5)
         out = io.StringIO()
         argv = [

@@ -3,7 +3,8 @@
 The fake API server runs in the test process (so the test's event loop must keep running while
 the controller does: every wait here is async), Prometheus is the real binary, and the controller
 is configured only through ``AUTOSCALER_*`` variables and ``KUBECONFIG``, as in a pod.
-Its JSON log lines (stderr) are kept in a file and can be read back as dicts.
+Its JSON log lines (stderr) are kept in a file and can be read back as dicts. The world it
+scales (policy, pods, exporters) is :class:`tests.e2e.harness.World`.
 """
 
 from __future__ import annotations
@@ -14,27 +15,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tests.fakekube.server import write_kubeconfig
-
-POLICY = """\
-apiVersion: nim-autoscaler/v1alpha1
-kind: ScalingPolicy
-metadata: {name: llama, namespace: nim}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llama}
-  minReplicas: 1
-  maxReplicas: 8
-  algorithm: hpa
-  metricNames: nim
-  metrics:
-    - kvCache: {target: {type: AverageValue, averageValue: 0.5}}
-  behavior:
-    scaleDown: {stabilizationWindowSeconds: %(window)d}
-"""
 
 
 class ControllerProcess:
@@ -125,20 +110,6 @@ class ControllerProcess:
                 if isinstance(item, dict):
                     events.append(item)
         return events
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` (every 0.1 s) until truthy; fail naming ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            msg = f"timed out after {timeout} s waiting for {what}"
-            raise AssertionError(msg)
-        await asyncio.sleep(0.1)
 
 
 def controller_env(

@@ -15,47 +15,18 @@ from typing import Any
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.policy.models import MetricKind
 from autoscaler.settings import Settings
-from tests.e2e.harness import Syncing
+from tests.e2e.harness import NAMESPACE, Syncing, policy_yaml, wait_until
 from tests.fakekube.server import write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.process import wait_until
-
-NAMESPACE = "nim"
 
 POLICIES = {
-    "llama": """\
-apiVersion: nim-autoscaler/v1alpha1
-kind: ScalingPolicy
-metadata: {name: llama, namespace: nim}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llama}
-  minReplicas: 1
-  maxReplicas: 8
-  algorithm: hpa
-  metricNames: nim
-  metrics:
-    - kvCache: {target: {type: AverageValue, averageValue: 0.5}}
-  behavior:
-    scaleDown: {stabilizationWindowSeconds: 0}
-  onMetricFailure: {action: hold}
-""",
-    "mistral": """\
-apiVersion: nim-autoscaler/v1alpha1
-kind: ScalingPolicy
-metadata: {name: mistral, namespace: nim}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: mistral}
-  minReplicas: 1
-  maxReplicas: 8
-  algorithm: hpa
-  metricNames: nim
-  metrics:
-    - kvCache: {target: {type: AverageValue, averageValue: 0.5}}
-  behavior:
-    scaleDown: {stabilizationWindowSeconds: 0}
-  onMetricFailure: {action: fallback, replicas: 4, afterFailures: 2}
-""",
+    "llama": policy_yaml("llama", scale_down_window=0, on_metric_failure="{action: hold}"),
+    "mistral": policy_yaml(
+        "mistral",
+        scale_down_window=0,
+        on_metric_failure="{action: fallback, replicas: 4, afterFailures: 2}",
+    ),
 }
 
 VALUES = {"nan": float("nan"), "negative": -0.5, "huge": 1e308}

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import NAMESPACE, World
+from tests.e2e.harness import World, wait_until
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.process import POLICY, ControllerProcess, controller_env, wait_until
+from tests.reliability.process import ControllerProcess, controller_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -35,15 +35,9 @@ async def test_sigkill_mid_stabilization_window_is_resumed(
     fleet = fleet_factory("nim")
     prometheus = prometheus_factory([fleet_target(fleet)])
     async with ChaosKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.2, ready_after=0.6)
-        world = World(fake, fleet, tmp_path)
-        (tmp_path / "policies" / "llama.yaml").write_text(POLICY % {"window": WINDOW})
-        world.demand = 1.0  # 0.5 per pod: at target
-        world.sync()
-        await wait_until(lambda: (world.sync(), len(world.ready_pods()) == 2)[1], 10, "2 pods")
-        world.start()
-        env = controller_env(tmp_path / "policies", prometheus.url, leader_election="false")
+        world = World(fake, fleet, tmp_path, scale_down_window=WINDOW)
+        await world.launch(replicas=2, demand=1.0)  # 0.5 per pod: at target
+        env = controller_env(world.policy_dir, prometheus.url, leader_election="false")
         controller = ControllerProcess(tmp_path, "solo", fake.url, env)
         await controller.start()
         try:

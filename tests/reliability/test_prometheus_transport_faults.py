@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.app import build_controller
+from tests.e2e.harness import wait_until
 from tests.promserver.fixtures import fleet_target
 from tests.promserver.prometheus import free_port
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.process import wait_until
 from tests.reliability.promworld import NAMESPACE, PromWorld, fault_phase, has_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]

@@ -25,12 +25,12 @@ import structlog
 from autoscaler.app import build_controller, run_controller
 from autoscaler.decision.types import Decision
 from autoscaler.settings import Settings
-from tests.e2e.harness import NAMESPACE, World
+from tests.e2e.harness import NAMESPACE, World, wait_until
 from tests.fakekube.server import write_kubeconfig
 from tests.promserver.fixtures import fleet_target
 from tests.promserver.prometheus import free_port
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.process import POLICY, ControllerProcess, controller_env, wait_until
+from tests.reliability.process import ControllerProcess, controller_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -111,15 +111,10 @@ async def test_process_never_logs_bearer_token_and_exposes_three_endpoints(
     token_file.write_text(TOKEN + "\n")
     port = free_port()
     async with ChaosKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.2, ready_after=0.6)
-        world = World(fake, fleet, tmp_path)
-        (tmp_path / "policies" / "llama.yaml").write_text(POLICY % {"window": 0})
-        world.demand = 1.0
-        world.sync()
-        world.start()
+        world = World(fake, fleet, tmp_path, scale_down_window=0)
+        await world.launch(replicas=2, demand=1.0)
         env = controller_env(
-            tmp_path / "policies",
+            world.policy_dir,
             proxy.url,
             leader_election="false",
             prometheus_bearer_token_file=str(token_file),
@@ -167,13 +162,8 @@ async def test_basic_auth_password_not_in_logs_or_explanations(
     proxy.require({"Authorization": good})
     decisions: list[Decision] = []
     async with ChaosKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.2, ready_after=0.6)
-        world = World(fake, fleet, tmp_path)
-        (tmp_path / "policies" / "llama.yaml").write_text(POLICY % {"window": 0})
-        world.demand = 2.0
-        world.sync()
-        world.start()
+        world = World(fake, fleet, tmp_path, scale_down_window=0)
+        await world.launch(replicas=2, demand=2.0)
         settings = world.settings(
             proxy.url,
             prometheus_username="autoscaler",

@@ -16,10 +16,10 @@ import pytest
 
 from autoscaler.metrics.names import metric_name
 from autoscaler.policy.models import MetricKind, MetricNames
-from tests.e2e.harness import NAMESPACE, World
+from tests.e2e.harness import World, wait_until
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.process import POLICY, ControllerProcess, controller_env, wait_until
+from tests.reliability.process import ControllerProcess, controller_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -34,16 +34,10 @@ async def test_sigterm_mid_tick_finishes_releases_and_exits_zero(
     prometheus = prometheus_factory([fleet_target(fleet)])
     proxy = proxy_factory(prometheus.url)
     async with ChaosKube() as fake:
-        fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-        fake.enable_reconcile(schedule_after=0.2, ready_after=0.6)
-        world = World(fake, fleet, tmp_path)
-        (tmp_path / "policies" / "llama.yaml").write_text(POLICY % {"window": 0})
-        world.demand = 1.0
-        world.sync()
-        await wait_until(lambda: (world.sync(), len(world.ready_pods()) == 2)[1], 10, "2 pods")
-        world.start()
+        world = World(fake, fleet, tmp_path, scale_down_window=0)
+        await world.launch(replicas=2, demand=1.0)
         env = controller_env(
-            tmp_path / "policies",
+            world.policy_dir,
             proxy.url,
             interval=4.0,
             prometheus_timeout="3",
