@@ -112,6 +112,27 @@ def ready_pod_count(pods: tuple[PodInfo, ...]) -> int:
     return sum(1 for p in pods if p.phase is _RUNNING and p.ready)
 
 
+def ratio_proposal(
+    ratio: float, pods: int, current: int, tol_down: float, tol_up: float
+) -> tuple[int, bool]:
+    """The HPA's rule once the usage ratio is known: ``current`` within tolerance, else
+    ``ceil(ratio x pods)``.
+
+    Returns:
+        ``(proposal, within tolerance)``.
+    """
+    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):
+        return current, True
+    return math.ceil(ratio * pods), False
+
+
+def _ratio_rule(ratio: float, pods: int, proposal: int, *, in_band: bool) -> str:
+    """The explanation of :func:`ratio_proposal`'s result."""
+    if in_band:
+        return "within tolerance: keep current"
+    return f"ceil({ratio:.6g} x {pods} pods) = {proposal}"
+
+
 def pods_proposal(
     values: Mapping[str, float],
     pods: tuple[PodInfo, ...],
@@ -173,11 +194,8 @@ def pods_proposal(
     detail.update({"sumMilli": total, "averageMilli": usage, "ratio": ratio})
     scale_up_with_unready = bool(unready) and ratio > 1.0
     if not scale_up_with_unready and not missing:
-        if within(ratio, tol_down, tol_up):
-            detail["rule"] = "within tolerance: keep current"
-            return current, "", detail
-        proposal = math.ceil(ratio * ready)
-        detail["rule"] = f"ceil({ratio:.6g} x {ready} pods) = {proposal}"
+        proposal, in_band = ratio_proposal(ratio, ready, current, tol_down, tol_up)
+        detail["rule"] = _ratio_rule(ratio, ready, proposal, in_band=in_band)
         return proposal, "", detail
     if missing and ratio != 1.0:
         # Scale-down: a missing pod counts as at target; scale-up: as 0. At exactly 1.0 the
@@ -237,9 +255,8 @@ def pods_fast(  # noqa: PLR0917 - hot path, called positionally once per metric
     usage = total // count
     ratio = usage / target_m
     ready = len(countable)
-    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):
-        return current, total, count, usage, ratio, ready, True
-    return math.ceil(ratio * ready), total, count, usage, ratio, ready, False
+    proposal, in_band = ratio_proposal(ratio, ready, current, tol_down, tol_up)
+    return proposal, total, count, usage, ratio, ready, in_band
 
 
 def pods_fast_detail(fast: PodsFast, target_m: int, groups: PodGroups) -> dict[str, Any]:
@@ -257,9 +274,7 @@ def pods_fast_detail(fast: PodsFast, target_m: int, groups: PodGroups) -> dict[s
         "sumMilli": total,
         "averageMilli": usage,
         "ratio": ratio,
-        "rule": "within tolerance: keep current"
-        if in_band
-        else f"ceil({ratio:.6g} x {ready} pods) = {proposal}",
+        "rule": _ratio_rule(ratio, ready, proposal, in_band=in_band),
     }
 
 
