@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
+from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import (
     NoSignal,
     NoSignalReason,
@@ -124,6 +125,15 @@ class TestActing:
         [result] = await world.loop().tick(100.0)
         assert result.outcome is Outcome.UNCHANGED
         assert world.cluster.writes == []
+
+    async def test_hpa_tolerance_flag_reaches_the_decision(self) -> None:
+        """With the controller's tolerance at 2 % (AUTOSCALER_HPA_TOLERANCE) 0.52 scales 3 -> 4."""
+        policy = make_policy()
+        world = World(policy)
+        world.set_kv(policy, 0.52, 100.0)
+        [result] = await world.loop(hpa_flags=HpaFlags(tolerance=0.02)).tick(100.0)
+        assert result.outcome is Outcome.SCALED
+        assert world.cluster.writes == [("nim", "llama", 4)]  # ceil(1.04 x 3)
 
     async def test_dry_run_decides_but_never_writes(self) -> None:
         """Dry-run makes the same decision, reports it, and writes nothing anywhere."""

@@ -181,3 +181,19 @@ class TestReplayCommand:
         pol, timeline = _write_inputs(tmp_path)
         assert main(["replay", "--policy", str(pol), "--timeline", str(timeline)]) == 1
         assert "hpa_tolerance" in capsys.readouterr().err
+
+
+def test_simulate_decides_with_the_environments_flags(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``simulate`` reads both variables and reports them with its settings."""
+    monkeypatch.setenv("AUTOSCALER_HPA_TOLERANCE", "0.05")
+    monkeypatch.setenv("AUTOSCALER_HPA_DOWNSCALE_STABILIZATION", "120")
+    policy_file = Path(__file__).resolve().parents[2] / "autoscaler" / "data" / "demo-policy.yaml"
+    code = main(
+        ["simulate", "--policy", str(policy_file), "--trace", "synthetic:step:rates=6/18,every=60",
+         "--duration", "120", "--output", "json"]
+    )  # fmt: skip
+    assert code == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert (settings["hpaTolerance"], settings["hpaDownscaleStabilization"]) == (0.05, 120)

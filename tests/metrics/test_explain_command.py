@@ -101,6 +101,38 @@ def test_explain_text_with_pods_and_replicas(
     assert '"a-1"' not in out
 
 
+@pytest.mark.parametrize(("tolerance", "desired"), [(None, 3), ("0.05", 4)])
+def test_explain_decides_with_the_hpa_tolerance_flag(
+    *,
+    llm_env: LlmEnv,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tolerance: str | None,
+    desired: int,
+) -> None:
+    """KV average 0.5 against 0.47 (ratio 1.064): held by the default 10 % band, scaled by 5 %."""
+    if tolerance is None:
+        monkeypatch.delenv("AUTOSCALER_HPA_TOLERANCE", raising=False)
+    else:
+        monkeypatch.setenv("AUTOSCALER_HPA_TOLERANCE", tolerance)
+    path = tmp_path / "policy.yaml"
+    text = POLICY.replace("averageValue: 0.25", "averageValue: 0.47")
+    path.write_text(
+        text.replace("    - queueDepth: {target: {type: AverageValue, averageValue: 100}}\n", "")
+    )
+    code = main(
+        ["explain", "--policy", str(path), "--prometheus-url", llm_env.server.url,
+         "--pods", "a-0,a-1,a-2", "--replicas", "3", "--output", "json"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["desiredReplicas"] == desired
+    [metric] = report["explanation"]["metrics"]
+    assert metric["tolerance"]["up"] == (0.1 if tolerance is None else 0.05)
+
+
 def test_explain_without_prometheus_and_pods_fails_clearly(
     policy_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
