@@ -43,7 +43,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("max-zero", "spec.maxReplicas", 0, "spec.maxReplicas", "greater than or equal to 1"),
     ("max-below-min", "spec.maxReplicas", 1, "spec.maxReplicas", "must be >= minReplicas (2)"),
     ("max-missing", "spec.maxReplicas", DELETE, "spec.maxReplicas", "required field"),
-    ("metrics-empty", "spec.metrics", [], "spec.metrics", "at least 1 item"),
+    ("metrics-empty", "spec.metrics", [], "spec.metrics", "or at least one metric"),
+    ("metrics-missing", "spec.metrics", DELETE, "spec.metrics", "or at least one metric"),
     ("metrics-not-list", "spec.metrics", {"a": 1}, "spec.metrics", "valid list"),
     (
         "metric-two-keys",
