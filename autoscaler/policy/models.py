@@ -643,7 +643,7 @@ class CapacitySeed(_Model):
     def with_profile_capacity(self, requests_per_second: float) -> CapacitySeed:
         """A copy carrying the capacity read from the profile file (set by the loader)."""
         copy = self.model_copy()
-        copy._profile_requests_per_second = requests_per_second  # noqa: SLF001 - own class
+        copy._profile_requests_per_second = requests_per_second
         return copy
 
 
