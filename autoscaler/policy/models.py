@@ -22,10 +22,12 @@ Shape (one YAML document)::
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -204,7 +206,14 @@ def _dns1123_label(value: str) -> str:
     return value
 
 
-def _metric_name(value: str) -> str:
+SIGNAL_PREFIX = "__"
+"""Metric names starting with this are reserved for the signals the controller adds itself."""
+
+
+def _metric_name(value: str, info: ValidationInfo) -> str:
+    if value.startswith(SIGNAL_PREFIX) and not (info.context or {}).get("signals"):
+        msg = f"{value!r}: metric names starting with {SIGNAL_PREFIX!r} are reserved"
+        raise ValueError(msg)
     if not _METRIC_NAME.match(value):
         msg = (
             f"{value!r} is not a valid metric name (a letter or '_' then letters, digits, '_' "
@@ -774,6 +783,64 @@ class PolicySpec(_Model):
             )
             raise ValueError(msg)
         return value
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (pydantic's), without the cached metric lists of the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        for cached in ("signal_metrics", "fetched_metrics"):
+            copy.__dict__.pop(cached, None)
+        return copy
+
+    @functools.cached_property
+    def signal_metrics(self) -> tuple[MetricSpec, ...]:
+        """The capacity signals the controller fetches for an ``algorithm: llm`` policy.
+
+        Completions, requests waiting and running per pod, and the fleet's TTFT and ITL at the
+        objectives' quantiles (``spec.slo``, else the latency metrics' quantiles, else p95). They
+        feed the capacity model and the SLO sizing (:mod:`autoscaler.decision.slo`); they never
+        make a proposal of their own. Empty for ``algorithm: hpa``.
+        """
+        if self.algorithm is not Algorithm.LLM:
+            return ()
+        ttft_q, itl_q = 0.95, 0.95
+        for metric in self.metrics:
+            spec = metric.spec
+            if isinstance(spec, LatencyMetricSpec) and spec.statistic == "quantile":
+                if metric.kind is MetricKind.TIME_TO_FIRST_TOKEN:
+                    ttft_q = spec.quantile
+                elif metric.kind is MetricKind.INTER_TOKEN_LATENCY:
+                    itl_q = spec.quantile
+        if self.slo is not None:
+            ttft_q = self.slo.ttft.quantile if self.slo.ttft else ttft_q
+            itl_q = self.slo.itl.quantile if self.slo.itl else itl_q
+        per_pod = {"target": {"type": "AverageValue", "averageValue": 1}}
+        documents: list[dict[str, Any]] = [
+            {"requestRate": {"name": "__capacity_rate", "window": "1m", **per_pod}},
+            {"queueDepth": {"name": "__capacity_waiting", **per_pod}},
+            {"runningRequests": {"name": "__capacity_running", **per_pod}},
+            {
+                "timeToFirstToken": {
+                    "name": "__capacity_ttft",
+                    "quantile": ttft_q,
+                    "window": "1m",
+                    "target": {"type": "Value", "value": 1},
+                }
+            },
+            {
+                "interTokenLatency": {
+                    "name": "__capacity_itl",
+                    "quantile": itl_q,
+                    "window": "1m",
+                    "target": {"type": "Value", "value": 1},
+                }
+            },
+        ]
+        return tuple(MetricSpec.model_validate(d, context={"signals": True}) for d in documents)
+
+    @functools.cached_property
+    def fetched_metrics(self) -> tuple[MetricSpec, ...]:
+        """Every metric the controller fetches: ``metrics`` then :attr:`signal_metrics`."""
+        return (*self.metrics, *self.signal_metrics)
 
     def metric(self, name: str) -> MetricSpec:
         """The metric entry called ``name``."""

@@ -36,6 +36,7 @@ HISTORY_VALUES: tuple[Any, ...] = (
     (90.0,),
     {"p": 1.0},
     {"k": [1, 2]},
+    None,
 )
 DECISION_VALUES: tuple[Any, ...] = (
     "ns/p",
