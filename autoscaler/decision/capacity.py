@@ -22,9 +22,9 @@ passing mix is found again.
 The per-replica rate the fleet is *planned* at is ``good``, raised by a bounded exploration when
 the latest sample shows headroom (:func:`explore_factor`: the part of the latency the load causes
 is still well under what the objective allows; up to ``EXPLORE_MAX`` x the load of that sample,
-never past ``EXPLORE_MAX`` x ``good`` nor ``BAD_SHARE`` x ``bad``). The fleet therefore converges on its capacity from below by bounded
-steps, and a scale-down can never remove more capacity than the evidence supports (the floor of
-:mod:`autoscaler.decision.slo`).
+never past ``EXPLORE_MAX`` x ``good`` nor ``BAD_SHARE`` x ``bad``). The fleet therefore converges
+on its capacity from below by bounded steps, and a scale-down can never remove more capacity
+than the evidence supports (the floor of :mod:`autoscaler.decision.slo`).
 
 Before any evidence the model starts from the seed (``spec.capacity``: a load-test figure or a
 GenAI-Perf sweep read at the SLO) or, without one, from the conservative prior "the current load

@@ -25,8 +25,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from enum import StrEnum
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
