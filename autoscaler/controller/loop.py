@@ -284,7 +284,9 @@ class ControlLoop:
         for item in work:
             self._count_error(item.policy, "metrics")
         nothing = NoSignal(reason, detail)
-        return {w.policy.key: {m.name: nothing for m in w.policy.spec.metrics} for w in work}
+        return {
+            w.policy.key: {m.name: nothing for m in w.policy.spec.fetched_metrics} for w in work
+        }
 
     def _decide(self, item: _Work, metrics: Mapping[str, MetricObservation], now: float) -> None:
         assert item.reading is not None

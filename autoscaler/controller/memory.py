@@ -150,7 +150,7 @@ class StaticMetricSource:
         return {
             r.policy.key: {
                 m.name: self.values.get(r.policy.key, {}).get(m.name, empty)
-                for m in r.policy.spec.metrics
+                for m in r.policy.spec.fetched_metrics
             }
             for r in requests
         }

@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from autoscaler.decision import llm
+from autoscaler.decision import llm, slo
 from autoscaler.decision.calculator import (
     PodGroups,
     Proposal,
@@ -158,7 +158,19 @@ def decide(
             )
         extra, queue_values = llm.queue_state(rp, observation.metrics, view, extra, now)
         tail.append(_capacity_condition(view))
+        sized = slo.plan(
+            history.capacity,
+            observation.metrics,
+            slo.Fleet(view.ready, len(view.credited) + len(view.stuck), view.startup_estimate),
+            rp.objectives,
+            rp.capacity_seed,
+            rp.capacity_seed_source,
+            now,
+        )
+    else:
+        sized = None
     trace = _Trace(rp, now, observation, history, recommendations, view)
+    trace.sized = sized
 
     # Pre-checks (no metrics are read).
     if (current == 0 and rp.min_replicas != 0) or not (
@@ -180,6 +192,7 @@ def decide(
             samples,
             known_pods,
             extra,
+            history.capacity if sized is None else sized.state,
         )
         return _finish(trace, desired, reason, (first, *tail), {}, {}, next_history)
 
@@ -191,6 +204,11 @@ def decide(
             rp, observation, view, extra=extra, queue_values=queue_values, now=now, current=current
         )
     trace.proposals = proposals
+    if sized is not None and rp.sizes_on_slo:
+        assert view is not None
+        slo_proposal = _slo_proposal(rp, sized, view, current, now)
+        trace.slo_proposal = slo_proposal
+        proposals = [*proposals, slo_proposal]
     metric_values = {p.name: p.value for p in proposals}
     metric_proposals = {p.name: p.proposal for p in proposals}
 
@@ -198,6 +216,18 @@ def decide(
     combined, best_metric, best, counted, invalid, first_invalid = _combine(
         proposals, current, view is not None
     )
+    if (
+        sized is not None
+        and combined is not None
+        and sized.floor is not None
+        and combined < current
+        and combined < sized.floor
+        and (sized.estimate.planned is not None or rp.sizes_on_slo or _has_latency(sized))
+    ):
+        # The capacity floor: never below what carries the measured arrivals.
+        floored = min(current, sized.floor)
+        trace.floor = (combined, floored)
+        combined, best_metric = floored, "capacityFloor"
     trace.combine = (combined, best_metric, best, counted, invalid)
     all_failed = not counted or invalid == counted
     failures = history.consecutive_failures + 1 if all_failed and invalid else 0
@@ -253,12 +283,18 @@ def decide(
             samples,
             known_pods,
             extra,
+            history.capacity if sized is None else sized.state,
         )
         return _finish(
             trace, current, line, conditions, metric_values, metric_proposals, next_history
         )
     else:
-        active = rp.valid_conditions[best_metric]
+        active = rp.valid_conditions.get(best_metric) or _cond(
+            _SCALING_ACTIVE,
+            "ValidMetricFound",
+            f"the replica count was calculated from {best_metric}",
+            status=True,
+        )
 
     # HPA rescale reason, from the prenormalized recommendation.
     if fallback_active:
@@ -273,8 +309,13 @@ def decide(
     # Normalisation.
     trace.normalized = combined
     if rp.has_behavior:
+        down_window: float = rp.down.window
+        if rp.adaptive_down_window and view is not None:
+            late = sized is not None and sized.late_pods
+            down_window = ADAPTIVE_WINDOW_MIN if late else _adaptive_window(view.startup_estimate)
+            trace.down_window = down_window
         stabilized, stored, ability = stabilize_with_behavior(
-            recommendations, current, combined, now, rp.up.window, rp.down.window
+            recommendations, current, combined, now, rp.up.window, down_window
         )
         desired, limit_reason = convert_with_behavior_rate(
             current,
@@ -315,6 +356,7 @@ def decide(
         samples,
         known_pods,
         extra,
+        history.capacity if sized is None else sized.state,
     )
     return _finish(
         trace, desired, reason, conditions, metric_values, metric_proposals, next_history
@@ -363,6 +405,7 @@ def record_rescale(
         history.startup_samples,
         history.known_pods,
         extra,
+        history.capacity,
     )
 
 
@@ -639,6 +682,53 @@ def _llm_proposals(
     return results  # type: ignore[return-value] # every index was filled
 
 
+ADAPTIVE_WINDOW_MIN = 60.0
+ADAPTIVE_WINDOW_MAX = 600.0
+
+
+def _adaptive_window(startup: float) -> float:
+    """Scale-down window of a policy sized on its SLO: one start-up time (bounded).
+
+    Holding an idle pod longer than a cold start costs more GPU time than starting it again.
+    """
+    return min(ADAPTIVE_WINDOW_MAX, max(ADAPTIVE_WINDOW_MIN, startup))
+
+
+def _has_latency(sized: slo.SloPlan) -> bool:
+    """Every objective has a latency signal this tick (the capacity model can learn)."""
+    return bool(sized.latencies) and all(v is not None for _, _, _, v in sized.latencies)
+
+
+def _slo_proposal(
+    rp: ResolvedPolicy, sized: slo.SloPlan, view: llm.PodView, current: int, now: float
+) -> Proposal:
+    """The SLO sizing's proposal: the replicas the forecast needs, starting pods credited."""
+    detail: dict[str, Any] = {}
+    if sized.arrivals is None:
+        return Proposal(
+            "slo",
+            None,
+            failure_reason="FailedGetPodsMetric",
+            failure_message="unable to size on the SLO: no request-rate signal",
+            detail=detail,
+        )
+    if sized.need is None:
+        if sized.arrivals <= 0:
+            need_exact = 0.0
+        else:
+            detail["rule"] = "capacity not known yet (prior): keep current"
+            return Proposal("slo", current, sized.arrivals, 1.0, "", "", detail, False, "")  # noqa: FBT003
+    else:
+        need_exact = sized.need
+    need = max(0, math.ceil(need_exact - 1e-9))
+    ctx = llm.context(rp, current, view, now, {}, {})
+    ratio = need_exact / view.capacity if view.capacity else math.inf
+    if need_exact == 0 and view.capacity == 0:
+        ratio = 1.0
+    proposal = llm.apply_credit(ctx, need, ratio, detail)
+    return Proposal("slo", proposal, sized.arrivals, ratio, "", "", detail, False, "")  # noqa: FBT003
+
+
 # --------------------------------------------------------------------------------------------
 # Combination
 # --------------------------------------------------------------------------------------------
@@ -800,18 +890,20 @@ def _stabilization_record(  # noqa: PLR0917 - private; the stabilization step's 
     now: float,
     stabilized: int,
     reason: str,
+    adaptive_window: float | None = None,
 ) -> dict[str, Any]:
     """The stabilization step: each window's records and bound (as ``stabilize_*`` has them)."""
+    down_window = rp.down.window if adaptive_window is None else adaptive_window
     if rp.has_behavior:
         window_up, window_down, up_bound, down_bound = stabilization_windows(
-            recommendations, desired, now, rp.up.window, rp.down.window
+            recommendations, desired, now, rp.up.window, down_window
         )
     else:
         window_down, down_bound = legacy_window(recommendations, desired, now, rp.down.window)
     record: dict[str, Any] = {
         "path": "behavior" if rp.has_behavior else "legacy",
         "input": desired,
-        "downWindowSeconds": rp.down.window,
+        "downWindowSeconds": down_window,
         "downWindow": [[now - r.timestamp, r.replicas] for r in window_down],
         "downBound": down_bound,
         "value": stabilized,
@@ -889,7 +981,9 @@ class _Trace:
         "combine",
         "desired",
         "details",
+        "down_window",
         "fallback",
+        "floor",
         "history",
         "normalized",
         "now",
@@ -899,6 +993,8 @@ class _Trace:
         "reason",
         "recommendations",
         "rp",
+        "sized",
+        "slo_proposal",
         "steps",
         "view",
     )
@@ -933,6 +1029,13 @@ class _Trace:
         """(stabilized replicas, AbleToScale reason, ScalingLimited reason)."""
         self.desired = 0
         self.reason = ""
+        self.sized: slo.SloPlan | None = None
+        """The SLO sizing and capacity model of this tick (``llm``)."""
+        self.slo_proposal: Proposal | None = None
+        self.floor: tuple[int, int] | None = None
+        """(combined before, after) when the capacity floor raised a scale-down."""
+        self.down_window: float | None = None
+        """The adaptive scale-down window, when it applied."""
 
 
 def _build_explanation(trace: _Trace) -> dict[str, Any]:
@@ -978,6 +1081,24 @@ def _build_explanation(trace: _Trace) -> dict[str, Any]:
             ],
             "rule": _combine_rule(best_metric, best, counted, invalid, current),
         }
+    sized = trace.sized
+    if sized is not None:
+        explanation["capacity"] = sized.estimate.to_json()
+        record = sized.to_json()
+        slo_proposal = trace.slo_proposal
+        if slo_proposal is not None:
+            record["proposal"] = slo_proposal.proposal
+            detail = resolve_text(slo_proposal.detail)
+            if "rule" in detail:
+                record["rule"] = detail["rule"]
+            if slo_proposal.failure_message:
+                record["failure"] = slo_proposal.failure_message
+        if trace.floor is not None:
+            before, after = trace.floor
+            record["floorApplied"] = (
+                f"combined {before} < capacity floor {sized.floor}: scale-down stops at {after}"
+            )
+        explanation["slo"] = record
     if trace.fallback is not None:
         explanation["fallback"] = {
             "consecutiveFailures": trace.fallback,
@@ -987,7 +1108,7 @@ def _build_explanation(trace: _Trace) -> dict[str, Any]:
     if normalized is not None:
         stabilized, ability, limit_reason = trace.steps
         explanation["stabilization"] = _stabilization_record(
-            rp, trace.recommendations, normalized, now, stabilized, ability
+            rp, trace.recommendations, normalized, now, stabilized, ability, trace.down_window
         )
         explanation["limits"] = _limits_record(
             rp, history, now, stabilized, current, trace.desired, limit_reason

@@ -366,7 +366,7 @@ def _mapping(value: object) -> Mapping[str, Any] | None:
     return None
 
 
-def _apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
+def apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
     """Turn a metric's need (pods) into a proposal, crediting starting pods.
 
     ``ratio`` is demand over the capacity's target; within tolerance -> current.
@@ -535,7 +535,7 @@ def queue_proposal(
         detail["demandPods"] = total / target
         capacity = view.capacity
         cap_ratio = total / (target * capacity) if capacity else math.inf
-        proposal = _apply_credit(ctx, need, cap_ratio, detail)
+        proposal = apply_credit(ctx, need, cap_ratio, detail)
         return _proposal(metric, proposal, per_ready, ratio, detail)
     if _rate_sizes_queue(ctx):
         detail["rule"] = (
@@ -592,7 +592,7 @@ def queue_proposal(
     # Throughput unknown (a known one took the drain sizing above): at most a doubling.
     need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
     detail["demandPods"] = float(need)
-    proposal = _apply_credit(ctx, need, need / view.capacity, detail)
+    proposal = apply_credit(ctx, need, need / view.capacity, detail)
     detail["rule"] = (
         LAZY,
         "queue {:.3g}/pod growing: ceil({} ready x min({:.3g}, 2)) = {}; {}",
@@ -638,7 +638,7 @@ def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inp
         }
     )
     if view.unschedulable:
-        proposal = _apply_credit(ctx, need, need / max(capacity, 1), detail)
+        proposal = apply_credit(ctx, need, need / max(capacity, 1), detail)
     else:
         proposal = ctx.current + need - capacity
         detail["need"] = need
@@ -759,7 +759,7 @@ def proportional_proposal(
                 # ready pods, starting pods credited, as for a growing queue of unknown throughput.
                 need = math.ceil(ready * RUNNING_INFLATED_RATIO - 1e-9)
                 detail["demandPods"] = demand_pods
-                proposal = _apply_credit(ctx, need, need / max(view.capacity, 1), detail)
+                proposal = apply_credit(ctx, need, need / max(view.capacity, 1), detail)
                 detail["rule"] = (
                     LAZY,
                     "running requests {:.4g}/pod > {:g} x target {:g} (inflated by a saturated "
@@ -792,7 +792,7 @@ def proportional_proposal(
     ratio = demand_pods / capacity if capacity else math.inf
     need = math.ceil(demand_pods - 1e-9)
     detail["demandPods"] = demand_pods
-    proposal = _apply_credit(ctx, need, ratio, detail)
+    proposal = apply_credit(ctx, need, ratio, detail)
     return _proposal(metric, proposal, value, ratio, detail)
 
 

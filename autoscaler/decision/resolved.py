@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from autoscaler.decision.calculator import to_milli
+from autoscaler.decision.capacity import Objective
 from autoscaler.decision.types import Condition, ConditionType
 from autoscaler.policy.models import (
     Algorithm,
+    LatencyMetricSpec,
     MetricKind,
     ScalingPolicy,
     ScalingRules,
@@ -201,6 +203,18 @@ class ResolvedPolicy:
     startup_learning: bool
     latency_margin: float
     kv_saturation: float
+    objectives: tuple[Objective, ...] = ()
+    """Latency objectives the capacity model learns against (``slo``, implied without it)."""
+    sizes_on_slo: bool = False
+    """``spec.slo`` has a ttft/itl objective: the SLO sizing proposes (``llm``)."""
+    capacity_seed: float | None = None
+    """Per-replica capacity from ``spec.capacity`` (requests/s), if given and read."""
+    capacity_seed_source: str = "spec"
+    """``spec`` (``requestsPerSecond``) or ``profile``."""
+    adaptive_down_window: bool = False
+    """The scale-down window follows the start-up estimate (``slo`` without an explicit
+    ``scaleDown.stabilizationWindowSeconds``): holding a pod longer than a cold start costs more
+    than starting it again."""
 
     tolerance_up: float = field(init=False)
     """Scale-up tolerance (``up.tolerance``)."""
@@ -304,12 +318,21 @@ def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
             behavior.scale_down, replace(DEFAULT_SCALE_DOWN, window=window, tolerance=tolerance)
         )
     failure = spec.on_metric_failure
+    sizes = (
+        spec.algorithm is Algorithm.LLM
+        and spec.slo is not None
+        and (spec.slo.ttft is not None or spec.slo.itl is not None)
+    )
+    if sizes and behavior is None:
+        # Sized on an SLO: the HPA's behavior defaults, not its legacy 2x scale-up cap.
+        up, down = DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN
+    seed = spec.capacity.seed_requests_per_second if spec.capacity is not None else None
     return ResolvedPolicy(
         key=policy.key,
         min_replicas=spec.min_replicas,
         max_replicas=spec.max_replicas,
         metrics=metrics,
-        has_behavior=behavior is not None,
+        has_behavior=behavior is not None or sizes,
         up=up,
         down=down,
         llm=spec.algorithm is Algorithm.LLM,
@@ -319,4 +342,51 @@ def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
         startup_learning=spec.llm.startup_learning,
         latency_margin=spec.llm.latency_scale_down_margin,
         kv_saturation=spec.llm.kv_saturation,
+        objectives=_objectives(policy),
+        sizes_on_slo=sizes,
+        capacity_seed=seed,
+        capacity_seed_source="profile"
+        if spec.capacity is not None and spec.capacity.profile is not None
+        else "spec",
+        adaptive_down_window=sizes
+        and (
+            behavior is None
+            or behavior.scale_down is None
+            or behavior.scale_down.stabilization_window_seconds is None
+        ),
     )
+
+
+IMPLIED_OBJECTIVES = (Objective("ttft", 0.95, 2.0), Objective("itl", 0.95, 0.1))
+"""Objectives of an ``llm`` policy with neither ``slo`` nor a latency metric (loose: the
+capacity floor only stops a collapse)."""
+
+
+def _objectives(policy: ScalingPolicy) -> tuple[Objective, ...]:
+    """The objectives the capacity model learns against (``slo``, else latency metrics)."""
+    spec = policy.spec
+    if spec.algorithm is not Algorithm.LLM:
+        return ()
+    found: dict[str, Objective] = {}
+    if spec.slo is not None:
+        if spec.slo.ttft is not None:
+            found["ttft"] = Objective("ttft", spec.slo.ttft.quantile, float(spec.slo.ttft.target))
+        if spec.slo.itl is not None:
+            found["itl"] = Objective("itl", spec.slo.itl.quantile, float(spec.slo.itl.target))
+    if found:
+        return tuple(found.values())
+    for metric in spec.metrics:
+        inner = metric.spec
+        if (
+            isinstance(inner, LatencyMetricSpec)
+            and inner.statistic == "quantile"
+            and metric.target.type is TargetType.VALUE
+            and metric.target.value is not None
+        ):
+            name = {
+                MetricKind.TIME_TO_FIRST_TOKEN: "ttft",
+                MetricKind.INTER_TOKEN_LATENCY: "itl",
+            }.get(metric.kind)
+            if name is not None and name not in found:
+                found[name] = Objective(name, inner.quantile, float(metric.target.value))
+    return tuple(found.values()) or IMPLIED_OBJECTIVES

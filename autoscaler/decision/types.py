@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoscaler.decision.slo import SloState
 
 # --------------------------------------------------------------------------------------------
 # Pods
@@ -184,6 +187,8 @@ class History:
     """Pods seen not ready -> creation time; used to learn start-up durations (bounded)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Algorithm-specific state (JSON-serialisable values only)."""
+    capacity: SloState | None = None
+    """``algorithm: llm``: the capacity model and the SLO sizing's state (typed, versioned)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -199,6 +204,7 @@ class History:
             "startupSamples": list(self.startup_samples),
             "knownPods": dict(self.known_pods),
             "extra": dict(self.extra),
+            **({} if self.capacity is None else {"capacity": self.capacity.to_json()}),
         }
 
     @classmethod
@@ -222,10 +228,22 @@ class History:
                 startup_samples=tuple(float(s) for s in data.get("startupSamples", [])),
                 known_pods={str(k): float(v) for k, v in dict(data.get("knownPods", {})).items()},
                 extra=dict(data.get("extra", {})),
+                capacity=_capacity_from_json(data.get("capacity")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed decision history: {exc}"
             raise ValueError(msg) from exc
+
+
+def _capacity_from_json(data: object) -> SloState | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        msg = f"capacity state is not a mapping: {type(data).__name__}"
+        raise TypeError(msg)
+    from autoscaler.decision.slo import SloState  # noqa: PLC0415 - slo imports this module
+
+    return SloState.from_json(data)
 
 
 # --------------------------------------------------------------------------------------------

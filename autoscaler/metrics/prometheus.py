@@ -316,7 +316,7 @@ class PrometheusSource:
             req.policy.metadata.namespace
             for req in requests
             if req.policy.spec.metric_names is MetricNames.AUTO
-            and any(m.kind is not MetricKind.PROMETHEUS for m in req.policy.spec.metrics)
+            and any(m.kind is not MetricKind.PROMETHEUS for m in req.policy.spec.fetched_metrics)
         }
         to_probe = {ns for ns in auto_namespaces if self._needs_probe(ns, now)}
         probe_failure: NoSignal | None = None
@@ -339,7 +339,7 @@ class PrometheusSource:
             key = req.policy.key
             namespace = req.policy.metadata.namespace
             results[key] = {}
-            for metric in req.policy.spec.metrics:
+            for metric in req.policy.spec.fetched_metrics:
                 kind = metric.kind
                 if kind is MetricKind.PROMETHEUS:
                     customs.append((key, req, metric))

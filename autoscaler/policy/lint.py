@@ -345,6 +345,41 @@ def _no_scaling(loaded: LoadedPolicy) -> Iterator[Finding]:
         )
 
 
+_SATURATING = frozenset({MetricKind.KV_CACHE, MetricKind.QUEUE_DEPTH})
+
+
+def _no_slo(loaded: LoadedPolicy) -> Iterator[Finding]:
+    spec = loaded.policy.spec
+    if spec.algorithm is not Algorithm.LLM or spec.slo is not None:
+        return
+    yield Finding(
+        "llm-without-slo",
+        "algorithm llm without 'slo': the fleet is sized only on the metrics' targets. The "
+        "capacity model learns against implied objectives (the latency metrics' targets, else "
+        "p95 TTFT 2 s / ITL 100 ms) only to stop a collapse; there is no SLO sizing, no "
+        "forecast over the start-up time and no scale-down window fitted to the cold start",
+        "add spec.slo (ttft and/or itl: quantile and target in seconds); the metrics may stay",
+        loaded.locate(("spec", "algorithm")),
+    )
+
+
+def _saturating_only(loaded: LoadedPolicy) -> Iterator[Finding]:
+    spec = loaded.policy.spec
+    # algorithm hpa is the HPA exactly (imported policies): this rule is for llm policies.
+    if spec.algorithm is not Algorithm.LLM or not spec.metrics or spec.slo is not None:
+        return
+    if all(metric.kind in _SATURATING for metric in spec.metrics):
+        yield Finding(
+            "saturating-signals-only",
+            "every metric saturates or lags (KV-cache usage caps at 1.0 and reads near zero on "
+            "a fleet large enough for its load; the queue is empty until the pods are full): "
+            "on their own they cannot tell how much capacity the load needs, so the count "
+            "swings between too few and too many replicas",
+            "add spec.slo (algorithm llm) or a requestRate metric sized from a load test",
+            loaded.locate(("spec", "metrics")),
+        )
+
+
 RULES: dict[str, Rule] = {
     "per-pod-under-value": _per_pod_under_value,
     "target-query-not-aggregated": _target_query_not_aggregated,
@@ -360,6 +395,8 @@ RULES: dict[str, Rule] = {
     "or-vector-without-sum": _or_vector_without_sum,
     "fallback-out-of-range": _fallback_out_of_range,
     "no-scaling-range": _no_scaling,
+    "llm-without-slo": _no_slo,
+    "saturating-signals-only": _saturating_only,
 }
 """Every rule by id, in report order."""
 

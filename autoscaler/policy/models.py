@@ -22,10 +22,12 @@ Shape (one YAML document)::
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +35,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -203,7 +206,14 @@ def _dns1123_label(value: str) -> str:
     return value
 
 
-def _metric_name(value: str) -> str:
+SIGNAL_PREFIX = "__"
+"""Metric names starting with this are reserved for the signals the controller adds itself."""
+
+
+def _metric_name(value: str, info: ValidationInfo) -> str:
+    if value.startswith(SIGNAL_PREFIX) and not (info.context or {}).get("signals"):
+        msg = f"{value!r}: metric names starting with {SIGNAL_PREFIX!r} are reserved"
+        raise ValueError(msg)
     if not _METRIC_NAME.match(value):
         msg = (
             f"{value!r} is not a valid metric name (a letter or '_' then letters, digits, '_' "
@@ -597,7 +607,9 @@ class SloObjective(_Model):
 
 
 class Slo(_Model):
-    """Service-level objectives, used by reports, lint and the simulator."""
+    """Latency objectives. With ``algorithm: llm`` they are the objective the replica count is
+    sized for (the capacity model learns how much load one replica carries within them); reports,
+    lint and the simulator measure against them."""
 
     ttft: SloObjective | None = None
     """Time to first token objective."""
@@ -605,6 +617,43 @@ class Slo(_Model):
     """Inter-token latency objective."""
     e2e: SloObjective | None = None
     """End-to-end latency objective."""
+
+
+class CapacitySeed(_Model):
+    """What one replica carries within the SLO, known before the controller has learned it.
+
+    Exactly one of ``requestsPerSecond`` (e.g. from your own load test) and ``profile`` (a
+    GenAI-Perf / AIPerf concurrency sweep; the capacity at the SLO is read from it) is given.
+    The controller starts from it and keeps learning from the fleet's own metrics.
+    """
+
+    requests_per_second: PositiveQuantity | None = None
+    """Requests/s one ready replica serves within the SLO."""
+    profile: str | None = Field(None, min_length=1)
+    """Path of a GenAI-Perf/AIPerf profile export (JSON or CSV, one file per concurrency level,
+    or a directory of them), relative to the policy file."""
+
+    _profile_requests_per_second: float | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CapacitySeed:
+        if (self.requests_per_second is None) == (self.profile is None):
+            msg = "give exactly one of 'requestsPerSecond' and 'profile'"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def seed_requests_per_second(self) -> float | None:
+        """The per-replica capacity this seed gives (None: a profile not read yet)."""
+        if self.requests_per_second is not None:
+            return self.requests_per_second
+        return self._profile_requests_per_second
+
+    def with_profile_capacity(self, requests_per_second: float) -> CapacitySeed:
+        """A copy carrying the capacity read from the profile file (set by the loader)."""
+        copy = self.model_copy()
+        copy._profile_requests_per_second = requests_per_second
+        return copy
 
 
 class LlmOptions(_Model):
@@ -647,6 +696,16 @@ class MetricNames(StrEnum):
 # --------------------------------------------------------------------------------------------
 
 
+def _sizes_on_slo(data: dict[str, Any]) -> bool:
+    """True when validated spec fields say ``algorithm: llm`` sized for a ttft/itl SLO."""
+    slo = data.get("slo")
+    return (
+        data.get("algorithm") is Algorithm.LLM
+        and isinstance(slo, Slo)
+        and (slo.ttft is not None or slo.itl is not None)
+    )
+
+
 class PolicySpec(_Model):
     """What to scale, within which bounds, on which metrics, how fast."""
 
@@ -658,18 +717,23 @@ class PolicySpec(_Model):
     """Lower bound (>= 0). 0 allows scale to zero only through ``fallback``/``hpa`` rules."""
     max_replicas: int = Field(ge=1)
     """Upper bound (>= 1, >= minReplicas)."""
-    metrics: list[MetricSpec] = Field(min_length=1)
-    """Metrics; the largest proposal wins (HPA semantics)."""
-    behavior: Behavior | None = None
-    """Scaling behavior; absent means exactly an HPA without ``behavior``."""
     algorithm: Algorithm = Algorithm.LLM
     """``hpa`` (Kubernetes HPA exactly) or ``llm`` (LLM-aware; default)."""
+    slo: Slo | None = None
+    """Latency objectives. ``algorithm: llm`` sizes the fleet for them (the capacity model);
+    also used by reports, lint and the simulator."""
+    capacity: CapacitySeed | None = None
+    """Per-replica capacity known in advance (``algorithm: llm`` with ``slo``); learned
+    online from the fleet's metrics when absent."""
+    metrics: list[MetricSpec] = Field(default_factory=list, validate_default=True)
+    """Metrics; the largest proposal wins (HPA semantics). With ``algorithm: llm`` and ``slo``
+    they are optional: the SLO sizes the fleet and each metric given adds a proposal."""
+    behavior: Behavior | None = None
+    """Scaling behavior; absent means exactly an HPA without ``behavior``."""
     metric_names: MetricNames = MetricNames.AUTO
     """Metric name family exported by the pods."""
     on_metric_failure: OnMetricFailure = Field(default_factory=OnMetricFailure)
     """Behaviour when no metric gives a signal."""
-    slo: Slo | None = None
-    """Latency objectives (reports, lint, simulation)."""
     llm: LlmOptions = Field(default_factory=LlmOptions)
     """Options of ``algorithm: llm``."""
 
@@ -684,7 +748,18 @@ class PolicySpec(_Model):
 
     @field_validator("metrics")
     @classmethod
-    def _unique_metric_names(cls, metrics: list[MetricSpec]) -> list[MetricSpec]:
+    def _unique_metric_names(
+        cls, metrics: list[MetricSpec], info: ValidationInfo
+    ) -> list[MetricSpec]:
+        if not metrics and "slo" in info.data and not _sizes_on_slo(info.data):
+            if info.data.get("algorithm") is Algorithm.HPA:
+                msg = "algorithm hpa needs at least one metric"
+            else:
+                msg = (
+                    "give 'slo' (with a ttft or itl objective) or at least one metric: with "
+                    "neither there is nothing to size the fleet on"
+                )
+            raise ValueError(msg)
         seen: dict[str, int] = {}
         for index, metric in enumerate(metrics):
             if metric.name in seen:
@@ -695,6 +770,77 @@ class PolicySpec(_Model):
                 raise ValueError(msg)
             seen[metric.name] = index
         return metrics
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity_needs_slo(
+        cls, value: CapacitySeed | None, info: ValidationInfo
+    ) -> CapacitySeed | None:
+        if value is not None and not _sizes_on_slo(info.data):
+            msg = (
+                "a per-replica capacity is the load one replica carries within the SLO; it "
+                "needs algorithm llm and an slo with a ttft or itl objective"
+            )
+            raise ValueError(msg)
+        return value
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (pydantic's), without the cached metric lists of the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        for cached in ("signal_metrics", "fetched_metrics"):
+            copy.__dict__.pop(cached, None)
+        return copy
+
+    @functools.cached_property
+    def signal_metrics(self) -> tuple[MetricSpec, ...]:
+        """The capacity signals the controller fetches for an ``algorithm: llm`` policy.
+
+        Completions, requests waiting and running per pod, and the fleet's TTFT and ITL at the
+        objectives' quantiles (``spec.slo``, else the latency metrics' quantiles, else p95). They
+        feed the capacity model and the SLO sizing (:mod:`autoscaler.decision.slo`); they never
+        make a proposal of their own. Empty for ``algorithm: hpa``.
+        """
+        if self.algorithm is not Algorithm.LLM:
+            return ()
+        ttft_q, itl_q = 0.95, 0.95
+        for metric in self.metrics:
+            spec = metric.spec
+            if isinstance(spec, LatencyMetricSpec) and spec.statistic == "quantile":
+                if metric.kind is MetricKind.TIME_TO_FIRST_TOKEN:
+                    ttft_q = spec.quantile
+                elif metric.kind is MetricKind.INTER_TOKEN_LATENCY:
+                    itl_q = spec.quantile
+        if self.slo is not None:
+            ttft_q = self.slo.ttft.quantile if self.slo.ttft else ttft_q
+            itl_q = self.slo.itl.quantile if self.slo.itl else itl_q
+        per_pod = {"target": {"type": "AverageValue", "averageValue": 1}}
+        documents: list[dict[str, Any]] = [
+            {"requestRate": {"name": "__capacity_rate", "window": "1m", **per_pod}},
+            {"queueDepth": {"name": "__capacity_waiting", **per_pod}},
+            {"runningRequests": {"name": "__capacity_running", **per_pod}},
+            {
+                "timeToFirstToken": {
+                    "name": "__capacity_ttft",
+                    "quantile": ttft_q,
+                    "window": "1m",
+                    "target": {"type": "Value", "value": 1},
+                }
+            },
+            {
+                "interTokenLatency": {
+                    "name": "__capacity_itl",
+                    "quantile": itl_q,
+                    "window": "1m",
+                    "target": {"type": "Value", "value": 1},
+                }
+            },
+        ]
+        return tuple(MetricSpec.model_validate(d, context={"signals": True}) for d in documents)
+
+    @functools.cached_property
+    def fetched_metrics(self) -> tuple[MetricSpec, ...]:
+        """Every metric the controller fetches: ``metrics`` then :attr:`signal_metrics`."""
+        return (*self.metrics, *self.signal_metrics)
 
     def metric(self, name: str) -> MetricSpec:
         """The metric entry called ``name``."""

@@ -205,7 +205,7 @@ class SimMetricSource:
             pods = [p.name for p in request.pods]
             out[request.policy.key] = {
                 metric.name: self.observe(metric, pods, at)
-                for metric in request.policy.spec.metrics
+                for metric in request.policy.spec.fetched_metrics
             }
         return out
 

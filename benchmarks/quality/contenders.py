@@ -20,6 +20,8 @@ each policy's own bounds are replaced and the change is recorded in ``adapted``.
 * ``llm-demo``: ``autoscaler/data/demo-policy.yaml`` (``algorithm: llm``, KV 0.3 + queue 4 +
   p95 ITL guard 100 ms), as the product runs it: scrape 15 s, tick 15 s, no recording rule.
 * ``llm-itl-guard``: ``policies/itl-guard.yaml`` (queue 4 + p95 ITL guard 50 ms).
+* ``llm-slo``: ``policies/slo.yaml``: only the SLO (p95 TTFT 0.5 s, p95 ITL 50 ms, the
+  benchmark's own objectives), no metric, no capacity: the same file for every scenario.
 * ``llm-tuned``: the policy chosen on the tuning scenarios (other seeds and loads than the
   reported ones; see ``docs/benchmarks.md``).
 """
@@ -54,6 +56,9 @@ class Contender:
     empty_as_zero: bool = False
     adapted: str = ""
     """What was changed from the published policy."""
+    keep_slo: bool = False
+    """Keep the policy's ``spec.slo`` (the objective it sizes for); else it is dropped and the
+    scenario's SLO is only measured."""
     capacity_share: float = 0.0
     """If > 0: every ``requestRate`` target becomes this share of the scenario's per-replica
     capacity (requests/s one replica serves within the SLO, from a load test at the scenario's
@@ -74,7 +79,8 @@ class Contender:
             spec["metrics"] = [
                 _rate_target(m, self.capacity_share * per_replica) for m in spec["metrics"]
             ]
-        spec.pop("slo", None)  # the scenario's SLO is the one measured
+        if not self.keep_slo:
+            spec.pop("slo", None)  # the scenario's SLO is the one measured
         spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"}
         document["spec"] = spec
         document["metadata"] = {"name": self.name, "namespace": "bench"}
@@ -220,6 +226,13 @@ def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:
             "llm, policies/itl-guard.yaml",
             _file(ROOT / "policies" / "itl-guard.yaml"),
             adapted=bounds + "; spec.slo dropped",
+        ),
+        Contender(
+            "llm-slo",
+            "llm, policies/slo.yaml (SLO only)",
+            _file(ROOT / "policies" / "slo.yaml"),
+            adapted=bounds + "; spec.slo kept (it is the scenario's SLO)",
+            keep_slo=True,
         ),
         Contender(
             "hpa-rate",

@@ -9,10 +9,12 @@ reach the decision core as :class:`~autoscaler.decision.resolved.HpaFlags`; a po
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from autoscaler.cli import main
@@ -183,6 +185,14 @@ class TestReplayCommand:
         assert "hpa_tolerance" in capsys.readouterr().err
 
 
+@pytest.fixture
+def _restore_logging() -> Iterator[None]:
+    """``simulate`` configures structlog for its stderr; give the next tests the defaults back."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("_restore_logging")
 def test_simulate_decides_with_the_environments_flags(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,9 @@ from typing import Any
 
 import pytest
 
+from autoscaler.decision import capacity as capacity_module
 from autoscaler.decision import llm as llm_module
+from autoscaler.decision import slo as slo_module
 from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     History,
@@ -256,8 +258,12 @@ def run_scenario(seed: int) -> tuple[str, list[list[Any]]]:
 
 
 def llm_digest() -> str:
-    """Digest of ``llm.py``, the source the ``llm`` scenarios also depend on."""
-    return hashlib.sha256(Path(llm_module.__file__).read_bytes()).hexdigest()[:16]
+    """Digest of ``llm.py``, ``slo.py`` and ``capacity.py``: the sources the ``llm`` scenarios
+    also depend on."""
+    digest = hashlib.sha256()
+    for module in (llm_module, slo_module, capacity_module):
+        digest.update(Path(module.__file__).read_bytes())  # type: ignore[arg-type]
+    return digest.hexdigest()[:16]
 
 
 def generate() -> dict[str, Any]:

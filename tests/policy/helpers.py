@@ -32,6 +32,7 @@ def base_doc() -> dict[str, Any]:
                 "scaleUp": {"stabilizationWindowSeconds": 0},
                 "scaleDown": {"stabilizationWindowSeconds": 300},
             },
+            "slo": {"itl": {"quantile": 0.95, "target": 0.05}},
         },
     }
 

@@ -28,6 +28,7 @@ def lat(kind: str, target: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 M0 = "spec.metrics.0"
+TARGET_4 = {"type": "AverageValue", "averageValue": 4}
 # (rule, [(path, value), ...], expected field of the finding, expected line of the finding)
 CASES: list[tuple[str, list[tuple[str, Any]], str]] = [
     (
@@ -94,6 +95,12 @@ CASES: list[tuple[str, list[tuple[str, Any]], str]] = [
         "spec.onMetricFailure.replicas",
     ),
     ("no-scaling-range", [("spec.maxReplicas", 2)], "spec.maxReplicas"),
+    ("llm-without-slo", [("spec.slo", None)], "spec.algorithm"),
+    (
+        "saturating-signals-only",
+        [("spec.slo", None), ("spec.metrics.1", {"queueDepth": {"target": TARGET_4}})],
+        "spec.metrics",
+    ),
 ]
 
 

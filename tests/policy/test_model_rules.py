@@ -43,7 +43,8 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("max-zero", "spec.maxReplicas", 0, "spec.maxReplicas", "greater than or equal to 1"),
     ("max-below-min", "spec.maxReplicas", 1, "spec.maxReplicas", "must be >= minReplicas (2)"),
     ("max-missing", "spec.maxReplicas", DELETE, "spec.maxReplicas", "required field"),
-    ("metrics-empty", "spec.metrics", [], "spec.metrics", "at least 1 item"),
+    ("metrics-empty", "spec.metrics", [], "spec.metrics", "or at least one metric"),
+    ("metrics-missing", "spec.metrics", DELETE, "spec.metrics", "or at least one metric"),
     ("metrics-not-list", "spec.metrics", {"a": 1}, "spec.metrics", "valid list"),
     (
         "metric-two-keys",
@@ -263,7 +264,10 @@ CASES: list[tuple[str, str, Any, str, str]] = [
 )
 def test_rule_gives_located_error(path: str, value: Any, field: str, fragment: str) -> None:
     """A bad value yields exactly one error naming the field, with a line and the expectation."""
-    result = load_text(dump(changed(base_doc(), path, value)), "p.yaml")
+    doc = base_doc()
+    if path == "spec.metrics":
+        del doc["spec"]["slo"]  # with an SLO, a policy without metrics is valid
+    result = load_text(dump(changed(doc, path, value)), "p.yaml")
     errors = result.all_errors()
     assert [e.location.field for e in errors if e.location] == [field]
     assert fragment in errors[0].message

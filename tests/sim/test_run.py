@@ -76,12 +76,18 @@ class TestClosedLoop:
         assert tight.summary["sloViolationMinutes"] == 6
 
     def test_metric_delay_slows_the_reaction(self) -> None:
-        """The HPA + adapter pipeline delay makes the first scale-up later."""
-        fast = run_simulation(config(cold_start=ColdStart.parse("60")))
+        """The HPA + adapter pipeline delay makes the first scale-up later (on the policy's
+        metrics alone: without the SLO sizing's forecast)."""
+        policy = demo_policy()
+        metrics_only = policy.model_copy(
+            update={"spec": policy.spec.model_copy(update={"slo": None})}
+        )
+        fast = run_simulation(config(cold_start=ColdStart.parse("60"), policy=metrics_only))
         slow = run_simulation(
             config(
                 cold_start=ColdStart.parse("60"),
                 metric_delay=MetricDelay(60.0, 30.0),
+                policy=metrics_only,
             )
         )
         assert fast.summary["scaleEvents"]

@@ -1,0 +1,505 @@
+"""SLO-native sizing of ``algorithm: llm``: the fewest replicas that carry the load within the SLO.
+
+Called by :mod:`autoscaler.decision.core` once per tick for every ``algorithm: llm`` policy. It
+reads the capacity signals the controller fetches for such a policy (``SIGNAL_*`` below: the
+completion rate, requests waiting and running per pod, and the fleet's TTFT/ITL quantiles) and:
+
+1. **measures arrivals**: completions are not arrivals (they cap at what the pods serve and run
+   above the arrivals while a backlog drains), so ``arrivals = completions + growth of the
+   requests held`` (waiting + running) over the rate window;
+2. **learns capacity** (:mod:`autoscaler.decision.capacity`) from steady ticks only: the same
+   ready count for a whole rate window plus a scrape (no pod started or left within it; pods
+   still loading take no traffic and do not matter), arrivals that did not change by more than
+   ``LOAD_CHANGE_RATIO`` within the window, and no backlog draining;
+3. **forecasts** the arrivals one start-up time ahead (the learned start-up estimate): the
+   trend of the last ``TREND_SECONDS`` (least squares), and once a whole day has been seen the
+   day's shape (``DAY_BINS`` bins of the arrival rate, moving averages); the larger of the
+   current rate and the forecasts is provisioned (never scale below what the next start-up time
+   needs);
+4. **adds headroom** for Poisson peaks over the decision interval:
+   ``peak = rate + PEAK_Z x sqrt(rate / interval)``, and capacity to drain the requests waiting
+   within ``DRAIN_SECONDS``;
+5. **proposes** ``ceil(peak / planned rate per replica + backlog)`` replicas, crediting pods
+   that are starting (as every ``llm`` proposal does) — only for a policy with ``spec.slo``;
+6. **floors** every ``llm`` policy (with or without ``slo``): the replicas needed to carry the
+   arrivals measured now at the planned rate per replica. No signal combination may scale below
+   it, which is what keeps a fleet whose KV cache and queue read near zero from collapsing.
+
+Policies without ``spec.slo`` learn against implied objectives: their latency metrics' targets,
+else :data:`~autoscaler.decision.resolved.IMPLIED_OBJECTIVES` (loose: the floor only stops a
+collapse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autoscaler.decision import capacity as cap
+from autoscaler.decision.types import MetricObservation, PodSamples, TargetSample
+
+SIGNAL_RATE = "__capacity_rate"
+SIGNAL_WAITING = "__capacity_waiting"
+SIGNAL_RUNNING = "__capacity_running"
+SIGNAL_TTFT = "__capacity_ttft"
+SIGNAL_ITL = "__capacity_itl"
+SIGNAL_WINDOW = 60.0
+"""Rate window of the capacity signals (completions and latency histograms), seconds."""
+
+PRIOR_MAX_STEP = 2.0
+"""Before anything is learned, a violation asks for at most this factor of the ready pods."""
+LOAD_CHANGE_RATIO = 1.5
+"""Arrival estimates within one rate window further apart than this factor: the window mixes two
+loads, so its latency cannot be attributed to either (not a sample)."""
+SCRAPE_SLACK = 30.0
+"""Seconds after a change of the ready count before a tick is steady again (beyond the window)."""
+DRAINING_WAITING_PER_POD = 1.0
+"""A backlog above this many waiting requests per ready pod that shrinks is 'draining'."""
+TREND_SECONDS = 300.0
+"""Arrival samples used for the trend, seconds."""
+TREND_MIN_POINTS = 4
+TREND_Z = 2.0
+"""Standard errors taken off the trend's slope (a rise must stand out of the noise)."""
+ARRIVALS_KEPT_SECONDS = 600.0
+TREND_MAX_FACTOR = 3.0
+"""The trend forecast is capped at this x the current rate (a few noisy points)."""
+DAY = 86_400.0
+DAY_BINS = 144
+"""Bins of the daily shape (10 minutes each)."""
+DAY_EWMA = 0.2
+"""Weight of a new tick in its bin's moving average."""
+DAY_MAX_FACTOR = 2.0
+PEAK_Z = 1.645
+"""Poisson peak over the decision interval: mean + PEAK_Z standard deviations (95 %)."""
+DEFAULT_INTERVAL = 15.0
+MAX_INTERVAL = 60.0
+DRAIN_SECONDS = 60.0
+"""Requests waiting now should be served within one start-up time plus this many seconds (the
+extra pods asked for now serve from then on)."""
+MIN_STARTUP_HORIZON = 30.0
+RECURRING_STARTUPS = 2.0
+"""Pods arriving within this many start-up times of the previous arrival are a recurring burst:
+they are held for the whole window (the next burst will need them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SloState:
+    """State of the SLO sizing, persisted in the policy's ``History.capacity``."""
+
+    model: cap.CapacityModel = field(default_factory=cap.CapacityModel)
+    held: tuple[tuple[float, float], ...] = ()
+    """(time, requests held: waiting + running) over the rate window (arrival estimate)."""
+    arrivals: tuple[tuple[float, float], ...] = ()
+    """(time, arrival rate) over ``ARRIVALS_KEPT_SECONDS`` (trend)."""
+    day: tuple[float, ...] = ()
+    """Daily shape: arrival rate per bin of the day (empty until the first tick)."""
+    first_seen: float | None = None
+    ready: int = -1
+    """Ready pods at the last tick."""
+    steady_since: float = 0.0
+    """Time since which the ready count has not changed and no pod was starting."""
+    last_tick: float | None = None
+    grown_at: float | None = None
+    """When the ready count last grew (pods arrived), None before any growth."""
+    grown_before: float | None = None
+    """When it grew the time before (recurring bursts)."""
+    ready_before: int = 0
+    """Ready pods before the growth at ``grown_at``."""
+    need_since_growth: float = 0.0
+    """Most replicas needed (fractional) since ``grown_at``."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (``v`` is the format version)."""
+        return {
+            "v": 1,
+            "model": self.model.to_json(),
+            "held": [list(p) for p in self.held],
+            "arrivals": [list(p) for p in self.arrivals],
+            "day": list(self.day),
+            "firstSeen": self.first_seen,
+            "ready": self.ready,
+            "steadySince": self.steady_since,
+            "lastTick": self.last_tick,
+            "grownAt": self.grown_at,
+            "grownBefore": self.grown_before,
+            "readyBefore": self.ready_before,
+            "needSinceGrowth": self.need_since_growth,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SloState:
+        """Rebuild from :meth:`to_json` output; raises ``ValueError``/``TypeError`` if malformed."""
+        if int(data.get("v", 1)) != 1:
+            msg = f"unknown capacity state version {data.get('v')!r}"
+            raise ValueError(msg)
+        first = data.get("firstSeen")
+        last = data.get("lastTick")
+        day = tuple(float(v) for v in data.get("day", ()))
+        if day and len(day) != DAY_BINS:
+            msg = f"daily shape has {len(day)} bins, expected {DAY_BINS}"
+            raise ValueError(msg)
+        return cls(
+            model=cap.CapacityModel.from_json(dict(data.get("model", {}))),
+            held=tuple((float(t), float(v)) for t, v in data.get("held", ())),
+            arrivals=tuple((float(t), float(v)) for t, v in data.get("arrivals", ())),
+            day=day,
+            first_seen=None if first is None else float(first),
+            ready=int(data.get("ready", -1)),
+            steady_since=float(data.get("steadySince", 0.0)),
+            last_tick=None if last is None else float(last),
+            grown_at=_opt(data.get("grownAt")),
+            grown_before=_opt(data.get("grownBefore")),
+            ready_before=int(data.get("readyBefore", 0)),
+            need_since_growth=float(data.get("needSinceGrowth", 0.0)),
+        )
+
+
+def _opt(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The pods as the capacity accounting sees them this tick."""
+
+    ready: tuple[str, ...]
+    starting: int
+    """Starting pods (credited or suspected stuck)."""
+    startup: float
+    """Start-up estimate, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class SloPlan:
+    """One tick's sizing (the ``slo`` and ``capacity`` objects of the explanation)."""
+
+    state: SloState
+    estimate: cap.CapacityEstimate
+    arrivals: float | None
+    """Arrival rate now (requests/s), None without a rate signal."""
+    forecast: float | None
+    """Provisioned rate: max(now, trend, daily shape) over one start-up time."""
+    peak: float | None
+    waiting: float
+    need: float | None
+    """Replicas needed (fractional, before rounding up); None: cannot size."""
+    floor: int | None
+    """Replicas below which no metric may take the fleet (None: no floor this tick)."""
+    steady: str
+    """Why this tick was (not) a learning sample."""
+    latencies: tuple[tuple[str, float, float, float | None], ...]
+    """(objective, quantile, target, measured or None)."""
+    trend: float | None
+    daily: float | None
+    late_pods: bool = False
+    """The pods that arrived last were never needed since (the burst that asked for them ended
+    before they were ready) and bursts do not recur: release them after a short window."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "arrivalsPerSecond": _r(self.arrivals),
+            "forecastPerSecond": _r(self.forecast),
+            "trendForecastPerSecond": _r(self.trend),
+            "dailyForecastPerSecond": _r(self.daily),
+            "peakPerSecond": _r(self.peak),
+            "waiting": _r(self.waiting),
+            "replicasNeeded": _r(self.need),
+            "floor": self.floor,
+            "sample": self.steady,
+            "objectives": [
+                {"name": n, "quantile": q, "target": t, "measured": _r(v)}
+                for n, q, t, v in self.latencies
+            ],
+            "learned": self.state.model.samples,
+            "latePods": self.late_pods,
+        }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _total(observation: MetricObservation | None) -> float | None:
+    """Sum over pods (or the whole-target value); None without a signal."""
+    if isinstance(observation, PodSamples):
+        return float(sum(observation.values.values()))
+    if isinstance(observation, TargetSample):
+        return float(observation.value)
+    return None
+
+
+def _value(observation: MetricObservation | None) -> float | None:
+    if isinstance(observation, TargetSample) and math.isfinite(observation.value):
+        return float(observation.value)
+    return None
+
+
+def _growth(held: tuple[tuple[float, float], ...], now: float, total: float) -> float:
+    """Growth rate of the requests held over the rate window (0 without an old enough point)."""
+    oldest = None
+    for t, value in held:
+        if now - t <= SIGNAL_WINDOW + 1e-9:
+            oldest = (t, value)
+            break
+    if oldest is None or now - oldest[0] < 1.0:
+        return 0.0
+    return (total - oldest[1]) / (now - oldest[0])
+
+
+def _trend(arrivals: tuple[tuple[float, float], ...], now: float, horizon: float) -> float | None:
+    """The recent arrival trend projected ``horizon`` seconds ahead (None: too few points).
+
+    Least squares over the last ``TREND_SECONDS``; the slope used is its lower confidence bound
+    (slope - TREND_Z standard errors, at least 0), so the noise of a flat load adds nothing and
+    only a rise that the points support is provisioned ahead.
+    """
+    points = [(t, v) for t, v in arrivals if now - t <= TREND_SECONDS]
+    n = len(points)
+    if n < TREND_MIN_POINTS:
+        return None
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    sxx = sum((t - mean_t) ** 2 for t, _ in points)
+    if sxx <= 0:
+        return None
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / sxx
+    at_now = mean_v + slope * (now - mean_t)
+    residual = sum((v - (mean_v + slope * (t - mean_t))) ** 2 for t, v in points)
+    error = math.sqrt(residual / (n - 2) / sxx) if n > 2 else math.inf
+    rising = max(0.0, slope - TREND_Z * error)
+    return max(0.0, at_now + rising * horizon)
+
+
+def _day_bin(t: float) -> float:
+    return (t % DAY) / (DAY / DAY_BINS)
+
+
+def _day_rate(day: tuple[float, ...], t: float) -> float:
+    """The daily shape at time ``t`` (linear between bin centres)."""
+    position = _day_bin(t) - 0.5
+    low = math.floor(position)
+    share = position - low
+    return (1 - share) * day[low % DAY_BINS] + share * day[(low + 1) % DAY_BINS]
+
+
+def _update_day(day: tuple[float, ...], now: float, rate: float) -> tuple[float, ...]:
+    if not day:
+        return tuple(rate for _ in range(DAY_BINS))
+    index = int(_day_bin(now)) % DAY_BINS
+    bins = list(day)
+    bins[index] = (1 - DAY_EWMA) * bins[index] + DAY_EWMA * rate
+    return tuple(bins)
+
+
+def plan(  # noqa: PLR0917 - the tick's inputs, one call site
+    state: SloState | None,
+    metrics: Mapping[str, MetricObservation],
+    fleet: Fleet,
+    objectives: tuple[cap.Objective, ...],
+    seed: float | None,
+    seed_source: str,
+    now: float,
+) -> SloPlan:
+    """Learn from this tick and size the fleet (see the module docstring).
+
+    Args:
+        state: The previous tick's state (None: first tick).
+        metrics: The tick's observations (the ``SIGNAL_*`` names are read).
+        fleet: Ready and starting pods, start-up estimate.
+        objectives: The latency objectives sized for.
+        seed: Per-replica capacity from the policy, or None.
+        seed_source: ``spec`` or ``profile``.
+        now: Current time, seconds.
+
+    Returns:
+        The sizing and the next state.
+    """
+    state = state or SloState()
+    ready = len(fleet.ready)
+    served = _total(metrics.get(SIGNAL_RATE))
+    waiting = _total(metrics.get(SIGNAL_WAITING))
+    running = _total(metrics.get(SIGNAL_RUNNING))
+    latencies = tuple(
+        (
+            o.name,
+            o.quantile,
+            o.target,
+            _value(metrics.get(SIGNAL_TTFT if o.name == "ttft" else SIGNAL_ITL)),
+        )
+        for o in objectives
+    )
+
+    # Steadiness: a changed ready count or a starting pod restarts the clock.
+    steady_since = state.steady_since
+    if ready != state.ready:
+        steady_since = now
+    held_total = None if waiting is None else waiting + (running or 0.0)
+    held = state.held
+    if held_total is not None:
+        held = (
+            *(p for p in held if now - p[0] <= SIGNAL_WINDOW + SCRAPE_SLACK),
+            (now, held_total),
+        )
+    arrivals = None
+    growth = _growth(state.held, now, held_total) if held_total is not None else 0.0
+    if served is not None:
+        arrivals = max(0.0, served + growth)
+
+    # Learning.
+    model = state.model
+    steady = _steadiness(
+        state, fleet, ready, now, steady_since, served, waiting, growth, arrivals, latencies
+    )
+    if steady in MET_ONLY_REASONS and served and ready and _all_met(latencies):
+        # A met objective is safe evidence even from a mixed window: completions averaged over
+        # idle time or a pod that just joined only understate the load that was carried.
+        steady = "steady (met)"
+    if steady.startswith("steady"):
+        assert served is not None
+        ratios = tuple((n, v / t) for n, _, t, v in latencies if v is not None)
+        load = served / ready
+        if max(ratio for _, ratio in ratios) > 1.0 and arrivals is not None:
+            # Overloaded: the completions cap at what the pods serve; the load is the arrivals.
+            load = max(load, arrivals / ready)
+        model = cap.observe(model, cap.Sample(now, load, ratios))
+    estimate = cap.estimate(model, now, seed, seed_source)
+    if estimate.planned is None and ready and arrivals:
+        ratios_now = [v / t for _, _, t, v in latencies if v is not None]
+        if ratios_now and max(ratios_now) > 1.0 + cap.VIOLATION_MARGIN:
+            # Nothing learned yet and the SLO is violated now: the load per replica now is
+            # more than a replica carries.
+            # Completions cap at what the pods serve: a safe (low) figure for an overloaded fleet.
+            # At most a doubling of the ready pods for the arrivals (windows mix at a burst).
+            load_now = max((served or 0.0) / ready, arrivals / (PRIOR_MAX_STEP * ready))
+            estimate = cap.prior_from_violation(load_now / cap.PRIOR_BAD_SHARE)
+
+    # Forecast over one start-up time.
+    horizon = max(MIN_STARTUP_HORIZON, fleet.startup)
+    trail = state.arrivals
+    day = state.day
+    first_seen = state.first_seen if state.first_seen is not None else now
+    if arrivals is not None:
+        trail = (*(p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS), (now, arrivals))
+        day = _update_day(day, now, arrivals)
+    trend = daily = forecast = peak = need = None
+    floor: int | None = None
+    planned = estimate.planned
+    if arrivals is not None:
+        # The first rate window after the policy is first seen fills its windows (a ramp).
+        trend = _trend(tuple(p for p in trail if p[0] >= first_seen + SIGNAL_WINDOW), now, horizon)
+        if trend is not None:
+            trend = min(trend, TREND_MAX_FACTOR * arrivals + 1.0)
+        if day and now - first_seen >= DAY:
+            base = _day_rate(day, now)
+            ahead = _day_rate(day, now + horizon)
+            if base > 0:
+                daily = arrivals * min(DAY_MAX_FACTOR, max(1.0, ahead / base))
+        forecast = max(arrivals, trend or 0.0, daily or 0.0)
+        interval = DEFAULT_INTERVAL if state.last_tick is None else now - state.last_tick
+        interval = min(MAX_INTERVAL, max(1.0, interval))
+        peak = forecast + PEAK_Z * math.sqrt(forecast / interval)
+        if planned is not None:
+            drain = DRAIN_SECONDS + fleet.startup
+            need = peak / planned + (waiting or 0.0) / (planned * drain)
+            floor = math.ceil(arrivals / planned - 1e-9)
+        elif ready and arrivals > 0:
+            # Nothing known: the current load per replica is assumed to be what one carries.
+            floor = ready
+    # Pods that arrived after the burst that asked for them.
+    grown_at, grown_before = state.grown_at, state.grown_before
+    ready_before, need_since = state.ready_before, state.need_since_growth
+    if state.ready >= 0 and ready > state.ready:
+        if grown_at is None or now - grown_at > fleet.startup:
+            grown_before, ready_before = grown_at, state.ready
+        grown_at, need_since = now, need or 0.0
+    else:
+        need_since = max(need_since, need or 0.0)
+    late = (
+        grown_at is not None
+        and now - grown_at < horizon
+        and need_since <= ready_before
+        and (grown_before is None or grown_at - grown_before > RECURRING_STARTUPS * horizon)
+    )
+    next_state = SloState(
+        model=model,
+        held=held,
+        arrivals=trail,
+        day=day,
+        first_seen=first_seen,
+        ready=ready,
+        steady_since=steady_since,
+        last_tick=now,
+        grown_at=grown_at,
+        grown_before=grown_before,
+        ready_before=ready_before,
+        need_since_growth=need_since,
+    )
+    return SloPlan(
+        state=next_state,
+        estimate=estimate,
+        arrivals=arrivals,
+        forecast=forecast,
+        peak=peak,
+        waiting=waiting or 0.0,
+        need=need,
+        floor=floor,
+        steady=steady,
+        latencies=latencies,
+        trend=trend,
+        daily=daily,
+        late_pods=late,
+    )
+
+
+MET_ONLY_REASONS = frozenset(
+    {"pods started or left within the rate window", "load changing within the rate window"}
+)
+"""Reasons a tick is not a full sample that still let a tick with every objective met count."""
+
+
+def _all_met(latencies: tuple[tuple[str, float, float, float | None], ...]) -> bool:
+    return bool(latencies) and all(v is not None and v <= t for _, _, t, v in latencies)
+
+
+def _steadiness(  # noqa: PLR0917 - one reason per rule
+    state: SloState,
+    fleet: Fleet,
+    ready: int,
+    now: float,
+    steady_since: float,
+    served: float | None,
+    waiting: float | None,
+    growth: float,
+    arrivals: float | None,
+    latencies: tuple[tuple[str, float, float, float | None], ...],
+) -> str:
+    """``steady`` when this tick is a learning sample, else why not."""
+    if ready == 0:
+        return "no ready pod"
+    if state.ready == -1:
+        return "first tick"
+    if now - steady_since < SIGNAL_WINDOW + SCRAPE_SLACK:
+        # A pod that started (or left) within the window: the window mixes two fleets.
+        return "pods started or left within the rate window"
+    if served is None or served <= 0:
+        return "no completions"
+    if waiting is None:
+        return "no queue signal"
+    if any(v is None for _, _, _, v in latencies):
+        return "no latency signal"
+    if waiting / ready > DRAINING_WAITING_PER_POD and growth < 0:
+        return "backlog draining"
+    recent = [v for t, v in state.arrivals if now - t <= SIGNAL_WINDOW]
+    if recent and arrivals is not None:
+        low, high = min(*recent, arrivals), max(*recent, arrivals)
+        if high > LOAD_CHANGE_RATIO * max(low, 1e-9):
+            return "load changing within the rate window"
+    return "steady"
+
+
+def with_model(state: SloState, model: cap.CapacityModel) -> SloState:
+    """A copy of ``state`` with another capacity model (tests, seeding)."""
+    return replace(state, model=model)

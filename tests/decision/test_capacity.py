@@ -1,0 +1,369 @@
+"""The capacity model and the SLO sizing of ``algorithm: llm`` (pure parts)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoscaler.decision import capacity as cap
+from autoscaler.decision import slo
+from autoscaler.decision.core import decide
+from autoscaler.decision.types import (
+    History,
+    MetricObservation,
+    Observation,
+    PodSamples,
+    TargetSample,
+)
+from autoscaler.policy.loader import load_text
+
+from .helpers import running_pods
+
+OBJECTIVES = (cap.Objective("ttft", 0.95, 0.5), cap.Objective("itl", 0.95, 0.05))
+
+
+def sample(now: float, load: float, itl: float, ttft: float = 0.2) -> cap.Sample:
+    return cap.Sample(now, load, (("ttft", ttft / 0.5), ("itl", itl / 0.05)))
+
+
+class TestCapacityModel:
+    def test_met_samples_raise_good(self) -> None:
+        """Every met sample is a demonstrated load; the highest one is kept."""
+        model = cap.CapacityModel()
+        for t, load in enumerate((3.0, 5.0, 4.0)):
+            model = cap.observe(model, sample(t, load, itl=0.03))
+        assert model.good == 5.0
+        assert model.bad is None
+
+    def test_one_violation_is_not_evidence(self) -> None:
+        """A single violated tick changes nothing; two in a row set the upper bound."""
+        model = cap.observe(cap.CapacityModel(), sample(0, 6.0, itl=0.03))
+        once = cap.observe(model, sample(15, 9.0, itl=0.08))
+        assert once.bad is None
+        twice = cap.observe(once, sample(30, 9.0, itl=0.08))
+        assert twice.bad == 9.0
+        assert twice.good == 6.0
+
+    def test_ambiguous_sample_is_neither(self) -> None:
+        """Latency between the target and target x 1.1 neither raises good nor sets bad."""
+        model = cap.observe(cap.CapacityModel(), sample(0, 6.0, itl=0.03))
+        for t in range(5):
+            model = cap.observe(model, sample(t + 1, 8.0, itl=0.053))
+        assert model.good == 6.0
+        assert model.bad is None
+
+    def test_capacity_drop_lowers_good(self) -> None:
+        """Violations at or below the demonstrated load mean the capacity dropped."""
+        model = cap.CapacityModel(good=8.0)
+        for t in range(2):
+            model = cap.observe(model, sample(t, 6.0, itl=0.09))
+        assert model.bad == 6.0
+        assert model.good == pytest.approx(cap.DRIFT_SHARE * 6.0)
+
+    def test_met_sample_above_bad_clears_it(self) -> None:
+        """A met sample at or above the old violation means that bound is stale."""
+        model = cap.CapacityModel(good=5.0, bad=7.0, bad_at=0.0)
+        model = cap.observe(model, sample(10, 7.5, itl=0.04))
+        assert model.bad is None
+        assert model.good == 7.5
+
+    def test_bad_relaxes_over_time(self) -> None:
+        """The upper bound grows by BAD_RELAX each BAD_RELAX_SECONDS without a new violation."""
+        model = cap.CapacityModel(good=5.0, bad=8.0, bad_at=0.0)
+        assert cap.relaxed_bad(model, cap.BAD_RELAX_SECONDS - 1) == 8.0
+        assert cap.relaxed_bad(model, 2 * cap.BAD_RELAX_SECONDS) == pytest.approx(8.0 * 1.2)
+
+    def test_estimate_sources(self) -> None:
+        """Prior without anything, the seed while not contradicted, learned with evidence."""
+        empty = cap.CapacityModel()
+        assert cap.estimate(empty, 0, None, "spec").source == "prior"
+        assert cap.estimate(empty, 0, None, "spec").planned is None
+        seeded = cap.estimate(empty, 0, 7.0, "profile")
+        assert (seeded.source, seeded.planned) == ("profile", 7.0)
+        contradicted = cap.estimate(cap.CapacityModel(bad=6.0, bad_at=0.0), 0, 7.0, "spec")
+        assert contradicted.source == "prior"
+        assert contradicted.planned == pytest.approx(cap.PRIOR_BAD_SHARE * 6.0)
+        learned = cap.estimate(cap.CapacityModel(good=9.0), 0, 7.0, "spec")
+        assert (learned.source, learned.per_replica) == ("learned", 9.0)
+
+    def test_exploration_is_bounded(self) -> None:
+        """Headroom at the last sample allows planning above good, never past 1.5 x good or
+        0.9 x bad."""
+        model = cap.CapacityModel(good=4.0, last_load=4.0, last_explore=1.5)
+        assert cap.estimate(model, 0, None, "spec").planned == pytest.approx(6.0)
+        bounded = cap.CapacityModel(good=4.0, bad=5.0, bad_at=0.0, last_load=4.0, last_explore=1.5)
+        assert cap.estimate(bounded, 0, None, "spec").planned == pytest.approx(4.5)
+        tight = cap.CapacityModel(good=4.0, last_load=4.0, last_explore=1.0)
+        assert cap.estimate(tight, 0, None, "spec").planned == 4.0
+
+    def test_explore_factor_separates_the_latency_load_does_not_cause(self) -> None:
+        """A TTFT near its target but at its lowest seen (prefill) does not stop exploring; an
+        ITL that grew near its target does."""
+        floors = {"ttft": 0.8, "itl": 0.2}
+        prefill_bound = cap.explore_factor((("ttft", 0.82), ("itl", 0.3)), floors)
+        assert prefill_bound > 1.3
+        itl_bound = cap.explore_factor((("ttft", 0.82), ("itl", 0.9)), floors)
+        assert itl_bound == 1.0
+        violated = cap.explore_factor((("ttft", 1.2), ("itl", 0.3)), floors)
+        assert violated == 1.0
+
+    def test_json_round_trip(self) -> None:
+        """The model survives serialisation exactly."""
+        model = cap.CapacityModel(4.0, 10.0, 6.0, 20.0, 1, 7, 4.5, 0.6, (("itl", 0.2, 1.0),), 1.2)
+        again = cap.CapacityModel.from_json(json.loads(json.dumps(model.to_json())))
+        assert model == again
+
+
+def observations(
+    pods: list[str],
+    rate: float,
+    *,
+    waiting: float = 0.0,
+    running: float = 10.0,
+    itl: float | None = 0.03,
+    ttft: float | None = 0.2,
+) -> dict[str, MetricObservation]:
+    """The capacity signals with ``rate`` completions/s spread over ``pods``."""
+    share = 1.0 / len(pods)
+    metrics: dict[str, MetricObservation] = {
+        slo.SIGNAL_RATE: PodSamples(dict.fromkeys(pods, rate * share), 0.0),
+        slo.SIGNAL_WAITING: PodSamples(dict.fromkeys(pods, waiting * share), 0.0),
+        slo.SIGNAL_RUNNING: PodSamples(dict.fromkeys(pods, running * share), 0.0),
+    }
+    if itl is not None:
+        metrics[slo.SIGNAL_ITL] = TargetSample(itl, 0.0)
+    if ttft is not None:
+        metrics[slo.SIGNAL_TTFT] = TargetSample(ttft, 0.0)
+    return metrics
+
+
+def fleet(n: int, starting: int = 0) -> slo.Fleet:
+    return slo.Fleet(tuple(f"p{i}" for i in range(n)), starting, 90.0)
+
+
+def run_plan(
+    ticks: int, n: int, rate: float, state: slo.SloState | None = None, **kwargs: float
+) -> slo.SloPlan:
+    pods = [f"p{i}" for i in range(n)]
+    result = None
+    start = 0.0 if state is None or state.last_tick is None else state.last_tick + 15.0
+    for i in range(ticks):
+        result = slo.plan(
+            state,
+            observations(pods, rate, **kwargs),  # type: ignore[arg-type]
+            fleet(n),
+            OBJECTIVES,
+            None,
+            "spec",
+            start + 15.0 * i,
+        )
+        state = result.state
+    assert result is not None
+    return result
+
+
+class TestSloPlan:
+    def test_violations_count_only_after_a_steady_window(self) -> None:
+        """In the first rate window plus a scrape after a change only met ticks teach (they
+        understate the load carried); a violation needs a whole steady window."""
+        met = run_plan(3, 4, 20.0)
+        assert met.state.model.good == pytest.approx(5.0)
+        early = run_plan(6, 4, 20.0, itl=0.09)
+        assert early.state.model.bad is None
+        assert early.state.model.samples == 0
+        later = run_plan(12, 4, 20.0, itl=0.09)
+        assert later.state.model.bad == pytest.approx(5.0)
+
+    def test_ignores_violations_while_pods_start(self) -> None:
+        """A pod that became ready restarts the steady clock: its violations are no evidence."""
+        state = run_plan(12, 4, 20.0).state
+        pods = [f"p{i}" for i in range(5)]
+        for _ in range(6):
+            result = slo.plan(
+                state,
+                observations(pods, 40.0, itl=0.09),
+                fleet(5),
+                OBJECTIVES,
+                None,
+                "spec",
+                state.last_tick + 15.0,  # type: ignore[operator]
+            )
+            assert result.steady == "pods started or left within the rate window"
+            state = result.state
+        assert state.model.bad is None
+        assert state.model.good == pytest.approx(5.0)
+
+    def test_ignores_a_draining_backlog(self) -> None:
+        """A shrinking backlog above one waiting request per pod is no sample."""
+        state = run_plan(12, 4, 20.0, waiting=400.0).state
+        samples = state.model.samples
+        result = run_plan(1, 4, 20.0, state=state, waiting=100.0)
+        assert result.steady == "backlog draining"
+        assert result.state.model.samples == samples
+
+    def test_arrivals_count_the_growth_of_the_requests_held(self) -> None:
+        """Arrivals = completions + growth of waiting + running over the rate window."""
+        state = run_plan(5, 4, 20.0, waiting=0.0).state
+        grown = run_plan(1, 4, 20.0, state=state, waiting=120.0)
+        # 120 more requests held over the last 60 s: 2 req/s more than the completions.
+        assert grown.arrivals == pytest.approx(22.0)
+
+    def test_need_has_poisson_headroom_and_floor_has_none(self) -> None:
+        """need = (rate + z sqrt(rate / interval)) / planned; floor = ceil(rate / planned)."""
+        result = run_plan(12, 4, 20.0, itl=0.045, ttft=0.45)
+        planned = result.estimate.planned
+        assert planned == pytest.approx(5.0)
+        assert result.forecast == pytest.approx(20.0)
+        peak = 20.0 + slo.PEAK_Z * math.sqrt(20.0 / 15.0)
+        assert result.need == pytest.approx(peak / 5.0)
+        assert result.floor == 4
+
+    def test_trend_forecasts_a_rise_over_the_startup_time(self) -> None:
+        """A steady rise is provisioned one start-up time ahead; a flat noisy load is not."""
+        pods = [f"p{i}" for i in range(4)]
+        state = None
+        result = None
+        for i in range(20):
+            result = slo.plan(
+                state,
+                observations(pods, 20.0 + 0.5 * i),
+                fleet(4),
+                OBJECTIVES,
+                None,
+                "spec",
+                15.0 * i,
+            )
+            state = result.state
+        assert result is not None
+        assert result.trend is not None
+        # 0.5 req/s per 15 s is 1/30 req/s^2; 90 s ahead is +3 req/s.
+        assert result.trend == pytest.approx(29.5 + 3.0, rel=0.05)
+        flat = None
+        state = None
+        for i in range(20):
+            flat = slo.plan(
+                state,
+                observations(pods, 20.0 + (1.0 if i % 2 else -1.0)),
+                fleet(4),
+                OBJECTIVES,
+                None,
+                "spec",
+                15.0 * i,
+            )
+            state = flat.state
+        assert flat is not None
+        assert flat.forecast == pytest.approx(flat.arrivals)
+
+    def test_daily_shape_once_a_day_was_seen(self) -> None:
+        """After a whole day, the shape of the day raises the forecast ahead of a daily rise."""
+        rising_bins = tuple(10.0 if i < 72 else 20.0 for i in range(slo.DAY_BINS))
+        state = slo.SloState(day=rising_bins, first_seen=0.0, last_tick=None)
+        pods = [f"p{i}" for i in range(4)]
+        before_rise = 72 * 600.0 - 60.0 + slo.DAY  # one minute before the second half, day 2
+        result = slo.plan(
+            state, observations(pods, 10.0), fleet(4), OBJECTIVES, None, "spec", before_rise
+        )
+        assert result.daily is not None
+        assert result.daily > 10.0
+        assert result.forecast == pytest.approx(result.daily)
+
+    def test_state_round_trip(self) -> None:
+        """The SLO state survives JSON exactly (restart, failover)."""
+        state = run_plan(20, 4, 20.0).state
+        again = slo.SloState.from_json(json.loads(json.dumps(state.to_json())))
+        assert state == again
+
+
+SLO_ONLY = """
+apiVersion: nim-autoscaler/v1alpha1
+kind: ScalingPolicy
+metadata: {name: slo-only, namespace: ns}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: model}
+  algorithm: llm
+  minReplicas: 1
+  maxReplicas: 20
+  slo:
+    ttft: {quantile: 0.95, target: 0.5}
+    itl: {quantile: 0.95, target: 0.05}
+"""
+
+
+class TestDecide:
+    def policy(self, text: str = SLO_ONLY):  # type: ignore[no-untyped-def]
+        loaded = load_text(text, "p.yaml")
+        assert not loaded.errors
+        return loaded.policies[0].policy
+
+    def tick(
+        self, history: History, now: float, n: int, rate: float, **kwargs: float
+    ) -> tuple[int, History, dict]:  # type: ignore[type-arg]
+        pods = running_pods(n)
+        names = [p.name for p in pods]
+        obs = Observation(n, n, pods, observations(names, rate, **kwargs))  # type: ignore[arg-type]
+        result = decide(self.policy(), obs, history, now)
+        return result.decision.desired_replicas, result.history, result.decision.explanation
+
+    def test_slo_only_policy_sizes_on_learned_capacity(self) -> None:
+        """Learned 5 req/s per replica at 4 pods; load doubles: the proposal follows it."""
+        history = History()
+        for i in range(12):
+            _, history, _ = self.tick(history, 15.0 * i, 4, 20.0, itl=0.045, ttft=0.45)
+        # No latency signal on the last tick: sized, not learned from.
+        desired, history, explanation = self.tick(history, 200.0, 4, 40.0, itl=None)
+        assert explanation["capacity"]["source"] == "learned"
+        assert explanation["capacity"]["perReplicaRequestsPerSecond"] == pytest.approx(5.0)
+        assert explanation["slo"]["proposal"] >= 8
+        assert desired >= 8
+
+    def test_floor_stops_a_collapse(self) -> None:
+        """A KV-only policy on a fleet whose KV reads near zero never drops below what carries
+        the measured arrivals."""
+        kv_only = SLO_ONLY.replace(
+            """  slo:
+    ttft: {quantile: 0.95, target: 0.5}
+    itl: {quantile: 0.95, target: 0.05}
+""",
+            """  metrics:
+    - kvCache: {target: {type: AverageValue, averageValue: 0.7}}
+  behavior: {scaleDown: {stabilizationWindowSeconds: 0}}
+""",
+        )
+        policy = self.policy(kv_only)
+        pods = running_pods(20)
+        names = [p.name for p in pods]
+        history = History()
+        desired = 20
+        for i in range(30):
+            metrics = observations(names, 60.0, itl=0.03, ttft=0.3)
+            metrics["kvCache"] = PodSamples(dict.fromkeys(names, 0.02), 0.0)
+            result = decide(policy, Observation(20, 20, pods, metrics), history, 15.0 * i)
+            history, desired = result.history, result.decision.desired_replicas
+            explanation = result.decision.explanation
+        # 3 req/s per replica demonstrated; exploration allows at most 1.5 x that.
+        assert desired >= math.ceil(60.0 / 4.5)
+        assert "floorApplied" in explanation["slo"]
+
+    def test_history_restart_changes_no_decision(self) -> None:
+        """A decision from a history that went through JSON equals the one without restart."""
+        history = History()
+        for i in range(12):
+            _, history, _ = self.tick(history, 15.0 * i, 4, 20.0)
+        restored = History.from_json(json.loads(json.dumps(history.to_json())))
+        assert restored.capacity == history.capacity
+        a = self.tick(history, 200.0, 4, 35.0)
+        b = self.tick(restored, 200.0, 4, 35.0)
+        assert a[0] == b[0]
+        assert a[2]["slo"] == b[2]["slo"]
+
+    def test_no_rate_signal_never_scales_down(self) -> None:
+        """Without the completion rate the SLO sizing is invalid: no scale-down on it."""
+        pods = running_pods(6)
+        history = History()
+        desired = 0
+        for i in range(12):
+            result = decide(self.policy(), Observation(6, 6, pods, {}), history, 15.0 * i)
+            history, desired = result.history, result.decision.desired_replicas
+        assert desired == 6
