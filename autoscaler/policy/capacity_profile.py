@@ -494,6 +494,8 @@ def _summary_points(file: str, start: int, table: list[list[str]]) -> list[Sweep
             if name == "concurrency":
                 run.concurrency = _csv_cell(cell, file, where)
                 continue
+            if name not in _METRIC_ALIASES:
+                continue
             value = _csv_cell(cell, file, where)
             if value is not None:
                 _add_csv_value(run, name, unit, stat=stat or "avg", value=value, where=where)
