@@ -34,6 +34,7 @@ row/column; nothing else is raised for bad input.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import math
@@ -661,12 +662,35 @@ def _deduplicate(points: list[SweepPoint]) -> tuple[list[SweepPoint], list[str]]
     return sorted(kept.values(), key=lambda p: p.concurrency), notes
 
 
+def _is_pattern(path: Path) -> bool:
+    """True for a path with glob wildcards that does not exist as written."""
+    return glob.has_magic(str(path)) and not path.exists()
+
+
+def _matches(pattern: Path) -> list[Path]:
+    root = _pattern_root(pattern)
+    relative = pattern.relative_to(root)
+    return sorted(p for p in root.glob(str(relative)) if p.is_file())
+
+
+def _pattern_root(pattern: Path) -> Path:
+    """The deepest directory of a pattern without wildcards."""
+    parts: list[str] = []
+    for part in pattern.parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path()
+
+
 def read_sweep(paths: str | Path | Sequence[str | Path]) -> Sweep:
-    """Read a sweep from one export file, several files, or directories of them.
+    """Read a sweep from one export file, several files, directories or glob patterns.
 
     A directory is searched recursively for ``*genai_perf.json``, ``*genai_perf.csv``,
     ``*aiperf.json`` and ``*aiperf.csv``. When a run is exported as both JSON and CSV (GenAI-Perf
-    and AIPerf write both), the JSON is read.
+    and AIPerf write both), the JSON is read. A path with wildcards (``llama-c*_genai_perf.json``,
+    ``runs/*/profile_export_aiperf.json``) that does not exist as written reads every file it
+    matches: a sweep kept as flat files, as in a Kubernetes ConfigMap.
 
     Raises:
         ProfileError: A file is missing or bad, no run was found, or two exports of the same kind
@@ -677,7 +701,13 @@ def read_sweep(paths: str | Path | Sequence[str | Path]) -> Sweep:
     directories: list[Path] = []
     for raw in items:
         path = Path(raw)
-        if path.is_dir():
+        if _is_pattern(path):
+            matched = _matches(path)
+            if not matched:
+                raise ProfileError(str(path), "no file matches this pattern")
+            files.extend(matched)
+            directories.extend(sorted({_pattern_root(path), *(m.parent for m in matched)}))
+        elif path.is_dir():
             found, walked = _export_files(path)
             if not found:
                 msg = "no GenAI-Perf or AIPerf export in this directory (looked for " + ", ".join(
@@ -962,6 +992,10 @@ def profile_dependencies(path: str | Path) -> list[str]:
     """
     root = Path(path)
     found = [str(root)]
+    if _is_pattern(root):
+        matched = _matches(root)
+        parents = sorted({_pattern_root(root), *(m.parent for m in matched)})
+        return [*found, *(str(d) for d in parents), *(str(m) for m in matched)]
     if not root.is_dir():
         return found
     try:

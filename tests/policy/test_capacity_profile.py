@@ -394,3 +394,23 @@ class TestReadSweep:
         bad.write_text("{")
         with pytest.raises(ProfileError, match=f"^{bad}: line 1 column 2: not valid JSON"):
             read_sweep(tmp_path / "sweep")
+
+    def test_glob_pattern_reads_a_flat_sweep(self, tmp_path: Path) -> None:
+        """A pattern reads a sweep kept as flat files (as in a ConfigMap)."""
+        for c in (1, 10, 50):
+            source = run_dir(c) / "profile_export_genai_perf.json"
+            shutil.copy(source, tmp_path / f"llama-c{c}_genai_perf.json")
+        (tmp_path / "other-c5_genai_perf.json").write_text("{")  # not matched
+        sweep = read_sweep(tmp_path / "llama-c*_genai_perf.json")
+        assert tuple(p.concurrency for p in sweep.points) == (1.0, 10.0, 50.0)
+
+    def test_glob_pattern_over_run_directories(self) -> None:
+        """Wildcards in directory names pick one export per run directory."""
+        sweep = read_sweep(GENAI_PERF / "*concurrency*" / "profile_export_genai_perf.csv")
+        assert tuple(p.concurrency for p in sweep.points) == LEVELS
+        assert all(f.endswith(".csv") for f in sweep.files)
+
+    def test_glob_pattern_without_match(self, tmp_path: Path) -> None:
+        """A pattern that matches nothing is an error naming it."""
+        with pytest.raises(ProfileError, match="no file matches this pattern"):
+            read_sweep(tmp_path / "*.json")

@@ -224,3 +224,20 @@ class TestCommands:
         assert main(["validate", str(setup / "p.yaml")]) == 1
         out = capsys.readouterr().out
         assert f"ERROR {setup / 'p.yaml'}:13:14: spec.capacity.profile: capacity profile" in out
+
+
+class TestFlatSweep:
+    def test_pattern_next_to_the_policy_and_hot_reload(self, tmp_path: Path) -> None:
+        """A ConfigMap-style flat sweep: a pattern in the policy dir; a new run is picked up."""
+        for c in (1, 10, 50):
+            source = SWEEP / C50.replace("50", str(c), 1)
+            shutil.copy(source, tmp_path / f"llama-c{c}_genai_perf.json")
+        (tmp_path / "p.yaml").write_text(policy_text("'llama-c*_genai_perf.json'"))
+        directory = PolicyDirectory(tmp_path)
+        (before,) = directory.reload().policies
+        assert before.profile is not None
+        assert before.profile.capacity.levels == (1.0, 10.0, 50.0)
+        shutil.copy(SWEEP / C50.replace("50", "5", 1), tmp_path / "llama-c5_genai_perf.json")
+        (after,) = directory.reload().policies
+        assert after.profile is not None
+        assert after.profile.capacity.levels == (1.0, 5.0, 10.0, 50.0)
