@@ -52,6 +52,9 @@ MAX_PROFILE_BYTES = 16 * 1024 * 1024
 MAX_PROFILE_FILES = 1000
 """Most export files read from one directory."""
 
+MAX_PROFILE_DIRECTORIES = 1000
+"""Most directories searched under one profile directory."""
+
 EXPORT_SUFFIXES = ("genai_perf.json", "genai_perf.csv", "aiperf.json", "aiperf.csv")
 """File name endings read when the profile is a directory (searched recursively)."""
 
@@ -272,7 +275,10 @@ def _latency_quantiles(
             continue
         q = _quantile_of(str(stat))
         if q is not None:
-            quantiles[q] = _number(raw, file, f"{key}.{stat}") * scale
+            value = _number(raw, file, f"{key}.{stat}")
+            if value < 0:
+                raise ProfileError(file, f"a latency must be >= 0, got {raw!r}", f"{key}.{stat}")
+            quantiles[q] = value * scale
         elif stat in {"avg", "mean"}:
             mean = _number(raw, file, f"{key}.{stat}") * scale
     return quantiles, mean
@@ -355,10 +361,10 @@ def parse_json_export(text: str, file: str) -> SweepPoint:
         concurrency, origin = _loaded_concurrency(file), "path"
     if concurrency is None:
         concurrency, origin = _little(throughput, mean_latency), "little"
-    if concurrency is None:
+    if concurrency is None or concurrency <= 0:
         msg = (
             "cannot tell the concurrency of this run: no input_config concurrency, no "
-            "'concurrency<N>' in the path, no request_latency to estimate it from"
+            "'concurrency<N>' (N > 0) in the path, no request_latency to estimate it from"
         )
         raise ProfileError(file, msg)
     return SweepPoint(
@@ -439,6 +445,8 @@ def _add_csv_value(
 ) -> None:
     ours = _METRIC_ALIASES.get(name)
     if ours in {"ttft", "itl", "latency"}:
+        if value < 0:
+            raise ProfileError(run.file, f"a latency must be >= 0, got {value:g}", where)
         seconds = value * _time_scale(unit, run.file, where)
         quantile = _quantile_of(stat)
         if ours == "latency":
@@ -507,6 +515,9 @@ def _summary_points(file: str, start: int, table: list[list[str]]) -> list[Sweep
 def _csv_point(run: _CsvRun, where: str, *, from_column: bool = False) -> SweepPoint:
     if run.throughput is None:
         msg = "no 'Request Throughput' value (a GenAI-Perf or AIPerf CSV export has one)"
+        raise ProfileError(run.file, msg, where)
+    if run.throughput < 0:
+        msg = f"request throughput must be >= 0, got {run.throughput:g}"
         raise ProfileError(run.file, msg, where)
     concurrency, origin = run.concurrency, "column"
     if concurrency is None and not from_column:
@@ -595,6 +606,9 @@ def _export_files(directory: Path) -> tuple[list[Path], list[Path]]:
             continue
         visited.add((info.st_dev, info.st_ino))
         directories.append(current)
+        if len(directories) > MAX_PROFILE_DIRECTORIES:
+            msg = f"more than {MAX_PROFILE_DIRECTORIES} directories; point at one sweep"
+            raise ProfileError(str(directory), msg)
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -924,6 +938,9 @@ def capacity_at_slo(
     def result(
         rps: float, concurrency: float, limited_by: str, values: dict[str, float]
     ) -> ProfileCapacity:
+        if rps <= 0:
+            msg = "no request completed within the SLO in the sweep (request throughput 0)"
+            raise ProfileError(ordered[0].file, msg)
         return ProfileCapacity(
             requests_per_second=rps,
             concurrency=concurrency,

@@ -414,3 +414,32 @@ class TestReadSweep:
         """A pattern that matches nothing is an error naming it."""
         with pytest.raises(ProfileError, match="no file matches this pattern"):
             read_sweep(tmp_path / "*.json")
+
+
+class TestBadValues:
+    def test_negative_latency(self) -> None:
+        """A negative latency is refused with its key."""
+        data = export(time_to_first_token={"unit": "ms", "p95": -3})
+        with pytest.raises(ProfileError, match=r"time_to_first_token\.p95: a latency must be >= 0"):
+            parse_json_export(json.dumps(data), "run.json")
+
+    def test_non_finite_value(self) -> None:
+        """NaN is not a measurement."""
+        data = export(request_throughput={"unit": "requests/sec", "avg": "nan"})
+        with pytest.raises(ProfileError, match=r"request_throughput\.avg: expected a finite"):
+            parse_json_export(json.dumps(data), "run.json")
+
+    def test_zero_throughput_sweep(self) -> None:
+        """A sweep where nothing completed gives no capacity (never a zero seed)."""
+        points = [point(1, 0.0, ttft={0.95: 0.1}, file="c1.json")]
+        with pytest.raises(ProfileError, match="no request completed within the SLO"):
+            capacity_at_slo(points, ttft=(0.95, 1.0))
+
+    def test_concurrency_zero_in_path(self, tmp_path: Path) -> None:
+        """A path saying concurrency0 is not a load level."""
+        data = export()
+        del data["input_config"]
+        del data["request_latency"]
+        path = write(tmp_path / "x-concurrency0" / "profile_export_genai_perf.json", data)
+        with pytest.raises(ProfileError, match="cannot tell the concurrency"):
+            read_sweep(path)
