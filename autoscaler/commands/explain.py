@@ -5,6 +5,8 @@ Reads the policy (:mod:`autoscaler.policy.loader`), queries Prometheus once thro
 :class:`~autoscaler.decision.types.Observation`, calls
 :func:`autoscaler.decision.core.decide` with an empty history and prints the decision
 (:func:`autoscaler.decision.explain.render_text`, or JSON). It never writes anything anywhere.
+A policy with ``spec.capacity.profile`` also shows what was read from the sweep (text, or the
+``capacityProfile`` object in JSON).
 
 Where pods and replicas come from, without a cluster:
 
@@ -293,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(chosen, str):
         print(f"nim-autoscaler explain: {chosen}", file=sys.stderr)
         return 1
+    profile = next((p.profile for p in loaded.policies if p.key == chosen.key), None)
     overrides: dict[str, Any] = {}
     if args.prometheus_url:
         overrides["prometheus_url"] = args.prometheus_url
@@ -354,9 +357,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"nim-autoscaler explain: cannot read the cluster: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
-        print(json.dumps(decision_to_json(decision, observation), indent=2, default=str))
+        document = decision_to_json(decision, observation)
+        if profile is not None:
+            document["capacityProfile"] = profile.to_json()
+        print(json.dumps(document, indent=2, default=str))
     else:
         print(render_text(decision))
+        if profile is not None:
+            print(f"\ncapacity profile {profile.path}:\n  {profile.capacity.describe()}")
+            for note in profile.capacity.notes:
+                print(f"  note: {note}")
         print("\nmetric inputs:")
         for name, metric in observation.metrics.items():
             print(f"  {name}: {json.dumps(observation_to_json(metric), default=str)}")

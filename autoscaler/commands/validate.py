@@ -1,8 +1,11 @@
 """``nim-autoscaler validate PATH...``: check policy files and report every located error.
 
 Uses :func:`autoscaler.policy.loader.load_paths`. Exit code 0 when every file is valid, 1 otherwise.
-Human output lists each valid policy and each error as ``FILE:LINE:COL: field: message``;
-``--output json`` prints one JSON object (``valid``, ``policies``, ``errors``).
+Human output lists each valid policy and each error as ``FILE:LINE:COL: field: message``; a
+policy with ``spec.capacity.profile`` also shows the capacity read from the sweep (per-replica
+requests/s at the SLO, what limits it, the margins and the sweep's request lengths).
+``--output json`` prints one JSON object (``valid``, ``policies``, ``errors``; a policy with a
+profile carries a ``capacity`` object).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def result_to_json(result: LoadResult) -> dict[str, Any]:
                 "file": loaded.location.file,
                 "line": loaded.location.line,
                 "column": loaded.location.column,
+                **({"capacity": loaded.profile.to_json()} if loaded.profile else {}),
             }
             for loaded in result.policies
         ],
@@ -48,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     for loaded in result.policies:
         print(f"OK    {loaded.key} ({loaded.location})")
+        if loaded.profile is not None:
+            print(
+                f"      capacity from {loaded.profile.path}: {loaded.profile.capacity.describe()}"
+            )
+            for note in loaded.profile.capacity.notes:
+                print(f"      note: {note}")
     for line in format_errors(result.errors):
         print(f"ERROR {line}")
     problems = len(result.all_errors())

@@ -18,6 +18,15 @@ silently overwrite) are detected on the node tree.
 hot reload: it re-parses only files whose ``(mtime, size, inode)`` changed and keeps serving the
 last good version of a file that became invalid, while reporting its errors. The ``validate`` and
 ``lint`` commands (:mod:`autoscaler.commands.validate`) use :func:`load_paths`.
+
+A policy with ``spec.capacity.profile`` names a GenAI-Perf/AIPerf sweep (a file or a directory,
+relative to the policy file). The loader reads it (:mod:`autoscaler.policy.capacity_profile`),
+computes the per-replica capacity at the policy's ``spec.slo`` and returns the policy with that
+figure in ``spec.capacity`` (:meth:`~autoscaler.policy.models.CapacitySeed.with_profile_capacity`);
+the reading itself is kept on :attr:`LoadedPolicy.profile` for ``validate`` and ``explain``. A
+profile that cannot be read or used is an error located at ``spec.capacity.profile``, and the
+sweep's files count as part of the policy file for hot reload: when one of them changes, the
+policy file is parsed again.
 """
 
 from __future__ import annotations
@@ -35,6 +44,13 @@ import structlog
 import yaml
 
 from autoscaler.errors import Location, PolicyError, PolicyFileError
+from autoscaler.policy.capacity_profile import (
+    ProfileCapacity,
+    ProfileError,
+    capacity_at_slo,
+    profile_dependencies,
+    read_sweep,
+)
 from autoscaler.policy.models import ScalingPolicy
 
 _log = structlog.get_logger(__name__)
@@ -47,10 +63,42 @@ MAX_FILE_BYTES = 1024 * 1024
 
 _MAX_INPUT_REPR = 60
 
+_Stamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> _Stamp:
+    """``(mtime_ns, size, inode)`` of a path; ``(-1, -1, -1)`` when it cannot be read."""
+    try:
+        info = path.stat()
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return (-1, -1, -1)
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
 
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileReading:
+    """What the loader read from a policy's ``spec.capacity.profile``."""
+
+    path: str
+    """The profile path as resolved (relative to the policy file's directory)."""
+    capacity: ProfileCapacity
+    """The per-replica capacity at the policy's SLO, with margins and the sweep's lengths."""
+    files: tuple[str, ...]
+    """The export files read."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form: ``source: profile``, the path, the files and the capacity."""
+        return {
+            "source": "profile",
+            "profile": self.path,
+            "files": list(self.files),
+            **self.capacity.to_json(),
+        }
 
 
 @dataclass(frozen=True)
@@ -63,6 +111,8 @@ class LoadedPolicy:
     """File, line and column where the policy's document starts."""
     node: yaml.Node | None = field(default=None, repr=False, compare=False)
     """The document's YAML node tree (for locating fields); None when not read from YAML."""
+    profile: ProfileReading | None = field(default=None, compare=False)
+    """The capacity read from ``spec.capacity.profile`` (None: the policy names no profile)."""
 
     @property
     def key(self) -> str:
@@ -342,6 +392,9 @@ class _Parsed:
     file: str
     policies: tuple[LoadedPolicy, ...]
     errors: tuple[PolicyError, ...]
+    dependencies: tuple[tuple[str, _Stamp], ...] = ()
+    """Other paths read for this file (capacity profiles) and their stamps taken before they
+    were read; a change to one means a re-parse."""
 
 
 def _error_order(error: PolicyError) -> tuple[int, int]:
@@ -389,6 +442,42 @@ def _construct(node: yaml.Node) -> Any:
         loader.dispose()
 
 
+def _read_profile(
+    file: str, node: yaml.Node, policy: ScalingPolicy
+) -> tuple[ScalingPolicy, ProfileReading | None, list[PolicyError], list[tuple[str, _Stamp]]]:
+    """Read ``spec.capacity.profile`` (if any) and put the capacity at the SLO into the policy.
+
+    Returns:
+        The policy (with the capacity filled in), the reading, the located errors and the paths
+        the result depends on (watched for hot reload, also when reading failed).
+    """
+    seed = policy.spec.capacity
+    if seed is None or seed.profile is None:
+        return policy, None, [], []
+    slo = policy.spec.slo
+    raw = Path(seed.profile)
+    path = raw if raw.is_absolute() else Path(file).parent / raw
+    # Stamped before reading: a change made while reading is seen on the next reload.
+    dependencies = [(p, _stamp(Path(p))) for p in profile_dependencies(path)]
+    try:
+        sweep = read_sweep(path)
+        capacity = capacity_at_slo(
+            sweep.points,
+            ttft=(slo.ttft.quantile, slo.ttft.target) if slo and slo.ttft else None,
+            itl=(slo.itl.quantile, slo.itl.target) if slo and slo.itl else None,
+        )
+    except ProfileError as exc:
+        where = _node_for(node, ("spec", "capacity", "profile"), at_key=False)
+        location = _mark_location(file, where.start_mark, "spec.capacity.profile")
+        return policy, None, [PolicyError(f"capacity profile {exc}", location)], dependencies
+    if sweep.notes:
+        capacity = replace(capacity, notes=tuple(sorted({*capacity.notes, *sweep.notes})))
+    seeded = seed.with_profile_capacity(capacity.requests_per_second)
+    spec = policy.spec.model_copy(update={"capacity": seeded})
+    reading = ProfileReading(str(path), capacity, sweep.files)
+    return policy.model_copy(update={"spec": spec}), reading, [], dependencies
+
+
 def _validate_document(
     file: str, node: yaml.Node
 ) -> tuple[ScalingPolicy | None, list[PolicyError]]:
@@ -425,6 +514,7 @@ def _parse_text(text: str, file: str) -> _Parsed:
     nodes, syntax_errors = _compose(file, text)
     policies: list[LoadedPolicy] = []
     errors: list[PolicyError] = []
+    dependencies: list[tuple[str, _Stamp]] = []
     keys: dict[str, Location] = {}
     for node in nodes:
         if _is_truly_empty(node):
@@ -432,6 +522,11 @@ def _parse_text(text: str, file: str) -> _Parsed:
         policy, doc_errors = _validate_document(file, node)
         errors.extend(doc_errors)
         if policy is None:
+            continue
+        policy, reading, profile_errors, read = _read_profile(file, node, policy)
+        dependencies.extend(read)
+        if profile_errors:
+            errors.extend(profile_errors)
             continue
         where = _mark_location(file, node.start_mark)
         if policy.key in keys:
@@ -444,10 +539,10 @@ def _parse_text(text: str, file: str) -> _Parsed:
             )
             continue
         keys[policy.key] = where
-        policies.append(LoadedPolicy(policy, where, node))
+        policies.append(LoadedPolicy(policy, where, node, reading))
     errors.extend(syntax_errors)
     errors.sort(key=_error_order)
-    return _Parsed(file, tuple(policies), tuple(errors))
+    return _Parsed(file, tuple(policies), tuple(errors), tuple(dict.fromkeys(dependencies)))
 
 
 def _decode(data: bytes, file: str) -> tuple[str | None, PolicyError | None]:
@@ -604,14 +699,13 @@ def load_path(path: str | Path) -> LoadResult:
 # --------------------------------------------------------------------------------------------
 
 
-_Stamp = tuple[int, int, int]
-
-
 @dataclass
 class PolicyDirectory:
     """A directory (or file) of policies, re-read cheaply on every :meth:`reload`.
 
-    Only files whose ``(mtime_ns, size, inode)`` changed are parsed again. When a file that was
+    Only files whose ``(mtime_ns, size, inode)`` changed are parsed again; a file is also parsed
+    again when a capacity profile it names (``spec.capacity.profile``: the file, or the directory,
+    its sub-directories and export files) changed, appeared or went away. When a file that was
     valid becomes invalid, its last good policies are kept (listed in :attr:`LoadResult.stale`)
     and its errors are reported; a deleted file's policies are dropped. When two files define the
     same policy, the file that already served it keeps it.
@@ -660,13 +754,11 @@ class PolicyDirectory:
         for path in listed:
             file = str(path)
             seen.add(file)
-            try:
-                info = path.stat()
-                stamp: _Stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-            except OSError:
-                stamp = (-1, -1, -1)
+            stamp = _stamp(path)
             if self._stamps.get(file) == stamp and file in self._current:
-                continue
+                dependencies = self._current[file].dependencies
+                if all(_stamp(Path(dep)) == old for dep, old in dependencies):
+                    continue
             self.parse_count += 1
             self._stamps[file] = stamp
             parsed = _parse_file(path)
