@@ -416,6 +416,14 @@ class Fleet:
                 ready += 1
         return waiting, running, (kv / ready if ready else math.nan)
 
+    def in_flight(self) -> int:
+        """Requests received and not finished: at the gateway, queued or running on a replica."""
+        total = len(self._gateway)
+        for pod in self.pods:
+            if pod.replica is not None:
+                total += len(pod.replica.waiting) + len(pod.replica.running)
+        return total
+
     def replica_seconds(self, until: float) -> float:
         """Pod-seconds from scheduling to end (loading included) up to ``until``."""
         return sum(pod.gpu_seconds(until) for pod in self.pods)

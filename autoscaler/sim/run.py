@@ -423,11 +423,22 @@ async def run_simulation_async(
     if server is not None:
         await server.stop()
     replica_seconds = fleet.replica_seconds(duration)
+    arrived = fleet.arrived
     fleet.close_arrivals()
     fleet.run_until(duration + cfg.drain)
     fleet.flush()
     ledger.settle()
-    return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
+    return _result(
+        cfg,
+        duration,
+        cold,
+        fleet,
+        ledger,
+        samples,
+        replica_seconds,
+        decisions,
+        arrived=arrived,
+    )
 
 
 def run_simulation(
@@ -458,6 +469,8 @@ def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces i
     samples: list[tuple[int, int, int, float, int, int]],
     replica_seconds: float,
     decisions: list[Decision],
+    *,
+    arrived: int,
 ) -> SimulationResult:
     slo = cfg.slo
     q = slo.quantile
@@ -495,13 +508,16 @@ def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces i
         ok &= ledger.ttft <= slo.ttft
     if slo.itl is not None:
         ok &= np.isnan(ledger.tpot) | (ledger.tpot <= slo.itl)
-    n = int(np.searchsorted(workload.arrivals, duration, side="left"))
+    # Every request the fleet received (arrival <= duration: an arrival at the last instant is
+    # served too), so that requests == finished + inFlight.
+    n = arrived
     within = int(ok.sum())
     peak = max([fleet.desired, _initial(cfg)] + [new for _, _, new in fleet.scale_events])
     replica_hours = replica_seconds / 3600.0
     summary: dict[str, Any] = {
         "requests": n,
         "finished": int(ledger.finished_count),
+        "inFlight": fleet.in_flight(),
         "requestsWithinSlo": within,
         "sloAttainment": round(within / n, 6) if n else None,
         "sloViolationMinutes": sum(1 for r in rows if r.violates(slo)),
