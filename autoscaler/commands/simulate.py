@@ -19,6 +19,7 @@ from autoscaler.sim.cluster import ColdStart, ColdStartSpecError
 from autoscaler.sim.fleet import BALANCERS
 from autoscaler.sim.load import LoadSpecError, load_workload
 from autoscaler.sim.metrics import MetricDelay
+from autoscaler.sim.oracle import run_oracle, with_oracle
 from autoscaler.sim.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from autoscaler.sim.report import plot, summary_lines, table_header, table_row
 from autoscaler.sim.run import SimulationConfig, SimulationResult, SloTargets, run_simulation
@@ -88,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scrape with honor_labels); use with --realtime",
     )
     parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--oracle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare with the oracle (knows the arrivals, meets the SLO each minute; "
+        "calibrated with simulator runs at the trace's lengths): oracleGpuHours and "
+        "gpuHoursOverOracle (default: on with --output json, off with the table)",
+    )
     parser.add_argument("--plot", type=Path, help="write a PNG of load, replicas and latency")
 
 
@@ -161,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"nim-autoscaler simulate: {exc}", file=sys.stderr)
         return 2
     result = run_simulation(cfg)
+    if args.oracle or (args.oracle is None and args.output == "json"):
+        result = with_oracle(result, run_oracle(cfg))
     print_result(result, cfg.slo, args.output)
     if args.plot is not None:
         path = plot(result, args.plot)
