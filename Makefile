@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: demo test lint typecheck unit prometheus bench bench-quick clean
+.PHONY: demo test lint typecheck unit prometheus bench bench-quick native clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,15 @@ unit: $(BIN)/.installed prometheus
 
 test: lint typecheck unit
 
-bench: $(BIN)/.installed prometheus
+# The simulator's engine compiled with mypyc (optional: without it the same code runs as Python).
+native: $(BIN)/.installed
+	$(BIN)/python -m autoscaler.sim.native build
+
+bench: $(BIN)/.installed prometheus native
 	$(BIN)/python -m benchmarks
 
-bench-quick: $(BIN)/.installed prometheus
+bench-quick: $(BIN)/.installed prometheus native
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache autoscaler/sim/_engine_native*

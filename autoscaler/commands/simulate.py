@@ -19,6 +19,7 @@ from autoscaler.sim.cluster import ColdStart, ColdStartSpecError
 from autoscaler.sim.fleet import BALANCERS
 from autoscaler.sim.load import LoadSpecError, load_workload
 from autoscaler.sim.metrics import MetricDelay
+from autoscaler.sim.native import ENGINES, NativeUnavailable, engine_module
 from autoscaler.sim.oracle import run_oracle, with_oracle
 from autoscaler.sim.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from autoscaler.sim.report import plot, summary_lines, table_header, table_row
@@ -90,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="replica engine: compiled (built by `make native`), python (the reference) or "
+        "auto (compiled when built and current); the results are the same",
+    )
+    parser.add_argument(
         "--oracle",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -122,6 +130,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         time_scale=args.time_scale,
         duration=args.duration,
     )
+    engine_module(args.engine)  # fails early when a compiled engine is asked for and missing
     if args.slo:
         slo = SloTargets.parse(args.slo)
     else:
@@ -145,6 +154,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         progress=True,
         realtime=args.realtime,
         serve_metrics=args.serve_metrics,
+        engine=args.engine,
     )
 
 
@@ -166,7 +176,14 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level="warning")
     try:
         cfg = build_config(args)
-    except (ValueError, KeyError, OSError, LoadSpecError, ColdStartSpecError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        OSError,
+        LoadSpecError,
+        ColdStartSpecError,
+        NativeUnavailable,
+    ) as exc:
         print(f"nim-autoscaler simulate: {exc}", file=sys.stderr)
         return 2
     result = run_simulation(cfg)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from types import ModuleType
 
 import numpy as np
 import structlog
@@ -22,6 +23,7 @@ from autoscaler.controller.ports import ScaleReading
 from autoscaler.decision.types import PodInfo
 from autoscaler.errors import TargetNotFound
 from autoscaler.policy.models import ScaleTargetRef
+from autoscaler.sim import engine as python_engine
 from autoscaler.sim.cluster import ColdStart, PodState, SimPod, removal_order
 from autoscaler.sim.engine import BOUNDARY, EventLoop, Replica, Request, Sink
 from autoscaler.sim.load import Workload
@@ -57,6 +59,7 @@ class Fleet:
         gpus_per_node: int = 8,
         balancer: str = "least",
         seed: int = 0,
+        engine: ModuleType | None = None,
     ) -> None:
         """Create the fleet with ``initial_replicas`` pods Ready at time 0.
 
@@ -73,6 +76,8 @@ class Fleet:
             gpus_per_node: GPUs per node, for the Unschedulable message.
             balancer: one of :data:`BALANCERS`.
             seed: seeds the cold starts and the random balancer.
+            engine: the engine module, :mod:`autoscaler.sim.engine` (default) or its compiled
+                build (:func:`autoscaler.sim.native.engine_module`).
         """
         if balancer not in BALANCERS:
             msg = f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})"
@@ -90,7 +95,10 @@ class Fleet:
         self._choice = np.empty(0)
         self._choice_i = 0
         self._rr = 0
-        self._loop = EventLoop(self, least=balancer == "least", chunk=self._CHUNK)
+        self._engine = engine if engine is not None else python_engine
+        self._loop: EventLoop = self._engine.EventLoop(
+            self, least=balancer == "least", chunk=self._CHUNK
+        )
         self.pods: list[SimPod] = []
         self._ready: list[SimPod] = []
         self._ready_replicas: list[Replica] = self._loop.ready
@@ -263,7 +271,7 @@ class Fleet:
     def _make_ready(self, pod: SimPod) -> None:
         pod.state = PodState.READY
         pod.ready_at = self.now
-        replica = Replica(self.profile, self.sink, pod.index)
+        replica: Replica = self._engine.Replica(self.profile, self.sink, pod.index)
         pod.replica = replica
         self._ready.append(pod)
         replica.slot = len(self._ready_replicas)

@@ -34,6 +34,7 @@ from autoscaler.sim.engine import Request
 from autoscaler.sim.fleet import Fleet, SimPodSource, SimScaleClient
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricDelay, MetricStore, SimMetricSource
+from autoscaler.sim.native import engine_module
 from autoscaler.sim.profiles import HardwareProfile
 
 log = structlog.get_logger(__name__)
@@ -114,6 +115,9 @@ class SimulationConfig:
     as possible."""
     serve_metrics: int | None = None
     """Serve the pods' metrics at ``http://127.0.0.1:PORT/metrics`` (0: any free port)."""
+    engine: str = "auto"
+    """Replica engine: ``python`` (the reference), ``compiled`` (its mypyc build, see
+    :mod:`autoscaler.sim.native`) or ``auto`` (compiled when built and current). Same results."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +361,7 @@ async def run_simulation_async(
         gpu_capacity=cfg.gpu_capacity,
         balancer=cfg.balancer,
         seed=cfg.seed,
+        engine=engine_module(cfg.engine),
     )
     decisions: list[Decision] = []
     loop = None
