@@ -36,7 +36,7 @@ import math
 from bisect import bisect_left
 from collections import deque
 from heapq import heappop, heappush
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -59,11 +59,12 @@ E2E_BUCKETS: tuple[float, ...] = (
 
 DONE_COLUMNS = ("rid", "ttft", "tpot", "e2e", "first_token", "preemptions")
 """Columns of the finished-request rows a replica hands to :meth:`BulkSink.finished_many`."""
-_DONE_WIDTH = len(DONE_COLUMNS)
+_DONE_WIDTH: Final = 6
+assert len(DONE_COLUMNS) == _DONE_WIDTH
 
-_IDLE = 0
-_SINGLE = 1
-_DECODE = 2
+_IDLE: Final = 0
+_SINGLE: Final = 1
+_DECODE: Final = 2
 
 
 class Request:
@@ -762,7 +763,7 @@ class Replica:
         return True
 
 
-BOUNDARY = 0
+BOUNDARY: Final = 0
 """Event kind of a replica boundary (end of a planned step or macro-step); the fleet's own
 event kinds (scrapes, pod scheduling and readiness) are other integers."""
 
