@@ -193,7 +193,8 @@ def readme_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         replicas = f"~{replay['meanReadyReplicas']:.0f} replicas"
         cpu = replay["simulationCpuSeconds"]
         value = (
-            f"{cpu:.0f} s CPU ({replay['simulatedRequestsPerCpuSecond']:,} req per CPU s; "
+            f"{cpu:.{1 if cpu < 10 else 0}f} s CPU "
+            f"({replay['simulatedRequestsPerCpuSecond']:,} req per CPU s; "
             f"wall {replay['wallSeconds']:.0f} s)"
         )
         minutes = replay["simulatedSeconds"] / 60
