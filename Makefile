@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo)
 
-.PHONY: demo test lint typecheck unit prometheus bench bench-quick lock clean
+.PHONY: demo test lint typecheck unit prometheus bench bench-quick lock native clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,14 @@ unit: $(BIN)/.installed prometheus
 
 test: lint typecheck unit
 
-bench: $(BIN)/.installed prometheus
+# The simulator's engine compiled with mypyc (optional: without it the same code runs as Python).
+native: $(BIN)/.installed
+	$(BIN)/python -m autoscaler.sim.native build
+
+bench: $(BIN)/.installed prometheus native
 	$(BIN)/python -m benchmarks
 
-bench-quick: $(BIN)/.installed prometheus
+bench-quick: $(BIN)/.installed prometheus native
 	$(BIN)/python -m benchmarks --quick
 
 # The image's pinned dependency set (Dockerfile), from pyproject.toml's runtime dependencies
@@ -50,4 +54,4 @@ lock: $(BIN)/.installed
 	  --generate-hashes --output-file requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache autoscaler/sim/_engine_native*

@@ -21,6 +21,8 @@ from autoscaler.sim.cluster import ColdStart, ColdStartSpecError
 from autoscaler.sim.fleet import BALANCERS
 from autoscaler.sim.load import LoadSpecError, load_workload
 from autoscaler.sim.metrics import MetricDelay
+from autoscaler.sim.native import ENGINES, NativeUnavailable, engine_module
+from autoscaler.sim.oracle import run_oracle, with_oracle
 from autoscaler.sim.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from autoscaler.sim.report import PlotUnavailable, plot, summary_lines, table_header, table_row
 from autoscaler.sim.run import SimulationConfig, SimulationResult, SloTargets, run_simulation
@@ -90,6 +92,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scrape with honor_labels); use with --realtime",
     )
     parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="replica engine: compiled (built by `make native`), python (the reference) or "
+        "auto (compiled when built and current); the results are the same",
+    )
+    parser.add_argument(
+        "--oracle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compare with the oracle (knows the arrivals, meets the SLO each minute; "
+        "calibrated with simulator runs at the trace's lengths): oracleGpuHours and "
+        "gpuHoursOverOracle (default: on with --output json, off with the table)",
+    )
     parser.add_argument("--plot", type=Path, help="write a PNG of load, replicas and latency")
 
 
@@ -116,6 +133,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         time_scale=args.time_scale,
         duration=args.duration,
     )
+    engine_module(args.engine)  # fails early when a compiled engine is asked for and missing
     if args.slo:
         slo = SloTargets.parse(args.slo)
     else:
@@ -140,6 +158,7 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         realtime=args.realtime,
         serve_metrics=args.serve_metrics,
         hpa_flags=HpaFlags(hpa.hpa_tolerance, hpa.hpa_downscale_stabilization),
+        engine=args.engine,
     )
 
 
@@ -161,10 +180,19 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level="warning")
     try:
         cfg = build_config(args)
-    except (ValueError, KeyError, OSError, LoadSpecError, ColdStartSpecError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        OSError,
+        LoadSpecError,
+        ColdStartSpecError,
+        NativeUnavailable,
+    ) as exc:
         print(f"nim-autoscaler simulate: {exc}", file=sys.stderr)
         return 2
     result = run_simulation(cfg)
+    if args.oracle or (args.oracle is None and args.output == "json"):
+        result = with_oracle(result, run_oracle(cfg))
     print_result(result, cfg.slo, args.output)
     if args.plot is not None:
         try:

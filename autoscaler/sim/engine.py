@@ -36,7 +36,7 @@ import math
 from bisect import bisect_left
 from collections import deque
 from heapq import heappop, heappush
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -59,11 +59,12 @@ E2E_BUCKETS: tuple[float, ...] = (
 
 DONE_COLUMNS = ("rid", "ttft", "tpot", "e2e", "first_token", "preemptions")
 """Columns of the finished-request rows a replica hands to :meth:`BulkSink.finished_many`."""
-_DONE_WIDTH = len(DONE_COLUMNS)
+_DONE_WIDTH: Final = 6
+assert len(DONE_COLUMNS) == _DONE_WIDTH
 
-_IDLE = 0
-_SINGLE = 1
-_DECODE = 2
+_IDLE: Final = 0
+_SINGLE: Final = 1
+_DECODE: Final = 2
 
 
 class Request:
@@ -135,7 +136,6 @@ class Sink(Protocol):
         ...
 
 
-@runtime_checkable
 class BulkSink(Protocol):
     """A sink that takes observations in batches (the fast path of long replays).
 
@@ -216,13 +216,22 @@ class Replica:
     def __init__(self, profile: HardwareProfile, sink: Sink, tag: int = 0) -> None:
         self.profile = profile
         self._sink = sink
-        self._bulk: BulkSink | None = sink if isinstance(sink, BulkSink) else None
+        self._bulk: BulkSink | None = (
+            cast("BulkSink", sink)
+            if callable(getattr(sink, "itl_many", None))
+            and callable(getattr(sink, "finished_many", None))
+            else None
+        )
         self.tag = tag
         """Caller's identifier (the pod index in :mod:`autoscaler.sim.fleet`)."""
         self.slot = -1
         """Caller's bookkeeping (position among the fleet's ready replicas, -1: none)."""
         self.load = 0
         """Outstanding requests (waiting + running), kept current for the balancer."""
+        self.version = 0
+        """Bumped when the plan changes; invalidates this replica's earlier boundary events."""
+        self.draining = False
+        """Its pod is terminating: it takes no new requests and goes once idle."""
         self.waiting: deque[Request] = deque()
         self.running: dict[int, Request] = {}
         """Admitted requests (prefilling or decoding) by admission order."""
@@ -752,3 +761,144 @@ class Replica:
         self._dt = dt
         self.t_end = self._t0 + n * dt
         return True
+
+
+BOUNDARY: Final = 0
+"""Event kind of a replica boundary (end of a planned step or macro-step); the fleet's own
+event kinds (scrapes, pod scheduling and readiness) are other integers."""
+
+
+class FleetEvents(Protocol):
+    """What :class:`EventLoop` hands back to its fleet (:class:`~autoscaler.sim.fleet.Fleet`)."""
+
+    def on_event(self, kind: int, target: object, version: int) -> None:
+        """A fleet event (not a replica boundary) is due at the loop's ``now``."""
+        ...
+
+    def on_drained(self, replica: Replica) -> None:
+        """A draining replica has finished its last request (at the loop's ``now``)."""
+        ...
+
+    def route(self, request: Request) -> Replica | None:
+        """Choose the replica of an arrival the loop does not route itself; None: held back."""
+        ...
+
+    def on_chunk_end(self) -> None:
+        """The arrivals in the loop are used up; load the next chunk (or leave them empty)."""
+        ...
+
+
+class EventLoop:
+    """The fleet's event heap and arrival stream: the hot loop of every replay.
+
+    Arrivals come from plain lists (a chunk of the workload, refilled by the fleet); every other
+    event is a heap entry ``(time, kind, sequence, target, version)`` processed in that order.
+    Replica boundaries (``kind == BOUNDARY``, target a :class:`Replica`) and arrivals under the
+    least-outstanding balancer are handled here; the rest goes back to the fleet through
+    :class:`FleetEvents`. The ready replicas and their loads are lists shared with the fleet.
+    """
+
+    def __init__(self, events: FleetEvents, *, least: bool, chunk: int) -> None:
+        self.events = events
+        self.least = least
+        """Route arrivals to the least outstanding ready replica (ties: the first)."""
+        self.chunk = chunk
+        """Size of a full arrival chunk (a shorter one is the last)."""
+        self.heap: list[tuple[float, int, int, object, int]] = []
+        self.seq = 0
+        self.now = 0.0
+        self.ready: list[Replica] = []
+        self.loads: list[int] = []
+        """Outstanding requests of each ready replica (``ready`` order)."""
+        self.arrivals: list[float] = []
+        self.prompts: list[int] = []
+        self.outputs: list[int] = []
+        self.base = 0
+        """Workload index of ``arrivals[0]``."""
+        self.next = 0
+        """Workload index of the next arrival."""
+
+    def push(self, t: float, kind: int, target: object, version: int) -> None:
+        """Schedule an event."""
+        self.seq += 1
+        heappush(self.heap, (t, kind, self.seq, target, version))
+
+    def run_until(self, t_stop: float) -> None:
+        """Process every arrival and event up to and including ``t_stop``."""
+        heap = self.heap
+        arrivals = self.arrivals
+        prompts = self.prompts
+        outputs = self.outputs
+        base = self.base
+        n = len(arrivals)
+        i = self.next - base
+        least = self.least
+        ready = self.ready
+        loads = self.loads
+        events = self.events
+        inf = math.inf
+        te = heap[0][0] if heap else inf
+        while True:
+            if i >= n:
+                if n == self.chunk:
+                    self.next = base + i
+                    events.on_chunk_end()
+                    arrivals = self.arrivals
+                    prompts = self.prompts
+                    outputs = self.outputs
+                    base = self.base
+                    n = len(arrivals)
+                    i = 0
+                    continue
+                ta = inf
+            else:
+                ta = arrivals[i]
+            if ta <= te:
+                if ta > t_stop:
+                    break
+                request = Request(base + i, ta, prompts[i], outputs[i])
+                i += 1
+                count = len(ready)
+                if count > 1 and least:
+                    slot = loads.index(min(loads))
+                    replica = ready[slot]
+                elif count == 1:
+                    slot = 0
+                    replica = ready[0]
+                else:
+                    self.now = ta
+                    routed = events.route(request)
+                    if routed is None:
+                        continue
+                    replica = routed
+                    slot = replica.slot
+                request.pod = replica.tag
+                t_end = replica.enqueue(request, ta)
+                loads[slot] += 1
+                if t_end is not None:
+                    version = replica.version + 1
+                    replica.version = version
+                    self.seq += 1
+                    heappush(heap, (t_end, BOUNDARY, self.seq, replica, version))
+                    te = heap[0][0]
+                continue
+            if te > t_stop:
+                break
+            t, kind, _, target, version = heappop(heap)
+            self.now = t
+            if kind == BOUNDARY:
+                engine = cast("Replica", target)
+                if version == engine.version:
+                    t_end = engine.on_boundary()
+                    if engine.slot >= 0:
+                        loads[engine.slot] = engine.load
+                    if t_end is not None:
+                        self.seq += 1
+                        heappush(heap, (t_end, BOUNDARY, self.seq, engine, version))
+                    elif engine.draining:
+                        events.on_drained(engine)
+            else:
+                events.on_event(kind, target, version)
+            te = heap[0][0] if heap else inf
+        self.next = base + i
+        self.now = t_stop

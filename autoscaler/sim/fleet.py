@@ -12,9 +12,9 @@ controller's ports.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
+from types import ModuleType
 
 import numpy as np
 import structlog
@@ -23,15 +23,15 @@ from autoscaler.controller.ports import ScaleReading
 from autoscaler.decision.types import PodInfo
 from autoscaler.errors import TargetNotFound
 from autoscaler.policy.models import ScaleTargetRef
+from autoscaler.sim import engine as python_engine
 from autoscaler.sim.cluster import ColdStart, PodState, SimPod, removal_order
-from autoscaler.sim.engine import Replica, Request, Sink
+from autoscaler.sim.engine import BOUNDARY, EventLoop, Replica, Request, Sink
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricStore, Snapshot
 from autoscaler.sim.profiles import HardwareProfile
 
 log = structlog.get_logger(__name__)
 
-_BOUNDARY = 0
 _SCHEDULED = 1
 _READY = 2
 _SCRAPE = 3
@@ -59,6 +59,7 @@ class Fleet:
         gpus_per_node: int = 8,
         balancer: str = "least",
         seed: int = 0,
+        engine: ModuleType | None = None,
     ) -> None:
         """Create the fleet with ``initial_replicas`` pods Ready at time 0.
 
@@ -75,6 +76,8 @@ class Fleet:
             gpus_per_node: GPUs per node, for the Unschedulable message.
             balancer: one of :data:`BALANCERS`.
             seed: seeds the cold starts and the random balancer.
+            engine: the engine module, :mod:`autoscaler.sim.engine` (default) or its compiled
+                build (:func:`autoscaler.sim.native.engine_module`).
         """
         if balancer not in BALANCERS:
             msg = f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})"
@@ -92,24 +95,19 @@ class Fleet:
         self._choice = np.empty(0)
         self._choice_i = 0
         self._rr = 0
-        self.now = 0.0
+        self._engine = engine if engine is not None else python_engine
+        self._loop: EventLoop = self._engine.EventLoop(
+            self, least=balancer == "least", chunk=self._CHUNK
+        )
         self.pods: list[SimPod] = []
         self._ready: list[SimPod] = []
-        self._ready_replicas: list[Replica] = []
-        self._loads: list[int] = []
+        self._ready_replicas: list[Replica] = self._loop.ready
+        self._loads: list[int] = self._loop.loads
         """Outstanding requests of each ready replica (``_ready_replicas`` order)."""
         self._unschedulable: deque[SimPod] = deque()
         self._gpus_used = 0
         self._gateway: deque[Request] = deque()
-        self._heap: list[tuple[float, int, int, SimPod | None, int]] = []
-        self._seq = 0
         self._workload = workload
-        self._next = 0
-        """Index of the next arrival in the workload."""
-        self._chunk_start = 0
-        self._arrivals: list[float] = []
-        self._prompt: list[int] = []
-        self._output: list[int] = []
         self._load_chunk(0)
         self.desired = 0
         self.scale_events: list[tuple[float, int, int]] = []
@@ -125,9 +123,18 @@ class Fleet:
     # ---- the event loop --------------------------------------------------------------------
 
     @property
+    def now(self) -> float:
+        """Simulated time, seconds (the event loop's)."""
+        return self._loop.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._loop.now = value
+
+    @property
     def arrived(self) -> int:
         """Requests that have arrived so far."""
-        return self._next
+        return self._loop.next
 
     _CHUNK = 65_536
     """Arrivals converted from numpy to Python floats at a time (bounded memory on long runs)."""
@@ -135,99 +142,52 @@ class Fleet:
     def _load_chunk(self, start: int) -> None:
         end = start + self._CHUNK
         workload = self._workload
-        self._chunk_start = start
-        self._arrivals = workload.arrivals[start:end].tolist()
-        self._prompt = workload.prompt[start:end].tolist()
-        self._output = workload.output[start:end].tolist()
+        loop = self._loop
+        loop.base = start
+        loop.arrivals = workload.arrivals[start:end].tolist()
+        loop.prompts = workload.prompt[start:end].tolist()
+        loop.outputs = workload.output[start:end].tolist()
 
     def close_arrivals(self) -> None:
         """Inject no more arrivals (the load ended); events still run (draining)."""
-        self._arrivals, self._prompt, self._output = [], [], []
-        self._chunk_start = self._next
+        loop = self._loop
+        loop.arrivals, loop.prompts, loop.outputs = [], [], []
+        loop.base = loop.next
 
     def run_until(self, t_stop: float) -> None:
         """Process every arrival and event up to and including ``t_stop``."""
-        heap = self._heap
-        arrivals = self._arrivals
-        prompts = self._prompt
-        outputs = self._output
-        base = self._chunk_start
-        n = len(arrivals)
-        i = self._next - base
-        pop = heapq.heappop
-        push = heapq.heappush
-        inf = math.inf
-        pods = self.pods
-        least = self.balancer == "least"
+        self._loop.run_until(t_stop)
+
+    # ---- callbacks of the event loop (``engine.FleetEvents``) ------------------------------
+
+    def on_event(self, kind: int, target: object, version: int) -> None:
+        """A scrape, or a pod's scheduling or readiness, is due now."""
+        if target is None:
+            self._scrape()
+            return
+        assert isinstance(target, SimPod)
+        if version != target.version:
+            return  # the pod went away since
+        if kind == _SCHEDULED:
+            self._scheduled(target)
+        else:
+            self._make_ready(target)
+
+    def on_drained(self, replica: Replica) -> None:
+        """A terminating pod finished its last request: it goes."""
+        self._gone(self.pods[replica.tag])
+
+    def route(self, request: Request) -> Replica | None:
+        """Pick a replica for an arrival (other balancers), or hold it at the gateway."""
         ready = self._ready_replicas
-        loads = self._loads
-        te = heap[0][0] if heap else inf
-        while True:
-            if i >= n:
-                if n == self._CHUNK:
-                    self._next = base + i
-                    self._load_chunk(base + n)
-                    arrivals = self._arrivals
-                    prompts = self._prompt
-                    outputs = self._output
-                    base = self._chunk_start
-                    n = len(arrivals)
-                    i = 0
-                    continue
-                ta = inf
-            else:
-                ta = arrivals[i]
-            if ta <= te:
-                if ta > t_stop:
-                    break
-                request = Request(base + i, ta, prompts[i], outputs[i])
-                i += 1
-                if len(ready) > 1 and least:
-                    # ties: the pod ready longest (first in the list)
-                    slot = loads.index(min(loads))
-                    replica = ready[slot]
-                elif ready:
-                    replica = self._pick(ready)
-                    slot = replica.slot
-                else:
-                    self.now = ta
-                    self._gateway.append(request)
-                    continue
-                pod = pods[replica.tag]
-                request.pod = pod.index
-                t_end = replica.enqueue(request, ta)
-                loads[slot] += 1
-                if t_end is not None:
-                    pod.version += 1
-                    self._seq += 1
-                    push(heap, (t_end, _BOUNDARY, self._seq, pod, pod.version))
-                    te = heap[0][0]
-                continue
-            if te > t_stop:
-                break
-            t, kind, _, pod_, version = pop(heap)
-            self.now = t
-            if pod_ is None:
-                self._scrape()
-            elif version == pod_.version:
-                if kind == _BOUNDARY:
-                    engine = pod_.replica
-                    assert engine is not None
-                    t_end = engine.on_boundary()
-                    if engine.slot >= 0:
-                        loads[engine.slot] = engine.load
-                    if t_end is not None:
-                        self._seq += 1
-                        push(heap, (t_end, _BOUNDARY, self._seq, pod_, version))
-                    elif pod_.state is PodState.TERMINATING:
-                        self._gone(pod_)
-                elif kind == _SCHEDULED:
-                    self._scheduled(pod_)
-                else:
-                    self._make_ready(pod_)
-            te = heap[0][0] if heap else inf
-        self._next = base + i
-        self.now = t_stop
+        if not ready:
+            self._gateway.append(request)
+            return None
+        return self._pick(ready)
+
+    def on_chunk_end(self) -> None:
+        """Load the next chunk of arrivals."""
+        self._load_chunk(self._loop.next)
 
     def flush(self) -> None:
         """Hand every replica's buffered observations to the sink and its histograms.
@@ -241,8 +201,7 @@ class Fleet:
                 pod.replica.flush()
 
     def _push(self, t: float, kind: int, pod: SimPod | None, version: int) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (t, kind, self._seq, pod, version))
+        self._loop.push(t, kind, pod, version)
 
     def _arrive(self, request: Request) -> None:
         ready = self._ready_replicas
@@ -250,13 +209,12 @@ class Fleet:
             self._gateway.append(request)
             return
         replica = self._pick(ready)
-        pod = self.pods[replica.tag]
-        request.pod = pod.index
+        request.pod = replica.tag
         t_end = replica.enqueue(request, self.now)
         self._loads[replica.slot] += 1
         if t_end is not None:
-            pod.version += 1
-            self._push(t_end, _BOUNDARY, pod, pod.version)
+            replica.version += 1
+            self._loop.push(t_end, BOUNDARY, replica, replica.version)
 
     def _pick(self, ready: list[Replica]) -> Replica:
         if len(ready) == 1:
@@ -313,7 +271,7 @@ class Fleet:
     def _make_ready(self, pod: SimPod) -> None:
         pod.state = PodState.READY
         pod.ready_at = self.now
-        replica = Replica(self.profile, self.sink, pod.index)
+        replica: Replica = self._engine.Replica(self.profile, self.sink, pod.index)
         pod.replica = replica
         self._ready.append(pod)
         replica.slot = len(self._ready_replicas)
@@ -355,6 +313,7 @@ class Fleet:
             del self._ready_replicas[slot]
             del self._loads[slot]
             pod.replica.slot = -1
+            pod.replica.draining = True
             for later in self._ready_replicas[slot:]:
                 later.slot -= 1
             pod.state = PodState.TERMINATING
@@ -415,6 +374,14 @@ class Fleet:
                 kv += replica.kv_usage()
                 ready += 1
         return waiting, running, (kv / ready if ready else math.nan)
+
+    def in_flight(self) -> int:
+        """Requests received and not finished: at the gateway, queued or running on a replica."""
+        total = len(self._gateway)
+        for pod in self.pods:
+            if pod.replica is not None:
+                total += len(pod.replica.waiting) + len(pod.replica.running)
+        return total
 
     def replica_seconds(self, until: float) -> float:
         """Pod-seconds from scheduling to end (loading included) up to ``until``."""

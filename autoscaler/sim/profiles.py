@@ -19,8 +19,9 @@ Step time, with ``P`` prefill tokens and ``D`` decoding sequences in the step (`
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Final
 
-BLOCK_SIZE = 16
+BLOCK_SIZE: Final = 16
 """KV-cache block size in tokens (vLLM default)."""
 
 

@@ -54,6 +54,15 @@ def summary_lines(result: SimulationResult) -> list[str]:
         f"TTFT p50/p95/p99 s: {_fmt(s['ttft'])}   ITL (per request) p50/p95/p99 s: "
         f"{_fmt(s['itl'])}",
     ]
+    if "oracleGpuHours" in s:
+        oracle = s["oracle"]
+        ratio = s["gpuHoursOverOracle"]
+        lines.append(
+            f"oracle:      {s['oracleGpuHours']:.3f} GPU-hours ("
+            + (f"this run: {ratio:.2f}x; " if ratio is not None else "")
+            + f"{oracle['perReplicaRequestsPerSecond']:.2f} req/s per replica within the SLO, "
+            f"peak {oracle['peakReplicas']} replicas)"
+        )
     return lines
 
 

@@ -34,6 +34,7 @@ from autoscaler.sim.engine import Request
 from autoscaler.sim.fleet import Fleet, SimPodSource, SimScaleClient
 from autoscaler.sim.load import Workload
 from autoscaler.sim.metrics import MetricDelay, MetricStore, SimMetricSource
+from autoscaler.sim.native import engine_module
 from autoscaler.sim.profiles import HardwareProfile
 
 log = structlog.get_logger(__name__)
@@ -117,6 +118,9 @@ class SimulationConfig:
     """Serve the pods' metrics at ``http://127.0.0.1:PORT/metrics`` (0: any free port)."""
     hpa_flags: HpaFlags = DEFAULT_FLAGS
     """The controller-wide HPA flags the simulated controller decides with."""
+    engine: str = "auto"
+    """Replica engine: ``python`` (the reference), ``compiled`` (its mypyc build, see
+    :mod:`autoscaler.sim.native`) or ``auto`` (compiled when built and current). Same results."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +402,7 @@ async def run_simulation_async(
         gpu_capacity=cfg.gpu_capacity,
         balancer=cfg.balancer,
         seed=cfg.seed,
+        engine=engine_module(cfg.engine),
     )
     decisions: list[Decision] = []
     loop = None
@@ -458,11 +463,22 @@ async def run_simulation_async(
     if server is not None:
         await server.stop()
     replica_seconds = fleet.replica_seconds(duration)
+    arrived = fleet.arrived
     fleet.close_arrivals()
     fleet.run_until(duration + cfg.drain)
     fleet.flush()
     ledger.settle()
-    return _result(cfg, duration, cold, fleet, ledger, samples, replica_seconds, decisions)
+    return _result(
+        cfg,
+        duration,
+        cold,
+        fleet,
+        ledger,
+        samples,
+        replica_seconds,
+        decisions,
+        arrived=arrived,
+    )
 
 
 def run_simulation(
@@ -493,6 +509,8 @@ def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces i
     samples: list[tuple[int, int, int, float, int, int]],
     replica_seconds: float,
     decisions: list[Decision],
+    *,
+    arrived: int,
 ) -> SimulationResult:
     slo = cfg.slo
     q = slo.quantile
@@ -530,13 +548,16 @@ def _result(  # noqa: PLR0917 - private; one call site passes the run's pieces i
         ok &= ledger.ttft <= slo.ttft
     if slo.itl is not None:
         ok &= np.isnan(ledger.tpot) | (ledger.tpot <= slo.itl)
-    n = int(np.searchsorted(workload.arrivals, duration, side="left"))
+    # Every request the fleet received (arrival <= duration: an arrival at the last instant is
+    # served too), so that requests == finished + inFlight.
+    n = arrived
     within = int(ok.sum())
     peak = max([fleet.desired, _initial(cfg)] + [new for _, _, new in fleet.scale_events])
     replica_hours = replica_seconds / 3600.0
     summary: dict[str, Any] = {
         "requests": n,
         "finished": int(ledger.finished_count),
+        "inFlight": fleet.in_flight(),
         "requestsWithinSlo": within,
         "sloAttainment": round(within / n, 6) if n else None,
         "sloViolationMinutes": sum(1 for r in rows if r.violates(slo)),
