@@ -8,12 +8,16 @@ and :class:`autoscaler.metrics.base.MetricSource`, and decides only through
 
 A tick, for all policies at once:
 
-1. read each target's ``/scale`` (bounded concurrency, per-call timeout);
+1. take each target's scale from the watch-fed target cache, reading ``/scale`` (bounded
+   concurrency, per-call timeout) only for targets the cache cannot vouch for;
 2. take each target's pods from the watch-fed cache;
 3. load the decision history of policies seen for the first time (durable store);
 4. fetch every policy's metrics with ONE batched ``MetricSource.fetch`` (timeout: no signal);
 5. decide per policy (pure);
-6. act: write ``/scale`` when the desired count differs, unless dry-run or not leader;
+6. act: write ``/scale`` when the desired count differs, unless dry-run or not leader. The
+   write is guarded by the reading the decision was made from: if another writer changed the
+   count meanwhile (409), the policy is decided again from the fresh reading; a rescale is
+   recorded only for a write that changed the count (the rest are counted as ``no-op``);
 7. record: Events and status, history persistence, the controller's own metrics, one log line.
 
 One policy's failure (API error, bad data, an exception in any step) never affects another.
@@ -37,6 +41,8 @@ from autoscaler.controller.ports import (
     Recorder,
     ScaleClient,
     ScaleReading,
+    TargetSource,
+    WriteResult,
 )
 from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
@@ -92,6 +98,10 @@ class _Work:
     decision: Decision | None = None
     observation: Observation | None = None
     outcome: Outcome = Outcome.UNCHANGED
+    metrics: Mapping[str, MetricObservation] | None = None
+    """The metrics the decision was made from (to decide again after a conflict)."""
+    history_before: History | None = None
+    """The history the decision started from (to decide again after a conflict)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,10 @@ class LoopTimeouts:
     """Events, status and history writes of one policy."""
 
 
+REDECIDE_ROUNDS = 2
+"""Times one policy is decided again from a fresh reading after losing a write race, per tick."""
+
+
 class ControlLoop:
     """Fetch -> decide -> act -> record, for every policy, once per ``tick``."""
 
@@ -118,6 +132,7 @@ class ControlLoop:
         metrics: MetricSource,
         scale: ScaleClient,
         pods: PodSource,
+        targets: TargetSource | None = None,
         recorder: Recorder | None = None,
         history_store: HistoryStore | None = None,
         leader: LeaderGate | None = None,
@@ -132,6 +147,7 @@ class ControlLoop:
         self._metrics = metrics
         self._scale = scale
         self._pods = pods
+        self._targets = targets
         self._recorder = recorder
         self._store = history_store
         self._leader = leader
@@ -205,6 +221,13 @@ class ControlLoop:
 
     async def _read_scale(self, item: _Work) -> None:
         ref = item.policy.spec.scale_target_ref
+        if self._targets is not None:
+            try:
+                item.reading = self._targets.lookup(item.policy.metadata.namespace, ref)
+            except Exception:  # a cache fault must not hide the target: read /scale instead
+                log.exception("target cache lookup failed", policy=item.policy.key)
+            if item.reading is not None:
+                return
         try:
             async with asyncio.timeout(self._timeouts.scale_read):
                 item.reading = await self._scale.get_scale(item.policy.metadata.namespace, ref)
@@ -283,7 +306,15 @@ class ControlLoop:
         nothing = NoSignal(reason, detail)
         return {w.policy.key: {m.name: nothing for m in w.policy.spec.metrics} for w in work}
 
-    def _decide(self, item: _Work, metrics: Mapping[str, MetricObservation], now: float) -> None:
+    def _decide(
+        self,
+        item: _Work,
+        metrics: Mapping[str, MetricObservation],
+        now: float,
+        *,
+        history: History | None = None,
+    ) -> None:
+        """Decide for one policy; ``history`` (default: the current one) is where it starts."""
         assert item.reading is not None
         observation = Observation(
             spec_replicas=item.reading.spec_replicas,
@@ -293,9 +324,13 @@ class ControlLoop:
         )
         item.observation = observation
         key = item.policy.key
+        item.metrics = metrics
+        start = history if history is not None else self._histories[key]
+        item.history_before = start
         try:
-            result = decide(item.policy, observation, self._histories[key], now)
+            result = decide(item.policy, observation, start, now)
         except Exception as exc:  # a decision bug must not take the loop down
+            item.decision = None
             self._fail(item, "decision", f"internal error in decision: {type(exc).__name__}: {exc}")
             log.exception("decision failed", policy=key)
             return
@@ -325,27 +360,63 @@ class ControlLoop:
         if self._leader is not None and not self._leader.is_leader():
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
-        ref = item.policy.spec.scale_target_ref
         try:
             async with asyncio.timeout(self._timeouts.scale_write):
-                await self._scale.set_scale(
-                    item.policy.metadata.namespace, ref, decision.desired_replicas
-                )
+                await self._write(item, decision, now)
         except Exception as exc:  # noqa: BLE001 - reported as FailedRescale; others go on
             item.outcome = Outcome.FAILED
             item.error = f"FailedRescale: {type(exc).__name__}: {exc}"
             self._count_error(item.policy, "scale_write")
-            return
-        item.outcome = Outcome.SCALED
-        self._histories[key] = record_rescale(
-            item.policy,
-            self._histories[key],
-            now,
-            decision.current_replicas,
-            decision.desired_replicas,
-        )
+
+    async def _write(self, item: _Work, decision: Decision, now: float) -> None:
+        """Write the decided count, guarded by the reading it was decided from.
+
+        Another writer winning a 409 race changes the ground under the decision: it is made
+        again from the fresh reading (pure, same metrics and history as before), at most
+        :data:`REDECIDE_ROUNDS` times. Only a write that changed the count is recorded as a
+        rescale (in the history, the Event and the ``scale`` counter); the rest are ``no-op``.
+        """
+        policy = item.policy
+        key = policy.key
+        ref = policy.spec.scale_target_ref
+        for _ in range(REDECIDE_ROUNDS + 1):
+            written = await self._scale.set_scale(
+                policy.metadata.namespace, ref, decision.desired_replicas, expected=item.reading
+            )
+            if written.result is WriteResult.SCALED:
+                item.outcome = Outcome.SCALED
+                self._histories[key] = record_rescale(
+                    policy, self._histories[key], now, written.previous, decision.desired_replicas
+                )
+                if self.monitor is not None:
+                    self.monitor.scaled(policy, written.previous, decision.desired_replicas)
+                return
+            if written.result is WriteResult.NO_OP or written.reading is None:
+                self._no_op(item, written.previous)
+                return
+            # STALE: decide again from what the target is now.
+            log.info(
+                "scale_decided_again",
+                policy=key,
+                decided_from=decision.current_replicas,
+                found=written.reading.spec_replicas,
+            )
+            item.reading = written.reading
+            self._decide(item, item.metrics or {}, now, history=item.history_before)
+            if item.decision is None:
+                return  # the decision failed; _decide reported it
+            decision = item.decision
+            if not decision.scale:
+                self._no_op(item, written.reading.spec_replicas)
+                return
+        msg = f"the count kept changing under {REDECIDE_ROUNDS + 1} decisions (other writers?)"
+        raise ActuationError(msg)
+
+    def _no_op(self, item: _Work, found: int) -> None:
+        item.outcome = Outcome.NO_OP
         if self.monitor is not None:
-            self.monitor.scaled(item.policy, decision.current_replicas, decision.desired_replicas)
+            self.monitor.no_op(item.policy)
+        log.debug("scale_no_op", policy=item.policy.key, replicas=found)
 
     async def _record(self, item: _Work) -> None:
         policy = item.policy

@@ -188,6 +188,47 @@ class TestIsolationAndSafety:
         assert history.scale_up_events == ()
         assert world.cluster.records[-1].outcome is Outcome.FAILED
 
+    async def test_lost_race_to_the_same_count_is_a_no_op(self) -> None:
+        """Another writer set the desired count first: nothing written, no rescale recorded."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        world.set_kv(policy, 0.9, 10.0)  # 3 pods at 0.9 / 0.5 -> 6
+        world.target("llama").other_writer = lambda t: setattr(t, "spec_replicas", 6)
+        registry = CollectorRegistry()
+        loop = world.loop(registry=registry)
+        [result] = await loop.tick(10.0)
+        assert result.outcome is Outcome.NO_OP
+        assert world.cluster.writes == []
+        history = loop.history("nim/llama")
+        assert history is not None
+        assert history.scale_up_events == ()
+        labels = {"policy": "llama", "namespace": "nim"}
+        assert (
+            registry.get_sample_value("nim_autoscaler_scale_total", labels | {"direction": "no-op"})
+            == 1.0
+        )
+        assert (
+            registry.get_sample_value("nim_autoscaler_scale_total", labels | {"direction": "up"})
+            is None
+        )
+
+    async def test_lost_race_decides_again_from_the_fresh_count(self) -> None:
+        """Another writer changed the count: the policy is decided again from it, and the
+        rescale recorded is the change actually written."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        world.set_kv(policy, 0.9, 10.0)
+        world.target("llama").other_writer = lambda t: setattr(t, "spec_replicas", 4)
+        loop = world.loop()
+        [result] = await loop.tick(10.0)
+        assert result.outcome is Outcome.SCALED
+        assert result.decision is not None
+        assert result.decision.current_replicas == 4
+        assert world.cluster.writes == [("nim", "llama", 6)]
+        history = loop.history("nim/llama")
+        assert history is not None
+        assert [e.change for e in history.scale_up_events] == [2]
+
     @pytest.mark.parametrize(
         "failure",
         [
