@@ -102,6 +102,9 @@ class _Work:
     """The metrics the decision was made from (to decide again after a conflict)."""
     history_before: History | None = None
     """The history the decision started from (to decide again after a conflict)."""
+    history_unknown: bool = False
+    """The saved history could not be read: this tick's history is not saved (it must not
+    overwrite the saved one) and the load is retried next tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,9 @@ class ControlLoop:
         self._log_ticks = log_ticks
         self.monitor = ControllerMetrics(registry) if registry is not None else None
         self._histories: dict[str, History] = {}
+        self._unsaved: dict[str, History] = {}
+        """Histories of policies whose saved history could not be read (never saved; used
+        only if the retried load finds none)."""
         self._known: dict[str, ScalingPolicy] = {}
         self._was_leader = False
         self.last_tick_at: float | None = None
@@ -183,6 +189,7 @@ class ControlLoop:
         if leader and not self._was_leader:
             # A new term: the previous leader's history in the store is authoritative.
             self._histories.clear()
+            self._unsaved.clear()
         self._was_leader = leader
         if not leader and not self._dry_run:
             return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
@@ -271,10 +278,21 @@ class ControlLoop:
             try:
                 async with asyncio.timeout(self._timeouts.record):
                     loaded = await self._store.load(item.policy)
-            except Exception as exc:  # noqa: BLE001 - a fresh history is a safe fallback
+            except Exception as exc:  # noqa: BLE001 - retried next tick; others go on
+                # The saved history is unknown, not absent: decide from what this process has
+                # (a fresh history holds the current count against scale-down), never save it
+                # over the stored one, and load again next tick.
+                item.history_unknown = True
                 self._count_error(item.policy, "history")
-                log.warning("history load failed; starting fresh", policy=key, error=str(exc))
-        self._histories[key] = loaded if loaded is not None else History()
+                log.warning(
+                    "history load failed; not saved, retried next tick",
+                    policy=key,
+                    error=str(exc),
+                )
+                self._histories[key] = self._unsaved.get(key) or History()
+                return
+        unsaved = self._unsaved.pop(key, None)
+        self._histories[key] = loaded if loaded is not None else unsaved or History()
 
     async def _fetch_metrics(
         self, work: Sequence[_Work], now: float
@@ -428,6 +446,10 @@ class ControlLoop:
                 self._on_decision(item.decision)
             except Exception:  # a printing callback must not break the loop
                 log.exception("on_decision callback failed", policy=policy.key)
+        if item.history_unknown:
+            unsaved = self._histories.pop(policy.key, None)  # loaded again next tick
+            if unsaved is not None:
+                self._unsaved[policy.key] = unsaved
         if self._dry_run:
             return
         if self._recorder is not None:
@@ -503,6 +525,7 @@ class ControlLoop:
         removed = [p for key, p in self._known.items() if key not in current]
         for policy in removed:
             self._histories.pop(policy.key, None)
+            self._unsaved.pop(policy.key, None)
         if removed and self.monitor is not None:
             self.monitor.forget(removed)
         for key, policy in current.items():

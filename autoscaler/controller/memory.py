@@ -62,6 +62,8 @@ class MemoryCluster:
         """Every successful ``set_scale``: (namespace, name, replicas)."""
         self.records: list[RecordedDecision] = []
         self.saved: dict[str, History] = {}
+        self.load_error: Exception | None = None
+        """Raised by ``load`` while set (the durable history cannot be read)."""
         self.synced_flag = True
 
     def add(self, namespace: str, kind: str, name: str, target: MemoryTarget) -> MemoryTarget:
@@ -136,7 +138,9 @@ class MemoryCluster:
         self.records.append(RecordedDecision(policy.key, decision, outcome, error))
 
     async def load(self, policy: ScalingPolicy) -> History | None:
-        """The saved history."""
+        """The saved history (raises ``load_error`` while it is set)."""
+        if self.load_error is not None:
+            raise self.load_error
         return self.saved.get(policy.key)
 
     async def save(self, policy: ScalingPolicy, history: History) -> None:

@@ -76,9 +76,9 @@ async def connect(
     """Configure the client and build every adapter (nothing is started yet; call ``start``).
 
     Leader election is used when ``settings.leader_election`` is on and the controller is not in
-    dry-run (a dry run never writes, not even the Lease). The history ConfigMap
-    (``settings.history_configmap``) and the Lease live in ``settings.leader_election_namespace``
-    (the controller's own namespace).
+    dry-run (a dry run never writes, not even the Lease). The history ConfigMaps
+    (``settings.history_configmap``-0 .. -N) and the Lease live in
+    ``settings.leader_election_namespace`` (the controller's own namespace).
 
     Args:
         settings: controller settings (kubeconfig, context, namespaces, election timings).
@@ -116,7 +116,10 @@ async def connect(
         pods=PodCache(api, settings.namespaces),
         recorder=KubeRecorder(api, scale.discovery, clock=clock, identity=settings.identity),
         history=KubeHistoryStore(
-            api, settings.leader_election_namespace, name=settings.history_configmap
+            api,
+            settings.leader_election_namespace,
+            name=settings.history_configmap,
+            shards=settings.history_shards,
         ),
         leader=leader,
     )

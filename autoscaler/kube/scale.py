@@ -20,7 +20,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 import structlog
@@ -230,9 +229,16 @@ class KubeScaleClient:
         if reading is None or reading.resource_version is None:
             reading = _reading(await self._read(resource, namespace, ref.name))
         base = reading.spec_replicas
+        sent = 0
+        ambiguous = False  # a PUT failed in a way (timeout, 5xx) that may still have applied it
         for attempt in range(self._conflict_retries + 1):
             current = reading.spec_replicas
             if current == replicas:
+                if ambiguous and base != replicas:
+                    # One of our own unanswered writes may be what set it: count it as ours, so
+                    # the rate limits see the change (the safe side when it was another's).
+                    log.info("scale_landed_late", target=target, previous=base, replicas=replicas)
+                    return ScaleWrite(WriteResult.SCALED, base)
                 log.debug("scale_unchanged", target=target, replicas=replicas)
                 return ScaleWrite(WriteResult.NO_OP, current, reading)
             if current != base:
@@ -254,17 +260,23 @@ class KubeScaleClient:
                 },
                 "spec": {"replicas": replicas},
             }
+
+            def put(body: JsonObject = body) -> Awaitable[JsonObject]:
+                nonlocal sent
+                sent += 1
+                return self._api.request("PUT", path, body=body, request_timeout=self._timeout)
+
+            sent_before = sent
             try:
                 await self._call(
-                    partial(
-                        self._api.request, "PUT", path, body=body, request_timeout=self._timeout
-                    ),
+                    put,
                     resource,
                     namespace,
                     ref.name,
                     "update",
                 )
             except _ConflictSignal:
+                ambiguous = ambiguous or sent - sent_before > 1
                 log.info(
                     "scale_conflict_reread", target=target, attempt=attempt + 1, desired=replicas
                 )

@@ -17,11 +17,13 @@ from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import (
+    History,
     NoSignal,
     NoSignalReason,
     PodInfo,
     PodPhase,
     PodSamples,
+    Recommendation,
 )
 from autoscaler.errors import ActuationError, Forbidden
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
@@ -314,6 +316,28 @@ class TestBatchingAndHistory:
         assert uninterrupted != [3] * len(loads)  # the scenario does scale
         for restart_at in range(1, len(loads)):
             assert await run(restart_at) == uninterrupted, f"restart before tick {restart_at}"
+
+    async def test_failed_history_load_is_retried_and_never_overwrites(self) -> None:
+        """An unreadable history is unknown, not absent: the tick decides from a fresh one
+        without saving it, and the next tick loads the saved history."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        saved = History(
+            initialized=True, recommendations=(Recommendation(5.0, 3),), consecutive_failures=2
+        )
+        world.cluster.saved[policy.key] = saved
+        world.cluster.load_error = ActuationError("500 reading the history ConfigMap")
+        world.set_kv(policy, 0.5, 10.0)
+        loop = world.loop()
+        [result] = await loop.tick(10.0)
+        assert result.decision is not None
+        assert world.cluster.saved[policy.key] == saved  # not overwritten by a fresh history
+        assert loop.history(policy.key) is None  # not kept: loaded again next tick
+        world.cluster.load_error = None
+        await loop.tick(25.0)
+        history = loop.history(policy.key)
+        assert history is not None
+        assert Recommendation(5.0, 3) in history.recommendations
 
     async def test_removed_policy_is_forgotten(self) -> None:
         """A policy removed from the directory loses its state and its metric series."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,25 @@ from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.kube.scale import KubeScaleClient
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
-from tests.fakekube.server import write_kubeconfig
+from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 
 NAMESPACE = "nim"
 CONTROLLER_NS = "nim-autoscaler"
 START = 1_000_000.0
 STEP = 15.0
+
+
+def history_data(fake: FakeKube, namespace: str = CONTROLLER_NS) -> dict[str, str]:
+    """Every policy's saved history text, merged from the history shard ConfigMaps."""
+    data: dict[str, str] = {}
+    for (plural, ns, name), obj in sorted(fake.objects.items()):
+        if plural == "configmaps" and ns == namespace and SHARD_NAME.fullmatch(name):
+            data.update(obj.get("data") or {})
+    return data
+
+
+SHARD_NAME = re.compile(r"nim-autoscaler-history-\d+")
 
 
 def policy(name: str) -> ScalingPolicy:
@@ -205,8 +218,7 @@ async def run_world(
                 out.final_replicas[name] = int(deployment["spec"]["replicas"]) if deployment else -1
                 key = f"{NAMESPACE}/{name}"
                 out.loop_history[name] = loop.history(key)
-            configmap = fake.get("configmaps", CONTROLLER_NS, "nim-autoscaler-history")
-            data = (configmap or {}).get("data") or {}
+            data = history_data(fake)
             for name in DEMAND:
                 text = data.get(f"{NAMESPACE}.{name}")
                 out.stored_history[name] = History.from_json(json.loads(text)) if text else None

@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.harness import NAMESPACE, World
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
+from tests.reliability.kubeworld import history_data
 from tests.reliability.process import POLICY, ControllerProcess, controller_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
@@ -48,7 +49,7 @@ async def test_sigkill_mid_stabilization_window_is_resumed(
         await controller.start()
         try:
             await wait_until(
-                lambda: fake.get("configmaps", "nim-autoscaler", "nim-autoscaler-history"),
+                lambda: history_data(fake),
                 30,
                 "the first tick (history saved)",
             )

@@ -19,6 +19,7 @@ from autoscaler.policy.models import MetricKind, MetricNames
 from tests.e2e.harness import NAMESPACE, World
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
+from tests.reliability.kubeworld import history_data
 from tests.reliability.process import POLICY, ControllerProcess, controller_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
@@ -57,7 +58,7 @@ async def test_sigterm_mid_tick_finishes_releases_and_exits_zero(
         try:
             await wait_until(lambda: fake.lease_holders() == ("solo",), 30, "leadership")
             await wait_until(
-                lambda: fake.get("configmaps", "nim-autoscaler", "nim-autoscaler-history"),
+                lambda: history_data(fake),
                 30,
                 "the first tick",
             )
