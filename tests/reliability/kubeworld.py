@@ -25,8 +25,9 @@ from autoscaler.controller.loop import ControlLoop, TickResult
 from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import History, PodSamples
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.scale import KubeScaleClient
-from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
 from autoscaler.settings import Settings
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.reliability.chaos import ChaosKube
@@ -124,6 +125,20 @@ def _pods_of(fake: ChaosKube, name: str) -> list[str]:
     )
 
 
+def _targets_match(context: KubeContext, fake: ChaosKube) -> bool:
+    """The target cache (once synced) holds the server's spec.replicas of every target."""
+    if not context.targets.synced("apps/v1", "Deployment"):
+        return True  # not watched yet: the loop reads /scale
+    for name in DEMAND:
+        ref = ScaleTargetRef(api_version="apps/v1", kind="Deployment", name=name)
+        reading = context.targets.lookup(NAMESPACE, ref)
+        obj = fake.objects.get(("deployments", NAMESPACE, name))
+        server = int(obj["spec"]["replicas"]) if obj is not None else None
+        if (reading.spec_replicas if reading is not None else None) != server:
+            return False
+    return True
+
+
 async def _cache_matches(context: KubeContext, fake: ChaosKube, timeout: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -133,7 +148,7 @@ async def _cache_matches(context: KubeContext, fake: ChaosKube, timeout: float =
             for name in DEMAND
         }
         wanted = {name: _pods_of(fake, name) for name in DEMAND}
-        if cached == wanted:
+        if cached == wanted and _targets_match(context, fake):
             return
         if loop.time() > deadline:
             msg = f"pod cache did not converge in {timeout} s: cache {cached}, server {wanted}"
@@ -149,6 +164,7 @@ async def run_world(
     extra_ticks: int = 0,
     request_timeout: float = 1.0,
     retry_budget: float | None = None,
+    history_max_bytes: int | None = None,
 ) -> RunResult:
     """Run :data:`TICKS` (+ ``extra_ticks`` at the last demand) ticks; hooks run before a tick."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -176,6 +192,10 @@ async def run_world(
                 retry_budget=retry_budget,
                 request_timeout=request_timeout,
             )
+        if history_max_bytes is not None:
+            context.history = KubeHistoryStore(
+                context.api, CONTROLLER_NS, max_bytes=history_max_bytes
+            )
         context.start()
         registry = CollectorRegistry()
         out.registry = registry
@@ -185,6 +205,7 @@ async def run_world(
             metrics=source,
             scale=context.scale,
             pods=context.pods,
+            targets=context.targets,
             recorder=context.recorder,
             history_store=context.history,
             leader=context.leader,
