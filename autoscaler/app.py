@@ -199,6 +199,7 @@ async def build_controller(
         metrics=metrics,
         scale=kube.scale,
         pods=kube.pods,
+        targets=kube.targets,
         recorder=kube.recorder,
         history_store=kube.history,
         leader=kube.leader,

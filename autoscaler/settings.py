@@ -127,7 +127,19 @@ class Settings(HpaSettings):
     leader_election_retry_period: float = Field(2.0, gt=0, description="Seconds.")
     history_configmap: str = Field(
         "nim-autoscaler-history",
-        description="ConfigMap (in the leader-election namespace) holding the decision history.",
+        description=(
+            "Base name of the ConfigMaps (in the leader-election namespace) holding the decision "
+            "history: <name>-0 .. <name>-<shards-1>."
+        ),
+    )
+    history_shards: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description=(
+            "Number of history ConfigMaps; policies are spread over them by a stable hash. "
+            "Keep it fixed for a cluster; about one per 500 policies."
+        ),
     )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -8,12 +8,16 @@ and :class:`autoscaler.metrics.base.MetricSource`, and decides only through
 
 A tick, for all policies at once:
 
-1. read each target's ``/scale`` (bounded concurrency, per-call timeout);
+1. take each target's scale from the watch-fed target cache, reading ``/scale`` (bounded
+   concurrency, per-call timeout) only for targets the cache cannot vouch for;
 2. take each target's pods from the watch-fed cache;
 3. load the decision history of policies seen for the first time (durable store);
 4. fetch every policy's metrics with ONE batched ``MetricSource.fetch`` (timeout: no signal);
 5. decide per policy (pure);
-6. act: write ``/scale`` when the desired count differs, unless dry-run or not leader;
+6. act: write ``/scale`` when the desired count differs, unless dry-run or not leader. The
+   write is guarded by the reading the decision was made from: if another writer changed the
+   count meanwhile (409), the policy is decided again from the fresh reading; a rescale is
+   recorded only for a write that changed the count (the rest are counted as ``no-op``);
 7. record: Events and status, history persistence, the controller's own metrics, one log line.
 
 One policy's failure (API error, bad data, an exception in any step) never affects another.
@@ -37,6 +41,8 @@ from autoscaler.controller.ports import (
     Recorder,
     ScaleClient,
     ScaleReading,
+    TargetSource,
+    WriteResult,
 )
 from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
@@ -93,6 +99,13 @@ class _Work:
     decision: Decision | None = None
     observation: Observation | None = None
     outcome: Outcome = Outcome.UNCHANGED
+    metrics: Mapping[str, MetricObservation] | None = None
+    """The metrics the decision was made from (to decide again after a conflict)."""
+    history_before: History | None = None
+    """The history the decision started from (to decide again after a conflict)."""
+    history_unknown: bool = False
+    """The saved history could not be read: this tick's history is not saved (it must not
+    overwrite the saved one) and the load is retried next tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,10 @@ class LoopTimeouts:
     """Events, status and history writes of one policy."""
 
 
+REDECIDE_ROUNDS = 2
+"""Times one policy is decided again from a fresh reading after losing a write race, per tick."""
+
+
 class ControlLoop:
     """Fetch -> decide -> act -> record, for every policy, once per ``tick``."""
 
@@ -119,6 +136,7 @@ class ControlLoop:
         metrics: MetricSource,
         scale: ScaleClient,
         pods: PodSource,
+        targets: TargetSource | None = None,
         recorder: Recorder | None = None,
         history_store: HistoryStore | None = None,
         leader: LeaderGate | None = None,
@@ -134,6 +152,7 @@ class ControlLoop:
         self._metrics = metrics
         self._scale = scale
         self._pods = pods
+        self._targets = targets
         self._recorder = recorder
         self._store = history_store
         self._leader = leader
@@ -145,6 +164,9 @@ class ControlLoop:
         self._hpa_flags = hpa_flags
         self.monitor = ControllerMetrics(registry) if registry is not None else None
         self._histories: dict[str, History] = {}
+        self._unsaved: dict[str, History] = {}
+        """Histories of policies whose saved history could not be read (never saved; used
+        only if the retried load finds none)."""
         self._known: dict[str, ScalingPolicy] = {}
         self._was_leader = False
         self.last_tick_at: float | None = None
@@ -170,6 +192,7 @@ class ControlLoop:
         if leader and not self._was_leader:
             # A new term: the previous leader's history in the store is authoritative.
             self._histories.clear()
+            self._unsaved.clear()
         self._was_leader = leader
         if not leader and not self._dry_run:
             return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
@@ -208,6 +231,13 @@ class ControlLoop:
 
     async def _read_scale(self, item: _Work) -> None:
         ref = item.policy.spec.scale_target_ref
+        if self._targets is not None:
+            try:
+                item.reading = self._targets.lookup(item.policy.metadata.namespace, ref)
+            except Exception:  # a cache fault must not hide the target: read /scale instead
+                log.exception("target cache lookup failed", policy=item.policy.key)
+            if item.reading is not None:
+                return
         try:
             async with asyncio.timeout(self._timeouts.scale_read):
                 item.reading = await self._scale.get_scale(item.policy.metadata.namespace, ref)
@@ -251,10 +281,21 @@ class ControlLoop:
             try:
                 async with asyncio.timeout(self._timeouts.record):
                     loaded = await self._store.load(item.policy)
-            except Exception as exc:  # noqa: BLE001 - a fresh history is a safe fallback
+            except Exception as exc:  # noqa: BLE001 - retried next tick; others go on
+                # The saved history is unknown, not absent: decide from what this process has
+                # (a fresh history holds the current count against scale-down), never save it
+                # over the stored one, and load again next tick.
+                item.history_unknown = True
                 self._count_error(item.policy, "history")
-                log.warning("history load failed; starting fresh", policy=key, error=str(exc))
-        self._histories[key] = loaded if loaded is not None else History()
+                log.warning(
+                    "history load failed; not saved, retried next tick",
+                    policy=key,
+                    error=str(exc),
+                )
+                self._histories[key] = self._unsaved.get(key) or History()
+                return
+        unsaved = self._unsaved.pop(key, None)
+        self._histories[key] = loaded if loaded is not None else unsaved or History()
 
     async def _fetch_metrics(
         self, work: Sequence[_Work], now: float
@@ -288,7 +329,15 @@ class ControlLoop:
             w.policy.key: {m.name: nothing for m in w.policy.spec.fetched_metrics} for w in work
         }
 
-    def _decide(self, item: _Work, metrics: Mapping[str, MetricObservation], now: float) -> None:
+    def _decide(
+        self,
+        item: _Work,
+        metrics: Mapping[str, MetricObservation],
+        now: float,
+        *,
+        history: History | None = None,
+    ) -> None:
+        """Decide for one policy; ``history`` (default: the current one) is where it starts."""
         assert item.reading is not None
         observation = Observation(
             spec_replicas=item.reading.spec_replicas,
@@ -298,11 +347,13 @@ class ControlLoop:
         )
         item.observation = observation
         key = item.policy.key
+        item.metrics = metrics
+        start = history if history is not None else self._histories[key]
+        item.history_before = start
         try:
-            result = decide(
-                item.policy, observation, self._histories[key], now, flags=self._hpa_flags
-            )
+            result = decide(item.policy, observation, start, now, flags=self._hpa_flags)
         except Exception as exc:  # a decision bug must not take the loop down
+            item.decision = None
             self._fail(item, "decision", f"internal error in decision: {type(exc).__name__}: {exc}")
             log.exception("decision failed", policy=key)
             return
@@ -332,27 +383,63 @@ class ControlLoop:
         if self._leader is not None and not self._leader.is_leader():
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
-        ref = item.policy.spec.scale_target_ref
         try:
             async with asyncio.timeout(self._timeouts.scale_write):
-                await self._scale.set_scale(
-                    item.policy.metadata.namespace, ref, decision.desired_replicas
-                )
+                await self._write(item, decision, now)
         except Exception as exc:  # noqa: BLE001 - reported as FailedRescale; others go on
             item.outcome = Outcome.FAILED
             item.error = f"FailedRescale: {type(exc).__name__}: {exc}"
             self._count_error(item.policy, "scale_write")
-            return
-        item.outcome = Outcome.SCALED
-        self._histories[key] = record_rescale(
-            item.policy,
-            self._histories[key],
-            now,
-            decision.current_replicas,
-            decision.desired_replicas,
-        )
+
+    async def _write(self, item: _Work, decision: Decision, now: float) -> None:
+        """Write the decided count, guarded by the reading it was decided from.
+
+        Another writer winning a 409 race changes the ground under the decision: it is made
+        again from the fresh reading (pure, same metrics and history as before), at most
+        :data:`REDECIDE_ROUNDS` times. Only a write that changed the count is recorded as a
+        rescale (in the history, the Event and the ``scale`` counter); the rest are ``no-op``.
+        """
+        policy = item.policy
+        key = policy.key
+        ref = policy.spec.scale_target_ref
+        for _ in range(REDECIDE_ROUNDS + 1):
+            written = await self._scale.set_scale(
+                policy.metadata.namespace, ref, decision.desired_replicas, expected=item.reading
+            )
+            if written.result is WriteResult.SCALED:
+                item.outcome = Outcome.SCALED
+                self._histories[key] = record_rescale(
+                    policy, self._histories[key], now, written.previous, decision.desired_replicas
+                )
+                if self.monitor is not None:
+                    self.monitor.scaled(policy, written.previous, decision.desired_replicas)
+                return
+            if written.result is WriteResult.NO_OP or written.reading is None:
+                self._no_op(item, written.previous)
+                return
+            # STALE: decide again from what the target is now.
+            log.info(
+                "scale_decided_again",
+                policy=key,
+                decided_from=decision.current_replicas,
+                found=written.reading.spec_replicas,
+            )
+            item.reading = written.reading
+            self._decide(item, item.metrics or {}, now, history=item.history_before)
+            if item.decision is None:
+                return  # the decision failed; _decide reported it
+            decision = item.decision
+            if not decision.scale:
+                self._no_op(item, written.reading.spec_replicas)
+                return
+        msg = f"the count kept changing under {REDECIDE_ROUNDS + 1} decisions (other writers?)"
+        raise ActuationError(msg)
+
+    def _no_op(self, item: _Work, found: int) -> None:
+        item.outcome = Outcome.NO_OP
         if self.monitor is not None:
-            self.monitor.scaled(item.policy, decision.current_replicas, decision.desired_replicas)
+            self.monitor.no_op(item.policy)
+        log.debug("scale_no_op", policy=item.policy.key, replicas=found)
 
     async def _record(self, item: _Work) -> None:
         policy = item.policy
@@ -364,6 +451,10 @@ class ControlLoop:
                 self._on_decision(item.decision)
             except Exception:  # a printing callback must not break the loop
                 log.exception("on_decision callback failed", policy=policy.key)
+        if item.history_unknown:
+            unsaved = self._histories.pop(policy.key, None)  # loaded again next tick
+            if unsaved is not None:
+                self._unsaved[policy.key] = unsaved
         if self._dry_run:
             return
         if self._recorder is not None:
@@ -439,6 +530,7 @@ class ControlLoop:
         removed = [p for key, p in self._known.items() if key not in current]
         for policy in removed:
             self._histories.pop(policy.key, None)
+            self._unsaved.pop(policy.key, None)
         if removed and self.monitor is not None:
             self.monitor.forget(removed)
         for key, policy in current.items():

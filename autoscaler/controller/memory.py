@@ -9,10 +9,10 @@ injected per target. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.controller.ports import Outcome, ScaleReading
+from autoscaler.controller.ports import Outcome, ScaleReading, ScaleWrite, WriteResult
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -38,6 +38,9 @@ class MemoryTarget:
     """Raised by ``get_scale`` while set."""
     write_error: ActuationError | None = None
     """Raised by ``set_scale`` while set."""
+    other_writer: Callable[[MemoryTarget], None] | None = None
+    """Run (once, then cleared) at the next ``set_scale`` before its guard: another writer
+    changing the target between the loop's reading and its write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class MemoryCluster:
         """Every successful ``set_scale``: (namespace, name, replicas)."""
         self.records: list[RecordedDecision] = []
         self.saved: dict[str, History] = {}
+        self.load_error: Exception | None = None
+        """Raised by ``load`` while set (the durable history cannot be read)."""
         self.synced_flag = True
 
     def add(self, namespace: str, kind: str, name: str, target: MemoryTarget) -> MemoryTarget:
@@ -87,13 +92,29 @@ class MemoryCluster:
             selector=target.selector,
         )
 
-    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
-        """Set ``spec_replicas``."""
+    async def set_scale(
+        self,
+        namespace: str,
+        ref: ScaleTargetRef,
+        replicas: int,
+        *,
+        expected: ScaleReading | None = None,
+    ) -> ScaleWrite:
+        """Set ``spec_replicas`` (guarded by ``expected``, as the Kubernetes client is)."""
         target = self._target(namespace, ref)
         if target.write_error is not None:
             raise target.write_error
+        if target.other_writer is not None:
+            race, target.other_writer = target.other_writer, None
+            race(target)
+        current = target.spec_replicas
+        if current == replicas:
+            return ScaleWrite(WriteResult.NO_OP, current)
+        if expected is not None and expected.spec_replicas != current:
+            return ScaleWrite(WriteResult.STALE, current, await self.get_scale(namespace, ref))
         target.spec_replicas = replicas
         self.writes.append((namespace, ref.name, replicas))
+        return ScaleWrite(WriteResult.SCALED, current)
 
     def pods(self, namespace: str, selector: str) -> tuple[PodInfo, ...]:
         """Pods of the (single) target in ``namespace`` whose selector equals ``selector``."""
@@ -117,7 +138,9 @@ class MemoryCluster:
         self.records.append(RecordedDecision(policy.key, decision, outcome, error))
 
     async def load(self, policy: ScalingPolicy) -> History | None:
-        """The saved history."""
+        """The saved history (raises ``load_error`` while it is set)."""
+        if self.load_error is not None:
+            raise self.load_error
         return self.saved.get(policy.key)
 
     async def save(self, policy: ScalingPolicy, history: History) -> None:

@@ -26,6 +26,29 @@ class ScaleReading:
     resource_version: str | None = None
 
 
+class WriteResult(StrEnum):
+    """What a ``/scale`` write did."""
+
+    SCALED = "scaled"
+    """``spec.replicas`` was changed from :attr:`ScaleWrite.previous` to the desired count."""
+    NO_OP = "no_op"
+    """Nothing was written: the target already had the desired count."""
+    STALE = "stale"
+    """Nothing was written: another writer changed ``spec.replicas`` since the reading the
+    decision was made from; :attr:`ScaleWrite.reading` is the fresh one to decide again from."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleWrite:
+    """The result of :meth:`ScaleClient.set_scale`."""
+
+    result: WriteResult
+    previous: int
+    """``spec.replicas`` before the write (SCALED) or as found (NO_OP, STALE)."""
+    reading: ScaleReading | None = None
+    """The fresh reading taken after a conflict (STALE; NO_OP when found at the count)."""
+
+
 class ScaleClient(Protocol):
     """Reads and writes the ``/scale`` subresource of any scalable resource."""
 
@@ -33,8 +56,35 @@ class ScaleClient(Protocol):
         """Read ``/scale``. Raises ``TargetNotFound``, ``Forbidden`` or ``ActuationError``."""
         ...
 
-    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
-        """Set ``spec.replicas`` (retrying 409 conflicts). Raises ``ActuationError`` subclasses."""
+    async def set_scale(
+        self,
+        namespace: str,
+        ref: ScaleTargetRef,
+        replicas: int,
+        *,
+        expected: ScaleReading | None = None,
+    ) -> ScaleWrite:
+        """Set ``spec.replicas`` to ``replicas``, guarded by the reading the decision used.
+
+        ``expected`` is the reading the caller decided from (None: read first). The write must
+        never turn an absolute count decided from an older reading into the truth: when
+        ``spec.replicas`` is no longer ``expected.spec_replicas`` (another writer won a 409
+        race), nothing is written and the result is STALE with the fresh reading. Raises
+        ``ActuationError`` subclasses.
+        """
+        ...
+
+
+class TargetSource(Protocol):
+    """Scale targets from a watch-fed cache, so a steady tick reads no ``/scale``."""
+
+    def lookup(self, namespace: str, ref: ScaleTargetRef) -> ScaleReading | None:
+        """The target's reading from the cache, with no I/O.
+
+        None when the cache cannot vouch for it (its kind is not watched or not synced yet,
+        the object is not in the cache): the caller then reads ``/scale``. Asking for a kind
+        not watched yet may start watching it.
+        """
         ...
 
 
@@ -55,6 +105,9 @@ class Outcome(StrEnum):
 
     UNCHANGED = "unchanged"
     SCALED = "scaled"
+    NO_OP = "no_op"
+    """A scale was decided but nothing was written: the target already had the count, or
+    another writer changed it and the decision made again from the fresh reading kept it."""
     DRY_RUN = "dry_run"
     NOT_LEADER = "not_leader"
     FAILED = "failed"

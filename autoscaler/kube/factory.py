@@ -21,6 +21,7 @@ from autoscaler.kube.leader import LeaderElector
 from autoscaler.kube.pods import PodCache
 from autoscaler.kube.recorder import KubeRecorder
 from autoscaler.kube.scale import KubeScaleClient
+from autoscaler.kube.targets import TargetCache
 from autoscaler.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ class KubeContext:
     """:class:`~autoscaler.controller.ports.ScaleClient`."""
     pods: PodCache
     """:class:`~autoscaler.controller.ports.PodSource`."""
+    targets: TargetCache
+    """:class:`~autoscaler.controller.ports.TargetSource` (watches start on first lookup)."""
     recorder: KubeRecorder
     """:class:`~autoscaler.controller.ports.Recorder`."""
     history: KubeHistoryStore
@@ -62,6 +65,7 @@ class KubeContext:
             if isinstance(self.leader, LeaderElector):
                 await self.leader.stop()
             await self.pods.stop()
+            await self.targets.stop()
         finally:
             await self.api.close()
 
@@ -76,9 +80,9 @@ async def connect(
     """Configure the client and build every adapter (nothing is started yet; call ``start``).
 
     Leader election is used when ``settings.leader_election`` is on and the controller is not in
-    dry-run (a dry run never writes, not even the Lease). The history ConfigMap
-    (``settings.history_configmap``) and the Lease live in ``settings.leader_election_namespace``
-    (the controller's own namespace).
+    dry-run (a dry run never writes, not even the Lease). The history ConfigMaps
+    (``settings.history_configmap``-0 .. -N) and the Lease live in
+    ``settings.leader_election_namespace`` (the controller's own namespace).
 
     Args:
         settings: controller settings (kubeconfig, context, namespaces, election timings).
@@ -114,9 +118,13 @@ async def connect(
         api=api,
         scale=scale,
         pods=PodCache(api, settings.namespaces),
+        targets=TargetCache(api, scale.discovery, settings.namespaces),
         recorder=KubeRecorder(api, scale.discovery, clock=clock, identity=settings.identity),
         history=KubeHistoryStore(
-            api, settings.leader_election_namespace, name=settings.history_configmap
+            api,
+            settings.leader_election_namespace,
+            name=settings.history_configmap,
+            shards=settings.history_shards,
         ),
         leader=leader,
     )

@@ -1,22 +1,34 @@
-"""Durable decision history in a ConfigMap, so a restart or failover changes no decision.
+"""Durable decision history in sharded ConfigMaps, so a restart or failover changes no decision.
 
-Implements :class:`autoscaler.controller.ports.HistoryStore` for Kubernetes. Layout: **one
-ConfigMap per controller namespace** (default ``nim-autoscaler-history`` in the leader-election
-namespace), one data key per policy, ``<namespace>.<name>`` (both DNS names, so the key is a
-valid ConfigMap key and unique), whose value is the compact JSON of ``History.to_json()``.
+Implements :class:`autoscaler.controller.ports.HistoryStore` for Kubernetes. Layout: ``shards``
+ConfigMaps in the controller's namespace, ``<name>-<i>`` for ``i`` in ``0..shards-1`` (default
+``nim-autoscaler-history-0`` ...), one data key per policy, ``<namespace>.<name>`` (both DNS
+names, so the key is a valid ConfigMap key and unique), whose value is the compact JSON of
+``History.to_json()``. A policy lives in shard ``crc32("<namespace>/<name>") % shards``: stable
+across processes, versions and restarts (unlike Python's ``hash``).
 
-- ``load`` reads the ConfigMap (a read serves further loads for ``max_age`` seconds, so many
-  policies restored at start cost one request, and a later ``load`` -- e.g. on becoming leader --
-  sees what another instance saved); a missing ConfigMap or key is "no history"; unreadable
-  JSON for one policy is logged and that policy starts fresh.
-- ``save`` writes only when the policy's JSON changed, with resourceVersion optimistic
-  concurrency: a replace (PUT) with the version last read; on 409 it re-reads, puts its key
-  into the fresh data and retries (bounded). The first save creates the ConfigMap.
-- The object must stay under the API server's 1 MiB limit: a save that would pass ``max_bytes``
-  is refused with a clear error log naming the policy and the sizes.
+- ``load`` reads the policy's shard (one read serves further loads of that shard for
+  ``max_age`` seconds, so many policies restored at start cost one request per shard, and a
+  later ``load`` -- e.g. on becoming leader -- sees what another instance saved). A missing
+  ConfigMap or key is "no history"; unreadable JSON for one policy is logged and that policy
+  starts fresh. A shard that cannot be read (API error) raises :class:`HistoryUnavailable`:
+  the caller must not take that for "no history" (and overwrite the saved one); it retries on a
+  later tick. Other shards are unaffected.
+- ``save`` queues the policy's JSON; ``flush`` (once per tick) writes each shard whose data
+  changed, concurrently, with resourceVersion optimistic concurrency (replace with the version
+  last read; on 409 it re-reads that shard, merges again and retries, bounded). A shard
+  deleted under the controller (404 on replace) is created again from what the store holds. A
+  shard that would pass ``max_bytes`` (well under the API server's 1 MiB object limit) is not
+  written and says so, naming the shard, the sizes and its policies; the other shards are.
+- Keys of policies that are no longer saved (the policy was removed) are deleted after
+  ``grace`` seconds, so a policy briefly gone (a bad edit, a file moved) keeps its history.
+- Upgrades: the single ConfigMap ``<name>`` of earlier versions is read once; keys not yet in
+  their shard are served from it and written to their shard at the next flush, after which the
+  old ConfigMap is deleted.
 
-Failures are logged, never raised: the decision core keeps its in-memory history and the next
-save tries again. Neighbours: the control loop calls it; :mod:`autoscaler.kube.factory` builds it.
+Failures of ``save``/``flush`` are logged, never raised: the decision core keeps its in-memory
+history and the next flush tries again. Neighbours: the control loop calls it;
+:mod:`autoscaler.kube.factory` builds it.
 """
 
 from __future__ import annotations
@@ -25,22 +37,35 @@ import asyncio
 import json
 import math
 import time
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from autoscaler.decision.types import History
+from autoscaler.errors import AutoscalerError
 from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
 from autoscaler.policy.models import ScalingPolicy
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_NAME = "nim-autoscaler-history"
-"""Name of the history ConfigMap."""
+"""Base name of the history ConfigMaps (and the name of the pre-sharding single ConfigMap)."""
+
+DEFAULT_SHARDS = 8
+"""Number of history ConfigMaps."""
 
 MAX_BYTES = 900_000
-"""Largest total size of the ConfigMap's data, bytes (the API server refuses objects > 1 MiB)."""
+"""Largest size of one shard's data, bytes (the API server refuses objects > 1 MiB)."""
+
+DEFAULT_GRACE = 3600.0
+"""Seconds a removed policy's history is kept before its key is deleted."""
+
+
+class HistoryUnavailable(AutoscalerError):
+    """A history shard could not be read; the policy's saved history is unknown (not absent)."""
 
 
 def history_key(policy: ScalingPolicy) -> str:
@@ -48,18 +73,40 @@ def history_key(policy: ScalingPolicy) -> str:
     return f"{policy.metadata.namespace}.{policy.metadata.name}"
 
 
+def shard_of(policy_key: str, shards: int) -> int:
+    """The shard of a policy (``namespace/name``): a stable hash, the same in every process."""
+    return zlib.crc32(policy_key.encode()) % shards
+
+
+@dataclass
+class _Shard:
+    """What the store knows of one shard ConfigMap."""
+
+    name: str
+    data: dict[str, str] = field(default_factory=dict)
+    rv: str | None = None
+    exists: bool = False
+    loaded: bool = False
+    fetched_at: float = -math.inf
+    pending: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Key -> (serialised history, policy key) waiting for :meth:`KubeHistoryStore.flush`."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class KubeHistoryStore:
-    """:class:`~autoscaler.controller.ports.HistoryStore` on one ConfigMap.
+    """:class:`~autoscaler.controller.ports.HistoryStore` on ``shards`` ConfigMaps.
 
     Args:
         api: the API client.
-        namespace: the controller's namespace (where the ConfigMap lives).
-        name: the ConfigMap's name.
-        max_bytes: size limit of all data (keys + values), bytes.
-        conflict_retries: re-read-and-retry rounds after 409 conflicts.
-        max_age: seconds a read of the ConfigMap serves ``load`` calls before it is read again
-            (so a ``load`` on becoming leader sees what the previous leader saved).
-        monotonic: time source for ``max_age`` (injectable for tests).
+        namespace: the controller's namespace (where the ConfigMaps live).
+        name: base name of the ConfigMaps (shard ``i`` is ``<name>-<i>``).
+        shards: number of shards; changing it moves policies between shards (their histories
+            are then found again only in their old shard: keep it fixed for a cluster).
+        max_bytes: size limit of one shard's data (keys + values), bytes.
+        conflict_retries: re-read-and-retry rounds after 409 conflicts, per shard.
+        max_age: seconds a read of a shard serves ``load`` calls before it is read again.
+        grace: seconds after which the key of a policy no longer saved is deleted.
+        monotonic: time source for ``max_age`` and ``grace`` (injectable for tests).
     """
 
     def __init__(
@@ -68,46 +115,63 @@ class KubeHistoryStore:
         namespace: str,
         *,
         name: str = DEFAULT_NAME,
+        shards: int = DEFAULT_SHARDS,
         max_bytes: int = MAX_BYTES,
         conflict_retries: int = 5,
         max_age: float = 5.0,
+        grace: float = DEFAULT_GRACE,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if shards < 1:
+            msg = f"history shards must be >= 1, got {shards}"
+            raise ValueError(msg)
         self._api = api
         self._namespace = namespace
         self._name = name
         self._max_bytes = max_bytes
         self._retries = conflict_retries
-        self._data: dict[str, str] = {}
-        self._rv: str | None = None
-        self._exists = False
-        self._loaded = False
         self._max_age = max_age
+        self._grace = grace
         self._monotonic = monotonic
-        self._fetched_at = -math.inf
-        self._pending: dict[str, tuple[str, str]] = {}
-        """Key -> (serialised history, policy key) waiting for :meth:`flush`."""
-        self._lock = asyncio.Lock()
+        self._shards = [_Shard(f"{name}-{i}") for i in range(shards)]
+        self._seen: dict[str, float] = {}
+        """Data key -> when it was last saved (or first found in a shard)."""
+        self._legacy: dict[str, str] | None = None
+        """The pre-sharding ConfigMap's data (None: not read yet)."""
+        self._legacy_exists = False
+        self._legacy_lock = asyncio.Lock()
+        self._migrating: set[str] = set()
+        """Keys queued from the pre-sharding ConfigMap (their shard's own value wins)."""
 
-    @property
-    def path(self) -> str:
-        """API path of the ConfigMap."""
-        return f"/api/v1/namespaces/{self._namespace}/configmaps/{self._name}"
+    def path(self, shard: int) -> str:
+        """API path of one shard ConfigMap."""
+        return self._object_path(self._shards[shard].name)
+
+    def shard_name(self, policy: ScalingPolicy) -> str:
+        """Name of the ConfigMap holding ``policy``'s history."""
+        return self._shards[shard_of(policy.key, len(self._shards))].name
+
+    def _object_path(self, name: str) -> str:
+        return f"/api/v1/namespaces/{self._namespace}/configmaps/{name}"
 
     async def load(self, policy: ScalingPolicy) -> History | None:
-        """The saved history of ``policy``, or None (none saved, unreadable, or API failure)."""
+        """The saved history of ``policy``, or None (none saved, or unreadable).
+
+        Raises:
+            HistoryUnavailable: the policy's shard (or the pre-sharding ConfigMap, until it is
+                migrated) cannot be read; the saved history is unknown.
+        """
         key = history_key(policy)
-        if not self._loaded or self._monotonic() - self._fetched_at > self._max_age:
-            try:
-                await self._fetch()
-            except KubeApiError as exc:
-                log.warning(
-                    "history_load_failed", policy=policy.key, status=exc.status, error=str(exc)
-                )
-                return None
-        text = self._data.get(key)
+        shard = self._shards[shard_of(policy.key, len(self._shards))]
+        async with shard.lock:
+            if not shard.loaded or self._monotonic() - shard.fetched_at > self._max_age:
+                await self._fetch_or_raise(shard, policy)
+        text = shard.data.get(key)
         if text is None:
-            return None
+            text = await self._from_legacy(key, policy)
+            if text is None:
+                return None
+            self._seen.setdefault(key, self._monotonic())
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
@@ -118,7 +182,7 @@ class KubeHistoryStore:
             log.error(
                 "history_unreadable_starting_fresh",
                 policy=policy.key,
-                configmap=f"{self._namespace}/{self._name}",
+                configmap=f"{self._namespace}/{shard.name}",
                 key=key,
                 error=str(exc),
             )
@@ -131,104 +195,224 @@ class KubeHistoryStore:
     async def save(self, policy: ScalingPolicy, history: History) -> None:
         """Queue ``history`` for ``policy``; it is written by the next :meth:`flush`.
 
-        The control loop saves every policy and then flushes once per tick, so the whole tick
-        costs one ConfigMap write (none when nothing changed) instead of one racing write per
-        policy.
+        The control loop saves every policy and then flushes once per tick, so a tick costs at
+        most one write per shard (none when nothing changed).
         """
         key = history_key(policy)
         text = json.dumps(history.to_json(), separators=(",", ":"), sort_keys=True)
-        self._pending[key] = (text, policy.key)
+        self._shards[shard_of(policy.key, len(self._shards))].pending[key] = (text, policy.key)
+        self._seen[key] = self._monotonic()
+        self._migrating.discard(key)
 
     async def flush(self) -> None:
-        """Write every queued history in one update of the ConfigMap (if anything changed).
+        """Write every shard whose data changed (concurrently); delete expired keys.
 
-        409 conflicts re-read the ConfigMap and merge again (other keys are kept). API errors are
-        logged; the queued histories stay queued for the next flush.
+        Never raises: each shard's failure is logged and its queued histories stay queued for
+        the next flush; the other shards are written.
         """
-        async with self._lock:
-            if not self._pending:
-                return
+        await self._migrate_legacy()
+        await asyncio.gather(*(self._flush_shard(shard) for shard in self._shards))
+        await self._retire_legacy()
+
+    # ---- one shard ------------------------------------------------------------------------
+
+    async def _flush_shard(self, shard: _Shard) -> None:
+        async with shard.lock:
             try:
-                if not self._loaded:
-                    await self._fetch()
+                if not shard.loaded:
+                    await self._fetch(shard)
+                    now = self._monotonic()
+                    for key in shard.data:
+                        self._seen.setdefault(key, now)
                 for attempt in range(self._retries + 1):
-                    changed = {
-                        key: text
-                        for key, (text, _) in self._pending.items()
-                        if self._data.get(key) != text
-                    }
-                    if not changed:
-                        self._pending.clear()
+                    data = self._next_data(shard)
+                    if data is None:
+                        shard.pending.clear()
                         return
-                    data = {**self._data, **changed}
                     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
                     if size > self._max_bytes:
                         log.error(
-                            "history_too_large",
-                            configmap=f"{self._namespace}/{self._name}",
+                            "history_shard_too_large",
+                            configmap=f"{self._namespace}/{shard.name}",
                             bytes=size,
                             limit=self._max_bytes,
-                            policies=sorted(policy for _, policy in self._pending.values()),
-                            hint="too many policies or an unbounded history; not saved",
+                            policies=sorted(policy for _, policy in shard.pending.values()),
+                            hint="raise AUTOSCALER_HISTORY_SHARDS; this shard is not saved",
                         )
-                        self._pending.clear()
+                        shard.pending.clear()
                         return
                     try:
-                        stored = await self._write(data)
+                        stored = await self._write(shard, data)
                     except KubeApiError as exc:
-                        if exc.status != 409:
-                            raise
-                        log.info("history_conflict_retry", attempt=attempt + 1)
-                        await self._fetch()
-                        continue
-                    self._adopt(stored)
-                    self._pending.clear()
+                        if exc.status == 409:
+                            log.info(
+                                "history_conflict_retry", configmap=shard.name, attempt=attempt + 1
+                            )
+                            await self._fetch(shard)
+                            continue
+                        if exc.status == 404 and shard.exists:
+                            # Deleted under us: create it again from what this store holds.
+                            log.warning("history_shard_recreated", configmap=shard.name)
+                            shard.exists, shard.rv = False, None
+                            continue
+                        raise
+                    self._adopt(shard, stored)
+                    shard.pending.clear()
                     return
                 log.warning(
                     "history_save_conflicts",
-                    policies=len(self._pending),
+                    configmap=shard.name,
+                    policies=len(shard.pending),
                     attempts=self._retries + 1,
                 )
             except KubeApiError as exc:
                 log.warning(
                     "history_save_failed",
-                    policies=len(self._pending),
+                    configmap=shard.name,
+                    policies=len(shard.pending),
                     status=exc.status,
                     error=str(exc),
                 )
 
-    async def _fetch(self) -> None:
+    def _next_data(self, shard: _Shard) -> dict[str, str] | None:
+        """The shard's data after this flush, or None when it would not change."""
+        changed = {
+            key: text
+            for key, (text, _) in shard.pending.items()
+            if shard.data.get(key) != text and not (key in self._migrating and key in shard.data)
+        }
+        cutoff = self._monotonic() - self._grace
+        expired = [
+            key
+            for key in shard.data
+            if key not in shard.pending and self._seen.get(key, math.inf) < cutoff
+        ]
+        if not changed and not expired:
+            return None
+        data = {**shard.data, **changed}
+        for key in expired:
+            log.info("history_key_expired", configmap=shard.name, key=key, grace=self._grace)
+            del data[key]
+            self._seen.pop(key, None)
+        return data
+
+    async def _fetch_or_raise(self, shard: _Shard, policy: ScalingPolicy) -> None:
         try:
-            obj = await self._api.request("GET", self.path)
+            await self._fetch(shard)
+        except KubeApiError as exc:
+            msg = f"history ConfigMap {self._namespace}/{shard.name} unreadable: {exc}"
+            log.warning("history_load_failed", policy=policy.key, status=exc.status, error=msg)
+            raise HistoryUnavailable(msg) from exc
+        now = self._monotonic()
+        for key in shard.data:
+            self._seen.setdefault(key, now)
+
+    async def _fetch(self, shard: _Shard) -> None:
+        try:
+            obj = await self._api.request("GET", self._object_path(shard.name))
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
-            self._data, self._rv, self._exists = {}, None, False
+            shard.data, shard.rv, shard.exists = {}, None, False
         else:
-            self._adopt(obj)
-        self._loaded = True
-        self._fetched_at = self._monotonic()
+            self._adopt(shard, obj)
+        shard.loaded = True
+        shard.fetched_at = self._monotonic()
 
-    def _adopt(self, obj: JsonObject) -> None:
+    @staticmethod
+    def _adopt(shard: _Shard, obj: JsonObject) -> None:
         raw: Any = obj.get("data") or {}
-        self._data = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-        self._rv = (obj.get("metadata") or {}).get("resourceVersion")
-        self._exists = True
+        shard.data = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        shard.rv = (obj.get("metadata") or {}).get("resourceVersion")
+        shard.exists = True
 
-    async def _write(self, data: dict[str, str]) -> JsonObject:
+    async def _write(self, shard: _Shard, data: dict[str, str]) -> JsonObject:
         body: JsonObject = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": self._name,
+                "name": shard.name,
                 "namespace": self._namespace,
-                "labels": {"app.kubernetes.io/name": "nim-autoscaler"},
+                "labels": {
+                    "app.kubernetes.io/name": "nim-autoscaler",
+                    "app.kubernetes.io/component": "history",
+                },
             },
             "data": data,
         }
-        if not self._exists:
+        if not shard.exists:
             return await self._api.request(
                 "POST", f"/api/v1/namespaces/{self._namespace}/configmaps", body=body
             )
-        body["metadata"]["resourceVersion"] = self._rv
-        return await self._api.request("PUT", self.path, body=body)
+        body["metadata"]["resourceVersion"] = shard.rv
+        return await self._api.request("PUT", self._object_path(shard.name), body=body)
+
+    # ---- upgrade from the single ConfigMap ------------------------------------------------
+
+    async def _read_legacy(self) -> None:
+        """Read the pre-sharding ConfigMap once (raises ``KubeApiError`` but for 404)."""
+        async with self._legacy_lock:
+            if self._legacy is not None:
+                return
+            try:
+                obj = await self._api.request("GET", self._object_path(self._name))
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    raise
+                self._legacy, self._legacy_exists = {}, False
+                return
+            raw: Any = obj.get("data") or {}
+            self._legacy = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            self._legacy_exists = True
+            log.info(
+                "history_migrating",
+                configmap=f"{self._namespace}/{self._name}",
+                keys=len(self._legacy),
+                shards=len(self._shards),
+            )
+
+    async def _from_legacy(self, key: str, policy: ScalingPolicy) -> str | None:
+        """The key's value in the pre-sharding ConfigMap (read once)."""
+        try:
+            await self._read_legacy()
+        except KubeApiError as exc:
+            msg = f"history ConfigMap {self._namespace}/{self._name} unreadable: {exc}"
+            log.warning("history_load_failed", policy=policy.key, status=exc.status, error=msg)
+            raise HistoryUnavailable(msg) from exc
+        return (self._legacy or {}).get(key)
+
+    def _legacy_shard(self, key: str) -> _Shard:
+        namespace, _, name = key.partition(".")  # a namespace has no dot
+        return self._shards[shard_of(f"{namespace}/{name}", len(self._shards))]
+
+    async def _migrate_legacy(self) -> None:
+        """Queue every key of the pre-sharding ConfigMap that its shard does not hold yet."""
+        try:
+            await self._read_legacy()
+        except KubeApiError as exc:
+            log.warning("history_migration_read_failed", status=exc.status, error=str(exc))
+            return
+        if not self._legacy_exists or not self._legacy:
+            return
+        now = self._monotonic()
+        for key, text in self._legacy.items():
+            shard = self._legacy_shard(key)
+            if key not in shard.pending and (not shard.loaded or key not in shard.data):
+                shard.pending[key] = (text, key)
+                self._migrating.add(key)
+                self._seen.setdefault(key, now)
+
+    async def _retire_legacy(self) -> None:
+        """Delete the pre-sharding ConfigMap once every key it held is in its shard."""
+        if not self._legacy_exists or self._legacy is None:
+            return
+        if any(key not in self._legacy_shard(key).data for key in self._legacy):
+            return  # a shard failed to save: keep the old ConfigMap for the next flush
+        try:
+            await self._api.request("DELETE", self._object_path(self._name))
+        except KubeApiError as exc:
+            if exc.status != 404:
+                log.warning("history_migration_cleanup_failed", error=str(exc))
+                return
+        log.info("history_migrated", configmap=f"{self._namespace}/{self._name}")
+        self._legacy_exists = False

@@ -4,12 +4,14 @@ Implements :class:`autoscaler.controller.ports.ScaleClient` for Kubernetes. The 
 ``apiVersion``/``kind`` (from the policy's ``scaleTargetRef``) are resolved to the plural
 resource name through API discovery (:class:`Discovery`, cached), so no kind is hard-coded.
 Reads return ``spec.replicas``, ``status.replicas`` and ``status.selector``; writes replace the
-``autoscaling/v1`` Scale object with the resourceVersion that was read (a PUT, so a concurrent
-writer yields 409), and a 409 re-reads and retries a bounded number of times, writing only if
-still needed. Errors map to :mod:`autoscaler.errors`: 404 -> ``TargetNotFound``, 403 ->
-``Forbidden`` naming the missing RBAC rule, 429/5xx/timeouts are retried with back-off within a
-time budget, then ``ActuationError``. Talks HTTP through :class:`autoscaler.kube.client.KubeApi`;
-called by the control loop.
+``autoscaling/v1`` Scale object with the resourceVersion of the reading the decision was made
+from (a PUT, so a concurrent writer yields 409; with a reading from the target watch the write is
+one request). A 409 re-reads: a count changed by another writer is never overwritten with an
+absolute count decided from the older reading (the write returns STALE and the loop decides
+again), a count already at the desired one is a NO_OP. Errors map to :mod:`autoscaler.errors`:
+404 -> ``TargetNotFound``, 403 -> ``Forbidden`` naming the missing RBAC rule, 429/5xx/timeouts
+are retried with back-off within a time budget, then ``ActuationError``. Talks HTTP through
+:class:`autoscaler.kube.client.KubeApi`; called by the control loop.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 import structlog
 
-from autoscaler.controller.ports import ScaleReading
+from autoscaler.controller.ports import ScaleReading, ScaleWrite, WriteResult
 from autoscaler.errors import ActuationError, Conflict, Forbidden, TargetNotFound
 from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
 from autoscaler.policy.models import ScaleTargetRef
@@ -196,8 +197,23 @@ class KubeScaleClient:
         scale = await self._read(resource, namespace, ref.name)
         return _reading(scale)
 
-    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
-        """Set ``spec.replicas`` to ``replicas`` if it differs (read, then replace with its rv).
+    async def set_scale(
+        self,
+        namespace: str,
+        ref: ScaleTargetRef,
+        replicas: int,
+        *,
+        expected: ScaleReading | None = None,
+    ) -> ScaleWrite:
+        """Set ``spec.replicas`` to ``replicas``, guarded by the reading the decision used.
+
+        With an ``expected`` reading that carries a resourceVersion (from the target watch or
+        an earlier read) the write is one PUT of the Scale with that version; without one the
+        Scale is read first. On a 409 the Scale is read again: at ``replicas`` already, the
+        result is NO_OP; at a count other than the expected one (another writer won), nothing
+        is written and the result is STALE with the fresh reading, for the caller to decide
+        again; at the expected count (only the version moved, e.g. a status update) the write
+        is retried with the fresh version, up to ``conflict_retries`` times.
 
         Raises:
             Conflict: 409 on every one of ``1 + conflict_retries`` attempts.
@@ -208,13 +224,32 @@ class KubeScaleClient:
             raise ActuationError(msg)
         resource = await self._resolve(namespace, ref)
         path = resource.path(namespace, ref.name, "scale")
+        target = f"{namespace}/{ref.name}"
+        reading = expected
+        if reading is None or reading.resource_version is None:
+            reading = _reading(await self._read(resource, namespace, ref.name))
+        base = reading.spec_replicas
+        sent = 0
+        ambiguous = False  # a PUT failed in a way (timeout, 5xx) that may still have applied it
         for attempt in range(self._conflict_retries + 1):
-            scale = await self._read(resource, namespace, ref.name)
-            reading = _reading(scale)
             current = reading.spec_replicas
             if current == replicas:
-                log.debug("scale_unchanged", target=f"{namespace}/{ref.name}", replicas=replicas)
-                return
+                if ambiguous and base != replicas:
+                    # One of our own unanswered writes may be what set it: count it as ours, so
+                    # the rate limits see the change (the safe side when it was another's).
+                    log.info("scale_landed_late", target=target, previous=base, replicas=replicas)
+                    return ScaleWrite(WriteResult.SCALED, base)
+                log.debug("scale_unchanged", target=target, replicas=replicas)
+                return ScaleWrite(WriteResult.NO_OP, current, reading)
+            if current != base:
+                log.info(
+                    "scale_stale_reading",
+                    target=target,
+                    decided_from=base,
+                    found=current,
+                    desired=replicas,
+                )
+                return ScaleWrite(WriteResult.STALE, current, reading)
             body: JsonObject = {
                 "apiVersion": "autoscaling/v1",
                 "kind": "Scale",
@@ -225,23 +260,27 @@ class KubeScaleClient:
                 },
                 "spec": {"replicas": replicas},
             }
+
+            def put(body: JsonObject = body) -> Awaitable[JsonObject]:
+                nonlocal sent
+                sent += 1
+                return self._api.request("PUT", path, body=body, request_timeout=self._timeout)
+
+            sent_before = sent
             try:
                 await self._call(
-                    partial(
-                        self._api.request, "PUT", path, body=body, request_timeout=self._timeout
-                    ),
+                    put,
                     resource,
                     namespace,
                     ref.name,
                     "update",
                 )
             except _ConflictSignal:
+                ambiguous = ambiguous or sent - sent_before > 1
                 log.info(
-                    "scale_conflict_retry",
-                    target=f"{namespace}/{ref.name}",
-                    attempt=attempt + 1,
-                    desired=replicas,
+                    "scale_conflict_reread", target=target, attempt=attempt + 1, desired=replicas
                 )
+                reading = _reading(await self._read(resource, namespace, ref.name))
                 continue
             log.info(
                 "scaled",
@@ -249,7 +288,7 @@ class KubeScaleClient:
                 previous=current,
                 replicas=replicas,
             )
-            return
+            return ScaleWrite(WriteResult.SCALED, current)
         msg = (
             f"scale {ref.kind} {namespace}/{ref.name} to {replicas}: resourceVersion conflict "
             f"on {self._conflict_retries + 1} attempts"

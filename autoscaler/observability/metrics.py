@@ -61,7 +61,8 @@ class ControllerMetrics:
         )
         self.scales = Counter(
             "nim_autoscaler_scale",
-            "Scale writes performed, by direction.",
+            "Scale writes decided, by direction (up, down; no-op: nothing written, the target "
+            "already had the count or another writer changed it).",
             [*_POLICY, "direction"],
             registry=registry,
         )
@@ -134,6 +135,10 @@ class ControllerMetrics:
         """Count one scale write."""
         direction = "up" if new > old else "down"
         self.scales.labels(policy.metadata.name, policy.metadata.namespace, direction).inc()
+
+    def no_op(self, policy: ScalingPolicy) -> None:
+        """Count one decided scale that wrote nothing (see :attr:`scales`)."""
+        self.scales.labels(policy.metadata.name, policy.metadata.namespace, "no-op").inc()
 
     def forget(self, policies: Iterable[ScalingPolicy]) -> None:
         """Drop the per-policy series of policies that were removed."""

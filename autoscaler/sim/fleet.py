@@ -19,7 +19,7 @@ from types import ModuleType
 import numpy as np
 import structlog
 
-from autoscaler.controller.ports import ScaleReading
+from autoscaler.controller.ports import ScaleReading, ScaleWrite, WriteResult
 from autoscaler.decision.types import PodInfo
 from autoscaler.errors import TargetNotFound
 from autoscaler.policy.models import ScaleTargetRef
@@ -412,10 +412,20 @@ class SimScaleClient:
             selector=f"app={self.fleet.deployment}",
         )
 
-    async def set_scale(self, namespace: str, ref: ScaleTargetRef, replicas: int) -> None:
+    async def set_scale(
+        self,
+        namespace: str,
+        ref: ScaleTargetRef,
+        replicas: int,
+        *,
+        expected: ScaleReading | None = None,  # the loop is the only writer: no race to guard
+    ) -> ScaleWrite:
         """Set ``spec.replicas`` now."""
         self._check(namespace, ref)
+        previous = self.fleet.desired
         self.fleet.set_replicas(replicas)
+        result = WriteResult.NO_OP if previous == replicas else WriteResult.SCALED
+        return ScaleWrite(result, previous)
 
 
 class SimPodSource:

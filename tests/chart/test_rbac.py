@@ -23,23 +23,34 @@ DEFAULT_TARGETS = [
 ]
 LEASE = FULLNAME
 HISTORY = f"{FULLNAME}-history"
+SHARDS = 8
+HISTORY_NAMES = [f"{HISTORY}-{i}" for i in range(SHARDS)] + [HISTORY]
+"""The history shards, then the single ConfigMap of earlier versions (migrated, then deleted)."""
+CRDS = ["nimservices.apps.nvidia.com"]
+"""Definitions of the custom target kinds, read for their scale paths."""
+
+
+def crd_permissions(crds: list[str] = CRDS) -> set[Permission]:
+    """Read, by name, the CustomResourceDefinitions of custom target kinds (cluster-scoped)."""
+    return {(None, "apiextensions.k8s.io", "customresourcedefinitions", "get", n) for n in crds}
 
 
 def target_permissions(
     namespace: str | None, targets: list[tuple[str, str]], *, dry_run: bool = False
 ) -> set[Permission]:
-    """Pods read; each target read + annotated; its /scale read + written; Events recorded.
+    """Pods and targets read and watched; each target annotated; its /scale read + written;
+    Events recorded.
 
     A dry run writes nothing: pods, targets and /scale are only read, and no Event is recorded.
     """
     perms: set[Permission] = {(namespace, "", "pods", v, None) for v in ("get", "list", "watch")}
     if dry_run:
         for group, resource in targets:
-            perms |= {(namespace, group, resource, "get", None)}
+            perms |= {(namespace, group, resource, v, None) for v in ("get", "list", "watch")}
             perms |= {(namespace, group, f"{resource}/scale", "get", None)}
         return perms
     for group, resource in targets:
-        perms |= {(namespace, group, resource, v, None) for v in ("get", "patch")}
+        perms |= {(namespace, group, resource, v, None) for v in ("get", "list", "watch", "patch")}
         perms |= {
             (namespace, group, f"{resource}/scale", v, None) for v in ("get", "update", "patch")
         }
@@ -48,15 +59,20 @@ def target_permissions(
 
 
 def state_permissions(*, leader_election: bool = True, dry_run: bool = False) -> set[Permission]:
-    """The Lease and the history ConfigMap, in the release namespace only.
+    """The Lease and the history ConfigMaps, in the release namespace only.
 
     A dry run elects no leader and only reads the history.
     """
     if dry_run:
-        return {(NAMESPACE, "", "configmaps", "get", HISTORY)}
+        return {(NAMESPACE, "", "configmaps", "get", name) for name in HISTORY_NAMES}
     perms: set[Permission] = {
         (NAMESPACE, "", "configmaps", "create", None),
-        *((NAMESPACE, "", "configmaps", v, HISTORY) for v in ("get", "update", "patch")),
+        (NAMESPACE, "", "configmaps", "delete", HISTORY),
+        *(
+            (NAMESPACE, "", "configmaps", v, name)
+            for v in ("get", "update", "patch")
+            for name in HISTORY_NAMES
+        ),
     }
     if leader_election:
         perms |= {
@@ -105,36 +121,41 @@ class TestLeastPrivilege:
     def test_cluster_wide_when_no_namespaces_are_listed(self, chart: helm_python.Chart) -> None:
         """Watching all namespaces: target rules in a ClusterRole, state in a Role."""
         objects = render(chart)
-        expected = target_permissions(None, DEFAULT_TARGETS) | state_permissions()
+        expected = (
+            target_permissions(None, DEFAULT_TARGETS) | state_permissions() | crd_permissions()
+        )
         assert granted(objects) == expected
-        assert len(find(objects, "ClusterRole")) == 1
+        assert len(find(objects, "ClusterRole")) == 2  # target rules; CRD definitions by name
         assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == [NAMESPACE]
 
     def test_namespaced_when_namespaces_are_listed(self, chart: helm_python.Chart) -> None:
-        """Listed namespaces: one Role + RoleBinding each, and nothing cluster-wide."""
+        """Listed namespaces: one Role + RoleBinding each; cluster-wide only the reading of the
+        custom target kinds' definitions, by name."""
         objects = render(chart, {"watchNamespaces": ["nim-service", "llm-batch"]})
         expected = (
             target_permissions("nim-service", DEFAULT_TARGETS)
             | target_permissions("llm-batch", DEFAULT_TARGETS)
             | state_permissions()
+            | crd_permissions()
         )
         assert granted(objects) == expected
-        assert find(objects, "ClusterRole") == []
-        assert find(objects, "ClusterRoleBinding") == []
+        assert [r["metadata"]["name"] for r in find(objects, "ClusterRole")] == [f"{FULLNAME}-crds"]
         namespaces = sorted(r["metadata"]["namespace"] for r in find(objects, "Role"))
         assert namespaces == sorted(["nim-service", "llm-batch", NAMESPACE])
 
     def test_release_namespace_can_also_be_watched(self, chart: helm_python.Chart) -> None:
         """Watching the controller's own namespace adds target rules there without clashing."""
         objects = render(chart, {"watchNamespaces": [NAMESPACE]})
-        expected = target_permissions(NAMESPACE, DEFAULT_TARGETS) | state_permissions()
+        expected = (
+            target_permissions(NAMESPACE, DEFAULT_TARGETS) | state_permissions() | crd_permissions()
+        )
         assert granted(objects) == expected
 
     @pytest.mark.parametrize("namespaces", [[], ["nim-service"]], ids=["cluster", "namespaced"])
     def test_target_kinds_follow_values(
         self, chart: helm_python.Chart, namespaces: list[str]
     ) -> None:
-        """Only the configured kinds are granted."""
+        """Only the configured kinds are granted (no custom kind: no CRD is read)."""
         kinds = [{"apiGroup": "apps", "resource": "deployments"}]
         objects = render(chart, {"targetKinds": kinds, "watchNamespaces": namespaces})
         scope = namespaces[0] if namespaces else None
@@ -146,8 +167,10 @@ class TestLeastPrivilege:
         """Side by side with an HPA, RBAC itself guarantees the controller cannot interfere."""
         objects = render(chart, {"dryRun": True, "watchNamespaces": namespaces})
         scope = namespaces[0] if namespaces else None
-        expected = target_permissions(scope, DEFAULT_TARGETS, dry_run=True) | state_permissions(
-            dry_run=True
+        expected = (
+            target_permissions(scope, DEFAULT_TARGETS, dry_run=True)
+            | state_permissions(dry_run=True)
+            | crd_permissions()
         )
         assert granted(objects) == expected
         assert {p[3] for p in granted(objects)} == {"get", "list", "watch"}
@@ -155,8 +178,10 @@ class TestLeastPrivilege:
     def test_no_lease_rules_without_leader_election(self, chart: helm_python.Chart) -> None:
         """A single replica without leader election gets no Lease permission."""
         objects = render(chart, {"replicaCount": 1, "leaderElection": {"enabled": False}})
-        expected = target_permissions(None, DEFAULT_TARGETS) | state_permissions(
-            leader_election=False
+        expected = (
+            target_permissions(None, DEFAULT_TARGETS)
+            | state_permissions(leader_election=False)
+            | crd_permissions()
         )
         assert granted(objects) == expected
 
@@ -165,8 +190,15 @@ class TestLeastPrivilege:
         values = {"leaderElection": {"leaseName": "my-lease"}, "historyConfigMapName": "my-hist"}
         perms = granted(render(chart, values))
         assert (NAMESPACE, "coordination.k8s.io", "leases", "update", "my-lease") in perms
-        assert (NAMESPACE, "", "configmaps", "update", "my-hist") in perms
-        assert not {p for p in perms if p[4] in (LEASE, HISTORY)}
+        assert (NAMESPACE, "", "configmaps", "update", "my-hist-0") in perms
+        assert (NAMESPACE, "", "configmaps", "delete", "my-hist") in perms
+        assert not {p for p in perms if p[4] in (LEASE, *HISTORY_NAMES)}
+
+    def test_history_names_follow_the_shard_count(self, chart: helm_python.Chart) -> None:
+        """Each history shard ConfigMap is granted by name, and no other."""
+        perms = granted(render(chart, {"historyShards": 3}))
+        names = {p[4] for p in perms if p[2] == "configmaps" and p[3] == "update"}
+        assert names == {f"{HISTORY}-0", f"{HISTORY}-1", f"{HISTORY}-2", HISTORY}
 
     def test_no_wildcards_and_no_secrets(self, chart: helm_python.Chart) -> None:
         """No '*' anywhere, and the controller can never read Secrets."""

@@ -150,6 +150,8 @@ class TestRenderAndLint:
         kinds = sorted(o["kind"] for o in render(chart))
         assert kinds == [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ConfigMap",
             "ConfigMap",

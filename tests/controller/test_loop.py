@@ -18,11 +18,13 @@ from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetr
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import (
+    History,
     NoSignal,
     NoSignalReason,
     PodInfo,
     PodPhase,
     PodSamples,
+    Recommendation,
 )
 from autoscaler.errors import ActuationError, Forbidden
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
@@ -198,6 +200,47 @@ class TestIsolationAndSafety:
         assert history.scale_up_events == ()
         assert world.cluster.records[-1].outcome is Outcome.FAILED
 
+    async def test_lost_race_to_the_same_count_is_a_no_op(self) -> None:
+        """Another writer set the desired count first: nothing written, no rescale recorded."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        world.set_kv(policy, 0.9, 10.0)  # 3 pods at 0.9 / 0.5 -> 6
+        world.target("llama").other_writer = lambda t: setattr(t, "spec_replicas", 6)
+        registry = CollectorRegistry()
+        loop = world.loop(registry=registry)
+        [result] = await loop.tick(10.0)
+        assert result.outcome is Outcome.NO_OP
+        assert world.cluster.writes == []
+        history = loop.history("nim/llama")
+        assert history is not None
+        assert history.scale_up_events == ()
+        labels = {"policy": "llama", "namespace": "nim"}
+        assert (
+            registry.get_sample_value("nim_autoscaler_scale_total", labels | {"direction": "no-op"})
+            == 1.0
+        )
+        assert (
+            registry.get_sample_value("nim_autoscaler_scale_total", labels | {"direction": "up"})
+            is None
+        )
+
+    async def test_lost_race_decides_again_from_the_fresh_count(self) -> None:
+        """Another writer changed the count: the policy is decided again from it, and the
+        rescale recorded is the change actually written."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        world.set_kv(policy, 0.9, 10.0)
+        world.target("llama").other_writer = lambda t: setattr(t, "spec_replicas", 4)
+        loop = world.loop()
+        [result] = await loop.tick(10.0)
+        assert result.outcome is Outcome.SCALED
+        assert result.decision is not None
+        assert result.decision.current_replicas == 4
+        assert world.cluster.writes == [("nim", "llama", 6)]
+        history = loop.history("nim/llama")
+        assert history is not None
+        assert [e.change for e in history.scale_up_events] == [2]
+
     @pytest.mark.parametrize(
         "failure",
         [
@@ -283,6 +326,28 @@ class TestBatchingAndHistory:
         assert uninterrupted != [3] * len(loads)  # the scenario does scale
         for restart_at in range(1, len(loads)):
             assert await run(restart_at) == uninterrupted, f"restart before tick {restart_at}"
+
+    async def test_failed_history_load_is_retried_and_never_overwrites(self) -> None:
+        """An unreadable history is unknown, not absent: the tick decides from a fresh one
+        without saving it, and the next tick loads the saved history."""
+        policy = make_policy(behavior={})
+        world = World(policy)
+        saved = History(
+            initialized=True, recommendations=(Recommendation(5.0, 3),), consecutive_failures=2
+        )
+        world.cluster.saved[policy.key] = saved
+        world.cluster.load_error = ActuationError("500 reading the history ConfigMap")
+        world.set_kv(policy, 0.5, 10.0)
+        loop = world.loop()
+        [result] = await loop.tick(10.0)
+        assert result.decision is not None
+        assert world.cluster.saved[policy.key] == saved  # not overwritten by a fresh history
+        assert loop.history(policy.key) is None  # not kept: loaded again next tick
+        world.cluster.load_error = None
+        await loop.tick(25.0)
+        history = loop.history(policy.key)
+        assert history is not None
+        assert Recommendation(5.0, 3) in history.recommendations
 
     async def test_removed_policy_is_forgotten(self) -> None:
         """A policy removed from the directory loses its state and its metric series."""

@@ -6,13 +6,16 @@ real ``kubernetes_asyncio`` client can talk to it through a kubeconfig file
 
 - discovery: ``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}/{version}``;
 - objects: pods, events, configmaps (core/v1), deployments and statefulsets (apps/v1), leases
-  (coordination.k8s.io/v1) and NIMService (apps.nvidia.com/v1alpha1, a custom resource): list,
-  create (POST), get, replace (PUT), merge patch (PATCH), delete;
+  (coordination.k8s.io/v1) and NIMService (apps.nvidia.com/v1alpha1, a custom resource, whose
+  CustomResourceDefinition -- with its ``scale`` subresource paths -- is served, cluster-scoped,
+  by apiextensions.k8s.io/v1): list, create (POST), get, replace (PUT), merge patch (PATCH),
+  delete;
 - ``/scale`` subresources of deployments, statefulsets and nimservices (``autoscaling/v1``
   Scale JSON with ``status.selector``);
-- watches: ``watch=true`` with ``resourceVersion`` (events newer than it), ``labelSelector``,
-  ``allowWatchBookmarks``, ``timeoutSeconds``; a too-old resourceVersion gets an ``ERROR`` event
-  carrying a 410 ``Expired`` Status, as the real server does;
+- watches of every kind above (pods, the scale targets, ...): ``watch=true`` with
+  ``resourceVersion`` (events newer than it), ``labelSelector``, ``allowWatchBookmarks``,
+  ``timeoutSeconds``; a too-old resourceVersion gets an ``ERROR`` event carrying a 410
+  ``Expired`` Status, as the real server does;
 - ``resourceVersion`` optimistic concurrency: a PUT (or a patch carrying
   ``metadata.resourceVersion``) with a stale version gets a 409 ``Conflict`` Status;
 - injectable faults (:meth:`FakeKube.inject`): status codes, delays, for a method and a path
@@ -56,6 +59,7 @@ class ResourceType:
     plural: str
     kind: str
     scalable: bool = False
+    namespaced: bool = True
 
     @property
     def group_version(self) -> str:
@@ -70,7 +74,41 @@ RESOURCES = (
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", scalable=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("apps.nvidia.com", "v1alpha1", "nimservices", "NIMService", scalable=True),
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+    ),
 )
+
+
+def nimservice_crd() -> Obj:
+    """The NIMService CustomResourceDefinition, with its ``scale`` subresource paths."""
+    return {
+        "metadata": {"name": "nimservices.apps.nvidia.com"},
+        "spec": {
+            "group": "apps.nvidia.com",
+            "names": {"kind": "NIMService", "plural": "nimservices"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                }
+            ],
+        },
+    }
 
 
 @dataclass
@@ -204,6 +242,7 @@ class FakeKube:
         self._pod_names = itertools.count(1)
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self.put("customresourcedefinitions", nimservice_crd())
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -586,7 +625,7 @@ class FakeKube:
                 {
                     "name": r.plural,
                     "singularName": r.kind.lower(),
-                    "namespaced": True,
+                    "namespaced": r.namespaced,
                     "kind": r.kind,
                     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 }

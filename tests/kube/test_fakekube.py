@@ -31,6 +31,7 @@ class TestProtocol:
             "apps",
             "coordination.k8s.io",
             "apps.nvidia.com",
+            "apiextensions.k8s.io",
         }
         nvidia = await api.request("GET", "/apis/apps.nvidia.com/v1alpha1")
         names = {r["name"] for r in nvidia["resources"]}

@@ -1,15 +1,23 @@
-"""Durable decision history in a ConfigMap, against the fake API server."""
+"""Durable decision history in sharded ConfigMaps, against the fake API server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+import pytest
 import structlog
 
 from autoscaler.decision.types import History, Recommendation, ScaleEvent
 from autoscaler.kube.client import KubeApi
-from autoscaler.kube.history import DEFAULT_NAME, KubeHistoryStore, history_key
+from autoscaler.kube.history import (
+    DEFAULT_NAME,
+    HistoryUnavailable,
+    KubeHistoryStore,
+    history_key,
+    shard_of,
+)
 from tests.fakekube import FakeKube
 from tests.kube.test_recorder import policy
 
@@ -33,8 +41,17 @@ async def save_now(store: KubeHistoryStore, *args: object) -> None:
     await store.flush()
 
 
+SHARD = f"{DEFAULT_NAME}-0"
+"""The only shard of a one-shard store."""
+
+
+def _store(api: KubeApi, **kwargs: Any) -> KubeHistoryStore:
+    """A one-shard store (the layout of one shard; sharding itself is tested below)."""
+    return KubeHistoryStore(api, NS, shards=1, **kwargs)
+
+
 def _configmap(fake: FakeKube) -> dict[str, object] | None:
-    return fake.get("configmaps", NS, DEFAULT_NAME)
+    return fake.get("configmaps", NS, SHARD)
 
 
 def _writes(fake: FakeKube) -> list[str]:
@@ -44,8 +61,8 @@ def _writes(fake: FakeKube) -> list[str]:
 class TestRoundTrip:
     async def test_save_then_restore_in_a_new_store(self, fake: FakeKube, api: KubeApi) -> None:
         """What one instance saves, a fresh instance (restart/failover) loads identically."""
-        await save_now(KubeHistoryStore(api, NS), policy(), _history())
-        restored = await KubeHistoryStore(api, NS).load(policy())
+        await save_now(_store(api), policy(), _history())
+        restored = await _store(api).load(policy())
         assert restored == _history()
         cm = _configmap(fake)
         assert cm is not None
@@ -53,25 +70,25 @@ class TestRoundTrip:
 
     async def test_nothing_saved_is_none(self, api: KubeApi) -> None:
         """No ConfigMap at all: load returns None."""
-        assert await KubeHistoryStore(api, NS).load(policy()) is None
+        assert await _store(api).load(policy()) is None
 
     async def test_written_only_when_changed(self, fake: FakeKube, api: KubeApi) -> None:
         """Saving the same history twice writes once; a change writes again (PUT with rv)."""
-        store = KubeHistoryStore(api, NS)
+        store = _store(api)
         await save_now(store, policy(), _history())
         await save_now(store, policy(), _history())
         assert _writes(fake) == ["POST"]
         await save_now(store, policy(), _history(5))
         assert _writes(fake) == ["POST", "PUT"]
-        restored = await KubeHistoryStore(api, NS).load(policy())
+        restored = await _store(api).load(policy())
         assert restored == _history(5)
 
     async def test_restored_then_unchanged_is_not_rewritten(
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """After a restart, saving the restored history again writes nothing."""
-        await save_now(KubeHistoryStore(api, NS), policy(), _history())
-        store = KubeHistoryStore(api, NS)
+        await save_now(_store(api), policy(), _history())
+        store = _store(api)
         loaded = await store.load(policy())
         assert loaded is not None
         await save_now(store, policy(), loaded)
@@ -82,12 +99,12 @@ class TestFailover:
     async def test_load_rereads_after_max_age(self, fake: FakeKube, api: KubeApi) -> None:
         """Loads within max_age share one read; a later load sees another instance's save."""
         now = [0.0]
-        standby = KubeHistoryStore(api, NS, max_age=5.0, monotonic=lambda: now[0])
+        standby = _store(api, max_age=5.0, monotonic=lambda: now[0])
         assert await standby.load(policy()) is None
         assert await standby.load(policy()) is None
         gets = [p for m, p in fake.requests if m == "GET" and "/configmaps/" in p]
-        assert len(gets) == 1
-        await save_now(KubeHistoryStore(api, NS), policy(), _history(6))  # the leader saves
+        assert gets.count(f"/api/v1/namespaces/{NS}/configmaps/{SHARD}") == 1
+        await save_now(_store(api), policy(), _history(6))  # the leader saves
         now[0] = 6.0  # the standby becomes leader later and loads again
         assert await standby.load(policy()) == _history(6)
 
@@ -97,8 +114,8 @@ class TestConcurrency:
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """Two stores writing different policies: a 409 re-reads; both keys survive."""
-        first = KubeHistoryStore(api, NS)
-        second = KubeHistoryStore(api, NS)
+        first = _store(api)
+        second = _store(api)
         other = policy().model_copy(
             update={"metadata": policy().metadata.model_copy(update={"name": "other"})}
         )
@@ -118,7 +135,7 @@ class TestConcurrency:
 
     async def test_injected_conflicts_bounded(self, fake: FakeKube, api: KubeApi) -> None:
         """Endless 409s stop after the retry bound without raising."""
-        store = KubeHistoryStore(api, NS, conflict_retries=2)
+        store = _store(api, conflict_retries=2)
         await save_now(store, policy(), _history())
         fake.inject(r"/configmaps/", 409, method="PUT", times=None)
         await save_now(store, policy(), _history(9))
@@ -137,11 +154,11 @@ class TestCorruption:
         fake.put(
             "configmaps",
             {
-                "metadata": {"name": DEFAULT_NAME, "namespace": NS},
+                "metadata": {"name": SHARD, "namespace": NS},
                 "data": {history_key(policy()): "{not json", history_key(other): good},
             },
         )
-        store = KubeHistoryStore(api, NS)
+        store = _store(api)
         with structlog.testing.capture_logs() as logs:
             assert await store.load(policy()) is None
         assert any(e["event"] == "history_unreadable_starting_fresh" for e in logs)
@@ -152,20 +169,21 @@ class TestCorruption:
         fake.put(
             "configmaps",
             {
-                "metadata": {"name": DEFAULT_NAME, "namespace": NS},
+                "metadata": {"name": SHARD, "namespace": NS},
                 "data": {history_key(policy()): '{"recommendations": [[1]]}'},
             },
         )
-        assert await KubeHistoryStore(api, NS).load(policy()) is None
+        assert await _store(api).load(policy()) is None
 
-    async def test_api_failure_is_logged_not_raised(self, fake: FakeKube, api: KubeApi) -> None:
-        """A 500 on read or write never raises to the loop."""
+    async def test_api_failure_is_unknown_not_absent(self, fake: FakeKube, api: KubeApi) -> None:
+        """A 500 on read is HistoryUnavailable (not "no history"); on write it is logged."""
         fake.inject(r"/configmaps/", 500, times=None)
         fake.inject(r"/configmaps$", 500, times=None)
-        store = KubeHistoryStore(api, NS)
-        assert await store.load(policy()) is None
+        store = _store(api)
+        with pytest.raises(HistoryUnavailable):
+            await store.load(policy())
         await save_now(store, policy(), _history())
-        assert fake.get("configmaps", NS, DEFAULT_NAME) is None
+        assert _configmap(fake) is None
 
 
 class TestSizeLimit:
@@ -173,14 +191,14 @@ class TestSizeLimit:
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """A save that would exceed the limit is not written and says why."""
-        store = KubeHistoryStore(api, NS, max_bytes=2_000)
+        store = _store(api, max_bytes=2_000)
         big = History(startup_samples=tuple(float(i) for i in range(1_000)))
         with structlog.testing.capture_logs() as logs:
             await save_now(store, policy(), big)
-        (entry,) = [e for e in logs if e["event"] == "history_too_large"]
+        (entry,) = [e for e in logs if e["event"] == "history_shard_too_large"]
         assert entry["limit"] == 2_000
         assert entry["bytes"] > 2_000
-        assert fake.get("configmaps", NS, DEFAULT_NAME) is None
+        assert _configmap(fake) is None
 
 
 class TestOneWritePerTick:
@@ -188,7 +206,7 @@ class TestOneWritePerTick:
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """A tick saving 20 policies concurrently costs one ConfigMap write, no conflicts."""
-        store = KubeHistoryStore(api, NS)
+        store = _store(api)
         base = policy()
         policies = [
             base.model_copy(update={"metadata": base.metadata.model_copy(update={"name": f"p{i}"})})
@@ -200,8 +218,160 @@ class TestOneWritePerTick:
         assert _writes(fake) == ["POST"]
         conflicts = [p for m, p in fake.requests if m == "PUT" and "configmaps" in p]
         assert conflicts == []
-        fresh = KubeHistoryStore(api, NS)
+        fresh = _store(api)
         for i, p in enumerate(policies):
             assert await fresh.load(p) == _history(i + 1)
         await store.flush()  # nothing queued: no request
         assert _writes(fake) == ["POST"]
+
+
+def _named(name: str) -> Any:
+    base = policy()
+    return base.model_copy(update={"metadata": base.metadata.model_copy(update={"name": name})})
+
+
+class TestShards:
+    async def test_policies_spread_over_shards_by_stable_hash(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """Each policy's key is in shard crc32(namespace/name) % shards, and only there."""
+        store = KubeHistoryStore(api, NS, shards=4)
+        policies = [_named(f"p{i}") for i in range(40)]
+        for i, p in enumerate(policies):
+            await store.save(p, _history(i + 1))
+        await store.flush()
+        for index in range(4):
+            cm = fake.get("configmaps", NS, f"{DEFAULT_NAME}-{index}")
+            assert cm is not None
+            expected = {history_key(p) for p in policies if shard_of(p.key, 4) == index}
+            assert set(cm["data"]) == expected
+        assert shard_of("llm/p0", 4) == shard_of("llm/p0", 4)  # no per-process salt
+        fresh = KubeHistoryStore(api, NS, shards=4)
+        for i, p in enumerate(policies):
+            assert await fresh.load(p) == _history(i + 1)
+
+    async def test_one_failing_shard_does_not_stop_the_others(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A shard that cannot be read or written fails alone: the others load and save."""
+        policies = [_named(f"p{i}") for i in range(12)]
+        bad = shard_of(policies[0].key, 3)
+        fake.inject(f"{DEFAULT_NAME}-{bad}$", 500, times=None)
+        store = KubeHistoryStore(api, NS, shards=3)
+        for p in policies:
+            if shard_of(p.key, 3) == bad:
+                with pytest.raises(HistoryUnavailable):
+                    await store.load(p)
+            else:
+                assert await store.load(p) is None
+            await store.save(p, _history())
+        await store.flush()
+        for index in range(3):
+            cm = fake.get("configmaps", NS, f"{DEFAULT_NAME}-{index}")
+            assert (cm is None) == (index == bad)
+
+    async def test_oversized_shard_is_refused_alone(self, fake: FakeKube, api: KubeApi) -> None:
+        """A shard over the size limit is not written (and says which); the others are."""
+        policies = [_named(f"p{i}") for i in range(8)]
+        big_policy = policies[0]
+        big_shard = shard_of(big_policy.key, 2)
+        store = KubeHistoryStore(api, NS, shards=2, max_bytes=3_000)
+        big = History(startup_samples=tuple(float(i) for i in range(1_000)))
+        for p in policies:
+            await store.save(p, big if p is big_policy else _history())
+        with structlog.testing.capture_logs() as logs:
+            await store.flush()
+        (entry,) = [e for e in logs if e["event"] == "history_shard_too_large"]
+        assert entry["configmap"] == f"{NS}/{DEFAULT_NAME}-{big_shard}"
+        assert big_policy.key in entry["policies"]
+        assert fake.get("configmaps", NS, f"{DEFAULT_NAME}-{big_shard}") is None
+        assert fake.get("configmaps", NS, f"{DEFAULT_NAME}-{1 - big_shard}") is not None
+
+    async def test_deleted_shard_is_recreated_with_all_its_keys(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A shard ConfigMap deleted under the store comes back whole at the next change."""
+        store = KubeHistoryStore(api, NS, shards=1)
+        first, second = _named("a"), _named("b")
+        await store.save(first, _history(2))
+        await store.save(second, _history(3))
+        await store.flush()
+        fake.delete("configmaps", NS, SHARD)
+        await save_now(store, first, _history(4))
+        cm = _configmap(fake)
+        assert cm is not None
+        fresh = _store(api)
+        assert await fresh.load(first) == _history(4)
+        assert await fresh.load(second) == _history(3)
+
+
+class TestRemovedPolicies:
+    async def test_key_deleted_after_grace_only(self, fake: FakeKube, api: KubeApi) -> None:
+        """A policy no longer saved keeps its key for ``grace`` seconds, then loses it."""
+        now = [0.0]
+        store = _store(api, grace=600.0, monotonic=lambda: now[0])
+        kept, removed = _named("kept"), _named("removed")
+        await store.save(kept, _history(1))
+        await save_now(store, removed, _history(2))
+        now[0] = 500.0
+        await save_now(store, kept, _history(3))
+        data = _configmap(fake)["data"]  # type: ignore[index]
+        assert set(data) == {history_key(kept), history_key(removed)}
+        now[0] = 700.0
+        await save_now(store, kept, _history(3))  # unchanged, but the other key has expired
+        data = _configmap(fake)["data"]  # type: ignore[index]
+        assert set(data) == {history_key(kept)}
+
+    async def test_keys_found_at_start_get_a_full_grace(self, fake: FakeKube, api: KubeApi) -> None:
+        """After a restart, keys of policies not (yet) in force are kept for ``grace``."""
+        await save_now(_store(api), _named("old"), _history(2))
+        now = [1000.0]
+        store = _store(api, grace=600.0, monotonic=lambda: now[0])
+        await save_now(store, _named("new"), _history(1))
+        assert history_key(_named("old")) in _configmap(fake)["data"]  # type: ignore[index]
+        now[0] = 1700.0
+        await save_now(store, _named("new"), _history(1))
+        assert history_key(_named("old")) not in _configmap(fake)["data"]  # type: ignore[index]
+
+
+class TestMigration:
+    async def test_single_configmap_is_migrated_then_deleted(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """An upgrade keeps every policy's history: read from the old ConfigMap, written to
+        the shards, then the old ConfigMap is deleted."""
+        policies = [_named(f"p{i}") for i in range(10)]
+        fake.put(
+            "configmaps",
+            {
+                "metadata": {"name": DEFAULT_NAME, "namespace": NS},
+                "data": {
+                    history_key(p): json.dumps(_history(i + 1).to_json())
+                    for i, p in enumerate(policies)
+                },
+            },
+        )
+        store = KubeHistoryStore(api, NS, shards=3)
+        assert await store.load(policies[0]) == _history(1)  # before any shard exists
+        await store.flush()
+        assert fake.get("configmaps", NS, DEFAULT_NAME) is None
+        fresh = KubeHistoryStore(api, NS, shards=3)
+        for i, p in enumerate(policies):
+            assert await fresh.load(p) == _history(i + 1)
+
+    async def test_shard_value_wins_over_the_old_configmap(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A key already in its shard is not overwritten by the old ConfigMap's value."""
+        await save_now(_store(api), policy(), _history(7))
+        fake.put(
+            "configmaps",
+            {
+                "metadata": {"name": DEFAULT_NAME, "namespace": NS},
+                "data": {history_key(policy()): json.dumps(_history(1).to_json())},
+            },
+        )
+        store = _store(api)
+        await store.flush()
+        assert await _store(api).load(policy()) == _history(7)
+        assert fake.get("configmaps", NS, DEFAULT_NAME) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from autoscaler.controller.ports import ScaleWrite, WriteResult
 from autoscaler.errors import ActuationError, Conflict, Forbidden, TargetNotFound
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.scale import KubeScaleClient
@@ -62,9 +63,10 @@ class TestGetSet:
         ]
 
     async def test_no_write_when_already_at_desired(self, fake: FakeKube, api: KubeApi) -> None:
-        """A set to the current count only reads."""
+        """A set to the current count only reads, and says it wrote nothing."""
         fake.add_deployment("llm", "llama", replicas=2)
-        await _client(api).set_scale("llm", _ref(), 2)
+        written = await _client(api).set_scale("llm", _ref(), 2)
+        assert written.result is WriteResult.NO_OP
         assert [m for m, _ in fake.requests if m != "GET"] == []
 
     async def test_discovery_is_cached(self, fake: FakeKube, api: KubeApi) -> None:
@@ -128,6 +130,62 @@ class TestConflicts:
         await _client(api).set_scale("llm", _ref(), 5)
         assert [m for m, _ in fake.requests].count("PUT") == 1
         assert fake.objects[("deployments", "llm", "llama")]["spec"]["replicas"] == 5
+
+
+class TestGuardedWrites:
+    async def test_write_from_a_reading_is_one_put(self, fake: FakeKube, api: KubeApi) -> None:
+        """With the reading the decision used (its resourceVersion), a write is one PUT."""
+        fake.add_deployment("llm", "llama", replicas=1)
+        client = _client(api)
+        reading = await client.get_scale("llm", _ref())
+        fake.requests.clear()
+        written = await client.set_scale("llm", _ref(), 4, expected=reading)
+        assert written == ScaleWrite(WriteResult.SCALED, 1)
+        assert [m for m, _ in fake.requests] == ["PUT"]
+        assert fake.objects[("deployments", "llm", "llama")]["spec"]["replicas"] == 4
+
+    async def test_other_writer_changed_the_count_is_stale(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """Another writer scaled after our reading: 409, re-read, nothing written, STALE."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        client = _client(api)
+        reading = await client.get_scale("llm", _ref())
+        obj = fake.objects[("deployments", "llm", "llama")]
+        fake.put("deployments", {**obj, "spec": {**obj["spec"], "replicas": 6}})
+        written = await client.set_scale("llm", _ref(), 3, expected=reading)
+        assert written.result is WriteResult.STALE
+        assert written.previous == 6
+        assert written.reading is not None
+        assert written.reading.spec_replicas == 6
+        assert fake.objects[("deployments", "llm", "llama")]["spec"]["replicas"] == 6
+        assert [m for m, _ in fake.requests if m == "PUT"] == ["PUT"]
+
+    async def test_version_moved_but_count_did_not_retries(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A 409 from a change that left spec.replicas alone (status) retries the write."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        client = _client(api)
+        reading = await client.get_scale("llm", _ref())
+        obj = fake.objects[("deployments", "llm", "llama")]
+        fake.put("deployments", {**obj, "status": {"replicas": 1}})
+        written = await client.set_scale("llm", _ref(), 3, expected=reading)
+        assert written == ScaleWrite(WriteResult.SCALED, 2)
+        assert fake.objects[("deployments", "llm", "llama")]["spec"]["replicas"] == 3
+
+    async def test_already_at_desired_after_conflict_is_no_op(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """Another writer set exactly our count: NO_OP, one PUT (the 409) only."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        client = _client(api)
+        reading = await client.get_scale("llm", _ref())
+        obj = fake.objects[("deployments", "llm", "llama")]
+        fake.put("deployments", {**obj, "spec": {**obj["spec"], "replicas": 5}})
+        written = await client.set_scale("llm", _ref(), 5, expected=reading)
+        assert written.result is WriteResult.NO_OP
+        assert [m for m, _ in fake.requests].count("PUT") == 1
 
 
 class TestErrors:

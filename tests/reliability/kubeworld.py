@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +25,29 @@ from autoscaler.controller.loop import ControlLoop, TickResult
 from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import History, PodSamples
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.scale import KubeScaleClient
-from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
 from autoscaler.settings import Settings
-from tests.fakekube.server import write_kubeconfig
+from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 
 NAMESPACE = "nim"
 CONTROLLER_NS = "nim-autoscaler"
 START = 1_000_000.0
 STEP = 15.0
+
+
+def history_data(fake: FakeKube, namespace: str = CONTROLLER_NS) -> dict[str, str]:
+    """Every policy's saved history text, merged from the history shard ConfigMaps."""
+    data: dict[str, str] = {}
+    for (plural, ns, name), obj in sorted(fake.objects.items()):
+        if plural == "configmaps" and ns == namespace and SHARD_NAME.fullmatch(name):
+            data.update(obj.get("data") or {})
+    return data
+
+
+SHARD_NAME = re.compile(r"nim-autoscaler-history-\d+")
 
 
 def policy(name: str) -> ScalingPolicy:
@@ -111,6 +125,20 @@ def _pods_of(fake: ChaosKube, name: str) -> list[str]:
     )
 
 
+def _targets_match(context: KubeContext, fake: ChaosKube) -> bool:
+    """The target cache (once synced) holds the server's spec.replicas of every target."""
+    if not context.targets.synced("apps/v1", "Deployment"):
+        return True  # not watched yet: the loop reads /scale
+    for name in DEMAND:
+        ref = ScaleTargetRef(api_version="apps/v1", kind="Deployment", name=name)
+        reading = context.targets.lookup(NAMESPACE, ref)
+        obj = fake.objects.get(("deployments", NAMESPACE, name))
+        server = int(obj["spec"]["replicas"]) if obj is not None else None
+        if (reading.spec_replicas if reading is not None else None) != server:
+            return False
+    return True
+
+
 async def _cache_matches(context: KubeContext, fake: ChaosKube, timeout: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -120,7 +148,7 @@ async def _cache_matches(context: KubeContext, fake: ChaosKube, timeout: float =
             for name in DEMAND
         }
         wanted = {name: _pods_of(fake, name) for name in DEMAND}
-        if cached == wanted:
+        if cached == wanted and _targets_match(context, fake):
             return
         if loop.time() > deadline:
             msg = f"pod cache did not converge in {timeout} s: cache {cached}, server {wanted}"
@@ -136,6 +164,7 @@ async def run_world(
     extra_ticks: int = 0,
     request_timeout: float = 1.0,
     retry_budget: float | None = None,
+    history_max_bytes: int | None = None,
 ) -> RunResult:
     """Run :data:`TICKS` (+ ``extra_ticks`` at the last demand) ticks; hooks run before a tick."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -163,6 +192,10 @@ async def run_world(
                 retry_budget=retry_budget,
                 request_timeout=request_timeout,
             )
+        if history_max_bytes is not None:
+            context.history = KubeHistoryStore(
+                context.api, CONTROLLER_NS, max_bytes=history_max_bytes
+            )
         context.start()
         registry = CollectorRegistry()
         out.registry = registry
@@ -172,6 +205,7 @@ async def run_world(
             metrics=source,
             scale=context.scale,
             pods=context.pods,
+            targets=context.targets,
             recorder=context.recorder,
             history_store=context.history,
             leader=context.leader,
@@ -205,8 +239,7 @@ async def run_world(
                 out.final_replicas[name] = int(deployment["spec"]["replicas"]) if deployment else -1
                 key = f"{NAMESPACE}/{name}"
                 out.loop_history[name] = loop.history(key)
-            configmap = fake.get("configmaps", CONTROLLER_NS, "nim-autoscaler-history")
-            data = (configmap or {}).get("data") or {}
+            data = history_data(fake)
             for name in DEMAND:
                 text = data.get(f"{NAMESPACE}.{name}")
                 out.stored_history[name] = History.from_json(json.loads(text)) if text else None

@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.harness import World, wait_until
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
+from tests.reliability.kubeworld import history_data
 from tests.reliability.process import ControllerProcess, controller_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
@@ -42,7 +43,7 @@ async def test_sigkill_mid_stabilization_window_is_resumed(
         await controller.start()
         try:
             await wait_until(
-                lambda: fake.get("configmaps", "nim-autoscaler", "nim-autoscaler-history"),
+                lambda: history_data(fake),
                 30,
                 "the first tick (history saved)",
             )

@@ -1,6 +1,7 @@
 """A corrupted history ConfigMap: the damaged policy starts fresh, the others keep theirs.
 
-The real :class:`KubeHistoryStore` reads a ConfigMap on the fake API server in which one
+The real :class:`KubeHistoryStore` reads (and migrates to its shards) the pre-sharding ConfigMap
+on the fake API server in which one
 policy's key was damaged (by hand, by a bad tool, by a truncated write); the neighbour's key is a
 valid history. Loading reports the damaged one (``history_unreadable_starting_fresh``) and gives
 no history for it; the neighbour's history comes back intact; the next save repairs the damaged
@@ -22,7 +23,7 @@ from autoscaler.kube.factory import connect
 from autoscaler.settings import Settings
 from tests.fakekube.server import write_kubeconfig
 from tests.reliability.chaos import ChaosKube
-from tests.reliability.kubeworld import CONTROLLER_NS, FAULTY, HEALTHY, NAMESPACE
+from tests.reliability.kubeworld import CONTROLLER_NS, FAULTY, HEALTHY, NAMESPACE, history_data
 
 GOOD = History(
     initialized=True,
@@ -111,6 +112,6 @@ async def test_corrupted_key_starts_fresh_others_keep_theirs(tmp_path: Path, dam
         assert [r.replicas for r in fresh.recommendations][:-1] == [4]  # seeded from current
         assert kept.recommendations[: len(GOOD.recommendations)] == GOOD.recommendations
         assert kept.scale_up_events == GOOD.scale_up_events
-        data = fake.get("configmaps", CONTROLLER_NS, "nim-autoscaler-history")["data"]  # type: ignore[index]
+        data = history_data(fake)
         assert History.from_json(json.loads(data[damaged_key])) == fresh  # repaired
         assert History.from_json(json.loads(data[healthy_key])) == kept

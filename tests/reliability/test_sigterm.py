@@ -19,6 +19,7 @@ from autoscaler.policy.models import MetricKind, MetricNames
 from tests.e2e.harness import World, wait_until
 from tests.promserver.fixtures import fleet_target
 from tests.reliability.chaos import ChaosKube
+from tests.reliability.kubeworld import history_data
 from tests.reliability.process import ControllerProcess, controller_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
@@ -51,7 +52,7 @@ async def test_sigterm_mid_tick_finishes_releases_and_exits_zero(
         try:
             await wait_until(lambda: fake.lease_holders() == ("solo",), 30, "leadership")
             await wait_until(
-                lambda: fake.get("configmaps", "nim-autoscaler", "nim-autoscaler-history"),
+                lambda: history_data(fake),
                 30,
                 "the first tick",
             )

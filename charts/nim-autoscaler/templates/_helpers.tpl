@@ -57,6 +57,29 @@ app.kubernetes.io/part-of: nim-autoscaler
 {{- default (printf "%s-history" (include "nim-autoscaler.fullname" .)) .Values.historyConfigMapName }}
 {{- end }}
 
+{{/* The history ConfigMaps' names: the shards <name>-0 .. <name>-(N-1), then <name> itself
+(the single ConfigMap of earlier versions, migrated and deleted by the controller). */}}
+{{- define "nim-autoscaler.historyConfigMapNames" -}}
+{{- $name := include "nim-autoscaler.historyConfigMapName" . }}
+{{- $names := list }}
+{{- range $i := until (int .Values.historyShards) }}
+{{- $names = append $names (printf "%s-%d" $name $i) }}
+{{- end }}
+{{- $names = append $names $name }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* The CustomResourceDefinitions of the custom target kinds (read for their scale paths). */}}
+{{- define "nim-autoscaler.targetCRDs" -}}
+{{- $names := list }}
+{{- range .Values.targetKinds }}
+{{- if not (has .apiGroup (list "" "apps")) }}
+{{- $names = append $names (printf "%s.%s" .resource .apiGroup) }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
 {{- define "nim-autoscaler.leaseName" -}}
 {{- default (include "nim-autoscaler.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
@@ -76,8 +99,9 @@ job="{{ include "nim-autoscaler.fullname" . }}"
 
 {{/*
 Rules on the scale targets and their pods; used by the namespaced Roles and by the ClusterRole.
-Least privilege: read pods; read and annotate each target kind; read and write its /scale;
-record Events. In dry-run the controller writes nothing, so only the reads are granted.
+Least privilege: read and watch pods; read, watch and annotate each target kind (the controller
+keeps the targets' replicas from a watch, as the pods); read and write its /scale; record Events.
+In dry-run the controller writes nothing, so only the reads are granted.
 */}}
 {{- define "nim-autoscaler.targetRules" -}}
 - apiGroups: [""]
@@ -86,7 +110,7 @@ record Events. In dry-run the controller writes nothing, so only the reads are g
 {{- range .Values.targetKinds }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource }}]
-  verbs: {{ if $.Values.dryRun }}[get]{{ else }}[get, patch]{{ end }}
+  verbs: {{ if $.Values.dryRun }}[get, list, watch]{{ else }}[get, list, watch, patch]{{ end }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource }}/scale]
   verbs: {{ if $.Values.dryRun }}[get]{{ else }}[get, update, patch]{{ end }}
@@ -150,6 +174,7 @@ AUTOSCALER_LOG_LEVEL: {{ .Values.logLevel | quote }}
 AUTOSCALER_METRICS_PORT: {{ .Values.metricsPort | quote }}
 AUTOSCALER_NAMESPACES: {{ join "," .Values.watchNamespaces | quote }}
 AUTOSCALER_HISTORY_CONFIGMAP: {{ include "nim-autoscaler.historyConfigMapName" . | quote }}
+AUTOSCALER_HISTORY_SHARDS: {{ .Values.historyShards | quote }}
 AUTOSCALER_LEADER_ELECTION: {{ .Values.leaderElection.enabled | quote }}
 AUTOSCALER_LEADER_ELECTION_LEASE_NAME: {{ include "nim-autoscaler.leaseName" . | quote }}
 AUTOSCALER_LEADER_ELECTION_LEASE_DURATION: {{ .Values.leaderElection.leaseDuration | quote }}

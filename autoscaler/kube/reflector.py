@@ -1,0 +1,201 @@
+"""A list + watch reflector for one collection, keeping one small decoded value per object.
+
+As client-go's reflector: list (paged), then watch from the list's resourceVersion with
+``allowWatchBookmarks=true``; ADDED/MODIFIED/DELETED update the store, BOOKMARK advances the
+resourceVersion, a 410 Gone (HTTP status or ``ERROR`` event) re-lists, other errors back off
+(capped exponential) and resume from the last resourceVersion, and a watch the server ends
+normally (``timeoutSeconds``) is restarted. A re-list replaces the store in one step (the
+readers never see half a list).
+
+:attr:`Reflector.synced` is True after a list and while the watch is healthy; it turns False
+on a watch error and True again with the next event of a resumed watch or the next list, so a
+reader can fall back to direct reads while the store may be behind. Used by
+:mod:`autoscaler.kube.targets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
+
+log = structlog.get_logger(__name__)
+
+ALL_NAMESPACES = ""
+"""Scope of a cluster-wide list/watch."""
+
+V = TypeVar("V")
+
+Key = tuple[str, str]
+"""(namespace, name) of an object."""
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): re-list."""
+
+
+def object_key(obj: Mapping[str, Any]) -> Key | None:
+    """(namespace, name) of an object (None without metadata)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+class Reflector(Generic[V]):
+    """Keeps ``store`` current for the collection at ``path``.
+
+    Args:
+        api: the API client.
+        path: the collection's path (namespaced or cluster-wide).
+        decode: the value kept per object (called for each listed or changed object).
+        name: for logs.
+        watch_timeout: ``timeoutSeconds`` asked of the server per watch.
+        backoff_base: first delay after an error, seconds (doubles per consecutive error).
+        backoff_cap: largest delay after errors, seconds.
+        page_size: ``limit`` of list requests.
+        sleep: how to wait between retries (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        path: str,
+        decode: Callable[[JsonObject], V],
+        *,
+        name: str,
+        watch_timeout: int = 300,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        page_size: int = 500,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._api = api
+        self._path = path
+        self._decode = decode
+        self.name = name
+        self._watch_timeout = watch_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._page_size = page_size
+        self._sleep = sleep
+        self.store: dict[Key, V] = {}
+        self.synced = False
+        self._rv: str | None = None
+        self.lists = 0
+        """Completed (re-)lists."""
+        self.watches = 0
+        """Watch requests started."""
+
+    async def run(self) -> None:
+        """List, then watch forever; re-list on 410; back off on errors."""
+        failures = 0
+        while True:
+            try:
+                if self._rv is None:
+                    self._rv = await self._list()
+                started = time.monotonic()
+                events = await self._watch(self._rv)
+                failures = 0
+                if events == 0 and time.monotonic() - started < 1.0:
+                    await self._sleep(self._backoff_base)  # do not spin on empty, ended watches
+            except _Expired:
+                log.info("watch_expired_relist", watch=self.name)
+                self._rv = None
+            except KubeApiError as exc:
+                if exc.status == 410:
+                    log.info("watch_expired_relist", watch=self.name)
+                    self._rv = None
+                    continue
+                self.synced = False
+                delay = min(self._backoff_cap, self._backoff_base * 2**failures)
+                failures += 1
+                log.warning(
+                    "watch_error",
+                    watch=self.name,
+                    status=exc.status,
+                    reason=exc.reason,
+                    error=exc.message,
+                    retry_in=delay,
+                )
+                await self._sleep(delay)
+            except Exception:  # an eternal task: log (with traceback), back off, re-list
+                self.synced = False
+                delay = min(self._backoff_cap, self._backoff_base * 2**failures)
+                failures += 1
+                log.exception("reflector_failed", watch=self.name, retry_in=delay)
+                self._rv = None
+                await self._sleep(delay)
+
+    async def _list(self) -> str:
+        items: dict[Key, V] = {}
+        token = ""
+
+        def add(obj: JsonObject) -> None:
+            key = object_key(obj)
+            if key is not None:
+                items[key] = self._decode(obj)
+
+        while True:
+            query: dict[str, str | int | bool] = {"limit": self._page_size}
+            if token:
+                query["continue"] = token
+            listing = await self._api.request_list(
+                self._path, add, query=query, request_timeout=60.0
+            )
+            meta = listing.get("metadata")
+            meta = meta if isinstance(meta, Mapping) else {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        self.store = items
+        self.synced = True
+        self.lists += 1
+        resource_version = str(meta.get("resourceVersion") or "")
+        log.info("listed", watch=self.name, objects=len(items), rv=resource_version)
+        return resource_version
+
+    async def _watch(self, resource_version: str) -> int:
+        """Watch from ``resource_version`` until the stream ends; returns the events seen."""
+        self.watches += 1
+        query: dict[str, str | int | bool] = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": self._watch_timeout,
+        }
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        events = 0
+        async for event in self._api.stream(
+            self._path, query=query, stream_timeout=self._watch_timeout + 30.0
+        ):
+            events += 1
+            kind = event.get("type")
+            raw = event.get("object")
+            obj: JsonObject = dict(raw) if isinstance(raw, Mapping) else {}
+            if kind == "ERROR":
+                code = int(obj.get("code") or 0)
+                if code == 410:
+                    raise _Expired
+                raise KubeApiError(
+                    code, str(obj.get("reason", "")), str(obj.get("message", "")), "WATCH"
+                )
+            key = object_key(obj)
+            if kind in {"ADDED", "MODIFIED"} and key is not None:
+                self.store[key] = self._decode(obj)
+            elif kind == "DELETED" and key is not None:
+                self.store.pop(key, None)
+            elif kind != "BOOKMARK":
+                log.warning("watch_unknown_event", watch=self.name, type=kind)
+                continue
+            self.synced = True
+            meta = obj.get("metadata")
+            rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+            if rv:
+                self._rv = str(rv)
+        return events
