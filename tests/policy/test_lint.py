@@ -30,6 +30,7 @@ def lat(kind: str, target: dict[str, Any], **extra: Any) -> dict[str, Any]:
 M0 = "spec.metrics.0"
 # (rule, [(path, value), ...], expected field of the finding, expected line of the finding)
 CASES: list[tuple[str, list[tuple[str, Any]], str]] = [
+    ("legacy-api-version", [("apiVersion", "nim-autoscaler/v1alpha1")], "apiVersion"),
     (
         "per-pod-under-value",
         [(M0, prom('sum by (pod) (x{{pod=~"{pods}"}})', returns="perPod"))],
