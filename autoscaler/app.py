@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,8 @@ from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.runner import Runner
 from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.kube.policies import PolicyResources
+from autoscaler.kube.policy_status import ResourceAwareRecorder
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -31,6 +34,12 @@ from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.observability.server import HealthChecks, HealthServer
 from autoscaler.policy.loader import PolicyDirectory
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.sources import (
+    MergedPolicies,
+    ResourcePolicy,
+    ResourceProblem,
+    merge_sources,
+)
 from autoscaler.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -38,27 +47,70 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class PolicyFeed:
-    """The policies in force, re-read from the directory once per tick (hot reload).
+    """The policies in force: the directory's files (hot reload) and the ScalingPolicy resources.
 
-    A file that becomes invalid keeps its last good policies in force; its errors are counted in
-    ``nim_autoscaler_policy_errors`` and logged once when the file changes.
+    Re-read once per tick. A file that becomes invalid keeps its last good policies in force;
+    its errors are counted in ``nim_autoscaler_policy_errors`` and logged once when the file
+    changes. Resources come from the watch (:mod:`autoscaler.kube.policies`) and are merged by
+    :func:`~autoscaler.policy.sources.merge_sources`: a resource and a file with the same
+    ``namespace/name`` both stay out of force (reported on both sides); an invalid resource is
+    reported on its own status. Until the resources have been listed once, no policy runs (so
+    which policy governs a target never depends on start-up timing).
     """
 
     directory: PolicyDirectory
     monitor: ControllerMetrics | None = None
+    resources: PolicyResources | None = None
+    report: Callable[[Sequence[ResourceProblem]], Coroutine[Any, Any, None]] | None = None
+    """Writes the status of resources that do not run (set only when the controller may write)."""
+    may_write: Callable[[], bool] = lambda: True
+    """True while this instance may write (the leader, not in dry-run)."""
     current: list[ScalingPolicy] = field(default_factory=list)
+    merged: MergedPolicies = field(default_factory=MergedPolicies)
     loaded_once: bool = False
     error_files: int = 0
+    _reporting: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _conflicts: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def refresh(self) -> None:
-        """Re-read changed files."""
+        """Re-read changed files, merge the resources, report what does not run."""
         result = self.directory.reload()
-        self.current = [loaded.policy for loaded in result.policies]
-        self.error_files = len(result.errors)
+        if self.resources is not None and not self.resources.synced():
+            self.current = []
+            return
+        resources = self.resources.resources() if self.resources is not None else []
+        self.merged = merge_sources(result, resources)
+        self.current = list(self.merged.policies)
+        self.error_files = len(result.errors) + len(self.merged.problems)
         self.loaded_once = True
+        if self.merged.conflicts != self._conflicts:
+            for key, file in self.merged.conflicts.items():
+                if self._conflicts.get(key) != file:
+                    log.warning(
+                        "policy_conflict",
+                        policy=key,
+                        file=file,
+                        message="a ScalingPolicy resource and a policy file define the same "
+                        "policy; neither is applied until one is removed",
+                    )
+            self._conflicts = dict(self.merged.conflicts)
         if self.monitor is not None:
             self.monitor.policies_loaded.set(len(self.current))
             self.monitor.policy_errors.set(self.error_files)
+        self._report_problems()
+
+    def _report_problems(self) -> None:
+        if self.report is None or not self.merged.problems or not self.may_write():
+            return
+        if self._reporting is not None and not self._reporting.done():
+            return  # the previous report is still being written
+        self._reporting = asyncio.get_running_loop().create_task(
+            self.report(self.merged.problems), name="policy-problems"
+        )
+
+    def origin(self, key: str) -> ResourcePolicy | None:
+        """The resource a policy in force came from (None: a file)."""
+        return self.merged.resources.get(key)
 
     def policies(self) -> list[ScalingPolicy]:
         """The policies in force (the loop's provider)."""
@@ -152,6 +204,8 @@ class Controller:
             return False, "policies not loaded yet"
         if not self.kube.pods.synced():
             return False, "pod caches not synced yet"
+        if self.kube.policies is not None and not self.kube.policies.synced():
+            return False, "ScalingPolicy resources not listed yet"
         return True, "ok"
 
     async def start(self) -> None:
@@ -192,13 +246,22 @@ async def build_controller(
     )
     prometheus = PrometheusSource.from_settings(settings)
     metrics = CountingSource(prometheus)
-    feed = PolicyFeed(PolicyDirectory(settings.policy_dir, keep_nodes=False))
+    feed = PolicyFeed(
+        PolicyDirectory(settings.policy_dir, keep_nodes=False), resources=kube.policies
+    )
+    recorder: ResourceAwareRecorder | None = None
+    if kube.policy_status is not None:
+        writer = kube.policy_status
+        recorder = ResourceAwareRecorder(kube.recorder, writer, feed.origin)
+        if not settings.dry_run:
+            feed.report = writer.report
+            feed.may_write = kube.leader.is_leader
     loop = ControlLoop(
         policies=feed.policies,
         metrics=metrics,
         scale=kube.scale,
         pods=kube.pods,
-        recorder=kube.recorder,
+        recorder=recorder if recorder is not None else kube.recorder,
         history_store=kube.history,
         leader=kube.leader,
         dry_run=settings.dry_run,
@@ -258,6 +321,10 @@ async def run_controller(
         synced = await controller.kube.pods.wait_synced(within=max(settings.interval, 30.0))
         if not synced:
             log.warning("pod caches not synced yet; starting the loop anyway")
+        if controller.kube.policies is not None and not await controller.kube.policies.wait_synced(
+            within=max(settings.interval, 30.0)
+        ):
+            log.warning("ScalingPolicy resources not listed yet; starting the loop anyway")
         await controller.runner.run()
     except asyncio.CancelledError:
         log.info("controller cancelled")

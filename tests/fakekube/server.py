@@ -10,6 +10,9 @@ real ``kubernetes_asyncio`` client can talk to it through a kubeconfig file
   create (POST), get, replace (PUT), merge patch (PATCH), delete;
 - ``/scale`` subresources of deployments, statefulsets and nimservices (``autoscaling/v1``
   Scale JSON with ``status.selector``);
+- ScalingPolicy (autoscaling.nim-autoscaler.io/v1alpha1) with a ``/status`` subresource as a CRD
+  declaring one behaves: the main endpoint keeps ``status``, ``/status`` changes only ``status``,
+  ``generation`` counts spec changes (no schema or CEL validation: that is the real API server's);
 - watches: ``watch=true`` with ``resourceVersion`` (events newer than it), ``labelSelector``,
   ``allowWatchBookmarks``, ``timeoutSeconds``; a too-old resourceVersion gets an ``ERROR`` event
   carrying a 410 ``Expired`` Status, as the real server does;
@@ -56,6 +59,9 @@ class ResourceType:
     plural: str
     kind: str
     scalable: bool = False
+    status_subresource: bool = False
+    """Custom resources with ``subresources.status``: the main endpoint ignores ``status`` and
+    ``/status`` changes only ``status`` (neither bumps ``generation`` for the other's part)."""
 
     @property
     def group_version(self) -> str:
@@ -70,6 +76,13 @@ RESOURCES = (
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", scalable=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("apps.nvidia.com", "v1alpha1", "nimservices", "NIMService", scalable=True),
+    ResourceType(
+        "autoscaling.nim-autoscaler.io",
+        "v1alpha1",
+        "scalingpolicies",
+        "ScalingPolicy",
+        status_subresource=True,
+    ),
 )
 
 
@@ -192,6 +205,8 @@ class FakeKube:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         """Every request seen, as (method, path with query)."""
+        self.status_writes = 0
+        """Successful writes to a ``/status`` subresource."""
         self._rv = itertools.count(1001)
         self.resource_version = 1000
         self._history: list[tuple[int, str, str, Obj]] = []
@@ -561,6 +576,8 @@ class FakeKube:
             if not rtype.scalable:
                 return _status_response(404, "the server could not find the requested resource")
             return await self._scale(request, rtype, ns, name)
+        if sub == "status" and rtype.status_subresource:
+            return await self._status_subresource(request, rtype, ns, name)
         if sub is not None:
             return _status_response(404, "the server could not find the requested resource")
         return await self._item(request, rtype, ns, name)
@@ -591,6 +608,16 @@ class FakeKube:
                     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 }
             )
+            if r.status_subresource:
+                listing.append(
+                    {
+                        "name": f"{r.plural}/status",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if r.scalable:
                 listing.append(
                     {
@@ -700,6 +727,8 @@ class FakeKube:
             return _status_response(400, "the namespace of the object does not match the path")
         meta["namespace"] = namespace
         meta.pop("resourceVersion", None)
+        if rtype.status_subresource:
+            body.pop("status", None)  # status is written through /status only
         key = (rtype.plural, namespace, name)
         if key in self.objects:
             return _status_response(
@@ -741,6 +770,11 @@ class FakeKube:
             return _status_response(405, f"method {request.method} not allowed")
         if rv is not None and rv != existing["metadata"]["resourceVersion"]:
             return _conflict(rtype, name)
+        if rtype.status_subresource:
+            # With a status subresource, the main endpoint never changes status.
+            new = {k: v for k, v in new.items() if k != "status"}
+            if "status" in existing:
+                new["status"] = copy.deepcopy(existing["status"])
         new.setdefault("metadata", {})
         new["metadata"]["name"] = name
         new["metadata"]["namespace"] = namespace
@@ -749,6 +783,41 @@ class FakeKube:
             self._reconcile_workload(rtype.plural, namespace, name)
             stored = copy.deepcopy(self.objects[key])
         return web.json_response(stored)
+
+    async def _status_subresource(
+        self, request: web.Request, rtype: ResourceType, namespace: str, name: str
+    ) -> web.Response:
+        """``/status``: GET the object; PUT/PATCH change its ``status`` only."""
+        key = (rtype.plural, namespace, name)
+        existing = self.objects.get(key)
+        if existing is None:
+            return _not_found(rtype, name)
+        if request.method == "GET":
+            return web.json_response(copy.deepcopy(existing))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _status_response(400, "body must be a JSON object")
+        if request.method == "PUT":
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            if not rv:
+                return _status_response(
+                    422, "metadata.resourceVersion: Invalid value: must be specified for an update"
+                )
+            status = body.get("status")
+        elif request.method == "PATCH":
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            status = merge_patch(existing.get("status"), body.get("status", {}))
+        else:
+            return _status_response(405, f"method {request.method} not allowed")
+        if rv is not None and rv != existing["metadata"]["resourceVersion"]:
+            return _conflict(rtype, name)
+        updated = copy.deepcopy(existing)
+        if status is None:
+            updated.pop("status", None)
+        else:
+            updated["status"] = status
+        self.status_writes += 1
+        return web.json_response(self._store(rtype, key, updated, "MODIFIED", existing))
 
     async def _scale(
         self, request: web.Request, rtype: ResourceType, namespace: str, name: str
