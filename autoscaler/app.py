@@ -65,6 +65,8 @@ class PolicyFeed:
     """Writes the status of resources that do not run (set only when the controller may write)."""
     may_write: Callable[[], bool] = lambda: True
     """True while this instance may write (the leader, not in dry-run)."""
+    forget: Callable[[set[str]], None] | None = None
+    """Told the uids of the resources that exist (the status writer drops the others)."""
     current: list[ScalingPolicy] = field(default_factory=list)
     merged: MergedPolicies = field(default_factory=MergedPolicies)
     loaded_once: bool = False
@@ -79,6 +81,8 @@ class PolicyFeed:
             self.current = []
             return
         resources = self.resources.resources() if self.resources is not None else []
+        if self.forget is not None:
+            self.forget({r.uid for r in resources})
         self.merged = merge_sources(result, resources)
         self.current = list(self.merged.policies)
         self.error_files = len(result.errors) + len(self.merged.problems)
@@ -253,6 +257,7 @@ async def build_controller(
     if kube.policy_status is not None:
         writer = kube.policy_status
         recorder = ResourceAwareRecorder(kube.recorder, writer, feed.origin)
+        feed.forget = writer.forget
         if not settings.dry_run:
             feed.report = writer.report
             feed.may_write = kube.leader.is_leader

@@ -350,13 +350,14 @@ class PolicyStatusWriter:
         resource: ResourcePolicy,
         build: Callable[[Mapping[str, Any]], dict[str, Any]],
     ) -> None:
-        path = resource_path(resource.namespace, resource.name, "status")
+        object_path = resource_path(resource.namespace, resource.name)
+        path = f"{object_path}/status"  # written through the subresource only
         now = self._clock.now()
         known = self._written.get(resource.uid)
         resource_version = resource.resource_version
         try:
             if known is None:
-                current = await self._api.request("GET", path)
+                current = await self._api.request("GET", object_path)
                 previous: Mapping[str, Any] = dict(current.get("status") or {})
                 resource_version = str((current.get("metadata") or {}).get("resourceVersion", ""))
                 known = _Written(dict(previous), -math.inf, resource_version)
@@ -389,7 +390,7 @@ class PolicyStatusWriter:
                     if exc.status != 409 or attempt == CONFLICT_RETRIES - 1:
                         raise
                     self.conflicts += 1
-                    current = await self._api.request("GET", path)
+                    current = await self._api.request("GET", object_path)
                     meta = current.get("metadata") or {}
                     if str(meta.get("uid", resource.uid)) != resource.uid:
                         return  # deleted and re-created: the next tick starts afresh

@@ -47,7 +47,6 @@ _COPIED = (
     "maxLength",
     "minItems",
     "maxItems",
-    "uniqueItems",
     "minProperties",
     "maxProperties",
     "multipleOf",
@@ -270,6 +269,9 @@ def _convert_keywords(
         # Docstrings are reStructuredText; kubectl explain shows plain text.
         text = str(out["description"]).replace("``", "'")
         out["description"] = re.sub(r"\s*\n\s*", " ", text).strip()
+    if node.get("uniqueItems") is True:
+        msg = f"{path}: uniqueItems is not allowed in a CRD (use x-kubernetes-list-type: set)"
+        raise CrdError(msg)
     if "default" in node and node["default"] is not None:
         out["default"] = node["default"]
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -311,6 +313,7 @@ def _convert_keywords(
             "maximum",
             "exclusiveMinimum",
             "exclusiveMaximum",
+            "uniqueItems",
         }
     )
     if unknown:

@@ -25,7 +25,14 @@ import pydantic
 import pytest
 import yaml
 
-from autoscaler.policy.crd import COMMITTED_CRD_DIR, SCALING_POLICY, crd, crd_yaml
+from autoscaler.policy.crd import (
+    COMMITTED_CRD_DIR,
+    SCALING_POLICY,
+    CrdError,
+    crd,
+    crd_yaml,
+    structural_schema,
+)
 from autoscaler.policy.models import API_VERSION, ScalingPolicy
 from autoscaler.policy.status import ScalingPolicyStatus
 
@@ -125,7 +132,8 @@ class TestStructural:
             if "anyOf" in node:
                 assert node.get("x-kubernetes-int-or-string") is True, path
                 assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
-            assert not {"oneOf", "allOf", "not", "const"} & set(node), path
+            assert not {"oneOf", "allOf", "not", "const", "nullable"} & set(node), path
+            assert node.get("uniqueItems") is not True, path
 
     def test_defaults_are_valid_for_their_node(self) -> None:
         """A default the API server would reject makes the whole CRD invalid."""
@@ -353,6 +361,35 @@ class TestAdmission:
         assert latency["quantile"] == policy.spec.metrics[0].spec.quantile  # type: ignore[union-attr]
         assert latency["window"] == 60
         assert defaulted["spec"]["algorithm"] == policy.spec.algorithm.value
+
+
+class TestGenerator:
+    """The generator refuses what the API server would refuse, naming the field."""
+
+    def test_a_choice_of_types_without_a_hint_is_an_error(self) -> None:
+        """A new union field fails generation (and so the drift test), not the cluster."""
+
+        class Choice(pydantic.BaseModel):
+            value: int | str
+
+        with pytest.raises(CrdError, match=r"Choice\.value: a choice of 2 types"):
+            structural_schema(Choice)
+
+    def test_optional_fields_and_refs_are_inlined(self) -> None:
+        """An optional nested model becomes a typed object, no $ref, no null."""
+
+        class Inner(pydantic.BaseModel):
+            count: int = pydantic.Field(3, ge=0)
+
+        class Outer(pydantic.BaseModel):
+            inner: Inner | None = None
+            tags: list[str] = pydantic.Field(default_factory=list, max_length=4)
+
+        schema = structural_schema(Outer)
+        inner = schema["properties"]["inner"]
+        assert inner["type"] == "object"
+        assert inner["properties"]["count"] == {"type": "integer", "default": 3, "minimum": 0}
+        assert schema["properties"]["tags"]["maxItems"] == 4
 
 
 class TestStatusSchema:
