@@ -195,15 +195,24 @@ def policy_status(  # noqa: PLR0917 - the decision's four facts plus where it go
     if error and not any(kind == str(ConditionType.ABLE_TO_SCALE) for kind, *_ in wanted):
         wanted.insert(0, (str(ConditionType.ABLE_TO_SCALE), False, "FailedRescale", error))
     wanted.append(("Valid", True, "ValidPolicy", "the policy passed the controller's validation"))
+    failed = decision_reason(decision, outcome) is DecisionReason.FAILED
+    current = decision.current_replicas
+    desired = decision.desired_replicas
+    if failed and previous.get("currentReplicas") is not None:
+        # No reading of the target: the last known counts say more than a made-up 0.
+        current = int(previous["currentReplicas"])
+        desired = int(previous.get("desiredReplicas", current))
     status: dict[str, Any] = {
         "observedGeneration": resource.generation,
-        "currentReplicas": max(0, decision.current_replicas),
-        "desiredReplicas": max(0, decision.desired_replicas),
+        "currentReplicas": max(0, current),
+        "desiredReplicas": max(0, desired),
         "conditions": _conditions(
             wanted, previous.get("conditions") or [], resource.generation, now
         ),
         "lastDecision": last_decision(policy, decision, outcome),
     }
+    if failed:
+        status["lastDecision"].update(currentReplicas=max(0, current), desiredReplicas=max(0, desired))
     if last_scale:
         status["lastScaleTime"] = last_scale
     return status
@@ -262,7 +271,10 @@ def _without_values(status: Mapping[str, Any]) -> dict[str, Any]:
 class _Written:
     status: dict[str, Any]
     at: float
+    """When this instance last wrote it (-inf: only read)."""
     resource_version: str
+    read_at: float
+    """When it was last read or written (trusted for ``status_refresh`` seconds)."""
 
 
 @dataclass(slots=True)
@@ -281,6 +293,8 @@ class PolicyStatusWriter:
         clock: time for Event timestamps and the values throttle.
         identity: this instance (``reportingInstance``).
         values_refresh: when only metric values changed, rewrite at most this often, seconds.
+        status_refresh: seconds after which the remembered status is read again from the
+            object instead of trusted (another instance may have written it meanwhile).
         aggregate_interval: minimum seconds between writes of one repeated Event.
         cache_size: Events remembered for aggregation (oldest forgotten first).
     """
@@ -292,6 +306,7 @@ class PolicyStatusWriter:
         clock: Clock | None = None,
         identity: str = COMPONENT,
         values_refresh: float = 60.0,
+        status_refresh: float = 300.0,
         aggregate_interval: float = 30.0,
         cache_size: int = 4096,
     ) -> None:
@@ -299,6 +314,7 @@ class PolicyStatusWriter:
         self._clock: Clock = clock or SystemClock()
         self._identity = identity
         self._values_refresh = values_refresh
+        self._status_refresh = status_refresh
         self._interval = aggregate_interval
         self._cache_size = cache_size
         self._written: dict[str, _Written] = {}
@@ -356,11 +372,12 @@ class PolicyStatusWriter:
         known = self._written.get(resource.uid)
         resource_version = resource.resource_version
         try:
-            if known is None:
+            if known is None or now - known.read_at > self._status_refresh:
                 current = await self._api.request("GET", object_path)
                 previous: Mapping[str, Any] = dict(current.get("status") or {})
                 resource_version = str((current.get("metadata") or {}).get("resourceVersion", ""))
-                known = _Written(dict(previous), -math.inf, resource_version)
+                written_at = known.at if known is not None else -math.inf
+                known = _Written(dict(previous), written_at, resource_version, now)
                 self._written[resource.uid] = known
             status = build(known.status)
             if _comparable(status) == _comparable(known.status):
@@ -399,7 +416,7 @@ class PolicyStatusWriter:
                     continue
                 meta = written.get("metadata") or {}
                 self._written[resource.uid] = _Written(
-                    status, now, str(meta.get("resourceVersion", resource_version))
+                    status, now, str(meta.get("resourceVersion", resource_version)), now
                 )
                 self.writes += 1
                 log.debug("policy_status_written", policy=resource.key)

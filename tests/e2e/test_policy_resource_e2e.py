@@ -158,3 +158,36 @@ async def test_file_and_resource_with_one_name_hold_until_one_goes(
         finally:
             await stop_controller(controller, task)
             await world.stop()
+
+
+async def test_dry_run_reads_resources_and_writes_nothing(
+    tmp_path: Path, prometheus_factory, fleet_factory
+) -> None:
+    """Dry-run decides for a resource policy but writes no status, Event or scale."""
+    fleet = fleet_factory("nim")
+    prometheus = prometheus_factory([fleet_target(fleet)])
+    async with FakeKube() as fake:
+        world = await _ready_world(fake, fleet, tmp_path)
+        (tmp_path / "policies" / "llama.yaml").unlink()
+        fake.put(PLURAL, policy_resource())
+        broken = policy_resource(minReplicas=6, maxReplicas=3)
+        broken["metadata"]["name"] = "broken"
+        fake.put(PLURAL, broken)
+        world.demand = 2.0
+        controller, task = await start_controller(world.settings(prometheus.url, dry_run=True))
+
+        def desired() -> float | None:
+            return controller.registry.get_sample_value(
+                "nim_autoscaler_desired_replicas",
+                {"policy": "llama", "namespace": NAMESPACE, "target": "Deployment/llama"},
+            )
+
+        try:
+            await wait_for(lambda: desired() == 4, 15, "a dry-run decision for 4")
+            await asyncio.sleep(1)
+        finally:
+            await stop_controller(controller, task)
+            await world.stop()
+        assert fake.status_writes == 0
+        writes = [m for m, _ in fake.requests if m in {"POST", "PUT", "PATCH", "DELETE"}]
+        assert writes == []

@@ -245,6 +245,55 @@ class TestStatusWriter:
         await writer.write_decision(resource, resource.policy, moved, Outcome.UNCHANGED, None)
         assert fake.status_writes == 2
 
+    async def test_status_changed_by_another_writer_is_reread(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """What this instance remembers is trusted only for status_refresh seconds."""
+        resource = await self._resource(fake, api)
+        clock = Clock()
+        writer = PolicyStatusWriter(api, clock=clock, status_refresh=300.0)
+        made = decision(2, 2)
+        await writer.write_decision(resource, resource.policy, made, Outcome.UNCHANGED, None)
+        stored = fake.get(PLURAL, "llm", "llama")
+        assert stored is not None
+        stored["status"] = {"currentReplicas": 9}  # e.g. a former leader's late write
+        fake.put(PLURAL, stored)
+        clock.t += 10
+        await writer.write_decision(resource, resource.policy, made, Outcome.UNCHANGED, None)
+        assert fake.status_writes == 1  # trusted: not read again yet
+        clock.t += 300
+        await writer.write_decision(resource, resource.policy, made, Outcome.UNCHANGED, None)
+        assert fake.status_writes == 2
+        assert fake.get(PLURAL, "llm", "llama")["status"]["currentReplicas"] == 2  # type: ignore[index]
+
+    async def test_failed_tick_keeps_the_last_known_counts(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """An unreadable /scale is reported (AbleToScale=False) without inventing 0 replicas."""
+        resource = await self._resource(fake, api)
+        writer = PolicyStatusWriter(api, clock=Clock())
+        await writer.write_decision(
+            resource, resource.policy, decision(3, 3), Outcome.UNCHANGED, None
+        )
+        failed = Decision(
+            policy="llm/llama",
+            timestamp=1_800_000_060.0,
+            current_replicas=0,
+            desired_replicas=0,
+            reason="FailedGetScale: timed out reading /scale",
+            conditions=(
+                Condition(ConditionType.ABLE_TO_SCALE, False, "FailedGetScale", "timed out"),  # noqa: FBT003
+            ),
+        )
+        await writer.write_decision(resource, resource.policy, failed, Outcome.FAILED, "timed out")
+        status = fake.get(PLURAL, "llm", "llama")["status"]  # type: ignore[index]
+        assert (status["currentReplicas"], status["desiredReplicas"]) == (3, 3)
+        assert status["lastDecision"]["reason"] == "Failed"
+        able = next(c for c in status["conditions"] if c["type"] == "AbleToScale")
+        assert (able["status"], able["reason"]) == ("False", "FailedGetScale")
+        events = [obj for (plural, _, _), obj in fake.objects.items() if plural == "events"]
+        assert [e["reason"] for e in events] == ["FailedGetScale"]
+
     async def test_events_go_to_the_scaling_policy(self, fake: FakeKube, api: KubeApi) -> None:
         """SuccessfulRescale is an Event whose involvedObject is the ScalingPolicy."""
         resource = await self._resource(fake, api)
