@@ -212,7 +212,9 @@ def policy_status(  # noqa: PLR0917 - the decision's four facts plus where it go
         "lastDecision": last_decision(policy, decision, outcome),
     }
     if failed:
-        status["lastDecision"].update(currentReplicas=max(0, current), desiredReplicas=max(0, desired))
+        status["lastDecision"].update(
+            currentReplicas=max(0, current), desiredReplicas=max(0, desired)
+        )
     if last_scale:
         status["lastScaleTime"] = last_scale
     return status
