@@ -628,6 +628,17 @@ class ScalingRateLimit(_Model):
     """Length of the look-back period, seconds (1..1800)."""
 
 
+def _cel_metric_name() -> str:
+    """CEL for the name of metrics entry ``m``: its ``name``, else its kind (as the model)."""
+    expression = "''"
+    for kind in reversed(MetricKind):
+        key = kind.value
+        expression = f"has(m.{key}) ? (has(m.{key}.name) ? m.{key}.name : '{key}') : ({expression})"
+    return f"({expression})"
+
+
+_CEL_METRIC_NAME = _cel_metric_name()
+
 MAX_RATE_LIMITS = 10
 """Most rate limits in one direction (bounds the API server's cost of checking a resource)."""
 MAX_METRICS = 32
@@ -772,7 +783,14 @@ class PolicySpec(_Model):
                         "!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",
                         "maxReplicas must be greater than or equal to minReplicas",
                         ".maxReplicas",
-                    )
+                    ),
+                    cel_rule(
+                        f"self.metrics.map(m, {_CEL_METRIC_NAME}).all(n, "
+                        f"self.metrics.map(m, {_CEL_METRIC_NAME}).exists_one(x, x == n))",
+                        "metric names must be unique: give each metrics entry a distinct 'name' "
+                        "(a preset without 'name' is named after its kind)",
+                        ".metrics",
+                    ),
                 ]
             }
         }

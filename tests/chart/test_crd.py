@@ -287,6 +287,21 @@ class TestAdmission:
                 id="average-value-with-both",
             ),
             pytest.param(
+                {
+                    "metrics": [
+                        {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}},
+                        {
+                            "queueDepth": {
+                                "name": "kvCache",
+                                "target": {"type": "AverageValue", "averageValue": 4},
+                            }
+                        },
+                    ]
+                },
+                "metric names must be unique",
+                id="duplicate-metric-names",
+            ),
+            pytest.param(
                 {"onMetricFailure": {"action": "fallback"}},
                 "onMetricFailure action fallback needs 'replicas'",
                 id="fallback-without-replicas",
@@ -337,6 +352,15 @@ class TestAdmission:
         answer = admit(resource(**spec_changes))
         assert answer
         assert field in answer[0]
+
+    def test_distinct_names_of_one_kind_are_admitted(self) -> None:
+        """Two entries of the same kind with their own names are fine."""
+        metrics = [
+            {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}},
+            {"kvCache": {"name": "kv2", "target": {"type": "Value", "value": 0.9}}},
+        ]
+        assert admit(resource(metrics=metrics)) == []
+        assert model_accepts(resource(metrics=metrics))
 
     def test_durations_as_seconds_or_strings(self) -> None:
         """A duration is whole seconds or a duration string, in the resource as in a file."""
