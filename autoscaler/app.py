@@ -108,9 +108,15 @@ class PolicyFeed:
             return
         if self._reporting is not None and not self._reporting.done():
             return  # the previous report is still being written
-        self._reporting = asyncio.get_running_loop().create_task(
-            self.report(self.merged.problems), name="policy-problems"
-        )
+        report, problems = self.report, self.merged.problems
+
+        async def guarded() -> None:
+            try:
+                await report(problems)
+            except Exception:  # reporting must never stop the loop; retried next tick
+                log.exception("policy_problems_report_failed", problems=len(problems))
+
+        self._reporting = asyncio.get_running_loop().create_task(guarded(), name="policy-problems")
 
     def origin(self, key: str) -> ResourcePolicy | None:
         """The resource a policy in force came from (None: a file)."""
@@ -141,6 +147,9 @@ class CountingSource:
         """Close the underlying source."""
         await self.source.close()
 
+
+POLICY_LIST_WAIT = 10.0
+"""Seconds :meth:`Controller.start` waits for the first list of ScalingPolicy resources."""
 
 MMAP_THRESHOLD = 128 * 1024
 """Allocations at least this large get their own mapping, returned to the OS when freed."""
@@ -213,10 +222,19 @@ class Controller:
         return True, "ok"
 
     async def start(self) -> None:
-        """Start watches, leader election and the health server."""
+        """Start watches, leader election and the health server.
+
+        Returns once the ScalingPolicy resources have been listed (or after
+        :data:`POLICY_LIST_WAIT` seconds), so the first tick already sees them: which policy
+        governs a target never depends on how fast the first list answered.
+        """
         self.kube.start()
         if self.health is not None:
             await self.health.start()
+        if self.kube.policies is not None and not await self.kube.policies.wait_synced(
+            within=POLICY_LIST_WAIT
+        ):
+            log.warning("ScalingPolicy resources not listed yet; their policies wait for it")
 
     async def close(self) -> None:
         """Release the lease, stop watches, close clients and the health server."""
@@ -326,10 +344,6 @@ async def run_controller(
         synced = await controller.kube.pods.wait_synced(within=max(settings.interval, 30.0))
         if not synced:
             log.warning("pod caches not synced yet; starting the loop anyway")
-        if controller.kube.policies is not None and not await controller.kube.policies.wait_synced(
-            within=max(settings.interval, 30.0)
-        ):
-            log.warning("ScalingPolicy resources not listed yet; starting the loop anyway")
         await controller.runner.run()
     except asyncio.CancelledError:
         log.info("controller cancelled")
