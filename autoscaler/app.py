@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -25,6 +26,8 @@ from autoscaler.controller.runner import Runner
 from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.kube.policies import PolicyResources
+from autoscaler.kube.policy_status import ResourceAwareRecorder
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -32,6 +35,12 @@ from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.observability.server import HealthChecks, HealthServer
 from autoscaler.policy.loader import PolicyDirectory
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.sources import (
+    MergedPolicies,
+    ResourcePolicy,
+    ResourceProblem,
+    merge_sources,
+)
 from autoscaler.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -39,27 +48,80 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class PolicyFeed:
-    """The policies in force, re-read from the directory once per tick (hot reload).
+    """The policies in force: the directory's files (hot reload) and the ScalingPolicy resources.
 
-    A file that becomes invalid keeps its last good policies in force; its errors are counted in
-    ``nim_autoscaler_policy_errors`` and logged once when the file changes.
+    Re-read once per tick. A file that becomes invalid keeps its last good policies in force;
+    its errors are counted in ``nim_autoscaler_policy_errors`` and logged once when the file
+    changes. Resources come from the watch (:mod:`autoscaler.kube.policies`) and are merged by
+    :func:`~autoscaler.policy.sources.merge_sources`: a resource and a file with the same
+    ``namespace/name`` both stay out of force (reported on both sides); an invalid resource is
+    reported on its own status. Until the resources have been listed once, no policy runs (so
+    which policy governs a target never depends on start-up timing).
     """
 
     directory: PolicyDirectory
     monitor: ControllerMetrics | None = None
+    resources: PolicyResources | None = None
+    report: Callable[[Sequence[ResourceProblem]], Coroutine[Any, Any, None]] | None = None
+    """Writes the status of resources that do not run (set only when the controller may write)."""
+    may_write: Callable[[], bool] = lambda: True
+    """True while this instance may write (the leader, not in dry-run)."""
+    forget: Callable[[set[str]], None] | None = None
+    """Told the uids of the resources that exist (the status writer drops the others)."""
     current: list[ScalingPolicy] = field(default_factory=list)
+    merged: MergedPolicies = field(default_factory=MergedPolicies)
     loaded_once: bool = False
     error_files: int = 0
+    _reporting: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _conflicts: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def refresh(self) -> None:
-        """Re-read changed files."""
+        """Re-read changed files, merge the resources, report what does not run."""
         result = self.directory.reload()
-        self.current = [loaded.policy for loaded in result.policies]
-        self.error_files = len(result.errors)
+        if self.resources is not None and not self.resources.synced():
+            self.current = []
+            return
+        resources = self.resources.resources() if self.resources is not None else []
+        if self.forget is not None:
+            self.forget({r.uid for r in resources})
+        self.merged = merge_sources(result, resources)
+        self.current = list(self.merged.policies)
+        self.error_files = len(result.errors) + len(self.merged.problems)
         self.loaded_once = True
+        if self.merged.conflicts != self._conflicts:
+            for key, file in self.merged.conflicts.items():
+                if self._conflicts.get(key) != file:
+                    log.warning(
+                        "policy_conflict",
+                        policy=key,
+                        file=file,
+                        message="a ScalingPolicy resource and a policy file define the same "
+                        "policy; neither is applied until one is removed",
+                    )
+            self._conflicts = dict(self.merged.conflicts)
         if self.monitor is not None:
             self.monitor.policies_loaded.set(len(self.current))
             self.monitor.policy_errors.set(self.error_files)
+        self._report_problems()
+
+    def _report_problems(self) -> None:
+        if self.report is None or not self.merged.problems or not self.may_write():
+            return
+        if self._reporting is not None and not self._reporting.done():
+            return  # the previous report is still being written
+        report, problems = self.report, self.merged.problems
+
+        async def guarded() -> None:
+            try:
+                await report(problems)
+            except Exception:  # reporting must never stop the loop; retried next tick
+                log.exception("policy_problems_report_failed", problems=len(problems))
+
+        self._reporting = asyncio.get_running_loop().create_task(guarded(), name="policy-problems")
+
+    def origin(self, key: str) -> ResourcePolicy | None:
+        """The resource a policy in force came from (None: a file)."""
+        return self.merged.resources.get(key)
 
     def policies(self) -> list[ScalingPolicy]:
         """The policies in force (the loop's provider)."""
@@ -86,6 +148,9 @@ class CountingSource:
         """Close the underlying source."""
         await self.source.close()
 
+
+POLICY_LIST_WAIT = 10.0
+"""Seconds :meth:`Controller.start` waits for the first list of ScalingPolicy resources."""
 
 MMAP_THRESHOLD = 128 * 1024
 """Allocations at least this large get their own mapping, returned to the OS when freed."""
@@ -153,13 +218,24 @@ class Controller:
             return False, "policies not loaded yet"
         if not self.kube.pods.synced():
             return False, "pod caches not synced yet"
+        if self.kube.policies is not None and not self.kube.policies.synced():
+            return False, "ScalingPolicy resources not listed yet"
         return True, "ok"
 
     async def start(self) -> None:
-        """Start watches, leader election and the health server."""
+        """Start watches, leader election and the health server.
+
+        Returns once the ScalingPolicy resources have been listed (or after
+        :data:`POLICY_LIST_WAIT` seconds), so the first tick already sees them: which policy
+        governs a target never depends on how fast the first list answered.
+        """
         self.kube.start()
         if self.health is not None:
             await self.health.start()
+        if self.kube.policies is not None and not await self.kube.policies.wait_synced(
+            within=POLICY_LIST_WAIT
+        ):
+            log.warning("ScalingPolicy resources not listed yet; their policies wait for it")
 
     async def close(self) -> None:
         """Release the lease, stop watches, close clients and the health server."""
@@ -193,14 +269,24 @@ async def build_controller(
     )
     prometheus = PrometheusSource.from_settings(settings)
     metrics = CountingSource(prometheus)
-    feed = PolicyFeed(PolicyDirectory(settings.policy_dir, keep_nodes=False))
+    feed = PolicyFeed(
+        PolicyDirectory(settings.policy_dir, keep_nodes=False), resources=kube.policies
+    )
+    recorder: ResourceAwareRecorder | None = None
+    if kube.policy_status is not None:
+        writer = kube.policy_status
+        recorder = ResourceAwareRecorder(kube.recorder, writer, feed.origin)
+        feed.forget = writer.forget
+        if not settings.dry_run:
+            feed.report = writer.report
+            feed.may_write = kube.leader.is_leader
     loop = ControlLoop(
         policies=feed.policies,
         metrics=metrics,
         scale=kube.scale,
         pods=kube.pods,
         targets=kube.targets,
-        recorder=kube.recorder,
+        recorder=recorder if recorder is not None else kube.recorder,
         history_store=kube.history,
         leader=kube.leader,
         dry_run=settings.dry_run,

@@ -19,6 +19,8 @@ from autoscaler.kube.client import DEFAULT_TIMEOUT, KubeApi
 from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.leader import LeaderElector
 from autoscaler.kube.pods import PodCache
+from autoscaler.kube.policies import PolicyResources
+from autoscaler.kube.policy_status import PolicyStatusWriter
 from autoscaler.kube.recorder import KubeRecorder
 from autoscaler.kube.scale import KubeScaleClient
 from autoscaler.kube.targets import TargetCache
@@ -52,10 +54,16 @@ class KubeContext:
     """:class:`~autoscaler.controller.ports.HistoryStore`."""
     leader: LeaderGate
     """:class:`LeaderElector`, or :class:`AlwaysLeader` when election is off or in dry-run."""
+    policies: PolicyResources | None = None
+    """The ScalingPolicy resources (list+watch), beside the policy files."""
+    policy_status: PolicyStatusWriter | None = None
+    """Writes the ScalingPolicy resources' /status and Events."""
 
     def start(self) -> None:
-        """Start the pod watches and (if enabled) leader election in background tasks."""
+        """Start the pod and policy watches and (if enabled) leader election in background tasks."""
         self.pods.start()
+        if self.policies is not None:
+            self.policies.start()
         if isinstance(self.leader, LeaderElector):
             self.leader.start()
 
@@ -66,6 +74,8 @@ class KubeContext:
                 await self.leader.stop()
             await self.pods.stop()
             await self.targets.stop()
+            if self.policies is not None:
+                await self.policies.stop()
         finally:
             await self.api.close()
 
@@ -127,6 +137,8 @@ async def connect(
             shards=settings.history_shards,
         ),
         leader=leader,
+        policies=PolicyResources(api, settings.namespaces),
+        policy_status=PolicyStatusWriter(api, clock=clock, identity=settings.identity),
     )
     log.info(
         "kube_connected",

@@ -218,8 +218,14 @@ class KubeRecorder:
         decision: Decision,
         outcome: Outcome,
         error: str | None = None,
+        *,
+        emit_event: bool = True,
     ) -> None:
-        """Emit an Event (correlated) and update the status annotation if its content changed."""
+        """Emit an Event (correlated) and update the status annotation if its content changed.
+
+        ``emit_event=False`` updates the annotation only (the Events of a policy given as a
+        ScalingPolicy resource go to that resource: :mod:`autoscaler.kube.policy_status`).
+        """
         if outcome in {Outcome.DRY_RUN, Outcome.NOT_LEADER}:
             return
         ref = policy.spec.scale_target_ref
@@ -229,7 +235,7 @@ class KubeRecorder:
             log.warning("record_discovery_failed", policy=policy.key, error=str(exc))
             return
         await self._update_status(policy, resource, decision, outcome, error)
-        spec = event_for(decision, outcome, error)
+        spec = event_for(decision, outcome, error) if emit_event else None
         if spec is not None:
             await self._emit(policy, resource, spec)
 

@@ -18,6 +18,8 @@ from typing import Any
 from autoscaler.errors import Location
 from autoscaler.policy.loader import LoadedPolicy
 from autoscaler.policy.models import (
+    API_VERSION,
+    LEGACY_API_VERSION,
     Algorithm,
     LatencyMetricSpec,
     MetricKind,
@@ -380,7 +382,20 @@ def _saturating_only(loaded: LoadedPolicy) -> Iterator[Finding]:
         )
 
 
+def _legacy_api_version(loaded: LoadedPolicy) -> Iterator[Finding]:
+    if loaded.policy.api_version == LEGACY_API_VERSION:
+        yield Finding(
+            "legacy-api-version",
+            f"apiVersion {LEGACY_API_VERSION!r} is the old name of {API_VERSION!r}; it still "
+            "loads, but resources and new tools use the new one",
+            f"replace the line with 'apiVersion: {API_VERSION}' (sed -i "
+            f"'s#^apiVersion: {LEGACY_API_VERSION}$#apiVersion: {API_VERSION}#' FILE)",
+            loaded.locate(("apiVersion",)),
+        )
+
+
 RULES: dict[str, Rule] = {
+    "legacy-api-version": _legacy_api_version,
     "per-pod-under-value": _per_pod_under_value,
     "target-query-not-aggregated": _target_query_not_aggregated,
     "max-under-average-value": _max_under_average_value,

@@ -805,3 +805,30 @@ class PolicyDirectory:
         Errors are logged when a file is read, not on every call.
         """
         return [loaded.policy for loaded in self.reload().policies]
+
+
+# --------------------------------------------------------------------------------------------
+# Objects that are not files (ScalingPolicy resources)
+# --------------------------------------------------------------------------------------------
+
+
+def validate_document(
+    data: object, source: str
+) -> tuple[ScalingPolicy | None, tuple[PolicyError, ...]]:
+    """Validate one already-decoded policy document (e.g. a ScalingPolicy resource's JSON).
+
+    Errors carry ``source`` as the file (``ScalingPolicy nim/llama``) and the field path
+    (``spec.metrics[0].kvCache.target``), with the same messages as for files; there are no
+    line numbers.
+
+    Returns:
+        The policy, or None and every problem; never raises on bad input.
+    """
+    try:
+        return ScalingPolicy.model_validate(data), ()
+    except pydantic.ValidationError as exc:
+        errors = tuple(
+            PolicyError(_message(item), Location(source, field=_format_path(tuple(item["loc"]))))
+            for item in exc.errors(include_url=False)
+        )
+        return None, errors

@@ -6,7 +6,7 @@ attributes are snake_case. Every field documents its units. The loader
 
 Shape (one YAML document)::
 
-    apiVersion: nim-autoscaler/v1alpha1
+    apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
     kind: ScalingPolicy
     metadata: {name: llama-3-1-8b, namespace: nim-service}
     spec:
@@ -42,10 +42,19 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from autoscaler.promql import validate_template
 
-API_VERSION = "nim-autoscaler/v1alpha1"
+API_GROUP = "autoscaling.nim-autoscaler.io"
+"""API group of the policy kinds, as files and as Kubernetes resources."""
+API_VERSION = f"{API_GROUP}/v1alpha1"
+"""The canonical ``apiVersion`` of policy documents and ScalingPolicy resources."""
+LEGACY_API_VERSION = "nim-autoscaler/v1alpha1"
+"""The ``apiVersion`` of files written before the API group existed: still loaded unchanged,
+with a ``lint`` warning (rule ``legacy-api-version``) naming the one-line migration."""
+API_VERSIONS = (API_VERSION, LEGACY_API_VERSION)
+"""Every ``apiVersion`` a policy document may carry."""
 KIND = "ScalingPolicy"
 
 # --------------------------------------------------------------------------------------------
@@ -134,13 +143,46 @@ def _non_negative(value: float) -> float:
     return value
 
 
+CRD_KEY = "x-crd"
+"""JSON Schema key carrying what the Kubernetes CRD says differently from the JSON Schema.
+
+The CRD generator (:mod:`autoscaler.policy.crd`) merges its value over the node (a ``None``
+value deletes a key; a ``type`` or ``x-kubernetes-int-or-string`` replaces an ``anyOf``), and
+the JSON Schema export (:mod:`autoscaler.policy.schema`) removes it. This is how the CEL rules
+(``x-kubernetes-validations``) sit next to the validators they mirror."""
+
+
+def cel_rule(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One ``x-kubernetes-validations`` entry: a CEL ``rule`` and the ``message`` shown on failure.
+
+    Args:
+        rule: CEL expression over ``self`` (the object the rule sits on) that must be true.
+        message: what the API server answers when it is false (written for an SRE).
+        field_path: the field to blame (``.maxReplicas``), relative to ``self``.
+    """
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+_DURATION_PATTERN = r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+\s*$"
 _DURATION_JSON_SCHEMA = WithJsonSchema(
     {
         "anyOf": [
             {"type": "number", "exclusiveMinimum": 0},
-            {"type": "string", "pattern": r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+\s*$"},
+            {"type": "string", "pattern": _DURATION_PATTERN},
         ],
         "description": "Seconds, or a duration string such as '30s', '1m30s', '2h'.",
+        # A resource takes whole seconds or a duration string (the API server's int-or-string).
+        CRD_KEY: {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 1,
+            "pattern": _DURATION_PATTERN,
+            "maxLength": 64,
+            "description": "Whole seconds, or a duration string such as '30s', '1m30s', '2h'.",
+        },
     }
 )
 _QUANTITY_PATTERN = (
@@ -156,6 +198,12 @@ def _quantity_json_schema(minimum: dict[str, float]) -> WithJsonSchema:
                 {"type": "string", "pattern": _QUANTITY_PATTERN},
             ],
             "description": "A number, or a Kubernetes quantity string such as '100m' (= 0.1).",
+            # A resource's schema must type every node: there a quantity is a plain number.
+            CRD_KEY: {
+                "type": "number",
+                **minimum,
+                "description": "A number (in a resource, write 0.1 rather than '100m').",
+            },
         }
     )
 
@@ -223,9 +271,15 @@ def _metric_name(value: str, info: ValidationInfo) -> str:
     return value
 
 
-DnsSubdomain = Annotated[str, AfterValidator(_dns1123_subdomain)]
-DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
-MetricName = Annotated[str, AfterValidator(_metric_name)]
+DnsSubdomain = Annotated[
+    str, AfterValidator(_dns1123_subdomain), Field(json_schema_extra={"maxLength": 253})
+]
+DnsLabel = Annotated[
+    str, AfterValidator(_dns1123_label), Field(json_schema_extra={"maxLength": 63})
+]
+MetricName = Annotated[
+    str, AfterValidator(_metric_name), Field(json_schema_extra={"maxLength": 63})
+]
 
 
 class _Model(BaseModel):
@@ -261,9 +315,9 @@ class Metadata(_Model):
 class ScaleTargetRef(_Model):
     """The object to scale: any resource with a ``/scale`` subresource."""
 
-    api_version: str = Field(min_length=1)
+    api_version: str = Field(min_length=1, max_length=317)
     """API group/version, e.g. ``apps/v1`` or ``apps.nvidia.com/v1alpha1``."""
-    kind: str = Field(min_length=1)
+    kind: str = Field(min_length=1, max_length=63)
     """Kind, e.g. ``Deployment``, ``StatefulSet``, ``NIMService``."""
     name: DnsSubdomain
     """Name of the object in the policy's namespace."""
@@ -285,6 +339,24 @@ class TargetType(StrEnum):
 
 class MetricTarget(_Model):
     """Target of a metric, as HPA v2: ``{type: Value, value: X}`` or ``AverageValue``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CRD_KEY: {
+                "x-kubernetes-validations": [
+                    cel_rule(
+                        "self.type != 'Value' || (has(self.value) && !has(self.averageValue))",
+                        "a target of type Value takes 'value' (and no 'averageValue')",
+                    ),
+                    cel_rule(
+                        "self.type != 'AverageValue' || "
+                        "(has(self.averageValue) && !has(self.value))",
+                        "a target of type AverageValue takes 'averageValue' (and no 'value')",
+                    ),
+                ]
+            }
+        }
+    )
 
     type: TargetType
     """``Value`` (whole target) or ``AverageValue`` (per pod)."""
@@ -392,7 +464,7 @@ class PrometheusMetricSpec(_MetricSpecBase):
 
     name: MetricName  # required here, optional for presets
     """Name of this metric in the policy (required for custom queries)."""
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=16384)
     """PromQL template."""
 
     @field_validator("query")
@@ -417,7 +489,26 @@ class PrometheusMetricSpec(_MetricSpecBase):
 class MetricSpec(_Model):
     """One metric entry: a one-key mapping naming its kind, e.g. ``{kvCache: {...}}``."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "minProperties": 1,
+            "maxProperties": 1,
+            # In the CRD every kind is an optional property and CEL checks that exactly one is
+            # set, so the API server's message names the kinds.
+            CRD_KEY: {
+                "minProperties": None,
+                "maxProperties": None,
+                "x-kubernetes-validations": [
+                    cel_rule(
+                        " + ".join(f"(has(self.{kind.value}) ? 1 : 0)" for kind in MetricKind)
+                        + " == 1",
+                        "each metrics entry sets exactly one metric kind, one of: "
+                        + ", ".join(kind.value for kind in MetricKind),
+                    )
+                ],
+            },
+        }
+    )
 
     kv_cache: GaugeMetricSpec | None = None
     """KV-cache usage per pod, 0..1 (NIM ``gpu_cache_usage_perc``, vLLM ``kv_cache_usage_perc``)."""
@@ -547,6 +638,23 @@ class ScalingRateLimit(_Model):
     """Length of the look-back period, seconds (1..1800)."""
 
 
+def _cel_metric_name() -> str:
+    """CEL for the name of metrics entry ``m``: its ``name``, else its kind (as the model)."""
+    expression = "''"
+    for kind in reversed(MetricKind):
+        key = kind.value
+        expression = f"has(m.{key}) ? (has(m.{key}.name) ? m.{key}.name : '{key}') : ({expression})"
+    return f"({expression})"
+
+
+_CEL_METRIC_NAME = _cel_metric_name()
+
+MAX_RATE_LIMITS = 10
+"""Most rate limits in one direction (bounds the API server's cost of checking a resource)."""
+MAX_METRICS = 32
+"""Most metrics in one policy (same reason)."""
+
+
 class ScalingRules(_Model):
     """Rules for one direction (HPA v2 ``HPAScalingRules``); unset fields take HPA defaults."""
 
@@ -554,7 +662,7 @@ class ScalingRules(_Model):
     """Look-back window over past recommendations, seconds (0..3600)."""
     select_policy: SelectPolicy | None = None
     """``Max`` (default), ``Min`` or ``Disabled`` (no scaling in this direction)."""
-    policies: list[ScalingRateLimit] | None = None
+    policies: list[ScalingRateLimit] | None = Field(None, max_length=MAX_RATE_LIMITS)
     """Rate limits; a list given here replaces the default list whole (not merged)."""
     tolerance: NonNegativeQuantity | None = None
     """Dead band around the target as a fraction (default 0.1 = 10 %)."""
@@ -576,6 +684,23 @@ class Behavior(_Model):
 
 class OnMetricFailure(_Model):
     """What to do when metrics are missing: hold, or go to fixed replicas after K failed ticks."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CRD_KEY: {
+                "x-kubernetes-validations": [
+                    cel_rule(
+                        "!has(self.action) || self.action != 'fallback' || has(self.replicas)",
+                        "onMetricFailure action fallback needs 'replicas'",
+                    ),
+                    cel_rule(
+                        "(has(self.action) && self.action == 'fallback') || !has(self.replicas)",
+                        "onMetricFailure 'replicas' only applies to action fallback",
+                    ),
+                ]
+            }
+        }
+    )
 
     action: Literal["hold", "fallback"] = "hold"
     """``hold``: keep the current count (scale-up on valid metrics still allowed);
@@ -627,9 +752,22 @@ class CapacitySeed(_Model):
     The controller starts from it and keeps learning from the fleet's own metrics.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            CRD_KEY: {
+                "x-kubernetes-validations": [
+                    cel_rule(
+                        "has(self.requestsPerSecond) != has(self.profile)",
+                        "give exactly one of 'requestsPerSecond' and 'profile'",
+                    )
+                ]
+            }
+        }
+    )
+
     requests_per_second: PositiveQuantity | None = None
     """Requests/s one ready replica serves within the SLO."""
-    profile: str | None = Field(None, min_length=1)
+    profile: str | None = Field(None, min_length=1, max_length=4096)
     """Path of a GenAI-Perf/AIPerf profile export (JSON or CSV, one file per concurrency level,
     or a directory of them), relative to the policy file."""
 
@@ -709,9 +847,46 @@ def _sizes_on_slo(data: dict[str, Any]) -> bool:
 class PolicySpec(_Model):
     """What to scale, within which bounds, on which metrics, how fast."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            CRD_KEY: {
+                "x-kubernetes-validations": [
+                    cel_rule(
+                        "!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",
+                        "maxReplicas must be greater than or equal to minReplicas",
+                        ".maxReplicas",
+                    ),
+                    cel_rule(
+                        "(has(self.metrics) && size(self.metrics) > 0) || "
+                        "((has(self.algorithm) ? self.algorithm : 'llm') == 'llm' && "
+                        "has(self.slo) && (has(self.slo.ttft) || has(self.slo.itl)))",
+                        "give 'slo' (with a ttft or itl objective, algorithm llm) or at least one "
+                        "entry in 'metrics': with neither there is nothing to size the fleet on",
+                        ".metrics",
+                    ),
+                    cel_rule(
+                        "!has(self.capacity) || ((has(self.algorithm) ? self.algorithm : 'llm') "
+                        "== 'llm' && has(self.slo) && (has(self.slo.ttft) || has(self.slo.itl)))",
+                        "capacity is the load one replica carries within the SLO: it needs "
+                        "algorithm llm and an slo with a ttft or itl objective",
+                        ".capacity",
+                    ),
+                    cel_rule(
+                        "!has(self.metrics) || "
+                        f"self.metrics.map(m, {_CEL_METRIC_NAME}).all(n, "
+                        f"self.metrics.map(m, {_CEL_METRIC_NAME}).exists_one(x, x == n))",
+                        "metric names must be unique: give each metrics entry a distinct 'name' "
+                        "(a preset without 'name' is named after its kind)",
+                        ".metrics",
+                    ),
+                ]
+            }
+        }
+    )
+
     scale_target_ref: ScaleTargetRef
     """The object whose ``/scale`` subresource is written."""
-    selector: str | None = None
+    selector: str | None = Field(None, max_length=4096)
     """Pod label selector override (``app=x,tier in (a,b)``); default: from ``/scale``."""
     min_replicas: int = Field(1, ge=0)
     """Lower bound (>= 0). 0 allows scale to zero only through ``fallback``/``hpa`` rules."""
@@ -725,7 +900,9 @@ class PolicySpec(_Model):
     capacity: CapacitySeed | None = None
     """Per-replica capacity known in advance (``algorithm: llm`` with ``slo``); learned
     online from the fleet's metrics when absent."""
-    metrics: list[MetricSpec] = Field(default_factory=list, validate_default=True)
+    metrics: list[MetricSpec] = Field(
+        default_factory=list, max_length=MAX_METRICS, validate_default=True
+    )
     """Metrics; the largest proposal wins (HPA semantics). With ``algorithm: llm`` and ``slo``
     they are optional: the SLO sizes the fleet and each metric given adds a proposal."""
     behavior: Behavior | None = None
@@ -853,8 +1030,11 @@ class PolicySpec(_Model):
 class ScalingPolicy(_Model):
     """A complete policy document."""
 
-    api_version: Literal["nim-autoscaler/v1alpha1"]
-    """Always ``nim-autoscaler/v1alpha1``."""
+    api_version: Literal[
+        "autoscaling.nim-autoscaler.io/v1alpha1",
+        "nim-autoscaler/v1alpha1",
+    ]
+    """``autoscaling.nim-autoscaler.io/v1alpha1`` (``nim-autoscaler/v1alpha1`` in older files)."""
     kind: Literal["ScalingPolicy"]
     """Always ``ScalingPolicy``."""
     metadata: Metadata
@@ -865,7 +1045,7 @@ class ScalingPolicy(_Model):
     @field_validator("api_version", mode="before")
     @classmethod
     def _known_api_version(cls, value: object) -> object:
-        if value != API_VERSION:
+        if value not in API_VERSIONS:
             msg = f"apiVersion must be {API_VERSION!r}, got {value!r}"
             raise ValueError(msg)
         return value

@@ -5,6 +5,7 @@ The schema uses the YAML (camelCase) keys. It is printed by ``nim-autoscaler sch
 so editors (``# yaml-language-server: $schema=...``) can complete and check policy files; a test
 keeps the committed file equal to :func:`policy_schema_json`. The schema checks shape only: rules
 that span fields (``maxReplicas >= minReplicas``, unique metric names) are checked by the model.
+The Kubernetes CRD (:mod:`autoscaler.policy.crd`) is generated from the same model.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from autoscaler.policy.models import API_VERSION, ScalingPolicy
+from autoscaler.policy.models import API_VERSION, CRD_KEY, ScalingPolicy
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://nim-autoscaler.dev/schema/scalingpolicy.schema.json"
@@ -22,7 +23,7 @@ COMMITTED_SCHEMA_PATH = "policies/schema/scalingpolicy.schema.json"
 
 def policy_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one ScalingPolicy YAML document."""
-    schema = ScalingPolicy.model_json_schema(by_alias=True, mode="validation")
+    schema = without_crd_hints(ScalingPolicy.model_json_schema(by_alias=True, mode="validation"))
     header: dict[str, Any] = {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,
@@ -34,3 +35,12 @@ def policy_schema() -> dict[str, Any]:
 def policy_schema_json() -> str:
     """The schema as stable, indented JSON text ending with a newline."""
     return json.dumps(policy_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def without_crd_hints(node: Any) -> Any:
+    """A copy of a JSON Schema without the CRD-only hints (``x-crd`` keys)."""
+    if isinstance(node, dict):
+        return {k: without_crd_hints(v) for k, v in node.items() if k != CRD_KEY}
+    if isinstance(node, list):
+        return [without_crd_hints(v) for v in node]
+    return node

@@ -21,6 +21,7 @@ DEFAULT_TARGETS = [
     ("apps", "statefulsets"),
     ("apps.nvidia.com", "nimservices"),
 ]
+POLICY_GROUP = "autoscaling.nim-autoscaler.io"
 LEASE = FULLNAME
 HISTORY = f"{FULLNAME}-history"
 SHARDS = 8
@@ -39,11 +40,15 @@ def target_permissions(
     namespace: str | None, targets: list[tuple[str, str]], *, dry_run: bool = False
 ) -> set[Permission]:
     """Pods and targets read and watched; each target annotated; its /scale read + written;
-    Events recorded.
+    Events recorded; ScalingPolicy resources read and watched, their status (only) written.
 
-    A dry run writes nothing: pods, targets and /scale are only read, and no Event is recorded.
+    A dry run writes nothing: pods, targets, /scale and ScalingPolicies are only read, no status
+    is written and no Event is recorded.
     """
     perms: set[Permission] = {(namespace, "", "pods", v, None) for v in ("get", "list", "watch")}
+    perms |= {
+        (namespace, POLICY_GROUP, "scalingpolicies", v, None) for v in ("get", "list", "watch")
+    }
     if dry_run:
         for group, resource in targets:
             perms |= {(namespace, group, resource, v, None) for v in ("get", "list", "watch")}
@@ -54,6 +59,9 @@ def target_permissions(
         perms |= {
             (namespace, group, f"{resource}/scale", v, None) for v in ("get", "update", "patch")
         }
+    perms |= {
+        (namespace, POLICY_GROUP, "scalingpolicies/status", v, None) for v in ("update", "patch")
+    }
     perms |= {(namespace, "", "events", v, None) for v in ("create", "patch")}
     return perms
 
@@ -174,6 +182,18 @@ class TestLeastPrivilege:
         )
         assert granted(objects) == expected
         assert {p[3] for p in granted(objects)} == {"get", "list", "watch"}
+
+    @pytest.mark.parametrize("dry_run", [False, True], ids=["live", "dry-run"])
+    def test_policy_resources_read_status_written_only(
+        self, chart: helm_python.Chart, dry_run: bool
+    ) -> None:
+        """ScalingPolicies are never created, changed or deleted; only their status is written."""
+        perms = granted(render(chart, {"dryRun": dry_run}))
+        policy = {(p[2], p[3]) for p in perms if p[1] == POLICY_GROUP}
+        expected = {("scalingpolicies", v) for v in ("get", "list", "watch")}
+        if not dry_run:
+            expected |= {("scalingpolicies/status", v) for v in ("update", "patch")}
+        assert policy == expected
 
     def test_no_lease_rules_without_leader_election(self, chart: helm_python.Chart) -> None:
         """A single replica without leader election gets no Lease permission."""

@@ -17,6 +17,7 @@ YAML_FILES = sorted(
         CHART_DIR / "Chart.yaml",
         CHART_DIR / "values.yaml",
         *(CHART_DIR / "ci").glob("*.yaml"),
+        *(CHART_DIR / "crds").glob("*.yaml"),
         REPO / ".hadolint.yaml",
         REPO / ".yamllint",
     ]

@@ -12,10 +12,13 @@ real ``kubernetes_asyncio`` client can talk to it through a kubeconfig file
   delete;
 - ``/scale`` subresources of deployments, statefulsets and nimservices (``autoscaling/v1``
   Scale JSON with ``status.selector``);
-- watches of every kind above (pods, the scale targets, ...): ``watch=true`` with
-  ``resourceVersion`` (events newer than it), ``labelSelector``, ``allowWatchBookmarks``,
-  ``timeoutSeconds``; a too-old resourceVersion gets an ``ERROR`` event carrying a 410
-  ``Expired`` Status, as the real server does;
+- ScalingPolicy (autoscaling.nim-autoscaler.io/v1alpha1) with a ``/status`` subresource as a CRD
+  declaring one behaves: the main endpoint keeps ``status``, ``/status`` changes only ``status``,
+  ``generation`` counts spec changes (no schema or CEL validation: that is the real API server's);
+- watches of every kind above (pods, the scale targets, ScalingPolicy, ...): ``watch=true`` with
+  ``resourceVersion`` (events newer than it), ``labelSelector``,
+  ``allowWatchBookmarks``, ``timeoutSeconds``; a too-old resourceVersion gets an ``ERROR`` event
+  carrying a 410 ``Expired`` Status, as the real server does;
 - ``resourceVersion`` optimistic concurrency: a PUT (or a patch carrying
   ``metadata.resourceVersion``) with a stale version gets a 409 ``Conflict`` Status;
 - injectable faults (:meth:`FakeKube.inject`): status codes, delays, for a method and a path
@@ -60,6 +63,9 @@ class ResourceType:
     kind: str
     scalable: bool = False
     namespaced: bool = True
+    status_subresource: bool = False
+    """Custom resources with ``subresources.status``: the main endpoint ignores ``status`` and
+    ``/status`` changes only ``status`` (neither bumps ``generation`` for the other's part)."""
 
     @property
     def group_version(self) -> str:
@@ -80,6 +86,13 @@ RESOURCES = (
         "customresourcedefinitions",
         "CustomResourceDefinition",
         namespaced=False,
+    ),
+    ResourceType(
+        "autoscaling.nim-autoscaler.io",
+        "v1alpha1",
+        "scalingpolicies",
+        "ScalingPolicy",
+        status_subresource=True,
     ),
 )
 
@@ -230,6 +243,8 @@ class FakeKube:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         """Every request seen, as (method, path with query)."""
+        self.status_writes = 0
+        """Successful writes to a ``/status`` subresource."""
         self._rv = itertools.count(1001)
         self.resource_version = 1000
         self._history: list[tuple[int, str, str, Obj]] = []
@@ -600,6 +615,8 @@ class FakeKube:
             if not rtype.scalable:
                 return _status_response(404, "the server could not find the requested resource")
             return await self._scale(request, rtype, ns, name)
+        if sub == "status" and rtype.status_subresource:
+            return await self._status_subresource(request, rtype, ns, name)
         if sub is not None:
             return _status_response(404, "the server could not find the requested resource")
         return await self._item(request, rtype, ns, name)
@@ -630,6 +647,16 @@ class FakeKube:
                     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 }
             )
+            if r.status_subresource:
+                listing.append(
+                    {
+                        "name": f"{r.plural}/status",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if r.scalable:
                 listing.append(
                     {
@@ -739,6 +766,8 @@ class FakeKube:
             return _status_response(400, "the namespace of the object does not match the path")
         meta["namespace"] = namespace
         meta.pop("resourceVersion", None)
+        if rtype.status_subresource:
+            body.pop("status", None)  # status is written through /status only
         key = (rtype.plural, namespace, name)
         if key in self.objects:
             return _status_response(
@@ -780,6 +809,11 @@ class FakeKube:
             return _status_response(405, f"method {request.method} not allowed")
         if rv is not None and rv != existing["metadata"]["resourceVersion"]:
             return _conflict(rtype, name)
+        if rtype.status_subresource:
+            # With a status subresource, the main endpoint never changes status.
+            new = {k: v for k, v in new.items() if k != "status"}
+            if "status" in existing:
+                new["status"] = copy.deepcopy(existing["status"])
         new.setdefault("metadata", {})
         new["metadata"]["name"] = name
         new["metadata"]["namespace"] = namespace
@@ -788,6 +822,41 @@ class FakeKube:
             self._reconcile_workload(rtype.plural, namespace, name)
             stored = copy.deepcopy(self.objects[key])
         return web.json_response(stored)
+
+    async def _status_subresource(
+        self, request: web.Request, rtype: ResourceType, namespace: str, name: str
+    ) -> web.Response:
+        """``/status``: GET the object; PUT/PATCH change its ``status`` only."""
+        key = (rtype.plural, namespace, name)
+        existing = self.objects.get(key)
+        if existing is None:
+            return _not_found(rtype, name)
+        if request.method == "GET":
+            return web.json_response(copy.deepcopy(existing))
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _status_response(400, "body must be a JSON object")
+        if request.method == "PUT":
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            if not rv:
+                return _status_response(
+                    422, "metadata.resourceVersion: Invalid value: must be specified for an update"
+                )
+            status = body.get("status")
+        elif request.method == "PATCH":
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            status = merge_patch(existing.get("status"), body.get("status", {}))
+        else:
+            return _status_response(405, f"method {request.method} not allowed")
+        if rv is not None and rv != existing["metadata"]["resourceVersion"]:
+            return _conflict(rtype, name)
+        updated = copy.deepcopy(existing)
+        if status is None:
+            updated.pop("status", None)
+        else:
+            updated["status"] = status
+        self.status_writes += 1
+        return web.json_response(self._store(rtype, key, updated, "MODIFIED", existing))
 
     async def _scale(
         self, request: web.Request, rtype: ResourceType, namespace: str, name: str

@@ -32,6 +32,12 @@ class TestProtocol:
             "coordination.k8s.io",
             "apps.nvidia.com",
             "apiextensions.k8s.io",
+            "autoscaling.nim-autoscaler.io",
+        }
+        policies = await api.request("GET", "/apis/autoscaling.nim-autoscaler.io/v1alpha1")
+        assert {r["name"] for r in policies["resources"]} == {
+            "scalingpolicies",
+            "scalingpolicies/status",
         }
         nvidia = await api.request("GET", "/apis/apps.nvidia.com/v1alpha1")
         names = {r["name"] for r in nvidia["resources"]}

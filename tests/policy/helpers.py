@@ -20,7 +20,7 @@ DELETE = object()
 def base_doc() -> dict[str, Any]:
     """A valid policy document (fresh copy each call)."""
     return {
-        "apiVersion": "nim-autoscaler/v1alpha1",
+        "apiVersion": "autoscaling.nim-autoscaler.io/v1alpha1",
         "kind": "ScalingPolicy",
         "metadata": {"name": "p", "namespace": "ns"},
         "spec": {

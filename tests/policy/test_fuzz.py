@@ -99,7 +99,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         spec["algorithm"] = draw(st.sampled_from(["hpa", "llm"]))
     return {
-        "apiVersion": "nim-autoscaler/v1alpha1",
+        "apiVersion": "autoscaling.nim-autoscaler.io/v1alpha1",
         "kind": "ScalingPolicy",
         "metadata": {"name": draw(st.sampled_from(["a", "b-1", "x.y"])), "namespace": "ns"},
         "spec": spec,

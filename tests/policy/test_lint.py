@@ -31,6 +31,7 @@ M0 = "spec.metrics.0"
 TARGET_4 = {"type": "AverageValue", "averageValue": 4}
 # (rule, [(path, value), ...], expected field of the finding, expected line of the finding)
 CASES: list[tuple[str, list[tuple[str, Any]], str]] = [
+    ("legacy-api-version", [("apiVersion", "nim-autoscaler/v1alpha1")], "apiVersion"),
     (
         "per-pod-under-value",
         [(M0, prom('sum by (pod) (x{{pod=~"{pods}"}})', returns="perPod"))],

@@ -20,7 +20,7 @@ from autoscaler.policy.loader import (
 from tests.policy.helpers import POLICIES, base_doc, changed, dump
 
 GOOD = """\
-apiVersion: nim-autoscaler/v1alpha1
+apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
 kind: ScalingPolicy
 metadata: {name: good, namespace: ns}
 spec:
@@ -32,7 +32,7 @@ spec:
 """
 
 BAD_VALUE = """\
-apiVersion: nim-autoscaler/v1alpha1
+apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
 kind: ScalingPolicy
 metadata: {name: bad, namespace: ns}
 spec:

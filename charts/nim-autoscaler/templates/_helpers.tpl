@@ -115,7 +115,13 @@ In dry-run the controller writes nothing, so only the reads are granted.
   resources: [{{ .resource }}/scale]
   verbs: {{ if $.Values.dryRun }}[get]{{ else }}[get, update, patch]{{ end }}
 {{- end }}
+- apiGroups: [autoscaling.nim-autoscaler.io]
+  resources: [scalingpolicies]
+  verbs: [get, list, watch]
 {{- if not .Values.dryRun }}
+- apiGroups: [autoscaling.nim-autoscaler.io]
+  resources: [scalingpolicies/status]
+  verbs: [update, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
