@@ -96,7 +96,8 @@ class TestContenders:
         for contender in contenders.contenders():
             pol = contender.policy(1, 17, 8.0)
             assert (pol.spec.min_replicas, pol.spec.max_replicas) == (1, 17)
-            assert pol.spec.slo is None  # the scenario's SLO is the one measured
+            # The scenario's SLO is the one measured; llm-slo sizes on it (the same objectives).
+            assert (pol.spec.slo is not None) == contender.keep_slo
 
     def test_rate_targets_follow_the_scenario_capacity(self) -> None:
         """llm-tuned and hpa-rate: request-rate target = the share x the capacity given."""

@@ -42,7 +42,7 @@ def policy_yaml(
         on_metric_failure: ``onMetricFailure`` as a YAML flow mapping; None: the default.
     """
     text = f"""\
-apiVersion: nim-autoscaler/v1alpha1
+apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
 kind: ScalingPolicy
 metadata: {{name: {name}, namespace: {NAMESPACE}}}
 spec:

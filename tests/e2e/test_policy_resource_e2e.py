@@ -21,7 +21,9 @@ from tests.e2e.harness import (
     World,
     start_controller,
     stop_controller,
-    wait_for,
+)
+from tests.e2e.harness import (
+    wait_until as wait_for,
 )
 from tests.fakekube.server import FakeKube
 from tests.promserver.fixtures import fleet_target
