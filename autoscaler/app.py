@@ -205,6 +205,8 @@ async def build_controller(
         registry=registry,
         on_decision=on_decision,
         timeouts=timeouts,
+        annotator=kube.annotator,
+        drain_aware=settings.drain_aware,
     )
     feed.monitor = loop.monitor
     metrics.monitor = loop.monitor

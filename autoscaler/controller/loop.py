@@ -33,12 +33,21 @@ from autoscaler.controller.ports import (
     HistoryStore,
     LeaderGate,
     Outcome,
+    PodAnnotator,
     PodSource,
     Recorder,
     ScaleClient,
     ScaleReading,
 )
 from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.drain import DrainPlan, disabled_plan, plan_drain
+from autoscaler.decision.fleet import (
+    ModeChoice,
+    external_rescale_record,
+    paused_decision,
+    resolve_mode,
+    with_records,
+)
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
@@ -52,8 +61,9 @@ from autoscaler.decision.types import (
 )
 from autoscaler.errors import ActuationError, Forbidden, TargetNotFound
 from autoscaler.metrics.base import MetricRequest, MetricSource
+from autoscaler.observability.fleet_metrics import FleetMetrics
 from autoscaler.observability.metrics import ControllerMetrics
-from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.models import PolicyMode, ScalingPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +102,11 @@ class _Work:
     decision: Decision | None = None
     observation: Observation | None = None
     outcome: Outcome = Outcome.UNCHANGED
+    mode: ModeChoice | None = None
+    """The mode in force this tick (spec.mode or the target's annotation)."""
+    records: dict[str, object] = field(default_factory=dict)
+    """Fleet records added to the decision's explanation (mode, externalRescale, drain...)."""
+    drain: DrainPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +142,8 @@ class ControlLoop:
         timeouts: LoopTimeouts | None = None,
         concurrency: int = 32,
         log_ticks: bool = True,
+        annotator: PodAnnotator | None = None,
+        drain_aware: bool = True,
     ) -> None:
         self._policies = policies
         self._metrics = metrics
@@ -140,7 +157,13 @@ class ControlLoop:
         self._timeouts = timeouts or LoopTimeouts()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._log_ticks = log_ticks
+        self._annotator = annotator
+        self._drain_aware = drain_aware
         self.monitor = ControllerMetrics(registry) if registry is not None else None
+        self.fleet_monitor = FleetMetrics(registry) if registry is not None else None
+        self._replicas_seen: dict[str, int] = {}
+        """Policy key -> the target's spec.replicas as last read or written by this controller
+        (to tell a rescale by someone else)."""
         self._histories: dict[str, History] = {}
         self._known: dict[str, ScalingPolicy] = {}
         self._was_leader = False
@@ -167,6 +190,7 @@ class ControlLoop:
         if leader and not self._was_leader:
             # A new term: the previous leader's history in the store is authoritative.
             self._histories.clear()
+            self._replicas_seen.clear()
         self._was_leader = leader
         if not leader and not self._dry_run:
             return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
@@ -182,10 +206,19 @@ class ControlLoop:
         for item in work:
             self._select_pods(item)
         await self._bounded(work, self._load_history)
-        observed = await self._fetch_metrics([w for w in work if w.error is None], now)
         for item in work:
-            if item.error is None:
+            self._observe_fleet(item)
+        deciding = [w for w in work if w.error is None and not self._paused(w)]
+        observed = await self._fetch_metrics(deciding, now)
+        for item in work:
+            if item.error is None and self._paused(item):
+                self._pause(item, now)
+            elif item.error is None:
                 self._decide(item, observed.get(item.policy.key, {}), now)
+                self._plan_drain(item, observed.get(item.policy.key, {}))
+        for item in work:
+            if item.decision is not None and item.records:
+                item.decision = with_records(item.decision, item.records)
         await self._bounded(work, lambda item: self._act(item, now))
         await self._bounded(work, self._record)
         await self._flush_history(work)
@@ -302,17 +335,111 @@ class ControlLoop:
         item.decision = result.decision
         self._histories[key] = result.history
 
+    def _observe_fleet(self, item: _Work) -> None:
+        """Resolve the mode in force and notice a rescale this controller did not make."""
+        if item.error is not None or item.reading is None:
+            return
+        key = item.policy.key
+        item.mode = resolve_mode(item.policy.spec.mode, item.reading.annotations)
+        item.records["mode"] = item.mode.to_json()
+        if item.mode.warning is not None:
+            log.warning("invalid_mode_annotation", policy=key, detail=item.mode.warning)
+        if self.fleet_monitor is not None:
+            self.fleet_monitor.set_mode(item.policy, item.mode.mode)
+        observed = item.reading.spec_replicas
+        previous = self._replicas_seen.get(key)
+        self._replicas_seen[key] = observed
+        if previous is not None and previous != observed:
+            item.records["externalRescale"] = external_rescale_record(previous, observed)
+            log.info("external_rescale", policy=key, previous=previous, replicas=observed)
+            if self.fleet_monitor is not None:
+                self.fleet_monitor.external_rescales.labels(
+                    item.policy.metadata.name, item.policy.metadata.namespace
+                ).inc()
+
+    @staticmethod
+    def _paused(item: _Work) -> bool:
+        return item.mode is not None and item.mode.mode is PolicyMode.PAUSED
+
+    def _pause(self, item: _Work, now: float) -> None:
+        """A paused policy: no metrics, no decision, the history untouched."""
+        assert item.reading is not None
+        assert item.mode is not None
+        item.observation = Observation(
+            spec_replicas=item.reading.spec_replicas,
+            status_replicas=item.reading.status_replicas,
+            pods=item.pods,
+            metrics={},
+        )
+        item.decision = paused_decision(item.policy.key, now, item.reading.spec_replicas, item.mode)
+
+    def _plan_drain(self, item: _Work, metrics: Mapping[str, MetricObservation]) -> None:
+        """For a scale-down: which pods should go, and the deletion costs that make them go."""
+        decision = item.decision
+        if decision is None or decision.desired_replicas >= decision.current_replicas:
+            return
+        if not self._drain_aware:
+            plan = disabled_plan("drain-aware scale-down is disabled (drainAware: false)")
+        else:
+            plan = plan_drain(item.policy, item.pods, metrics, decision.desired_replicas)
+        item.drain = plan
+        item.records["drain"] = plan.to_json()
+
+    async def _mark_pods(self, item: _Work) -> None:
+        """Write the drain plan's deletion costs before lowering ``/scale`` (best effort)."""
+        plan = item.drain
+        if plan is None or not plan.marks:
+            return
+        record = dict(plan.to_json())
+        if self._annotator is None:
+            record["written"] = "no pod annotator configured"
+        else:
+            costs = {mark.pod: mark.cost for mark in plan.marks}
+            try:
+                async with asyncio.timeout(self._timeouts.scale_write):
+                    failed = await self._annotator.set_deletion_costs(
+                        item.policy.metadata.namespace, costs
+                    )
+            except Exception as exc:  # noqa: BLE001 - marks help; their failure must not block
+                failed = dict.fromkeys(costs, f"{type(exc).__name__}: {exc}")
+            ok = len(costs) - len(failed)
+            record["written"] = f"{ok} of {len(costs)} written" + (
+                f"; failed: {dict(failed)}" if failed else ""
+            )
+            if failed:
+                self._count_error(item.policy, "pod_annotate")
+                log.warning("deletion_cost_write_failed", policy=item.policy.key, failed=failed)
+            if self.fleet_monitor is not None:
+                labels = (item.policy.metadata.name, item.policy.metadata.namespace)
+                self.fleet_monitor.deletion_cost_writes.labels(*labels, "ok").inc(ok)
+                self.fleet_monitor.deletion_cost_writes.labels(*labels, "failed").inc(len(failed))
+        self._drain_written(item, record)
+
+    @staticmethod
+    def _drain_written(item: _Work, record: dict[str, object]) -> None:
+        item.records["drain"] = record
+        if item.decision is not None:
+            item.decision = with_records(item.decision, {"drain": record})
+
     async def _act(self, item: _Work, now: float) -> None:
         decision = item.decision
         if decision is None:
             item.outcome = Outcome.FAILED
             return
+        if self._paused(item):
+            item.outcome = Outcome.PAUSED
+            return
         if not decision.scale:
             item.outcome = Outcome.UNCHANGED
             return
         key = item.policy.key
-        if self._dry_run:
-            item.outcome = Outcome.DRY_RUN
+        advisory = item.mode is not None and item.mode.mode is PolicyMode.ADVISORY
+        if self._dry_run or advisory:
+            item.outcome = Outcome.ADVISORY if advisory else Outcome.DRY_RUN
+            if item.drain is not None and item.drain.marks:
+                record = dict(item.drain.to_json())
+                record["written"] = "no: " + ("advisory mode" if advisory else "dry run")
+                self._drain_written(item, record)
             # Open loop, as replay: keep the history as if the write had happened.
             self._histories[key] = record_rescale(
                 item.policy,
@@ -325,6 +452,7 @@ class ControlLoop:
         if self._leader is not None and not self._leader.is_leader():
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
+        await self._mark_pods(item)
         ref = item.policy.spec.scale_target_ref
         try:
             async with asyncio.timeout(self._timeouts.scale_write):
@@ -335,8 +463,11 @@ class ControlLoop:
             item.outcome = Outcome.FAILED
             item.error = f"FailedRescale: {type(exc).__name__}: {exc}"
             self._count_error(item.policy, "scale_write")
+            # The write may have landed: learn the count afresh rather than call it external.
+            self._replicas_seen.pop(key, None)
             return
         item.outcome = Outcome.SCALED
+        self._replicas_seen[key] = decision.desired_replicas
         self._histories[key] = record_rescale(
             item.policy,
             self._histories[key],
@@ -432,8 +563,11 @@ class ControlLoop:
         removed = [p for key, p in self._known.items() if key not in current]
         for policy in removed:
             self._histories.pop(policy.key, None)
+            self._replicas_seen.pop(policy.key, None)
         if removed and self.monitor is not None:
             self.monitor.forget(removed)
+        if removed and self.fleet_monitor is not None:
+            self.fleet_monitor.forget(removed)
         for key, policy in current.items():
             old = self._known.get(key)
             if old is not None and old != policy and self.monitor is not None:

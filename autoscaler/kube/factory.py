@@ -15,6 +15,7 @@ import structlog
 
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import LeaderGate
+from autoscaler.kube.annotate import KubePodAnnotator
 from autoscaler.kube.client import DEFAULT_TIMEOUT, KubeApi
 from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.leader import LeaderElector
@@ -49,6 +50,8 @@ class KubeContext:
     """:class:`~autoscaler.controller.ports.HistoryStore`."""
     leader: LeaderGate
     """:class:`LeaderElector`, or :class:`AlwaysLeader` when election is off or in dry-run."""
+    annotator: KubePodAnnotator | None = None
+    """:class:`~autoscaler.controller.ports.PodAnnotator` (None: drain-aware scale-down off)."""
 
     def start(self) -> None:
         """Start the pod watches and (if enabled) leader election in background tasks."""
@@ -119,6 +122,7 @@ async def connect(
             api, settings.leader_election_namespace, name=settings.history_configmap
         ),
         leader=leader,
+        annotator=KubePodAnnotator(api) if settings.drain_aware else None,
     )
     log.info(
         "kube_connected",

@@ -647,6 +647,17 @@ class MetricNames(StrEnum):
 # --------------------------------------------------------------------------------------------
 
 
+class PolicyMode(StrEnum):
+    """What the controller does with a policy's decisions."""
+
+    ACTIVE = "active"
+    """Decide and act: write ``/scale`` and pod deletion costs."""
+    ADVISORY = "advisory"
+    """Decide, explain, record and export, including what would be written; write nothing."""
+    PAUSED = "paused"
+    """Do not decide; keep the history."""
+
+
 class PolicySpec(_Model):
     """What to scale, within which bounds, on which metrics, how fast."""
 
@@ -672,6 +683,15 @@ class PolicySpec(_Model):
     """Latency objectives (reports, lint, simulation)."""
     llm: LlmOptions = Field(default_factory=LlmOptions)
     """Options of ``algorithm: llm``."""
+    mode: PolicyMode = PolicyMode.ACTIVE
+    """``active`` (decide and act), ``advisory`` (decide, explain and record, never write
+    ``/scale`` or pods) or ``paused`` (no decisions; history kept). The target's
+    ``nim-autoscaler.io/mode`` annotation, when set, wins (maintenance)."""
+    priority: int = 0
+    """Rank in a ``ScalingBudget``: higher priorities are granted GPUs first."""
+    gpus_per_replica: int | None = Field(None, ge=0)
+    """GPUs one replica uses, for ``ScalingBudget`` accounting while the target has no pods
+    (with pods: their ``nvidia.com/gpu`` limits)."""
 
     @field_validator("max_replicas")
     @classmethod
