@@ -26,9 +26,14 @@ HISTORY = f"{FULLNAME}-history"
 
 
 def target_permissions(
-    namespace: str | None, targets: list[tuple[str, str]], *, dry_run: bool = False
+    namespace: str | None,
+    targets: list[tuple[str, str]],
+    *,
+    dry_run: bool = False,
+    drain_aware: bool = True,
 ) -> set[Permission]:
-    """Pods read; each target read + annotated; its /scale read + written; Events recorded.
+    """Pods read; each target read + annotated; its /scale read + written; Events recorded;
+    pods patched (deletion cost) when drain-aware scale-down is on.
 
     A dry run writes nothing: pods, targets and /scale are only read, and no Event is recorded.
     """
@@ -44,6 +49,8 @@ def target_permissions(
             (namespace, group, f"{resource}/scale", v, None) for v in ("get", "update", "patch")
         }
     perms |= {(namespace, "", "events", v, None) for v in ("create", "patch")}
+    if drain_aware:
+        perms.add((namespace, "", "pods", "patch", None))
     return perms
 
 
@@ -151,6 +158,20 @@ class TestLeastPrivilege:
         )
         assert granted(objects) == expected
         assert {p[3] for p in granted(objects)} == {"get", "list", "watch"}
+
+    @pytest.mark.parametrize("namespaces", [[], ["nim-service"]], ids=["cluster", "namespaced"])
+    def test_pod_patch_only_when_drain_aware(
+        self, chart: helm_python.Chart, namespaces: list[str]
+    ) -> None:
+        """drainAware: false takes 'patch' on pods away (and the controller stops marking)."""
+        objects = render(chart, {"drainAware": False, "watchNamespaces": namespaces})
+        scope = namespaces[0] if namespaces else None
+        expected = target_permissions(scope, DEFAULT_TARGETS, drain_aware=False)
+        assert granted(objects) == expected | state_permissions()
+        assert (scope, "", "pods", "patch", None) not in granted(objects)
+        assert (scope, "", "pods", "patch", None) in granted(
+            render(chart, {"watchNamespaces": namespaces})
+        )
 
     def test_no_lease_rules_without_leader_election(self, chart: helm_python.Chart) -> None:
         """A single replica without leader election gets no Lease permission."""

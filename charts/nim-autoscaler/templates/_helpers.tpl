@@ -95,6 +95,11 @@ record Events. In dry-run the controller writes nothing, so only the reads are g
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.drainAware }}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [patch]
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -143,6 +148,7 @@ AUTOSCALER_PROMETHEUS_CA_FILE: "/etc/nim-autoscaler/prometheus-ca/ca.crt"
 AUTOSCALER_POLICY_DIR: "/etc/nim-autoscaler/policies"
 AUTOSCALER_INTERVAL: {{ .Values.interval | quote }}
 AUTOSCALER_DRY_RUN: {{ .Values.dryRun | quote }}
+AUTOSCALER_DRAIN_AWARE: {{ .Values.drainAware | quote }}
 AUTOSCALER_LOG_FORMAT: {{ .Values.logFormat | quote }}
 AUTOSCALER_LOG_LEVEL: {{ .Values.logLevel | quote }}
 AUTOSCALER_METRICS_PORT: {{ .Values.metricsPort | quote }}
