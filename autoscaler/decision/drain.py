@@ -11,10 +11,11 @@ How the ReplicaSet controller picks the pods to delete (``ActivePodsWithRanks``)
 before assigned, Pending before Running, not ready before ready, THEN the lower deletion cost,
 then pods ready for less time, then the newer. So not-ready pods go first whatever their cost:
 the plan never marks them. Among ready pods it ranks by requests in flight (running + waiting,
-from the policy's ``runningRequests``/``queueDepth`` samples; with neither, KV-cache usage as a
-proxy), the busiest last. Only the ready pods chosen to go are marked (negative costs, the least
-busy lowest); a kept pod carrying a negative cost (an older mark) has it removed so it does not
-jump the queue. Positive costs set by others are left alone: they protect a pod further.
+from the policy's ``runningRequests``/``queueDepth`` samples), then by KV-cache usage (the
+tie-breaker, and the whole signal when no request count is collected), the busiest last. Only
+the ready pods chosen to go are marked (negative costs, the least busy lowest); a kept pod
+carrying a negative cost (an older mark) has it removed so it does not jump the queue. Positive
+costs set by others are left alone: they protect a pod further.
 
 StatefulSets remove the highest ordinal whatever the annotation says, and other owners may not
 read it: the plan then says so and marks nothing.
@@ -55,7 +56,7 @@ class RankedPod:
     pod: str
     ready: bool
     in_flight: float | None
-    """Requests running + waiting (or KV usage when that is the load signal); None: unknown."""
+    """Requests running + waiting (0 when only KV usage is collected); None: unknown."""
     goes: bool
     """Chosen to be removed by this scale-down."""
     reason: str
@@ -173,33 +174,52 @@ def plan_drain(
     )
 
 
-def _pod_load(
-    policy: ScalingPolicy, metrics: Mapping[str, MetricObservation]
-) -> tuple[dict[str, float], str | None]:
-    """Per-pod requests in flight (running + waiting); KV usage when neither is collected."""
+_Load = tuple[float, float]
+"""(requests in flight, KV usage): compared in that order."""
+
+
+def _sum_samples(
+    policy: ScalingPolicy, metrics: Mapping[str, MetricObservation], kinds: frozenset[MetricKind]
+) -> tuple[dict[str, float], list[str]]:
     totals: dict[str, float] = {}
     used: list[str] = []
-    for kinds in ((MetricKind.RUNNING_REQUESTS, MetricKind.QUEUE_DEPTH), (MetricKind.KV_CACHE,)):
-        for metric in policy.spec.metrics:
-            if metric.kind not in kinds:
-                continue
-            observed = metrics.get(metric.name)
-            if not isinstance(observed, PodSamples) or not observed.values:
-                continue
-            used.append(metric.name)
-            for pod, value in observed.values.items():
-                totals[pod] = totals.get(pod, 0.0) + value
-        if used:
-            joined = " + ".join(used)
-            what = "requests in flight" if kinds[0] is not MetricKind.KV_CACHE else "KV usage"
-            return totals, f"{what}: {joined}"
-    return {}, None
+    for metric in policy.spec.metrics:
+        if metric.kind not in kinds:
+            continue
+        observed = metrics.get(metric.name)
+        if not isinstance(observed, PodSamples) or not observed.values:
+            continue
+        used.append(metric.name)
+        for pod, value in observed.values.items():
+            totals[pod] = totals.get(pod, 0.0) + value
+    return totals, used
 
 
-def _rank(active: Sequence[PodInfo], load: Mapping[str, float], remove: int) -> list[RankedPod]:
+_REQUEST_KINDS = frozenset({MetricKind.RUNNING_REQUESTS, MetricKind.QUEUE_DEPTH})
+_KV_KINDS = frozenset({MetricKind.KV_CACHE})
+
+
+def _pod_load(
+    policy: ScalingPolicy, metrics: Mapping[str, MetricObservation]
+) -> tuple[dict[str, _Load], str | None]:
+    """Per-pod work: requests in flight (running + waiting), then KV usage (tie-breaker, and
+    the whole signal when no request count is collected)."""
+    requests, request_names = _sum_samples(policy, metrics, _REQUEST_KINDS)
+    kv, kv_names = _sum_samples(policy, metrics, _KV_KINDS)
+    pods = set(requests) if request_names else set(kv)
+    load = {pod: (requests.get(pod, 0.0), kv.get(pod, 0.0)) for pod in pods}
+    parts = []
+    if request_names:
+        parts.append(f"requests in flight: {' + '.join(request_names)}")
+    if kv_names:
+        parts.append(f"KV usage: {' + '.join(kv_names)}")
+    return load, "; then ".join(parts) or None
+
+
+def _rank(active: Sequence[PodInfo], load: Mapping[str, _Load], remove: int) -> list[RankedPod]:
     """Active pods, first removed first: the ReplicaSet's own pre-cost order, then load."""
 
-    def key(pod: PodInfo) -> tuple[int, int, int, int, float, float, float]:
+    def key(pod: PodInfo) -> tuple[int, int, int, int, _Load, float, float]:
         unassigned = 0 if pod.scheduled_at is None and pod.phase is PodPhase.PENDING else 1
         phase = {PodPhase.PENDING: 0, PodPhase.UNKNOWN: 1}.get(pod.phase, 2)
         ready = 1 if pod.ready else 0
@@ -207,7 +227,7 @@ def _rank(active: Sequence[PodInfo], load: Mapping[str, float], remove: int) -> 
         unknown = 1 if (pod.ready and value is None) else 0  # unmeasured ready pods: kept longest
         ready_at = pod.ready_at if pod.ready_at is not None else float("inf")
         created = pod.created_at if pod.created_at is not None else float("inf")
-        return (unassigned, phase, ready, unknown, value or 0.0, -ready_at, -created)
+        return (unassigned, phase, ready, unknown, value or (0.0, 0.0), -ready_at, -created)
 
     ranked: list[RankedPod] = []
     for index, pod in enumerate(sorted(active, key=key)):
@@ -218,8 +238,10 @@ def _rank(active: Sequence[PodInfo], load: Mapping[str, float], remove: int) -> 
         elif value is None:
             reason = "ready, no load sample"
         else:
-            reason = f"ready, {value:g} in flight"
-        ranked.append(RankedPod(pod.name, pod.ready, value, goes, reason))
+            reason = f"ready, {value[0]:g} requests in flight, KV usage {value[1]:.3g}"
+        ranked.append(
+            RankedPod(pod.name, pod.ready, None if value is None else value[0], goes, reason)
+        )
     return ranked
 
 

@@ -35,6 +35,7 @@ _BOUNDARY = 0
 _SCHEDULED = 1
 _READY = 2
 _SCRAPE = 3
+_KILL = 4
 
 BALANCERS = ("least", "round-robin", "random")
 """``least``: least outstanding requests (ties: the pod ready longest); ``round-robin``;
@@ -59,6 +60,7 @@ class Fleet:
         gpus_per_node: int = 8,
         balancer: str = "least",
         seed: int = 0,
+        termination_grace: float = 30.0,
     ) -> None:
         """Create the fleet with ``initial_replicas`` pods Ready at time 0.
 
@@ -75,6 +77,8 @@ class Fleet:
             gpus_per_node: GPUs per node, for the Unschedulable message.
             balancer: one of :data:`BALANCERS`.
             seed: seeds the cold starts and the random balancer.
+            termination_grace: seconds a removed Ready pod may finish its requests
+                (``terminationGracePeriodSeconds``); what is still in flight then is interrupted.
         """
         if balancer not in BALANCERS:
             msg = f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})"
@@ -88,6 +92,11 @@ class Fleet:
         self.gpu_capacity = gpu_capacity
         self.gpus_per_node = gpus_per_node
         self.balancer = balancer
+        self.termination_grace = termination_grace
+        self.requests_interrupted = 0
+        """Requests still in flight on removed pods when their grace period ended."""
+        self.requests_on_removed = 0
+        """Requests in flight on pods at the moment they were removed (drained or not)."""
         self._rng = np.random.default_rng([seed, 7])
         self._choice = np.empty(0)
         self._choice_i = 0
@@ -223,6 +232,8 @@ class Fleet:
                         self._gone(pod_)
                 elif kind == _SCHEDULED:
                     self._scheduled(pod_)
+                elif kind == _KILL:
+                    self._kill(pod_)
                 else:
                     self._make_ready(pod_)
             te = heap[0][0] if heap else inf
@@ -359,8 +370,22 @@ class Fleet:
                 later.slot -= 1
             pod.state = PodState.TERMINATING
             pod.terminating_at = self.now
-            if pod.replica is None or pod.replica.idle:
+            pod.replica.sync(self.now)
+            self.requests_on_removed += pod.replica.outstanding
+            if pod.replica.idle:
                 self._gone(pod)
+            elif self.termination_grace <= 0:
+                self._kill(pod)
+            else:
+                self._push(self.now + self.termination_grace, _KILL, pod, pod.version)
+
+    def _kill(self, pod: SimPod) -> None:
+        """The grace period ended: requests still in flight on the pod are interrupted."""
+        if pod.state is not PodState.TERMINATING or pod.replica is None:
+            return
+        pod.replica.sync(self.now)
+        self.requests_interrupted += pod.replica.outstanding
+        self._gone(pod)
 
     def live(self) -> list[SimPod]:
         """Pods that count as replicas (not terminating, not gone)."""

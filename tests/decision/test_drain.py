@@ -120,6 +120,24 @@ class TestRanking:
         plan = plan_drain(kv_policy, pods, {"kvCache": samples({"a": 0.9, "b": 0.1})}, 1)
         assert plan.victims == ("b",)
         assert "KV usage: kvCache" in plan.note
+        assert plan.load_signal == "KV usage: kvCache"
+
+    def test_kv_usage_breaks_ties_of_request_counts(self) -> None:
+        """Equal requests in flight (no queue anywhere): the pod with less KV in use goes."""
+        both = policy(
+            metrics=[
+                {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}},
+                {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}},
+            ]
+        )
+        pods = [pod("a", created=0.0), pod("b", created=10.0)]
+        metrics = {
+            "queueDepth": samples({"a": 0, "b": 0}),
+            "kvCache": samples({"a": 0.1, "b": 0.6}),
+        }
+        plan = plan_drain(both, pods, metrics, 1)
+        assert plan.victims == ("a",)
+        assert plan.load_signal == "requests in flight: queueDepth; then KV usage: kvCache"
 
     def test_unmeasured_ready_pods_are_kept_longest(self) -> None:
         """A ready pod without a sample is not assumed idle: measured pods go first."""
