@@ -29,6 +29,7 @@ from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.observability.server import HealthChecks, HealthServer
+from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.loader import PolicyDirectory
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
@@ -47,6 +48,7 @@ class PolicyFeed:
     directory: PolicyDirectory
     monitor: ControllerMetrics | None = None
     current: list[ScalingPolicy] = field(default_factory=list)
+    budgets: list[ScalingBudget] = field(default_factory=list)
     loaded_once: bool = False
     error_files: int = 0
 
@@ -54,6 +56,7 @@ class PolicyFeed:
         """Re-read changed files."""
         result = self.directory.reload()
         self.current = [loaded.policy for loaded in result.policies]
+        self.budgets = [loaded.budget for loaded in result.budgets]
         self.error_files = len(result.errors)
         self.loaded_once = True
         if self.monitor is not None:
@@ -63,6 +66,10 @@ class PolicyFeed:
     def policies(self) -> list[ScalingPolicy]:
         """The policies in force (the loop's provider)."""
         return self.current
+
+    def budget_list(self) -> list[ScalingBudget]:
+        """The ``ScalingBudget`` documents in force (the loop's budget provider)."""
+        return self.budgets
 
 
 class CountingSource:
@@ -207,6 +214,7 @@ async def build_controller(
         timeouts=timeouts,
         annotator=kube.annotator,
         drain_aware=settings.drain_aware,
+        budgets=feed.budget_list,
     )
     feed.monitor = loop.monitor
     metrics.monitor = loop.monitor

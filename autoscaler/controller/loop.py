@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -39,6 +39,7 @@ from autoscaler.controller.ports import (
     ScaleClient,
     ScaleReading,
 )
+from autoscaler.decision.budget import Claim, allocate, gpus_per_replica
 from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.drain import DrainPlan, disabled_plan, plan_drain
 from autoscaler.decision.fleet import (
@@ -46,6 +47,7 @@ from autoscaler.decision.fleet import (
     external_rescale_record,
     paused_decision,
     resolve_mode,
+    with_condition,
     with_records,
 )
 from autoscaler.decision.types import (
@@ -63,6 +65,7 @@ from autoscaler.errors import ActuationError, Forbidden, TargetNotFound
 from autoscaler.metrics.base import MetricRequest, MetricSource
 from autoscaler.observability.fleet_metrics import FleetMetrics
 from autoscaler.observability.metrics import ControllerMetrics
+from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.models import PolicyMode, ScalingPolicy
 
 log = structlog.get_logger(__name__)
@@ -73,6 +76,9 @@ to what the data says (empty, NaN, stale...)."""
 
 PolicyProvider = Callable[[], Sequence[ScalingPolicy]]
 """Returns the policies in force now (the hot-reloading policy directory, or a fixed list)."""
+
+BudgetProvider = Callable[[], Sequence[ScalingBudget]]
+"""Returns the ``ScalingBudget`` documents in force now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,7 @@ class ControlLoop:
         log_ticks: bool = True,
         annotator: PodAnnotator | None = None,
         drain_aware: bool = True,
+        budgets: BudgetProvider | None = None,
     ) -> None:
         self._policies = policies
         self._metrics = metrics
@@ -159,6 +166,8 @@ class ControlLoop:
         self._log_ticks = log_ticks
         self._annotator = annotator
         self._drain_aware = drain_aware
+        self._budgets = budgets
+        self._budget_names: set[str] = set()
         self.monitor = ControllerMetrics(registry) if registry is not None else None
         self.fleet_monitor = FleetMetrics(registry) if registry is not None else None
         self._replicas_seen: dict[str, int] = {}
@@ -215,6 +224,9 @@ class ControlLoop:
                 self._pause(item, now)
             elif item.error is None:
                 self._decide(item, observed.get(item.policy.key, {}), now)
+        self._apply_budgets(work)
+        for item in work:
+            if item.error is None and not self._paused(item):
                 self._plan_drain(item, observed.get(item.policy.key, {}))
         for item in work:
             if item.decision is not None and item.records:
@@ -372,6 +384,81 @@ class ControlLoop:
             metrics={},
         )
         item.decision = paused_decision(item.policy.key, now, item.reading.spec_replicas, item.mode)
+
+    def _apply_budgets(self, work: Sequence[_Work]) -> None:
+        """Cap the decisions of policies in a ``ScalingBudget`` to what it grants them."""
+        budgets = list(self._budgets()) if self._budgets is not None else []
+        if self.fleet_monitor is not None:
+            for gone in self._budget_names - {b.key for b in budgets}:
+                for kind in ("limit", "wanted", "granted"):
+                    self.fleet_monitor.budget_gpus.remove(gone, kind)
+            self._budget_names = {b.key for b in budgets}
+        limited: set[str] = set()
+        for budget in budgets:
+            covered = [w for w in work if w.reading is not None and budget.spec.covers(w.policy)]
+            claims = [self._claim(w) for w in covered]
+            allocation = allocate(budget.key, budget.spec.max_gpus, claims)
+            if self.fleet_monitor is not None:
+                gauge = self.fleet_monitor.budget_gpus
+                gauge.labels(budget.key, "limit").set(budget.spec.max_gpus)
+                gauge.labels(budget.key, "wanted").set(allocation.wanted_gpus)
+                gauge.labels(budget.key, "granted").set(allocation.granted_gpus)
+            for item in covered:
+                grant = allocation.grant(item.policy.key)
+                if grant is None:
+                    continue
+                records = item.records.setdefault("budgets", [])
+                assert isinstance(records, list)
+                records.append(allocation.record(item.policy.key))
+                item.records["budget"] = {"note": "; ".join(r["note"] for r in records)}
+                decision = item.decision
+                if not grant.held_back or decision is None:
+                    continue
+                limited.add(item.policy.key)
+                log.warning(
+                    "budget_exhausted",
+                    policy=item.policy.key,
+                    budget=budget.key,
+                    desired=grant.desired,
+                    granted=grant.replicas,
+                )
+                item.decision = with_condition(
+                    replace(
+                        decision,
+                        desired_replicas=grant.replicas,
+                        reason=f"{decision.reason}; held back by budget {budget.key}",
+                    ),
+                    Condition(
+                        ConditionType.SCALING_LIMITED,
+                        status=True,
+                        reason="BudgetExhausted",
+                        message=grant.note,
+                    ),
+                )
+        if self.fleet_monitor is not None:
+            for item in work:
+                self.fleet_monitor.scaling_limited.labels(
+                    item.policy.metadata.name, item.policy.metadata.namespace, "BudgetExhausted"
+                ).set(1.0 if item.policy.key in limited else 0.0)
+
+    def _claim(self, item: _Work) -> Claim:
+        """One policy's position in a budget this tick."""
+        assert item.reading is not None
+        policy = item.policy
+        mode = item.mode.mode if item.mode is not None else PolicyMode.ACTIVE
+        fixed = item.decision is None or mode is not PolicyMode.ACTIVE
+        current = item.reading.spec_replicas
+        return Claim(
+            policy=policy.key,
+            priority=policy.spec.priority,
+            min_replicas=policy.spec.min_replicas,
+            current=current,
+            desired=item.decision.desired_replicas if item.decision is not None else current,
+            gpus_per_replica=gpus_per_replica(
+                [p.gpus for p in item.pods if not p.deleting], policy.spec.gpus_per_replica
+            ),
+            fixed=fixed,
+        )
 
     def _plan_drain(self, item: _Work, metrics: Mapping[str, MetricObservation]) -> None:
         """For a scale-down: which pods should go, and the deletion costs that make them go."""

@@ -146,6 +146,27 @@ def fleet_events(decision: Decision, *, advisory: bool) -> list[FleetEvent]:
     return events
 
 
+def fleet_status(decision: Decision) -> dict[str, Any]:
+    """Fleet fields of the target's status record: the mode in force and the budget grants
+    (GPUs per replica, granted and desired replicas; ``status`` sums them per budget)."""
+    explanation = decision.explanation
+    out: dict[str, Any] = {}
+    mode = explanation.get("mode")
+    if isinstance(mode, Mapping):
+        out["mode"] = mode.get("mode")
+    budgets = explanation.get("budgets")
+    if isinstance(budgets, list):
+        out["budgets"] = [
+            {
+                k: b.get(k)
+                for k in ("budget", "maxGpus", "gpusPerReplica", "granted", "desired", "heldBack")
+            }
+            for b in budgets
+            if isinstance(b, Mapping)
+        ]
+    return out
+
+
 def fleet_lines(explanation: Mapping[str, Any]) -> list[str]:
     """Text lines of the fleet records of an explanation (mode, external rescale, budget,
     drain), for :func:`autoscaler.decision.explain.render_text`."""

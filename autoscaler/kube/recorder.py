@@ -34,7 +34,7 @@ import structlog
 
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import Outcome
-from autoscaler.decision.fleet import fleet_events
+from autoscaler.decision.fleet import fleet_events, fleet_status
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.errors import TargetNotFound
 from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
@@ -139,6 +139,7 @@ def status_record(
         )
     ref = policy.spec.scale_target_ref
     return {
+        **fleet_status(decision),
         "policy": policy.key,
         "target": f"{ref.kind}/{ref.name}",
         "minReplicas": policy.spec.min_replicas,

@@ -12,6 +12,7 @@ from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetr
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.explain import render_text
 from autoscaler.decision.types import ConditionType, PodInfo, PodPhase, PodSamples
+from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.models import ScalingPolicy
 
 NOW = 1000.0
@@ -283,3 +284,167 @@ class TestExternalRescale:
         [result] = await loop.tick(NOW + 15)
         assert result.decision is not None
         assert "externalRescale" not in result.decision.explanation
+
+
+def budget(max_gpus: int, namespaces: list[str] | None = None) -> ScalingBudget:
+    spec: dict[str, object] = {"maxGpus": max_gpus}
+    if namespaces is not None:
+        spec["namespaces"] = namespaces
+    return ScalingBudget.model_validate(
+        {
+            "apiVersion": "nim-autoscaler/v1alpha1",
+            "kind": "ScalingBudget",
+            "metadata": {"name": "h100-pool"},
+            "spec": spec,
+        }
+    )
+
+
+def gpu_policy(name: str, *, priority: int = 0, window: int = 0) -> ScalingPolicy:
+    return ScalingPolicy.model_validate(
+        {
+            "apiVersion": "nim-autoscaler/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": name, "namespace": "nim"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "algorithm": "hpa",
+                "priority": priority,
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}},
+                "metrics": [
+                    {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 8}}}
+                ],
+            },
+        }
+    )
+
+
+class Fleet:
+    """Two GPU models sharing a budget; 2 GPUs per pod."""
+
+    def __init__(self, *policies: ScalingPolicy, replicas: int = 2) -> None:
+        self.policies = list(policies)
+        self.budgets: list[ScalingBudget] = []
+        self.cluster = MemoryCluster()
+        self.source = StaticMetricSource()
+        self.registry = CollectorRegistry()
+        for policy in policies:
+            name = policy.metadata.name
+            self.cluster.add(
+                "nim", "Deployment", name, MemoryTarget(replicas, selector=f"app={name}")
+            )
+            self.set_pods(name, replicas)
+
+    def set_pods(self, name: str, count: int) -> None:
+        self.cluster.targets[("nim", "Deployment", name)].pods = [
+            PodInfo(f"{name}-{i}", PodPhase.RUNNING, ready=True, created_at=0.0, gpus=2)
+            for i in range(count)
+        ]
+
+    def demand(self, name: str, per_pod: float) -> None:
+        pods = self.cluster.targets[("nim", "Deployment", name)].pods
+        self.source.set(
+            f"nim/{name}",
+            {
+                "runningRequests": PodSamples(
+                    values={p.name: per_pod for p in pods}, timestamp=NOW, series=len(pods)
+                )
+            },
+        )
+
+    def loop(self) -> ControlLoop:
+        return ControlLoop(
+            policies=lambda: self.policies,
+            metrics=self.source,
+            scale=self.cluster,
+            pods=self.cluster,
+            recorder=self.cluster,
+            history_store=self.cluster,
+            annotator=self.cluster,
+            registry=self.registry,
+            budgets=lambda: self.budgets,
+        )
+
+    def replicas(self, name: str) -> int:
+        return self.cluster.targets[("nim", "Deployment", name)].spec_replicas
+
+
+class TestBudgets:
+    async def test_priority_wins_and_the_other_is_limited(self) -> None:
+        """12 GPUs, both want 5 x 2 GPUs: high priority gets 5, the other 1 with BudgetExhausted."""
+        fleet = Fleet(gpu_policy("hi", priority=10), gpu_policy("lo"))
+        fleet.budgets = [budget(12)]
+        fleet.demand("hi", 20.0)  # 40 requests / 8 = 5 replicas
+        fleet.demand("lo", 20.0)
+        results = {r.policy: r for r in await fleet.loop().tick(NOW)}
+        assert (fleet.replicas("hi"), fleet.replicas("lo")) == (5, 1)  # lo yields a replica
+        lo = results["nim/lo"].decision
+        assert lo is not None
+        limited = lo.condition(ConditionType.SCALING_LIMITED)
+        assert limited is not None
+        assert (limited.status, limited.reason) == (True, "BudgetExhausted")
+        assert "held back by budget h100-pool" in lo.reason
+        assert (
+            fleet.registry.get_sample_value(
+                "nim_autoscaler_scaling_limited",
+                {"policy": "lo", "namespace": "nim", "reason": "BudgetExhausted"},
+            )
+            == 1.0
+        )
+        assert (
+            fleet.registry.get_sample_value(
+                "nim_autoscaler_budget_gpus", {"budget": "h100-pool", "kind": "limit"}
+            )
+            == 12.0
+        )
+        assert "budget h100-pool exhausted" in render_text(lo)
+
+    async def test_namespaces_scope_the_budget(self) -> None:
+        """A budget for another namespace does not limit these policies."""
+        fleet = Fleet(gpu_policy("a"))
+        fleet.budgets = [budget(2, namespaces=["other"])]
+        fleet.demand("a", 20.0)
+        [result] = await fleet.loop().tick(NOW)
+        assert result.outcome is Outcome.SCALED
+        assert result.decision is not None
+        assert result.decision.condition(ConditionType.SCALING_LIMITED) is None or not (
+            result.decision.condition(ConditionType.SCALING_LIMITED).status  # type: ignore[union-attr]
+        )
+
+    async def test_budget_change_mid_stabilization(self) -> None:
+        """A budget cut while a scale-down waits in its window caps the policy at once; the
+        window then still decides the rest, with no state lost."""
+        fleet = Fleet(gpu_policy("a", window=60), replicas=6)
+        loop = fleet.loop()
+        fleet.demand("a", 8.0)  # 48 requests: 6 replicas, steady
+        await loop.tick(NOW)
+        fleet.demand("a", 2.0)  # 12 requests: 2 replicas wanted, held 60 s by the window
+        [held] = await loop.tick(NOW + 15)
+        assert held.decision is not None
+        assert held.decision.desired_replicas == 6
+        fleet.budgets = [budget(8)]  # 4 replicas x 2 GPUs
+        [capped] = await loop.tick(NOW + 30)
+        assert capped.decision is not None
+        assert capped.outcome is Outcome.SCALED
+        assert fleet.replicas("a") == 4
+        fleet.set_pods("a", 4)
+        fleet.demand("a", 3.0)  # 12 requests over 4 pods: still 2 wanted
+        await loop.tick(NOW + 45)
+        assert fleet.replicas("a") == 4  # the window still holds the 6 recommended at NOW
+        await loop.tick(NOW + 61)
+        assert fleet.replicas("a") == 2  # the window passed: the recommendations decide
+
+    async def test_paused_policy_holds_its_gpus(self) -> None:
+        """A paused policy keeps its replicas, and they count against the budget."""
+        fleet = Fleet(gpu_policy("paused", priority=100), gpu_policy("a"), replicas=3)
+        fleet.cluster.targets[("nim", "Deployment", "paused")].annotations[
+            "nim-autoscaler.io/mode"
+        ] = "paused"
+        fleet.budgets = [budget(10)]  # paused holds 6 GPUs: 'a' may have 2 replicas
+        fleet.demand("a", 8.0)  # wants 3
+        results = {r.policy: r for r in await fleet.loop().tick(NOW)}
+        assert fleet.replicas("paused") == 3
+        assert fleet.replicas("a") == 2
+        assert results["nim/paused"].outcome is Outcome.PAUSED

@@ -8,16 +8,20 @@ StatefulSet. Metrics come from an in-memory source: what is tested is what reach
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from autoscaler.commands.status import status
 from autoscaler.controller.loop import ControlLoop
 from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import PodSamples
 from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
 from tests.fakekube import FakeKube
@@ -209,3 +213,92 @@ class TestModes:
         assert messages == [
             "Replicas changed outside the autoscaler: 2 -> 3; taken as the current count"
         ]
+
+
+BUDGET_YAML = """\
+apiVersion: nim-autoscaler/v1alpha1
+kind: ScalingBudget
+metadata: {name: h100-pool}
+spec: {maxGpus: 12, namespaces: [nim]}
+"""
+
+
+def gpu_policy(name: str, priority: int) -> ScalingPolicy:
+    policy = make_policy()
+    return ScalingPolicy.model_validate(
+        {
+            **policy.model_dump(by_alias=True, mode="json", exclude_none=True),
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                **policy.model_dump(by_alias=True, mode="json", exclude_none=True)["spec"],
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "priority": priority,
+            },
+        }
+    )
+
+
+class TestBudgets:
+    async def test_gpu_limits_from_pods_cap_the_lower_priority(
+        self, fake: FakeKube, kube: KubeContext, settings: Settings, tmp_path: Path
+    ) -> None:
+        """Pods' nvidia.com/gpu limits are read; the budget holds the low priority back, with an
+        Event, the status condition, and `status` showing use against the budget."""
+        for name in ("hi", "lo"):
+            fake.add_deployment(NS, name, replicas=2, gpus=2, labels={"app": name})
+        fake.enable_reconcile()
+        assert await kube.pods.wait_synced(within=5.0)
+        await eventually(
+            lambda: all(
+                len(kube.pods.pods(NS, f"app={n}")) == 2
+                and all(p.ready and p.gpus == 2 for p in kube.pods.pods(NS, f"app={n}"))
+                for n in ("hi", "lo")
+            )
+        )
+        policies = [gpu_policy("hi", 10), gpu_policy("lo", 0)]
+        budgets = [b.budget for b in load_text(BUDGET_YAML).budgets]
+        source = StaticMetricSource()
+        for name in ("hi", "lo"):
+            pods = [p.name for p in kube.pods.pods(NS, f"app={name}")]
+            running(source, policies[0 if name == "hi" else 1], dict.fromkeys(pods, 16.0))
+        loop = ControlLoop(
+            policies=lambda: policies,
+            metrics=source,
+            scale=kube.scale,
+            pods=kube.pods,
+            recorder=kube.recorder,
+            history_store=kube.history,
+            leader=kube.leader,
+            annotator=kube.annotator,
+            budgets=lambda: budgets,
+        )
+        results = {r.policy: r for r in await loop.tick(100.0)}
+        replicas = {n: fake.get("deployments", NS, n)["spec"]["replicas"] for n in ("hi", "lo")}  # type: ignore[index]
+        assert replicas == {"hi": 4, "lo": 2}  # 4x2 + 2x2 = 12 GPUs; lo wanted 4
+        assert results["nim/lo"].decision is not None
+        assert "held back by budget h100-pool" in results["nim/lo"].decision.reason
+        warnings = [e for e in events(fake) if e.get("reason") == "BudgetExhausted"]
+        assert len(warnings) == 1
+        assert warnings[0]["type"] == "Warning"
+        lo = fake.get("deployments", NS, "lo")
+        assert lo is not None
+        record = json.loads(lo["metadata"]["annotations"]["nim-autoscaler.io/status"])
+        limited = next(c for c in record["conditions"] if c["type"] == "ScalingLimited")
+        assert (limited["status"], limited["reason"]) == ("True", "BudgetExhausted")
+        assert record["budgets"][0]["gpusPerReplica"] == 2
+
+        directory = tmp_path / "policies"
+        directory.mkdir()
+        docs = [p.model_dump(by_alias=True, mode="json", exclude_none=True) for p in policies]
+        (directory / "fleet.yaml").write_text(
+            "---\n".join(json.dumps(d) + "\n" for d in docs) + "---\n" + BUDGET_YAML
+        )
+        out = io.StringIO()
+        code = await status(
+            settings.model_copy(update={"policy_dir": directory}), None, out, io.StringIO()
+        )
+        assert code == 0
+        lines = out.getvalue().splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("BUDGET"))
+        budget_line = lines[header + 1]
+        assert budget_line.split() == ["h100-pool", "12/12", "2", "nim/lo"]
