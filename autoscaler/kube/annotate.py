@@ -29,10 +29,22 @@ class KubePodAnnotator:
         api: the API client.
         concurrency: patches in flight at once.
         request_timeout: timeout of one patch, seconds.
+        attempts: tries per pod on retryable errors (429, 5xx, timeouts).
+        backoff: pause between two tries, seconds.
     """
 
-    def __init__(self, api: KubeApi, *, concurrency: int = 8, request_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        concurrency: int = 8,
+        request_timeout: float = 5.0,
+        attempts: int = 2,
+        backoff: float = 0.2,
+    ) -> None:
         self._api = api
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout = request_timeout
 
@@ -48,13 +60,7 @@ class KubePodAnnotator:
             path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
             async with self._semaphore:
                 try:
-                    await self._api.request(
-                        "PATCH",
-                        path,
-                        body=body,
-                        content_type=MERGE_PATCH,
-                        request_timeout=self._timeout,
-                    )
+                    await self._patch(path, body)
                 except KubeApiError as exc:
                     if exc.status == 404:
                         failed[pod] = "pod not found (deleted meanwhile)"
@@ -70,3 +76,21 @@ class KubePodAnnotator:
 
         await asyncio.gather(*(one(pod, cost) for pod, cost in costs.items()))
         return failed
+
+    async def _patch(self, path: str, body: object) -> None:
+        """One merge patch, retried once after a short pause on a retryable error."""
+        for attempt in range(self._attempts):
+            try:
+                await self._api.request(
+                    "PATCH",
+                    path,
+                    body=body,
+                    content_type=MERGE_PATCH,
+                    request_timeout=self._timeout,
+                )
+            except KubeApiError as exc:
+                if not exc.retryable or attempt + 1 == self._attempts:
+                    raise
+                await asyncio.sleep(self._backoff)
+            else:
+                return

@@ -513,7 +513,10 @@ class FakeKube:
             if stateful:
                 ranked = sorted(owned, key=lambda n: -int(n.rsplit("-", 1)[1]))
             else:
-                ranked = sorted(owned, key=lambda n: _replicaset_rank(pods[n]))
+                # ties (timestamps have whole seconds): the newer pod first, as the ReplicaSet
+                ranked = sorted(
+                    sorted(owned, reverse=True), key=lambda n: _replicaset_rank(pods[n])
+                )
             for victim in ranked[: len(owned) - want]:
                 del self._plans[(namespace, victim)]
                 self.delete("pods", namespace, victim)
