@@ -448,3 +448,28 @@ class TestBudgets:
         assert fleet.replicas("paused") == 3
         assert fleet.replicas("a") == 2
         assert results["nim/paused"].outcome is Outcome.PAUSED
+
+
+class TestExplainRecords:
+    def test_explain_shows_mode_and_the_drain_plan_without_writing(self) -> None:
+        """`explain` adds the mode (annotation wins) and, for a scale-down, the pods to mark."""
+        from autoscaler.commands.explain import with_fleet_records
+        from autoscaler.decision.core import decide
+        from autoscaler.decision.types import History, Observation
+
+        policy = make_policy()
+        pods = tuple(
+            PodInfo(n, PodPhase.RUNNING, ready=True, created_at=0.0, owner_kind="ReplicaSet")
+            for n in LOAD
+        )
+        metrics = {"runningRequests": PodSamples(values=LOAD, timestamp=NOW, series=4)}
+        observation = Observation(4, 4, pods, metrics)
+        decision = decide(policy, observation, History(), NOW).decision
+        shown = with_fleet_records(
+            policy, decision, observation, {"nim-autoscaler.io/mode": "advisory"}
+        )
+        assert shown.explanation["mode"] == {"mode": "advisory", "source": "nim-autoscaler.io/mode"}
+        assert [p["pod"] for p in shown.explanation["drain"]["remove"]] == ["p1", "p3"]
+        text = render_text(shown)
+        assert "mode: advisory (from nim-autoscaler.io/mode)" in text
+        assert "written: no: explain writes nothing" in text
