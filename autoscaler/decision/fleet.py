@@ -12,7 +12,7 @@ recorder emits them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,10 +84,67 @@ def paused_decision(policy: str, now: float, replicas: int, choice: ModeChoice) 
 
 
 def with_records(decision: Decision, records: Mapping[str, Any]) -> Decision:
-    """The decision with ``records`` added to its explanation (a new Decision; no mutation)."""
+    """The decision with ``records`` added to its explanation (a new Decision; no mutation).
+
+    The merged explanation stays lazy: nothing is built until someone reads it (most ticks of
+    most policies are never printed), as ``decide`` keeps its own; the fleet records themselves
+    are readable at once (:func:`fleet_records`) for Events and the status annotation.
+    """
     if not records:
         return decision
-    return replace(decision, explanation={**dict(decision.explanation), **records})
+    base: Mapping[str, Any] = decision.explanation
+    merged = dict(records)
+    if isinstance(base, _Recorded):
+        merged = {**base.records, **merged}
+        base = base.base
+    return replace(decision, explanation=_Recorded(base, merged))
+
+
+def fleet_records(decision: Decision) -> Mapping[str, Any]:
+    """The fleet records of a decision, without building the rest of its explanation."""
+    explanation = decision.explanation
+    if isinstance(explanation, _Recorded):
+        return explanation.records
+    # a plain dict is cheap to read; a lazy explanation from ``decide`` has no fleet records
+    return explanation if isinstance(explanation, dict) else {}
+
+
+class _Recorded(Mapping[str, Any]):
+    """An explanation plus fleet records; the merged dict is built on first read."""
+
+    __slots__ = ("_merged", "base", "records")
+
+    def __init__(self, base: Mapping[str, Any], records: dict[str, Any]) -> None:
+        self.base = base
+        self.records = records
+        self._merged: dict[str, Any] | None = None
+
+    def _dict(self) -> dict[str, Any]:
+        if self._merged is None:
+            self._merged = {**dict(self.base), **self.records}
+        return self._merged
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._dict() == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return (dict, (self._dict(),))
 
 
 def with_condition(decision: Decision, condition: Condition) -> Decision:
@@ -119,7 +176,7 @@ class FleetEvent:
 
 def fleet_events(decision: Decision, *, advisory: bool) -> list[FleetEvent]:
     """Events for the fleet records of a decision (beyond the HPA-style rescale Event)."""
-    explanation = decision.explanation
+    explanation = fleet_records(decision)
     events: list[FleetEvent] = []
     external = explanation.get("externalRescale")
     if isinstance(external, Mapping):
@@ -149,7 +206,7 @@ def fleet_events(decision: Decision, *, advisory: bool) -> list[FleetEvent]:
 def fleet_status(decision: Decision) -> dict[str, Any]:
     """Fleet fields of the target's status record: the mode in force and the budget grants
     (GPUs per replica, granted and desired replicas; ``status`` sums them per budget)."""
-    explanation = decision.explanation
+    explanation = fleet_records(decision)
     out: dict[str, Any] = {}
     mode = explanation.get("mode")
     if isinstance(mode, Mapping):

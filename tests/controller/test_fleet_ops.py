@@ -473,3 +473,28 @@ class TestExplainRecords:
         text = render_text(shown)
         assert "mode: advisory (from nim-autoscaler.io/mode)" in text
         assert "written: no: explain writes nothing" in text
+
+
+class TestLazyExplanation:
+    def test_fleet_records_do_not_build_the_explanation(self) -> None:
+        """Events and the status record read the fleet records; the arithmetic stays unbuilt
+        until someone reads the explanation (most ticks are never printed)."""
+        from autoscaler.decision.core import decide
+        from autoscaler.decision.explain import Explanation
+        from autoscaler.decision.fleet import fleet_events, fleet_status, with_records
+        from autoscaler.decision.types import History, Observation
+
+        policy = make_policy()
+        pods = tuple(PodInfo(n, PodPhase.RUNNING, ready=True) for n in LOAD)
+        metrics = {"runningRequests": PodSamples(values=LOAD, timestamp=NOW, series=4)}
+        decision = decide(policy, Observation(4, 4, pods, metrics), History(), NOW).decision
+        base = decision.explanation
+        assert isinstance(base, Explanation)
+        marked = with_records(decision, {"mode": {"mode": "active", "source": "spec.mode"}})
+        marked = with_records(marked, {"externalRescale": {"from": 3, "to": 4, "message": "m"}})
+        assert fleet_status(marked) == {"mode": "active"}
+        assert [e.reason for e in fleet_events(marked, advisory=False)] == ["ExternalRescale"]
+        assert base._pending is not None  # the laziness is what is tested
+        assert marked.explanation["reason"] == base["reason"]
+        assert marked.explanation["mode"]["mode"] == "active"
+        assert marked.explanation["externalRescale"]["to"] == 4
