@@ -224,10 +224,12 @@ def _rank(active: Sequence[PodInfo], load: Mapping[str, _Load], remove: int) -> 
         phase = {PodPhase.PENDING: 0, PodPhase.UNKNOWN: 1}.get(pod.phase, 2)
         ready = 1 if pod.ready else 0
         value = load.get(pod.name)
-        unknown = 1 if (pod.ready and value is None) else 0  # unmeasured ready pods: kept longest
+        # A ready pod without a sample has most likely just started (not scraped yet): it goes
+        # before the measured ones, newest first, as the ReplicaSet's own order would have it.
+        measured = 1 if (pod.ready and value is not None) else 0
         ready_at = pod.ready_at if pod.ready_at is not None else float("inf")
         created = pod.created_at if pod.created_at is not None else float("inf")
-        return (unassigned, phase, ready, unknown, value or (0.0, 0.0), -ready_at, -created)
+        return (unassigned, phase, ready, measured, value or (0.0, 0.0), -ready_at, -created)
 
     ranked: list[RankedPod] = []
     for index, pod in enumerate(sorted(active, key=key)):
@@ -236,7 +238,7 @@ def _rank(active: Sequence[PodInfo], load: Mapping[str, _Load], remove: int) -> 
         if not pod.ready:
             reason = "not ready or starting: the ReplicaSet removes it first"
         elif value is None:
-            reason = "ready, no load sample"
+            reason = "ready, no load sample yet (newly started)"
         else:
             reason = f"ready, {value[0]:g} requests in flight, KV usage {value[1]:.3g}"
         ranked.append(

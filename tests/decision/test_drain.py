@@ -139,11 +139,12 @@ class TestRanking:
         assert plan.victims == ("a",)
         assert plan.load_signal == "requests in flight: queueDepth; then KV usage: kvCache"
 
-    def test_unmeasured_ready_pods_are_kept_longest(self) -> None:
-        """A ready pod without a sample is not assumed idle: measured pods go first."""
-        pods = [pod("a"), pod("b")]
-        plan = plan_drain(policy(), pods, load({"b": 6}, {}), desired=1)
-        assert plan.victims == ("b",)
+    def test_unmeasured_ready_pods_go_first(self) -> None:
+        """A ready pod without a sample has just started (scrape lag): it goes before the
+        measured pods, which hold the traffic, as the ReplicaSet's own order would have it."""
+        pods = [pod("a"), pod("b", created=10.0), pod("c", created=20.0)]
+        plan = plan_drain(policy(), pods, load({"a": 6}, {}), desired=1)
+        assert plan.victims == ("c", "b")
 
     def test_no_load_metric_ranks_by_readiness_only(self) -> None:
         """Without any per-pod signal the plan says so (and still marks a choice)."""
