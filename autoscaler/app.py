@@ -33,6 +33,7 @@ from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.observability.metrics import ControllerMetrics
 from autoscaler.observability.server import HealthChecks, HealthServer
+from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.loader import PolicyDirectory
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.policy.sources import (
@@ -69,6 +70,7 @@ class PolicyFeed:
     forget: Callable[[set[str]], None] | None = None
     """Told the uids of the resources that exist (the status writer drops the others)."""
     current: list[ScalingPolicy] = field(default_factory=list)
+    budgets: list[ScalingBudget] = field(default_factory=list)
     merged: MergedPolicies = field(default_factory=MergedPolicies)
     loaded_once: bool = False
     error_files: int = 0
@@ -78,6 +80,7 @@ class PolicyFeed:
     def refresh(self) -> None:
         """Re-read changed files, merge the resources, report what does not run."""
         result = self.directory.reload()
+        self.budgets = [loaded.budget for loaded in result.budgets]
         if self.resources is not None and not self.resources.synced():
             self.current = []
             return
@@ -126,6 +129,10 @@ class PolicyFeed:
     def policies(self) -> list[ScalingPolicy]:
         """The policies in force (the loop's provider)."""
         return self.current
+
+    def budget_list(self) -> list[ScalingBudget]:
+        """The ``ScalingBudget`` documents in force (the loop's budget provider)."""
+        return self.budgets
 
 
 class CountingSource:
@@ -293,6 +300,9 @@ async def build_controller(
         registry=registry,
         on_decision=on_decision,
         timeouts=timeouts,
+        annotator=kube.annotator,
+        drain_aware=settings.drain_aware,
+        budgets=feed.budget_list,
         hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
     )
     feed.monitor = loop.monitor

@@ -94,6 +94,11 @@ class Settings(HpaSettings):
     dry_run: bool = Field(
         default=False, description="Decide and print, but never write to the cluster."
     )
+    drain_aware: bool = Field(
+        default=True,
+        description="Before a scale-down, set controller.kubernetes.io/pod-deletion-cost so the "
+        "ReplicaSet removes the pods with the least work (needs 'patch' on pods).",
+    )
 
     # --- Logging and observability ----------------------------------------------------------
     log_format: LogFormat = Field(

@@ -98,6 +98,117 @@ def _run(task: tuple[str, float, str, float, int, int, int, bool]) -> dict[str, 
     }
 
 
+DRAIN_COLD_START = 90.0
+DRAIN_BALANCER = "random"
+"""kube-proxy's default (iptables mode) spreads requests at random, so the pods' loads differ and
+the choice of the pods to remove matters; a least-loaded gateway evens them out."""
+DRAIN_GRACE = 30.0
+"""Kubernetes' default terminationGracePeriodSeconds."""
+
+
+def _drain_run(task: tuple[str, float, int, int, int, bool, bool]) -> dict[str, Any]:
+    """The headline contender on one scenario, drain-aware or not (runs in a worker process)."""
+    scenario_name, per_replica, initial, max_replicas, seed, quick, aware = task
+    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
+    contender = next(c for c in contenders_mod.contenders() if c.name == LLM_HEADLINE)
+    workload, _ = scenario.workload(per_replica, seed)
+    result = run_simulation(
+        SimulationConfig(
+            workload=workload,
+            profile=get_profile(PROFILE),
+            policy=contender.policy(1, max_replicas, per_replica),
+            seed=seed,
+            duration=scenario.duration,
+            interval=contender.interval,
+            scrape_interval=contender.scrape_interval,
+            metric_delay=contender.metric_delay,
+            empty_as_zero=contender.empty_as_zero,
+            cold_start=ColdStart.parse(f"{DRAIN_COLD_START:g}"),
+            slo=SLO,
+            initial_replicas=initial,
+            balancer=DRAIN_BALANCER,
+            termination_grace=DRAIN_GRACE,
+            drain_aware=aware,
+        )
+    )
+    summary = result.summary
+    return {
+        "scenario": scenario_name,
+        "drainAware": aware,
+        "scaleEvents": summary["scaleEvents"],
+        "scaleDowns": sum(1 for _, old, new in _scale_changes(result) if new < old),
+        "requestsOnRemovedPods": summary["requestsOnRemovedPods"],
+        "requestsInterrupted": summary["requestsInterrupted"],
+        "podDeletionCostWrites": summary["podDeletionCostWrites"],
+        "sloAttainment": summary["sloAttainment"],
+        "gpuHours": summary["gpuHours"],
+    }
+
+
+def _scale_changes(result: Any) -> list[tuple[float, int, int]]:
+    return [(float(d.timestamp), d.current_replicas, d.desired_replicas) for d in result.decisions]
+
+
+def drain_comparison(
+    scaling: dict[str, dict[str, Any]], quick: bool, workers: int
+) -> dict[str, Any]:
+    """Drain-aware scale-down against the ReplicaSet's own order, per scenario.
+
+    Args:
+        scaling: the scenarios' figures (``perReplicaCapacity``, ``initialReplicas``,
+            ``maxReplicas``) as in ``quality.json``.
+        quick: the quick scenario set.
+        workers: worker processes.
+    """
+    tasks = [
+        (
+            name,
+            float(figures["perReplicaCapacity"]),
+            int(figures["initialReplicas"]),
+            int(figures["maxReplicas"]),
+            SEED,
+            quick,
+            aware,
+        )
+        for name, figures in scaling.items()
+        for aware in (True, False)
+    ]
+    runs = _map(_drain_run, tasks, workers)
+    return {
+        "contender": LLM_HEADLINE,
+        "coldStart": DRAIN_COLD_START,
+        "balancer": DRAIN_BALANCER,
+        "terminationGraceSeconds": DRAIN_GRACE,
+        "runs": runs,
+    }
+
+
+def drain_rows(drain: dict[str, Any]) -> list[dict[str, Any]]:
+    """README rows: requests on removed pods and interrupted, drain-aware vs not."""
+    by = {(r["scenario"], r["drainAware"]): r for r in drain["runs"]}
+    rows = []
+    for scenario in dict.fromkeys(r["scenario"] for r in drain["runs"]):
+        aware, blind = by[scenario, True], by[scenario, False]
+        rows.append(
+            {
+                "benchmark": f"quality {scenario}, drain-aware scale-down",
+                "figure": (
+                    "requests in flight on removed pods / interrupted after "
+                    f"{drain['terminationGraceSeconds']:g} s grace: drain-aware vs ReplicaSet "
+                    "order"
+                ),
+                "value": (
+                    f"{aware['requestsOnRemovedPods']} / {aware['requestsInterrupted']} vs "
+                    f"{blind['requestsOnRemovedPods']} / {blind['requestsInterrupted']}"
+                ),
+                "goal": "drain-aware <= ReplicaSet order",
+                "met": aware["requestsOnRemovedPods"] <= blind["requestsOnRemovedPods"]
+                and aware["requestsInterrupted"] <= blind["requestsInterrupted"],
+            }
+        )
+    return rows
+
+
 def _map(fn: Any, items: list[Any], workers: int) -> list[Any]:
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
@@ -199,6 +310,7 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
             for (name, cold), plan in oracles.items()
         },
         "goals": _goals(table),
+        "drainAware": drain_comparison(scaling, quick, workers),
         "wallSeconds": {
             "calibration": round(calibrated - started, 1),
             "total": round(time.perf_counter() - started, 1),
@@ -206,7 +318,7 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
             "simulationCpuSum": round(sum(r["wallSeconds"] for r in runs), 1),
         },
     }
-    doc["readme_rows"] = readme_rows(doc)
+    doc["readme_rows"] = readme_rows(doc) + drain_rows(doc["drainAware"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         from benchmarks.quality import plots
@@ -359,11 +471,34 @@ def readme_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def drain_only(workers: int = WORKERS) -> dict[str, Any]:
+    """Add (or refresh) the drain-aware comparison in an existing ``quality.json``."""
+    path = RESULTS / "quality.json"
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    doc["drainAware"] = drain_comparison(doc["scenarios"], doc["quick"], workers)
+    doc["drainAware"]["wallSeconds"] = round(time.perf_counter() - started, 1)
+    doc["readme_rows"] = [
+        row for row in doc["readme_rows"] if "drain-aware" not in row["benchmark"]
+    ] + drain_rows(doc["drainAware"])
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="bench_quality")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument(
+        "--drain-only",
+        action="store_true",
+        help="only run the drain-aware comparison and add it to the existing quality.json",
+    )
     args = parser.parse_args()
+    if args.drain_only:
+        out = drain_only(workers=args.workers)
+        print(json.dumps(out["drainAware"], indent=1))
+        sys.exit(0)
     out = main(quick=args.quick, workers=args.workers)
     for row in out["readme_rows"]:
         print(row)

@@ -28,7 +28,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -194,9 +194,14 @@ async def explain_once(
     replicas: int | None = None,
     status_replicas: int | None = None,
     history: History | None = None,
+    annotations: Mapping[str, str] | None = None,
     flags: HpaFlags = DEFAULT_FLAGS,
 ) -> tuple[Decision, Observation]:
     """Fetch the policy's metrics once and decide (with the saved history, if given).
+
+    The explanation also carries the mode in force (``spec.mode`` or the target's
+    ``nim-autoscaler.io/mode`` annotation) and, for a scale-down, the drain plan: which pods the
+    controller would mark with ``pod-deletion-cost`` (``explain`` itself writes nothing).
 
     Args:
         source: The Prometheus metric source.
@@ -206,6 +211,7 @@ async def explain_once(
         replicas: Current replicas; None: the number of pods.
         status_replicas: The target's ``status.replicas`` (default: ``replicas``).
         history: The controller's saved history (default: empty, as a first tick).
+        annotations: The target object's annotations (for the mode), when read.
         flags: The controller-wide HPA flags (``AUTOSCALER_HPA_*``).
 
     Raises:
@@ -222,7 +228,25 @@ async def explain_once(
         metrics, pods=pods, spec_replicas=current, status_replicas=status_replicas
     )
     result = decide(policy, observation, history or History(), now, flags=flags)
-    return result.decision, observation
+    return with_fleet_records(policy, result.decision, observation, annotations or {}), observation
+
+
+def with_fleet_records(
+    policy: ScalingPolicy,
+    decision: Decision,
+    observation: Observation,
+    annotations: Mapping[str, str],
+) -> Decision:
+    """The decision with its mode and (for a scale-down) drain-plan records, as ``run`` adds."""
+    from autoscaler.decision.drain import plan_drain  # noqa: PLC0415 - keeps `--help` cheap
+    from autoscaler.decision.fleet import resolve_mode, with_records  # noqa: PLC0415
+
+    choice = resolve_mode(policy.spec.mode, annotations)
+    records: dict[str, Any] = {"mode": choice.to_json()}
+    if decision.desired_replicas < decision.current_replicas:
+        plan = plan_drain(policy, observation.pods, observation.metrics, decision.desired_replicas)
+        records["drain"] = {**plan.to_json(), "written": "no: explain writes nothing"}
+    return with_records(decision, records)
 
 
 @dataclass(frozen=True)
@@ -233,6 +257,7 @@ class ClusterInputs:
     spec_replicas: int
     status_replicas: int
     history: History | None
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 async def read_cluster(settings: Settings, policy: ScalingPolicy) -> ClusterInputs:
@@ -264,7 +289,9 @@ async def read_cluster(settings: Settings, policy: ScalingPolicy) -> ClusterInpu
         history = await context.history.load(policy)
     finally:
         await context.close()
-    return ClusterInputs(pods, reading.spec_replicas, reading.status_replicas, history)
+    return ClusterInputs(
+        pods, reading.spec_replicas, reading.status_replicas, history, dict(reading.annotations)
+    )
 
 
 def _select(policies: Mapping[str, ScalingPolicy], name: str | None) -> ScalingPolicy | str:
@@ -340,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
                     replicas=cluster.spec_replicas,
                     status_replicas=cluster.status_replicas,
                     history=cluster.history,
+                    annotations=cluster.annotations,
                     flags=flags,
                 )
             return await explain_once(

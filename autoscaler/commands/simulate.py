@@ -79,6 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpu-capacity", type=int, help="GPUs in the cluster (pods beyond stay Unschedulable)"
     )
     parser.add_argument(
+        "--termination-grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds a removed pod may finish its requests; what is still in flight then is "
+        "interrupted (0: the server aborts at once)",
+    )
+    parser.add_argument(
+        "--no-drain-aware",
+        dest="drain_aware",
+        action="store_false",
+        help="do not mark pods with pod-deletion-cost before a scale-down",
+    )
+    parser.add_argument(
         "--realtime",
         type=float,
         metavar="SPEED",
@@ -154,6 +168,8 @@ def build_config(args: argparse.Namespace) -> SimulationConfig:
         initial_replicas=args.initial_replicas,
         balancer=args.balancer,
         gpu_capacity=args.gpu_capacity,
+        termination_grace=args.termination_grace,
+        drain_aware=args.drain_aware,
         progress=True,
         realtime=args.realtime,
         serve_metrics=args.serve_metrics,

@@ -7,7 +7,14 @@ annotation written by :mod:`autoscaler.kube.recorder` (metric values vs targets)
     NAME     REFERENCE           TARGETS                 MINPODS  MAXPODS  REPLICAS  AGE
     llama    Deployment/llama    kvCache: 0.93/0.7       1        8        4         3d
 
-AGE is the age of the target object. Cluster access goes through :mod:`autoscaler.kube`.
+AGE is the age of the target object. Then, when the directory holds ``ScalingBudget``
+documents, one line per budget with the GPUs its policies hold against its limit (replicas x
+GPUs per replica, as the controller last recorded them, else ``spec.gpusPerReplica``)::
+
+    BUDGET      GPUS    POLICIES   HELD BACK
+    h100-pool   12/16   3          nim/mistral
+
+Cluster access goes through :mod:`autoscaler.kube`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from autoscaler.kube.client import KubeApi, KubeApiError
 from autoscaler.kube.pods import parse_time
 from autoscaler.kube.recorder import STATUS_ANNOTATION
 from autoscaler.kube.scale import KubeScaleClient
+from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.loader import format_errors, load_path
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
@@ -76,6 +84,9 @@ class Row:
     max_pods: str
     replicas: str
     age: str
+    policy: ScalingPolicy | None = None
+    status: dict[str, Any] | None = None
+    spec_replicas: int | None = None
 
     def cells(self) -> tuple[str, ...]:
         """The cells in header order."""
@@ -131,9 +142,11 @@ async def _row(api: KubeApi, scale: KubeScaleClient, policy: ScalingPolicy, erro
     replicas = "<unknown>"
     age: float | None = None
     status: dict[str, Any] | None = None
+    spec_replicas: int | None = None
     try:
         reading = await scale.get_scale(namespace, ref)
         replicas = str(reading.status_replicas)
+        spec_replicas = reading.spec_replicas
         resource = await scale.discovery.resolve(ref.api_version, ref.kind)
         obj = await api.request("GET", resource.path(namespace, ref.name))
         meta = obj.get("metadata") or {}
@@ -153,6 +166,54 @@ async def _row(api: KubeApi, scale: KubeScaleClient, policy: ScalingPolicy, erro
         max_pods=str(policy.spec.max_replicas),
         replicas=replicas,
         age=format_age(age),
+        policy=policy,
+        status=status,
+        spec_replicas=spec_replicas,
+    )
+
+
+BUDGET_HEADERS = ("BUDGET", "GPUS", "POLICIES", "HELD BACK")
+
+
+def budget_lines(budgets: Iterable[ScalingBudget], rows: Iterable[Row]) -> list[tuple[str, ...]]:
+    """Per budget: GPUs held (replicas x GPUs per replica) / limit, policies, held back."""
+    rows = list(rows)
+    lines: list[tuple[str, ...]] = []
+    for budget in budgets:
+        used = 0
+        unknown = False
+        covered = 0
+        held: list[str] = []
+        for row in rows:
+            if row.policy is None or not budget.spec.covers(row.policy):
+                continue
+            covered += 1
+            record = next(
+                (
+                    b
+                    for b in (row.status or {}).get("budgets") or []
+                    if isinstance(b, dict) and b.get("budget") == budget.key
+                ),
+                {},
+            )
+            per_replica = record.get("gpusPerReplica") or row.policy.spec.gpus_per_replica
+            if record.get("heldBack"):
+                held.append(row.policy.key)
+            if per_replica is None or row.spec_replicas is None:
+                unknown = True
+                continue
+            used += row.spec_replicas * int(per_replica)
+        gpus = f"{used}{'+?' if unknown else ''}/{budget.spec.max_gpus}"
+        lines.append((budget.key, gpus, str(covered), ", ".join(held) or "-"))
+    return lines
+
+
+def _render(headers: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
+    table = [headers, *lines]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
     )
 
 
@@ -194,4 +255,8 @@ async def status(settings: Settings, namespace: str | None, out: TextIO, errors:
     finally:
         await api.close()
     print(render(rows), file=out)
+    budgets = [b.budget for b in load_path(settings.policy_dir).budgets]
+    if budgets:
+        print(file=out)
+        print(_render(BUDGET_HEADERS, budget_lines(budgets, rows)), file=out)
     return 0

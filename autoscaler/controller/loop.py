@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,7 @@ from autoscaler.controller.ports import (
     HistoryStore,
     LeaderGate,
     Outcome,
+    PodAnnotator,
     PodSource,
     Recorder,
     ScaleClient,
@@ -44,7 +45,17 @@ from autoscaler.controller.ports import (
     TargetSource,
     WriteResult,
 )
+from autoscaler.decision.budget import Claim, allocate, gpus_per_replica
 from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.drain import DrainPlan, disabled_plan, plan_drain
+from autoscaler.decision.fleet import (
+    ModeChoice,
+    external_rescale_record,
+    paused_decision,
+    resolve_mode,
+    with_condition,
+    with_records,
+)
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import (
     Condition,
@@ -59,8 +70,10 @@ from autoscaler.decision.types import (
 )
 from autoscaler.errors import ActuationError, Forbidden, TargetNotFound
 from autoscaler.metrics.base import MetricRequest, MetricSource
+from autoscaler.observability.fleet_metrics import FleetMetrics
 from autoscaler.observability.metrics import ControllerMetrics
-from autoscaler.policy.models import ScalingPolicy
+from autoscaler.policy.budget import ScalingBudget
+from autoscaler.policy.models import PolicyMode, ScalingPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +83,9 @@ to what the data says (empty, NaN, stale...)."""
 
 PolicyProvider = Callable[[], Sequence[ScalingPolicy]]
 """Returns the policies in force now (the hot-reloading policy directory, or a fixed list)."""
+
+BudgetProvider = Callable[[], Sequence[ScalingBudget]]
+"""Returns the ``ScalingBudget`` documents in force now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,11 @@ class _Work:
     decision: Decision | None = None
     observation: Observation | None = None
     outcome: Outcome = Outcome.UNCHANGED
+    mode: ModeChoice | None = None
+    """The mode in force this tick (spec.mode or the target's annotation)."""
+    records: dict[str, object] = field(default_factory=dict)
+    """Fleet records added to the decision's explanation (mode, externalRescale, drain...)."""
+    drain: DrainPlan | None = None
     metrics: Mapping[str, MetricObservation] | None = None
     """The metrics the decision was made from (to decide again after a conflict)."""
     history_before: History | None = None
@@ -146,6 +167,9 @@ class ControlLoop:
         timeouts: LoopTimeouts | None = None,
         concurrency: int = 32,
         log_ticks: bool = True,
+        annotator: PodAnnotator | None = None,
+        drain_aware: bool = True,
+        budgets: BudgetProvider | None = None,
         hpa_flags: HpaFlags = DEFAULT_FLAGS,
     ) -> None:
         self._policies = policies
@@ -161,8 +185,16 @@ class ControlLoop:
         self._timeouts = timeouts or LoopTimeouts()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._log_ticks = log_ticks
+        self._annotator = annotator
+        self._drain_aware = drain_aware
+        self._budgets = budgets
+        self._budget_names: set[str] = set()
         self._hpa_flags = hpa_flags
         self.monitor = ControllerMetrics(registry) if registry is not None else None
+        self.fleet_monitor = FleetMetrics(registry) if registry is not None else None
+        self._replicas_seen: dict[str, int] = {}
+        """Policy key -> the target's spec.replicas as last read or written by this controller
+        (to tell a rescale by someone else)."""
         self._histories: dict[str, History] = {}
         self._unsaved: dict[str, History] = {}
         """Histories of policies whose saved history could not be read (never saved; used
@@ -192,6 +224,7 @@ class ControlLoop:
         if leader and not self._was_leader:
             # A new term: the previous leader's history in the store is authoritative.
             self._histories.clear()
+            self._replicas_seen.clear()
             self._unsaved.clear()
         self._was_leader = leader
         if not leader and not self._dry_run:
@@ -208,10 +241,22 @@ class ControlLoop:
         for item in work:
             self._select_pods(item)
         await self._bounded(work, self._load_history)
-        observed = await self._fetch_metrics([w for w in work if w.error is None], now)
         for item in work:
-            if item.error is None:
+            self._observe_fleet(item)
+        deciding = [w for w in work if w.error is None and not self._paused(w)]
+        observed = await self._fetch_metrics(deciding, now)
+        for item in work:
+            if item.error is None and self._paused(item):
+                self._pause(item, now)
+            elif item.error is None:
                 self._decide(item, observed.get(item.policy.key, {}), now)
+        self._apply_budgets(work)
+        for item in work:
+            if item.error is None and not self._paused(item):
+                self._plan_drain(item, observed.get(item.policy.key, {}))
+        for item in work:
+            if item.decision is not None and item.records:
+                item.decision = with_records(item.decision, item.records)
         await self._bounded(work, lambda item: self._act(item, now))
         await self._bounded(work, self._record)
         await self._flush_history(work)
@@ -360,17 +405,186 @@ class ControlLoop:
         item.decision = result.decision
         self._histories[key] = result.history
 
+    def _observe_fleet(self, item: _Work) -> None:
+        """Resolve the mode in force and notice a rescale this controller did not make."""
+        if item.error is not None or item.reading is None:
+            return
+        key = item.policy.key
+        item.mode = resolve_mode(item.policy.spec.mode, item.reading.annotations)
+        item.records["mode"] = item.mode.to_json()
+        if item.mode.warning is not None:
+            log.warning("invalid_mode_annotation", policy=key, detail=item.mode.warning)
+        if self.fleet_monitor is not None:
+            self.fleet_monitor.set_mode(item.policy, item.mode.mode)
+        observed = item.reading.spec_replicas
+        previous = self._replicas_seen.get(key)
+        self._replicas_seen[key] = observed
+        if previous is not None and previous != observed:
+            item.records["externalRescale"] = external_rescale_record(previous, observed)
+            log.info("external_rescale", policy=key, previous=previous, replicas=observed)
+            if self.fleet_monitor is not None:
+                self.fleet_monitor.external_rescales.labels(
+                    item.policy.metadata.name, item.policy.metadata.namespace
+                ).inc()
+
+    @staticmethod
+    def _paused(item: _Work) -> bool:
+        return item.mode is not None and item.mode.mode is PolicyMode.PAUSED
+
+    def _pause(self, item: _Work, now: float) -> None:
+        """A paused policy: no metrics, no decision, the history untouched."""
+        assert item.reading is not None
+        assert item.mode is not None
+        item.observation = Observation(
+            spec_replicas=item.reading.spec_replicas,
+            status_replicas=item.reading.status_replicas,
+            pods=item.pods,
+            metrics={},
+        )
+        item.decision = paused_decision(item.policy.key, now, item.reading.spec_replicas, item.mode)
+
+    def _apply_budgets(self, work: Sequence[_Work]) -> None:
+        """Cap the decisions of policies in a ``ScalingBudget`` to what it grants them."""
+        budgets = list(self._budgets()) if self._budgets is not None else []
+        if self.fleet_monitor is not None:
+            for gone in self._budget_names - {b.key for b in budgets}:
+                for kind in ("limit", "wanted", "granted"):
+                    self.fleet_monitor.budget_gpus.remove(gone, kind)
+            self._budget_names = {b.key for b in budgets}
+        limited: set[str] = set()
+        for budget in budgets:
+            covered = [w for w in work if w.reading is not None and budget.spec.covers(w.policy)]
+            claims = [self._claim(w) for w in covered]
+            allocation = allocate(budget.key, budget.spec.max_gpus, claims)
+            if self.fleet_monitor is not None:
+                gauge = self.fleet_monitor.budget_gpus
+                gauge.labels(budget.key, "limit").set(budget.spec.max_gpus)
+                gauge.labels(budget.key, "wanted").set(allocation.wanted_gpus)
+                gauge.labels(budget.key, "granted").set(allocation.granted_gpus)
+            for item in covered:
+                grant = allocation.grant(item.policy.key)
+                if grant is None:
+                    continue
+                records = item.records.setdefault("budgets", [])
+                assert isinstance(records, list)
+                records.append(allocation.record(item.policy.key))
+                item.records["budget"] = {"note": "; ".join(r["note"] for r in records)}
+                decision = item.decision
+                if not grant.held_back or decision is None:
+                    continue
+                limited.add(item.policy.key)
+                log.warning(
+                    "budget_exhausted",
+                    policy=item.policy.key,
+                    budget=budget.key,
+                    desired=grant.desired,
+                    granted=grant.replicas,
+                )
+                item.decision = with_condition(
+                    replace(
+                        decision,
+                        desired_replicas=grant.replicas,
+                        reason=f"{decision.reason}; held back by budget {budget.key}",
+                    ),
+                    Condition(
+                        ConditionType.SCALING_LIMITED,
+                        status=True,
+                        reason="BudgetExhausted",
+                        message=grant.note,
+                    ),
+                )
+        if self.fleet_monitor is not None:
+            for item in work:
+                self.fleet_monitor.scaling_limited.labels(
+                    item.policy.metadata.name, item.policy.metadata.namespace, "BudgetExhausted"
+                ).set(1.0 if item.policy.key in limited else 0.0)
+
+    def _claim(self, item: _Work) -> Claim:
+        """One policy's position in a budget this tick."""
+        assert item.reading is not None
+        policy = item.policy
+        mode = item.mode.mode if item.mode is not None else PolicyMode.ACTIVE
+        fixed = item.decision is None or mode is not PolicyMode.ACTIVE
+        current = item.reading.spec_replicas
+        return Claim(
+            policy=policy.key,
+            priority=policy.spec.priority,
+            min_replicas=policy.spec.min_replicas,
+            current=current,
+            desired=item.decision.desired_replicas if item.decision is not None else current,
+            gpus_per_replica=gpus_per_replica(
+                [p.gpus for p in item.pods if not p.deleting], policy.spec.gpus_per_replica
+            ),
+            fixed=fixed,
+        )
+
+    def _plan_drain(self, item: _Work, metrics: Mapping[str, MetricObservation]) -> None:
+        """For a scale-down: which pods should go, and the deletion costs that make them go."""
+        decision = item.decision
+        if decision is None or decision.desired_replicas >= decision.current_replicas:
+            return
+        if not self._drain_aware:
+            plan = disabled_plan("drain-aware scale-down is disabled (drainAware: false)")
+        else:
+            plan = plan_drain(item.policy, item.pods, metrics, decision.desired_replicas)
+        item.drain = plan
+        item.records["drain"] = plan.to_json()
+
+    async def _mark_pods(self, item: _Work) -> None:
+        """Write the drain plan's deletion costs before lowering ``/scale`` (best effort)."""
+        plan = item.drain
+        if plan is None or not plan.marks:
+            return
+        record = dict(plan.to_json())
+        if self._annotator is None:
+            record["written"] = "no pod annotator configured"
+        else:
+            costs = {mark.pod: mark.cost for mark in plan.marks}
+            try:
+                async with asyncio.timeout(self._timeouts.scale_write):
+                    failed = await self._annotator.set_deletion_costs(
+                        item.policy.metadata.namespace, costs
+                    )
+            except Exception as exc:  # noqa: BLE001 - marks help; their failure must not block
+                failed = dict.fromkeys(costs, f"{type(exc).__name__}: {exc}")
+            ok = len(costs) - len(failed)
+            record["written"] = f"{ok} of {len(costs)} written" + (
+                f"; failed: {dict(failed)}" if failed else ""
+            )
+            if failed:
+                self._count_error(item.policy, "pod_annotate")
+                log.warning("deletion_cost_write_failed", policy=item.policy.key, failed=failed)
+            if self.fleet_monitor is not None:
+                labels = (item.policy.metadata.name, item.policy.metadata.namespace)
+                self.fleet_monitor.deletion_cost_writes.labels(*labels, "ok").inc(ok)
+                self.fleet_monitor.deletion_cost_writes.labels(*labels, "failed").inc(len(failed))
+        self._drain_written(item, record)
+
+    @staticmethod
+    def _drain_written(item: _Work, record: dict[str, object]) -> None:
+        item.records["drain"] = record
+        if item.decision is not None:
+            item.decision = with_records(item.decision, {"drain": record})
+
     async def _act(self, item: _Work, now: float) -> None:
         decision = item.decision
         if decision is None:
             item.outcome = Outcome.FAILED
             return
+        if self._paused(item):
+            item.outcome = Outcome.PAUSED
+            return
         if not decision.scale:
             item.outcome = Outcome.UNCHANGED
             return
         key = item.policy.key
-        if self._dry_run:
-            item.outcome = Outcome.DRY_RUN
+        advisory = item.mode is not None and item.mode.mode is PolicyMode.ADVISORY
+        if self._dry_run or advisory:
+            item.outcome = Outcome.ADVISORY if advisory else Outcome.DRY_RUN
+            if item.drain is not None and item.drain.marks:
+                record = dict(item.drain.to_json())
+                record["written"] = "no: " + ("advisory mode" if advisory else "dry run")
+                self._drain_written(item, record)
             # Open loop, as replay: keep the history as if the write had happened.
             self._histories[key] = record_rescale(
                 item.policy,
@@ -383,6 +597,7 @@ class ControlLoop:
         if self._leader is not None and not self._leader.is_leader():
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
+        await self._mark_pods(item)
         try:
             async with asyncio.timeout(self._timeouts.scale_write):
                 await self._write(item, decision, now)
@@ -390,6 +605,9 @@ class ControlLoop:
             item.outcome = Outcome.FAILED
             item.error = f"FailedRescale: {type(exc).__name__}: {exc}"
             self._count_error(item.policy, "scale_write")
+            # The write may have landed: learn the count afresh rather than call it external.
+            self._replicas_seen.pop(key, None)
+            return
 
     async def _write(self, item: _Work, decision: Decision, now: float) -> None:
         """Write the decided count, guarded by the reading it was decided from.
@@ -408,6 +626,7 @@ class ControlLoop:
             )
             if written.result is WriteResult.SCALED:
                 item.outcome = Outcome.SCALED
+                self._replicas_seen[key] = decision.desired_replicas
                 self._histories[key] = record_rescale(
                     policy, self._histories[key], now, written.previous, decision.desired_replicas
                 )
@@ -437,6 +656,7 @@ class ControlLoop:
 
     def _no_op(self, item: _Work, found: int) -> None:
         item.outcome = Outcome.NO_OP
+        self._replicas_seen[item.policy.key] = found
         if self.monitor is not None:
             self.monitor.no_op(item.policy)
         log.debug("scale_no_op", policy=item.policy.key, replicas=found)
@@ -530,9 +750,12 @@ class ControlLoop:
         removed = [p for key, p in self._known.items() if key not in current]
         for policy in removed:
             self._histories.pop(policy.key, None)
+            self._replicas_seen.pop(policy.key, None)
             self._unsaved.pop(policy.key, None)
         if removed and self.monitor is not None:
             self.monitor.forget(removed)
+        if removed and self.fleet_monitor is not None:
+            self.fleet_monitor.forget(removed)
         for key, policy in current.items():
             old = self._known.get(key)
             if old is not None and old != policy and self.monitor is not None:

@@ -10,7 +10,7 @@ injected per target. Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from autoscaler.controller.ports import Outcome, ScaleReading, ScaleWrite, WriteResult
 from autoscaler.decision.types import (
@@ -38,6 +38,8 @@ class MemoryTarget:
     """Raised by ``get_scale`` while set."""
     write_error: ActuationError | None = None
     """Raised by ``set_scale`` while set."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    """The target object's annotations (``nim-autoscaler.io/mode``)."""
     other_writer: Callable[[MemoryTarget], None] | None = None
     """Run (once, then cleared) at the next ``set_scale`` before its guard: another writer
     changing the target between the loop's reading and its write."""
@@ -65,6 +67,8 @@ class MemoryCluster:
         self.load_error: Exception | None = None
         """Raised by ``load`` while set (the durable history cannot be read)."""
         self.synced_flag = True
+        self.cost_writes: list[tuple[str, str, int | None]] = []
+        """Every deletion-cost write: (namespace, pod, cost or None for removal)."""
 
     def add(self, namespace: str, kind: str, name: str, target: MemoryTarget) -> MemoryTarget:
         """Register a target and return it."""
@@ -90,6 +94,7 @@ class MemoryCluster:
             spec_replicas=target.spec_replicas,
             status_replicas=target.spec_replicas if status is None else status,
             selector=target.selector,
+            annotations=dict(target.annotations),
         )
 
     async def set_scale(
@@ -122,6 +127,27 @@ class MemoryCluster:
             if ns == namespace and target.selector == selector:
                 return tuple(target.pods)
         return ()
+
+    async def set_deletion_costs(
+        self, namespace: str, costs: Mapping[str, int | None]
+    ) -> Mapping[str, str]:
+        """Set the pods' ``deletion_cost``; a pod not found is reported, not raised."""
+        failed: dict[str, str] = {}
+        for name, cost in costs.items():
+            for (ns, _, _), target in self.targets.items():
+                if ns != namespace:
+                    continue
+                for index, pod in enumerate(target.pods):
+                    if pod.name == name:
+                        target.pods[index] = replace(pod, deletion_cost=cost)
+                        self.cost_writes.append((namespace, name, cost))
+                        break
+                else:
+                    continue
+                break
+            else:
+                failed[name] = f"pod {namespace}/{name} not found"
+        return failed
 
     def synced(self) -> bool:
         """Always synced unless a test says otherwise."""

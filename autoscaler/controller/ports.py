@@ -7,7 +7,8 @@ and the simulator run the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -24,6 +25,8 @@ class ScaleReading:
     selector: str | None
     """``status.selector`` (label selector string), if the resource publishes one."""
     resource_version: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    """The target object's annotations (``nim-autoscaler.io/mode``), when the client reads them."""
 
 
 class WriteResult(StrEnum):
@@ -100,6 +103,20 @@ class PodSource(Protocol):
         ...
 
 
+class PodAnnotator(Protocol):
+    """Writes the ``controller.kubernetes.io/pod-deletion-cost`` annotation of pods."""
+
+    async def set_deletion_costs(
+        self, namespace: str, costs: Mapping[str, int | None]
+    ) -> Mapping[str, str]:
+        """Set (or, for None, remove) each pod's deletion cost.
+
+        Returns pod name -> error for the pods that could not be written (a pod deleted
+        meanwhile is reported here, not raised); the other pods are written regardless.
+        """
+        ...
+
+
 class Outcome(StrEnum):
     """What the loop did with a decision."""
 
@@ -111,6 +128,10 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"
     NOT_LEADER = "not_leader"
     FAILED = "failed"
+    ADVISORY = "advisory"
+    """``mode: advisory``: decided and recorded; nothing written to ``/scale`` or pods."""
+    PAUSED = "paused"
+    """``mode: paused``: no decision made."""
 
 
 class Recorder(Protocol):

@@ -161,7 +161,7 @@ def decide(
         sized = slo.plan(
             history.capacity,
             observation.metrics,
-            slo.Fleet(view.ready, view.startup_estimate),
+            slo.Fleet(view.ready, len(view.credited) + len(view.stuck), view.startup_estimate),
             rp.objectives,
             rp.capacity_seed,
             rp.capacity_seed_source,

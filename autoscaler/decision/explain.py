@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, Final, Generic, TypeVar
 
+from autoscaler.decision.fleet import fleet_lines
 from autoscaler.decision.types import Decision
 
 _MAX_PODS_SHOWN = 8
@@ -237,6 +238,7 @@ def render_lines(explanation: Mapping[str, Any]) -> list[str]:
     if isinstance(limits, Mapping):
         lines.extend(_limit_lines(limits))
     lines.append(f"=> desired {explanation.get('desiredReplicas')}: {explanation.get('reason')}")
+    lines.extend(fleet_lines(explanation))
     return lines
 
 

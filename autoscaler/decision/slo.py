@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoscaler.decision import capacity as cap
@@ -99,7 +99,7 @@ class SloState:
     ready: int = -1
     """Ready pods at the last tick."""
     steady_since: float = 0.0
-    """Time since which the ready count has not changed."""
+    """Time since which the ready count has not changed and no pod was starting."""
     last_tick: float | None = None
     grown_at: float | None = None
     """When the ready count last grew (pods arrived), None before any growth."""
@@ -165,6 +165,8 @@ class Fleet:
     """The pods as the capacity accounting sees them this tick."""
 
     ready: tuple[str, ...]
+    starting: int
+    """Starting pods (credited or suspected stuck)."""
     startup: float
     """Start-up estimate, seconds."""
 
@@ -330,7 +332,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         for o in objectives
     )
 
-    # Steadiness: a changed ready count restarts the clock.
+    # Steadiness: a changed ready count or a starting pod restarts the clock.
     steady_since = state.steady_since
     if ready != state.ready:
         steady_since = now
@@ -496,3 +498,8 @@ def _steadiness(  # noqa: PLR0917 - one reason per rule
         if high > LOAD_CHANGE_RATIO * max(low, 1e-9):
             return "load changing within the rate window"
     return "steady"
+
+
+def with_model(state: SloState, model: cap.CapacityModel) -> SloState:
+    """A copy of ``state`` with another capacity model (tests, seeding)."""
+    return replace(state, model=model)

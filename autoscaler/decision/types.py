@@ -51,6 +51,12 @@ class PodInfo:
     """A deletionTimestamp is set (terminating)."""
     unschedulable: str | None = None
     """Message of a PodScheduled=False/Unschedulable condition ('Insufficient nvidia.com/gpu')."""
+    deletion_cost: int | None = None
+    """The ``controller.kubernetes.io/pod-deletion-cost`` annotation (None: absent or invalid)."""
+    owner_kind: str | None = None
+    """Kind of the pod's controlling owner (``ReplicaSet``, ``StatefulSet``...; None: unknown)."""
+    gpus: int | None = None
+    """``nvidia.com/gpu`` limits summed over the pod's containers (None: none requested)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import structlog
 
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import LeaderGate
+from autoscaler.kube.annotate import KubePodAnnotator
 from autoscaler.kube.client import DEFAULT_TIMEOUT, KubeApi
 from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.leader import LeaderElector
@@ -54,6 +55,8 @@ class KubeContext:
     """:class:`~autoscaler.controller.ports.HistoryStore`."""
     leader: LeaderGate
     """:class:`LeaderElector`, or :class:`AlwaysLeader` when election is off or in dry-run."""
+    annotator: KubePodAnnotator | None = None
+    """:class:`~autoscaler.controller.ports.PodAnnotator` (None: drain-aware scale-down off)."""
     policies: PolicyResources | None = None
     """The ScalingPolicy resources (list+watch), beside the policy files."""
     policy_status: PolicyStatusWriter | None = None
@@ -137,6 +140,7 @@ async def connect(
             shards=settings.history_shards,
         ),
         leader=leader,
+        annotator=KubePodAnnotator(api) if settings.drain_aware else None,
         policies=PolicyResources(api, settings.namespaces),
         policy_status=PolicyStatusWriter(api, clock=clock, identity=settings.identity),
     )

@@ -98,7 +98,57 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         scheduled_at=scheduled_at,
         deleting=meta.get("deletionTimestamp") is not None,
         unschedulable=unschedulable,
+        deletion_cost=_deletion_cost(_mapping(meta.get("annotations")).get(DELETION_COST)),
+        owner_kind=_owner_kind(meta.get("ownerReferences")),
+        gpus=_gpus(_mapping(_mapping(pod).get("spec")).get("containers")),
     )
+
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+"""The annotation the ReplicaSet controller reads to choose which pods to remove first."""
+
+
+def _deletion_cost(value: object) -> int | None:
+    """The annotation's value as the ReplicaSet reads it (an int32), None if absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        cost = int(value.strip())
+    except ValueError:
+        return None
+    return cost if -(2**31) <= cost < 2**31 else None
+
+
+def _owner_kind(value: object) -> str | None:
+    """Kind of the controlling owner reference (``controller: true``), if any."""
+    for ref in value if isinstance(value, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            kind = ref.get("kind")
+            return kind if isinstance(kind, str) else None
+    return None
+
+
+def _gpus(containers: object) -> int | None:
+    """``nvidia.com/gpu`` limits (or requests) summed over the containers; None if none."""
+    total = 0
+    found = False
+    for container in containers if isinstance(containers, list) else []:
+        resources = _mapping(_mapping(container).get("resources"))
+        value = _mapping(resources.get("limits")).get(GPU_RESOURCE)
+        if value is None:
+            value = _mapping(resources.get("requests")).get(GPU_RESOURCE)
+        try:
+            count = int(str(value)) if value is not None else 0
+        except ValueError:
+            continue
+        if count > 0:
+            total += count
+            found = True
+    return total if found else None
+
+
+GPU_RESOURCE = "nvidia.com/gpu"
+"""The extended resource name of NVIDIA GPUs (device plugin)."""
 
 
 class PodCache:

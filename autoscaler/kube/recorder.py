@@ -34,6 +34,7 @@ import structlog
 
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import Outcome
+from autoscaler.decision.fleet import fleet_events, fleet_status
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.errors import TargetNotFound
 from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
@@ -138,6 +139,7 @@ def status_record(
         )
     ref = policy.spec.scale_target_ref
     return {
+        **fleet_status(decision),
         "policy": policy.key,
         "target": f"{ref.kind}/{ref.name}",
         "minReplicas": policy.spec.min_replicas,
@@ -238,6 +240,8 @@ class KubeRecorder:
         spec = event_for(decision, outcome, error) if emit_event else None
         if spec is not None:
             await self._emit(policy, resource, spec)
+        for extra in fleet_events(decision, advisory=outcome is Outcome.ADVISORY):
+            await self._emit(policy, resource, EventSpec(extra.type, extra.reason, extra.message))
 
     # -- events ---------------------------------------------------------------------------
 

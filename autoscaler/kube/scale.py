@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import structlog
@@ -155,6 +155,8 @@ class KubeScaleClient:
         request_timeout: total timeout of one request, seconds.
         sleep: how to wait (injectable for tests).
         monotonic: time source for the budget (injectable for tests).
+        read_annotations: also read the target object's annotations with each ``/scale`` read
+            (``nim-autoscaler.io/mode``); one more GET per target and tick.
     """
 
     def __init__(
@@ -169,8 +171,10 @@ class KubeScaleClient:
         request_timeout: float = 5.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        read_annotations: bool = True,
     ) -> None:
         self._api = api
+        self._read_annotations = read_annotations
         self._discovery = discovery or Discovery(api)
         self._conflict_retries = conflict_retries
         self._retry_budget = retry_budget
@@ -195,7 +199,28 @@ class KubeScaleClient:
         """
         resource = await self._resolve(namespace, ref)
         scale = await self._read(resource, namespace, ref.name)
-        return _reading(scale)
+        reading = _reading(scale)
+        if not self._read_annotations:
+            return reading
+        # The Scale object carries no annotations: read the target's own metadata for
+        # nim-autoscaler.io/mode (a missing or unreadable object keeps the policy's mode).
+        try:
+            target = await self._call(
+                lambda: self._api.request(
+                    "GET", resource.path(namespace, ref.name), request_timeout=self._timeout
+                ),
+                resource,
+                namespace,
+                ref.name,
+                "get",
+            )
+        except (ActuationError, _ConflictSignal) as exc:
+            log.warning(
+                "target_annotations_unreadable", target=f"{namespace}/{ref.name}", error=str(exc)
+            )
+            return reading
+        annotations = _section(_section(target, "metadata"), "annotations")
+        return replace(reading, annotations={str(k): str(v) for k, v in annotations.items()})
 
     async def set_scale(
         self,

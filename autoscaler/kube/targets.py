@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from autoscaler.controller.ports import ScaleReading
+from autoscaler.decision.fleet import MODE_ANNOTATION
 from autoscaler.errors import AutoscalerError
 from autoscaler.kube.client import KubeApi, KubeApiError
 from autoscaler.kube.reflector import ALL_NAMESPACES, Reflector
@@ -88,11 +89,15 @@ class ScalePaths:
             selector = selector_value if isinstance(selector_value, str) else None
         meta = obj.get("metadata")
         rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+        # Only the annotation the controller reads is kept (the rest would cost memory per target).
+        mode = notes.get(MODE_ANNOTATION) if isinstance(notes, Mapping) else None
         return ScaleReading(
             spec_replicas=_count(_at(obj, self.spec_replicas)),
             status_replicas=_count(_at(obj, self.status_replicas)),
             selector=selector or None,
             resource_version=rv if isinstance(rv, str) else None,
+            annotations={MODE_ANNOTATION: mode} if isinstance(mode, str) else {},
         )
 
 

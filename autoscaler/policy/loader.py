@@ -44,6 +44,7 @@ import structlog
 import yaml
 
 from autoscaler.errors import Location, PolicyError, PolicyFileError
+from autoscaler.policy.budget import BUDGET_KIND, ScalingBudget
 from autoscaler.policy.capacity_profile import (
     ProfileCapacity,
     ProfileError,
@@ -134,6 +135,19 @@ class LoadedPolicy:
 
 
 @dataclass(frozen=True)
+class LoadedBudget:
+    """A valid ``ScalingBudget`` and where it was read from."""
+
+    budget: ScalingBudget
+    location: Location
+
+    @property
+    def key(self) -> str:
+        """The budget's name."""
+        return self.budget.key
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """Outcome of loading one or more files: the good policies and the errors of the bad files."""
 
@@ -144,6 +158,8 @@ class LoadResult:
     stale: frozenset[str] = frozenset()
     """Keys of policies served from the last good version of a file that is now invalid
     (only set by :class:`PolicyDirectory`)."""
+    budgets: tuple[LoadedBudget, ...] = ()
+    """Valid ``ScalingBudget`` documents (of valid files, or last good versions)."""
 
     @property
     def ok(self) -> bool:
@@ -314,9 +330,11 @@ def _inner_model(annotation: object) -> type[pydantic.BaseModel] | None:
     return None
 
 
-def _model_at(loc: Sequence[int | str]) -> type[pydantic.BaseModel] | None:
+def _model_at(
+    loc: Sequence[int | str], root: type[pydantic.BaseModel] = ScalingPolicy
+) -> type[pydantic.BaseModel] | None:
     """The model class that validates the mapping at ``loc`` (for 'did you mean' hints)."""
-    model: type[pydantic.BaseModel] | None = ScalingPolicy
+    model: type[pydantic.BaseModel] | None = root
     for part in loc:
         if isinstance(part, int) or model is None:
             continue
@@ -330,8 +348,10 @@ def _model_at(loc: Sequence[int | str]) -> type[pydantic.BaseModel] | None:
     return model
 
 
-def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
-    model = _model_at(loc)
+def _allowed_keys(
+    loc: Sequence[int | str], root: type[pydantic.BaseModel] = ScalingPolicy
+) -> list[str]:
+    model = _model_at(loc, root)
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items()]
@@ -342,7 +362,7 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= _MAX_INPUT_REPR else text[: _MAX_INPUT_REPR - 3] + "..."
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, root: type[pydantic.BaseModel] = ScalingPolicy) -> str:
     """A readable message for one pydantic error (``pydantic_core.ErrorDetails``)."""
     kind = error["type"]
     loc: tuple[int | str, ...] = tuple(error["loc"])
@@ -350,7 +370,7 @@ def _message(error: Any) -> str:
         return f"required field {str(loc[-1])!r} is missing" if loc else "required field missing"
     if kind == "extra_forbidden":
         name = str(loc[-1]) if loc else "?"
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], root)
         text = f"unknown field {name!r}"
         close = difflib.get_close_matches(name, allowed, n=1)
         if close:
@@ -368,14 +388,19 @@ def _message(error: Any) -> str:
 
 
 def _validation_errors(
-    file: str, root: yaml.Node, exc: pydantic.ValidationError
+    file: str,
+    root: yaml.Node,
+    exc: pydantic.ValidationError,
+    model: type[pydantic.BaseModel] = ScalingPolicy,
 ) -> list[PolicyError]:
     errors: list[PolicyError] = []
     for item in exc.errors(include_url=False):
         loc: tuple[int | str, ...] = tuple(item["loc"])
         node = _node_for(root, loc, at_key=item["type"] == "extra_forbidden")
         errors.append(
-            PolicyError(_message(item), _mark_location(file, node.start_mark, _format_path(loc)))
+            PolicyError(
+                _message(item, model), _mark_location(file, node.start_mark, _format_path(loc))
+            )
         )
     return errors
 
@@ -392,6 +417,7 @@ class _Parsed:
     file: str
     policies: tuple[LoadedPolicy, ...]
     errors: tuple[PolicyError, ...]
+    budgets: tuple[LoadedBudget, ...] = ()
     dependencies: tuple[tuple[str, _Stamp], ...] = ()
     """Other paths read for this file (capacity profiles) and their stamps taken before they
     were read; a change to one means a re-parse."""
@@ -480,7 +506,7 @@ def _read_profile(
 
 def _validate_document(
     file: str, node: yaml.Node
-) -> tuple[ScalingPolicy | None, list[PolicyError]]:
+) -> tuple[ScalingPolicy | ScalingBudget | None, list[PolicyError]]:
     start = _mark_location(file, node.start_mark)
     if not isinstance(node, yaml.MappingNode):
         kind = "a list" if isinstance(node, yaml.SequenceNode) else f"the scalar {node.value!r}"
@@ -501,10 +527,15 @@ def _validate_document(
         ]
     except RecursionError:
         return None, [*errors, PolicyError("YAML nesting is too deep", start)]
+    model: type[ScalingPolicy] | type[ScalingBudget] = (
+        ScalingBudget
+        if isinstance(data, dict) and data.get("kind") == BUDGET_KIND
+        else ScalingPolicy
+    )
     try:
-        policy = ScalingPolicy.model_validate(data)
+        policy = model.model_validate(data)
     except pydantic.ValidationError as exc:
-        return None, [*errors, *_validation_errors(file, node, exc)]
+        return None, [*errors, *_validation_errors(file, node, exc, model)]
     if errors:
         return None, errors
     return policy, []
@@ -513,6 +544,7 @@ def _validate_document(
 def _parse_text(text: str, file: str) -> _Parsed:
     nodes, syntax_errors = _compose(file, text)
     policies: list[LoadedPolicy] = []
+    budgets: list[LoadedBudget] = []
     errors: list[PolicyError] = []
     dependencies: list[tuple[str, _Stamp]] = []
     keys: dict[str, Location] = {}
@@ -523,12 +555,25 @@ def _parse_text(text: str, file: str) -> _Parsed:
         errors.extend(doc_errors)
         if policy is None:
             continue
+        where = _mark_location(file, node.start_mark)
+        if isinstance(policy, ScalingBudget):
+            twin = next((b for b in budgets if b.key == policy.key), None)
+            if twin is not None:
+                meta = _node_for(node, ("metadata",), at_key=False)
+                errors.append(
+                    PolicyError(
+                        f"budget {policy.key} is defined twice (also at line {twin.location.line})",
+                        _mark_location(file, meta.start_mark, "metadata"),
+                    )
+                )
+                continue
+            budgets.append(LoadedBudget(policy, where))
+            continue
         policy, reading, profile_errors, read = _read_profile(file, node, policy)
         dependencies.extend(read)
         if profile_errors:
             errors.extend(profile_errors)
             continue
-        where = _mark_location(file, node.start_mark)
         if policy.key in keys:
             meta = _node_for(node, ("metadata",), at_key=False)
             errors.append(
@@ -542,7 +587,13 @@ def _parse_text(text: str, file: str) -> _Parsed:
         policies.append(LoadedPolicy(policy, where, node, reading))
     errors.extend(syntax_errors)
     errors.sort(key=_error_order)
-    return _Parsed(file, tuple(policies), tuple(errors), tuple(dict.fromkeys(dependencies)))
+    return _Parsed(
+        file,
+        tuple(policies),
+        tuple(errors),
+        budgets=tuple(budgets),
+        dependencies=tuple(dict.fromkeys(dependencies)),
+    )
 
 
 def _decode(data: bytes, file: str) -> tuple[str | None, PolicyError | None]:
@@ -599,10 +650,24 @@ def _combine(parsed: Iterable[_Parsed], incumbents: dict[str, str] | None = None
             if owner is None or (preferred == item.file and owner[0] != item.file):
                 owners[loaded.key] = (item.file, loaded.location)
     policies: list[LoadedPolicy] = []
+    budgets: dict[str, LoadedBudget] = {}
     errors: list[PolicyFileError] = []
     for item in items:
         file_errors = list(item.errors)
         if not file_errors:
+            for budget in item.budgets:
+                twin = budgets.get(budget.key)
+                if twin is not None and twin.location.file != item.file:
+                    file_errors.append(
+                        PolicyError(
+                            f"budget {budget.key} is already defined in {twin.location}",
+                            Location(
+                                item.file, budget.location.line, budget.location.column, "metadata"
+                            ),
+                        )
+                    )
+                else:
+                    budgets[budget.key] = budget
             for loaded in item.policies:
                 owner_file, owner_location = owners[loaded.key]
                 if owner_file != item.file:
@@ -616,9 +681,12 @@ def _combine(parsed: Iterable[_Parsed], incumbents: dict[str, str] | None = None
                     )
         if file_errors:
             errors.append(PolicyFileError(item.file, file_errors))
+            for budget in item.budgets:
+                if budgets.get(budget.key) is budget:
+                    del budgets[budget.key]
         else:
             policies.extend(item.policies)
-    return LoadResult(tuple(policies), tuple(errors))
+    return LoadResult(tuple(policies), tuple(errors), budgets=tuple(budgets.values()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,6 +817,7 @@ class PolicyDirectory:
                 tuple(p for parsed in self._last_good.values() for p in parsed.policies),
                 (PolicyFileError(str(self.path), [listed]),),
                 frozenset(p.key for parsed in self._last_good.values() for p in parsed.policies),
+                tuple(b for parsed in self._last_good.values() for b in parsed.budgets),
             )
         seen: set[str] = set()
         for path in listed:
@@ -784,6 +853,7 @@ class PolicyDirectory:
         combined = _combine(ordered, self._owners)
         bad_files = {error.file for error in combined.errors}
         policies = list(combined.policies)
+        budgets = {b.key: b for b in combined.budgets}
         stale: set[str] = set()
         served = {loaded.key for loaded in policies}
         for parsed in ordered:
@@ -794,10 +864,14 @@ class PolicyDirectory:
                         policies.append(loaded)
                         served.add(loaded.key)
                         stale.add(loaded.key)
+                for budget in previous.budgets if previous else ():
+                    budgets.setdefault(budget.key, budget)  # a bad edit keeps the last good
             else:
                 self._last_good[parsed.file] = parsed
         self._owners = {loaded.key: loaded.location.file for loaded in policies}
-        return LoadResult(tuple(policies), combined.errors, frozenset(stale))
+        return LoadResult(
+            tuple(policies), combined.errors, frozenset(stale), tuple(budgets.values())
+        )
 
     def policies(self) -> list[ScalingPolicy]:
         """Reload and return the policies in force (usable as the controller's policy provider).

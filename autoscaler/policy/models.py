@@ -834,6 +834,17 @@ class MetricNames(StrEnum):
 # --------------------------------------------------------------------------------------------
 
 
+class PolicyMode(StrEnum):
+    """What the controller does with a policy's decisions."""
+
+    ACTIVE = "active"
+    """Decide and act: write ``/scale`` and pod deletion costs."""
+    ADVISORY = "advisory"
+    """Decide, explain, record and export, including what would be written; write nothing."""
+    PAUSED = "paused"
+    """Do not decide; keep the history."""
+
+
 def _sizes_on_slo(data: dict[str, Any]) -> bool:
     """True when validated spec fields say ``algorithm: llm`` sized for a ttft/itl SLO."""
     slo = data.get("slo")
@@ -913,6 +924,15 @@ class PolicySpec(_Model):
     """Behaviour when no metric gives a signal."""
     llm: LlmOptions = Field(default_factory=LlmOptions)
     """Options of ``algorithm: llm``."""
+    mode: PolicyMode = PolicyMode.ACTIVE
+    """``active`` (decide and act), ``advisory`` (decide, explain and record, never write
+    ``/scale`` or pods) or ``paused`` (no decisions; history kept). The target's
+    ``nim-autoscaler.io/mode`` annotation, when set, wins (maintenance)."""
+    priority: int = 0
+    """Rank in a ``ScalingBudget``: higher priorities are granted GPUs first."""
+    gpus_per_replica: int | None = Field(None, ge=0)
+    """GPUs one replica uses, for ``ScalingBudget`` accounting while the target has no pods
+    (with pods: their ``nvidia.com/gpu`` limits)."""
 
     @field_validator("max_replicas")
     @classmethod

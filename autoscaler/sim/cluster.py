@@ -5,8 +5,10 @@ scheduling delay, and only if a GPU is free; otherwise it stays Pending with a
 ``PodScheduled=False/Unschedulable`` message such as ``0/4 nodes are available: 4 Insufficient
 nvidia.com/gpu.``), then Running but not Ready while the model loads (the cold start, drawn from a
 seeded :class:`ColdStart` distribution), then Ready. Scale-down picks victims as the ReplicaSet
-controller does (unscheduled first, then not ready, then the most recently ready, then the newest)
-and a Ready victim drains: it takes no new requests, finishes what it has, then disappears.
+controller does (unscheduled first, then not ready, then the lower
+``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest)
+and a Ready victim drains: it takes no new requests and finishes what it has within the
+termination grace period; requests still in flight when the grace period ends are interrupted.
 
 :mod:`autoscaler.sim.fleet` owns the event heap and calls into this module; it also implements the
 :class:`~autoscaler.controller.ports.ScaleClient` and
@@ -108,6 +110,7 @@ class SimPod:
 
     __slots__ = (
         "created_at",
+        "deletion_cost",
         "ended_at",
         "index",
         "load_seconds",
@@ -135,6 +138,8 @@ class SimPod:
         self.replica: Replica | None = None
         self.version = 0
         """Invalidates scheduled events of this pod (boundary events, ready events)."""
+        self.deletion_cost: int | None = None
+        """The ``controller.kubernetes.io/pod-deletion-cost`` annotation (None: absent)."""
 
     def info(self) -> PodInfo:
         """The pod as the controller sees it."""
@@ -151,6 +156,8 @@ class SimPod:
             scheduled_at=self.scheduled_at,
             deleting=self.state is PodState.TERMINATING,
             unschedulable=self.unschedulable,
+            deletion_cost=self.deletion_cost,
+            owner_kind="ReplicaSet",
         )
 
     def gpu_seconds(self, until: float) -> float:
@@ -164,15 +171,17 @@ class SimPod:
 def removal_order(pods: list[SimPod]) -> list[SimPod]:
     """Live pods in the order the ReplicaSet controller deletes them (first = first deleted).
 
-    ``controller.ActivePods`` ranking: unscheduled before scheduled, Pending before Running,
-    not ready before ready, ready for less time before longer, newer before older.
+    ``controller.ActivePodsWithRanks`` ranking: unscheduled before scheduled, Pending before
+    Running, not ready before ready, lower ``pod-deletion-cost`` before higher (absent: 0), ready
+    for less time before longer, newer before older.
     """
 
-    def rank(pod: SimPod) -> tuple[int, int, int, float, float]:
+    def rank(pod: SimPod) -> tuple[int, int, int, int, float, float]:
         scheduled = 0 if pod.scheduled_at is None else 1
         running = 0 if pod.state is PodState.PENDING else 1
         ready = 1 if pod.state is PodState.READY else 0
+        cost = pod.deletion_cost or 0
         ready_at = pod.ready_at if pod.ready_at is not None else math.inf
-        return (scheduled, running, ready, -ready_at, -pod.created_at)
+        return (scheduled, running, ready, cost, -ready_at, -pod.created_at)
 
     return sorted(pods, key=rank)

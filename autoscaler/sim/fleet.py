@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 _SCHEDULED = 1
 _READY = 2
 _SCRAPE = 3
+_KILL = 4
 
 BALANCERS = ("least", "round-robin", "random")
 """``least``: least outstanding requests (ties: the pod ready longest); ``round-robin``;
@@ -59,6 +60,7 @@ class Fleet:
         gpus_per_node: int = 8,
         balancer: str = "least",
         seed: int = 0,
+        termination_grace: float = 30.0,
         engine: ModuleType | None = None,
     ) -> None:
         """Create the fleet with ``initial_replicas`` pods Ready at time 0.
@@ -76,6 +78,8 @@ class Fleet:
             gpus_per_node: GPUs per node, for the Unschedulable message.
             balancer: one of :data:`BALANCERS`.
             seed: seeds the cold starts and the random balancer.
+            termination_grace: seconds a removed Ready pod may finish its requests
+                (``terminationGracePeriodSeconds``); what is still in flight then is interrupted.
             engine: the engine module, :mod:`autoscaler.sim.engine` (default) or its compiled
                 build (:func:`autoscaler.sim.native.engine_module`).
         """
@@ -91,6 +95,11 @@ class Fleet:
         self.gpu_capacity = gpu_capacity
         self.gpus_per_node = gpus_per_node
         self.balancer = balancer
+        self.termination_grace = termination_grace
+        self.requests_interrupted = 0
+        """Requests still in flight on removed pods when their grace period ended."""
+        self.requests_on_removed = 0
+        """Requests in flight on pods at the moment they were removed (drained or not)."""
         self._rng = np.random.default_rng([seed, 7])
         self._choice = np.empty(0)
         self._choice_i = 0
@@ -161,7 +170,7 @@ class Fleet:
     # ---- callbacks of the event loop (``engine.FleetEvents``) ------------------------------
 
     def on_event(self, kind: int, target: object, version: int) -> None:
-        """A scrape, or a pod's scheduling or readiness, is due now."""
+        """A scrape, or a pod's scheduling, readiness or end of grace period, is due now."""
         if target is None:
             self._scrape()
             return
@@ -170,12 +179,16 @@ class Fleet:
             return  # the pod went away since
         if kind == _SCHEDULED:
             self._scheduled(target)
+        elif kind == _KILL:
+            self._kill(target)
         else:
             self._make_ready(target)
 
     def on_drained(self, replica: Replica) -> None:
         """A terminating pod finished its last request: it goes."""
-        self._gone(self.pods[replica.tag])
+        pod = self.pods[replica.tag]
+        if pod.state is PodState.TERMINATING:
+            self._gone(pod)
 
     def route(self, request: Request) -> Replica | None:
         """Pick a replica for an arrival (other balancers), or hold it at the gateway."""
@@ -318,8 +331,23 @@ class Fleet:
                 later.slot -= 1
             pod.state = PodState.TERMINATING
             pod.terminating_at = self.now
-            if pod.replica is None or pod.replica.idle:
+            pod.replica.sync(self.now)
+            self.requests_on_removed += pod.replica.outstanding
+            if pod.replica.idle:
                 self._gone(pod)
+            elif self.termination_grace <= 0:
+                self._kill(pod)
+            else:
+                self._push(self.now + self.termination_grace, _KILL, pod, pod.version)
+
+    def _kill(self, pod: SimPod) -> None:
+        """The grace period ended: requests still in flight on the pod are interrupted."""
+        if pod.state is not PodState.TERMINATING or pod.replica is None:
+            return
+        pod.replica.sync(self.now)
+        self.requests_interrupted += pod.replica.outstanding
+        pod.replica.version += 1  # its pending boundary no longer happens
+        self._gone(pod)
 
     def live(self) -> list[SimPod]:
         """Pods that count as replicas (not terminating, not gone)."""

@@ -54,6 +54,15 @@ def summary_lines(result: SimulationResult) -> list[str]:
         f"TTFT p50/p95/p99 s: {_fmt(s['ttft'])}   ITL (per request) p50/p95/p99 s: "
         f"{_fmt(s['itl'])}",
     ]
+    if "requestsInterrupted" in s:
+        lines.append(
+            f"scale-down:  requests interrupted {s['requestsInterrupted']} (in flight on removed "
+            f"pods: {s['requestsOnRemovedPods']}; grace {settings.get('terminationGrace')} s; "
+            f"drain-aware {'on' if settings.get('drainAware') else 'off'}, "
+            f"{s['podDeletionCostWrites']} deletion-cost writes)"
+        )
+    if settings.get("mode") == "advisory":
+        lines.append("mode:        advisory: decisions reported, the fleet never changed")
     if "oracleGpuHours" in s:
         oracle = s["oracle"]
         ratio = s["gpuHoursOverOracle"]

@@ -29,6 +29,7 @@ import structlog
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
 from autoscaler.decision.types import Decision
 from autoscaler.policy.models import ScalingPolicy
+from autoscaler.sim.annotate import SimPodAnnotator
 from autoscaler.sim.cluster import ColdStart
 from autoscaler.sim.engine import Request
 from autoscaler.sim.fleet import Fleet, SimPodSource, SimScaleClient
@@ -106,6 +107,11 @@ class SimulationConfig:
     balancer: str = "least"
     scheduling_delay: float = 2.0
     gpu_capacity: int | None = None
+    termination_grace: float = 30.0
+    """Seconds a removed Ready pod may finish its requests (``terminationGracePeriodSeconds``);
+    requests still in flight then are interrupted (0: every request in flight is)."""
+    drain_aware: bool = True
+    """Let the controller mark pods with ``pod-deletion-cost`` before a scale-down."""
     drain: float = 300.0
     """Seconds simulated after the end (fleet frozen, no new arrivals) to finish in-flight work."""
     progress: bool = False
@@ -365,6 +371,9 @@ def _settings(cfg: SimulationConfig, duration: float, cold: ColdStart) -> dict[s
         "initialReplicas": _initial(cfg),
         "gpuCapacity": cfg.gpu_capacity,
         "schedulingDelay": cfg.scheduling_delay,
+        "terminationGrace": cfg.termination_grace,
+        "drainAware": cfg.drain_aware,
+        "mode": policy.spec.mode.value if policy is not None else None,
         "hpaTolerance": cfg.hpa_flags.tolerance,
         "hpaDownscaleStabilization": cfg.hpa_flags.downscale_stabilization,
     }
@@ -402,8 +411,10 @@ async def run_simulation_async(
         gpu_capacity=cfg.gpu_capacity,
         balancer=cfg.balancer,
         seed=cfg.seed,
+        termination_grace=cfg.termination_grace,
         engine=engine_module(cfg.engine),
     )
+    annotator = SimPodAnnotator(fleet, namespace)
     decisions: list[Decision] = []
     loop = None
     if policy is not None:
@@ -424,6 +435,8 @@ async def run_simulation_async(
             pods=SimPodSource(fleet, namespace),
             on_decision=record,
             log_ticks=False,
+            annotator=annotator,
+            drain_aware=cfg.drain_aware,
             hpa_flags=cfg.hpa_flags,
         )
     samples: list[tuple[int, int, int, float, int, int]] = []
@@ -468,7 +481,7 @@ async def run_simulation_async(
     fleet.run_until(duration + cfg.drain)
     fleet.flush()
     ledger.settle()
-    return _result(
+    result = _result(
         cfg,
         duration,
         cold,
@@ -479,6 +492,10 @@ async def run_simulation_async(
         decisions,
         arrived=arrived,
     )
+    result.summary["requestsInterrupted"] = fleet.requests_interrupted
+    result.summary["requestsOnRemovedPods"] = fleet.requests_on_removed
+    result.summary["podDeletionCostWrites"] = annotator.writes
+    return result
 
 
 def run_simulation(

@@ -51,6 +51,13 @@ POLICY_EXAMPLE: dict[str, Any] = {
     },
 }
 
+BUDGET_EXAMPLE: dict[str, Any] = {
+    "apiVersion": "nim-autoscaler/v1alpha1",
+    "kind": "ScalingBudget",
+    "metadata": {"name": "example"},
+    "spec": {"maxGpus": 16},
+}
+
 # Cross-field rules (if/then, not) cannot be broken mechanically: one hand-written case each,
 # keyed by the schema location of the rule ("<pointer>" or "<pointer>/allOf/<n>").
 CONDITIONAL_CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
@@ -316,7 +323,8 @@ def _example_value(node: dict[str, Any]) -> Any:
         "metadata",
         "spec",
     ]:
-        return copy.deepcopy(POLICY_EXAMPLE)
+        kind = extra.get("properties", {}).get("kind", {}).get("const")
+        return copy.deepcopy(BUDGET_EXAMPLE if kind == "ScalingBudget" else POLICY_EXAMPLE)
     msg = f"no example value for {node}"
     raise AssertionError(msg)
 

@@ -37,10 +37,15 @@ def crd_permissions(crds: list[str] = CRDS) -> set[Permission]:
 
 
 def target_permissions(
-    namespace: str | None, targets: list[tuple[str, str]], *, dry_run: bool = False
+    namespace: str | None,
+    targets: list[tuple[str, str]],
+    *,
+    dry_run: bool = False,
+    drain_aware: bool = True,
 ) -> set[Permission]:
     """Pods and targets read and watched; each target annotated; its /scale read + written;
-    Events recorded; ScalingPolicy resources read and watched, their status (only) written.
+    Events recorded; ScalingPolicy resources read and watched, their status (only) written;
+    pods patched (deletion cost) when drain-aware scale-down is on.
 
     A dry run writes nothing: pods, targets, /scale and ScalingPolicies are only read, no status
     is written and no Event is recorded.
@@ -63,6 +68,8 @@ def target_permissions(
         (namespace, POLICY_GROUP, "scalingpolicies/status", v, None) for v in ("update", "patch")
     }
     perms |= {(namespace, "", "events", v, None) for v in ("create", "patch")}
+    if drain_aware:
+        perms.add((namespace, "", "pods", "patch", None))
     return perms
 
 
@@ -182,6 +189,20 @@ class TestLeastPrivilege:
         )
         assert granted(objects) == expected
         assert {p[3] for p in granted(objects)} == {"get", "list", "watch"}
+
+    @pytest.mark.parametrize("namespaces", [[], ["nim-service"]], ids=["cluster", "namespaced"])
+    def test_pod_patch_only_when_drain_aware(
+        self, chart: helm_python.Chart, namespaces: list[str]
+    ) -> None:
+        """drainAware: false takes 'patch' on pods away (and the controller stops marking)."""
+        objects = render(chart, {"drainAware": False, "watchNamespaces": namespaces})
+        scope = namespaces[0] if namespaces else None
+        expected = target_permissions(scope, DEFAULT_TARGETS, drain_aware=False)
+        assert granted(objects) == expected | state_permissions() | crd_permissions()
+        assert (scope, "", "pods", "patch", None) not in granted(objects)
+        assert (scope, "", "pods", "patch", None) in granted(
+            render(chart, {"watchNamespaces": namespaces})
+        )
 
     @pytest.mark.parametrize("dry_run", [False, True], ids=["live", "dry-run"])
     def test_policy_resources_read_status_written_only(

@@ -459,6 +459,24 @@ class TestPolicies:
         assert result.ok
         assert [loaded.key for loaded in result.policies] == ["nim-service/llama-3-1-8b"]
 
+    def test_budget_documents_beside_policies(self, chart: helm_python.Chart) -> None:
+        """``budgets`` render beside the policies into files the loader reads as budgets."""
+        from autoscaler.policy.loader import load_text
+
+        values = _values("ci/kv-cache")
+        values["watchNamespaces"] = ["nim-service"]
+        values["budgets"] = {}
+        values["budgets"]["h100-pool.yaml"] = {
+            "apiVersion": "nim-autoscaler/v1alpha1",
+            "kind": "ScalingBudget",
+            "metadata": {"name": "h100-pool"},
+            "spec": {"maxGpus": 16, "namespaces": ["nim-service"]},
+        }
+        data = one(render(chart, values), "ConfigMap", f"{FULLNAME}-policies")["data"]
+        result = load_text(data["h100-pool.yaml"], "h100-pool.yaml")
+        assert result.ok
+        assert [(b.key, b.budget.spec.max_gpus) for b in result.budgets] == [("h100-pool", 16)]
+
     def test_no_policies_by_default(self, chart: helm_python.Chart) -> None:
         """Defaults install no policy: nothing is scaled until the user adds one."""
         assert one(render(chart), "ConfigMap", f"{FULLNAME}-policies")["data"] == {}

@@ -37,6 +37,8 @@ OPEN_OBJECTS = {
     ),
     "/policies/additionalProperties/metadata",
     "/policies/additionalProperties/spec",
+    "/budgets/additionalProperties/metadata",  # validated by the controller's loader
+    "/budgets/additionalProperties/spec",
 }
 
 
@@ -174,7 +176,7 @@ class TestSchemaShape:
         def visit(node: dict[str, Any], where: str) -> None:
             for key, child in node.get("properties", {}).items():
                 path = f"{where}.{key}" if where else key
-                if "description" not in child and not where.startswith("policies"):
+                if "description" not in child and not where.startswith(("policies", "budgets")):
                     missing.append(path)
                 visit(child, path)
 

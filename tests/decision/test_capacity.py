@@ -139,8 +139,8 @@ def observations(
     return metrics
 
 
-def fleet(n: int) -> slo.Fleet:
-    return slo.Fleet(tuple(f"p{i}" for i in range(n)), 90.0)
+def fleet(n: int, starting: int = 0) -> slo.Fleet:
+    return slo.Fleet(tuple(f"p{i}" for i in range(n)), starting, 90.0)
 
 
 def run_plan(

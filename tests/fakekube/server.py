@@ -24,7 +24,10 @@ real ``kubernetes_asyncio`` client can talk to it through a kubeconfig file
 - injectable faults (:meth:`FakeKube.inject`): status codes, delays, for a method and a path
   pattern, a number of times; :meth:`FakeKube.cut_watches` drops open watch streams;
 - an optional pod "reconciler" for workloads (:meth:`FakeKube.enable_reconcile`): when a
-  workload's replicas change it creates or deletes pods carrying its selector labels, and
+  workload's replicas change it creates or deletes pods carrying its selector labels (owned by a
+  ReplicaSet, or by the StatefulSet with ordinal names; a scale-down removes pods in the
+  ReplicaSet controller's order, ``controller.kubernetes.io/pod-deletion-cost`` included, or the
+  highest ordinal first for a StatefulSet; a workload's ``nvidia.com/gpu`` limit is copied), and
   :meth:`FakeKube.step` moves them Pending -> Running -> Ready after configurable delays
   measured on an injectable clock.
 
@@ -369,8 +372,12 @@ class FakeKube:
         replicas: int = 1,
         labels: dict[str, str] | None = None,
         kind: str = "Deployment",
+        gpus: int | None = None,
     ) -> Obj:
-        """Create a Deployment, StatefulSet or NIMService selecting pods by ``labels``."""
+        """Create a Deployment, StatefulSet or NIMService selecting pods by ``labels``.
+
+        ``gpus`` puts an ``nvidia.com/gpu`` limit in the pod template (reconciled pods get it).
+        """
         labels = labels or {"app": name}
         plural = {"Deployment": "deployments", "StatefulSet": "statefulsets"}.get(
             kind, "nimservices"
@@ -387,8 +394,16 @@ class FakeKube:
             },
             "status": {"replicas": replicas},
         }
+        if gpus is not None:
+            obj["spec"]["template"]["spec"] = {
+                "containers": [
+                    {"name": "llm", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+                ]
+            }
         if kind == "NIMService":
             obj["spec"] = {"replicas": replicas, "image": {"repository": "nim/llm"}}
+            if gpus is not None:
+                obj["spec"]["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
             obj["status"] = {"replicas": replicas, "selector": _selector_text(labels)}
         return self.put(plural, obj)
 
@@ -522,6 +537,9 @@ class FakeKube:
             return
         labels = _workload_labels(workload)
         want = int(workload["spec"].get("replicas", 0))
+        for key, plan in list(self._plans.items()):  # pods deleted by someone else are gone
+            if plan.owner == (plural, namespace, name) and ("pods", *key) not in self.objects:
+                del self._plans[key]
         owned = sorted(
             (
                 pod_name
@@ -530,18 +548,58 @@ class FakeKube:
             ),
             key=lambda n: self._plans[(namespace, n)].created,
         )
+        stateful = plural == "statefulsets"
         while len(owned) < want:
-            pod_name = f"{name}-{next(self._pod_names):05d}"
+            if stateful:
+                taken = set(owned)
+                pod_name = next(
+                    f"{name}-{i}" for i in itertools.count() if f"{name}-{i}" not in taken
+                )
+            else:
+                pod_name = f"{name}-{next(self._pod_names):05d}"
             now = self.clock()
             self._plans[(namespace, pod_name)] = _PodPlan(now, (plural, namespace, name))
             self.add_pod(namespace, pod_name, labels=labels, phase="Pending", ready=False)
+            self._own_pod(namespace, pod_name, workload, stateful=stateful)
             owned.append(pod_name)
-        while len(owned) > want:
-            victim = owned.pop()  # newest first, as a ReplicaSet prefers unready/young pods
-            del self._plans[(namespace, victim)]
-            self.delete("pods", namespace, victim)
+        if len(owned) > want:
+            pods = {n: self.objects[("pods", namespace, n)] for n in owned}
+            if stateful:
+                ranked = sorted(owned, key=lambda n: -int(n.rsplit("-", 1)[1]))
+            else:
+                # ties (timestamps have whole seconds): the newer pod first, as the ReplicaSet
+                ranked = sorted(
+                    sorted(owned, reverse=True), key=lambda n: _replicaset_rank(pods[n])
+                )
+            for victim in ranked[: len(owned) - want]:
+                del self._plans[(namespace, victim)]
+                self.delete("pods", namespace, victim)
         self.step()
         self._update_workload_status(plural, namespace, name)
+
+    def _own_pod(self, namespace: str, pod_name: str, workload: Obj, *, stateful: bool) -> None:
+        """Give a reconciled pod its owner reference and the workload's GPU limit."""
+        pod = copy.deepcopy(self.objects[("pods", namespace, pod_name)])
+        name = workload["metadata"]["name"]
+        pod["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet" if stateful else "ReplicaSet",
+                "name": name if stateful else f"{name}-rs",
+                "uid": workload["metadata"].get("uid", ""),
+                "controller": True,
+            }
+        ]
+        template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+        containers = template.get("containers") or []
+        resources = (
+            containers[0].get("resources")
+            if containers
+            else (workload.get("spec") or {}).get("resources")  # NIMService spec.resources
+        )
+        if resources:
+            pod["spec"]["containers"][0]["resources"] = copy.deepcopy(resources)
+        self.put("pods", pod)
 
     def _update_workload_status(self, plural: str, namespace: str, name: str) -> None:
         workload = self.objects.get((plural, namespace, name))
@@ -1037,6 +1095,42 @@ def _scale_of(obj: Obj) -> Obj:
 
 def _parse_iso(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _replicaset_rank(pod: Obj) -> tuple[int, int, int, int, float, float]:
+    """The ReplicaSet controller's deletion order (``ActivePodsWithRanks``), first = first to go:
+    unscheduled, Pending before Running, not ready, lower pod-deletion-cost, ready for less
+    time, newer."""
+    status = pod.get("status") or {}
+    meta = pod["metadata"]
+    scheduled = any(
+        c.get("type") == "PodScheduled" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    phase = {"Pending": 0, "Unknown": 1}.get(status.get("phase", ""), 2)
+    ready = _pod_ready(pod)
+    try:
+        cost = int(
+            (meta.get("annotations") or {}).get("controller.kubernetes.io/pod-deletion-cost", 0)
+        )
+    except ValueError:
+        cost = 0
+    ready_since = next(
+        (
+            _parse_iso(c["lastTransitionTime"])
+            for c in status.get("conditions") or []
+            if c.get("type") == "Ready" and c.get("status") == "True"
+        ),
+        0.0,
+    )
+    return (
+        int(scheduled),
+        phase,
+        int(ready),
+        cost,
+        -ready_since,
+        -_parse_iso(meta["creationTimestamp"]),
+    )
 
 
 def _pod_ready(pod: Obj) -> bool:

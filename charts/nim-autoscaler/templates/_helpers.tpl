@@ -125,6 +125,11 @@ In dry-run the controller writes nothing, so only the reads are granted.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.drainAware }}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [patch]
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -173,6 +178,7 @@ AUTOSCALER_PROMETHEUS_CA_FILE: "/etc/nim-autoscaler/prometheus-ca/ca.crt"
 AUTOSCALER_POLICY_DIR: "/etc/nim-autoscaler/policies"
 AUTOSCALER_INTERVAL: {{ .Values.interval | quote }}
 AUTOSCALER_DRY_RUN: {{ .Values.dryRun | quote }}
+AUTOSCALER_DRAIN_AWARE: {{ .Values.drainAware | quote }}
 AUTOSCALER_HPA_TOLERANCE: {{ .Values.hpa.tolerance | quote }}
 AUTOSCALER_HPA_DOWNSCALE_STABILIZATION: {{ .Values.hpa.downscaleStabilizationSeconds | quote }}
 AUTOSCALER_LOG_FORMAT: {{ .Values.logFormat | quote }}
