@@ -1139,5 +1139,6 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
         metric_values,
         metric_proposals,
         Explanation(_build_explanation, trace),
+        trace.sized,
     )
     return DecisionResult(decision, history)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autoscaler.decision.slo import SloState
+    from autoscaler.decision.slo import SloPlan, SloState
 
 # --------------------------------------------------------------------------------------------
 # Pods
@@ -306,6 +306,9 @@ class Decision:
     """Full arithmetic, JSON-ready. From ``decide`` it is an
     :class:`~autoscaler.decision.explain.Explanation`, built on first read; ``dict(...)`` of it is
     the plain dict to serialise."""
+    sizing: SloPlan | None = None
+    """The SLO sizing of an ``llm`` policy this tick (capacity, arrivals, forecast, latencies),
+    None for other policies; the ``slo`` and ``capacity`` objects of the explanation."""
 
     @property
     def scale(self) -> bool:
