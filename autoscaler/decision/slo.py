@@ -363,8 +363,9 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         ratios = tuple((n, v / t) for n, _, t, v in latencies if v is not None)
         load = served / ready
         if max(ratio for _, ratio in ratios) > 1.0 and arrivals is not None:
-            # Overloaded: the completions cap at what the pods serve; the load is the arrivals.
-            load = max(load, arrivals / ready)
+            # Overloaded: the completions cap at what the pods serve; the load is the arrivals
+            # (at most PRIOR_MAX_STEP x the completions: held counts jump when pods change).
+            load = max(load, min(arrivals / ready, PRIOR_MAX_STEP * load))
         model = cap.observe(model, cap.Sample(now, load, ratios))
     estimate = cap.estimate(model, now, seed, seed_source)
     draining = (
