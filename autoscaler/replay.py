@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.decision.core import decide, record_rescale
-from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -350,15 +350,16 @@ def replay(
     Returns:
         One row per tick.
     """
+    resolved = resolve(policy, flags)
     state = history if history is not None else History()
     rows: list[ReplayRow] = []
     for tick in ticks:
-        result = decide(policy, tick.observation, state, tick.t, flags=flags)
+        result = decide(resolved, tick.observation, state, tick.t)
         decision = result.decision
         state = result.history
         if decision.desired_replicas != decision.current_replicas:
             state = record_rescale(
-                policy, state, tick.t, decision.current_replicas, decision.desired_replicas
+                resolved, state, tick.t, decision.current_replicas, decision.desired_replicas
             )
         rows.append(ReplayRow(tick.t, decision))
     return rows

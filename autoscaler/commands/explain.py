@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -227,7 +227,7 @@ async def explain_once(
     observation = build_observation(
         metrics, pods=pods, spec_replicas=current, status_replicas=status_replicas
     )
-    result = decide(policy, observation, history or History(), now, flags=flags)
+    result = decide(resolve(policy, flags), observation, history or History(), now)
     return with_fleet_records(policy, result.decision, observation, annotations or {}), observation
 
 

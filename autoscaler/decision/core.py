@@ -57,13 +57,7 @@ from autoscaler.decision.normalize import (
     stabilize_with_behavior,
     store_scale_event,
 )
-from autoscaler.decision.resolved import (
-    DEFAULT_FLAGS,
-    HpaFlags,
-    ResolvedMetric,
-    ResolvedPolicy,
-    resolve,
-)
+from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
@@ -78,7 +72,6 @@ from autoscaler.decision.types import (
     Recommendation,
     TargetSample,
 )
-from autoscaler.policy.models import ScalingPolicy
 
 _NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
 _SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
@@ -114,26 +107,20 @@ _COND_NO_PODS_STARTING = Condition(_CAPACITY_PENDING, False, "NoPodsStarting", "
 
 
 def decide(
-    policy: ScalingPolicy,
-    observation: Observation,
-    history: History,
-    now: float,
-    *,
-    flags: HpaFlags = DEFAULT_FLAGS,
+    rp: ResolvedPolicy, observation: Observation, history: History, now: float
 ) -> DecisionResult:
     """Decide the replica count for one policy at one tick.
 
     Args:
-        policy: The scaling policy.
+        rp: The scaling policy, resolved when it was loaded
+            (:func:`autoscaler.decision.resolved.resolve`, which also applies the HPA flags).
         observation: What was observed this tick (scale, pods, metrics).
         history: State from the previous tick (``History()`` the first time).
         now: Current time, seconds.
-        flags: The controller-wide HPA flags (tolerance, downscale stabilization).
 
     Returns:
         The decision (with conditions and explanation) and the history for the next tick.
     """
-    rp = resolve(policy, flags)
     current = observation.spec_replicas
     first_sight = not history.initialized
     recommendations = history.recommendations
@@ -364,7 +351,7 @@ def decide(
 
 
 def record_rescale(
-    policy: ScalingPolicy, history: History, now: float, current: int, desired: int
+    rp: ResolvedPolicy, history: History, now: float, current: int, desired: int
 ) -> History:
     """Store a performed rescale, as the HPA does after a successful ``Scales().Update``.
 
@@ -374,7 +361,7 @@ def record_rescale(
     ``algorithm: llm`` a scale-up also makes the tick's queue reading the in-flight reference.
 
     Args:
-        policy: The scaling policy.
+        rp: The resolved scaling policy.
         history: The history returned by :func:`decide` for this tick.
         now: Time of the rescale, seconds (the tick's ``now``).
         current: Replicas before.
@@ -385,7 +372,6 @@ def record_rescale(
     """
     if desired == current:
         return history
-    rp = resolve(policy)
     extra = history.extra
     if rp.llm and desired > current:
         extra = llm.promote_queue_reference(extra)

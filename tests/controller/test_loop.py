@@ -137,6 +137,22 @@ class TestActing:
         assert result.outcome is Outcome.SCALED
         assert world.cluster.writes == [("nim", "llama", 4)]  # ceil(1.04 x 3)
 
+    async def test_edited_policy_is_resolved_again_and_decides(self) -> None:
+        """A policy is resolved when loaded; an edit (a new policy object) takes effect at once."""
+        policy = make_policy()
+        world = World(policy)
+        world.set_kv(policy, 0.9, 100.0)
+        loop = world.loop(dry_run=True)
+        [first] = await loop.tick(100.0)
+        assert first.decision is not None
+        assert first.decision.desired_replicas == 6  # ceil(0.9 / 0.5 x 3)
+        spec = policy.spec.model_copy(update={"max_replicas": 4})
+        capped = policy.model_copy(update={"spec": spec})
+        world.policies = [capped]
+        [second] = await loop.tick(115.0)
+        assert second.decision is not None
+        assert second.decision.desired_replicas == 4
+
     async def test_dry_run_decides_but_never_writes(self) -> None:
         """Dry-run makes the same decision, reports it, and writes nothing anywhere."""
         policy = make_policy()

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     ConditionType,
     Decision,
@@ -24,7 +23,7 @@ from autoscaler.decision.types import (
 from autoscaler.policy.models import ScalingPolicy
 
 from .fleet import run_fleet
-from .helpers import policy
+from .helpers import decide, policy, record_rescale
 
 KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
 QUEUE = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}

@@ -34,7 +34,6 @@ import pytest
 from autoscaler.decision import capacity as capacity_module
 from autoscaler.decision import llm as llm_module
 from autoscaler.decision import slo as slo_module
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     History,
     NoSignal,
@@ -46,6 +45,8 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 from autoscaler.policy.models import ScalingPolicy
+
+from .helpers import decide, record_rescale
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "decision_snapshot.json"
 SCENARIOS = 60
