@@ -57,6 +57,7 @@ from autoscaler.decision.normalize import (
     stabilize_with_behavior,
     store_scale_event,
 )
+from autoscaler.decision.queue_state import EMPTY_QUEUE_STATE, QueueState
 from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
 from autoscaler.decision.types import (
     Condition,
@@ -126,7 +127,7 @@ def decide(
     recommendations = history.recommendations
     if first_sight:
         recommendations = (*recommendations, Recommendation(now, current))
-    extra: Mapping[str, Any] = history.extra
+    queue = history.queue
     known_pods: Mapping[str, float] = history.known_pods
     samples = history.startup_samples
     view: llm.PodView | None = None
@@ -143,7 +144,7 @@ def decide(
                 first_sight=first_sight,
                 all_ready=len(view.ready) == len(observation.pods),
             )
-        extra, queue_values = llm.queue_state(rp, observation.metrics, view, extra, now)
+        queue, queue_values = llm.queue_state(rp, observation.metrics, view, queue, now)
         tail.append(_capacity_condition(view))
         sized = slo.plan(
             history.capacity,
@@ -178,7 +179,7 @@ def decide(
             history.consecutive_failures,
             samples,
             known_pods,
-            extra,
+            queue,
             history.capacity if sized is None else sized.state,
         )
         return _finish(trace, desired, reason, (first, *tail), {}, {}, next_history)
@@ -188,7 +189,7 @@ def decide(
         proposals = _hpa_proposals(rp, observation, current, trace)
     else:
         proposals = _llm_proposals(
-            rp, observation, view, extra=extra, queue_values=queue_values, now=now, current=current
+            rp, observation, view, queue=queue, queue_values=queue_values, now=now, current=current
         )
     trace.proposals = proposals
     if sized is not None and rp.sizes_on_slo:
@@ -269,7 +270,7 @@ def decide(
             failures,
             samples,
             known_pods,
-            extra,
+            queue,
             history.capacity if sized is None else sized.state,
         )
         return _finish(
@@ -342,7 +343,7 @@ def decide(
         failures,
         samples,
         known_pods,
-        extra,
+        queue,
         history.capacity if sized is None else sized.state,
     )
     return _finish(
@@ -372,9 +373,9 @@ def record_rescale(
     """
     if desired == current:
         return history
-    extra = history.extra
+    queue = history.queue
     if rp.llm and desired > current:
-        extra = llm.promote_queue_reference(extra)
+        queue = llm.promote_queue_reference(queue)
     up = history.scale_up_events
     down = history.scale_down_events
     if rp.has_behavior:
@@ -390,7 +391,7 @@ def record_rescale(
         history.consecutive_failures,
         history.startup_samples,
         history.known_pods,
-        extra,
+        queue,
         history.capacity,
     )
 
@@ -630,13 +631,13 @@ def _llm_proposals(
     obs: Observation,
     view: llm.PodView | None,
     *,
-    extra: Mapping[str, Any],
+    queue: QueueState,
     queue_values: Mapping[str, list[float]],
     now: float,
     current: int,
 ) -> list[Proposal]:
     assert view is not None
-    ctx = llm.context(rp, current, view, now, extra, queue_values)
+    ctx = llm.context(rp, current, view, now, queue, queue_values)
     metrics = rp.metrics
     observed = obs.metrics
     results: list[Proposal | None] = [None] * len(metrics)
@@ -707,7 +708,7 @@ def _slo_proposal(
     else:
         need_exact = sized.need
     need = max(0, math.ceil(need_exact - 1e-9))
-    ctx = llm.context(rp, current, view, now, {}, {})
+    ctx = llm.context(rp, current, view, now, EMPTY_QUEUE_STATE, {})
     ratio = need_exact / view.capacity if view.capacity else math.inf
     if need_exact == 0 and view.capacity == 0:
         ratio = 1.0

@@ -51,13 +51,14 @@ What differs from the HPA (see ``docs/decision.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from itertools import repeat
 from typing import Any
 
 from autoscaler.decision.calculator import Proposal, aggregate
 from autoscaler.decision.explain import LAZY
+from autoscaler.decision.queue_state import GrowthPoint, QueueReading, QueueState
 from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
 from autoscaler.decision.types import (
     MetricObservation,
@@ -67,7 +68,6 @@ from autoscaler.decision.types import (
     PodPhase,
     PodSamples,
     TargetSample,
-    slot_constructor,
 )
 
 _RUNNING = PodPhase.RUNNING
@@ -82,19 +82,9 @@ STUCK_FACTOR = 2.0
 """A starting pod older than this x the start-up estimate is suspected stuck (not credited)."""
 NO_TRAFFIC = frozenset({NoSignalReason.NAN, NoSignalReason.EMPTY})
 """No-signal reasons of a latency metric that mean 'no traffic' (neutral guard)."""
-QUEUE_REF_KEY = "queueRef"
-QUEUE_LAST_KEY = "queueLast"
-QUEUE_TRAIL_KEY = "queueTrail"
-"""History ``extra`` key: each queue metric's ``[time, total]`` over the last request-rate window,
-to turn the window's completion rate into its arrival rate (arrivals = completions + growth)."""
 TRAIL_SLACK = 30.0
-"""Seconds of queue trail kept beyond the request-rate window."""
-QUEUE_CANDIDATE_KEY = "queueCandidate"
-QUEUE_GROWTH_KEY = "queueGrowth"
-QUEUE_GROWTH_AT_KEY = "queueGrowthAt"
-QUEUE_MU_KEY = "queueThroughput"
-"""History ``extra`` key: the last per-pod throughput estimated from a valid pair of points, kept
-to size later surges from their first tick (a property of the hardware and the request mix)."""
+"""Seconds of queue trail kept beyond the request-rate window (the trail turns the window's
+completion rate into its arrival rate: arrivals = completions + growth)."""
 RUNNING_KIND = "runningRequests"
 REQUEST_RATE_KIND = "requestRate"
 TTFT_KIND = "timeToFirstToken"
@@ -161,22 +151,6 @@ class PodView:
         }
 
 
-_new_view: Callable[
-    [
-        tuple[str, ...],
-        tuple[str, ...],
-        tuple[str, ...],
-        tuple[tuple[str, str], ...],
-        int,
-        int,
-        tuple[float, ...],
-        float,
-    ],
-    PodView,
-] = slot_constructor(PodView)
-"""``PodView(...)``, every field positional, built fast."""
-
-
 def startup_estimate(samples: tuple[float, ...], default: float, learning: bool) -> float:
     """The start-up time to assume: median of learned samples, else the configured default."""
     if learning and samples:
@@ -209,7 +183,7 @@ def classify_pods(
     """
     ready = [p.name for p in pods if p.ready and p.phase is _RUNNING and not p.deleting]
     if len(ready) == len(pods):  # the steady state: nothing starting, nothing else
-        return _new_view(tuple(ready), (), (), (), 0, len(ready), learned, default)
+        return PodView(tuple(ready), (), (), (), 0, len(ready), learned, default)
     return _classify_all(pods, now, learned, default)
 
 
@@ -234,7 +208,7 @@ def _classify_all(
             stuck.append(pod.name)
         else:
             credited.append(pod.name)
-    return _new_view(
+    return PodView(
         tuple(ready),
         tuple(credited),
         tuple(stuck),
@@ -322,27 +296,13 @@ class LlmContext:
     current: int
     view: PodView
     now: float
-    extra: Mapping[str, Any]
-    """History ``extra`` (queue references)."""
-    candidates: Mapping[str, Any] | None
-    """``extra``'s queue candidates of this tick (None when it holds no mapping there)."""
+    queue: QueueState
+    """The queue state after this tick's readings (:func:`queue_state`)."""
+    candidates: Mapping[str, QueueReading]
+    """This tick's queue readings (``queue.candidates``)."""
     queue_values: Mapping[str, list[float]]
     """Queue metric -> its ready pods' samples, as :func:`queue_state` read them (only metrics
     with a sample from every ready pod)."""
-
-
-_new_context: Callable[
-    [
-        ResolvedPolicy,
-        int,
-        PodView,
-        float,
-        Mapping[str, Any],
-        Mapping[str, Any] | None,
-        Mapping[str, list[float]],
-    ],
-    LlmContext,
-] = slot_constructor(LlmContext)
 
 
 def context(  # noqa: PLR0917 - the tick's values, in LlmContext's order
@@ -350,20 +310,11 @@ def context(  # noqa: PLR0917 - the tick's values, in LlmContext's order
     current: int,
     view: PodView,
     now: float,
-    extra: Mapping[str, Any],
+    queue: QueueState,
     queue_values: Mapping[str, list[float]],
 ) -> LlmContext:
-    """The tick's :class:`LlmContext` (``extra`` and ``queue_values``: from :func:`queue_state`)."""
-    candidates = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
-    return _new_context(policy, current, view, now, extra, candidates, queue_values)
-
-
-def _mapping(value: object) -> Mapping[str, Any] | None:
-    """``value`` if it is a mapping, else None (history entries are checked, not trusted)."""
-    # The exact-dict test first: ``isinstance(x, Mapping)`` alone goes through the ABC machinery.
-    if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - see above
-        return value
-    return None
+    """The tick's :class:`LlmContext` (``queue`` and ``queue_values``: from :func:`queue_state`)."""
+    return LlmContext(policy, current, view, now, queue, queue.candidates, queue_values)
 
 
 def apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
@@ -453,36 +404,21 @@ def _invalid(metric: ResolvedMetric, message: str, detail: dict[str, Any]) -> Pr
     )
 
 
-def _candidate(metric: ResolvedMetric, ctx: LlmContext) -> Mapping[str, Any] | None:
-    """The queue metric's candidate of this tick (see :func:`queue_state`), or None."""
-    candidates = ctx.candidates
-    return _mapping(candidates.get(metric.name)) if candidates is not None else None
-
-
-def _growth(entry: Mapping[str, Any] | None) -> float | None:
-    """This tick's queue growth rate (requests/s) from the candidate, None at first sight."""
-    if entry is None or entry.get("first", True):
+def _growth(entry: QueueReading | None) -> float | None:
+    """This tick's queue growth rate (requests/s) from the reading, None at first sight."""
+    if entry is None or entry.first:
         return None
-    return float(entry.get("rate", 0.0))
+    return entry.rate
 
 
 def _reference_growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
     """Queue growth seen when the in-flight scale-up was decided (None if none in flight)."""
-    refs = _mapping(ctx.extra.get(QUEUE_REF_KEY))
-    ref = _mapping(refs.get(metric.name)) if refs is not None else None
+    ref = ctx.queue.references.get(metric.name)
     if ref is None:
         return None
-    if ctx.now - float(ref.get("t", ctx.now)) > STUCK_FACTOR * ctx.view.startup_estimate:
+    if ctx.now - ref.t > STUCK_FACTOR * ctx.view.startup_estimate:
         return None
-    return float(ref.get("rate", 0.0))
-
-
-def _throughput(entry: Mapping[str, Any] | None) -> float | None:
-    """The per-pod throughput learned so far, from the candidate (None: not known)."""
-    if entry is None:
-        return None
-    mu = entry.get("perPod")
-    return float(mu) if isinstance(mu, (int, float)) else None
+    return ref.rate
 
 
 def queue_proposal(
@@ -523,7 +459,7 @@ def queue_proposal(
     target = metric.target
     per_ready = total / ready
     ratio = per_ready / target
-    entry = _candidate(metric, ctx)
+    entry = ctx.candidates.get(metric.name)
     growth = _growth(entry)
     detail["queueTotal"] = total
     detail["perReadyPod"] = per_ready
@@ -545,7 +481,7 @@ def queue_proposal(
             per_ready,
         )
         return _proposal(metric, current, per_ready, ratio, detail)
-    mu = _throughput(entry)
+    mu = entry.per_pod if entry is not None else None
     if mu is not None and growth is not None:
         return _drain_proposal(metric, ctx, total, growth, mu, ratio, detail)
     if growth is not None and growth <= 0:
@@ -804,35 +740,26 @@ def _backlog_growth(ctx: LlmContext) -> float | None:
     point about a window old.
     """
     candidates = ctx.candidates
-    if candidates is None:
-        return None
     growth: float | None = None
     for metric in ctx.policy.queue_metrics:
-        entry = _mapping(candidates.get(metric.name))
-        rate = entry.get("windowRate") if entry is not None else None
-        if isinstance(rate, (int, float)):
-            growth = float(rate) if growth is None else max(growth, float(rate))
+        entry = candidates.get(metric.name)
+        rate = entry.window_rate if entry is not None else None
+        if rate is not None:
+            growth = rate if growth is None else max(growth, rate)
     return growth
 
 
 def _rate_sizes_queue(ctx: LlmContext) -> bool:
     """A request-rate metric with a sample this tick sizes the steps of a queue above its band."""
-    candidates = ctx.candidates
-    if candidates is None:
-        return False
-    for value in candidates.values():
-        entry = _mapping(value)
-        if entry is not None and entry.get("served") is not None:
-            return True
-    return False
+    return any(entry.served is not None for entry in ctx.candidates.values())
 
 
 def _queue_within_band(ctx: LlmContext) -> bool:
     """The policy has a queue metric with a sample this tick, and none is above its band."""
     candidates = ctx.candidates
-    if candidates is None or not ctx.view.ready:
+    if not ctx.view.ready:
         return False
-    seen = any(_mapping(candidates.get(m.name)) is not None for m in ctx.policy.queue_metrics)
+    seen = any(m.name in candidates for m in ctx.policy.queue_metrics)
     return seen and not _queue_above_band(ctx)
 
 
@@ -840,12 +767,12 @@ def _queue_above_band(ctx: LlmContext) -> bool:
     """Some queue metric of the policy is above its band on the ready pods this tick."""
     candidates = ctx.candidates
     ready = len(ctx.view.ready)
-    if candidates is None or ready == 0:
+    if ready == 0:
         return False
     for metric in ctx.policy.queue_metrics:
-        entry = _mapping(candidates.get(metric.name))
+        entry = candidates.get(metric.name)
         if entry is not None:
-            per_ready = float(entry.get("total", 0.0)) / ready
+            per_ready = entry.total / ready
             if per_ready > metric.target * (1 + ctx.policy.tolerance_up):
                 return True
     return False
@@ -928,48 +855,40 @@ def queue_state(
     policy: ResolvedPolicy,
     observations: Mapping[str, MetricObservation],
     view: PodView,
-    extra: Mapping[str, Any],
+    state: QueueState,
     now: float,
-) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """New ``extra`` entries: each queue metric's last total and the scale-up reference candidate.
+) -> tuple[QueueState, dict[str, list[float]]]:
+    """This tick's queue readings: each queue metric's total, growth and learned throughput.
 
     Args:
         policy: The resolved policy.
         observations: This tick's metric observations.
         view: Pod classification.
-        extra: History ``extra`` coming in.
+        state: The queue state coming in (not modified).
         now: Current time, seconds.
 
     Returns:
-        The updated ``extra`` mapping (``extra`` itself and its values are not modified), and
-        the ready pods' samples of each queue metric that has one from every ready pod (for
+        The new queue state (this tick's readings as ``candidates``), and the ready pods'
+        samples of each queue metric that has one from every ready pod (for
         :func:`queue_proposal`, which would read the same values).
     """
     values_read: dict[str, list[float]] = {}
     queue_metrics = policy.queue_metrics
     if not queue_metrics:
-        return dict(extra), values_read
-    last_in = _mapping(extra.get(QUEUE_LAST_KEY))
-    last: dict[str, Any] = dict(last_in) if last_in is not None else {}
-    # Possibly the history's own maps: replaced, never modified, when a metric's points change.
-    growth_points = _maps(extra.get(QUEUE_GROWTH_KEY))
-    growth_at = _maps(extra.get(QUEUE_GROWTH_AT_KEY))
-    mu_in = _mapping(extra.get(QUEUE_MU_KEY))
-    learned: dict[str, float] = (
-        {k: float(v) for k, v in mu_in.items() if isinstance(v, (int, float))} if mu_in else {}
-    )
+        return state, values_read
+    last = dict(state.last)
+    growth_points = state.growth  # replaced, never modified, when a metric's points change
+    learned = dict(state.throughput)
     rate_metric = policy.rate_metric
     served: float | None = None
     running: float | None = None
     window = 0.0
-    trail_in: object = None
     if rate_metric is not None:
         served = _completions(rate_metric, observations, view)
         window = rate_metric.window
-        trail_in = extra.get(QUEUE_TRAIL_KEY)
         running = _running_total(policy, observations, view)
-    trails: dict[str, list[list[float]]] = {}
-    candidates: dict[str, Any] = {}
+    trails: dict[str, tuple[tuple[float, float, float], ...]] = {}
+    candidates: dict[str, QueueReading] = {}
     ready_names = view.ready
     ready = len(ready_names)
     for metric in queue_metrics:
@@ -990,81 +909,45 @@ def queue_state(
         rate = 0.0
         first = True
         previous_total = 0.0
-        if isinstance(previous, (list, tuple)) and len(previous) == 2 and now > previous[0]:
-            previous_total = float(previous[1])
-            rate = (total - previous_total) / (now - float(previous[0]))
+        if previous is not None and now > previous[0]:
+            previous_total = previous[1]
+            rate = (total - previous_total) / (now - previous[0])
             first = False
-        last[name] = [now, total]
-        points = growth_points.get(name)
-        times = growth_at.get(name)
+        last[name] = (now, total)
+        points = growth_points.get(name, ())
         # growth = arrivals - ready x mu holds while the pods are saturated: a growing queue that
         # ends above its target, or one above its target at both ends (draining: negative growth).
         floor = ready * metric.target
         draining = not first and min(total, previous_total) > floor
-        add = not first and ready > 0 and total > floor and (rate > 0 or draining)
-        if add or points is None or times is None or not times.keys() <= points.keys():
-            points = dict(points) if points is not None else {}
-            times = dict(times) if times is not None else {}
-            if add:
-                ready_key = str(ready)
-                points.pop(ready_key, None)  # re-inserted: the newest point is last
-                points[ready_key] = rate
-                times[ready_key] = now
-                if len(points) > GROWTH_POINTS_KEPT:
-                    points.pop(next(iter(points)))
-            times = {k: v for k, v in times.items() if k in points}
+        if not first and ready > 0 and total > floor and (rate > 0 or draining):
+            # One point per ready count, the newest last.
+            points = (*(p for p in points if p.ready != ready), GrowthPoint(ready, rate, now))
+            if len(points) > GROWTH_POINTS_KEPT:
+                points = points[1:]
             growth_points = {**growth_points, name: points}
-            growth_at = {**growth_at, name: times}
         mu = None
         if len(points) > 1:
             apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
-            mu = per_pod_throughput(points, times, apart)
+            mu = per_pod_throughput(points, apart)
         if mu is not None:
             learned[name] = mu
         window_rate: float | None = None
         if rate_metric is not None:
-            trail = _trail(trail_in, name, now - window - TRAIL_SLACK)
-            point = [now, total, -1.0 if running is None else running]
+            trail = _trail(state.trails.get(name, ()), now - window - TRAIL_SLACK)
+            point = (now, total, -1.0 if running is None else running)
             window_rate = _window_growth(trail, point, window)
-            trail.append(point)
-            trails[name] = trail
-        candidates[name] = {
-            "t": now,
-            "total": total,
-            "rate": rate,
-            "first": first,
-            "perPod": learned.get(name),
-            "served": served,
-            "windowRate": window_rate,
-        }
-    out = dict(extra)
-    out[QUEUE_LAST_KEY] = last
-    out[QUEUE_CANDIDATE_KEY] = candidates
-    out[QUEUE_GROWTH_KEY] = growth_points
-    out[QUEUE_GROWTH_AT_KEY] = growth_at
-    out[QUEUE_MU_KEY] = learned
-    if rate_metric is not None:
-        out[QUEUE_TRAIL_KEY] = trails
-    return out, values_read
-
-
-def _maps(value: object) -> dict[str, dict[str, float]]:
-    """A history map of maps as a dict of dicts: ``value`` itself when it is one (to share, not
-    to modify), else a copy of it without the entries that are not maps."""
-    if type(value) is dict:
-        for inner in value.values():
-            if type(inner) is not dict:
-                break
-        else:
-            return value
-    outer = _mapping(value)
-    if not outer:
-        return {}
-    return {
-        k: dict(v)
-        for k, v in outer.items()
-        if isinstance(v, dict) or isinstance(v, Mapping)  # noqa: SIM101 - see _mapping
-    }
+            trails[name] = (*trail, point)
+        candidates[name] = QueueReading(
+            now, total, rate, first, learned.get(name), served, window_rate
+        )
+    return QueueState(
+        last,
+        candidates,
+        state.references,
+        growth_points,
+        learned,
+        trails if rate_metric is not None else state.trails,
+    ), values_read
 
 
 def _running_total(
@@ -1084,24 +967,18 @@ def _running_total(
     return None
 
 
-def _trail(trails: object, name: str, oldest: float) -> list[list[float]]:
-    """A queue metric's kept ``[time, queued, running or -1]`` points since ``oldest``."""
-    raw = trails.get(name) if isinstance(trails, Mapping) else None
-    if not isinstance(raw, list | tuple):
-        return []
-    points: list[list[float]] = []
-    for point in raw:
-        if (
-            isinstance(point, list | tuple)
-            and len(point) == 3
-            and all(isinstance(x, int | float) and math.isfinite(x) for x in point)
-            and point[0] >= oldest
-        ):
-            points.append([float(x) for x in point])
-    return points
+def _trail(
+    points: tuple[tuple[float, float, float], ...], oldest: float
+) -> tuple[tuple[float, float, float], ...]:
+    """A queue metric's kept ``(time, queued, running or -1)`` points since ``oldest``."""
+    return tuple(point for point in points if point[0] >= oldest and all(map(math.isfinite, point)))
 
 
-def _window_growth(trail: list[list[float]], point: list[float], window: float) -> float | None:
+def _window_growth(
+    trail: tuple[tuple[float, float, float], ...],
+    point: tuple[float, float, float],
+    window: float,
+) -> float | None:
     """Growth of the requests held (queued, plus running when known at both ends) over about
     the last ``window`` seconds, requests/s; None without a point at least half a window old.
 
@@ -1109,7 +986,7 @@ def _window_growth(trail: list[list[float]], point: list[float], window: float) 
     completion rate it corrects.
     """
     now = point[0]
-    best: list[float] | None = None
+    best: tuple[float, float, float] | None = None
     for old in trail:
         age = now - old[0]
         if age >= window / 2 and (best is None or abs(age - window) < abs(now - best[0] - window)):
@@ -1139,36 +1016,28 @@ def _completions(
 
 
 def per_pod_throughput(
-    points: Mapping[str, float],
-    times: Mapping[str, float] | None = None,
-    max_apart: float = math.inf,
+    points: tuple[GrowthPoint, ...], max_apart: float = math.inf
 ) -> float | None:
     """Requests/s one saturated pod serves, from queue growth at two ready counts.
 
     While saturated, ``growth = arrivals - ready x mu``; the two newest points with different
     ready counts give ``mu = (g_a - g_b) / (r_b - r_a)`` when the arrival rate was the same at
-    both, so the points must have been measured at most ``max_apart`` seconds apart (``times``:
-    ready count -> time of its point). None when not estimable (or not positive).
+    both, so the points must have been measured at most ``max_apart`` seconds apart (a point
+    without a time gives no estimate). None when not estimable (or not positive).
     """
     if len(points) < 2:
         return None
-    items = list(points.items())
-    (r_a, g_a), (r_b, g_b) = items[-2], items[-1]
-    ready_a, ready_b = int(r_a), int(r_b)
-    if ready_a == ready_b:
+    a, b = points[-2], points[-1]
+    if a.ready == b.ready:
         return None
-    if times is not None:
-        t_a, t_b = times.get(r_a), times.get(r_b)
-        if t_a is None or t_b is None or abs(t_b - t_a) > max_apart:
-            return None
-    mu = (g_a - g_b) / (ready_b - ready_a)
+    if a.at is None or b.at is None or abs(b.at - a.at) > max_apart:
+        return None
+    mu = (a.rate - b.rate) / (b.ready - a.ready)
     return mu if mu > 0 else None
 
 
-def promote_queue_reference(extra: Mapping[str, Any]) -> dict[str, Any]:
-    """After a scale-up: the tick's queue candidate becomes the in-flight reference."""
-    out = dict(extra)
-    candidate = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
-    if candidate:
-        out[QUEUE_REF_KEY] = dict(candidate)
-    return out
+def promote_queue_reference(state: QueueState) -> QueueState:
+    """After a scale-up: the tick's queue readings become the in-flight reference."""
+    if not state.candidates:
+        return state
+    return replace(state, references=dict(state.candidates))

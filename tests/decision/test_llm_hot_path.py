@@ -50,6 +50,6 @@ def test_histories_are_never_modified() -> None:
         if desired != current:
             history = record_rescale(pol, history, now, current, desired)
             current = desired
-    assert history.extra["queueGrowth"]  # points were learned
+    assert history.queue.growth  # points were learned
     for old, dumped in kept:
         assert json.dumps(old.to_json()) == dumped

@@ -13,7 +13,10 @@ recorded) and skipped, with this note, after an intended change there.
 Regenerated once since: when scale events stopped being pruned (they are kept, outdated and
 overwritten, as the HPA's ``storeScaleEvent`` keeps them), only the history digests of the
 scenarios that record rescales changed; every desired count, reason, condition and explanation
-stayed as recorded.
+stayed as recorded. Again when the ``llm`` queue state became typed (``History.queue``, history
+form ``v`` 2): every history digest changed with the form; every desired count, reason,
+condition and explanation stayed as recorded, and each history read back through
+``History.from_json`` equals the one the previous code wrote, read through its legacy path.
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
