@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.decision.core import decide, record_rescale
+from autoscaler.decision.record import decision_record
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import (
     Decision,
@@ -69,21 +70,8 @@ class ReplayRow:
     decision: Decision
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready record: t, currentReplicas, desiredReplicas, reason, explanation, ..."""
-        d = self.decision
-        return {
-            "t": self.t,
-            "currentReplicas": d.current_replicas,
-            "desiredReplicas": d.desired_replicas,
-            "reason": d.reason,
-            "metricValues": dict(d.metric_values),
-            "metricProposals": dict(d.metric_proposals),
-            "conditions": [
-                {"type": c.type.value, "status": c.status, "reason": c.reason, "message": c.message}
-                for c in d.conditions
-            ],
-            "explanation": dict(d.explanation),
-        }
+        """The tick's decision record (``docs/decision-schema.md``) with ``t`` first."""
+        return {"t": self.t, **decision_record(self.decision)}
 
 
 # --------------------------------------------------------------------------------------------
