@@ -4,11 +4,11 @@
 described by ``docs/schema/decision.schema.json`` and ``docs/decision-schema.md``. Each output
 adds only its own context to it, under names the schema also lists:
 
-* ``run --dry-run`` JSON lines (:mod:`autoscaler.controller.printer`): the record with its
+* ``run --dry-run`` JSON lines (:mod:`autoscaler.commands.printer`): the record with its
   explanation;
 * ``explain --output json`` (:mod:`autoscaler.commands.explain`): plus ``observation`` (the pods
   and the metric samples it decided from);
-* ``replay --output json`` (:mod:`autoscaler.replay`): one record per tick, plus ``t``;
+* ``replay --output json`` (:mod:`autoscaler.commands.replay`): one record per tick, plus ``t``;
 * the target's status annotation (:mod:`autoscaler.kube.recorder`): without the explanation, plus
   the target, bounds, outcome and fleet fields.
 

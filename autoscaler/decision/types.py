@@ -97,6 +97,10 @@ class NoSignal:
     detail: str = ""
 
 
+NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
+"""The observation of a metric the source did not collect this tick (absent from the mapping)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PodSamples:
     """Per-pod values of one metric (Pods / AverageValue style sources).

@@ -8,12 +8,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.explain import render_text
 from autoscaler.decision.types import ConditionType, PodInfo, PodPhase, PodSamples
 from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.models import ScalingPolicy
+from tests.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 
 NOW = 1000.0
 

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
-from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import (
@@ -29,6 +28,7 @@ from autoscaler.decision.types import (
 from autoscaler.errors import ActuationError, Forbidden
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.policy.models import ScalingPolicy
+from tests.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 
 
 def make_policy(name: str = "llama", *, behavior: dict[str, object] | None = None) -> ScalingPolicy:

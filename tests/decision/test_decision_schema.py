@@ -18,14 +18,14 @@ from collections.abc import Iterator
 import pytest
 
 from autoscaler.commands.explain import decision_to_json
+from autoscaler.commands.printer import DecisionPrinter
+from autoscaler.commands.replay import ReplayRow
 from autoscaler.controller.ports import Outcome
-from autoscaler.controller.printer import DecisionPrinter
 from autoscaler.decision.fleet import with_records
 from autoscaler.decision.record import SCHEMA_ID, decision_record
 from autoscaler.decision.types import Decision, History, Observation
 from autoscaler.kube.recorder import status_record
 from autoscaler.policy.models import ScalingPolicy
-from autoscaler.replay import ReplayRow
 
 from .helpers import decide, record_rescale
 from .schema import assert_valid, validator

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from autoscaler.cli import main
+from autoscaler.commands.replay import TimelineError, format_csv, parse_csv, parse_timeline, replay
 from autoscaler.decision.types import NoSignal, PodSamples, TargetSample
-from autoscaler.replay import TimelineError, format_csv, parse_csv, parse_timeline, replay
 
 from .helpers import policy
 from .schema import assert_valid

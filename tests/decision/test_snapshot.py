@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import random
 from pathlib import Path
@@ -34,9 +35,6 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decision import capacity as capacity_module
-from autoscaler.decision import llm as llm_module
-from autoscaler.decision import slo as slo_module
 from autoscaler.decision.types import (
     History,
     NoSignal,
@@ -261,11 +259,25 @@ def run_scenario(seed: int) -> tuple[str, list[list[Any]]]:
     return algorithm, records
 
 
+LLM_MODULES = (
+    "llm",
+    "pods",
+    "credit",
+    "queue",
+    "demand",
+    "latency",
+    "queue_state",
+    "slo",
+    "capacity",
+)
+"""The modules of ``algorithm: llm`` only: the sources the ``llm`` scenarios also depend on."""
+
+
 def llm_digest() -> str:
-    """Digest of ``llm.py``, ``slo.py`` and ``capacity.py``: the sources the ``llm`` scenarios
-    also depend on."""
+    """Digest of the :data:`LLM_MODULES` sources."""
     digest = hashlib.sha256()
-    for module in (llm_module, slo_module, capacity_module):
+    for name in LLM_MODULES:
+        module = importlib.import_module(f"autoscaler.decision.{name}")
         digest.update(Path(module.__file__).read_bytes())  # type: ignore[arg-type]
     return digest.hexdigest()[:16]
 

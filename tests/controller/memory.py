@@ -79,7 +79,7 @@ class MemoryCluster:
         try:
             return self.targets[(namespace, ref.kind, ref.name)]
         except KeyError:
-            from autoscaler.errors import TargetNotFound  # noqa: PLC0415 - rare path
+            from autoscaler.errors import TargetNotFound
 
             msg = f"{ref.kind} {namespace}/{ref.name} not found"
             raise TargetNotFound(msg) from None
