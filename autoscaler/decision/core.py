@@ -1,22 +1,31 @@
 """The decision core's entry points: :func:`decide` and :func:`record_rescale`.
 
-One tick for one policy, as the HPA's ``reconcileAutoscaler``: first-sight seeding, pre-checks
-(scaling disabled, out of range), per-metric proposals (:mod:`autoscaler.decision.calculator` for
-``algorithm: hpa``, :mod:`autoscaler.decision.llm` for ``algorithm: llm``), the max over metrics
-with the partial-metric rule, ``onMetricFailure``, then normalisation
-(:mod:`autoscaler.decision.normalize`: stabilization, rate limits, min/max) and conditions.
+:func:`decide` reads as the HPA's ``reconcileAutoscaler``, one named step per line:
+
+1. first sight: seed the recommendations with the current count;
+2. ``algorithm: llm`` only: classify the pods, learn start-up times, read the queues and plan on
+   the SLO (:mod:`~autoscaler.decision.pods`, :mod:`~autoscaler.decision.queue`,
+   :mod:`~autoscaler.decision.slo`);
+3. pre-checks: scaling disabled at 0 replicas, current count out of range;
+4. per-metric proposals (``computeReplicasForMetrics``): :mod:`~autoscaler.decision.hpa` or
+   :mod:`~autoscaler.decision.llm`, plus the SLO sizing's;
+5. the max over metrics with the partial-metric rule (:mod:`~autoscaler.decision.combine`);
+6. the capacity floor (``llm``: never below what carries the measured arrivals);
+7. ``onMetricFailure``: count failed ticks, apply the fallback;
+8. no valid metric: hold the count;
+9. the rescale reason, from the recommendation before normalisation;
+10. stabilization (the windows of ``normalizeDesiredReplicasWithBehaviors``);
+11. rate limits and the min/max clamp (:mod:`~autoscaler.decision.normalize`);
+12. conditions, the reason line and the next history.
 
 The hot path computes numbers only: the policy comes flattened (:mod:`autoscaler.decision.resolved`,
 targets already in milli-units, conditions with fixed messages prebuilt), the common calculator
 cases skip their detail dicts, stabilization and rate limits return plain values, and the
 history is built once; ``algorithm: llm`` keeps its rule texts as ``(LAZY, template, *args)``
 tuples (:data:`autoscaler.decision.explain.LAZY`), formatted only when the explanation is read.
-What the tick saw is kept in a :class:`_Trace`; the decision's explanation
-(:class:`autoscaler.decision.explain.Explanation`) turns it into the JSON-ready record on first
-read, with the same :mod:`~autoscaler.decision.normalize` helpers the tick used (window records,
-period starts, each rate policy's limit). ``tests/decision/test_snapshot.py`` pins every
-decision, condition, explanation and history of seeded random scenarios to what the core decided
-before this split.
+What the tick saw is kept in a :class:`~autoscaler.decision.trace.Trace`; the decision's
+explanation turns it into the JSON-ready record on first read. ``tests/decision/test_snapshot.py``
+pins every decision, condition, explanation and history of seeded random scenarios.
 
 Pure: the policy, observation, history and ``now`` come in; a decision and a new history go out.
 Callers: the control loop (:mod:`autoscaler.controller`), the simulator and the replay.
@@ -26,15 +35,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoscaler.decision import slo
+from autoscaler.decision.calculator import Proposal
 from autoscaler.decision.combine import combine, combine_rule
 from autoscaler.decision.explain import Explanation
 from autoscaler.decision.hpa import hpa_proposals
 from autoscaler.decision.llm import (
     ADAPTIVE_WINDOW_MIN,
+    LlmTick,
     adaptive_window,
     has_latency,
     llm_proposals,
+    observe_fleet,
     slo_sizing_proposal,
 )
 from autoscaler.decision.normalize import (
@@ -45,8 +56,8 @@ from autoscaler.decision.normalize import (
     stabilize_with_behavior,
     store_scale_event,
 )
-from autoscaler.decision.pods import PodView, classify_pods, learn_startup
-from autoscaler.decision.queue import promote_queue_reference, queue_state
+from autoscaler.decision.pods import PodView
+from autoscaler.decision.queue import promote_queue_reference
 from autoscaler.decision.resolved import ResolvedPolicy
 from autoscaler.decision.trace import Trace, build_explanation
 from autoscaler.decision.types import (
@@ -60,46 +71,22 @@ from autoscaler.decision.types import (
 )
 
 _SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
-
-
 _ABLE_TO_SCALE = ConditionType.ABLE_TO_SCALE
-
-
 _SCALING_LIMITED = ConditionType.SCALING_LIMITED
-
-
 _CAPACITY_PENDING = ConditionType.CAPACITY_PENDING
-
-
 _FALLBACK = ConditionType.FALLBACK
-
-
 MSG_DISABLED = "scaling is disabled since the replica count of the target is zero"
-
-
 MSG_ABOVE_MAX = "Current number of replicas above Spec.MaxReplicas"
-
-
 MSG_BELOW_MIN = "Current number of replicas below Spec.MinReplicas"
-
-
 MSG_GOT_SCALE = "the HPA controller was able to get the target's current scale"
-
-
 # Conditions whose text never changes are built once (Condition is frozen, so sharing is safe).
 _COND_DISABLED = Condition(_SCALING_ACTIVE, False, "ScalingDisabled", MSG_DISABLED)  # noqa: FBT003 - Condition's own field order
-
-
 _COND_GOT_SCALE = Condition(_ABLE_TO_SCALE, True, "SucceededGetScale", MSG_GOT_SCALE)  # noqa: FBT003 - Condition's own field order
-
-
 _ABLE = {
     reason: Condition(_ABLE_TO_SCALE, True, reason, MESSAGES[reason])  # noqa: FBT003 - field order
     for reason in ("ReadyForNewScale", "ScaleUpStabilized", "ScaleDownStabilized")
 }
 """AbleToScale conditions by reason (their messages are fixed)."""
-
-
 _LIMITED = {
     (reason, status): Condition(_SCALING_LIMITED, status, reason, MESSAGES[reason])
     for reason in (
@@ -112,8 +99,6 @@ _LIMITED = {
     for status in (False, True)
 }
 """ScalingLimited conditions by (reason, status) (their messages are fixed)."""
-
-
 _COND_NO_PODS_STARTING = Condition(_CAPACITY_PENDING, False, "NoPodsStarting", "no pod is starting")  # noqa: FBT003 - field order
 
 
@@ -133,231 +118,284 @@ def decide(
         The decision (with conditions and explanation) and the history for the next tick.
     """
     current = observation.spec_replicas
-    first_sight = not history.initialized
-    recommendations = history.recommendations
-    if first_sight:
-        recommendations = (*recommendations, Recommendation(now, current))
-    queue = history.queue
-    known_pods: Mapping[str, float] = history.known_pods
-    samples = history.startup_samples
-    view: PodView | None = None
-    queue_values: Mapping[str, list[float]] = {}
-    tail: list[Condition] = []
-    if rp.llm:
-        learned = samples if rp.startup_learning else ()
-        view = classify_pods(observation.pods, now, learned, rp.startup_seconds)
-        if rp.startup_learning:
-            known_pods, samples = learn_startup(
-                observation.pods,
-                known_pods,
-                samples,
-                first_sight=first_sight,
-                all_ready=len(view.ready) == len(observation.pods),
-            )
-        queue, queue_values = queue_state(rp, observation.metrics, view, queue, now)
-        tail.append(_capacity_condition(view))
-        sized = slo.plan(
-            history.capacity,
-            observation.metrics,
-            slo.Fleet(view.ready, len(view.credited) + len(view.stuck), view.startup_estimate),
-            rp.objectives,
-            rp.capacity_seed,
-            rp.capacity_seed_source,
-            now,
-        )
-    else:
-        sized = None
-    trace = Trace(rp, now, observation, history, recommendations, view)
-    trace.sized = sized
+    recommendations = _seed_first_sight(history, current, now)
+    fleet = observe_fleet(rp, observation, history, now) if rp.llm else None
+    trace = Trace(rp, now, observation, history, recommendations, fleet)
+    tail = [] if fleet is None else [_capacity_condition(fleet.view)]
 
-    # Pre-checks (no metrics are read).
-    if (current == 0 and rp.min_replicas != 0) or not (
-        rp.min_replicas <= current <= rp.max_replicas
-    ):
-        if current == 0 and rp.min_replicas != 0:
-            desired, reason, first = current, MSG_DISABLED, _COND_DISABLED
-        elif current > rp.max_replicas:
-            desired, reason, first = rp.max_replicas, MSG_ABOVE_MAX, _COND_GOT_SCALE
-        else:
-            desired, reason, first = rp.min_replicas, MSG_BELOW_MIN, _COND_GOT_SCALE
+    precheck = _precheck(rp, current)
+    if precheck is not None:
+        desired, reason, first = precheck
         trace.precheck = reason
-        next_history = History(
-            True,  # noqa: FBT003 - positional, in field order
-            recommendations,
-            history.scale_up_events,
-            history.scale_down_events,
-            history.consecutive_failures,
-            samples,
-            known_pods,
-            queue,
-            history.capacity if sized is None else sized.state,
-        )
-        return _finish(trace, desired, reason, (first, *tail), {}, {}, next_history)
+        held = _next_history(history, recommendations, history.consecutive_failures, fleet)
+        return _finish(trace, desired, reason, (first, *tail), {}, {}, held)
 
-    # Per-metric proposals.
-    if view is None:
-        proposals = hpa_proposals(rp, observation, current, trace)
-    else:
-        proposals = llm_proposals(
-            rp, observation, view, queue=queue, queue_values=queue_values, now=now, current=current
-        )
-    trace.proposals = proposals
-    if sized is not None and rp.sizes_on_slo:
-        assert view is not None
-        slo_proposal = slo_sizing_proposal(rp, sized, view, current, now)
-        trace.slo_proposal = slo_proposal
-        proposals = [*proposals, slo_proposal]
+    proposals = _metric_proposals(rp, observation, current, fleet, now, trace)
     metric_values = {p.name: p.value for p in proposals}
     metric_proposals = {p.name: p.proposal for p in proposals}
-
-    # Max over metrics, partial-metric rule.
     combined, best_metric, best, counted, invalid, first_invalid = combine(
-        proposals, current, view is not None
+        proposals, current, fleet is not None
     )
+    combined, best_metric = _capacity_floor(rp, fleet, combined, best_metric, current, trace)
+    trace.combine = (combined, best_metric, best, counted, invalid)
+    failures, fallback = _metric_failures(rp, history, counted, invalid, tail)
+    if fallback:
+        combined, best_metric = rp.fallback_replicas, "fallback"
+        trace.fallback = failures
+    elif combined is None:
+        line = f"No change: {combine_rule(best_metric, best, counted, invalid, current)}"
+        conditions = (_COND_GOT_SCALE, _cannot_compute(first_invalid, fallback=False), *tail)
+        held = _next_history(history, recommendations, failures, fleet)
+        return _finish(trace, current, line, conditions, metric_values, metric_proposals, held)
+    assert combined is not None
+    active = (
+        _cannot_compute(first_invalid, fallback=True)
+        if fallback
+        else _metric_found(rp, best_metric)
+    )
+    reason = _rescale_reason(combined, current, best_metric, failures if fallback else None)
+
+    trace.normalized = combined
+    stabilized, stored, ability = _stabilize(rp, recommendations, current, combined, now, fleet)
+    desired, limit_reason = _limit(rp, history, current, stabilized, now)
+    trace.steps = (stabilized, ability, limit_reason)
+    trace.down_window = None if fleet is None else fleet.down_window
+    conditions = (active, _ABLE[ability], _LIMITED[limit_reason, desired != stabilized], *tail)
+    reason = _normalized_reason(
+        reason, current, combined, stabilized, desired, ability, limit_reason
+    )
+    following = _next_history(history, stored, failures, fleet)
+    return _finish(trace, desired, reason, conditions, metric_values, metric_proposals, following)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of decide, in order
+# --------------------------------------------------------------------------------------------
+
+
+def _seed_first_sight(history: History, current: int, now: float) -> tuple[Recommendation, ...]:
+    """The recommendations going into stabilization: on the first tick, seeded with the current
+    count (the HPA's first-sight rule)."""
+    if history.initialized:
+        return history.recommendations
+    return (*history.recommendations, Recommendation(now, current))
+
+
+def _precheck(rp: ResolvedPolicy, current: int) -> tuple[int, str, Condition] | None:
+    """Scaling disabled (0 replicas) or the count out of range: ``(desired, reason, condition)``
+    without reading a metric; None to go on."""
+    if current == 0 and rp.min_replicas != 0:
+        return current, MSG_DISABLED, _COND_DISABLED
+    if current > rp.max_replicas:
+        return rp.max_replicas, MSG_ABOVE_MAX, _COND_GOT_SCALE
+    if current < rp.min_replicas:
+        return rp.min_replicas, MSG_BELOW_MIN, _COND_GOT_SCALE
+    return None
+
+
+def _metric_proposals(  # noqa: PLR0917 - private; the tick's values
+    rp: ResolvedPolicy,
+    observation: Observation,
+    current: int,
+    fleet: LlmTick | None,
+    now: float,
+    trace: Trace,
+) -> list[Proposal]:
+    """Each metric's proposal, as ``computeReplicasForMetrics``; plus the SLO sizing's."""
+    if fleet is None:
+        proposals, trace.details = hpa_proposals(rp, observation, current)
+        trace.proposals = proposals
+        return proposals
+    proposals = llm_proposals(
+        rp,
+        observation,
+        fleet.view,
+        queue=fleet.queue,
+        queue_values=fleet.queue_values,
+        now=now,
+        current=current,
+    )
+    trace.proposals = proposals
+    if rp.sizes_on_slo:
+        sizing = slo_sizing_proposal(rp, fleet.sized, fleet.view, current, now)
+        trace.slo_proposal = sizing
+        proposals = [*proposals, sizing]
+    return proposals
+
+
+def _capacity_floor(  # noqa: PLR0917 - private; the tick's values
+    rp: ResolvedPolicy,
+    fleet: LlmTick | None,
+    combined: int | None,
+    best_metric: str,
+    current: int,
+    trace: Trace,
+) -> tuple[int | None, str]:
+    """``llm``: a scale-down never goes below the replicas that carry the measured arrivals."""
+    if fleet is None or combined is None or combined >= current:
+        return combined, best_metric
+    sized = fleet.sized
+    floor = sized.floor
     if (
-        sized is not None
-        and combined is not None
-        and sized.floor is not None
-        and combined < current
-        and combined < sized.floor
+        floor is not None
+        and combined < floor
         and (sized.estimate.planned is not None or rp.sizes_on_slo or has_latency(sized))
     ):
-        # The capacity floor: never below what carries the measured arrivals.
-        floored = min(current, sized.floor)
+        floored = min(current, floor)
         trace.floor = (combined, floored)
-        combined, best_metric = floored, "capacityFloor"
-    trace.combine = (combined, best_metric, best, counted, invalid)
+        return floored, "capacityFloor"
+    return combined, best_metric
+
+
+def _metric_failures(
+    rp: ResolvedPolicy, history: History, counted: int, invalid: int, tail: list[Condition]
+) -> tuple[int, bool]:
+    """``onMetricFailure``: consecutive ticks without a valid metric, and whether the fallback
+    is in force (its ``Fallback`` condition goes to ``tail``)."""
     all_failed = not counted or invalid == counted
     failures = history.consecutive_failures + 1 if all_failed and invalid else 0
-    fallback_replicas = rp.fallback_replicas
-    fallback_active = fallback_replicas is not None and all_failed and failures >= rp.fallback_after
-    if fallback_replicas is not None:
-        fallback_message = (
-            f"no valid metric for {failures} consecutive ticks; using fallback replicas "
-            f"{fallback_replicas}"
-            if fallback_active
-            else f"{failures} consecutive ticks without a valid metric, fallback after "
-            f"{rp.fallback_after}"
-        )
-        tail.append(
-            _cond(
-                _FALLBACK,
-                "MetricsUnavailable" if fallback_active else "MetricsAvailable",
-                fallback_message,
-                status=fallback_active,
-            )
-        )
-    if fallback_active:
-        assert fallback_replicas is not None
-        combined = fallback_replicas
-        best_metric = "fallback"
-        trace.fallback = failures
-        active = _cond(
-            _SCALING_ACTIVE,
-            first_invalid.failure_reason if first_invalid else "NoValidMetric",
-            "the HPA was unable to compute the replica count: "
-            + (first_invalid.failure_message if first_invalid else "no metric"),
-            status=False,
-        )
-    elif combined is None:
-        reason = first_invalid.failure_reason if first_invalid else "NoValidMetric"
+    replicas = rp.fallback_replicas
+    if replicas is None:
+        return failures, False
+    active = all_failed and failures >= rp.fallback_after
+    message = (
+        f"no valid metric for {failures} consecutive ticks; using fallback replicas {replicas}"
+        if active
+        else f"{failures} consecutive ticks without a valid metric, fallback after "
+        f"{rp.fallback_after}"
+    )
+    reason = "MetricsUnavailable" if active else "MetricsAvailable"
+    tail.append(_cond(_FALLBACK, reason, message, status=active))
+    return failures, active
+
+
+def _cannot_compute(first_invalid: Proposal | None, *, fallback: bool) -> Condition:
+    """``ScalingActive=False``: no replica count could be computed from the metrics."""
+    reason = first_invalid.failure_reason if first_invalid else "NoValidMetric"
+    if first_invalid:
         message = (
             f"the HPA was unable to compute the replica count: {first_invalid.failure_message}"
-            if first_invalid
-            else "no metric gave a signal (latency guards without traffic)"
         )
-        conditions = (
-            _COND_GOT_SCALE,
-            _cond(_SCALING_ACTIVE, reason, message, status=False),
-            *tail,
-        )
-        line = f"No change: {combine_rule(best_metric, best, counted, invalid, current)}"
-        next_history = History(
+    elif fallback:
+        message = "the HPA was unable to compute the replica count: no metric"
+    else:
+        message = "no metric gave a signal (latency guards without traffic)"
+    return _cond(_SCALING_ACTIVE, reason, message, status=False)
+
+
+def _metric_found(rp: ResolvedPolicy, best_metric: str) -> Condition:
+    """``ScalingActive=True ValidMetricFound`` for the winning metric."""
+    return rp.valid_conditions.get(best_metric) or _cond(
+        _SCALING_ACTIVE,
+        "ValidMetricFound",
+        f"the replica count was calculated from {best_metric}",
+        status=True,
+    )
+
+
+def _rescale_reason(combined: int, current: int, best_metric: str, failures: int | None) -> str:
+    """The HPA's rescale reason, from the recommendation before normalisation (``failures``:
+    the fallback is in force)."""
+    if failures is not None:
+        return f"Fallback to {combined} replicas: no valid metric for {failures} ticks"
+    if combined > current:
+        return f"{best_metric} above target"
+    if combined < current:
+        return "All metrics below target"
+    return "All metrics within tolerance"
+
+
+def _stabilize(  # noqa: PLR0917 - private; the tick's values
+    rp: ResolvedPolicy,
+    recommendations: tuple[Recommendation, ...],
+    current: int,
+    combined: int,
+    now: float,
+    fleet: LlmTick | None,
+) -> tuple[int, tuple[Recommendation, ...], str]:
+    """The stabilization windows: ``(stabilized, recommendations to store, AbleToScale reason)``.
+
+    A policy sized on its SLO without an explicit scale-down window holds a pod about one start-up
+    time (shorter while pods are late to arrive).
+    """
+    if not rp.has_behavior:
+        return stabilize_legacy(recommendations, combined, now, rp.down.window)
+    down_window: float = rp.down.window
+    if rp.adaptive_down_window and fleet is not None:
+        late = fleet.sized.late_pods
+        down_window = ADAPTIVE_WINDOW_MIN if late else adaptive_window(fleet.view.startup_estimate)
+        fleet.down_window = down_window
+    return stabilize_with_behavior(
+        recommendations, current, combined, now, rp.up.window, down_window
+    )
+
+
+def _limit(
+    rp: ResolvedPolicy, history: History, current: int, stabilized: int, now: float
+) -> tuple[int, str]:
+    """Rate limits and the min/max clamp: ``(desired, ScalingLimited reason)``."""
+    if not rp.has_behavior:
+        return convert_with_rules(current, stabilized, rp.min_replicas, rp.max_replicas)
+    return convert_with_behavior_rate(
+        current,
+        stabilized,
+        rp.min_replicas,
+        rp.max_replicas,
+        history.scale_up_events,
+        history.scale_down_events,
+        rp.up,
+        rp.down,
+        now,
+    )
+
+
+def _normalized_reason(  # noqa: PLR0917 - private; the tick's values
+    reason: str,
+    current: int,
+    combined: int,
+    stabilized: int,
+    desired: int,
+    ability: str,
+    limit_reason: str,
+) -> str:
+    """The reason line, saying what held the recommendation back or changed it."""
+    if desired == current and combined != current:
+        held_by = ability if stabilized == current else limit_reason
+        return f"{reason}; held by {held_by}"
+    if desired != combined:
+        return f"{reason}; {combined} -> {desired} ({ability}, {limit_reason})"
+    return reason
+
+
+def _next_history(
+    history: History,
+    recommendations: tuple[Recommendation, ...],
+    failures: int,
+    fleet: LlmTick | None,
+) -> History:
+    """The history for the next tick (scale events are stored by :func:`record_rescale`)."""
+    if fleet is None:
+        return History(
             True,  # noqa: FBT003 - positional, in field order
             recommendations,
             history.scale_up_events,
             history.scale_down_events,
             failures,
-            samples,
-            known_pods,
-            queue,
-            history.capacity if sized is None else sized.state,
+            history.startup_samples,
+            history.known_pods,
+            history.queue,
+            history.capacity,
         )
-        return _finish(
-            trace, current, line, conditions, metric_values, metric_proposals, next_history
-        )
-    else:
-        active = rp.valid_conditions.get(best_metric) or _cond(
-            _SCALING_ACTIVE,
-            "ValidMetricFound",
-            f"the replica count was calculated from {best_metric}",
-            status=True,
-        )
-
-    # HPA rescale reason, from the prenormalized recommendation.
-    if fallback_active:
-        reason = f"Fallback to {combined} replicas: no valid metric for {failures} ticks"
-    elif combined > current:
-        reason = f"{best_metric} above target"
-    elif combined < current:
-        reason = "All metrics below target"
-    else:
-        reason = "All metrics within tolerance"
-
-    # Normalisation.
-    trace.normalized = combined
-    if rp.has_behavior:
-        down_window: float = rp.down.window
-        if rp.adaptive_down_window and view is not None:
-            late = sized is not None and sized.late_pods
-            down_window = ADAPTIVE_WINDOW_MIN if late else adaptive_window(view.startup_estimate)
-            trace.down_window = down_window
-        stabilized, stored, ability = stabilize_with_behavior(
-            recommendations, current, combined, now, rp.up.window, down_window
-        )
-        desired, limit_reason = convert_with_behavior_rate(
-            current,
-            stabilized,
-            rp.min_replicas,
-            rp.max_replicas,
-            history.scale_up_events,
-            history.scale_down_events,
-            rp.up,
-            rp.down,
-            now,
-        )
-    else:
-        stabilized, stored, ability = stabilize_legacy(
-            recommendations, combined, now, rp.down.window
-        )
-        desired, limit_reason = convert_with_rules(
-            current, stabilized, rp.min_replicas, rp.max_replicas
-        )
-    trace.steps = (stabilized, ability, limit_reason)
-    conditions = (
-        active,
-        _ABLE[ability],
-        _LIMITED[limit_reason, desired != stabilized],
-        *tail,
-    )
-    if desired == current and combined != current:
-        held_by = ability if stabilized == current else limit_reason
-        reason = f"{reason}; held by {held_by}"
-    elif desired != combined:
-        reason = f"{reason}; {combined} -> {desired} ({ability}, {limit_reason})"
-    next_history = History(
+    return History(
         True,  # noqa: FBT003 - positional, in field order
-        stored,
+        recommendations,
         history.scale_up_events,
         history.scale_down_events,
         failures,
-        samples,
-        known_pods,
-        queue,
-        history.capacity if sized is None else sized.state,
-    )
-    return _finish(
-        trace, desired, reason, conditions, metric_values, metric_proposals, next_history
+        fleet.samples,
+        fleet.known_pods,
+        fleet.queue,
+        fleet.sized.state,
     )
 
 

@@ -13,7 +13,7 @@ Pure.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autoscaler.decision.calculator import (
     PodGroups,
@@ -36,9 +36,6 @@ from autoscaler.decision.types import (
     PodSamples,
     TargetSample,
 )
-
-if TYPE_CHECKING:
-    from autoscaler.decision.trace import Trace  # trace imports this module
 
 
 def _failure_reason(metric: ResolvedMetric, observation: MetricObservation) -> str:
@@ -156,14 +153,14 @@ def hpa_metric_proposal(
 
 
 def hpa_proposals(
-    rp: ResolvedPolicy, obs: Observation, current: int, trace: Trace
-) -> list[Proposal]:
+    rp: ResolvedPolicy, obs: Observation, current: int
+) -> tuple[list[Proposal], list[Recipe | None]]:
     """:func:`hpa_metric_proposal` for every metric, with the explanation detail deferred.
 
     The common cases (Pods ``AverageValue`` with every countable pod sampled, Object/External
-    ``Value``) compute only the numbers and leave a recipe in ``trace.details``; the explanation
-    turns it into the same detail dict :func:`hpa_metric_proposal` builds. Every other case goes
-    through :func:`hpa_metric_proposal` itself.
+    ``Value``) compute only the numbers and leave a recipe (second list, per metric); the
+    explanation turns it into the same detail dict :func:`hpa_metric_proposal` builds. Every other
+    case goes through :func:`hpa_metric_proposal` itself (recipe None: the proposal's own detail).
     """
     groups = group_pods(obs.pods)
     tol_down, tol_up = rp.tolerance_down, rp.tolerance_up
@@ -213,8 +210,7 @@ def hpa_proposals(
             )
         )
         details.append(None)
-    trace.details = details
-    return proposals
+    return proposals, details
 
 
 def _value_fast(  # noqa: PLR0917 - private hot path

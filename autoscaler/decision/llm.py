@@ -1,8 +1,21 @@
 """``algorithm: llm``: per-metric proposals that know about GPU cold starts and LLM signals.
 
-Called by :mod:`autoscaler.decision.core` instead of :mod:`autoscaler.decision.calculator` when a
+Called by :mod:`autoscaler.decision.core` instead of :mod:`autoscaler.decision.hpa` when a
 policy says ``algorithm: llm``; everything after the per-metric proposals (partial-metric rule,
 stabilization, rate limits, min/max, ``onMetricFailure``) is shared with ``algorithm: hpa``.
+This module reads the fleet once per tick (:func:`observe_fleet`), runs each metric through its
+concept's module (:func:`llm_proposals`) and adds the SLO sizing's proposal
+(:func:`slo_sizing_proposal`). The concepts, one module each:
+
+* :mod:`~autoscaler.decision.pods`: the pods as capacity, learned start-up time;
+* :mod:`~autoscaler.decision.credit`: capacity on the way (starting pods credited);
+* :mod:`~autoscaler.decision.queue`: the queue as a stock, arrivals behind completions
+  (state: :mod:`~autoscaler.decision.queue_state`);
+* :mod:`~autoscaler.decision.demand`: demand per proportional signal (KV cache, running
+  requests, request rate);
+* :mod:`~autoscaler.decision.latency`: latency guards;
+* :mod:`~autoscaler.decision.slo` and :mod:`~autoscaler.decision.capacity`: the SLO sizing and
+  the capacity model.
 
 What differs from the HPA (see ``docs/decision.md``):
 
@@ -52,6 +65,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.decision import slo
@@ -61,15 +75,66 @@ from autoscaler.decision.calculator import (
 from autoscaler.decision.credit import apply_credit, context
 from autoscaler.decision.demand import proportional_proposal
 from autoscaler.decision.latency import latency_proposal
-from autoscaler.decision.pods import PodView
-from autoscaler.decision.queue import queue_proposal
+from autoscaler.decision.pods import PodView, classify_pods, learn_startup
+from autoscaler.decision.queue import queue_proposal, queue_state
 from autoscaler.decision.queue_state import EMPTY_QUEUE_STATE, QueueState
 from autoscaler.decision.resolved import ResolvedPolicy
 from autoscaler.decision.types import (
     NOT_COLLECTED,
+    History,
     NoSignal,
     Observation,
 )
+
+
+@dataclass(slots=True)
+class LlmTick:
+    """What ``algorithm: llm`` reads of the fleet before the metrics (step 2 of
+    :func:`autoscaler.decision.core.decide`)."""
+
+    view: PodView
+    """The pods as capacity."""
+    known_pods: Mapping[str, float]
+    """Start-up learning: pods seen not ready (for the next history)."""
+    samples: tuple[float, ...]
+    """Start-up learning: durations (for the next history)."""
+    queue: QueueState
+    """The queue state with this tick's readings."""
+    queue_values: Mapping[str, list[float]]
+    """Queue metric -> the ready pods' samples, as the queue readings summed them."""
+    sized: slo.SloPlan
+    """The capacity model and the SLO sizing of this tick."""
+    down_window: float | None = None
+    """The adaptive scale-down window, when it applied (set by the stabilization step)."""
+
+
+def observe_fleet(
+    rp: ResolvedPolicy, observation: Observation, history: History, now: float
+) -> LlmTick:
+    """Classify the pods, learn start-up times, read the queues and plan on the SLO."""
+    known_pods: Mapping[str, float] = history.known_pods
+    samples = history.startup_samples
+    learned = samples if rp.startup_learning else ()
+    view = classify_pods(observation.pods, now, learned, rp.startup_seconds)
+    if rp.startup_learning:
+        known_pods, samples = learn_startup(
+            observation.pods,
+            known_pods,
+            samples,
+            first_sight=not history.initialized,
+            all_ready=len(view.ready) == len(observation.pods),
+        )
+    queue, queue_values = queue_state(rp, observation.metrics, view, history.queue, now)
+    sized = slo.plan(
+        history.capacity,
+        observation.metrics,
+        slo.Fleet(view.ready, len(view.credited) + len(view.stuck), view.startup_estimate),
+        rp.objectives,
+        rp.capacity_seed,
+        rp.capacity_seed_source,
+        now,
+    )
+    return LlmTick(view, known_pods, samples, queue, queue_values, sized)
 
 
 def llm_proposals(

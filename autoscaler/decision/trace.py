@@ -18,6 +18,7 @@ from autoscaler.decision.calculator import (
 from autoscaler.decision.combine import combine_rule
 from autoscaler.decision.explain import resolve_text
 from autoscaler.decision.hpa import Recipe, recipe_detail
+from autoscaler.decision.llm import LlmTick
 from autoscaler.decision.normalize import (
     legacy_scale_up_limit,
     legacy_window,
@@ -27,7 +28,6 @@ from autoscaler.decision.normalize import (
     scale_up_limit,
     stabilization_windows,
 )
-from autoscaler.decision.pods import PodView
 from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
 from autoscaler.decision.types import (
     NOT_COLLECTED,
@@ -211,14 +211,14 @@ class Trace:
         "view",
     )
 
-    def __init__(  # noqa: PLR0917 - private; one call site
+    def __init__(  # noqa: PLR0917 - one call site
         self,
         rp: ResolvedPolicy,
         now: float,
         observation: Observation,
         history: History,
         recommendations: tuple[Recommendation, ...],
-        view: PodView | None,
+        fleet: LlmTick | None,
     ) -> None:
         self.rp = rp
         self.now = now
@@ -227,7 +227,7 @@ class Trace:
         """The history ``decide`` received."""
         self.recommendations = recommendations
         """The recommendations going into stabilization (first-sight seed included)."""
-        self.view = view
+        self.view = None if fleet is None else fleet.view
         self.precheck = ""
         self.proposals: list[Proposal] | None = None
         self.details: list[Recipe | None] | None = None
@@ -241,7 +241,7 @@ class Trace:
         """(stabilized replicas, AbleToScale reason, ScalingLimited reason)."""
         self.desired = 0
         self.reason = ""
-        self.sized: slo.SloPlan | None = None
+        self.sized: slo.SloPlan | None = None if fleet is None else fleet.sized
         """The SLO sizing and capacity model of this tick (``llm``)."""
         self.slo_proposal: Proposal | None = None
         self.floor: tuple[int, int] | None = None

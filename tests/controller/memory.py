@@ -1,4 +1,4 @@
-"""In-memory implementations of the loop's ports, for tests and offline tools.
+"""In-memory implementations of the control loop's ports, for the tests.
 
 :class:`MemoryCluster` holds scale targets and their pods and implements the
 :class:`~autoscaler.controller.ports.ScaleClient`, ``PodSource``, ``Recorder`` and

@@ -6,9 +6,10 @@ superfluous or without signal; histories passed through JSON; rescales recorded)
 decision the fixture holds the desired count, the reason line, the conditions, and SHA-256
 digests of ``json.dumps(dict(explanation))`` and ``json.dumps(history.to_json())`` (key order
 included). It was generated from the decision core as it was before the performance work
-(commit 166e4a6 plus the ``llm.py`` of the time); ``llm`` scenarios also depend on ``llm.py``,
-so they are compared only while ``llm.py`` is the one the fixture was made with (its digest is
-recorded) and skipped, with this note, after an intended change there.
+(commit 166e4a6 plus the ``llm.py`` of the time); ``llm`` scenarios also depend on the
+``algorithm: llm`` modules (:data:`LLM_MODULES`), so they are compared only while those are the
+sources the fixture was made with (their digest is recorded) and skipped, with this note, after an
+intended change there.
 
 Regenerated once since: when scale events stopped being pruned (they are kept, outdated and
 overwritten, as the HPA's ``storeScaleEvent`` keeps them), only the history digests of the
@@ -17,6 +18,8 @@ stayed as recorded. Again when the ``llm`` queue state became typed (``History.q
 form ``v`` 2): every history digest changed with the form; every desired count, reason,
 condition and explanation stayed as recorded, and each history read back through
 ``History.from_json`` equals the one the previous code wrote, read through its legacy path.
+Then when ``llm.py`` and ``core.py`` were split by concept (the digest now covers the
+:data:`LLM_MODULES`): every record identical.
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
