@@ -17,6 +17,7 @@ from typing import Any
 
 from autoscaler.decision.calculator import (
     PodGroups,
+    PodsFast,
     Proposal,
     aggregate,
     external_average_proposal,
@@ -179,7 +180,7 @@ def hpa_proposals(
                 )
                 if fast is not None:
                     proposals.append(Proposal(metric.name, fast[0], fast[3] / 1000, fast[4]))
-                    details.append((_PODS_RECIPE, fast, metric.target_milli, groups, ""))
+                    details.append((fast, metric.target_milli, groups, ""))
                     continue
             elif current and values:
                 total = aggregate(list(values.values()), metric.aggregation)
@@ -189,14 +190,14 @@ def hpa_proposals(
                 if value is not None:
                     proposals.append(Proposal(metric.name, value[0], total, value[3]))
                     semantics = f"Object Value ({metric.aggregation} of {len(values)} pods)"
-                    details.append((_VALUE_RECIPE, value, 0, groups, semantics))
+                    details.append((value, 0, groups, semantics))
                     continue
         elif isinstance(observation, TargetSample) and not metric.is_average and current:
             total = observation.value
             value = _value_fast(total, metric.target_milli, current, tol_down, tol_up, groups, obs)
             if value is not None:
                 proposals.append(Proposal(metric.name, value[0], total, value[3]))
-                details.append((_VALUE_RECIPE, value, 0, groups, "Object/External Value"))
+                details.append((value, 0, groups, "Object/External Value"))
                 continue
         proposals.append(
             hpa_metric_proposal(
@@ -213,6 +214,10 @@ def hpa_proposals(
     return proposals, details
 
 
+ValueFast = tuple[int, int, int, float, int, bool]
+"""``(proposal, valueMilli, targetMilli, ratio, ready pods, within tolerance)``."""
+
+
 def _value_fast(  # noqa: PLR0917 - private hot path
     total: float,
     target_m: int,
@@ -221,7 +226,7 @@ def _value_fast(  # noqa: PLR0917 - private hot path
     tol_up: float,
     groups: PodGroups,
     obs: Observation,
-) -> tuple[int, int, int, float, int, bool] | None:
+) -> ValueFast | None:
     """:func:`value_proposal`'s common cases (current > 0, within tolerance or pods present).
 
     Returns:
@@ -238,20 +243,15 @@ def _value_fast(  # noqa: PLR0917 - private hot path
     return math.ceil(ratio * ready), usage, target_m, ratio, ready, False
 
 
-_PODS_RECIPE = 0
-
-
-_VALUE_RECIPE = 1
-
-
-Recipe = tuple[int, tuple[Any, ...], int, PodGroups, str]
-"""How to rebuild a fast-path detail: (kind, numbers, targetMilli, pod groups, semantics)."""
+Recipe = tuple[PodsFast | ValueFast, int, PodGroups, str]
+"""How to rebuild a fast-path detail: (the fast path's numbers, targetMilli, pod groups,
+semantics); the numbers of :func:`pods_fast` have 7 fields, those of :func:`_value_fast` 6."""
 
 
 def recipe_detail(recipe: Recipe) -> dict[str, Any]:
     """The detail dict :func:`hpa_metric_proposal` records, from a fast-path recipe."""
-    kind, numbers, target_m, groups, semantics = recipe
-    if kind == _PODS_RECIPE:
+    numbers, target_m, groups, semantics = recipe
+    if len(numbers) == 7:  # PodsFast (ValueFast has 6 fields)
         detail = pods_fast_detail(numbers, target_m, groups)
         detail["semantics"] = "Pods AverageValue"
         return detail
