@@ -4,9 +4,9 @@
 :class:`ResolvedPolicy`: HPA behaviour defaults applied (``pkg/apis/autoscaling/v2/defaults.go``),
 metric specs reduced to a few attributes (targets also in milli-units, failure reasons spelled
 out), tolerances per direction, the ``llm`` metric order and the ``ValidMetricFound`` conditions.
-It is memoised per policy object (policies are frozen), so :mod:`autoscaler.decision.core` does
-no pydantic attribute walks or per-tick string building for them in its hot path. Pure: the
-cache only remembers results of a deterministic function.
+Whoever loads a policy resolves it once (the control loop when the policy set changes, replay,
+``explain``) and passes the :class:`ResolvedPolicy` to :func:`autoscaler.decision.core.decide`, so
+the core does no pydantic attribute walks or per-tick string building in its hot path. Pure.
 """
 
 from __future__ import annotations
@@ -263,14 +263,8 @@ class ResolvedPolicy:
         )
 
 
-_MEMO: dict[tuple[int, HpaFlags], tuple[ScalingPolicy, ResolvedPolicy]] = {}
-"""Memo of :func:`resolve` by policy identity and flags (the policy is kept so its id stays
-unique)."""
-_MEMO_MAX = 1024
-
-
 def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedPolicy:
-    """The flattened form of ``policy`` (memoised per policy object; policies are frozen).
+    """The flattened form of ``policy``, built when the policy is loaded (not per tick).
 
     Args:
         policy: A validated policy.
@@ -279,18 +273,6 @@ def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedP
     Returns:
         Its :class:`ResolvedPolicy`.
     """
-    key = (id(policy), flags)
-    hit = _MEMO.get(key)
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    resolved = _resolve(policy, flags)
-    if len(_MEMO) >= _MEMO_MAX:
-        _MEMO.clear()
-    _MEMO[key] = (policy, resolved)
-    return resolved
-
-
-def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
     spec = policy.spec
     metrics = tuple(
         ResolvedMetric(

@@ -9,7 +9,6 @@ import pytest
 
 from autoscaler.decision import capacity as cap
 from autoscaler.decision import slo
-from autoscaler.decision.core import decide
 from autoscaler.decision.types import (
     History,
     MetricObservation,
@@ -19,7 +18,7 @@ from autoscaler.decision.types import (
 )
 from autoscaler.policy.loader import load_text
 
-from .helpers import running_pods
+from .helpers import decide, running_pods
 
 OBJECTIVES = (cap.Objective("ttft", 0.95, 0.5), cap.Objective("itl", 0.95, 0.05))
 
