@@ -270,7 +270,9 @@ def _slo_lines(explanation: Mapping[str, Any]) -> list[str]:
             f"  arrivals {_num(slo.get('arrivalsPerSecond'))}/s, forecast "
             f"{_num(slo.get('forecastPerSecond'))}/s (trend "
             f"{_num(slo.get('trendForecastPerSecond'))}, daily "
-            f"{_num(slo.get('dailyForecastPerSecond'))}), peak {_num(slo.get('peakPerSecond'))}/s,"
+            f"{_num(slo.get('dailyForecastPerSecond'))}, recurring bursts "
+            f"{_num(slo.get('recurringBurstsPerSecond'))}), peak "
+            f"{_num(slo.get('peakPerSecond'))}/s,"
             f" waiting {_num(slo.get('waiting'))} -> {_num(slo.get('replicasNeeded'))} replicas;"
             f" floor {slo.get('floor')}; steady sample: {slo.get('sample')}"
         )

@@ -13,9 +13,10 @@ completion rate, requests waiting and running per pod, and the fleet's TTFT/ITL 
    ``LOAD_CHANGE_RATIO`` within the window, and no backlog draining;
 3. **forecasts** the arrivals one start-up time ahead (the learned start-up estimate): the
    trend of the last ``TREND_SECONDS`` (least squares), and once a whole day has been seen the
-   day's shape (``DAY_BINS`` bins of the arrival rate, moving averages); the larger of the
-   current rate and the forecasts is provisioned (never scale below what the next start-up time
-   needs);
+   day's shape (``DAY_BINS`` bins of the arrival rate, moving averages), and while the arrivals
+   of the last ``ARRIVALS_KEPT_SECONDS`` came in recurring bursts (on/off traffic), their peak;
+   the larger of the current rate and the forecasts is provisioned (never scale below what the
+   next start-up time needs);
 4. **adds headroom** for Poisson peaks over the decision interval:
    ``peak = rate + PEAK_Z x sqrt(rate / interval)``. Requests already waiting add nothing: they
    sit in the queues of the pods they were routed to (the server's scheduler queue), which a new
@@ -65,6 +66,12 @@ TREND_MIN_POINTS = 4
 TREND_Z = 2.0
 """Standard errors taken off the trend's slope (a rise must stand out of the noise)."""
 ARRIVALS_KEPT_SECONDS = 600.0
+BURST_SHARE = 0.5
+"""A point of the arrivals window at or above this share of its peak is part of a burst."""
+RECURRING_BURSTS = 2
+"""Bursts within the kept window that make their peak the forecast."""
+RECURRING_SHARE = 0.75
+"""Share of the recurring bursts' peak provisioned between them."""
 TREND_MAX_FACTOR = 3.0
 """The trend forecast is capped at this x the current rate (a few noisy points)."""
 DAY = 86_400.0
@@ -194,6 +201,8 @@ class SloPlan:
     """(objective, quantile, target, measured or None)."""
     trend: float | None
     daily: float | None
+    recurring: float | None = None
+    """Peak of the recurring bursts of the last ``ARRIVALS_KEPT_SECONDS`` (None: not bursty)."""
     late_pods: bool = False
     """The pods that arrived last were never needed since (the burst that asked for them ended
     before they were ready) and bursts do not recur: release them after a short window."""
@@ -205,6 +214,7 @@ class SloPlan:
             "forecastPerSecond": _r(self.forecast),
             "trendForecastPerSecond": _r(self.trend),
             "dailyForecastPerSecond": _r(self.daily),
+            "recurringBurstsPerSecond": _r(self.recurring),
             "peakPerSecond": _r(self.peak),
             "waiting": _r(self.waiting),
             "replicasNeeded": _r(self.need),
@@ -272,6 +282,30 @@ def _trend(arrivals: tuple[tuple[float, float], ...], now: float, horizon: float
     error = math.sqrt(residual / (n - 2) / sxx) if n > 2 else math.inf
     rising = max(0.0, slope - TREND_Z * error)
     return max(0.0, at_now + rising * horizon)
+
+
+def _recurring(arrivals: tuple[tuple[float, float], ...], now: float) -> float | None:
+    """The highest arrival rate of the kept window when it came in two or more bursts, else None.
+
+    A burst is a run of points at or above ``BURST_SHARE`` of the window's highest rate. On/off
+    traffic (batch jobs, agents, code assistants) brings its bursts back within minutes; a fleet
+    shrunk in the gap meets the next burst with a few pods, whose queues then hold it for minutes
+    (waiting requests stay on the pod they were routed to). So while bursts recur, their peak is
+    provisioned; one burst (a spike, a step) is left to the trend.
+    """
+    points = [v for t, v in arrivals if now - t <= ARRIVALS_KEPT_SECONDS]
+    if not points:
+        return None
+    peak = max(points)
+    if peak <= 0:
+        return None
+    bursts, inside = 0, False
+    for value in points:
+        high = value >= BURST_SHARE * peak
+        if high and not inside:
+            bursts += 1
+        inside = high
+    return RECURRING_SHARE * peak if bursts >= RECURRING_BURSTS else None
 
 
 def _day_bin(t: float) -> float:
@@ -390,7 +424,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     if arrivals is not None:
         trail = (*(p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS), (now, arrivals))
         day = _update_day(day, now, arrivals)
-    trend = daily = forecast = peak = need = None
+    trend = daily = recurring = forecast = peak = need = None
     floor: int | None = None
     planned = estimate.planned
     if arrivals is not None:
@@ -403,7 +437,8 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
             ahead = _day_rate(day, now + horizon)
             if base > 0:
                 daily = arrivals * min(DAY_MAX_FACTOR, max(1.0, ahead / base))
-        forecast = max(arrivals, trend or 0.0, daily or 0.0)
+        recurring = _recurring(trail, now)
+        forecast = max(arrivals, trend or 0.0, daily or 0.0, recurring or 0.0)
         interval = DEFAULT_INTERVAL if state.last_tick is None else now - state.last_tick
         interval = min(MAX_INTERVAL, max(1.0, interval))
         peak = forecast + PEAK_Z * math.sqrt(forecast / interval)
@@ -458,6 +493,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         latencies=latencies,
         trend=trend,
         daily=daily,
+        recurring=recurring,
         late_pods=late,
     )
 

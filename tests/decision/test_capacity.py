@@ -267,6 +267,33 @@ class TestSloPlan:
         assert flat is not None
         assert flat.forecast == pytest.approx(flat.arrivals)
 
+    def test_recurring_bursts_keep_a_share_of_their_peak(self) -> None:
+        """On/off arrivals (two bursts within the kept window) forecast RECURRING_SHARE x their
+        peak between the bursts; a single burst (a spike) is left to the trend."""
+        pods = [f"p{i}" for i in range(4)]
+
+        def run(rates: list[float]) -> slo.SloPlan:
+            state, result = None, None
+            for i, rate in enumerate(rates):
+                result = slo.plan(
+                    state, observations(pods, rate), fleet(4), OBJECTIVES, None, "spec", 15.0 * i
+                )
+                state = result.state
+            assert result is not None
+            return result
+
+        on_off = run([40.0] * 8 + [2.0] * 8 + [40.0] * 8 + [2.0] * 4)
+        assert on_off.recurring == pytest.approx(slo.RECURRING_SHARE * on_off_peak(on_off))
+        assert on_off.forecast is not None
+        assert on_off.forecast >= slo.RECURRING_SHARE * 30.0
+        spike = run([2.0] * 8 + [40.0] * 8 + [2.0] * 8)
+        assert spike.recurring is None
+        assert spike.forecast is not None
+        assert spike.forecast < slo.RECURRING_SHARE * 40.0
+        # bursts older than the kept window are forgotten
+        old = run([40.0] * 4 + [2.0] * 4 + [40.0] * 4 + [2.0] * 48)
+        assert old.recurring is None
+
     def test_daily_shape_once_a_day_was_seen(self) -> None:
         """After a whole day, the shape of the day raises the forecast ahead of a daily rise."""
         rising_bins = tuple(10.0 if i < 72 else 20.0 for i in range(slo.DAY_BINS))
@@ -285,6 +312,11 @@ class TestSloPlan:
         state = run_plan(20, 4, 20.0).state
         again = slo.SloState.from_json(json.loads(json.dumps(state.to_json())))
         assert state == again
+
+
+def on_off_peak(result: slo.SloPlan) -> float:
+    """The highest arrival rate kept in the state (what the bursts reached)."""
+    return max(v for _, v in result.state.arrivals)
 
 
 SLO_ONLY = """
