@@ -330,7 +330,13 @@ def estimate(
     if bad is not None:
         note += f"; violated from {bad:.4g}"
     planned = base
-    if model.last_load is not None and model.last_explore is not None:
+    if (
+        model.last_load is not None
+        and model.last_explore is not None
+        and model.last_ratio is not None
+        and model.last_ratio <= 1.0
+    ):
+        # Only a met sample shows headroom (an overloaded one's load is no place to explore from).
         explored = model.last_load * model.last_explore
         planned = max(base, min(explored, EXPLORE_MAX * base))
     if bad is not None:

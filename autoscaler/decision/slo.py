@@ -59,6 +59,7 @@ loads, so its latency cannot be attributed to either (not a sample)."""
 SCRAPE_SLACK = 30.0
 """Seconds after a change of the ready count before a tick is steady again (beyond the window)."""
 DRAINING_WAITING_PER_POD = 1.0
+
 """A backlog above this many waiting requests per ready pod that shrinks is 'draining'."""
 TREND_SECONDS = 300.0
 """Arrival samples used for the trend, seconds."""
@@ -380,13 +381,27 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         )
     arrivals = None
     growth = _growth(state.held, now, held_total) if held_total is not None else 0.0
+    if growth < 0 and now - steady_since < SIGNAL_WINDOW + SCRAPE_SLACK:
+        # Pods left within the window: the requests they held left the sum with them, which is
+        # not a drain. Counting it would read as fewer arrivals, size a smaller fleet, remove
+        # more pods: a collapse. Arrivals are then at least the completions.
+        growth = 0.0
     if served is not None:
         arrivals = max(0.0, served + growth)
 
     # Learning.
     model = state.model
     steady = _steadiness(
-        state, fleet, ready, now, steady_since, served, waiting, growth, arrivals, latencies
+        state,
+        fleet,
+        ready,
+        now,
+        steady_since,
+        served,
+        waiting,
+        growth,
+        arrivals,
+        latencies,
     )
     if steady in MET_ONLY_REASONS and served and ready and _all_met(latencies):
         # A met objective is safe evidence even from a mixed window: completions averaged over
@@ -536,6 +551,10 @@ def _steadiness(  # noqa: PLR0917 - one reason per rule
         return "no latency signal"
     if waiting / ready > DRAINING_WAITING_PER_POD and growth < 0:
         return "backlog draining"
+    if -growth * SIGNAL_WINDOW > DRAINING_WAITING_PER_POD * ready:
+        # A backlog drained within the window: the requests that waited in it (on the pods they
+        # were routed to) still set the window's latency quantiles, not this window's load.
+        return "backlog drained within the rate window"
     recent = [v for t, v in state.arrivals if now - t <= SIGNAL_WINDOW]
     if recent and arrivals is not None:
         low, high = min(*recent, arrivals), max(*recent, arrivals)

@@ -100,12 +100,17 @@ class TestCapacityModel:
     def test_exploration_is_bounded(self) -> None:
         """Headroom at the last sample allows planning above good, never past 1.5 x good or
         0.9 x bad."""
-        model = cap.CapacityModel(good=4.0, last_load=4.0, last_explore=1.5)
+        model = cap.CapacityModel(good=4.0, last_load=4.0, last_ratio=0.6, last_explore=1.5)
         assert cap.estimate(model, 0, None, "spec").planned == pytest.approx(6.0)
-        bounded = cap.CapacityModel(good=4.0, bad=5.0, bad_at=0.0, last_load=4.0, last_explore=1.5)
+        bounded = cap.CapacityModel(
+            good=4.0, bad=5.0, bad_at=0.0, last_load=4.0, last_ratio=0.6, last_explore=1.5
+        )
         assert cap.estimate(bounded, 0, None, "spec").planned == pytest.approx(4.5)
-        tight = cap.CapacityModel(good=4.0, last_load=4.0, last_explore=1.0)
+        tight = cap.CapacityModel(good=4.0, last_load=4.0, last_ratio=0.9, last_explore=1.0)
         assert cap.estimate(tight, 0, None, "spec").planned == 4.0
+        # an overloaded last sample is no place to explore from
+        over = cap.CapacityModel(good=4.0, last_load=9.0, last_ratio=1.4, last_explore=1.5)
+        assert cap.estimate(over, 0, None, "spec").planned == 4.0
 
     def test_explore_factor_separates_the_latency_load_does_not_cause(self) -> None:
         """A TTFT near its target but at its lowest seen (prefill) does not stop exploring; an
@@ -213,6 +218,33 @@ class TestSloPlan:
         result = run_plan(1, 4, 20.0, state=state, waiting=100.0)
         assert result.steady == "backlog draining"
         assert result.state.model.samples == samples
+
+    def test_ignores_the_window_after_a_backlog_drained(self) -> None:
+        """Once the backlog is gone its requests still set the window's latency: no sample (a
+        violation at a low load then would read as a capacity drop)."""
+        state = run_plan(12, 4, 20.0, waiting=400.0).state
+        samples = state.model.samples
+        result = run_plan(1, 4, 20.0, state=state, waiting=0.0, itl=0.2)
+        assert result.steady == "backlog drained within the rate window"
+        assert result.state.model.samples == samples
+        assert result.state.model.bad is None
+
+    def test_pods_leaving_do_not_read_as_fewer_arrivals(self) -> None:
+        """Requests held by pods that left leave the sum with them: arrivals stay at least the
+        completions (no collapse from a scale-down's own effect)."""
+        state = run_plan(12, 8, 40.0, running=80.0).state
+        pods = [f"p{i}" for i in range(4)]
+        result = slo.plan(
+            state,
+            observations(pods, 40.0, running=40.0),
+            fleet(4),
+            OBJECTIVES,
+            None,
+            "spec",
+            (state.last_tick or 0.0) + 15.0,
+        )
+        assert result.arrivals is not None
+        assert result.arrivals >= 40.0
 
     def test_arrivals_count_the_growth_of_the_requests_held(self) -> None:
         """Arrivals = completions + growth of waiting + running over the rate window."""
