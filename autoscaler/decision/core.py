@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from autoscaler.decision import llm, slo
+from autoscaler.decision import llm, slo, zero
 from autoscaler.decision.calculator import (
     PodGroups,
     Proposal,
@@ -133,6 +133,27 @@ def decide(
     Returns:
         The decision (with conditions and explanation) and the history for the next tick.
     """
+    if policy.spec.idle_for is not None:
+        # minReplicas 0 with algorithm llm: scale to zero and back (autoscaler.decision.zero).
+        return zero.decide(
+            policy,
+            resolve(policy, flags),
+            observation,
+            history,
+            now,
+            usual=lambda floored, past: _decide(floored, observation, past, now, flags),
+        )
+    return _decide(policy, observation, history, now, flags)
+
+
+def _decide(
+    policy: ScalingPolicy,
+    observation: Observation,
+    history: History,
+    now: float,
+    flags: HpaFlags,
+) -> DecisionResult:
+    """:func:`decide`'s usual rules (every policy, and scale-to-zero ones while replicas run)."""
     rp = resolve(policy, flags)
     current = observation.spec_replicas
     first_sight = not history.initialized
@@ -406,6 +427,7 @@ def record_rescale(
         history.known_pods,
         extra,
         history.capacity,
+        history.zero,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autoscaler.decision.slo import SloState
+    from autoscaler.decision.zero import ZeroState
 
 # --------------------------------------------------------------------------------------------
 # Pods
@@ -195,6 +196,8 @@ class History:
     """Algorithm-specific state (JSON-serialisable values only)."""
     capacity: SloState | None = None
     """``algorithm: llm``: the capacity model and the SLO sizing's state (typed, versioned)."""
+    zero: ZeroState | None = None
+    """``minReplicas: 0`` (``algorithm: llm``): the scale-to-zero rule's idle timer."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -211,6 +214,7 @@ class History:
             "knownPods": dict(self.known_pods),
             "extra": dict(self.extra),
             **({} if self.capacity is None else {"capacity": self.capacity.to_json()}),
+            **({} if self.zero is None else {"zero": self.zero.to_json()}),
         }
 
     @classmethod
@@ -235,6 +239,7 @@ class History:
                 known_pods={str(k): float(v) for k, v in dict(data.get("knownPods", {})).items()},
                 extra=dict(data.get("extra", {})),
                 capacity=_capacity_from_json(data.get("capacity")),
+                zero=_zero_from_json(data.get("zero")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed decision history: {exc}"
@@ -250,6 +255,17 @@ def _capacity_from_json(data: object) -> SloState | None:
     from autoscaler.decision.slo import SloState  # noqa: PLC0415 - slo imports this module
 
     return SloState.from_json(data)
+
+
+def _zero_from_json(data: object) -> ZeroState | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        msg = f"scale-to-zero state is not a mapping: {type(data).__name__}"
+        raise TypeError(msg)
+    from autoscaler.decision.zero import ZeroState  # noqa: PLC0415 - zero imports this module
+
+    return ZeroState.from_json(data)
 
 
 # --------------------------------------------------------------------------------------------

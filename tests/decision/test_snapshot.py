@@ -13,7 +13,9 @@ recorded) and skipped, with this note, after an intended change there.
 Regenerated once since: when scale events stopped being pruned (they are kept, outdated and
 overwritten, as the HPA's ``storeScaleEvent`` keeps them), only the history digests of the
 scenarios that record rescales changed; every desired count, reason, condition and explanation
-stayed as recorded.
+stayed as recorded. Regenerated again when ``minReplicas: 0`` under ``algorithm: llm`` became
+scale to zero: ``llm`` scenarios draw at least 1 (without changing the random stream), so only
+the scenarios that had drawn 0 changed.
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
@@ -121,6 +123,9 @@ def random_policy(rng: random.Random, algorithm: str) -> ScalingPolicy:
         "algorithm": algorithm,
         "metrics": metrics,
     }
+    if algorithm == "llm":
+        # minReplicas 0 under llm is scale to zero (tests/decision/test_zero.py), not pinned here.
+        spec["minReplicas"] = max(1, spec["minReplicas"])
     shape = rng.random()
     if shape >= 0.25:  # else the legacy path (no behavior)
         behavior: dict[str, Any] = {}
