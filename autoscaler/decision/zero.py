@@ -231,6 +231,23 @@ def decide(
         "idleSeconds": None if idle_since is None else now - idle_since,
         "signals": seen.to_json(),
     }
+    current = observation.spec_replicas
+    waking = not any(p.ready and not p.deleting for p in observation.pods)
+    if waking and decision.desired_replicas > current:
+        # No replica is ready yet: the requests held at the gateway wait for the cold start,
+        # and more replicas would not start sooner. Grow only to what the wake-up sizing asks.
+        cap_to, sizing = _size(rp, seen, history, now)
+        cap_to = max(current, cap_to)
+        if decision.desired_replicas > cap_to:
+            record["waking"] = (
+                f"no replica ready yet: {decision.desired_replicas} -> {cap_to} ("
+                f"{sizing['rule']}); requests held at the gateway wait for the cold start"
+            )
+            decision = replace(
+                decision,
+                desired_replicas=cap_to,
+                reason=f"{decision.reason}; held at {cap_to} while no replica is ready",
+            )
     if idle_since is not None and now - idle_since >= idle_for:
         reason = (
             f"Scale to zero: no request for {now - idle_since:.0f}s (idle since "
@@ -264,6 +281,38 @@ def decide(
     return DecisionResult(decision, next_history)
 
 
+def _size(
+    rp: ResolvedPolicy, seen: Activity, history: History, now: float
+) -> tuple[int, dict[str, Any]]:
+    """Replicas for the load at the gateway: ``ceil((arrivals + waiting / start-up) / capacity)``
+    (1 without a per-replica capacity), within ``[1, maxReplicas]``; and the record."""
+    startup = startup_estimate(history.startup_samples, rp.startup_seconds, rp.startup_learning)
+    model = history.capacity.model if history.capacity is not None else cap.CapacityModel()
+    estimate = cap.estimate(model, now, rp.capacity_seed, rp.capacity_seed_source)
+    per_replica = estimate.planned
+    demand = seen.arrivals + seen.waiting / startup
+    if per_replica:
+        need = max(1, math.ceil(demand / per_replica - 1e-9))
+        arithmetic = (
+            f"ceil((arrivals {seen.arrivals:.4g}/s + waiting {seen.waiting:.4g} / start-up "
+            f"{startup:.0f}s) / {per_replica:.4g} req/s per replica ({estimate.source})) = "
+            f"{need}"
+        )
+    else:
+        need = 1
+        arithmetic = "no per-replica capacity known yet: 1 replica"
+    desired = min(rp.max_replicas, need)
+    if desired < need:
+        arithmetic += f"; capped at maxReplicas {rp.max_replicas}"
+    record = {
+        "startupSeconds": startup,
+        "perReplicaRequestsPerSecond": per_replica,
+        "capacitySource": estimate.source,
+        "rule": arithmetic,
+    }
+    return desired, record
+
+
 def _with(conditions: tuple[Condition, ...], condition: Condition) -> tuple[Condition, ...]:
     return (*(c for c in conditions if c.type is not condition.type), condition)
 
@@ -278,7 +327,6 @@ def _at_zero(  # noqa: PLR0917 - private; decide's values
 ) -> DecisionResult:
     """The target is at zero: wake it when requests wait at the gateway."""
     seen = activity(policy, observation, fleet=False)
-    startup = startup_estimate(history.startup_samples, rp.startup_seconds, rp.startup_learning)
     record: dict[str, Any] = {
         "minReplicas": 0,
         "idleForSeconds": idle_for,
@@ -288,35 +336,12 @@ def _at_zero(  # noqa: PLR0917 - private; decide's values
     }
     recommendations = history.recommendations
     if seen.active:
-        model = history.capacity.model if history.capacity is not None else cap.CapacityModel()
-        estimate = cap.estimate(model, now, rp.capacity_seed, rp.capacity_seed_source)
-        per_replica = estimate.planned
-        demand = seen.arrivals + seen.waiting / startup
-        if per_replica:
-            need = max(1, math.ceil(demand / per_replica - 1e-9))
-            arithmetic = (
-                f"ceil((arrivals {seen.arrivals:.4g}/s + waiting {seen.waiting:.4g} / start-up "
-                f"{startup:.0f}s) / {per_replica:.4g} req/s per replica ({estimate.source})) = "
-                f"{need}"
-            )
-        else:
-            need = 1
-            arithmetic = "no per-replica capacity known yet: 1 replica"
-        desired = min(rp.max_replicas, need)
-        if desired < need:
-            arithmetic += f"; capped at maxReplicas {rp.max_replicas}"
+        desired, sizing = _size(rp, seen, history, now)
         reason = (
             f"Scale from zero: {seen.waiting:.4g} request(s) waiting, {seen.arrivals:.4g}/s "
             f"arriving at the gateway -> {desired}"
         )
-        record.update(
-            {
-                "startupSeconds": startup,
-                "perReplicaRequestsPerSecond": per_replica,
-                "capacitySource": estimate.source,
-                "rule": arithmetic,
-            }
-        )
+        record.update(sizing)
         recommendations = (*recommendations, Recommendation(now, desired))
         active = Condition(
             ConditionType.SCALING_ACTIVE,
