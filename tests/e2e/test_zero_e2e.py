@@ -10,10 +10,7 @@ to 1; once the gateway queue, the pods' completions and their requests in flight
 from __future__ import annotations
 
 import asyncio
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from autoscaler.policy.models import MetricKind
 from autoscaler.settings import Settings
@@ -21,7 +18,7 @@ from tests.e2e.harness import NAMESPACE, Syncing, start_controller, stop_control
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.promserver.fixtures import fleet_target
-from tests.promserver.prometheus import ScrapeTarget
+from tests.promserver.gateway import GatewayExporter, gateway_target, key
 
 POLICY = """\
 apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
@@ -37,48 +34,6 @@ spec:
   metrics:
     - gatewayQueue: {pool: llama, target: {type: AverageValue, averageValue: 10}}
 """
-
-
-class Gateway:
-    """An endpoint picker's ``/metrics``: the flow-control queue of pool ``llama`` and the
-    build-info gauge (scraped with ``honor_labels``, so ``namespace`` comes from the text)."""
-
-    def __init__(self) -> None:
-        self.queue = 0.0
-        self._server: ThreadingHTTPServer | None = None
-
-    def render(self) -> bytes:
-        labels = f'namespace="{NAMESPACE}",inference_pool="llama",fairness_id="default"'
-        return (
-            "# TYPE inference_extension_flow_control_queue_size gauge\n"
-            f'inference_extension_flow_control_queue_size{{{labels},priority="0"}} {self.queue}\n'
-            "# TYPE inference_extension_info gauge\n"
-            f'inference_extension_info{{namespace="{NAMESPACE}",commit="c",build_ref="b"}} 1\n'
-        ).encode()
-
-    def start(self) -> str:
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = gateway.render()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                del format, args
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 class Cluster(Syncing):
@@ -127,9 +82,18 @@ async def test_scales_from_zero_on_gateway_queue_and_back_after_idle_for(
     """0 stays 0 while nothing waits; 0 -> 1 when the gateway holds requests; 1 -> 0 after
     idleFor without a request."""
     fleet = fleet_factory("nim")
-    gateway = Gateway()
-    address = gateway.start()
-    prometheus = prometheus_factory([fleet_target(fleet), ScrapeTarget(address, honor_labels=True)])
+    gateway = GatewayExporter()
+    queue = key(
+        "inference_extension_flow_control_queue_size",
+        namespace=NAMESPACE,
+        inference_pool="llama",
+        fairness_id="default",
+        priority="0",
+    )
+    gateway.gauges[queue] = 0.0
+    gateway.gauges[key("inference_extension_info", namespace=NAMESPACE, commit="c")] = 1.0
+    gateway.start()
+    prometheus = prometheus_factory([fleet_target(fleet), gateway_target(gateway)])
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "llama.yaml").write_text(POLICY)
@@ -155,12 +119,12 @@ async def test_scales_from_zero_on_gateway_queue_and_back_after_idle_for(
             await asyncio.sleep(4)
             assert cluster.replicas() == 0
             # Requests wait at the gateway: woken to 1 (no capacity known yet).
-            gateway.queue = 6
+            gateway.gauges[queue] = 6.0
             await wait_until(lambda: cluster.replicas() == 1, 20, "scale from zero to 1")
             await wait_until(lambda: len(cluster.ready()) == 1, 10, "1 ready pod")
             woke_at = asyncio.get_running_loop().time()
             # The pod took the requests; nothing waits or runs any more.
-            gateway.queue = 0
+            gateway.gauges[queue] = 0.0
             await wait_until(lambda: cluster.replicas() == 0, 40, "scale back to zero")
             idle = asyncio.get_running_loop().time() - woke_at
             assert idle >= 6.0  # never before idleFor
