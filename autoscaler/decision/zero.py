@@ -276,7 +276,8 @@ def decide(
             f"no data from {', '.join(missing)}: the idle timer is reset (missing data never "
             "scales to zero)"
         )
-    decision = with_records(decision, {RECORD: record})
+    # The usual rules ran with a floor of 1; the policy's bounds are [0, max].
+    decision = with_records(decision, {"minReplicas": 0, RECORD: record})
     next_history = replace(result.history, zero=ZeroState(idle_since))
     return DecisionResult(decision, next_history)
 

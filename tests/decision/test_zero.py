@@ -162,6 +162,8 @@ class TestIdleTimer:
         desired, history, decision = tick(p, history, 899.0, 1, fleet())
         assert desired == 1
         assert "idle for 899s of idleFor 900s" in render_text(decision)
+        assert decision.explanation["minReplicas"] == 0
+        assert "bounds [0, 10]" in render_text(decision)
         desired, history, decision = tick(p, history, 900.0, 1, fleet())
         assert desired == 0
         assert decision.reason.startswith("Scale to zero: no request for 900s")

@@ -10,6 +10,7 @@ from autoscaler.policy.models import MetricSpec, ScalingPolicy
 from autoscaler.sim.load import load_workload
 from autoscaler.sim.metrics import GatewaySample, MetricStore, SimMetricSource
 from autoscaler.sim.profiles import get_profile
+from autoscaler.sim.report import summary_lines
 from autoscaler.sim.run import SimulationConfig, SimulationResult, run_simulation
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "policies" / "scale-to-zero.yaml"
@@ -90,8 +91,11 @@ class TestScaleToZeroExample:
 
     def test_requests_at_zero_wait_at_the_gateway_and_are_reported(self) -> None:
         """Requests arriving at zero replicas are held (not dropped) for the cold start; the
-        JSON reports how many and the longest wait, and their TTFT includes it."""
-        doc = simulate(example()).to_json()
+        JSON and the table report how many and the longest wait, and their TTFT includes it."""
+        result = simulate(example())
+        doc = result.to_json()
+        [line] = [line for line in summary_lines(result) if line.startswith("gateway:")]
+        assert f"{doc['requestsHeldAtGateway']} requests held" in line
         held = doc["requestsHeldAtGateway"]
         longest = doc["longestGatewayWaitSeconds"]
         assert held > 0
