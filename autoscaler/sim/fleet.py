@@ -225,6 +225,11 @@ class Fleet:
         self._gateway.append(request)
         self.requests_held += 1
 
+    @property
+    def held(self) -> int:
+        """Requests waiting at the gateway now (no replica was ready when they arrived)."""
+        return len(self._gateway)
+
     def gateway_wait(self) -> float:
         """Longest wait at the gateway so far, the requests still held included, seconds."""
         if not self._gateway:
