@@ -1,9 +1,10 @@
 """``nim-autoscaler demo``: the one-command demo (what ``make demo`` runs). No cluster, no flags.
 
-Simulates the bundled policy (``autoscaler/data/demo-policy.yaml``: ``algorithm: llm`` on KV cache,
-queue depth and a p95 ITL guard) against a seeded synthetic load with a surge (steady, then 3x,
-then back down; 12 simulated minutes), printing every decision as it happens in the dry-run format
-of :mod:`autoscaler.controller.printer` (the full explanation block for scale changes), then the
+Simulates the bundled policy (``autoscaler/data/demo-policy.yaml``: ``algorithm: llm`` sized on a
+TTFT/ITL objective alone, learning the per-replica capacity as it runs) against a seeded synthetic
+load with a surge (steady, then 3x, then back down; 12 simulated minutes), printing every
+decision as it happens in the dry-run format of :mod:`autoscaler.commands.printer` (the full
+explanation block for scale changes), then the
 per-minute table, the summary and the path of the plot. Runs in a few seconds.
 """
 
@@ -15,7 +16,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from autoscaler.controller.printer import DecisionPrinter
+from autoscaler.commands.printer import DecisionPrinter
 from autoscaler.decision.types import Decision
 from autoscaler.observability.logging import configure_logging
 from autoscaler.policy.loader import format_errors, load_text

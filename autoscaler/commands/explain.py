@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
+from autoscaler.decision.record import decision_record
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import (
     Decision,
     History,
@@ -161,27 +162,13 @@ def observation_to_json(observation: MetricObservation) -> dict[str, Any]:
 
 
 def decision_to_json(decision: Decision, observation: Observation) -> dict[str, Any]:
-    """The decision, its explanation and the metric inputs as one JSON-ready object."""
+    """The decision record (``docs/decision-schema.md``) plus the observation it was made from."""
     return {
-        "policy": decision.policy,
-        "timestamp": decision.timestamp,
-        "currentReplicas": decision.current_replicas,
-        "desiredReplicas": decision.desired_replicas,
-        "reason": decision.reason,
-        "conditions": [
-            {
-                "type": c.type.value,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-            }
-            for c in decision.conditions
-        ],
-        "metricValues": dict(decision.metric_values),
-        "metricProposals": dict(decision.metric_proposals),
-        "explanation": dict(decision.explanation),
-        "pods": [p.name for p in observation.pods],
-        "metrics": {name: observation_to_json(m) for name, m in observation.metrics.items()},
+        **decision_record(decision),
+        "observation": {
+            "pods": [p.name for p in observation.pods],
+            "metrics": {name: observation_to_json(m) for name, m in observation.metrics.items()},
+        },
     }
 
 
@@ -227,7 +214,7 @@ async def explain_once(
     observation = build_observation(
         metrics, pods=pods, spec_replicas=current, status_replicas=status_replicas
     )
-    result = decide(policy, observation, history or History(), now, flags=flags)
+    result = decide(resolve(policy, flags), observation, history or History(), now)
     return with_fleet_records(policy, result.decision, observation, annotations or {}), observation
 
 

@@ -73,7 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     """Run the controller until SIGTERM."""
     from autoscaler.app import run_controller  # noqa: PLC0415 - heavy imports only for `run`
-    from autoscaler.controller.printer import DecisionPrinter  # noqa: PLC0415
+    from autoscaler.commands.printer import DecisionPrinter  # noqa: PLC0415
     from autoscaler.observability.logging import configure_logging  # noqa: PLC0415
 
     try:

@@ -56,7 +56,7 @@ from autoscaler.decision.fleet import (
     with_condition,
     with_records,
 )
-from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, ResolvedPolicy, resolve
 from autoscaler.decision.types import (
     Condition,
     ConditionType,
@@ -200,6 +200,9 @@ class ControlLoop:
         """Histories of policies whose saved history could not be read (never saved; used
         only if the retried load finds none)."""
         self._known: dict[str, ScalingPolicy] = {}
+        self._resolved: dict[str, tuple[ScalingPolicy, ResolvedPolicy]] = {}
+        """Policy key -> (the policy object, its resolved form): resolved once per loaded
+        policy, again only when the policy in force is a new object (an edit, a reload)."""
         self._was_leader = False
         self.last_tick_at: float | None = None
         """Wall time (``time.monotonic``) at which the last tick finished."""
@@ -396,7 +399,7 @@ class ControlLoop:
         start = history if history is not None else self._histories[key]
         item.history_before = start
         try:
-            result = decide(item.policy, observation, start, now, flags=self._hpa_flags)
+            result = decide(self._resolve(item.policy), observation, start, now)
         except Exception as exc:  # a decision bug must not take the loop down
             item.decision = None
             self._fail(item, "decision", f"internal error in decision: {type(exc).__name__}: {exc}")
@@ -404,6 +407,15 @@ class ControlLoop:
             return
         item.decision = result.decision
         self._histories[key] = result.history
+
+    def _resolve(self, policy: ScalingPolicy) -> ResolvedPolicy:
+        """The policy's resolved form, built when this policy object is first decided."""
+        known = self._resolved.get(policy.key)
+        if known is not None and known[0] is policy:
+            return known[1]
+        resolved = resolve(policy, self._hpa_flags)
+        self._resolved[policy.key] = (policy, resolved)
+        return resolved
 
     def _observe_fleet(self, item: _Work) -> None:
         """Resolve the mode in force and notice a rescale this controller did not make."""
@@ -587,7 +599,7 @@ class ControlLoop:
                 self._drain_written(item, record)
             # Open loop, as replay: keep the history as if the write had happened.
             self._histories[key] = record_rescale(
-                item.policy,
+                self._resolve(item.policy),
                 self._histories[key],
                 now,
                 decision.current_replicas,
@@ -628,7 +640,11 @@ class ControlLoop:
                 item.outcome = Outcome.SCALED
                 self._replicas_seen[key] = decision.desired_replicas
                 self._histories[key] = record_rescale(
-                    policy, self._histories[key], now, written.previous, decision.desired_replicas
+                    self._resolve(policy),
+                    self._histories[key],
+                    now,
+                    written.previous,
+                    decision.desired_replicas,
                 )
                 if self.monitor is not None:
                     self.monitor.scaled(policy, written.previous, decision.desired_replicas)
@@ -752,6 +768,7 @@ class ControlLoop:
             self._histories.pop(policy.key, None)
             self._replicas_seen.pop(policy.key, None)
             self._unsaved.pop(policy.key, None)
+            self._resolved.pop(policy.key, None)
         if removed and self.monitor is not None:
             self.monitor.forget(removed)
         if removed and self.fleet_monitor is not None:

@@ -42,6 +42,9 @@ VIOLATION_MARGIN = 0.1
 the target and that, a sample is neither evidence of headroom nor of overload."""
 VIOLATIONS_NEEDED = 2
 """Steady ticks in a row with a violation before it becomes evidence (one noisy minute is not)."""
+MARGINAL_NEEDED = 4
+"""Steady ticks in a row over the target (by any amount, a whole rate window of them) that are
+evidence of a violation too: a fleet held just over its target is not meeting the SLO."""
 DRIFT_SHARE = 0.9
 """A violation at a load at or below ``good`` sets ``good`` to this share of that load."""
 BAD_RELAX = 0.1
@@ -93,6 +96,8 @@ class CapacityModel:
     the latency the load does not cause (prefill of the prompts, the fixed step time)."""
     last_explore: float | None = None
     """Exploration factor the latest sample allows (see :func:`explore_factor`)."""
+    marginal: int = 0
+    """Consecutive steady ticks over the target (violated or within the noise band)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (see :meth:`from_json`)."""
@@ -102,6 +107,7 @@ class CapacityModel:
             "bad": self.bad,
             "badAt": self.bad_at,
             "violations": self.violations,
+            "marginal": self.marginal,
             "samples": self.samples,
             "lastLoad": self.last_load,
             "lastRatio": self.last_ratio,
@@ -118,6 +124,7 @@ class CapacityModel:
             bad=_opt_float(data.get("bad")),
             bad_at=float(data.get("badAt", 0.0)),
             violations=int(data.get("violations", 0)),
+            marginal=int(data.get("marginal", 0)),
             samples=int(data.get("samples", 0)),
             last_load=_opt_float(data.get("lastLoad")),
             last_ratio=_opt_float(data.get("lastRatio")),
@@ -183,12 +190,18 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
             bad=bad,
             bad_at=model.bad_at if bad is not None else 0.0,
             violations=0,
+            marginal=0,
         )
+    marginal = model.marginal + 1
     if worst <= 1.0 + VIOLATION_MARGIN:
-        return replace(base, violations=0)
-    violations = model.violations + 1
-    if violations < VIOLATIONS_NEEDED:
-        return replace(base, violations=violations)
+        # Over the target by less than the noise band: evidence only when it lasts.
+        if marginal < MARGINAL_NEEDED:
+            return replace(base, violations=0, marginal=marginal)
+        violations = model.violations
+    else:
+        violations = model.violations + 1
+        if violations < VIOLATIONS_NEEDED and marginal < MARGINAL_NEEDED:
+            return replace(base, violations=violations, marginal=marginal)
     current_bad = relaxed_bad(model, sample.now)
     bad = sample.load if current_bad is None else min(current_bad, sample.load)
     lowered: float | None = model.good
@@ -201,6 +214,7 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
         bad=bad,
         bad_at=sample.now,
         violations=violations,
+        marginal=marginal,
     )
 
 
@@ -323,7 +337,9 @@ def estimate(
         planned = max(base, min(planned, BAD_SHARE * bad)) if base < BAD_SHARE * bad else base
     if planned > base:
         note += f"; exploring up to {planned:.4g} (latency headroom at the last steady sample)"
-    per_replica = base if bad is None else min(max(base, (base + bad) / 2), bad)
+    # The figure in force: the middle of the bracket, never beyond what exploration would try
+    # (an upper bound far above the lower one says little about where the capacity is).
+    per_replica = base if bad is None else min(max(base, (base + bad) / 2), bad, EXPLORE_MAX * base)
     return CapacityEstimate(source, per_replica, planned, good, bad, note)
 
 

@@ -181,14 +181,18 @@ _Load = tuple[float, float]
 def _sum_samples(
     policy: ScalingPolicy, metrics: Mapping[str, MetricObservation], kinds: frozenset[MetricKind]
 ) -> tuple[dict[str, float], list[str]]:
+    """Per-pod sums over one metric of each kind: the policy's own entries first, then the signals
+    an SLO policy fetches for its capacity model (the same series under another name)."""
     totals: dict[str, float] = {}
     used: list[str] = []
-    for metric in policy.spec.metrics:
-        if metric.kind not in kinds:
+    seen: set[MetricKind] = set()
+    for metric in policy.spec.fetched_metrics:
+        if metric.kind not in kinds or metric.kind in seen:
             continue
         observed = metrics.get(metric.name)
         if not isinstance(observed, PodSamples) or not observed.values:
             continue
+        seen.add(metric.kind)
         used.append(metric.name)
         for pod, value in observed.values.items():
             totals[pod] = totals.get(pod, 0.0) + value

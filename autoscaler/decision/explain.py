@@ -212,6 +212,7 @@ def render_lines(explanation: Mapping[str, Any]) -> list[str]:
         lines.append("metrics:")
         for record in metrics:
             lines.extend(_metric_lines(record))
+    lines.extend(_slo_lines(explanation))
     combined = explanation.get("combined")
     if isinstance(combined, Mapping):
         lines.append(f"combined: {combined.get('rule')}")
@@ -260,6 +261,48 @@ def _zero_lines(explanation: Mapping[str, Any]) -> list[str]:
         )
     if record.get("rule"):
         lines.append(f"  {record['rule']}")
+    return lines
+
+
+def _slo_lines(explanation: Mapping[str, Any]) -> list[str]:
+    """The SLO sizing (``slo``) and the capacity behind it (``capacity``), when present."""
+    lines: list[str] = []
+    capacity = explanation.get("capacity")
+    if isinstance(capacity, Mapping):
+        evidence = capacity.get("evidence") or {}
+        lines.append(
+            f"capacity ({capacity.get('source')}): "
+            f"{_num(capacity.get('perReplicaRequestsPerSecond'))} req/s per ready replica "
+            f"within the SLO, planned at {_num(capacity.get('plannedRequestsPerSecond'))}; "
+            f"evidence: met up to {_num(evidence.get('metSloUpTo'))}, violated from "
+            f"{_num(evidence.get('violatedSloFrom'))}"
+        )
+        if capacity.get("note"):
+            lines.append(f"  {capacity['note']}")
+    slo = explanation.get("slo")
+    if isinstance(slo, Mapping):
+        objectives = ", ".join(
+            f"{o.get('name')} p{_num(100 * float(o.get('quantile') or 0))} "
+            f"{_num(o.get('measured'))}/{_num(o.get('target'))}s"
+            for o in slo.get("objectives") or ()
+        )
+        lines.append(f"slo: objectives {objectives or 'none measured'}")
+        lines.append(
+            f"  arrivals {_num(slo.get('arrivalsPerSecond'))}/s, forecast "
+            f"{_num(slo.get('forecastPerSecond'))}/s (trend "
+            f"{_num(slo.get('trendForecastPerSecond'))}, daily "
+            f"{_num(slo.get('dailyForecastPerSecond'))}), peak {_num(slo.get('peakPerSecond'))}/s,"
+            f" waiting {_num(slo.get('waiting'))} -> {_num(slo.get('replicasNeeded'))} replicas;"
+            f" floor {slo.get('floor')}; steady sample: {slo.get('sample')}"
+        )
+        if slo.get("rule"):
+            lines.append(f"  {slo['rule']}")
+        if slo.get("failure"):
+            lines.append(f"  INVALID: {slo['failure']}")
+        else:
+            lines.append(f"  proposal: {_num(slo.get('proposal'))}")
+        if slo.get("floorApplied"):
+            lines.append(f"  {slo['floorApplied']}")
     return lines
 
 

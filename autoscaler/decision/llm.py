@@ -1,8 +1,21 @@
 """``algorithm: llm``: per-metric proposals that know about GPU cold starts and LLM signals.
 
-Called by :mod:`autoscaler.decision.core` instead of :mod:`autoscaler.decision.calculator` when a
+Called by :mod:`autoscaler.decision.core` instead of :mod:`autoscaler.decision.hpa` when a
 policy says ``algorithm: llm``; everything after the per-metric proposals (partial-metric rule,
 stabilization, rate limits, min/max, ``onMetricFailure``) is shared with ``algorithm: hpa``.
+This module reads the fleet once per tick (:func:`observe_fleet`), runs each metric through its
+concept's module (:func:`llm_proposals`) and adds the SLO sizing's proposal
+(:func:`slo_sizing_proposal`). The concepts, one module each:
+
+* :mod:`~autoscaler.decision.pods`: the pods as capacity, learned start-up time;
+* :mod:`~autoscaler.decision.credit`: capacity on the way (starting pods credited);
+* :mod:`~autoscaler.decision.queue`: the queue as a stock, arrivals behind completions
+  (state: :mod:`~autoscaler.decision.queue_state`);
+* :mod:`~autoscaler.decision.demand`: demand per proportional signal (KV cache, running
+  requests, request rate);
+* :mod:`~autoscaler.decision.latency`: latency guards;
+* :mod:`~autoscaler.decision.slo` and :mod:`~autoscaler.decision.capacity`: the SLO sizing and
+  the capacity model.
 
 What differs from the HPA (see ``docs/decision.md``):
 
@@ -51,1124 +64,166 @@ What differs from the HPA (see ``docs/decision.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
-from autoscaler.decision.calculator import Proposal, aggregate
-from autoscaler.decision.explain import LAZY
-from autoscaler.decision.resolved import ResolvedMetric, ResolvedPolicy
+from autoscaler.decision import slo
+from autoscaler.decision.calculator import (
+    Proposal,
+)
+from autoscaler.decision.credit import apply_credit, context
+from autoscaler.decision.demand import proportional_proposal
+from autoscaler.decision.latency import latency_proposal
+from autoscaler.decision.pods import PodView, classify_pods, learn_startup
+from autoscaler.decision.queue import queue_proposal, queue_state
+from autoscaler.decision.queue_state import EMPTY_QUEUE_STATE, QueueState
+from autoscaler.decision.resolved import ResolvedPolicy
 from autoscaler.decision.types import (
-    MetricObservation,
+    NOT_COLLECTED,
+    History,
     NoSignal,
-    NoSignalReason,
-    PodInfo,
-    PodPhase,
-    PodSamples,
-    TargetSample,
-    slot_constructor,
+    Observation,
 )
 
-_RUNNING = PodPhase.RUNNING
-_PENDING = PodPhase.PENDING
-STARTUP_SAMPLES_KEPT = 20
-"""How many observed start-up durations History keeps."""
-KNOWN_PODS_KEPT = 1000
-"""Upper bound on pods remembered as 'seen not ready'."""
-MIN_STARTUP_SAMPLE = 1.0
-"""Start-up durations below this (seconds) are not samples (pods ready at creation, clock skew)."""
-STUCK_FACTOR = 2.0
-"""A starting pod older than this x the start-up estimate is suspected stuck (not credited)."""
-NO_TRAFFIC = frozenset({NoSignalReason.NAN, NoSignalReason.EMPTY})
-"""No-signal reasons of a latency metric that mean 'no traffic' (neutral guard)."""
-QUEUE_REF_KEY = "queueRef"
-QUEUE_LAST_KEY = "queueLast"
-QUEUE_TRAIL_KEY = "queueTrail"
-"""History ``extra`` key: each queue metric's ``[time, total]`` over the last request-rate window,
-to turn the window's completion rate into its arrival rate (arrivals = completions + growth)."""
-TRAIL_SLACK = 30.0
-"""Seconds of queue trail kept beyond the request-rate window."""
-QUEUE_CANDIDATE_KEY = "queueCandidate"
-QUEUE_GROWTH_KEY = "queueGrowth"
-QUEUE_GROWTH_AT_KEY = "queueGrowthAt"
-QUEUE_MU_KEY = "queueThroughput"
-"""History ``extra`` key: the last per-pod throughput estimated from a valid pair of points, kept
-to size later surges from their first tick (a property of the hardware and the request mix)."""
-RUNNING_KIND = "runningRequests"
-REQUEST_RATE_KIND = "requestRate"
-TTFT_KIND = "timeToFirstToken"
-RUNNING_INFLATED_RATIO = 2.0
-"""Running requests per ready pod above this x target are read as a saturated batch (the count
-inflates as every decode step slows): the step is bounded to this factor of the ready pods."""
-POINTS_APART_STARTUPS = 2.0
-"""Two queue-growth points give a per-pod throughput only if measured within this many start-up
-times (plus ``POINTS_APART_SLACK``) of each other: further apart, the arrival rate has likely
-changed between them and the difference no longer isolates ``mu``."""
-POINTS_APART_SLACK = 60.0
-"""Seconds added to the points' allowed distance (a few ticks)."""
-PLANNED_UTILISATION = 0.7
-"""The drain sizing plans pods at this share of the per-pod throughput ``mu``: ``mu`` is measured
-on saturated pods (full batches, slow steps), well above what a pod serves within latency
-objectives (about 0.6-0.8 of it for the 8B profile at the NIM tables' latencies). The headroom
-also drains a backlog (30 % of ``mu`` on every pod) without buying pods for a transient stock."""
-GROWTH_POINTS_KEPT = 4
-"""Queue growth rates kept per ready count (for the per-pod throughput estimate)."""
 
+@dataclass(slots=True)
+class LlmTick:
+    """What ``algorithm: llm`` reads of the fleet before the metrics (step 2 of
+    :func:`autoscaler.decision.core.decide`)."""
 
-# --------------------------------------------------------------------------------------------
-# Pods and start-up learning
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PodView:
-    """The target's pods, classified for capacity accounting."""
-
-    ready: tuple[str, ...]
-    """Running, Ready, not deleting."""
-    credited: tuple[str, ...]
-    """Starting and credited as capacity on the way."""
-    stuck: tuple[str, ...]
-    """Starting for longer than ``STUCK_FACTOR`` x the start-up estimate."""
-    unschedulable: tuple[tuple[str, str], ...]
-    """(pod, scheduler message) of pods that cannot be scheduled."""
-    other: int
-    """Deleting, Failed, Succeeded or Unknown pods."""
-    capacity: int
-    """Ready plus credited pods."""
-    learned: tuple[float, ...]
-    """Learned start-up durations the estimate is the median of (empty: ``default_startup``)."""
-    default_startup: float
-    """The policy's start-up seconds."""
-
-    @property
-    def startup_estimate(self) -> float:
-        """The start-up time to assume, seconds (computed when read: few ticks need it)."""
-        return startup_estimate(self.learned, self.default_startup, True)  # noqa: FBT003
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            "ready": len(self.ready),
-            "starting": len(self.credited) + len(self.stuck),
-            "credited": len(self.credited),
-            "stuck": len(self.stuck),
-            "unschedulable": len(self.unschedulable),
-            "other": self.other,
-            "capacity": self.capacity,
-            "startupEstimateSeconds": self.startup_estimate,
-        }
-
-
-_new_view: Callable[
-    [
-        tuple[str, ...],
-        tuple[str, ...],
-        tuple[str, ...],
-        tuple[tuple[str, str], ...],
-        int,
-        int,
-        tuple[float, ...],
-        float,
-    ],
-    PodView,
-] = slot_constructor(PodView)
-"""``PodView(...)``, every field positional, built fast."""
-
-
-def startup_estimate(samples: tuple[float, ...], default: float, learning: bool) -> float:
-    """The start-up time to assume: median of learned samples, else the configured default."""
-    if learning and samples:
-        return float(_median(samples[-STARTUP_SAMPLES_KEPT:]))
-    return default
-
-
-def _median(values: tuple[float, ...]) -> float:
-    """``statistics.median`` (same arithmetic): the middle value, or the mean of the two."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def classify_pods(
-    pods: tuple[PodInfo, ...], now: float, learned: tuple[float, ...], default: float
-) -> PodView:
-    """Split pods into ready, credited starting, stuck, unschedulable and others.
-
-    Args:
-        pods: The target's pods.
-        now: Current time, seconds.
-        learned: Learned start-up durations (empty without learning), newest last.
-        default: The policy's start-up seconds (the estimate without samples).
-
-    Returns:
-        The classification.
-    """
-    ready = [p.name for p in pods if p.ready and p.phase is _RUNNING and not p.deleting]
-    if len(ready) == len(pods):  # the steady state: nothing starting, nothing else
-        return _new_view(tuple(ready), (), (), (), 0, len(ready), learned, default)
-    return _classify_all(pods, now, learned, default)
-
-
-def _classify_all(
-    pods: tuple[PodInfo, ...], now: float, learned: tuple[float, ...], default: float
-) -> PodView:
-    """:func:`classify_pods` for a fleet with pods that are not all ready."""
-    estimate = startup_estimate(learned, default, True)  # noqa: FBT003
-    ready: list[str] = []
-    credited: list[str] = []
-    stuck: list[str] = []
-    unschedulable: list[tuple[str, str]] = []
-    other = 0
-    for pod in pods:
-        if pod.deleting or (pod.phase is not _RUNNING and pod.phase is not _PENDING):
-            other += 1
-        elif pod.phase is _RUNNING and pod.ready:
-            ready.append(pod.name)
-        elif pod.unschedulable is not None:
-            unschedulable.append((pod.name, pod.unschedulable))
-        elif pod.created_at is not None and now - pod.created_at > STUCK_FACTOR * estimate:
-            stuck.append(pod.name)
-        else:
-            credited.append(pod.name)
-    return _new_view(
-        tuple(ready),
-        tuple(credited),
-        tuple(stuck),
-        tuple(unschedulable),
-        other,
-        len(ready) + len(credited),
-        learned,
-        default,
-    )
-
-
-def learn_startup(
-    pods: tuple[PodInfo, ...],
-    known: Mapping[str, float],
-    samples: tuple[float, ...],
-    *,
-    first_sight: bool = False,
-    all_ready: bool = False,
-) -> tuple[dict[str, float], tuple[float, ...]]:
-    """Update the start-up learning state from this tick's pods.
-
-    A pod seen not ready (with a creation time) is remembered; when a remembered pod is seen
-    Ready with a ``ready_at``, ``ready_at - created_at`` becomes a sample. On the first tick of a
-    policy, pods already ready with both timestamps give a sample each (bootstrap).
-
-    Args:
-        pods: The target's pods.
-        known: Pods seen not ready -> creation time.
-        samples: Learned durations, newest last.
-        first_sight: The policy's first tick.
-        all_ready: Every pod is Running, Ready and not deleting (as :func:`classify_pods` found).
-
-    Returns:
-        The new ``known`` mapping (only pods still present) and samples (last 20).
-    """
-    if not known and not first_sight:
-        # No pod remembered: a ready pod gives no sample, the others are remembered.
-        if all_ready:
-            return {}, tuple(samples[-STARTUP_SAMPLES_KEPT:])
-        new_known = {
-            pod.name: pod.created_at
-            for pod in pods
-            if not pod.deleting
-            and not (pod.ready and pod.phase is _RUNNING)
-            and pod.created_at is not None
-            and pod.unschedulable is None
-        }
-        return _bounded(new_known), tuple(samples[-STARTUP_SAMPLES_KEPT:])
-    remembered: dict[str, float] = {}
-    new_samples = list(samples)
-    for pod in pods:
-        if pod.deleting:
-            continue
-        if pod.ready and pod.phase is _RUNNING:
-            created = known.get(pod.name)
-            if created is None and first_sight:
-                created = pod.created_at
-            if created is not None and pod.ready_at is not None:
-                duration = pod.ready_at - created
-                if duration >= MIN_STARTUP_SAMPLE:
-                    new_samples.append(duration)
-        elif pod.created_at is not None and pod.unschedulable is None:
-            remembered[pod.name] = known.get(pod.name, pod.created_at)
-    return _bounded(remembered), tuple(new_samples[-STARTUP_SAMPLES_KEPT:])
-
-
-def _bounded(known: dict[str, float]) -> dict[str, float]:
-    """The newest ``KNOWN_PODS_KEPT`` remembered pods."""
-    if len(known) > KNOWN_PODS_KEPT:
-        newest = sorted(known.items(), key=lambda item: item[1])[-KNOWN_PODS_KEPT:]
-        return dict(newest)
-    return known
-
-
-# --------------------------------------------------------------------------------------------
-# Proposals
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LlmContext:
-    """Per-tick inputs shared by all metrics of a policy."""
-
-    policy: ResolvedPolicy
-    current: int
     view: PodView
-    now: float
-    extra: Mapping[str, Any]
-    """History ``extra`` (queue references)."""
-    candidates: Mapping[str, Any] | None
-    """``extra``'s queue candidates of this tick (None when it holds no mapping there)."""
+    """The pods as capacity."""
+    known_pods: Mapping[str, float]
+    """Start-up learning: pods seen not ready (for the next history)."""
+    samples: tuple[float, ...]
+    """Start-up learning: durations (for the next history)."""
+    queue: QueueState
+    """The queue state with this tick's readings."""
     queue_values: Mapping[str, list[float]]
-    """Queue metric -> its ready pods' samples, as :func:`queue_state` read them (only metrics
-    with a sample from every ready pod)."""
+    """Queue metric -> the ready pods' samples, as the queue readings summed them."""
+    sized: slo.SloPlan
+    """The capacity model and the SLO sizing of this tick."""
+    down_window: float | None = None
+    """The adaptive scale-down window, when it applied (set by the stabilization step)."""
 
 
-_new_context: Callable[
-    [
-        ResolvedPolicy,
-        int,
-        PodView,
-        float,
-        Mapping[str, Any],
-        Mapping[str, Any] | None,
-        Mapping[str, list[float]],
-    ],
-    LlmContext,
-] = slot_constructor(LlmContext)
-
-
-def context(  # noqa: PLR0917 - the tick's values, in LlmContext's order
-    policy: ResolvedPolicy,
-    current: int,
-    view: PodView,
-    now: float,
-    extra: Mapping[str, Any],
-    queue_values: Mapping[str, list[float]],
-) -> LlmContext:
-    """The tick's :class:`LlmContext` (``extra`` and ``queue_values``: from :func:`queue_state`)."""
-    candidates = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
-    return _new_context(policy, current, view, now, extra, candidates, queue_values)
-
-
-def _mapping(value: object) -> Mapping[str, Any] | None:
-    """``value`` if it is a mapping, else None (history entries are checked, not trusted)."""
-    # The exact-dict test first: ``isinstance(x, Mapping)`` alone goes through the ABC machinery.
-    if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - see above
-        return value
-    return None
-
-
-def apply_credit(ctx: LlmContext, need: int, ratio: float, detail: dict[str, Any]) -> int:
-    """Turn a metric's need (pods) into a proposal, crediting starting pods.
-
-    ``ratio`` is demand over the capacity's target; within tolerance -> current.
-    """
-    view = ctx.view
-    capacity = view.capacity
-    current = ctx.current
-    tol_down, tol_up = ctx.policy.tolerance_down, ctx.policy.tolerance_up
-    detail["need"] = need
-    detail["capacity"] = capacity
-    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):  # calculator.within, inlined
-        detail["rule"] = (
-            LAZY,
-            "demand/capacity {:.4g} within [{:.4g}, {:.4g}]: keep current",
-            ratio,
-            1 - tol_down,
-            1 + tol_up,
+def observe_fleet(
+    rp: ResolvedPolicy, observation: Observation, history: History, now: float
+) -> LlmTick:
+    """Classify the pods, learn start-up times, read the queues and plan on the SLO."""
+    known_pods: Mapping[str, float] = history.known_pods
+    samples = history.startup_samples
+    learned = samples if rp.startup_learning else ()
+    view = classify_pods(observation.pods, now, learned, rp.startup_seconds)
+    if rp.startup_learning:
+        known_pods, samples = learn_startup(
+            observation.pods,
+            known_pods,
+            samples,
+            first_sight=not history.initialized,
+            all_ready=len(view.ready) == len(observation.pods),
         )
-        return current
-    unschedulable = len(view.unschedulable)
-    if need > capacity and unschedulable:
-        # Unschedulable pods are not capacity, but they are already asked for: the same demand
-        # does not ask again (more pods would not schedule either); more demand still does.
-        proposal = max(current, current + need - capacity - unschedulable)
-        detail["rule"] = (
-            LAZY,
-            "need {1} > capacity {2}, {3} pod(s) unschedulable and already asked for: "
-            "max(current {0}, {0} + {1} - {2} - {3}) = {4}",
-            current,
-            need,
-            capacity,
-            unschedulable,
-            proposal,
-        )
-        return proposal
-    if need < capacity and view.credited:
-        detail["rule"] = (
-            LAZY,
-            "need {} < capacity {} while pods start: keep current",
-            need,
-            capacity,
-        )
-        return current
-    proposal = max(0, current + need - capacity)
-    detail["rule"] = (
-        LAZY,
-        "current {} + need {} - capacity {} (ready {} + credited {}) = {}",
-        current,
-        need,
-        capacity,
-        len(view.ready),
-        len(view.credited),
-        proposal,
+    queue, queue_values = queue_state(rp, observation.metrics, view, history.queue, now)
+    sized = slo.plan(
+        history.capacity,
+        observation.metrics,
+        slo.Fleet(view.ready, len(view.credited) + len(view.stuck), view.startup_estimate),
+        rp.objectives,
+        rp.capacity_seed,
+        rp.capacity_seed_source,
+        now,
     )
-    return proposal
+    return LlmTick(view, known_pods, samples, queue, queue_values, sized)
 
 
-def _ready_values(samples: PodSamples, ready: tuple[str, ...]) -> tuple[list[float], int]:
-    """Values of ready pods and the count of ready pods without a sample."""
-    values = [value for value in map(samples.values.get, ready) if value is not None]
-    return values, len(ready) - len(values)
-
-
-def _proposal(  # noqa: PLR0917 - mirrors Proposal's field order
-    metric: ResolvedMetric,
-    replicas: int,
-    value: float,
-    ratio: float,
-    detail: dict[str, Any],
-    guard: str = "",
-) -> Proposal:
-    """A valid proposal, its fields passed positionally (a class call with keywords builds a dict,
-    which costs more than the rest of the construction)."""
-    return Proposal(metric.name, replicas, value, ratio, "", "", detail, False, guard)  # noqa: FBT003
-
-
-def _invalid(metric: ResolvedMetric, message: str, detail: dict[str, Any]) -> Proposal:
-    return Proposal(
-        metric.name,
-        None,
-        failure_reason=f"FailedGet{metric.source_label}Metric",
-        failure_message=message,
-        detail=detail,
-    )
-
-
-def _candidate(metric: ResolvedMetric, ctx: LlmContext) -> Mapping[str, Any] | None:
-    """The queue metric's candidate of this tick (see :func:`queue_state`), or None."""
-    candidates = ctx.candidates
-    return _mapping(candidates.get(metric.name)) if candidates is not None else None
-
-
-def _growth(entry: Mapping[str, Any] | None) -> float | None:
-    """This tick's queue growth rate (requests/s) from the candidate, None at first sight."""
-    if entry is None or entry.get("first", True):
-        return None
-    return float(entry.get("rate", 0.0))
-
-
-def _reference_growth(metric: ResolvedMetric, ctx: LlmContext) -> float | None:
-    """Queue growth seen when the in-flight scale-up was decided (None if none in flight)."""
-    refs = _mapping(ctx.extra.get(QUEUE_REF_KEY))
-    ref = _mapping(refs.get(metric.name)) if refs is not None else None
-    if ref is None:
-        return None
-    if ctx.now - float(ref.get("t", ctx.now)) > STUCK_FACTOR * ctx.view.startup_estimate:
-        return None
-    return float(ref.get("rate", 0.0))
-
-
-def _throughput(entry: Mapping[str, Any] | None) -> float | None:
-    """The per-pod throughput learned so far, from the candidate (None: not known)."""
-    if entry is None:
-        return None
-    mu = entry.get("perPod")
-    return float(mu) if isinstance(mu, (int, float)) else None
-
-
-def queue_proposal(
-    metric: ResolvedMetric, observation: PodSamples | TargetSample, ctx: LlmContext
-) -> Proposal:
-    """Queue depth (a stock): size on queue per ready pod, step only while the queue grows.
-
-    Below or within the band the HPA-style need ``ceil(queue / target)`` applies (credited).
-    Above it: a queue that is not growing is being drained by the capacity in place (hold); a
-    growing queue asks for ``ceil(ready x min(ratio, 2))`` pods (at most a doubling per step);
-    while a scale-up is in flight only growth beyond the rate seen at that scale-up adds pods.
-
-    Args:
-        metric: The queue metric (``AverageValue`` target: waiting requests per pod).
-        observation: Per-pod samples or a whole-target total.
-        ctx: Tick context.
-
-    Returns:
-        The proposal.
-    """
-    detail: dict[str, Any] = {"semantics": "llm queue (stock)"}
-    view = ctx.view
-    ready = len(view.ready)
-    if isinstance(observation, PodSamples):
-        values = ctx.queue_values.get(metric.name)  # read by queue_state, none missing
-        missing = 0
-        if values is None:
-            values, missing = _ready_values(observation, view.ready)
-        detail["readyWithSample"] = len(values)
-        detail["readyMissing"] = missing
-        if not values:
-            return _invalid(metric, "no sample from any ready pod", detail)
-        total = math.fsum(values)
-    else:
-        total = observation.value
-    if ready == 0:
-        return _invalid(metric, "no ready pod to serve the queue", detail)
-    target = metric.target
-    per_ready = total / ready
-    ratio = per_ready / target
-    entry = _candidate(metric, ctx)
-    growth = _growth(entry)
-    detail["queueTotal"] = total
-    detail["perReadyPod"] = per_ready
-    detail["growthPerSecond"] = growth
-    tol_up = ctx.policy.tolerance_up
-    current = ctx.current
-    if ratio <= 1 + tol_up:
-        need = math.ceil(total / target - 1e-9)
-        detail["demandPods"] = total / target
-        capacity = view.capacity
-        cap_ratio = total / (target * capacity) if capacity else math.inf
-        proposal = apply_credit(ctx, need, cap_ratio, detail)
-        return _proposal(metric, proposal, per_ready, ratio, detail)
-    if _rate_sizes_queue(ctx):
-        detail["rule"] = (
-            LAZY,
-            "queue {:.3g}/pod above target: the request-rate metric sizes the step "
-            "(arrivals = completions + queue growth); the queue keeps current (no scale-down)",
-            per_ready,
-        )
-        return _proposal(metric, current, per_ready, ratio, detail)
-    mu = _throughput(entry)
-    if mu is not None and growth is not None:
-        return _drain_proposal(metric, ctx, total, growth, mu, ratio, detail)
-    if growth is not None and growth <= 0:
-        detail["rule"] = (
-            LAZY,
-            "queue {:.3g}/pod above target but not growing ({:.3g}/s): "
-            "the capacity in place drains it, keep current",
-            per_ready,
-            growth,
-        )
-        return _proposal(metric, current, per_ready, ratio, detail)
-    reference = _reference_growth(metric, ctx) if view.credited else None
-    if view.credited:
-        if reference is None or growth is None:
-            detail["rule"] = (
-                "queue above target while pods start: capacity on the way, keep current"
-            )
-            return _proposal(metric, current, per_ready, ratio, detail)
-        detail["growthAtScaleUp"] = reference
-        if growth <= reference * (1 + tol_up) + 1e-9:
-            detail["rule"] = (
-                LAZY,
-                "queue growth {:.3g}/s not above {:.3g}/s seen at the scale-up in flight: "
-                "keep current",
-                growth,
-                reference,
-            )
-            return _proposal(metric, current, per_ready, ratio, detail)
-        # (with a known per-pod throughput the drain sizing above already applied)
-        surge = min(1.0, (growth - reference) / reference) if reference > 0 else 1.0
-        extra = max(1, math.ceil(view.capacity * surge - 1e-9))
-        if view.unschedulable:
-            extra = 0
-        proposal = current + extra
-        detail["rule"] = (
-            LAZY,
-            "queue growth {:.3g}/s above {:.3g}/s at the scale-up in flight: new demand, +{} = {}",
-            growth,
-            reference,
-            extra,
-            proposal,
-        )
-        return _proposal(metric, proposal, per_ready, ratio, detail)
-    # Throughput unknown (a known one took the drain sizing above): at most a doubling.
-    need = math.ceil(ready * min(ratio, 2.0) - 1e-9)
-    detail["demandPods"] = float(need)
-    proposal = apply_credit(ctx, need, need / view.capacity, detail)
-    detail["rule"] = (
-        LAZY,
-        "queue {:.3g}/pod growing: ceil({} ready x min({:.3g}, 2)) = {}; {}",
-        per_ready,
-        ready,
-        ratio,
-        need,
-        detail.get("rule", ""),
-    )
-    return _proposal(metric, proposal, per_ready, ratio, detail)
-
-
-def _drain_proposal(  # noqa: PLR0917 - private; the queue branch's computed inputs
-    metric: ResolvedMetric,
-    ctx: LlmContext,
-    total: float,
-    growth: float,
-    mu: float,
-    ratio: float,
-    detail: dict[str, Any],
-) -> Proposal:
-    """Size a queue above its band from the per-pod throughput ``mu`` and the arrival rate.
-
-    While the ready pods are saturated, ``growth = arrivals - ready x mu``, so the arrival rate
-    is ``growth + ready x mu`` whether the queue grows or drains. The pods needed serve it at
-    ``PLANNED_UTILISATION`` of ``mu``: ``need = ceil(arrivals / (u x mu))``; that headroom drains
-    the backlog. Starting pods are credited (several ticks of one warm-up do not stack); a queue
-    above its band never proposes fewer than current.
-    """
-    view = ctx.view
-    ready = len(view.ready)
-    capacity = view.capacity
-    arrivals = max(0.0, growth + ready * mu)
-    demand = arrivals / (PLANNED_UTILISATION * mu)
-    need = max(ready, math.ceil(demand - 1e-9))
-    detail.update(
-        {
-            "perPodThroughput": mu,
-            "arrivalsPerSecond": arrivals,
-            "queueTotal": total,
-            "plannedUtilisation": PLANNED_UTILISATION,
-            "demandPods": demand,
-        }
-    )
-    if view.unschedulable:
-        proposal = apply_credit(ctx, need, need / max(capacity, 1), detail)
-    else:
-        proposal = ctx.current + need - capacity
-        detail["need"] = need
-        detail["capacity"] = capacity
-        detail["rule"] = (
-            LAZY,
-            "current {} + need {} - capacity {} (ready {} + credited {}) = {}",
-            ctx.current,
-            need,
-            capacity,
-            ready,
-            len(view.credited),
-            proposal,
-        )
-    proposal = max(ctx.current, proposal)
-    detail["rule"] = (
-        LAZY,
-        "queue above target: arrivals {:.3g}/s (growth {:.3g} + {} ready x {:.3g}/s) at {:g} x "
-        "{:.3g}/s per pod = {:.3g} pods; {}",
-        arrivals,
-        growth,
-        ready,
-        mu,
-        PLANNED_UTILISATION,
-        mu,
-        demand,
-        detail.get("rule", ""),
-    )
-    return _proposal(metric, proposal, total / ready, ratio, detail)
-
-
-def proportional_proposal(
-    metric: ResolvedMetric,
-    observation: PodSamples | TargetSample,
-    ctx: LlmContext,
+def llm_proposals(
+    rp: ResolvedPolicy,
+    obs: Observation,
+    view: PodView | None,
     *,
-    queue_valid: bool,
-) -> Proposal:
-    """A non-latency, non-queue metric's proposal (demand / target vs credited capacity).
-
-    Args:
-        metric: The metric.
-        observation: Its observation.
-        ctx: Tick context.
-        queue_valid: A queue metric gave a valid signal this tick (a saturated KV cache then
-            leaves the step to the queue).
-
-    Returns:
-        The proposal.
-    """
-    detail: dict[str, Any] = {"semantics": "llm"}
-    target = metric.target
-    view = ctx.view
-    ready = len(view.ready)
-    if isinstance(observation, PodSamples) and metric.is_average:
-        values, missing = _ready_values(observation, view.ready)
-        detail["readyWithSample"] = len(values)
-        detail["readyMissing"] = missing
-        if not values:
-            return _invalid(metric, "no sample from any ready pod", detail)
-        total = math.fsum(values)
-        average = total / len(values)
-        raw_ratio = average / target
-        if missing:
-            # As the HPA: a ready pod without a sample counts as at target on the way down and
-            # as idle on the way up, so missing data never drives a scale-down.
-            total += missing * target if raw_ratio < 1.0 else 0.0
-            detail["missingFilled"] = target if raw_ratio < 1.0 else 0.0
-        value = average
-        backlog = _backlog_growth(ctx) if metric.kind == REQUEST_RATE_KIND else None
-        if backlog is not None:
-            # Completions cap at what the ready pods serve (and run above the arrivals while a
-            # backlog drains): over the rate window, arrivals = completions + queue growth.
-            detail["completionsPerSecond"] = total
-            detail["backlogGrowthPerSecond"] = backlog
-            total = max(0.0, total + backlog)
-            detail["arrivalsPerSecond"] = total
-        demand_pods = total / target
-        saturated = metric.is_kv and average >= ctx.policy.kv_saturation
-        detail["saturated"] = saturated
-        if saturated and not queue_valid and not view.credited:
-            step = max(1, ready)
-            proposal = ctx.current + (0 if view.unschedulable else step)
-            detail["rule"] = (
-                LAZY,
-                "KV cache saturated ({:.3g} >= {}): demand unknown-high, step up by the ready "
-                "count ({} + {}), bounded by the rate policies",
-                average,
-                ctx.policy.kv_saturation,
-                ctx.current,
-                step,
+    queue: QueueState,
+    queue_values: Mapping[str, list[float]],
+    now: float,
+    current: int,
+) -> list[Proposal]:
+    assert view is not None
+    ctx = context(rp, current, view, now, queue, queue_values)
+    metrics = rp.metrics
+    observed = obs.metrics
+    results: list[Proposal | None] = [None] * len(metrics)
+    queue_valid = False
+    # Queue metrics first: a saturated KV cache leaves the step to a valid queue metric.
+    for index in rp.llm_order:
+        metric = metrics[index]
+        observation = observed.get(metric.name, NOT_COLLECTED)
+        if metric.is_latency:
+            results[index] = latency_proposal(metric, observation, ctx)
+            continue
+        if isinstance(observation, NoSignal):
+            message = f"unable to get metric {metric.name}: no signal ({observation.reason.value})"
+            if observation.detail:
+                message += f": {observation.detail}"
+            results[index] = Proposal(
+                metric.name,
+                None,
+                failure_reason=metric.failure_no_signal,
+                failure_message=message,
             )
-            return _proposal(metric, proposal, value, raw_ratio, detail)
-        if metric.kind == RUNNING_KIND:
-            if queue_valid and _queue_above_band(ctx):
-                detail["rule"] = (
-                    LAZY,
-                    "running requests {:.4g}/pod while the queue is above its band: concurrency "
-                    "inflates when the pods are saturated (every decode step slows as the batch "
-                    "grows), so the queue sizes the step; keep current",
-                    average,
-                )
-                return _proposal(metric, ctx.current, average, raw_ratio, detail)
-            if raw_ratio > RUNNING_INFLATED_RATIO and _rate_sizes_queue(ctx):
-                detail["rule"] = (
-                    LAZY,
-                    "running requests {:.4g}/pod > {:g} x target {:g} (inflated by a saturated "
-                    "batch): the request-rate metric sizes the step (arrivals = completions + "
-                    "growth of the requests held); keep current",
-                    average,
-                    RUNNING_INFLATED_RATIO,
-                    target,
-                )
-                return _proposal(metric, ctx.current, average, raw_ratio, detail)
-            if raw_ratio > RUNNING_INFLATED_RATIO:
-                # Far above target the batch itself is slowing down (Little's law with a longer
-                # time in batch): the count over-states demand. Step by at most a doubling of the
-                # ready pods, starting pods credited, as for a growing queue of unknown throughput.
-                need = math.ceil(ready * RUNNING_INFLATED_RATIO - 1e-9)
-                detail["demandPods"] = demand_pods
-                proposal = apply_credit(ctx, need, need / max(view.capacity, 1), detail)
-                detail["rule"] = (
-                    LAZY,
-                    "running requests {:.4g}/pod > {:g} x target {:g} (inflated by a saturated "
-                    "batch): at most a doubling, need {}; {}",
-                    average,
-                    RUNNING_INFLATED_RATIO,
-                    target,
-                    need,
-                    detail.get("rule", ""),
-                )
-                return _proposal(metric, proposal, value, raw_ratio, detail)
-    elif isinstance(observation, PodSamples):
-        values, _missing = _ready_values(observation, view.ready)
-        if not values:
-            return _invalid(metric, "no sample from any ready pod", detail)
-        value = aggregate(values, metric.aggregation)
-        raw_ratio = value / target
-        demand_pods = raw_ratio * ready
-    elif metric.is_average:
-        value = observation.value
-        demand_pods = value / target
-        raw_ratio = demand_pods / max(view.capacity, 1)
-    else:
-        value = observation.value
-        raw_ratio = value / target
-        if ready == 0:
-            return _invalid(metric, "no ready pod", detail)
-        demand_pods = raw_ratio * ready
-    capacity = view.capacity
-    ratio = demand_pods / capacity if capacity else math.inf
-    need = math.ceil(demand_pods - 1e-9)
-    detail["demandPods"] = demand_pods
-    proposal = apply_credit(ctx, need, ratio, detail)
-    return _proposal(metric, proposal, value, ratio, detail)
+            continue
+        if metric.is_queue and metric.is_average:
+            proposal = queue_proposal(metric, observation, ctx)
+            queue_valid = queue_valid or proposal.proposal is not None  # .valid, inlined
+        else:
+            proposal = proportional_proposal(metric, observation, ctx, queue_valid=queue_valid)
+        results[index] = proposal
+    return results  # type: ignore[return-value] # every index was filled
 
 
-def _backlog_growth(ctx: LlmContext) -> float | None:
-    """Queue growth over the request-rate window (requests/s, negative while draining).
+ADAPTIVE_WINDOW_MIN = 60.0
 
-    Completions over a window plus the queue's growth over the same window are the window's
-    arrivals. The largest over the policy's queue metrics; None until a queue metric has a
-    point about a window old.
+
+ADAPTIVE_WINDOW_MAX = 600.0
+
+
+def adaptive_window(startup: float) -> float:
+    """Scale-down window of a policy sized on its SLO: one start-up time (bounded).
+
+    Holding an idle pod longer than a cold start costs more GPU time than starting it again.
     """
-    candidates = ctx.candidates
-    if candidates is None:
-        return None
-    growth: float | None = None
-    for metric in ctx.policy.queue_metrics:
-        entry = _mapping(candidates.get(metric.name))
-        rate = entry.get("windowRate") if entry is not None else None
-        if isinstance(rate, (int, float)):
-            growth = float(rate) if growth is None else max(growth, float(rate))
-    return growth
+    return min(ADAPTIVE_WINDOW_MAX, max(ADAPTIVE_WINDOW_MIN, startup))
 
 
-def _rate_sizes_queue(ctx: LlmContext) -> bool:
-    """A request-rate metric with a sample this tick sizes the steps of a queue above its band."""
-    candidates = ctx.candidates
-    if candidates is None:
-        return False
-    for value in candidates.values():
-        entry = _mapping(value)
-        if entry is not None and entry.get("served") is not None:
-            return True
-    return False
+def has_latency(sized: slo.SloPlan) -> bool:
+    """Every objective has a latency signal this tick (the capacity model can learn)."""
+    return bool(sized.latencies) and all(v is not None for _, _, _, v in sized.latencies)
 
 
-def _queue_within_band(ctx: LlmContext) -> bool:
-    """The policy has a queue metric with a sample this tick, and none is above its band."""
-    candidates = ctx.candidates
-    if candidates is None or not ctx.view.ready:
-        return False
-    seen = any(_mapping(candidates.get(m.name)) is not None for m in ctx.policy.queue_metrics)
-    return seen and not _queue_above_band(ctx)
-
-
-def _queue_above_band(ctx: LlmContext) -> bool:
-    """Some queue metric of the policy is above its band on the ready pods this tick."""
-    candidates = ctx.candidates
-    ready = len(ctx.view.ready)
-    if candidates is None or ready == 0:
-        return False
-    for metric in ctx.policy.queue_metrics:
-        entry = _mapping(candidates.get(metric.name))
-        if entry is not None:
-            per_ready = float(entry.get("total", 0.0)) / ready
-            if per_ready > metric.target * (1 + ctx.policy.tolerance_up):
-                return True
-    return False
-
-
-def latency_proposal(
-    metric: ResolvedMetric, observation: MetricObservation, ctx: LlmContext
+def slo_sizing_proposal(
+    rp: ResolvedPolicy, sized: slo.SloPlan, view: PodView, current: int, now: float
 ) -> Proposal:
-    """A latency guard's proposal: up one step, hold, allow down, or neutral without traffic.
-
-    Args:
-        metric: The latency metric.
-        observation: Its observation.
-        ctx: Tick context.
-
-    Returns:
-        The proposal (``guard`` says which state; ``neutral`` when there is no traffic).
-    """
-    target = metric.target
-    margin = ctx.policy.latency_margin
-    up_above = target * (1 + ctx.policy.tolerance_up)
-    detail: dict[str, Any] = {
-        "semantics": "latency guard",
-        "upAbove": up_above,
-        "downBelow": target * margin,
-    }
-    if isinstance(observation, NoSignal):
-        if observation.reason in NO_TRAFFIC:
-            detail["rule"] = "no traffic (no latency sample): neutral"
-            return Proposal(metric.name, None, neutral=True, guard="neutral", detail=detail)
-        return _invalid(metric, f"{observation.reason.value}: {observation.detail}", detail)
-    if isinstance(observation, PodSamples):
-        values, _missing = _ready_values(observation, ctx.view.ready)
-        if not values:
-            values = list(observation.values.values())
-        if not values:
-            detail["rule"] = "no latency sample: neutral"
-            return Proposal(metric.name, None, neutral=True, guard="neutral", detail=detail)
-        value = aggregate(values, "max" if metric.aggregation == "max" else "avg")
-    else:
-        value = observation.value
-    ratio = value / target
-    if metric.kind == TTFT_KIND and value >= target * margin and _queue_within_band(ctx):
-        detail["rule"] = (
-            LAZY,
-            "{:.4g} not below {} x target but no queue above its band: requests are not "
-            "waiting for capacity, the time to first token is the prompts' prefill, which more "
-            "replicas do not shorten: neutral",
-            value,
-            margin,
-        )
+    """The SLO sizing's proposal: the replicas the forecast needs, starting pods credited."""
+    detail: dict[str, Any] = {}
+    if sized.arrivals is None:
         return Proposal(
-            metric.name,
+            "slo",
             None,
-            value=value,
-            ratio=ratio,
-            neutral=True,
-            guard="neutral",
+            failure_reason="FailedGetPodsMetric",
+            failure_message="unable to size on the SLO: no request-rate signal",
             detail=detail,
         )
-    if value > up_above:
-        if ctx.view.credited or ctx.view.unschedulable:
-            detail["rule"] = (
-                LAZY,
-                "{:.4g} above {:.4g} but capacity is on the way or unschedulable: hold",
-                value,
-                up_above,
-            )
-            return _proposal(metric, ctx.current, value, ratio, detail, "hold")
-        detail["rule"] = (LAZY, "{:.4g} above {:.4g}: one more replica", value, up_above)
-        return _proposal(metric, ctx.current + 1, value, ratio, detail, "up")
-    if value >= target * margin:
-        detail["rule"] = (LAZY, "{:.4g} between margin and target: hold (no scale-down)", value)
-        return _proposal(metric, ctx.current, value, ratio, detail, "hold")
-    detail["rule"] = (LAZY, "{:.4g} below {} x target: scale-down allowed", value, margin)
-    return _proposal(metric, max(0, ctx.current - 1), value, ratio, detail, "down")
-
-
-def queue_state(
-    policy: ResolvedPolicy,
-    observations: Mapping[str, MetricObservation],
-    view: PodView,
-    extra: Mapping[str, Any],
-    now: float,
-) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """New ``extra`` entries: each queue metric's last total and the scale-up reference candidate.
-
-    Args:
-        policy: The resolved policy.
-        observations: This tick's metric observations.
-        view: Pod classification.
-        extra: History ``extra`` coming in.
-        now: Current time, seconds.
-
-    Returns:
-        The updated ``extra`` mapping (``extra`` itself and its values are not modified), and
-        the ready pods' samples of each queue metric that has one from every ready pod (for
-        :func:`queue_proposal`, which would read the same values).
-    """
-    values_read: dict[str, list[float]] = {}
-    queue_metrics = policy.queue_metrics
-    if not queue_metrics:
-        return dict(extra), values_read
-    last_in = _mapping(extra.get(QUEUE_LAST_KEY))
-    last: dict[str, Any] = dict(last_in) if last_in is not None else {}
-    # Possibly the history's own maps: replaced, never modified, when a metric's points change.
-    growth_points = _maps(extra.get(QUEUE_GROWTH_KEY))
-    growth_at = _maps(extra.get(QUEUE_GROWTH_AT_KEY))
-    mu_in = _mapping(extra.get(QUEUE_MU_KEY))
-    learned: dict[str, float] = (
-        {k: float(v) for k, v in mu_in.items() if isinstance(v, (int, float))} if mu_in else {}
-    )
-    rate_metric = policy.rate_metric
-    served: float | None = None
-    running: float | None = None
-    window = 0.0
-    trail_in: object = None
-    if rate_metric is not None:
-        served = _completions(rate_metric, observations, view)
-        window = rate_metric.window
-        trail_in = extra.get(QUEUE_TRAIL_KEY)
-        running = _running_total(policy, observations, view)
-    trails: dict[str, list[list[float]]] = {}
-    candidates: dict[str, Any] = {}
-    ready_names = view.ready
-    ready = len(ready_names)
-    for metric in queue_metrics:
-        name = metric.name
-        obs = observations.get(name)
-        if isinstance(obs, PodSamples):
-            values = [value for value in map(obs.values.get, ready_names) if value is not None]
-            if len(values) == ready:  # the same numbers in the same order: the same sum
-                total = math.fsum(values)
-                values_read[name] = values
-            else:  # a missing sample counts 0
-                total = math.fsum(map(obs.values.get, ready_names, repeat(0.0)))
-        elif isinstance(obs, TargetSample):
-            total = obs.value
+    if sized.need is None:
+        if sized.arrivals <= 0:
+            need_exact = 0.0
         else:
-            continue
-        previous = last.get(name)
-        rate = 0.0
-        first = True
-        previous_total = 0.0
-        if isinstance(previous, (list, tuple)) and len(previous) == 2 and now > previous[0]:
-            previous_total = float(previous[1])
-            rate = (total - previous_total) / (now - float(previous[0]))
-            first = False
-        last[name] = [now, total]
-        points = growth_points.get(name)
-        times = growth_at.get(name)
-        # growth = arrivals - ready x mu holds while the pods are saturated: a growing queue that
-        # ends above its target, or one above its target at both ends (draining: negative growth).
-        floor = ready * metric.target
-        draining = not first and min(total, previous_total) > floor
-        add = not first and ready > 0 and total > floor and (rate > 0 or draining)
-        if add or points is None or times is None or not times.keys() <= points.keys():
-            points = dict(points) if points is not None else {}
-            times = dict(times) if times is not None else {}
-            if add:
-                ready_key = str(ready)
-                points.pop(ready_key, None)  # re-inserted: the newest point is last
-                points[ready_key] = rate
-                times[ready_key] = now
-                if len(points) > GROWTH_POINTS_KEPT:
-                    points.pop(next(iter(points)))
-            times = {k: v for k, v in times.items() if k in points}
-            growth_points = {**growth_points, name: points}
-            growth_at = {**growth_at, name: times}
-        mu = None
-        if len(points) > 1:
-            apart = POINTS_APART_STARTUPS * view.startup_estimate + POINTS_APART_SLACK
-            mu = per_pod_throughput(points, times, apart)
-        if mu is not None:
-            learned[name] = mu
-        window_rate: float | None = None
-        if rate_metric is not None:
-            trail = _trail(trail_in, name, now - window - TRAIL_SLACK)
-            point = [now, total, -1.0 if running is None else running]
-            window_rate = _window_growth(trail, point, window)
-            trail.append(point)
-            trails[name] = trail
-        candidates[name] = {
-            "t": now,
-            "total": total,
-            "rate": rate,
-            "first": first,
-            "perPod": learned.get(name),
-            "served": served,
-            "windowRate": window_rate,
-        }
-    out = dict(extra)
-    out[QUEUE_LAST_KEY] = last
-    out[QUEUE_CANDIDATE_KEY] = candidates
-    out[QUEUE_GROWTH_KEY] = growth_points
-    out[QUEUE_GROWTH_AT_KEY] = growth_at
-    out[QUEUE_MU_KEY] = learned
-    if rate_metric is not None:
-        out[QUEUE_TRAIL_KEY] = trails
-    return out, values_read
-
-
-def _maps(value: object) -> dict[str, dict[str, float]]:
-    """A history map of maps as a dict of dicts: ``value`` itself when it is one (to share, not
-    to modify), else a copy of it without the entries that are not maps."""
-    if type(value) is dict:
-        for inner in value.values():
-            if type(inner) is not dict:
-                break
-        else:
-            return value
-    outer = _mapping(value)
-    if not outer:
-        return {}
-    return {
-        k: dict(v)
-        for k, v in outer.items()
-        if isinstance(v, dict) or isinstance(v, Mapping)  # noqa: SIM101 - see _mapping
-    }
-
-
-def _running_total(
-    policy: ResolvedPolicy, observations: Mapping[str, MetricObservation], view: PodView
-) -> float | None:
-    """Running requests on the ready pods from the policy's running-requests metric, or None."""
-    for metric in policy.metrics:
-        if metric.kind != RUNNING_KIND:
-            continue
-        obs = observations.get(metric.name)
-        if isinstance(obs, TargetSample) and math.isfinite(obs.value):
-            return obs.value
-        if isinstance(obs, PodSamples):
-            values = [v for n in view.ready if (v := obs.values.get(n)) is not None]
-            if len(values) == len(view.ready) and all(math.isfinite(v) for v in values):
-                return math.fsum(values)
-    return None
-
-
-def _trail(trails: object, name: str, oldest: float) -> list[list[float]]:
-    """A queue metric's kept ``[time, queued, running or -1]`` points since ``oldest``."""
-    raw = trails.get(name) if isinstance(trails, Mapping) else None
-    if not isinstance(raw, list | tuple):
-        return []
-    points: list[list[float]] = []
-    for point in raw:
-        if (
-            isinstance(point, list | tuple)
-            and len(point) == 3
-            and all(isinstance(x, int | float) and math.isfinite(x) for x in point)
-            and point[0] >= oldest
-        ):
-            points.append([float(x) for x in point])
-    return points
-
-
-def _window_growth(trail: list[list[float]], point: list[float], window: float) -> float | None:
-    """Growth of the requests held (queued, plus running when known at both ends) over about
-    the last ``window`` seconds, requests/s; None without a point at least half a window old.
-
-    Uses the kept point closest to ``now - window``, so the growth covers the same span as the
-    completion rate it corrects.
-    """
-    now = point[0]
-    best: list[float] | None = None
-    for old in trail:
-        age = now - old[0]
-        if age >= window / 2 and (best is None or abs(age - window) < abs(now - best[0] - window)):
-            best = old
-    if best is None or now <= best[0]:
-        return None
-    held = point[1] - best[1]
-    if point[2] >= 0 and best[2] >= 0:
-        held += point[2] - best[2]
-    return held / (now - best[0])
-
-
-def _completions(
-    metric: ResolvedMetric, observations: Mapping[str, MetricObservation], view: PodView
-) -> float | None:
-    """Completions/s of the ready pods from the request-rate metric, or None (no sample)."""
-    obs = observations.get(metric.name)
-    if isinstance(obs, TargetSample):
-        value = obs.value
-        return value if math.isfinite(value) and value >= 0 else None
-    if not isinstance(obs, PodSamples) or not view.ready:
-        return None
-    values = [v for n in view.ready if (v := obs.values.get(n)) is not None and math.isfinite(v)]
-    if not values:
-        return None
-    return math.fsum(values) / len(values) * len(view.ready)
-
-
-def per_pod_throughput(
-    points: Mapping[str, float],
-    times: Mapping[str, float] | None = None,
-    max_apart: float = math.inf,
-) -> float | None:
-    """Requests/s one saturated pod serves, from queue growth at two ready counts.
-
-    While saturated, ``growth = arrivals - ready x mu``; the two newest points with different
-    ready counts give ``mu = (g_a - g_b) / (r_b - r_a)`` when the arrival rate was the same at
-    both, so the points must have been measured at most ``max_apart`` seconds apart (``times``:
-    ready count -> time of its point). None when not estimable (or not positive).
-    """
-    if len(points) < 2:
-        return None
-    items = list(points.items())
-    (r_a, g_a), (r_b, g_b) = items[-2], items[-1]
-    ready_a, ready_b = int(r_a), int(r_b)
-    if ready_a == ready_b:
-        return None
-    if times is not None:
-        t_a, t_b = times.get(r_a), times.get(r_b)
-        if t_a is None or t_b is None or abs(t_b - t_a) > max_apart:
-            return None
-    mu = (g_a - g_b) / (ready_b - ready_a)
-    return mu if mu > 0 else None
-
-
-def promote_queue_reference(extra: Mapping[str, Any]) -> dict[str, Any]:
-    """After a scale-up: the tick's queue candidate becomes the in-flight reference."""
-    out = dict(extra)
-    candidate = _mapping(extra.get(QUEUE_CANDIDATE_KEY))
-    if candidate:
-        out[QUEUE_REF_KEY] = dict(candidate)
-    return out
+            detail["rule"] = "capacity not known yet (prior): keep current"
+            return Proposal("slo", current, sized.arrivals, 1.0, "", "", detail, False, "")  # noqa: FBT003
+    else:
+        need_exact = sized.need
+    need = max(0, math.ceil(need_exact - 1e-9))
+    ctx = context(rp, current, view, now, EMPTY_QUEUE_STATE, {})
+    ratio = need_exact / view.capacity if view.capacity else math.inf
+    if need_exact == 0 and view.capacity == 0:
+        ratio = 1.0
+    proposal = apply_credit(ctx, need, ratio, detail)
+    return Proposal("slo", proposal, sized.arrivals, ratio, "", "", detail, False, "")  # noqa: FBT003

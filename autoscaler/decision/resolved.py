@@ -4,9 +4,9 @@
 :class:`ResolvedPolicy`: HPA behaviour defaults applied (``pkg/apis/autoscaling/v2/defaults.go``),
 metric specs reduced to a few attributes (targets also in milli-units, failure reasons spelled
 out), tolerances per direction, the ``llm`` metric order and the ``ValidMetricFound`` conditions.
-It is memoised per policy object (policies are frozen), so :mod:`autoscaler.decision.core` does
-no pydantic attribute walks or per-tick string building for them in its hot path. Pure: the
-cache only remembers results of a deterministic function.
+Whoever loads a policy resolves it once (the control loop when the policy set changes, replay,
+``explain``) and passes the :class:`ResolvedPolicy` to :func:`autoscaler.decision.core.decide`, so
+the core does no pydantic attribute walks or per-tick string building in its hot path. Pure.
 """
 
 from __future__ import annotations
@@ -131,6 +131,17 @@ def merge_rules(user: ScalingRules | None, default: Rules) -> Rules:
 
 
 @dataclass(frozen=True, slots=True)
+class ZeroRules:
+    """Scale to zero and back (``algorithm: llm``, ``minReplicas: 0``; :mod:`~.zero`)."""
+
+    idle_for: float
+    """``scaleToZero.idleFor``: seconds without a request before the target goes to 0."""
+    activation: tuple[tuple[str, str], ...]
+    """The activation signals (metrics present while no pod runs), in policy order:
+    ``(metric name, role)``, role ``arrivals`` (``gatewayRequestRate``) or ``waiting``."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResolvedMetric:
     """The attributes of one metric entry that the core needs."""
 
@@ -188,6 +199,8 @@ class ResolvedPolicy:
 
     key: str
     min_replicas: int
+    """The lower bound the usual rules clamp to: ``spec.minReplicas``, except 1 for a policy that
+    scales to zero (:attr:`zero`), whose target reaches 0 only through the idle rule."""
     max_replicas: int
     metrics: tuple[ResolvedMetric, ...]
     has_behavior: bool
@@ -215,6 +228,8 @@ class ResolvedPolicy:
     """The scale-down window follows the start-up estimate (``slo`` without an explicit
     ``scaleDown.stabilizationWindowSeconds``): holding a pod longer than a cold start costs more
     than starting it again."""
+    zero: ZeroRules | None = None
+    """``minReplicas: 0`` with ``algorithm: llm``: scale to zero and back (None: never)."""
 
     tolerance_up: float = field(init=False)
     """Scale-up tolerance (``up.tolerance``)."""
@@ -263,14 +278,8 @@ class ResolvedPolicy:
         )
 
 
-_MEMO: dict[tuple[int, HpaFlags], tuple[ScalingPolicy, ResolvedPolicy]] = {}
-"""Memo of :func:`resolve` by policy identity and flags (the policy is kept so its id stays
-unique)."""
-_MEMO_MAX = 1024
-
-
 def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedPolicy:
-    """The flattened form of ``policy`` (memoised per policy object; policies are frozen).
+    """The flattened form of ``policy``, built when the policy is loaded (not per tick).
 
     Args:
         policy: A validated policy.
@@ -279,18 +288,6 @@ def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedP
     Returns:
         Its :class:`ResolvedPolicy`.
     """
-    key = (id(policy), flags)
-    hit = _MEMO.get(key)
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    resolved = _resolve(policy, flags)
-    if len(_MEMO) >= _MEMO_MAX:
-        _MEMO.clear()
-    _MEMO[key] = (policy, resolved)
-    return resolved
-
-
-def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
     spec = policy.spec
     metrics = tuple(
         ResolvedMetric(
@@ -327,9 +324,10 @@ def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
         # Sized on an SLO: the HPA's behavior defaults, not its legacy 2x scale-up cap.
         up, down = DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN
     seed = spec.capacity.seed_requests_per_second if spec.capacity is not None else None
+    zero = _zero_rules(policy)
     return ResolvedPolicy(
         key=policy.key,
-        min_replicas=spec.min_replicas,
+        min_replicas=spec.min_replicas if zero is None else 1,
         max_replicas=spec.max_replicas,
         metrics=metrics,
         has_behavior=behavior is not None or sizes,
@@ -354,7 +352,21 @@ def _resolve(policy: ScalingPolicy, flags: HpaFlags) -> ResolvedPolicy:
             or behavior.scale_down is None
             or behavior.scale_down.stabilization_window_seconds is None
         ),
+        zero=zero,
     )
+
+
+def _zero_rules(policy: ScalingPolicy) -> ZeroRules | None:
+    """The scale-to-zero rules of a policy (``spec.idle_for`` set), else None."""
+    spec = policy.spec
+    if spec.idle_for is None:
+        return None
+    activation = tuple(
+        (m.name, "arrivals" if m.kind is MetricKind.GATEWAY_REQUEST_RATE else "waiting")
+        for m in spec.metrics
+        if m.is_activation
+    )
+    return ZeroRules(spec.idle_for, activation)
 
 
 IMPLIED_OBJECTIVES = (Objective("ttft", 0.95, 2.0), Objective("itl", 0.95, 0.1))

@@ -17,10 +17,12 @@ completion rate, requests waiting and running per pod, and the fleet's TTFT/ITL 
    current rate and the forecasts is provisioned (never scale below what the next start-up time
    needs);
 4. **adds headroom** for Poisson peaks over the decision interval:
-   ``peak = rate + PEAK_Z x sqrt(rate / interval)``, and capacity to drain the requests waiting
-   within ``DRAIN_SECONDS``;
-5. **proposes** ``ceil(peak / planned rate per replica + backlog)`` replicas, crediting pods
-   that are starting (as every ``llm`` proposal does) — only for a policy with ``spec.slo``;
+   ``peak = rate + PEAK_Z x sqrt(rate / interval)``. Requests already waiting add nothing: they
+   sit in the queues of the pods they were routed to (the server's scheduler queue), which a new
+   replica cannot take over; they count only through the arrivals (the growth of the requests
+   held) while they grow;
+5. **proposes** ``ceil(peak / planned rate per replica)`` replicas, crediting pods that are
+   starting (as every ``llm`` proposal does) — only for a policy with ``spec.slo``;
 6. **floors** every ``llm`` policy (with or without ``slo``): the replicas needed to carry the
    arrivals measured now at the planned rate per replica. No signal combination may scale below
    it, which is what keeps a fleet whose KV cache and queue read near zero from collapsing.
@@ -75,7 +77,6 @@ PEAK_Z = 1.645
 """Poisson peak over the decision interval: mean + PEAK_Z standard deviations (95 %)."""
 DEFAULT_INTERVAL = 15.0
 MAX_INTERVAL = 60.0
-DRAIN_SECONDS = 60.0
 """Requests waiting now should be served within one start-up time plus this many seconds (the
 extra pods asked for now serve from then on)."""
 MIN_STARTUP_HORIZON = 30.0
@@ -362,19 +363,24 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         ratios = tuple((n, v / t) for n, _, t, v in latencies if v is not None)
         load = served / ready
         if max(ratio for _, ratio in ratios) > 1.0 and arrivals is not None:
-            # Overloaded: the completions cap at what the pods serve; the load is the arrivals.
-            load = max(load, arrivals / ready)
+            # Overloaded: the completions cap at what the pods serve; the load is the arrivals
+            # (at most PRIOR_MAX_STEP x the completions: held counts jump when pods change).
+            load = max(load, min(arrivals / ready, PRIOR_MAX_STEP * load))
         model = cap.observe(model, cap.Sample(now, load, ratios))
     estimate = cap.estimate(model, now, seed, seed_source)
-    if estimate.planned is None and ready and arrivals:
-        ratios_now = [v / t for _, _, t, v in latencies if v is not None]
-        if ratios_now and max(ratios_now) > 1.0 + cap.VIOLATION_MARGIN:
-            # Nothing learned yet and the SLO is violated now: the load per replica now is
-            # more than a replica carries.
-            # Completions cap at what the pods serve: a safe (low) figure for an overloaded fleet.
-            # At most a doubling of the ready pods for the arrivals (windows mix at a burst).
-            load_now = max((served or 0.0) / ready, arrivals / (PRIOR_MAX_STEP * ready))
-            estimate = cap.prior_from_violation(load_now / cap.PRIOR_BAD_SHARE)
+    draining = (
+        bool(ready) and (waiting or 0.0) / max(ready, 1) > DRAINING_WAITING_PER_POD and growth < 0
+    )
+    ratios_now = [v / t for _, _, t, v in latencies if v is not None]
+    violated_now = bool(ratios_now) and max(ratios_now) > 1.0 + cap.VIOLATION_MARGIN
+    # Nothing learned yet and the SLO is violated now: the load per replica now is more than a
+    # replica carries. Completions cap at what the pods serve (a low figure for an overloaded
+    # fleet); the arrivals count at most a doubling of the ready pods (windows mix at a burst).
+    # Not while a backlog drains: it explains a violation by itself (it sits on the pods it was
+    # routed to), so the load per ready replica says nothing then.
+    if violated_now and ready and arrivals and estimate.planned is None and not draining:
+        load_now = max((served or 0.0) / ready, arrivals / (PRIOR_MAX_STEP * ready))
+        estimate = cap.prior_from_violation(load_now)
 
     # Forecast over one start-up time.
     horizon = max(MIN_STARTUP_HORIZON, fleet.startup)
@@ -402,8 +408,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         interval = min(MAX_INTERVAL, max(1.0, interval))
         peak = forecast + PEAK_Z * math.sqrt(forecast / interval)
         if planned is not None:
-            drain = DRAIN_SECONDS + fleet.startup
-            need = peak / planned + (waiting or 0.0) / (planned * drain)
+            need = peak / planned
             floor = math.ceil(arrivals / planned - 1e-9)
         elif ready and arrivals > 0:
             # Nothing known: the current load per replica is assumed to be what one carries.
@@ -417,11 +422,14 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         grown_at, need_since = now, need or 0.0
     else:
         need_since = max(need_since, need or 0.0)
+    # Isolated: no earlier growth within RECURRING_STARTUPS start-up times, and the policy was
+    # watching long enough to know (a burst early in its life may be one of a series).
+    isolated_since = first_seen if grown_before is None else grown_before
     late = (
         grown_at is not None
         and now - grown_at < horizon
         and need_since <= ready_before
-        and (grown_before is None or grown_at - grown_before > RECURRING_STARTUPS * horizon)
+        and grown_at - isolated_since > RECURRING_STARTUPS * horizon
     )
     next_state = SloState(
         model=model,

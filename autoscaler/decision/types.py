@@ -10,13 +10,15 @@ Unix epoch (or since the start of a replay/simulation) as floats.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from autoscaler.decision.queue_state import EMPTY_QUEUE_STATE, QueueState
+
 if TYPE_CHECKING:
-    from autoscaler.decision.slo import SloState
+    from autoscaler.decision.slo import SloPlan, SloState
     from autoscaler.decision.zero import ZeroState
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +96,10 @@ class NoSignal:
 
     reason: NoSignalReason
     detail: str = ""
+
+
+NOT_COLLECTED = NoSignal(NoSignalReason.NOT_COLLECTED, "metric not collected this tick")
+"""The observation of a metric the source did not collect this tick (absent from the mapping)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,9 @@ class History:
     """State carried between ticks for one policy. Goes into ``decide`` and a new one comes out.
 
     Serialisable (:meth:`to_json` / :meth:`from_json`) so the controller can persist it in the
-    cluster and a restart changes no decision.
+    cluster and a restart changes no decision. The form is versioned (``v``): 2 keeps the ``llm``
+    state in typed ``queue`` and ``capacity`` entries; 1 (still read) kept the queue state in
+    a free-form ``extra`` mapping.
     """
 
     initialized: bool = False
@@ -192,8 +200,9 @@ class History:
     """Observed pod start-up durations (created -> ready), seconds, newest last (bounded)."""
     known_pods: Mapping[str, float] = field(default_factory=dict)
     """Pods seen not ready -> creation time; used to learn start-up durations (bounded)."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Algorithm-specific state (JSON-serialisable values only)."""
+    queue: QueueState = EMPTY_QUEUE_STATE
+    """``algorithm: llm``: the queue bookkeeping (readings, growth points, per-pod throughput,
+    request-rate trails; typed, versioned)."""
     capacity: SloState | None = None
     """``algorithm: llm``: the capacity model and the SLO sizing's state (typed, versioned)."""
     zero: ZeroState | None = None
@@ -202,7 +211,7 @@ class History:
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
         return {
-            "v": 1,
+            "v": HISTORY_VERSION,
             "initialized": self.initialized,
             "recommendations": [[r.timestamp, r.replicas] for r in self.recommendations],
             "scaleUpEvents": [[e.timestamp, e.change, e.outdated] for e in self.scale_up_events],
@@ -212,15 +221,20 @@ class History:
             "consecutiveFailures": self.consecutive_failures,
             "startupSamples": list(self.startup_samples),
             "knownPods": dict(self.known_pods),
-            "extra": dict(self.extra),
+            **({} if self.queue == EMPTY_QUEUE_STATE else {"queue": self.queue.to_json()}),
             **({} if self.capacity is None else {"capacity": self.capacity.to_json()}),
             **({} if self.zero is None else {"zero": self.zero.to_json()}),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> History:
-        """Rebuild from :meth:`to_json` output; raises ``ValueError`` on malformed data."""
+        """Rebuild from :meth:`to_json` output (either version); raises ``ValueError`` on
+        malformed data."""
         try:
+            version = int(data.get("v", 1))
+            if version not in {1, HISTORY_VERSION}:
+                msg = f"unknown history version {version}"
+                raise ValueError(msg)
             return cls(
                 initialized=bool(data.get("initialized", False)),
                 recommendations=tuple(
@@ -237,13 +251,33 @@ class History:
                 consecutive_failures=int(data.get("consecutiveFailures", 0)),
                 startup_samples=tuple(float(s) for s in data.get("startupSamples", [])),
                 known_pods={str(k): float(v) for k, v in dict(data.get("knownPods", {})).items()},
-                extra=dict(data.get("extra", {})),
+                queue=_queue_from_json(data, version),
                 capacity=_capacity_from_json(data.get("capacity")),
                 zero=_zero_from_json(data.get("zero")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed decision history: {exc}"
             raise ValueError(msg) from exc
+
+
+HISTORY_VERSION = 2
+"""Version of :meth:`History.to_json`'s form."""
+
+
+def _queue_from_json(data: Mapping[str, Any], version: int) -> QueueState:
+    if version == 1:
+        extra = data.get("extra", {})
+        if not isinstance(extra, Mapping):
+            msg = f"extra is not a mapping: {type(extra).__name__}"
+            raise TypeError(msg)
+        return QueueState.from_legacy(extra) if extra else EMPTY_QUEUE_STATE
+    queue = data.get("queue")
+    if queue is None:
+        return EMPTY_QUEUE_STATE
+    if not isinstance(queue, Mapping):
+        msg = f"queue state is not a mapping: {type(queue).__name__}"
+        raise TypeError(msg)
+    return QueueState.from_json(queue)
 
 
 def _capacity_from_json(data: object) -> SloState | None:
@@ -322,6 +356,9 @@ class Decision:
     """Full arithmetic, JSON-ready. From ``decide`` it is an
     :class:`~autoscaler.decision.explain.Explanation`, built on first read; ``dict(...)`` of it is
     the plain dict to serialise."""
+    sizing: SloPlan | None = None
+    """The SLO sizing of an ``llm`` policy this tick (capacity, arrivals, forecast, latencies),
+    None for other policies; the ``slo`` and ``capacity`` objects of the explanation."""
 
     @property
     def scale(self) -> bool:
@@ -342,17 +379,3 @@ class DecisionResult:
 
     decision: Decision
     history: History
-
-
-# --------------------------------------------------------------------------------------------
-# Transition
-# --------------------------------------------------------------------------------------------
-
-
-def slot_constructor(cls: type[Any]) -> Callable[..., Any]:
-    """Return ``cls`` itself: the classes here are plain slotted dataclasses, built by calling them.
-
-    Kept only so that callers written against the former generated constructors still work;
-    new code calls the class.
-    """
-    return cls

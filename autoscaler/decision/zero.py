@@ -1,24 +1,26 @@
 """Scale to zero and back: ``algorithm: llm`` with ``minReplicas: 0``.
 
-Pure. :func:`autoscaler.decision.core.decide` hands a policy whose ``spec.idle_for`` is set
-(``algorithm: llm``, ``minReplicas: 0``) to :func:`decide`:
+Pure. Two steps of :func:`autoscaler.decision.core.decide` for a policy resolved with scale-to-zero
+rules (:attr:`~autoscaler.decision.resolved.ResolvedPolicy.zero`: ``algorithm: llm``,
+``minReplicas: 0``):
 
-* **At zero** (``spec.replicas`` is 0) only the activation signals are read: the policy's
-  whole-target metrics (:attr:`~autoscaler.policy.models.MetricSpec.is_activation`: the gateway
-  presets, ``prometheus`` with ``returns: target``), which exist while no pod runs. When one reads
-  more than 0, the target wakes to ``N = ceil((arrivals + waiting / start-up) / per-replica
+* **At zero** (``spec.replicas`` is 0; :func:`from_zero`, the first step) only the activation
+  signals are read: the policy's whole-target metrics
+  (:attr:`~autoscaler.policy.models.MetricSpec.is_activation`: the gateway presets,
+  ``prometheus`` with ``returns: target``), which exist while no pod runs. When one reads more
+  than 0, the target wakes to ``N = ceil((arrivals + waiting / start-up) / per-replica
   capacity)`` replicas (at least 1, at most ``maxReplicas``): the requests held at the gateway are
   served within about one start-up time on top of the arrivals (``gatewayRequestRate``). The
   per-replica capacity is the capacity model's planned requests/s (learned, or the policy's
   ``capacity`` seed, :mod:`autoscaler.decision.capacity`); without one N is 1 and the usual rules
   size the fleet once its pods report. No activation signal this tick: stay at zero.
-* **While replicas run** the usual decision runs with a floor of 1 replica, then the idle rule:
-  the fleet is idle when every activation signal and the fleet's own signals (completions per
-  second, requests running and waiting on every ready pod) read 0; ``idleSince`` (kept in the
-  history, :class:`ZeroState`) is the first tick of the current idle stretch. After
-  ``scaleToZero.idleFor`` of it, the target goes to 0 at once (the idle time is its
-  stabilization). Any request, and any missing or partial signal, ends the stretch: missing data
-  never scales to zero.
+* **While replicas run** the usual steps run with a floor of 1 replica (the resolved
+  ``min_replicas``), then the idle rule (:func:`to_zero`, the last step): the fleet is idle when
+  every activation signal and the fleet's own signals (completions per second, requests running and
+  waiting on every ready pod) read 0; ``idleSince`` (kept in the history, :class:`ZeroState`) is the
+  first tick of the current idle stretch. After ``scaleToZero.idleFor`` of it, the target goes to 0
+  at once (the idle time is its stabilization). Any request, and any missing or partial signal, ends
+  the stretch: missing data never scales to zero.
 
 ``algorithm: hpa`` never comes here: it keeps the HPA's rule (a target at 0 is not scaled).
 """
@@ -26,14 +28,14 @@ Pure. :func:`autoscaler.decision.core.decide` hands a policy whose ``spec.idle_f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.decision import capacity as cap
 from autoscaler.decision.fleet import with_records
-from autoscaler.decision.llm import startup_estimate
-from autoscaler.decision.resolved import ResolvedPolicy
+from autoscaler.decision.pods import startup_estimate
+from autoscaler.decision.resolved import ResolvedPolicy, ZeroRules
 from autoscaler.decision.slo import SIGNAL_RATE, SIGNAL_RUNNING, SIGNAL_WAITING
 from autoscaler.decision.types import (
     Condition,
@@ -48,7 +50,6 @@ from autoscaler.decision.types import (
     Recommendation,
     TargetSample,
 )
-from autoscaler.policy.models import MetricKind, ScalingPolicy
 
 RECORD = "scaleToZero"
 """Key of the rule's record in the decision's explanation."""
@@ -111,32 +112,11 @@ class Activity:
         return out
 
 
-_FLOORED: dict[int, tuple[ScalingPolicy, ScalingPolicy]] = {}
-_FLOORED_MAX = 4096
-
-
-def floored(policy: ScalingPolicy) -> ScalingPolicy:
-    """The policy with ``minReplicas: 1``: the usual rules' floor while replicas run.
-
-    Memoised per policy object (policies are frozen), so the decision core's own memo of the
-    flattened policy keeps working. Pure: the cache only remembers a deterministic result.
-    """
-    hit = _FLOORED.get(id(policy))
-    if hit is not None and hit[0] is policy:
-        return hit[1]
-    spec = policy.spec.model_copy(update={"min_replicas": 1})
-    copy = policy.model_copy(update={"spec": spec})
-    if len(_FLOORED) >= _FLOORED_MAX:
-        _FLOORED.clear()
-    _FLOORED[id(policy)] = (policy, copy)
-    return copy
-
-
-def activity(policy: ScalingPolicy, observation: Observation, *, fleet: bool) -> Activity:
+def activity(rules: ZeroRules, observation: Observation, *, fleet: bool) -> Activity:
     """Read the activation signals (and, with ``fleet``, the fleet's own request signals).
 
     Args:
-        policy: The policy (its activation metrics are read).
+        rules: The policy's scale-to-zero rules (its activation metrics are read).
         observation: The tick's observation.
         fleet: Also read completions/s and requests running and waiting on the ready pods.
 
@@ -146,12 +126,9 @@ def activity(policy: ScalingPolicy, observation: Observation, *, fleet: bool) ->
     signals: list[tuple[str, str, float | None, str]] = []
     waiting = arrivals = 0.0
     metrics = observation.metrics
-    for metric in policy.spec.metrics:
-        if not metric.is_activation:
-            continue
-        role = "arrivals" if metric.kind is MetricKind.GATEWAY_REQUEST_RATE else "waiting"
-        value, note = _target_value(metrics.get(metric.name))
-        signals.append((metric.name, role, value, note))
+    for name, role in rules.activation:
+        value, note = _target_value(metrics.get(name))
+        signals.append((name, role, value, note))
         if value is not None:
             if role == "arrivals":
                 arrivals += value
@@ -189,41 +166,36 @@ def _fleet_value(
     return _target_value(observation)
 
 
-def decide(
-    policy: ScalingPolicy,
+def to_zero(
     rp: ResolvedPolicy,
     observation: Observation,
     history: History,
     now: float,
-    *,
-    usual: Callable[[ScalingPolicy, History], DecisionResult],
+    usual: DecisionResult,
 ) -> DecisionResult:
-    """One tick of a policy that may scale to zero (see the module docstring).
+    """The idle rule, after the usual steps decided for a target with replicas (see the module
+    docstring).
 
     Args:
-        policy: The policy (``spec.idle_for`` is set).
-        rp: Its flattened form.
-        observation: The tick's observation.
-        history: The previous tick's history.
+        rp: The resolved policy (:attr:`~ResolvedPolicy.zero` is set).
+        observation: The tick's observation (``spec.replicas`` > 0).
+        history: The history the tick started from (its idle timer is read).
         now: Current time, seconds.
-        usual: ``(policy, history) -> DecisionResult``: the usual decision, called with the
-            floored policy (:func:`floored`) while replicas run.
+        usual: What the usual steps decided (floor 1 replica), and their next history.
 
     Returns:
-        The decision and the next history.
+        The decision (0 after ``idleFor`` without a request) and the next history.
     """
-    idle_for = policy.spec.idle_for
-    assert idle_for is not None
+    rules = rp.zero
+    assert rules is not None
+    idle_for = rules.idle_for
     state = history.zero or ZeroState()
-    if observation.spec_replicas == 0:
-        return _at_zero(policy, rp, observation, history, now, idle_for)
-    result: DecisionResult = usual(floored(policy), history)
-    seen = activity(policy, observation, fleet=True)
+    seen = activity(rules, observation, fleet=True)
     if seen.active or not seen.complete:
         idle_since = None
     else:
         idle_since = state.idle_since if state.idle_since is not None else now
-    decision = result.decision
+    decision = usual.decision
     record: dict[str, Any] = {
         "minReplicas": 0,
         "idleForSeconds": idle_for,
@@ -276,9 +248,9 @@ def decide(
             f"no data from {', '.join(missing)}: the idle timer is reset (missing data never "
             "scales to zero)"
         )
-    # The usual rules ran with a floor of 1; the policy's bounds are [0, max].
+    # The usual steps ran with a floor of 1; the policy's bounds are [0, max].
     decision = with_records(decision, {"minReplicas": 0, RECORD: record})
-    next_history = replace(result.history, zero=ZeroState(idle_since))
+    next_history = replace(usual.history, zero=ZeroState(idle_since))
     return DecisionResult(decision, next_history)
 
 
@@ -318,19 +290,26 @@ def _with(conditions: tuple[Condition, ...], condition: Condition) -> tuple[Cond
     return (*(c for c in conditions if c.type is not condition.type), condition)
 
 
-def _at_zero(  # noqa: PLR0917 - private; decide's values
-    policy: ScalingPolicy,
-    rp: ResolvedPolicy,
-    observation: Observation,
-    history: History,
-    now: float,
-    idle_for: float,
+def from_zero(
+    rp: ResolvedPolicy, observation: Observation, history: History, now: float
 ) -> DecisionResult:
-    """The target is at zero: wake it when requests wait at the gateway."""
-    seen = activity(policy, observation, fleet=False)
+    """The target is at zero: wake it when requests wait at the gateway (no other step runs).
+
+    Args:
+        rp: The resolved policy (:attr:`~ResolvedPolicy.zero` is set).
+        observation: The tick's observation (``spec.replicas`` is 0).
+        history: The previous tick's history.
+        now: Current time, seconds.
+
+    Returns:
+        The decision (0, or the wake-up sizing) and the next history.
+    """
+    rules = rp.zero
+    assert rules is not None
+    seen = activity(rules, observation, fleet=False)
     record: dict[str, Any] = {
         "minReplicas": 0,
-        "idleForSeconds": idle_for,
+        "idleForSeconds": rules.idle_for,
         "signals": seen.to_json(),
         "waiting": seen.waiting,
         "arrivalsPerSecond": seen.arrivals,

@@ -35,6 +35,7 @@ import structlog
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.fleet import fleet_events, fleet_status
+from autoscaler.decision.record import decision_record
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.errors import TargetNotFound
 from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
@@ -123,43 +124,33 @@ def status_record(
     error: str | None,
     last_scale_time: str | None,
 ) -> dict[str, Any]:
-    """The JSON status record of a target (without ``observedAt``)."""
-    metrics: list[dict[str, Any]] = []
-    for metric in policy.spec.metrics:
-        target = metric.target
-        goal = target.value if target.value is not None else target.average_value
-        metrics.append(
-            {
-                "name": metric.name,
-                "type": str(target.type),
-                "target": goal,
-                "value": _number(decision.metric_values.get(metric.name)),
-                "proposal": decision.metric_proposals.get(metric.name),
-            }
-        )
+    """The JSON status record of a target (without ``observedAt``).
+
+    The decision record (``docs/decision-schema.md``) without its explanation, every metric of
+    the policy with its target (values to four significant digits), plus the target, its bounds,
+    the outcome and the fleet fields.
+    """
+    record = decision_record(decision, explanation=False)
+    record["metrics"] = [
+        {
+            "name": metric.name,
+            "value": _number(decision.metric_values.get(metric.name)),
+            "proposal": decision.metric_proposals.get(metric.name),
+            "targetType": str(metric.target.type),
+            "target": metric.target.threshold,
+        }
+        for metric in policy.spec.metrics
+    ]
     ref = policy.spec.scale_target_ref
     return {
+        **record,
         **fleet_status(decision),
-        "policy": policy.key,
         "target": f"{ref.kind}/{ref.name}",
         "minReplicas": policy.spec.min_replicas,
         "maxReplicas": policy.spec.max_replicas,
-        "currentReplicas": decision.current_replicas,
-        "desiredReplicas": decision.desired_replicas,
         "lastScaleTime": last_scale_time,
         "outcome": str(outcome),
-        "reason": decision.reason,
         "error": error,
-        "metrics": metrics,
-        "conditions": [
-            {
-                "type": str(c.type),
-                "status": "True" if c.status else "False",
-                "reason": c.reason,
-                "message": c.message,
-            }
-            for c in decision.conditions
-        ],
     }
 
 
@@ -363,7 +354,8 @@ class KubeRecorder:
             last_scale = previous.get("lastScaleTime") if previous else None
             if outcome is Outcome.SCALED:
                 last_scale = rfc3339(decision.timestamp)
-            record = status_record(policy, decision, outcome, error, last_scale)
+            written = status_record(policy, decision, outcome, error, last_scale)
+            record = _without_observed(written)
             if previous is not None:
                 before = _without_observed(previous)
                 if before == record:
@@ -374,7 +366,7 @@ class KubeRecorder:
                     and now - written_at < self._values_refresh
                 ):
                     return  # only the numbers moved: refresh them at most every so often
-            text = json.dumps({**record, "observedAt": rfc3339(decision.timestamp)})
+            text = json.dumps({**written, "observedAt": rfc3339(decision.timestamp)})
             patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
             await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
             self._status[key] = (now, record)
@@ -405,4 +397,8 @@ class KubeRecorder:
 
 
 def _without_observed(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "observedAt"}
+    """The record minus the times of the observation (what a rewrite would change)."""
+    return {k: v for k, v in record.items() if k not in _OBSERVED}
+
+
+_OBSERVED = frozenset({"observedAt", "time"})

@@ -8,10 +8,12 @@ dashboard and alert rules use them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from autoscaler.decision.slo import SloPlan
 from autoscaler.decision.types import Decision
 from autoscaler.policy.models import ScalingPolicy
 
@@ -100,6 +102,52 @@ class ControllerMetrics:
             "Policy files with errors (their last good version stays in force).",
             registry=registry,
         )
+        self.capacity = Gauge(
+            "nim_autoscaler_capacity_requests_per_second",
+            "SLO sizing (algorithm llm): requests/s one ready replica carries within the SLO "
+            "(estimate: the figure in force; planned: what the sizing provisions for, above the "
+            "estimate while it explores; met: highest load per replica seen within the SLO; "
+            "violated: lowest load per replica seen violating it). Absent: no figure yet.",
+            [*_POLICY, "figure"],
+            registry=registry,
+        )
+        self.capacity_source = Gauge(
+            "nim_autoscaler_capacity_source",
+            "1 for the source of the capacity figure in force (prior, learned, profile, spec).",
+            [*_POLICY, "source"],
+            registry=registry,
+        )
+        self.capacity_samples = Gauge(
+            "nim_autoscaler_capacity_samples",
+            "Steady windows the capacity model has learned from.",
+            _POLICY,
+            registry=registry,
+        )
+        self.slo_load = Gauge(
+            "nim_autoscaler_slo_requests_per_second",
+            "SLO sizing: arrival rate measured now (arrivals) and provisioned for one start-up "
+            "time ahead (forecast: trend and daily shape; peak: with Poisson headroom).",
+            [*_POLICY, "kind"],
+            registry=registry,
+        )
+        self.slo_replicas_needed = Gauge(
+            "nim_autoscaler_slo_replicas_needed",
+            "SLO sizing: replicas the forecast needs (fractional, before rounding up).",
+            _POLICY,
+            registry=registry,
+        )
+        self.slo_latency = Gauge(
+            "nim_autoscaler_slo_latency_seconds",
+            "Measured latency quantile of each SLO objective (ttft, itl); absent: no signal.",
+            [*_POLICY, "objective"],
+            registry=registry,
+        )
+        self.slo_objective = Gauge(
+            "nim_autoscaler_slo_objective_seconds",
+            "Target of each SLO objective (ttft, itl).",
+            [*_POLICY, "objective"],
+            registry=registry,
+        )
         self.prometheus_queries = Counter(
             "nim_autoscaler_prometheus_queries",
             "PromQL queries sent.",
@@ -127,6 +175,27 @@ class ControllerMetrics:
                 at_risk = value is not None and value > threshold
                 self.slo_at_risk.labels(name, ns, metric.name).set(1.0 if at_risk else 0.0)
 
+        if decision.sizing is not None:
+            self._observe_sizing(name, ns, decision.sizing)
+
+    def _observe_sizing(self, name: str, ns: str, sizing: SloPlan) -> None:
+        """Export the SLO sizing and the capacity model behind it."""
+        estimate = sizing.estimate
+        figures = (estimate.per_replica, estimate.planned, estimate.good, estimate.bad)
+        for figure, value in zip(_CAPACITY_FIGURES, figures, strict=True):
+            _set_or_remove(self.capacity, (name, ns, figure), value)
+        for source in _CAPACITY_SOURCES | {estimate.source}:
+            value = 1.0 if source == estimate.source else None
+            _set_or_remove(self.capacity_source, (name, ns, source), value)
+        self.capacity_samples.labels(name, ns).set(sizing.state.model.samples)
+        loads = (sizing.arrivals, sizing.forecast, sizing.peak)
+        for kind, value in zip(_LOAD_KINDS, loads, strict=True):
+            _set_or_remove(self.slo_load, (name, ns, kind), value)
+        _set_or_remove(self.slo_replicas_needed, (name, ns), sizing.need)
+        for objective, _, target, measured in sizing.latencies:
+            self.slo_objective.labels(name, ns, objective).set(target)
+            _set_or_remove(self.slo_latency, (name, ns, objective), measured)
+
     def error(self, policy: ScalingPolicy, kind: str) -> None:
         """Count one error of ``kind`` for ``policy``."""
         self.errors.labels(policy.metadata.name, policy.metadata.namespace, kind).inc()
@@ -152,3 +221,29 @@ class ControllerMetrics:
             for metric in policy.spec.metrics:
                 for gauge in (self.metric_value, self.metric_target, self.slo_at_risk):
                     gauge.remove(name, ns, metric.name)
+            series: list[tuple[Gauge, tuple[str, ...]]] = [
+                (self.capacity_samples, ()),
+                (self.slo_replicas_needed, ()),
+                *((self.capacity, (figure,)) for figure in _CAPACITY_FIGURES),
+                *((self.capacity_source, (source,)) for source in _CAPACITY_SOURCES),
+                *((self.slo_load, (kind,)) for kind in _LOAD_KINDS),
+                *((self.slo_latency, (objective,)) for objective in _OBJECTIVES),
+                *((self.slo_objective, (objective,)) for objective in _OBJECTIVES),
+            ]
+            for gauge, extra in series:
+                _set_or_remove(gauge, (name, ns, *extra), None)
+
+
+_CAPACITY_FIGURES = ("estimate", "planned", "met", "violated")
+_CAPACITY_SOURCES = frozenset({"prior", "learned", "profile", "spec"})
+_LOAD_KINDS = ("arrivals", "forecast", "peak")
+_OBJECTIVES = ("ttft", "itl")
+
+
+def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    """Set the labelled series, or drop it when there is no value (absent, never a stale 0)."""
+    if value is None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
+    else:
+        gauge.labels(*labels).set(value)

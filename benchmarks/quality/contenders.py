@@ -17,8 +17,10 @@ each policy's own bounds are replaced and the change is recorded in ``adapted``.
   production-stack tutorial): null/empty read as 0 (``ignoreNullValues`` default), polling 15 s
   (the tutorial's ``pollingInterval``; the value is refreshed every 15 s), scrape 15 s, HPA sync
   15 s, legacy HPA rules (KEDA generates an HPA without ``behavior``).
-* ``llm-demo``: ``autoscaler/data/demo-policy.yaml`` (``algorithm: llm``, KV 0.3 + queue 4 +
-  p95 ITL guard 100 ms), as the product runs it: scrape 15 s, tick 15 s, no recording rule.
+* ``llm-metrics``: ``algorithm: llm`` on saturating signals only (KV 0.3 + queue 4 + p95 ITL
+  guard 100 ms, no ``slo``: the former demo policy), as the product runs it: scrape 15 s, tick
+  15 s, no recording rule. Its capacity floor (learned against the implied objectives) is what
+  keeps it from collapsing when KV usage and the queue read near zero.
 * ``llm-itl-guard``: ``policies/itl-guard.yaml`` (queue 4 + p95 ITL guard 50 ms).
 * ``llm-slo``: ``policies/slo.yaml``: only the SLO (p95 TTFT 0.5 s, p95 ITL 50 ms, the
   benchmark's own objectives), no metric, no capacity: the same file for every scenario.
@@ -123,6 +125,42 @@ def _file(path: Path) -> dict[str, Any]:
     return document
 
 
+METRICS: dict[str, Any] = {
+    "apiVersion": "autoscaling.nim-autoscaler.io/v1alpha1",
+    "kind": "ScalingPolicy",
+    "metadata": {"name": "metrics", "namespace": "bench"},
+    "spec": {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+        "minReplicas": 2,
+        "maxReplicas": 12,
+        "algorithm": "llm",
+        "metrics": [
+            {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.3}}},
+            {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}},
+            {
+                "interTokenLatency": {
+                    "quantile": 0.95,
+                    "window": "60s",
+                    "target": {"type": "Value", "value": 0.1},
+                }
+            },
+        ],
+        "behavior": {
+            "scaleUp": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}],
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": 120,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            },
+        },
+        "llm": {"startupSeconds": 90},
+    },
+}
+"""An ``algorithm: llm`` policy on saturating signals only (the demo policy before SLO sizing)."""
+
+
 TUNED: dict[str, Any] = {
     "apiVersion": "nim-autoscaler/v1alpha1",
     "kind": "ScalingPolicy",
@@ -216,10 +254,10 @@ def contenders(tuned: dict[str, Any] | None = None) -> list[Contender]:
             adapted=bounds,
         ),
         Contender(
-            "llm-demo",
-            "llm, demo policy",
-            _file(ROOT / "autoscaler" / "data" / "demo-policy.yaml"),
-            adapted=bounds + "; spec.slo dropped (the scenario's SLO is measured)",
+            "llm-metrics",
+            "llm, KV 0.3 + queue 4 + p95 ITL guard, no SLO",
+            METRICS,
+            adapted=bounds,
         ),
         Contender(
             "llm-itl-guard",

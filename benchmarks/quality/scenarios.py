@@ -21,6 +21,13 @@ CONV = "AzureLLMInferenceTrace_conv_2023.csv"
 CODE = "AzureLLMInferenceTrace_code_2023.csv"
 SERVEGEN = "servegen_m-large_aggregate_rate_10min.csv"
 DAY = 86_400.0
+DEFAULT_PROFILE = "8b-fp8-h100"
+PROFILE_70B = "70b-fp8-h100-tp2"
+RAG_LENGTHS = "in=lognormal:3000:0.6,out=lognormal:60:0.6"
+"""Long prompts, short outputs (retrieval-augmented answers): 3x the default prompt median,
+half its output. A load test at the default lengths would overstate the capacity ~6x."""
+RAG_START = 9 * 3600.0
+"""The long-prompt scenario replays the ServeGen day from 09:00 (a slice no other scenario uses)."""
 QUICK_DAY_START = 81_600.0
 """Quick mode's ServeGen slice starts at 22:40 of day 1: the steepest rise of the day
 (151 -> 415 req/s within 30 minutes in the raw rates)."""
@@ -56,6 +63,8 @@ class Scenario:
     """Simulated seconds."""
     plot: bool = False
     """Draw this scenario's PNG."""
+    profile: str = DEFAULT_PROFILE
+    """Hardware profile of the simulated replicas (its capacity is calibrated like the rest)."""
 
     def workload(self, per_replica: float, seed: int) -> tuple[Workload, dict[str, float]]:
         """The load at this scenario's size for a per-replica capacity, and its scaling."""
@@ -197,6 +206,28 @@ def scenarios(quick: bool) -> list[Scenario]:
             kind="step",
             levels=(2.0, 6.0, 10.0, 3.0),
             every=step_every,
+        ),
+        ServeGenDay(
+            "long-prompt",
+            "long prompts, short outputs (RAG-like, "
+            f"{RAG_LENGTHS.replace(',', ' ')}), ServeGen m-large from 09:00, real time, "
+            f"{'1 hour' if quick else '3 hours'}",
+            RAG_LENGTHS,
+            replicas=size,
+            duration=3600.0 if quick else 3 * 3600.0,
+            plot=True,
+            start=RAG_START,
+        ),
+        RecordedTrace(
+            "azure-conv-70b",
+            f"Azure conv 2023 on Llama-3.1-70B FP8 (2 x H100, TP2), "
+            f"{'first 20 min' if quick else 'whole trace (58 min)'}",
+            conv,
+            replicas=size,
+            duration=span,
+            plot=True,
+            profile=PROFILE_70B,
+            file=CONV,
         ),
         Synthetic(
             "spike",

@@ -37,6 +37,13 @@ CONTROLLER_METRICS = {
     "nim_autoscaler_policies_loaded",
     "nim_autoscaler_policy_errors",
     "nim_autoscaler_slo_at_risk",
+    "nim_autoscaler_capacity_requests_per_second",
+    "nim_autoscaler_capacity_source",
+    "nim_autoscaler_capacity_samples",
+    "nim_autoscaler_slo_requests_per_second",
+    "nim_autoscaler_slo_replicas_needed",
+    "nim_autoscaler_slo_latency_seconds",
+    "nim_autoscaler_slo_objective_seconds",
 }
 HISTOGRAMS = {"nim_autoscaler_tick_duration_seconds"}
 JOB = f'job="{FULLNAME}"'

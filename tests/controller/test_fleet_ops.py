@@ -8,12 +8,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.explain import render_text
 from autoscaler.decision.types import ConditionType, PodInfo, PodPhase, PodSamples
 from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.models import ScalingPolicy
+from tests.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 
 NOW = 1000.0
 
@@ -454,8 +454,8 @@ class TestExplainRecords:
     def test_explain_shows_mode_and_the_drain_plan_without_writing(self) -> None:
         """`explain` adds the mode (annotation wins) and, for a scale-down, the pods to mark."""
         from autoscaler.commands.explain import with_fleet_records
-        from autoscaler.decision.core import decide
         from autoscaler.decision.types import History, Observation
+        from tests.decision.helpers import decide
 
         policy = make_policy()
         pods = tuple(
@@ -479,10 +479,10 @@ class TestLazyExplanation:
     def test_fleet_records_do_not_build_the_explanation(self) -> None:
         """Events and the status record read the fleet records; the arithmetic stays unbuilt
         until someone reads the explanation (most ticks are never printed)."""
-        from autoscaler.decision.core import decide
         from autoscaler.decision.explain import Explanation
         from autoscaler.decision.fleet import fleet_events, fleet_status, with_records
         from autoscaler.decision.types import History, Observation
+        from tests.decision.helpers import decide
 
         policy = make_policy()
         pods = tuple(PodInfo(n, PodPhase.RUNNING, ready=True) for n in LOAD)

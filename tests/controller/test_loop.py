@@ -14,7 +14,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
-from autoscaler.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.resolved import HpaFlags
 from autoscaler.decision.types import (
@@ -29,6 +28,7 @@ from autoscaler.decision.types import (
 from autoscaler.errors import ActuationError, Forbidden
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.policy.models import ScalingPolicy
+from tests.controller.memory import MemoryCluster, MemoryTarget, StaticMetricSource
 
 
 def make_policy(name: str = "llama", *, behavior: dict[str, object] | None = None) -> ScalingPolicy:
@@ -136,6 +136,22 @@ class TestActing:
         [result] = await world.loop(hpa_flags=HpaFlags(tolerance=0.02)).tick(100.0)
         assert result.outcome is Outcome.SCALED
         assert world.cluster.writes == [("nim", "llama", 4)]  # ceil(1.04 x 3)
+
+    async def test_edited_policy_is_resolved_again_and_decides(self) -> None:
+        """A policy is resolved when loaded; an edit (a new policy object) takes effect at once."""
+        policy = make_policy()
+        world = World(policy)
+        world.set_kv(policy, 0.9, 100.0)
+        loop = world.loop(dry_run=True)
+        [first] = await loop.tick(100.0)
+        assert first.decision is not None
+        assert first.decision.desired_replicas == 6  # ceil(0.9 / 0.5 x 3)
+        spec = policy.spec.model_copy(update={"max_replicas": 4})
+        capped = policy.model_copy(update={"spec": spec})
+        world.policies = [capped]
+        [second] = await loop.tick(115.0)
+        assert second.decision is not None
+        assert second.decision.desired_replicas == 4
 
     async def test_dry_run_decides_but_never_writes(self) -> None:
         """Dry-run makes the same decision, reports it, and writes nothing anywhere."""

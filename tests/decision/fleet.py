@@ -12,9 +12,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import History, Observation, PodInfo, PodPhase, PodSamples
 from autoscaler.policy.models import ScalingPolicy
+
+from .helpers import decide, record_rescale
 
 
 @dataclass

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from autoscaler.decision import core
+from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import (
+    DecisionResult,
+    History,
     MetricObservation,
     Observation,
     PodInfo,
@@ -13,6 +17,25 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 from autoscaler.policy.models import ScalingPolicy
+
+
+def decide(
+    policy: ScalingPolicy,
+    observation: Observation,
+    history: History,
+    now: float,
+    *,
+    flags: HpaFlags = DEFAULT_FLAGS,
+) -> DecisionResult:
+    """:func:`autoscaler.decision.core.decide` on ``policy`` resolved for this one call."""
+    return core.decide(resolve(policy, flags), observation, history, now)
+
+
+def record_rescale(
+    policy: ScalingPolicy, history: History, now: float, current: int, desired: int
+) -> History:
+    """:func:`autoscaler.decision.core.record_rescale` on ``policy`` resolved for this call."""
+    return core.record_rescale(resolve(policy), history, now, current, desired)
 
 
 def policy(

@@ -9,7 +9,6 @@ import pytest
 
 from autoscaler.decision import capacity as cap
 from autoscaler.decision import slo
-from autoscaler.decision.core import decide
 from autoscaler.decision.types import (
     History,
     MetricObservation,
@@ -19,7 +18,7 @@ from autoscaler.decision.types import (
 )
 from autoscaler.policy.loader import load_text
 
-from .helpers import running_pods
+from .helpers import decide, running_pods
 
 OBJECTIVES = (cap.Objective("ttft", 0.95, 0.5), cap.Objective("itl", 0.95, 0.05))
 
@@ -47,11 +46,21 @@ class TestCapacityModel:
         assert twice.good == 6.0
 
     def test_ambiguous_sample_is_neither(self) -> None:
-        """Latency between the target and target x 1.1 neither raises good nor sets bad."""
+        """Latency between the target and target x 1.1 neither raises good nor sets bad..."""
         model = cap.observe(cap.CapacityModel(), sample(0, 6.0, itl=0.03))
-        for t in range(5):
+        for t in range(cap.MARGINAL_NEEDED - 1):
             model = cap.observe(model, sample(t + 1, 8.0, itl=0.053))
         assert model.good == 6.0
+        assert model.bad is None
+        # ... until it lasts a whole rate window: a fleet held just over target is violating.
+        model = cap.observe(model, sample(cap.MARGINAL_NEEDED, 8.0, itl=0.053))
+        assert model.bad == 8.0
+        assert model.good == 6.0
+        # a met sample in between restarts the count
+        model = cap.observe(cap.CapacityModel(good=6.0), sample(0, 8.0, itl=0.053))
+        model = cap.observe(model, sample(1, 7.0, itl=0.04))
+        for t in range(cap.MARGINAL_NEEDED - 1):
+            model = cap.observe(model, sample(t + 2, 8.0, itl=0.053))
         assert model.bad is None
 
     def test_capacity_drop_lowers_good(self) -> None:
@@ -111,7 +120,9 @@ class TestCapacityModel:
 
     def test_json_round_trip(self) -> None:
         """The model survives serialisation exactly."""
-        model = cap.CapacityModel(4.0, 10.0, 6.0, 20.0, 1, 7, 4.5, 0.6, (("itl", 0.2, 1.0),), 1.2)
+        model = cap.CapacityModel(
+            4.0, 10.0, 6.0, 20.0, 1, 7, 4.5, 0.6, (("itl", 0.2, 1.0),), 1.2, marginal=3
+        )
         again = cap.CapacityModel.from_json(json.loads(json.dumps(model.to_json())))
         assert model == again
 

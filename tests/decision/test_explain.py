@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-from autoscaler.decision.core import decide
 from autoscaler.decision.explain import render_text
 from autoscaler.decision.types import (
     History,
@@ -16,7 +15,16 @@ from autoscaler.decision.types import (
     ScaleEvent,
 )
 
-from .helpers import object_metric, observe, pods_metric, policy, running_pods, samples, target
+from .helpers import (
+    decide,
+    object_metric,
+    observe,
+    pods_metric,
+    policy,
+    running_pods,
+    samples,
+    target,
+)
 
 NOW = 500.0
 

@@ -11,11 +11,19 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decision.core import decide
 from autoscaler.decision.explain import Explanation, render_text
 from autoscaler.decision.types import History
 
-from .helpers import object_metric, observe, pods_metric, policy, running_pods, samples, target
+from .helpers import (
+    decide,
+    object_metric,
+    observe,
+    pods_metric,
+    policy,
+    running_pods,
+    samples,
+    target,
+)
 
 
 def _decision_explanation() -> Mapping[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.decision.core import hpa_metric_proposal
+from autoscaler.decision.hpa import hpa_metric_proposal
 from autoscaler.decision.resolved import resolve
 from autoscaler.decision.types import MetricObservation, NoSignal, NoSignalReason, PodPhase
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     ConditionType,
     Decision,
@@ -22,10 +21,12 @@ from autoscaler.decision.types import (
 from autoscaler.policy.models import ScalingPolicy
 
 from .helpers import (
+    decide,
     object_metric,
     observe,
     pods_metric,
     policy,
+    record_rescale,
     rules,
     running_pods,
     samples,

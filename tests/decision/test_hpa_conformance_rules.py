@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.decision.core import record_rescale
 from autoscaler.decision.normalize import (
     convert_with_behavior_rate,
     convert_with_rules,
@@ -34,7 +33,7 @@ from autoscaler.decision.types import History, Recommendation, ScaleEvent
 from autoscaler.policy.models import ScalingRules
 
 from . import oracle
-from .helpers import policy
+from .helpers import policy, record_rescale
 
 NOW = 10_000.0
 

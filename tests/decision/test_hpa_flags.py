@@ -18,12 +18,11 @@ import structlog
 import yaml
 
 from autoscaler.cli import main
-from autoscaler.decision.core import decide
 from autoscaler.decision.resolved import DEFAULT_FLAGS, HpaFlags, resolve
 from autoscaler.decision.types import History, Recommendation
 from autoscaler.settings import HpaSettings, Settings
 
-from .helpers import observe, pods_metric, policy, rules, running_pods, samples
+from .helpers import decide, observe, pods_metric, policy, rules, running_pods, samples
 
 NOW = 1000.0
 

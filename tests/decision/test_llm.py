@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     ConditionType,
     Decision,
@@ -24,7 +23,7 @@ from autoscaler.decision.types import (
 from autoscaler.policy.models import ScalingPolicy
 
 from .fleet import run_fleet
-from .helpers import policy
+from .helpers import decide, policy, record_rescale
 
 KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
 QUEUE = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}
@@ -458,7 +457,7 @@ def test_learned_throughput_sizes_a_later_surge_from_its_first_tick() -> None:
     pol, h = drain.history(45.0)
     h = decide(pol, queue_only(drain.four, 1060.0), h, 45.0).history  # mu = 4 learned
     quiet = decide(pol, queue_only(drain.four, 0.0), h, 3000.0).history
-    assert quiet.extra["queueThroughput"]["queueDepth"] == pytest.approx(4.0)
+    assert quiet.queue.throughput["queueDepth"] == pytest.approx(4.0)
     surge = decide(pol, queue_only(drain.four, 600.0), quiet, 3015.0)  # +40/s at 4 ready
     # arrivals 40 + 4 x 4 = 56/s at 0.7 x 4/s: 20 pods (blind: at most a doubling, 8)
     assert surge.decision.metric_proposals["queueDepth"] == 20
@@ -579,11 +578,14 @@ class TestRequestRateArrivals:
     def test_hostile_trail_in_history_is_ignored(self) -> None:
         """A history whose queue trail is malformed (hand-edited ConfigMap) is not trusted."""
         pol = llm_policy(RATE, QUEUE)
-        bad = History(
-            initialized=True,
-            extra={
-                "queueTrail": {"queueDepth": [[0.0, "x", 1.0], [1.0], "junk", [math.nan, 1, 1]]}
-            },
+        bad = History.from_json(
+            {
+                "v": 1,
+                "initialized": True,
+                "extra": {
+                    "queueTrail": {"queueDepth": [[0.0, "x", 1.0], [1.0], "junk", [math.nan, 1, 1]]}
+                },
+            }
         )
         result = decide(pol, self.obs(9.0, 0.0), bad, 60.0)
         assert result.decision.metric_proposals["requestRate"] == 4

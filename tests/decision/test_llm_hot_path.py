@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.explain import LAZY, resolve_text
 from autoscaler.decision.types import History, Observation, PodInfo, PodPhase, PodSamples
 
-from .helpers import policy
+from .helpers import decide, policy, record_rescale
 
 QUEUE = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}
 KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
@@ -51,6 +50,6 @@ def test_histories_are_never_modified() -> None:
         if desired != current:
             history = record_rescale(pol, history, now, current, desired)
             current = desired
-    assert history.extra["queueGrowth"]  # points were learned
+    assert history.queue.growth  # points were learned
     for old, dumped in kept:
         assert json.dumps(old.to_json()) == dumped

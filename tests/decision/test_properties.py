@@ -9,11 +9,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import History, NoSignal, NoSignalReason, Observation
 from autoscaler.policy.models import ScalingPolicy
 
-from .helpers import object_metric, observe, pods_metric, policy, running_pods, samples, target
+from .helpers import (
+    decide,
+    object_metric,
+    observe,
+    pods_metric,
+    policy,
+    record_rescale,
+    running_pods,
+    samples,
+    target,
+)
 
 FAST = settings(max_examples=60, deadline=None)
 BEHAVIORS: list[dict[str, Any] | None] = [

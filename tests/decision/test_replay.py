@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from autoscaler.cli import main
+from autoscaler.commands.replay import TimelineError, format_csv, parse_csv, parse_timeline, replay
 from autoscaler.decision.types import NoSignal, PodSamples, TargetSample
-from autoscaler.replay import TimelineError, format_csv, parse_csv, parse_timeline, replay
 
 from .helpers import policy
+from .schema import assert_valid
 
 BEHAVIOR = {
     "scaleUp": {
@@ -238,6 +239,8 @@ def test_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     )
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        assert_valid(row)
     assert [r["desiredReplicas"] for r in rows] == EXPECTED
     assert {"t", "currentReplicas", "desiredReplicas", "reason", "explanation"} <= set(rows[0])
     assert rows[0]["explanation"]["desiredReplicas"] == 4

@@ -6,16 +6,25 @@ superfluous or without signal; histories passed through JSON; rescales recorded)
 decision the fixture holds the desired count, the reason line, the conditions, and SHA-256
 digests of ``json.dumps(dict(explanation))`` and ``json.dumps(history.to_json())`` (key order
 included). It was generated from the decision core as it was before the performance work
-(commit 166e4a6 plus the ``llm.py`` of the time); ``llm`` scenarios also depend on ``llm.py``,
-so they are compared only while ``llm.py`` is the one the fixture was made with (its digest is
-recorded) and skipped, with this note, after an intended change there.
+(commit 166e4a6 plus the ``llm.py`` of the time); ``llm`` scenarios also depend on the
+``algorithm: llm`` modules (:data:`LLM_MODULES`), so they are compared only while those are the
+sources the fixture was made with (their digest is recorded) and skipped, with this note, after an
+intended change there.
 
 Regenerated once since: when scale events stopped being pruned (they are kept, outdated and
 overwritten, as the HPA's ``storeScaleEvent`` keeps them), only the history digests of the
 scenarios that record rescales changed; every desired count, reason, condition and explanation
-stayed as recorded. Regenerated again when ``minReplicas: 0`` under ``algorithm: llm`` became
-scale to zero: ``llm`` scenarios draw at least 1 (without changing the random stream), so only
-the scenarios that had drawn 0 changed.
+stayed as recorded. Again when the ``llm`` queue state became typed (``History.queue``, history
+form ``v`` 2): every history digest changed with the form; every desired count, reason,
+condition and explanation stayed as recorded, and each history read back through
+``History.from_json`` equals the one the previous code wrote, read through its legacy path.
+Then when ``llm.py`` and ``core.py`` were split by concept (the digest now covers the
+:data:`LLM_MODULES`): every record identical. Again when ``minReplicas: 0`` under
+``algorithm: llm`` became scale to zero: ``llm`` scenarios draw at least 1 (without changing the
+random stream), so only the scenarios that had drawn 0 changed (7, 15, 27, 31, 35, 37, 49, 53):
+their explanations show ``minReplicas`` 1, and 27, which starts at 0 replicas, now meets the
+HPA's rule for a target at 0 (scaling disabled) instead of deciding from its metrics at 0 (which
+asked for 1 replica from its seventh tick).
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import random
 from pathlib import Path
@@ -33,10 +43,6 @@ from typing import Any
 
 import pytest
 
-from autoscaler.decision import capacity as capacity_module
-from autoscaler.decision import llm as llm_module
-from autoscaler.decision import slo as slo_module
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.types import (
     History,
     NoSignal,
@@ -48,6 +54,8 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 from autoscaler.policy.models import ScalingPolicy
+
+from .helpers import decide, record_rescale
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "decision_snapshot.json"
 SCENARIOS = 60
@@ -262,11 +270,25 @@ def run_scenario(seed: int) -> tuple[str, list[list[Any]]]:
     return algorithm, records
 
 
+LLM_MODULES = (
+    "llm",
+    "pods",
+    "credit",
+    "queue",
+    "demand",
+    "latency",
+    "queue_state",
+    "slo",
+    "capacity",
+)
+"""The modules of ``algorithm: llm`` only: the sources the ``llm`` scenarios also depend on."""
+
+
 def llm_digest() -> str:
-    """Digest of ``llm.py``, ``slo.py`` and ``capacity.py``: the sources the ``llm`` scenarios
-    also depend on."""
+    """Digest of the :data:`LLM_MODULES` sources."""
     digest = hashlib.sha256()
-    for module in (llm_module, slo_module, capacity_module):
+    for name in LLM_MODULES:
+        module = importlib.import_module(f"autoscaler.decision.{name}")
         digest.update(Path(module.__file__).read_bytes())  # type: ignore[arg-type]
     return digest.hexdigest()[:16]
 

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
-from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.explain import render_text
 from autoscaler.decision.types import (
+    HISTORY_VERSION,
     ConditionType,
     History,
     MetricObservation,
@@ -22,7 +23,16 @@ from autoscaler.decision.types import (
 from autoscaler.decision.zero import ZeroState
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
-from tests.decision.helpers import object_metric, observe, pods_metric, policy, running_pods, target
+from tests.decision.helpers import (
+    decide,
+    object_metric,
+    observe,
+    pods_metric,
+    policy,
+    record_rescale,
+    running_pods,
+    target,
+)
 
 GATEWAY_QUEUE = {
     "gatewayQueue": {"pool": "llama", "target": {"type": "AverageValue", "averageValue": 4}}
@@ -33,6 +43,7 @@ GATEWAY_RATE = {
         "target": {"type": "AverageValue", "averageValue": 2},
     }
 }
+HISTORY_V1 = Path(__file__).resolve().parent / "fixtures" / "history_v1.json"
 KV = {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.7}}}
 
 
@@ -297,18 +308,48 @@ class TestHpaUnaffected:
 
 class TestHistory:
     def test_round_trip(self) -> None:
-        """The idle timer is persisted and read back."""
-        history = History(True, zero=ZeroState(123.5))  # noqa: FBT003 - positional field
+        """The idle timer is persisted beside the queue and capacity state (form ``v`` 2) and read
+        back."""
+        p = zero_policy()
+        _, history, _ = tick(p, History(), 0.0, 1, fleet())
+        _, history, _ = tick(p, history, 15.0, 1, fleet())
+        assert history.zero == ZeroState(0.0)
+        assert history.capacity is not None
         data = json.loads(json.dumps(history.to_json()))
-        assert data["zero"] == {"idleSince": 123.5}
+        assert data["v"] == HISTORY_VERSION
+        assert data["zero"] == {"idleSince": 0.0}
+        assert "capacity" in data
         assert History.from_json(data) == history
         assert History.from_json({**data, "zero": {"idleSince": None}}).zero == ZeroState(None)
 
-    def test_old_history_loads(self) -> None:
-        """A history written before the rule existed has no idle timer."""
-        old = History(True).to_json()  # noqa: FBT003 - positional field
-        assert "zero" not in old
-        assert History.from_json(old).zero is None
+    def test_round_trip_decides_alike(self) -> None:
+        """A history read back (a controller restart) scales to zero at the same tick."""
+        p = zero_policy(idle_for="5m")
+        _, history, _ = tick(p, History(), 0.0, 1, fleet())
+        restored = History.from_json(json.loads(json.dumps(history.to_json())))
+        assert tick(p, restored, 300.0, 1, fleet())[0] == 0
+        assert tick(p, history, 300.0, 1, fleet())[0] == 0
+
+    def test_history_without_timer_loads(self) -> None:
+        """A history written before the rule existed (form ``v`` 2 or 1) has no idle timer."""
+        current = History(True).to_json()  # noqa: FBT003 - positional field
+        assert "zero" not in current
+        assert History.from_json(current).zero is None
+        previous = json.loads(HISTORY_V1.read_text(encoding="utf-8"))
+        assert previous["v"] == 1
+        assert "zero" not in previous
+        assert History.from_json(previous).zero is None
+
+    def test_previous_form_with_timer_loads(self) -> None:
+        """A form ``v`` 1 history with an idle timer (the queue state still in ``extra``) keeps
+        both: the timer and the typed queue state."""
+        previous = json.loads(HISTORY_V1.read_text(encoding="utf-8"))
+        history = History.from_json({**previous, "zero": {"idleSince": 120.0}})
+        assert history.zero == ZeroState(120.0)
+        assert history.queue == History.from_json(previous).queue
+        assert history.queue.last
+        again = History.from_json(json.loads(json.dumps(history.to_json())))
+        assert again == history
 
     @pytest.mark.parametrize("bad", [[1], {"idleSince": "soon"}, {"idleSince": float("inf")}])
     def test_malformed_state_is_an_error(self, bad: object) -> None:

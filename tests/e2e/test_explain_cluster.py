@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autoscaler.cli import main
 from autoscaler.policy.models import MetricKind
+from tests.decision.schema import assert_valid
 from tests.e2e.harness import NAMESPACE, POLICY, wait_until
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetPod
@@ -50,7 +51,9 @@ async def test_explain_reads_scale_pods_and_writes_nothing(
         assert code == 0
         result = json.loads(out.getvalue())
         assert result["currentReplicas"] == 3
-        assert sorted(result["pods"]) == ["llama-0", "llama-1", "llama-2"]  # not other-0
+        assert_valid(result)
+        pods = result["observation"]["pods"]
+        assert sorted(pods) == ["llama-0", "llama-1", "llama-2"]  # not other-0
         # 0.9 per pod against 0.5: ceil(1.8 * 3) = 6 (legacy cap max(2*3, 4) = 6).
         assert result["desiredReplicas"] == 6
         writes = [(m, p) for m, p in fake.requests if m not in {"GET"}]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import PodSamples
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.e2e.harness import NAMESPACE
 from tests.fakekube.server import FakeKube, write_kubeconfig
 

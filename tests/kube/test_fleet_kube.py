@@ -17,13 +17,13 @@ import pytest
 
 from autoscaler.commands.status import status
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import PodSamples
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube import FakeKube
 
 from .conftest import eventually

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
+from autoscaler.decision.queue_state import QueueState
 from autoscaler.decision.types import History, Recommendation, ScaleEvent
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.history import (
@@ -31,7 +32,7 @@ def _history(replicas: int = 3) -> History:
         scale_up_events=(ScaleEvent(110.0, 2),),
         startup_samples=(182.5,),
         known_pods={"llama-1": 90.0},
-        extra={"llm": {"ewma": 0.5}},
+        queue=QueueState(throughput={"queueDepth": 0.5}),
     )
 
 

@@ -12,6 +12,7 @@ from autoscaler.kube.client import KubeApi
 from autoscaler.kube.recorder import STATUS_ANNOTATION, KubeRecorder, event_for
 from autoscaler.kube.scale import Discovery
 from autoscaler.policy.models import ScalingPolicy
+from tests.decision.schema import assert_valid
 from tests.fakekube import FakeKube
 
 T0 = 1_700_000_000.0
@@ -222,8 +223,15 @@ class TestStatusAnnotation:
         assert (status["currentReplicas"], status["desiredReplicas"]) == (2, 4)
         assert status["lastScaleTime"] == "2023-11-14T22:13:20Z"
         assert status["observedAt"] == "2023-11-14T22:13:20Z"
+        assert_valid(status)
         assert status["metrics"] == [
-            {"name": "kvCache", "type": "AverageValue", "target": 0.7, "value": 0.93, "proposal": 4}
+            {
+                "name": "kvCache",
+                "value": 0.93,
+                "proposal": 4,
+                "targetType": "AverageValue",
+                "target": 0.7,
+            }
         ]
         assert status["conditions"] == [
             {

@@ -8,7 +8,6 @@ import pytest
 import structlog
 
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import PodSamples
 from autoscaler.kube.client import KubeApi
@@ -16,6 +15,7 @@ from autoscaler.kube.pods import PodCache
 from autoscaler.kube.scale import Discovery, KubeScaleClient
 from autoscaler.kube.targets import TargetCache, UnmappableKind, crd_scale_paths
 from autoscaler.policy.models import ScaleTargetRef
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube import FakeKube
 from tests.fakekube.server import nimservice_crd
 from tests.kube.conftest import eventually

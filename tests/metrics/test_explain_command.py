@@ -15,6 +15,7 @@ from autoscaler.commands.explain import explain_once, ready_pods
 from autoscaler.decision.types import NoSignal, PodSamples
 from autoscaler.metrics.client import PrometheusClient
 from autoscaler.metrics.prometheus import PrometheusSource
+from tests.decision.schema import assert_valid
 from tests.metrics.env import LlmEnv, make_policy
 
 pytestmark = pytest.mark.prometheus
@@ -69,9 +70,11 @@ def test_explain_json_discovers_pods_and_decides(
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(out)
-    assert report["pods"] == ["a-0", "a-1", "a-2"]
+    assert_valid(report)
+    assert report["observation"]["pods"] == ["a-0", "a-1", "a-2"]
     assert report["currentReplicas"] == 3
-    assert report["metrics"]["kvCache"]["values"] == {"a-0": 0.2, "a-1": 0.5, "a-2": 0.8}
+    kv = report["observation"]["metrics"]["kvCache"]
+    assert kv["values"] == {"a-0": 0.2, "a-1": 0.5, "a-2": 0.8}
     # HPA AverageValue: ceil(3 * 0.5 / 0.25) = 6 (queueDepth proposes fewer).
     assert report["desiredReplicas"] == 6
     assert report["explanation"]

@@ -22,13 +22,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop, TickResult
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import History, PodSamples
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.scale import KubeScaleClient
 from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 

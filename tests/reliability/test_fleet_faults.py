@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from autoscaler.controller.loop import ControlLoop, TickResult
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import ConditionType, PodSamples
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.policy.budget import ScalingBudget
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube.server import write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 from tests.reliability.kubeworld import CONTROLLER_NS, NAMESPACE, START, STEP, policy

@@ -17,10 +17,10 @@ import pytest
 import structlog
 
 from autoscaler.controller.loop import ControlLoop
-from autoscaler.controller.memory import StaticMetricSource
 from autoscaler.decision.types import History, PodSamples, Recommendation, ScaleEvent
 from autoscaler.kube.factory import connect
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube.server import write_kubeconfig
 from tests.reliability.chaos import ChaosKube
 from tests.reliability.kubeworld import CONTROLLER_NS, FAULTY, HEALTHY, NAMESPACE, history_data

@@ -9,6 +9,8 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.commands.demo import demo_policy
+from autoscaler.policy.loader import load_text
+from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
 from autoscaler.sim.load import load_workload
 from autoscaler.sim.metrics import MetricDelay
@@ -17,6 +19,45 @@ from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
 
 POLICY = Path(__file__).resolve().parents[2] / "autoscaler" / "data" / "demo-policy.yaml"
 SURGE = "synthetic:step:rates=6/6/18/18/18/6,every=60,in=lognormal:2000:0.5,out=lognormal:250:0.5"
+
+METRICS_POLICY = """\
+apiVersion: autoscaling.nim-autoscaler.io/v1alpha1
+kind: ScalingPolicy
+metadata:
+  name: llama-3-1-8b-metrics
+  namespace: nim-service
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: meta-llama3-8b
+  minReplicas: 2
+  maxReplicas: 12
+  algorithm: llm
+  metrics:
+    - kvCache:
+        target: {type: AverageValue, averageValue: 0.3}
+    - queueDepth:
+        target: {type: AverageValue, averageValue: 4}
+    - interTokenLatency:
+        quantile: 0.95
+        window: 60s
+        target: {type: Value, value: 0.1}
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies: [{type: Pods, value: 4, periodSeconds: 60}]
+    scaleDown:
+      stabilizationWindowSeconds: 120
+      policies: [{type: Pods, value: 1, periodSeconds: 60}]
+"""
+"""KV cache, queue depth and a p95 ITL guard, no SLO: sized on the metrics alone."""
+
+
+def _load_policy(text: str) -> ScalingPolicy:
+    loaded = load_text(text, "metrics-policy.yaml")
+    assert not loaded.errors
+    return loaded.policies[0].policy
 
 
 def config(seed: int = 3, **kwargs: object) -> SimulationConfig:
@@ -78,10 +119,7 @@ class TestClosedLoop:
     def test_metric_delay_slows_the_reaction(self) -> None:
         """The HPA + adapter pipeline delay makes the first scale-up later (on the policy's
         metrics alone: without the SLO sizing's forecast)."""
-        policy = demo_policy()
-        metrics_only = policy.model_copy(
-            update={"spec": policy.spec.model_copy(update={"slo": None})}
-        )
+        metrics_only = _load_policy(METRICS_POLICY)
         fast = run_simulation(config(cold_start=ColdStart.parse("60"), policy=metrics_only))
         slow = run_simulation(
             config(

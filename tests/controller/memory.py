@@ -1,4 +1,4 @@
-"""In-memory implementations of the loop's ports, for tests and offline tools.
+"""In-memory implementations of the control loop's ports, for the tests.
 
 :class:`MemoryCluster` holds scale targets and their pods and implements the
 :class:`~autoscaler.controller.ports.ScaleClient`, ``PodSource``, ``Recorder`` and
@@ -79,7 +79,7 @@ class MemoryCluster:
         try:
             return self.targets[(namespace, ref.kind, ref.name)]
         except KeyError:
-            from autoscaler.errors import TargetNotFound  # noqa: PLC0415 - rare path
+            from autoscaler.errors import TargetNotFound
 
             msg = f"{ref.kind} {namespace}/{ref.name} not found"
             raise TargetNotFound(msg) from None

@@ -1,7 +1,8 @@
 """The dry-run output: each decision printed with its explanation.
 
 Readable blocks on a terminal (:func:`autoscaler.decision.explain.render_text`), JSON lines
-otherwise (one object per decision: policy, time, current, desired, reason, explanation). Used by
+otherwise (one :func:`~autoscaler.decision.record.decision_record` per decision, the schema of
+``docs/decision-schema.md``, explanation included). Used by
 ``nim-autoscaler run --dry-run`` and by the demo, so both show decisions the same way.
 """
 
@@ -13,32 +14,10 @@ from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 from autoscaler.decision.explain import render_text
+from autoscaler.decision.record import decision_record
 from autoscaler.decision.types import Decision
 
 PrintFormat = Literal["text", "json", "auto"]
-
-
-def decision_to_json(decision: Decision) -> dict[str, object]:
-    """The JSON-lines form of a decision."""
-    return {
-        "policy": decision.policy,
-        "time": decision.timestamp,
-        "currentReplicas": decision.current_replicas,
-        "desiredReplicas": decision.desired_replicas,
-        "scale": decision.scale,
-        "reason": decision.reason,
-        "conditions": [
-            {
-                "type": c.type.value,
-                "status": "True" if c.status else "False",
-                "reason": c.reason,
-                "message": c.message,
-            }
-            for c in decision.conditions
-        ],
-        "metrics": dict(decision.metric_values),
-        "explanation": dict(decision.explanation),
-    }
 
 
 class DecisionPrinter:
@@ -72,7 +51,7 @@ class DecisionPrinter:
         if self._changes_only and not decision.scale:
             return
         if self._fmt == "json":
-            line = json.dumps(decision_to_json(decision), default=str, separators=(",", ":"))
+            line = json.dumps(decision_record(decision), default=str, separators=(",", ":"))
             self._stream.write(line + "\n")
         else:
             arrow = (
