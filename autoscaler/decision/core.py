@@ -2,6 +2,8 @@
 
 :func:`decide` reads as the HPA's ``reconcileAutoscaler``, one named step per line:
 
+0. scale to zero (``algorithm: llm``, ``minReplicas: 0``) with the target at 0: only the
+   activation signals are read, to wake it or leave it at 0 (:mod:`~autoscaler.decision.zero`);
 1. first sight: seed the recommendations with the current count;
 2. ``algorithm: llm`` only: classify the pods, learn start-up times, read the queues and plan on
    the SLO (:mod:`~autoscaler.decision.pods`, :mod:`~autoscaler.decision.queue`,
@@ -16,7 +18,10 @@
 9. the rescale reason, from the recommendation before normalisation;
 10. stabilization (the windows of ``normalizeDesiredReplicasWithBehaviors``);
 11. rate limits and the min/max clamp (:mod:`~autoscaler.decision.normalize`);
-12. conditions, the reason line and the next history.
+12. conditions, the reason line and the next history;
+13. scale to zero with replicas running (steps 1-12 clamped at 1 replica): the idle timer; after
+    ``scaleToZero.idleFor`` without a request the target goes to 0
+    (:mod:`~autoscaler.decision.zero`).
 
 The hot path computes numbers only: the policy comes flattened (:mod:`autoscaler.decision.resolved`,
 targets already in milli-units, conditions with fixed messages prebuilt), the common calculator
@@ -69,6 +74,7 @@ from autoscaler.decision.types import (
     Observation,
     Recommendation,
 )
+from autoscaler.decision.zero import from_zero, to_zero
 
 _SCALING_ACTIVE = ConditionType.SCALING_ACTIVE
 _ABLE_TO_SCALE = ConditionType.ABLE_TO_SCALE
@@ -118,6 +124,8 @@ def decide(
         The decision (with conditions and explanation) and the history for the next tick.
     """
     current = observation.spec_replicas
+    if rp.zero is not None and current == 0:
+        return from_zero(rp, observation, history, now)
     recommendations = _seed_first_sight(history, current, now)
     fleet = observe_fleet(rp, observation, history, now) if rp.llm else None
     trace = Trace(rp, now, observation, history, recommendations, fleet)
@@ -441,6 +449,7 @@ def record_rescale(
         history.known_pods,
         queue,
         history.capacity,
+        history.zero,
     )
 
 
@@ -492,4 +501,9 @@ def _finish(  # noqa: PLR0917 - private; every call passes the same seven values
         Explanation(build_explanation, trace),
         trace.sized,
     )
+    if trace.rp.zero is not None:
+        # The last step of a policy that scales to zero: the idle timer (every path ends here).
+        return to_zero(
+            trace.rp, trace.observation, trace.history, trace.now, DecisionResult(decision, history)
+        )
     return DecisionResult(decision, history)

@@ -238,8 +238,29 @@ def render_lines(explanation: Mapping[str, Any]) -> list[str]:
     limits = explanation.get("limits")
     if isinstance(limits, Mapping):
         lines.extend(_limit_lines(limits))
+    lines.extend(_zero_lines(explanation))
     lines.append(f"=> desired {explanation.get('desiredReplicas')}: {explanation.get('reason')}")
     lines.extend(fleet_lines(explanation))
+    return lines
+
+
+def _zero_lines(explanation: Mapping[str, Any]) -> list[str]:
+    """Text lines of the ``scaleToZero`` record (:mod:`autoscaler.decision.zero`)."""
+    record = explanation.get("scaleToZero")
+    if not isinstance(record, Mapping):
+        return []
+    lines = [f"scale to zero (minReplicas 0, idleFor {record.get('idleForSeconds'):g}s):"]
+    for signal in record.get("signals", []):
+        value = signal.get("value")
+        shown = "no data" if value is None else f"{value:.4g}"
+        note = f" ({signal['note']})" if signal.get("note") else ""
+        lines.append(f"  {signal.get('role')} {signal.get('name')}: {shown}{note}")
+    if record.get("idleSince") is not None:
+        lines.append(
+            f"  idle since t={record['idleSince']:g} ({record.get('idleSeconds', 0):.0f}s)"
+        )
+    if record.get("rule"):
+        lines.append(f"  {record['rule']}")
     return lines
 
 

@@ -131,6 +131,17 @@ def merge_rules(user: ScalingRules | None, default: Rules) -> Rules:
 
 
 @dataclass(frozen=True, slots=True)
+class ZeroRules:
+    """Scale to zero and back (``algorithm: llm``, ``minReplicas: 0``; :mod:`~.zero`)."""
+
+    idle_for: float
+    """``scaleToZero.idleFor``: seconds without a request before the target goes to 0."""
+    activation: tuple[tuple[str, str], ...]
+    """The activation signals (metrics present while no pod runs), in policy order:
+    ``(metric name, role)``, role ``arrivals`` (``gatewayRequestRate``) or ``waiting``."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResolvedMetric:
     """The attributes of one metric entry that the core needs."""
 
@@ -188,6 +199,8 @@ class ResolvedPolicy:
 
     key: str
     min_replicas: int
+    """The lower bound the usual rules clamp to: ``spec.minReplicas``, except 1 for a policy that
+    scales to zero (:attr:`zero`), whose target reaches 0 only through the idle rule."""
     max_replicas: int
     metrics: tuple[ResolvedMetric, ...]
     has_behavior: bool
@@ -215,6 +228,8 @@ class ResolvedPolicy:
     """The scale-down window follows the start-up estimate (``slo`` without an explicit
     ``scaleDown.stabilizationWindowSeconds``): holding a pod longer than a cold start costs more
     than starting it again."""
+    zero: ZeroRules | None = None
+    """``minReplicas: 0`` with ``algorithm: llm``: scale to zero and back (None: never)."""
 
     tolerance_up: float = field(init=False)
     """Scale-up tolerance (``up.tolerance``)."""
@@ -309,9 +324,10 @@ def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedP
         # Sized on an SLO: the HPA's behavior defaults, not its legacy 2x scale-up cap.
         up, down = DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN
     seed = spec.capacity.seed_requests_per_second if spec.capacity is not None else None
+    zero = _zero_rules(policy)
     return ResolvedPolicy(
         key=policy.key,
-        min_replicas=spec.min_replicas,
+        min_replicas=spec.min_replicas if zero is None else 1,
         max_replicas=spec.max_replicas,
         metrics=metrics,
         has_behavior=behavior is not None or sizes,
@@ -336,7 +352,21 @@ def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedP
             or behavior.scale_down is None
             or behavior.scale_down.stabilization_window_seconds is None
         ),
+        zero=zero,
     )
+
+
+def _zero_rules(policy: ScalingPolicy) -> ZeroRules | None:
+    """The scale-to-zero rules of a policy (``spec.idle_for`` set), else None."""
+    spec = policy.spec
+    if spec.idle_for is None:
+        return None
+    activation = tuple(
+        (m.name, "arrivals" if m.kind is MetricKind.GATEWAY_REQUEST_RATE else "waiting")
+        for m in spec.metrics
+        if m.is_activation
+    )
+    return ZeroRules(spec.idle_for, activation)
 
 
 IMPLIED_OBJECTIVES = (Objective("ttft", 0.95, 2.0), Objective("itl", 0.95, 0.1))

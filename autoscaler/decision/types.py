@@ -19,6 +19,7 @@ from autoscaler.decision.queue_state import EMPTY_QUEUE_STATE, QueueState
 
 if TYPE_CHECKING:
     from autoscaler.decision.slo import SloPlan, SloState
+    from autoscaler.decision.zero import ZeroState
 
 # --------------------------------------------------------------------------------------------
 # Pods
@@ -204,6 +205,8 @@ class History:
     request-rate trails; typed, versioned)."""
     capacity: SloState | None = None
     """``algorithm: llm``: the capacity model and the SLO sizing's state (typed, versioned)."""
+    zero: ZeroState | None = None
+    """``minReplicas: 0`` (``algorithm: llm``): the scale-to-zero rule's idle timer."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -220,6 +223,7 @@ class History:
             "knownPods": dict(self.known_pods),
             **({} if self.queue == EMPTY_QUEUE_STATE else {"queue": self.queue.to_json()}),
             **({} if self.capacity is None else {"capacity": self.capacity.to_json()}),
+            **({} if self.zero is None else {"zero": self.zero.to_json()}),
         }
 
     @classmethod
@@ -249,6 +253,7 @@ class History:
                 known_pods={str(k): float(v) for k, v in dict(data.get("knownPods", {})).items()},
                 queue=_queue_from_json(data, version),
                 capacity=_capacity_from_json(data.get("capacity")),
+                zero=_zero_from_json(data.get("zero")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed decision history: {exc}"
@@ -284,6 +289,17 @@ def _capacity_from_json(data: object) -> SloState | None:
     from autoscaler.decision.slo import SloState  # noqa: PLC0415 - slo imports this module
 
     return SloState.from_json(data)
+
+
+def _zero_from_json(data: object) -> ZeroState | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        msg = f"scale-to-zero state is not a mapping: {type(data).__name__}"
+        raise TypeError(msg)
+    from autoscaler.decision.zero import ZeroState  # noqa: PLC0415 - zero imports this module
+
+    return ZeroState.from_json(data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,9 +50,12 @@ from autoscaler.decision.types import (
 from autoscaler.metrics import names as metric_names
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import PrometheusClient, QueryFailed, Series
+from autoscaler.metrics.gateway import gateway_query
 from autoscaler.metrics.quantile import parse_le, target_quantile
 from autoscaler.metrics.vector import KeyedRow
 from autoscaler.policy.models import (
+    GATEWAY_KINDS,
+    GatewayMetricSpec,
     LatencyMetricSpec,
     MetricKind,
     MetricNames,
@@ -341,7 +344,7 @@ class PrometheusSource:
             results[key] = {}
             for metric in req.policy.spec.fetched_metrics:
                 kind = metric.kind
-                if kind is MetricKind.PROMETHEUS:
+                if kind is MetricKind.PROMETHEUS or kind in GATEWAY_KINDS:
                     customs.append((key, req, metric))
                     continue
                 family = req.policy.spec.metric_names
@@ -556,6 +559,14 @@ class PrometheusSource:
         self, req: MetricRequest, metric: MetricSpec, now: float, deadline: float
     ) -> MetricObservation:
         spec = metric.spec
+        if isinstance(spec, GatewayMetricSpec):
+            gateway = gateway_query(metric.kind, spec, req.policy.metadata.namespace)
+            try:
+                found = await self.client.query(gateway, now, deadline)
+            except QueryFailed as exc:
+                log.warning("prometheus query failed", query=gateway[:200], reason=exc.reason)
+                return NoSignal(exc.reason, exc.detail)
+            return _target_value(found, gateway, now, None)
         assert isinstance(spec, PrometheusMetricSpec)
         pod_names = [pod.name for pod in req.pods]
         try:
@@ -670,9 +681,16 @@ def _custom_value_problem(value: float) -> NoSignal | None:
 def _custom_target(
     series: list[Series], spec: PrometheusMetricSpec, query: str, now: float
 ) -> MetricObservation:
+    return _target_value(series, query, now, spec.empty_as)
+
+
+def _target_value(
+    series: list[Series], query: str, now: float, empty_as: float | None
+) -> MetricObservation:
+    """One whole-target value from a query's series (empty: ``empty_as`` or no signal)."""
     if not series:
-        if spec.empty_as is not None:
-            return TargetSample(value=spec.empty_as, timestamp=now, series=0, query=query)
+        if empty_as is not None:
+            return TargetSample(value=empty_as, timestamp=now, series=0, query=query)
         return NoSignal(NoSignalReason.EMPTY, "the query returned no series")
     if len(series) > 1:
         return NoSignal(

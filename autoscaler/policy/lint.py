@@ -208,6 +208,8 @@ def _scale_down_window_shorter(loaded: LoadedPolicy) -> Iterator[Finding]:
 
 def _min_replicas(loaded: LoadedPolicy) -> Iterator[Finding]:
     minimum = loaded.policy.spec.min_replicas
+    if loaded.policy.spec.idle_for is not None:
+        return  # scale to zero: a model offline while idle is the point (docs/fleet.md)
     if minimum < 2:
         yield Finding(
             "min-replicas-production",

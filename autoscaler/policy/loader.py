@@ -382,6 +382,8 @@ def _message(error: Any, root: type[pydantic.BaseModel] = ScalingPolicy) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix) :]
+    if "field" in (error.get("ctx") or {}):
+        return message
     if kind not in {"value_error", "assertion_error"} and "input" in error:
         message += f", got {_short_repr(error['input'])}"
     return message
@@ -396,6 +398,10 @@ def _validation_errors(
     errors: list[PolicyError] = []
     for item in exc.errors(include_url=False):
         loc: tuple[int | str, ...] = tuple(item["loc"])
+        field = (item.get("ctx") or {}).get("field")
+        if isinstance(field, str):
+            # A rule across fields names the one to blame (e.g. minReplicas) in its context.
+            loc = (*loc, field)
         node = _node_for(root, loc, at_key=item["type"] == "extra_forbidden")
         errors.append(
             PolicyError(

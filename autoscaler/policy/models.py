@@ -43,6 +43,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from autoscaler.promql import validate_template
 
@@ -410,12 +411,18 @@ class MetricKind(StrEnum):
     RUNNING_REQUESTS = "runningRequests"
     REQUEST_RATE = "requestRate"
     PROMETHEUS = "prometheus"
+    GATEWAY_QUEUE = "gatewayQueue"
+    GATEWAY_REQUEST_RATE = "gatewayRequestRate"
 
 
 LATENCY_KINDS = frozenset(
     {MetricKind.INTER_TOKEN_LATENCY, MetricKind.TIME_TO_FIRST_TOKEN, MetricKind.E2E_LATENCY}
 )
 """Histogram-based latency presets: their value is a quantile (or mean) in seconds."""
+
+GATEWAY_KINDS = frozenset({MetricKind.GATEWAY_QUEUE, MetricKind.GATEWAY_REQUEST_RATE})
+"""Presets read from the gateway in front of the model (the Gateway API Inference Extension's
+endpoint picker): one value for the whole target, present while no pod runs."""
 
 
 class _MetricSpecBase(_Model):
@@ -486,6 +493,26 @@ class PrometheusMetricSpec(_MetricSpecBase):
     """Per-pod values to one value under ``type: Value`` when ``returns: perPod`` (default: sum)."""
 
 
+class GatewayMetricSpec(_MetricSpecBase):
+    """A Gateway API Inference Extension endpoint-picker (EPP) series, one value for the target.
+
+    The EPP sits in front of the model servers, so its series exist while no pod of the target
+    runs: they are activation signals for ``minReplicas: 0``. ``pool`` and ``model`` select the
+    series (label ``inference_pool`` and ``model_name``); ``namespace`` is the EPP's namespace
+    (default: the policy's). An EPP that is scraped but holds no series for them reads 0; an EPP
+    that is not scraped at all is no signal.
+    """
+
+    pool: str | None = Field(None, min_length=1, max_length=253)
+    """InferencePool name (label ``inference_pool``); only for ``gatewayQueue``."""
+    model: str | None = Field(None, min_length=1, max_length=1024)
+    """Model name the clients ask for (label ``model_name``)."""
+    namespace: str | None = Field(None, min_length=1, max_length=63)
+    """Namespace of the EPP's series (default: the policy's namespace)."""
+    window: Duration = 60.0
+    """Rate window of ``gatewayRequestRate``, seconds."""
+
+
 class MetricSpec(_Model):
     """One metric entry: a one-key mapping naming its kind, e.g. ``{kvCache: {...}}``."""
 
@@ -526,6 +553,12 @@ class MetricSpec(_Model):
     """Request completion rate (``request_success_total``), requests/second."""
     prometheus: PrometheusMetricSpec | None = None
     """A custom PromQL query."""
+    gateway_queue: GatewayMetricSpec | None = None
+    """Requests held in the gateway's flow-control queue for the target (Gateway API Inference
+    Extension ``inference_extension_flow_control_queue_size``), requests. Activation signal."""
+    gateway_request_rate: GatewayMetricSpec | None = None
+    """Requests/second reaching the gateway for the model (GIE
+    ``inference_objective_request_total``). Activation signal."""
 
     @model_validator(mode="before")
     @classmethod
@@ -544,6 +577,29 @@ class MetricSpec(_Model):
                 raise ValueError(msg)
         return data
 
+    @model_validator(mode="after")
+    def _gateway_selects_series(self) -> MetricSpec:
+        queue, rate = self.gateway_queue, self.gateway_request_rate
+        if queue is not None and queue.pool is None and queue.model is None:
+            msg = (
+                "gatewayQueue needs 'pool' (the InferencePool) or 'model' (the model name): "
+                "without either it would read every model's queue in the namespace"
+            )
+            raise ValueError(msg)
+        if rate is not None and rate.model is None:
+            msg = (
+                "gatewayRequestRate needs 'model' (label model_name of "
+                "inference_objective_request_total)"
+            )
+            raise ValueError(msg)
+        if rate is not None and rate.pool is not None:
+            msg = (
+                "gatewayRequestRate has no 'pool': the request counter carries only the model "
+                "labels; give 'model'"
+            )
+            raise ValueError(msg)
+        return self
+
     @property
     def kind(self) -> MetricKind:
         """Which preset (or ``prometheus``) this entry is."""
@@ -554,7 +610,15 @@ class MetricSpec(_Model):
         raise AssertionError(msg)
 
     @property
-    def spec(self) -> GaugeMetricSpec | LatencyMetricSpec | RateMetricSpec | PrometheusMetricSpec:
+    def spec(
+        self,
+    ) -> (
+        GaugeMetricSpec
+        | LatencyMetricSpec
+        | RateMetricSpec
+        | PrometheusMetricSpec
+        | GatewayMetricSpec
+    ):
         """The inner specification of whichever kind is set."""
         inner = getattr(self, _KIND_ATTR[self.kind])
         assert inner is not None
@@ -588,11 +652,21 @@ class MetricSpec(_Model):
     @property
     def per_pod(self) -> bool:
         """True if the source returns one sample per pod (gauges, rates, perPod queries)."""
-        if self.kind in LATENCY_KINDS:
+        if self.kind in LATENCY_KINDS or self.kind in GATEWAY_KINDS:
             return False
         if self.prometheus is not None:
             return self.prometheus.returns == "perPod"
         return True
+
+    @property
+    def is_activation(self) -> bool:
+        """True for a whole-target signal that exists while no pod runs (an activation signal
+        of ``minReplicas: 0``): the gateway presets and ``prometheus`` with ``returns: target``
+        (not a latency guard). Its value > 0 means requests wait or arrive."""
+        if self.kind in GATEWAY_KINDS:
+            return True
+        spec = self.prometheus
+        return spec is not None and spec.returns == "target" and spec.role == "proportional"
 
 
 _KIND_ATTR: dict[MetricKind, str] = {
@@ -604,6 +678,8 @@ _KIND_ATTR: dict[MetricKind, str] = {
     MetricKind.RUNNING_REQUESTS: "running_requests",
     MetricKind.REQUEST_RATE: "request_rate",
     MetricKind.PROMETHEUS: "prometheus",
+    MetricKind.GATEWAY_QUEUE: "gateway_queue",
+    MetricKind.GATEWAY_REQUEST_RATE: "gateway_request_rate",
 }
 
 
@@ -807,6 +883,35 @@ class LlmOptions(_Model):
     """KV-cache usage at or above this is treated as saturated (demand is then unknown-high)."""
 
 
+DEFAULT_IDLE_FOR = 900.0
+"""``scaleToZero.idleFor`` default, seconds (15 minutes)."""
+
+
+class ScaleToZero(_Model):
+    """Scale to zero replicas after a time without a request (``algorithm: llm``,
+    ``minReplicas: 0``), and back when requests wait at the gateway."""
+
+    idle_for: Duration = Field(DEFAULT_IDLE_FOR, gt=0)
+    """Scale to zero once every activation signal and the fleet's own request rate and requests
+    in flight have read 0 for this long, seconds (default 15 m)."""
+
+
+_CEL_ACTIVATION = (
+    "has(self.metrics) && self.metrics.exists(m, has(m.gatewayQueue) || "
+    "has(m.gatewayRequestRate) || (has(m.prometheus) && "
+    "(has(m.prometheus.returns) ? m.prometheus.returns : 'target') == 'target' && "
+    "(has(m.prometheus.role) ? m.prometheus.role : 'proportional') == 'proportional'))"
+)
+"""CEL: the policy has an activation signal (see :attr:`MetricSpec.is_activation`)."""
+
+NO_ACTIVATION_MESSAGE = (
+    "minReplicas 0 with algorithm llm needs an activation signal: a metric that exists while "
+    "no pod runs (gatewayQueue or gatewayRequestRate from the gateway in front of the model, "
+    "or prometheus with returns: target); without one the controller could never see the "
+    "first request and would keep the model at zero"
+)
+
+
 class Algorithm(StrEnum):
     """Decision algorithm."""
 
@@ -863,6 +968,20 @@ class PolicySpec(_Model):
             CRD_KEY: {
                 "x-kubernetes-validations": [
                     cel_rule(
+                        "!has(self.minReplicas) || self.minReplicas > 0 || "
+                        "(has(self.algorithm) ? self.algorithm : 'llm') == 'hpa' || "
+                        f"({_CEL_ACTIVATION})",
+                        NO_ACTIVATION_MESSAGE,
+                        ".minReplicas",
+                    ),
+                    cel_rule(
+                        "!has(self.scaleToZero) || (has(self.minReplicas) && "
+                        "self.minReplicas == 0 && "
+                        "(has(self.algorithm) ? self.algorithm : 'llm') == 'llm')",
+                        "scaleToZero applies to algorithm llm with minReplicas 0",
+                        ".scaleToZero",
+                    ),
+                    cel_rule(
                         "!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",
                         "maxReplicas must be greater than or equal to minReplicas",
                         ".maxReplicas",
@@ -900,7 +1019,9 @@ class PolicySpec(_Model):
     selector: str | None = Field(None, max_length=4096)
     """Pod label selector override (``app=x,tier in (a,b)``); default: from ``/scale``."""
     min_replicas: int = Field(1, ge=0)
-    """Lower bound (>= 0). 0 allows scale to zero only through ``fallback``/``hpa`` rules."""
+    """Lower bound (>= 0). 0 with ``algorithm: llm``: scale to zero after ``scaleToZero.idleFor``
+    without a request and back when requests wait (needs an activation signal among the
+    metrics); with ``algorithm: hpa``: the HPA's rule (a target at 0 is not scaled)."""
     max_replicas: int = Field(ge=1)
     """Upper bound (>= 1, >= minReplicas)."""
     algorithm: Algorithm = Algorithm.LLM
@@ -933,6 +1054,33 @@ class PolicySpec(_Model):
     gpus_per_replica: int | None = Field(None, ge=0)
     """GPUs one replica uses, for ``ScalingBudget`` accounting while the target has no pods
     (with pods: their ``nvidia.com/gpu`` limits)."""
+    scale_to_zero: ScaleToZero | None = None
+    """When to scale to zero (``algorithm: llm`` with ``minReplicas: 0``; default
+    ``idleFor: 15m`` there)."""
+
+    @model_validator(mode="after")
+    def _zero_needs_activation(self) -> PolicySpec:
+        if self.min_replicas != 0 or self.algorithm is not Algorithm.LLM:
+            if self.scale_to_zero is not None:
+                msg = "scaleToZero applies to algorithm llm with minReplicas 0"
+                raise PydanticCustomError(
+                    "scale_to_zero", "{message}", {"message": msg, "field": "scaleToZero"}
+                )
+            return self
+        if not any(metric.is_activation for metric in self.metrics):
+            raise PydanticCustomError(
+                "activation_signal",
+                "{message}",
+                {"message": NO_ACTIVATION_MESSAGE, "field": "minReplicas"},
+            )
+        return self
+
+    @property
+    def idle_for(self) -> float | None:
+        """Seconds without a request before scaling to zero (None: the policy never does)."""
+        if self.min_replicas != 0 or self.algorithm is not Algorithm.LLM:
+            return None
+        return self.scale_to_zero.idle_for if self.scale_to_zero else DEFAULT_IDLE_FOR
 
     @field_validator("max_replicas")
     @classmethod

@@ -5,7 +5,9 @@ with a ``pod`` label (scrape it with ``honor_labels: true``), under NIM names (u
 bucket lists) or vLLM names (``vllm:``, V1 buckets). :class:`ExpositionServer` serves it at
 ``/metrics`` with aiohttp while :func:`autoscaler.sim.run.run_simulation_async` paces the
 simulation against the wall clock, so a real Prometheus (and a controller reading it) can be
-pointed at a simulated fleet for end-to-end tests. Reads :mod:`autoscaler.sim.fleet` state.
+pointed at a simulated fleet for end-to-end tests; the gateway's series (GIE endpoint-picker
+names: requests held while no replica is ready, requests received) come with them, so the gateway
+presets work too. Reads :mod:`autoscaler.sim.fleet` state.
 """
 
 from __future__ import annotations
@@ -117,7 +119,24 @@ def render(
     for name, (kind, lines) in families.items():
         out.append(f"# TYPE {name} {kind}")
         out.extend(lines)
+    out.extend(_gateway_lines(fleet, namespace, model))
     return "\n".join(out) + "\n"
+
+
+def _gateway_lines(fleet: Fleet, namespace: str, model: str) -> list[str]:
+    """The gateway in front of the fleet, as the GIE endpoint picker exports it: requests held
+    while no replica is ready (pool = the Deployment), requests received, build info."""
+    ns = f'namespace="{namespace}"'
+    pool = f'{ns},inference_pool="{fleet.deployment}",model_name="{model}"'
+    return [
+        "# TYPE inference_extension_flow_control_queue_size gauge",
+        f'inference_extension_flow_control_queue_size{{{pool},priority="0"}} {fleet.held}',
+        "# TYPE inference_objective_request_total counter",
+        f'inference_objective_request_total{{{ns},model_name="{model}",'
+        f'target_model_name="{model}"}} {fleet.arrived}',
+        "# TYPE inference_extension_info gauge",
+        f'inference_extension_info{{{ns},commit="sim",build_ref="sim"}} 1',
+    ]
 
 
 class ExpositionServer:

@@ -27,7 +27,7 @@ from autoscaler.sim import engine as python_engine
 from autoscaler.sim.cluster import ColdStart, PodState, SimPod, removal_order
 from autoscaler.sim.engine import BOUNDARY, EventLoop, Replica, Request, Sink
 from autoscaler.sim.load import Workload
-from autoscaler.sim.metrics import MetricStore, Snapshot
+from autoscaler.sim.metrics import GatewaySample, MetricStore, Snapshot
 from autoscaler.sim.profiles import HardwareProfile
 
 log = structlog.get_logger(__name__)
@@ -100,6 +100,10 @@ class Fleet:
         """Requests still in flight on removed pods when their grace period ended."""
         self.requests_on_removed = 0
         """Requests in flight on pods at the moment they were removed (drained or not)."""
+        self.requests_held = 0
+        """Requests that arrived while no replica was ready and waited at the gateway."""
+        self.longest_hold = 0.0
+        """Longest time a request waited at the gateway for a ready replica, seconds."""
         self._rng = np.random.default_rng([seed, 7])
         self._choice = np.empty(0)
         self._choice_i = 0
@@ -194,7 +198,7 @@ class Fleet:
         """Pick a replica for an arrival (other balancers), or hold it at the gateway."""
         ready = self._ready_replicas
         if not ready:
-            self._gateway.append(request)
+            self._hold(request)
             return None
         return self._pick(ready)
 
@@ -216,10 +220,26 @@ class Fleet:
     def _push(self, t: float, kind: int, pod: SimPod | None, version: int) -> None:
         self._loop.push(t, kind, pod, version)
 
+    def _hold(self, request: Request) -> None:
+        """No replica is ready: the gateway holds the request (its TTFT includes the wait)."""
+        self._gateway.append(request)
+        self.requests_held += 1
+
+    @property
+    def held(self) -> int:
+        """Requests waiting at the gateway now (no replica was ready when they arrived)."""
+        return len(self._gateway)
+
+    def gateway_wait(self) -> float:
+        """Longest wait at the gateway so far, the requests still held included, seconds."""
+        if not self._gateway:
+            return self.longest_hold
+        return max(self.longest_hold, self.now - self._gateway[0].arrival)
+
     def _arrive(self, request: Request) -> None:
         ready = self._ready_replicas
         if not ready:
-            self._gateway.append(request)
+            self._gateway.append(request)  # already counted when it was first held
             return
         replica = self._pick(ready)
         request.pod = replica.tag
@@ -251,6 +271,7 @@ class Fleet:
             if pod.state in (PodState.READY, PodState.TERMINATING) and pod.replica is not None:
                 pod.replica.sync(now)
                 self.store.add(pod.name, Snapshot.of(now, pod.replica))
+        self.store.add_gateway(GatewaySample(now, len(self._gateway), self.arrived))
         self._push(now + self.store.scrape_interval, _SCRAPE, None, 0)
 
     # ---- pods ------------------------------------------------------------------------------
@@ -290,6 +311,8 @@ class Fleet:
         replica.slot = len(self._ready_replicas)
         self._ready_replicas.append(replica)
         self._loads.append(0)
+        if self._gateway:
+            self.longest_hold = max(self.longest_hold, self.now - self._gateway[0].arrival)
         while self._gateway:
             self._arrive(self._gateway.popleft())
 

@@ -34,6 +34,8 @@ from autoscaler.decision.types import (
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.quantile import histogram_quantile
 from autoscaler.policy.models import (
+    GATEWAY_KINDS,
+    GatewayMetricSpec,
     LatencyMetricSpec,
     MetricKind,
     MetricSpec,
@@ -91,6 +93,17 @@ class Snapshot:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GatewaySample:
+    """One scrape of the gateway in front of the fleet (the GIE endpoint picker)."""
+
+    t: float
+    held: int
+    """Requests held because no replica is ready (``gatewayQueue``)."""
+    received: int
+    """Requests received so far (counter; ``gatewayRequestRate`` is its rate)."""
+
+
 class MetricStore:
     """Scraped samples per pod, kept for ``retention`` seconds."""
 
@@ -101,6 +114,23 @@ class MetricStore:
         self.scrape_interval = scrape_interval
         self._max = max(4, math.ceil(retention / scrape_interval) + 2)
         self.series: dict[str, deque[Snapshot]] = {}
+        self.gateway: deque[GatewaySample] = deque(maxlen=self._max)
+        """The gateway's scrapes, oldest first."""
+
+    def add_gateway(self, sample: GatewaySample) -> None:
+        """Append one scrape of the gateway."""
+        self.gateway.append(sample)
+
+    def gateway_window(self, at: float, window: float) -> list[GatewaySample]:
+        """Gateway samples in ``(at - window, at]``, oldest first."""
+        return [s for s in self.gateway if at - window < s.t <= at]
+
+    def gateway_latest(self, at: float) -> GatewaySample | None:
+        """The newest gateway sample at or before ``at`` within the lookback."""
+        for sample in reversed(self.gateway):
+            if sample.t <= at:
+                return sample if sample.t > at - LOOKBACK else None
+        return None
 
     def add(self, pod: str, snapshot: Snapshot) -> None:
         """Append one scrape of ``pod``."""
@@ -225,9 +255,32 @@ class SimMetricSource:
             return self._rate(pods, at, spec.window)
         if kind is MetricKind.PROMETHEUS:
             return NoSignal(NoSignalReason.NOT_COLLECTED, "custom PromQL is not simulated")
+        if kind in GATEWAY_KINDS:
+            spec = metric.spec
+            assert isinstance(spec, GatewayMetricSpec)
+            return self._gateway(kind, spec, at)
         spec = metric.spec
         assert isinstance(spec, LatencyMetricSpec)
         return self._latency(kind, spec, pods, at)
+
+    def _gateway(self, kind: MetricKind, spec: GatewayMetricSpec, at: float) -> MetricObservation:
+        """The gateway presets: requests held (no replica ready), or the arrival rate."""
+        if kind is MetricKind.GATEWAY_QUEUE:
+            sample = self.store.gateway_latest(at)
+            if sample is None:
+                return self._empty((), at, per_pod=False, what="gateway queue")
+            query = "inference_extension_flow_control_queue_size (simulated)"
+            return TargetSample(float(sample.held), at, sample.t, query=query)
+        samples = self.store.gateway_window(at, spec.window)
+        if len(samples) < 2:
+            return self._empty((), at, per_pod=False, what="gateway request counter")
+        times = np.fromiter((s.t for s in samples), np.float64, len(samples))
+        counts = np.fromiter((s.received for s in samples), np.float64, len(samples))
+        rate = extrapolated_rate(times, counts, at, spec.window)
+        if rate is None:
+            return self._empty((), at, per_pod=False, what="gateway request counter")
+        query = f"rate(inference_objective_request_total[{spec.window:g}s]) (simulated)"
+        return TargetSample(float(rate), at, at - spec.window, query=query)
 
     def _empty(self, pods: Sequence[str], at: float, per_pod: bool, what: str) -> MetricObservation:
         if self.empty_as_zero:

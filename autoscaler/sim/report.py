@@ -61,6 +61,11 @@ def summary_lines(result: SimulationResult) -> list[str]:
             f"drain-aware {'on' if settings.get('drainAware') else 'off'}, "
             f"{s['podDeletionCostWrites']} deletion-cost writes)"
         )
+    if s.get("requestsHeldAtGateway"):
+        lines.append(
+            f"gateway:     {s['requestsHeldAtGateway']} requests held while no replica was ready "
+            f"(longest wait {s['longestGatewayWaitSeconds']:.1f} s, in their TTFT)"
+        )
     if settings.get("mode") == "advisory":
         lines.append("mode:        advisory: decisions reported, the fleet never changed")
     if "oracleGpuHours" in s:

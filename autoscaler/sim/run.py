@@ -383,7 +383,7 @@ def _initial(cfg: SimulationConfig) -> int:
     if cfg.initial_replicas is not None:
         return cfg.initial_replicas
     if cfg.policy is not None:
-        return max(1, cfg.policy.spec.min_replicas)
+        return max(1, cfg.policy.spec.min_replicas)  # minReplicas 0: starts at 1, idles to 0
     return 1
 
 
@@ -495,6 +495,8 @@ async def run_simulation_async(
     result.summary["requestsInterrupted"] = fleet.requests_interrupted
     result.summary["requestsOnRemovedPods"] = fleet.requests_on_removed
     result.summary["podDeletionCostWrites"] = annotator.writes
+    result.summary["requestsHeldAtGateway"] = fleet.requests_held
+    result.summary["longestGatewayWaitSeconds"] = round(fleet.gateway_wait(), 3)
     return result
 
 

@@ -19,7 +19,12 @@ form ``v`` 2): every history digest changed with the form; every desired count, 
 condition and explanation stayed as recorded, and each history read back through
 ``History.from_json`` equals the one the previous code wrote, read through its legacy path.
 Then when ``llm.py`` and ``core.py`` were split by concept (the digest now covers the
-:data:`LLM_MODULES`): every record identical.
+:data:`LLM_MODULES`): every record identical. Again when ``minReplicas: 0`` under
+``algorithm: llm`` became scale to zero: ``llm`` scenarios draw at least 1 (without changing the
+random stream), so only the scenarios that had drawn 0 changed (7, 15, 27, 31, 35, 37, 49, 53):
+their explanations show ``minReplicas`` 1, and 27, which starts at 0 replicas, now meets the
+HPA's rule for a target at 0 (scaling disabled) instead of deciding from its metrics at 0 (which
+asked for 1 replica from its seventh tick).
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
@@ -126,6 +131,9 @@ def random_policy(rng: random.Random, algorithm: str) -> ScalingPolicy:
         "algorithm": algorithm,
         "metrics": metrics,
     }
+    if algorithm == "llm":
+        # minReplicas 0 under llm is scale to zero (tests/decision/test_zero.py), not pinned here.
+        spec["minReplicas"] = max(1, spec["minReplicas"])
     shape = rng.random()
     if shape >= 0.25:  # else the legacy path (no behavior)
         behavior: dict[str, Any] = {}

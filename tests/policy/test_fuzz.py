@@ -70,6 +70,9 @@ METRICS = st.sampled_from(
         },
     ]
 )
+GATEWAY_QUEUE = {
+    "gatewayQueue": {"pool": "p", "target": {"type": "AverageValue", "averageValue": 2}}
+}
 BEHAVIORS = st.sampled_from(
     [
         None,
@@ -98,6 +101,9 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         spec["behavior"] = behavior
     if draw(st.booleans()):
         spec["algorithm"] = draw(st.sampled_from(["hpa", "llm"]))
+    if minimum == 0 and spec.get("algorithm", "llm") == "llm":
+        # Scale to zero needs an activation signal (a metric present while no pod runs).
+        spec["metrics"].append(GATEWAY_QUEUE)
     return {
         "apiVersion": "autoscaling.nim-autoscaler.io/v1alpha1",
         "kind": "ScalingPolicy",

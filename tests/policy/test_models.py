@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.policy.models import MetricKind, ScalingPolicy
+from autoscaler.policy.models import GATEWAY_KINDS, MetricKind, ScalingPolicy
 
 
 @pytest.mark.parametrize("kind", list(MetricKind), ids=lambda k: k.value)
@@ -13,6 +13,8 @@ def test_every_metric_kind_is_its_own_yaml_key(kind: MetricKind) -> None:
     inner: dict[str, object] = {"target": {"type": "Value", "value": 1}}
     if kind is MetricKind.PROMETHEUS:
         inner |= {"name": "custom", "query": "sum(up)"}
+    if kind in GATEWAY_KINDS:
+        inner |= {"model": "llama"}
     spec = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
         "maxReplicas": 3,

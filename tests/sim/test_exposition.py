@@ -81,3 +81,24 @@ def test_vllm_names() -> None:
         if s.name.endswith("_bucket")
     }
     assert "2560.0" in les
+
+
+def test_gateway_series() -> None:
+    """The gateway's series: requests held while no replica is ready, requests received."""
+    n = 20
+    workload = Workload(
+        np.linspace(0.0, 5.0, n), np.full(n, 300, np.int64), np.full(n, 50, np.int64), "t", 5.0
+    )
+    fleet = Fleet(
+        get_profile("8b-fp8-h100"), workload, Sink(), MetricStore(15.0),
+        initial_replicas=0, cold_start=ColdStart.parse("60"),
+    )  # fmt: skip
+    fleet.run_until(10.0)
+    families = {f.name: f for f in text_string_to_metric_families(render(fleet, namespace="ns"))}
+    [queue] = families["inference_extension_flow_control_queue_size"].samples
+    assert queue.value == n
+    assert queue.labels["inference_pool"] == "llm"
+    assert queue.labels["namespace"] == "ns"
+    [received] = families["inference_objective_request"].samples
+    assert received.value == n
+    assert "inference_extension_info" in families
