@@ -217,6 +217,8 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                     ),
                     "queries_client": stats.queries if stats else None,
                     "name_probe_queries": stats.probe_queries if stats else 0,
+                    "rules_probe_queries": stats.rules_probe_queries if stats else 0,
+                    "recorded_batch_queries": stats.recorded_batch_queries if stats else 0,
                     "queries_at_prometheus": prom_after - prom_before,
                     "kube_requests": len(requests),
                     "kube_requests_by_kind": dict(sorted(kinds.items())),
@@ -299,8 +301,10 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int, window: str
             t["queries_at_prometheus"] for t in ticks_data
         ),
         "promql_queries_per_tick_without_name_probe": max(
-            t["queries_at_prometheus"] - t["name_probe_queries"] for t in ticks_data
+            t["queries_at_prometheus"] - t["name_probe_queries"] - t["rules_probe_queries"]
+            for t in ticks_data
         ),
+        "recorded_batch_queries_per_tick": max(t["recorded_batch_queries"] for t in ticks_data),
         "name_probe_ticks": sum(1 for t in ticks_data if t["name_probe_queries"]),
         "promql_queries_per_tick_client": max(t["queries_client"] or 0 for t in ticks_data),
         "kube_requests_per_tick_median": statistics.median(t["kube_requests"] for t in ticks_data),
@@ -319,13 +323,17 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int, window: str
 
 
 def readme_rows(
-    runs: list[dict[str, Any]], quick_window: str | None = None
+    runs: list[dict[str, Any]],
+    quick_window: str | None = None,
+    rules_run: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """README rows: goals are for 1,000 policies (not judged at smaller sizes).
 
     ``quick_window``: the rate window of a quick run (named in the first row), else None.
+    ``rules_run``: the largest size measured again with the chart's recording rules loaded.
     """
     first, biggest = runs[0], runs[-1]
+    ruled = rules_run or {}
     largest = biggest["policies"]
     at_goal = largest >= 1000
     suffix = "" if at_goal else " (goal is for 1,000)"
@@ -333,31 +341,55 @@ def readme_rows(
     quick = f" (quick run, {quick_window} rate windows)" if quick_window else ""
     queries = [run["promql_queries_per_tick_without_name_probe"] for run in runs]
     probes = sum(run["name_probe_ticks"] for run in runs)
-    return [
+
+    def wall(run: dict[str, Any]) -> str:
+        return (
+            f"{run['tick_wall_seconds_median']:.2f} s / {run['tick_wall_seconds_max']:.2f} s "
+            f"(of which metric fetch {run['metric_fetch_seconds_median']:.2f} s)"
+        )
+
+    cpu = " -> ".join(f"{run['tick_cpu_seconds_median']:.2f} s" for run in runs)
+    peak = biggest["rss_mb"]["peak"]
+    rows: list[dict[str, Any]] = [
         {
             "benchmark": "controller",
-            "figure": f"tick wall time, {largest} policies x 10 pods (median / max){quick}",
-            "value": (
-                f"{biggest['tick_wall_seconds_median']:.2f} s / "
-                f"{biggest['tick_wall_seconds_max']:.2f} s "
-                f"(of which metric fetch {biggest['metric_fetch_seconds_median']:.2f} s)"
-            ),
-            "goal": f"<= 1 s with recording rules{suffix} (measured without them)",
-            "met": biggest["tick_wall_seconds_median"] <= 1.0 if at_goal else None,
+            "figure": f"tick wall time, {largest} policies x 10 pods, raw series (median / max)"
+            f"{quick}",
+            "value": wall(biggest),
+            "goal": "reported",
+            "met": None,
         },
+    ]
+    if ruled:
+        rows.append(
+            {
+                "benchmark": "controller",
+                "figure": f"tick wall time, {largest} policies x 10 pods, with the chart's "
+                f"recording rules (median / max){quick}",
+                "value": wall(ruled),
+                "goal": f"<= 1 s{suffix}",
+                "met": ruled["tick_wall_seconds_median"] <= 1.0 if at_goal else None,
+            }
+        )
+        cpu += f" (with recording rules: {ruled['tick_cpu_seconds_median']:.2f} s)"
+        peak = max(peak, ruled["rss_mb"]["peak"])
+    rows += [
         {
             "benchmark": "controller",
             "figure": f"controller CPU time per tick (median), {span}",
-            "value": " -> ".join(f"{run['tick_cpu_seconds_median']:.2f} s" for run in runs),
+            "value": cpu,
             "goal": f"<= 0.5 s at 1,000{'' if at_goal else ' (not measured)'}",
-            "met": biggest["tick_cpu_seconds_median"] <= 0.5 if at_goal else None,
+            "met": min(biggest["tick_cpu_seconds_median"], ruled.get("tick_cpu_seconds_median", 9))
+            <= 0.5
+            if at_goal
+            else None,
         },
         {
             "benchmark": "controller",
             "figure": f"controller peak RSS, {largest} policies",
-            "value": f"{biggest['rss_mb']['peak']:.0f} MB",
+            "value": f"{peak:.0f} MB",
             "goal": f"<= 150 MB{suffix}",
-            "met": biggest["rss_mb"]["peak"] <= 150 if at_goal else None,
+            "met": peak <= 150 if at_goal else None,
         },
         {
             "benchmark": "controller",
@@ -375,6 +407,7 @@ def readme_rows(
             "met": all(run["kube_requests_per_tick_max"] <= 10 for run in runs),
         },
     ]
+    return rows
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -395,6 +428,14 @@ def main(quick: bool = False) -> dict[str, Any]:
             }
             for size in measured:
                 runs.append(_run_size(size, env.url, workdir, ticks, window))
+            # The largest size again, Prometheus evaluating the chart's recording rules.
+            rules = env.enable_recording_rules()
+            try:
+                rules_run = _run_size(largest, env.url, workdir, ticks, window)
+                rules["rule_group_last_duration_seconds_after"] = env.rule_group_duration()
+            finally:
+                env.disable_recording_rules()
+            rules_run["recording_rules"] = rules
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result: dict[str, Any] = {
@@ -414,7 +455,8 @@ def main(quick: bool = False) -> dict[str, Any]:
             (run["prometheus_queries_counter"] or 0) > 0 for run in runs
         ),
         "runs": runs,
-        "readme_rows": readme_rows(runs, window if quick else None),
+        "run_with_recording_rules": rules_run,
+        "readme_rows": readme_rows(runs, window if quick else None, rules_run),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
