@@ -253,10 +253,18 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_size(size: int, prometheus: str, workdir: Path, ticks: int, window: str) -> dict[str, Any]:
+def _run_size(
+    size: int,
+    prometheus: str,
+    workdir: Path,
+    ticks: int,
+    window: str,
+    *,
+    pods: int = layout.PODS_PER_POLICY,
+) -> dict[str, Any]:
     body = POLICY_BODY.format(window=window)
     policy_dir = layout.write_policies(workdir / f"policies-{size}", size, body)
-    with KubeProcess(size) as kube:
+    with KubeProcess(size, pods) as kube:
         kubeconfig = kube.kubeconfig(workdir / f"kubeconfig-{size}")
         config = {
             "prometheus": prometheus,
@@ -286,7 +294,7 @@ def _run_size(size: int, prometheus: str, workdir: Path, ticks: int, window: str
     slowest = [t["slowest_query_seconds"] or 0.0 for t in ticks_data]
     return {
         "policies": size,
-        "pods": size * layout.PODS_PER_POLICY,
+        "pods": size * pods,
         "measured_ticks": len(ticks_data),
         "tick_wall_seconds_median": round(statistics.median(walls), 4),
         "tick_wall_seconds_max": round(max(walls), 4),
@@ -463,9 +471,103 @@ def main(quick: bool = False) -> dict[str, Any]:
     return result
 
 
+SCALE_RESULTS = RESULTS.with_name("controller-scale.json")
+SCALE_POLICIES = 10_000
+SCALE_PODS = 1
+"""10,000 policies of 1 pod: the same 10,000 pods' series as 1,000 x 10 (what fits this machine)."""
+
+
+def _fit(points: list[tuple[int, int, float]]) -> tuple[float, float, float]:
+    """``cost = a * policies + b * pods + c`` through three (policies, pods, cost) points."""
+    import numpy as np
+
+    matrix = np.array([[p, n, 1.0] for p, n, _ in points], dtype=float)
+    costs = np.array([c for _, _, c in points], dtype=float)
+    a, b, c = np.linalg.solve(matrix, costs)
+    return float(a), float(b), float(c)
+
+
+def scale_out() -> dict[str, Any]:
+    """10,000 policies in one process (1 pod each), raw and with recording rules; projections.
+
+    Needs ``benchmarks/results/controller.json`` from a full run (100 and 1,000 policies of 10
+    pods) for the projection to 10,000 x 10 (a fleet of 100,000 emulated pods and ~2 million
+    series does not fit this shared machine). Writes ``benchmarks/results/controller-scale.json``.
+    """
+    full = json.loads(RESULTS.read_text(encoding="utf-8"))
+    if full.get("quick"):
+        msg = "controller.json is from a quick run: run the full benchmark first"
+        raise RuntimeError(msg)
+    window = fleetenv.window(quick=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-controller-scale-"))
+    started = time.monotonic()
+    try:
+        with fleetenv.environment(SCALE_POLICIES, window, SCALE_PODS) as env:
+            fleet = env.wait_ready()
+            raw = _run_size(SCALE_POLICIES, env.url, workdir, TICKS, window, pods=SCALE_PODS)
+            rules = env.enable_recording_rules()
+            try:
+                ruled = _run_size(SCALE_POLICIES, env.url, workdir, TICKS, window, pods=SCALE_PODS)
+                rules["rule_group_last_duration_seconds_after"] = env.rule_group_duration()
+            finally:
+                env.disable_recording_rules()
+            ruled["recording_rules"] = rules
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    by_size = {run["policies"]: run for run in full["runs"]}
+    projections: dict[str, Any] = {}
+    for figure in ("tick_cpu_seconds_median", "tick_wall_seconds_median"):
+        points = [
+            (100, 1_000, by_size[100][figure]),
+            (1_000, 10_000, by_size[1000][figure]),
+            (SCALE_POLICIES, SCALE_POLICIES * SCALE_PODS, raw[figure]),
+        ]
+        a, b, c = _fit(points)
+        projections[figure] = {
+            "per_policy": a,
+            "per_pod": b,
+            "fixed": c,
+            "10000_policies_x_10_pods": a * 10_000 + b * 100_000 + c,
+            "per_replica_of_2_sharded_by_namespace": a * 5_000 + b * 50_000 + c,
+            "per_replica_of_2_sharded_by_policy": a * 5_000 + b * 100_000 + c,
+        }
+    rss = [
+        (100, 1_000, by_size[100]["rss_mb"]["peak"]),
+        (1_000, 10_000, by_size[1000]["rss_mb"]["peak"]),
+        (SCALE_POLICIES, SCALE_POLICIES * SCALE_PODS, raw["rss_mb"]["peak"]),
+    ]
+    a, b, c = _fit(rss)
+    projections["peak_rss_mb"] = {
+        "per_policy": a,
+        "per_pod": b,
+        "fixed": c,
+        "10000_policies_x_10_pods": a * 10_000 + b * 100_000 + c,
+        "per_replica_of_2_sharded_by_namespace_cluster_wide_pod_watch": a * 5_000 + b * 100_000 + c,
+    }
+    result = {
+        "benchmark": "controller-scale",
+        "fleet": fleet,
+        "seconds_total": round(time.monotonic() - started, 1),
+        "measured_10000_policies_x_1_pod": raw,
+        "measured_10000_policies_x_1_pod_with_recording_rules": ruled,
+        "projection_model": "cost = a * policies + b * pods + c through (100, 1,000), "
+        "(1,000, 10,000) of controller.json and the measured (10,000, 10,000)",
+        "projections": projections,
+    }
+    SCALE_RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    print(json.dumps(main(quick=parser.parse_args().quick), indent=2))
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="10,000 policies in one process (after a full run): controller-scale.json",
+    )
+    args = parser.parse_args()
+    output = scale_out() if args.scale_out else main(quick=args.quick)
+    print(json.dumps(output, indent=2))

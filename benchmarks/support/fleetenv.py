@@ -82,8 +82,8 @@ def scrape_interval(policies: int) -> str:
     return "5s" if policies <= 100 else "20s"
 
 
-def fleet(policies: int) -> FleetExporter:
-    """The exporter of ``policies x 10`` pods (not started)."""
+def fleet(policies: int, pods: int = layout.PODS_PER_POLICY) -> FleetExporter:
+    """The exporter of ``policies x pods`` pods (not started)."""
     exporter = FleetExporter(
         MetricNames.NIM,
         kinds=(
@@ -95,7 +95,7 @@ def fleet(policies: int) -> FleetExporter:
     )
     for index in range(policies):
         namespace = layout.namespace(index)
-        for j, pod in enumerate(layout.pod_names(index)):
+        for j, pod in enumerate(layout.pod_names(index, pods)):
             exporter.add(
                 FleetPod(
                     namespace,
@@ -110,9 +110,9 @@ def fleet(policies: int) -> FleetExporter:
     return exporter
 
 
-def _serve_fleet(policies: int, conn: Any) -> None:
+def _serve_fleet(policies: int, pods: int, conn: Any) -> None:
     """Child process: serve the fleet until told to stop (keeps its CPU off our measurements)."""
-    exporter = fleet(policies)
+    exporter = fleet(policies, pods)
     exporter.start()
     conn.send(exporter.address)
     with contextlib.suppress(EOFError):
@@ -136,14 +136,17 @@ class FleetEnvironment:
     """The fleet exporter (child process) and a Prometheus scraping it.
 
     Args:
-        policies: Policies of 10 pods to emulate.
+        policies: Policies to emulate.
         window: Rate window the benchmarks query (PromQL duration, e.g. ``"2m"``).
+        pods: Pods per policy.
     """
 
-    def __init__(self, policies: int, window: str) -> None:
+    def __init__(self, policies: int, window: str, pods: int = layout.PODS_PER_POLICY) -> None:
         self.policies = policies
+        self.pods = pods
         self.window = window
-        self.scrape_interval = scrape_interval(policies)
+        # The scrape cost follows the number of pods (10 per policy in the default fleet).
+        self.scrape_interval = scrape_interval(policies * pods // layout.PODS_PER_POLICY)
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
         self.server = PrometheusServer(self.workdir / "prometheus", self.scrape_interval)
         self.ready: dict[str, Any] | None = None
@@ -165,7 +168,7 @@ class FleetEnvironment:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_serve_fleet, args=(self.policies, child), daemon=True
+            target=_serve_fleet, args=(self.policies, self.pods, child), daemon=True
         )
         self._process.start()
         child.close()
@@ -176,7 +179,7 @@ class FleetEnvironment:
         """Block until every pod's series cover a whole rate window (the steady state)."""
         if self.ready is not None:
             return self.ready
-        pods = self.policies * layout.PODS_PER_POLICY
+        pods = self.policies * self.pods
         wait_for(self.server, "count(gpu_cache_usage_perc)", pods, 180)
         wait_for(
             self.server,
@@ -207,7 +210,7 @@ class FleetEnvironment:
         path.write_text(yaml.safe_dump({"groups": [chart_recording_group(self.window)]}), "utf-8")
         self.server.rule_files = [path]
         self.server.reconfigure(self.server.targets)
-        pods = self.policies * layout.PODS_PER_POLICY
+        pods = self.policies * self.pods
         recorded = f"namespace_pod_le:time_per_output_token_seconds_bucket:rate{self.window}"
         wait_for(self.server, f'count({recorded}{{le="+Inf"}})', pods, timeout)
         wait_for(
@@ -286,14 +289,20 @@ def release() -> None:
 
 
 @contextlib.contextmanager
-def environment(policies: int, window: str) -> Iterator[FleetEnvironment]:
+def environment(
+    policies: int, window: str, pods: int = layout.PODS_PER_POLICY
+) -> Iterator[FleetEnvironment]:
     """A steady environment: the shared one when it matches, else a private one."""
     shared = _shared
-    if shared is not None and shared.policies == policies and shared.window == window:
+    if shared is not None and (shared.policies, shared.window, shared.pods) == (
+        policies,
+        window,
+        pods,
+    ):
         shared.wait_ready()
         yield shared
         return
-    env = FleetEnvironment(policies, window)
+    env = FleetEnvironment(policies, window, pods)
     try:
         env.start()
         env.wait_ready()
