@@ -20,7 +20,7 @@ from autoscaler.decision.types import MetricObservation, PodSamples, TargetSampl
 from autoscaler.metrics import rules
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
-from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.metrics.prometheus import PrometheusSource, _reduce_batch
 from autoscaler.policy.models import MetricKind, MetricNames
 from tests.metrics.env import make_policy, pod_infos
 from tests.promserver.exporter import FleetExporter, FleetPod
@@ -232,6 +232,26 @@ async def test_partial_and_removed_rules_fall_back_to_raw(
         assert not reads_recorded(result, "rr-b")
     finally:
         await client.close()
+
+
+class TestCopies:
+    """A rule deployed twice (two rulers: one more label) is one value per pod, not a fault."""
+
+    def test_recorded_copies_are_one_value(self) -> None:
+        """Recorded copies keep one value per pod (and bucket); raw duplicates reject the pod."""
+        rows = [
+            (("ns", "a"), 2.0),
+            (("ns", "a"), 2.0),
+            (("ns", "b"), 1.0),
+        ]
+        recorded = _reduce_batch("rate", "q", rows, recorded=True)
+        assert recorded.values == {("ns", "a"): 2.0, ("ns", "b"): 1.0}
+        assert not recorded.duplicates
+        raw = _reduce_batch("rate", "q", rows)
+        assert raw.duplicates == {("ns", "a")}
+        buckets = [(("ns", "a", "0.1"), 1.0), (("ns", "a", "0.1"), 1.0), (("ns", "a", "+Inf"), 3.0)]
+        result = _reduce_batch("buckets", "q", buckets, recorded=True)
+        assert result.buckets == {("ns", "a"): {0.1: 1.0, math.inf: 3.0}}
 
 
 class TestNames:
