@@ -19,6 +19,11 @@ One tick (:meth:`PrometheusSource.fetch`):
 3. Each policy takes the series of its own pods (other pods' series are ignored); pods with no
    series are missing. Quantiles sum the bucket rates of the policy's pods.
 
+Where the chart's recording rules cover a namespace (:mod:`.rules`: detected by a probe every
+``rules_probe_interval``, run beside the batches), the rate batches read the recorded per-pod
+series instead of evaluating ``rate()``; a recorded series that comes back empty is re-read raw
+in the same tick.
+
 No-signal rules (never 0): empty result, NaN, +-Inf, a pod whose newest sample is older than the
 metric's max staleness (default ``max(3 x window, 120 s)``) or whose series Prometheus has marked
 stale (a stopped exporter: the value may linger in a rate window but the instant selector is
