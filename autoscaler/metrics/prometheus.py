@@ -19,6 +19,11 @@ One tick (:meth:`PrometheusSource.fetch`):
 3. Each policy takes the series of its own pods (other pods' series are ignored); pods with no
    series are missing. Quantiles sum the bucket rates of the policy's pods.
 
+Where the chart's recording rules cover a namespace (:mod:`.rules`: detected by a probe every
+``rules_probe_interval``, run beside the batches), the rate batches read the recorded per-pod
+series instead of evaluating ``rate()``; a recorded series that comes back empty is re-read raw
+in the same tick.
+
 No-signal rules (never 0): empty result, NaN, +-Inf, a pod whose newest sample is older than the
 metric's max staleness (default ``max(3 x window, 120 s)``) or whose series Prometheus has marked
 stale (a stopped exporter: the value may linger in a rate window but the instant selector is
@@ -34,7 +39,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal
 
@@ -48,6 +53,7 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 from autoscaler.metrics import names as metric_names
+from autoscaler.metrics import rules as recording
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import PrometheusClient, QueryFailed, Series
 from autoscaler.metrics.gateway import gateway_query
@@ -96,10 +102,22 @@ class Batch:
     aggregation: str = "sum"
     """How several series of one pod combine (``value`` only): ``sum`` or ``max``."""
     window: float | None = None
+    recorded: str | None = None
+    """Read this recording rule's series instead of evaluating ``rate()`` over the raw ones
+    (``fresh``: the timestamps of this recorded series)."""
 
     def promql(self, namespaces: Iterable[str]) -> str:
         """The PromQL text for these namespaces."""
         ns = namespace_matcher(namespaces)
+        if self.recorded is not None:
+            if self.kind == "fresh":
+                inf = ', le="+Inf"' if self.recorded.startswith("namespace_pod_le:") else ""
+                return f"max by (namespace, pod) (timestamp({self.recorded}{{{ns}{inf}}}))"
+            # Already one series per pod (and le): a plain selector. An aggregation here would
+            # cost Prometheus more than the selection itself (measured: 1.9 s against 0.8 s for
+            # 140,000 bucket series); a rule deployed twice (two rulers) is reduced to one value
+            # per pod here instead (_reduce_batch).
+            return f"{self.recorded}{{{ns}}}"
         w = format_duration(self.window) if self.window is not None else ""
         if self.kind == "value":
             return f"{self.aggregation} by (namespace, pod) ({self.name}{{{ns}}})"
@@ -126,6 +144,22 @@ class _BatchResult:
     failure: NoSignal | None = None
     seconds: float = 0.0
     """Wall time of the query (waiting on Prometheus included)."""
+    recorded: bool = False
+    """The batch read a recording rule's series."""
+
+    def merged(self, other: _BatchResult) -> _BatchResult:
+        """This result and another one of the same batch for other namespaces."""
+        if self.failure is not None or other.failure is not None:
+            return self if self.failure is not None else other
+        return _BatchResult(
+            query=f"{self.query} ; {other.query}",
+            values={**self.values, **other.values},
+            buckets={**self.buckets, **other.buckets},
+            series_per_namespace=self.series_per_namespace + other.series_per_namespace,
+            duplicates=self.duplicates | other.duplicates,
+            seconds=max(self.seconds, other.seconds),
+            recorded=self.recorded,
+        )
 
 
 @dataclass(slots=True)
@@ -136,6 +170,16 @@ class _NamespaceNames:
     probed_at: float
 
 
+@dataclass(slots=True)
+class _NamespaceRules:
+    """What the recording-rule probe found in one namespace."""
+
+    asked: frozenset[recording.RuleNeed]
+    usable: frozenset[str]
+    """Recorded series names covering every pod of their raw series there."""
+    probed_at: float
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """How one preset metric of one policy is computed this tick."""
@@ -143,7 +187,9 @@ class _Plan:
     name: str
     """The resolved exported metric name."""
     value_batches: tuple[Batch, ...]
-    fresh: Batch
+    fresh: tuple[Batch, ...]
+    """The newest-sample timestamps to check: the raw series (scraped), and for recorded
+    batches also the recorded series (evaluated)."""
     max_staleness: float
     kind: MetricKind
     metric: str
@@ -151,6 +197,8 @@ class _Plan:
     per_pod: bool
     spec: LatencyMetricSpec | None
     """The latency spec (quantile, statistic), for whole-target latency metrics."""
+    needs: tuple[recording.RuleNeed, ...] = ()
+    """The recorded series that could replace the raw value batches (empty: none can)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +213,12 @@ class FetchStats:
     seconds: float
     slowest_query_seconds: float
     """Wall time of the slowest batched query: fetch time minus this is our own work."""
+    recorded_batch_queries: int = 0
+    """Batched queries that read recording rules' series (included in ``batch_queries``)."""
+    rules_probe_queries: int = 0
+    """Recording-rule detection queries (not in ``probe_queries``, the metric-name probe)."""
+    fallback_queries: int = 0
+    """Raw queries re-run because a recorded series was gone (included in ``batch_queries``)."""
 
 
 class PrometheusSource:
@@ -177,6 +231,9 @@ class PrometheusSource:
         detect_interval: Seconds a namespace's auto-detected metric names are reused.
         redetect_min_interval: Minimum seconds between re-probes of a namespace where a preset
             came back empty.
+        recording_rules: Read the chart's recording rules where Prometheus has them
+            (:mod:`autoscaler.metrics.rules`); False: always evaluate the raw series.
+        rules_probe_interval: Seconds a namespace's recording-rule probe answer is reused.
     """
 
     def __init__(
@@ -186,16 +243,22 @@ class PrometheusSource:
         tick_budget: float | None = None,
         detect_interval: float = 300.0,
         redetect_min_interval: float = 30.0,
+        recording_rules: bool = True,
+        rules_probe_interval: float = 300.0,
     ) -> None:
         self.client = client
         self.tick_budget = tick_budget if tick_budget is not None else 2 * client.timeout
         self.detect_interval = detect_interval
         self.redetect_min_interval = redetect_min_interval
         self._names: dict[str, _NamespaceNames] = {}
+        self.recording_rules = recording_rules
+        self.rules_probe_interval = rules_probe_interval
+        self._rules: dict[str, _NamespaceRules] = {}
         self._redetect: set[str] = set()
         self.last_stats: FetchStats | None = None
-        self._plans: dict[tuple[int, str], tuple[MetricSpec, _Plan]] = {}
-        """(id of a metric spec, resolved name) -> (the spec, its plan), from the last fetch."""
+        self._plans: dict[tuple[int, str, bool], tuple[MetricSpec, _Plan]] = {}
+        """(id of a metric spec, resolved name, recorded) -> (the spec, its plan), from the last
+        fetch."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusSource:
@@ -271,11 +334,81 @@ class PrometheusSource:
         return best[1]
 
     # ----------------------------------------------------------------------------------------
+    # Recording rules
+    # ----------------------------------------------------------------------------------------
+
+    def recorded_series(self, namespace: str) -> frozenset[str]:
+        """The recorded series the source reads in a namespace (from the last probe)."""
+        entry = self._rules.get(namespace)
+        return entry.usable if entry else frozenset()
+
+    def _rules_need_probe(self, namespace: str, needs: set[recording.RuleNeed], now: float) -> bool:
+        entry = self._rules.get(namespace)
+        if entry is None or not needs <= entry.asked:
+            return True
+        age = now - entry.probed_at
+        return age >= self.rules_probe_interval or age < 0
+
+    async def _probe_rules(
+        self, wanted: Mapping[str, set[recording.RuleNeed]], now: float, deadline: float
+    ) -> None:
+        """Refresh which recorded series cover which namespaces (answers apply next tick)."""
+        needs = set().union(*wanted.values())
+        query = recording.probe_query(needs, wanted)
+        try:
+            series = await self.client.query(query, now, deadline)
+        except QueryFailed as exc:
+            # Not fatal: the raw series are read until the next probe (after the interval).
+            log.warning("recording rule detection failed", detail=exc.detail, reason=exc.reason)
+            for namespace, asked in wanted.items():
+                self._rules[namespace] = _NamespaceRules(frozenset(asked), frozenset(), now)
+            return
+        pods: dict[tuple[str, str], int] = {}
+        for item in series:
+            ns = item.labels.get("namespace")
+            name = item.labels.get("__name__")
+            if ns is not None and name and math.isfinite(item.value):
+                pods[(name, ns)] = int(item.value)
+        for ns, asked in wanted.items():
+            usable = recording.covered(asked, pods, ns)
+            previous = self._rules.get(ns)
+            if previous is None or previous.usable != usable:
+                log.info(
+                    "recording rules detected",
+                    namespace=ns,
+                    recorded=sorted(usable),
+                    raw=sorted(n.recorded for n in asked if n.recorded not in usable),
+                )
+            self._rules[ns] = _NamespaceRules(frozenset(asked), usable, now)
+
+    # ----------------------------------------------------------------------------------------
     # Planning
     # ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _plan(metric: MetricSpec, kind: MetricKind, name: str) -> _Plan:
+    def _plan(metric: MetricSpec, kind: MetricKind, name: str, recorded: bool = False) -> _Plan:
+        """The batches of a preset metric: raw series, or (``recorded``) the recorded ones."""
+        raw = PrometheusSource._raw_plan(metric, kind, name)
+        needs = []
+        for batch in raw.value_batches:
+            rec = recording.recorded_name(batch.kind, batch.name, batch.window)
+            if rec is None:
+                return raw
+            needs.append(recording.RuleNeed(rec, recording.raw_reference(batch.kind, batch.name)))
+        raw = replace(raw, needs=tuple(needs))
+        if not recorded:
+            return raw
+        batches = tuple(
+            replace(batch, recorded=need.recorded)
+            for batch, need in zip(raw.value_batches, needs, strict=True)
+        )
+        # The raw freshness (scraped: the exporter is alive) and the recorded one (evaluated:
+        # the rule keeps up) both apply; one recorded series stands for the pod's batches.
+        fresh = (*raw.fresh, Batch("fresh", name, recorded=needs[0].recorded))
+        return replace(raw, value_batches=batches, fresh=fresh)
+
+    @staticmethod
+    def _raw_plan(metric: MetricSpec, kind: MetricKind, name: str) -> _Plan:
         series_kind = metric_names.PRESET_SERIES[kind]
         spec = metric.spec
         window = getattr(spec, "window", None)
@@ -286,16 +419,30 @@ class PrometheusSource:
             aggregation = "max" if kind is MetricKind.KV_CACHE else "sum"
             batches: tuple[Batch, ...] = (Batch("value", name, aggregation),)
             return _Plan(
-                name, batches, Batch("fresh", name), staleness, kind, label, per_pod=True, spec=None
+                name,
+                batches,
+                (Batch("fresh", name),),
+                staleness,
+                kind,
+                label,
+                per_pod=True,
+                spec=None,
             )
         if series_kind is metric_names.SeriesKind.COUNTER:
             assert isinstance(spec, RateMetricSpec)
             batches = (Batch("rate", name, window=spec.window),)
             return _Plan(
-                name, batches, Batch("fresh", name), staleness, kind, label, per_pod=True, spec=None
+                name,
+                batches,
+                (Batch("fresh", name),),
+                staleness,
+                kind,
+                label,
+                per_pod=True,
+                spec=None,
             )
         assert isinstance(spec, LatencyMetricSpec)
-        fresh = Batch("fresh", f"{name}_count")
+        fresh = (Batch("fresh", f"{name}_count"),)
         if spec.statistic == "mean":
             batches = (
                 Batch("sum", name, window=spec.window),
@@ -328,16 +475,26 @@ class PrometheusSource:
             probe_failure = await self._probe(to_probe, now, deadline)
 
         results: dict[str, dict[str, MetricObservation]] = {}
-        plans: list[tuple[MetricRequest, _Plan]] = []
+        plans: list[tuple[MetricRequest, MetricSpec, _Plan]] = []
         needed: dict[Batch, set[str]] = {}
         customs: list[tuple[str, MetricRequest, MetricSpec]] = []
+        rules_wanted: dict[str, set[recording.RuleNeed]] = {}
         # Many policies share a namespace: resolve each (kind, family, namespace) once per fetch.
-        # Plans depend only on the (immutable) metric spec and the resolved name: kept from the
-        # previous fetch for the specs still in use.
+        # Plans depend only on the (immutable) metric spec, the resolved name and whether the
+        # recorded series are read: kept from the previous fetch for the specs still in use.
         resolved_memo: dict[tuple[MetricKind, MetricNames, str], str | NoSignal] = {}
         previous_plans = self._plans
-        plan_memo: dict[tuple[int, str], tuple[MetricSpec, _Plan]] = {}
+        plan_memo: dict[tuple[int, str, bool], tuple[MetricSpec, _Plan]] = {}
         self._plans = plan_memo
+
+        def planned(metric: MetricSpec, name: str, recorded: bool) -> _Plan:
+            memo_key = (id(metric), name, recorded)
+            entry = plan_memo.get(memo_key) or previous_plans.get(memo_key)
+            if entry is None or entry[0] is not metric:
+                entry = (metric, self._plan(metric, metric.kind, name, recorded))
+            plan_memo[memo_key] = entry
+            return entry[1]
+
         for req in requests:
             key = req.policy.key
             namespace = req.policy.metadata.namespace
@@ -357,21 +514,30 @@ class PrometheusSource:
                         resolved = probe_failure
                     results[key][metric.name] = resolved
                     continue
-                planned = previous_plans.get((id(metric), resolved))
-                if planned is None or planned[0] is not metric:
-                    planned = (metric, self._plan(metric, kind, resolved))
-                plan_memo[(id(metric), resolved)] = planned
-                plan = planned[1]
-                plans.append((req, plan))
-                for batch in (*plan.value_batches, plan.fresh):
+                plan = planned(metric, resolved, recorded=False)
+                if plan.needs and self.recording_rules:
+                    rules_wanted.setdefault(namespace, set()).update(plan.needs)
+                    usable = self.recorded_series(namespace)
+                    if all(need.recorded in usable for need in plan.needs):
+                        plan = planned(metric, resolved, recorded=True)
+                plans.append((req, metric, plan))
+                for batch in (*plan.value_batches, *plan.fresh):
                     needed.setdefault(batch, set()).add(namespace)
 
+        # Recording-rule detection runs beside the batches (its answer serves the next ticks).
+        rules_probe = {
+            ns: wanted
+            for ns, wanted in rules_wanted.items()
+            if self._rules_need_probe(ns, wanted, now)
+        }
+        side_tasks = [self._probe_rules(rules_probe, now, deadline)] if rules_probe else []
         batch_items = list(needed.items())
         batch_tasks = [self._run_batch(batch, nss, now, deadline) for batch, nss in batch_items]
         custom_tasks = [self._run_custom(req, metric, now, deadline) for _, req, metric in customs]
-        gathered = await asyncio.gather(*batch_tasks, *custom_tasks)
-        custom_results = gathered[len(batch_items) :]
+        gathered = await asyncio.gather(*batch_tasks, *custom_tasks, *side_tasks)
+        custom_results = gathered[len(batch_items) : len(batch_items) + len(customs)]
         for (key, _, metric), observation in zip(customs, custom_results, strict=True):
+            assert observation is not None
             assert not isinstance(observation, _BatchResult)
             results[key][metric.name] = observation
         batch_results: dict[Batch, _BatchResult] = {}
@@ -379,19 +545,57 @@ class PrometheusSource:
             assert isinstance(outcome, _BatchResult)
             batch_results[batch] = outcome
 
-        for req, plan in plans:
+        # A recorded series that came back empty where the probe saw it (rule removed or
+        # stopped): read the raw series for that namespace now, and probe again next tick.
+        lost = {
+            ns
+            for batch, nss in batch_items
+            if batch.recorded is not None and batch_results[batch].failure is None
+            for ns in nss
+            if batch_results[batch].series_per_namespace[ns] == 0
+        }
+        fallback_batches: dict[Batch, set[str]] = {}
+        if lost:
+            log.warning("recorded series missing: reading raw series", namespaces=sorted(lost))
+            for ns in lost:
+                self._rules.pop(ns, None)
+            for index, (req, metric, plan) in enumerate(plans):
+                namespace = req.policy.metadata.namespace
+                if namespace in lost and plan.value_batches[0].recorded is not None:
+                    plan = planned(metric, plan.name, recorded=False)
+                    plans[index] = (req, metric, plan)
+                    for batch in (*plan.value_batches, *plan.fresh):
+                        if namespace not in needed.get(batch, ()):
+                            fallback_batches.setdefault(batch, set()).add(namespace)
+            fallback_items = list(fallback_batches.items())
+            fallen = await asyncio.gather(
+                *(self._run_batch(batch, nss, now, deadline) for batch, nss in fallback_items)
+            )
+            for (batch, _), outcome in zip(fallback_items, fallen, strict=True):
+                earlier = batch_results.get(batch)
+                batch_results[batch] = outcome if earlier is None else earlier.merged(outcome)
+
+        for req, _, plan in plans:
             observation = self._assemble(req, plan, batch_results, now)
             if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
                 self._redetect.add(req.policy.metadata.namespace)
             results[req.policy.key][plan.metric] = observation
 
+        rules_probes = 1 if rules_probe else 0
         self.last_stats = FetchStats(
-            queries=probe_queries + len(batch_items) + len(customs),
-            batch_queries=len(batch_items),
+            queries=probe_queries
+            + rules_probes
+            + len(batch_items)
+            + len(fallback_batches)
+            + len(customs),
+            batch_queries=len(batch_items) + len(fallback_batches),
             custom_queries=len(customs),
             probe_queries=probe_queries,
             seconds=time.monotonic() - started,
             slowest_query_seconds=max((r.seconds for r in batch_results.values()), default=0.0),
+            recorded_batch_queries=sum(1 for b, _ in batch_items if b.recorded is not None),
+            rules_probe_queries=rules_probes,
+            fallback_queries=len(fallback_batches),
         )
         log.debug(
             "metrics fetched",
@@ -410,33 +614,43 @@ class PrometheusSource:
         try:
             # Reduced to per-pod values in the worker thread while the body is read.
             result = await self.client.query_keyed(
-                query, now, deadline, keys, partial(_reduce_batch, batch.kind, query)
+                query,
+                now,
+                deadline,
+                keys,
+                partial(_reduce_batch, batch.kind, query, recorded=batch.recorded is not None),
             )
         except QueryFailed as exc:
             log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
             result = _BatchResult(query=query, failure=NoSignal(exc.reason, exc.detail))
         result.seconds = time.monotonic() - started
+        result.recorded = batch.recorded is not None
         return result
 
     @staticmethod
     def _freshness(
-        pod_key: PodKey, fresh: _BatchResult, now: float, max_staleness: float
+        pod_key: PodKey, fresh: Sequence[_BatchResult], now: float, max_staleness: float
     ) -> NoSignal | float:
-        """The pod's newest sample time, or why it is stale."""
-        stamp = fresh.values.get(pod_key)
-        if stamp is None:
-            return NoSignal(
-                NoSignalReason.STALE,
-                "no current sample (series marked stale by Prometheus: exporter stopped or pod "
-                "gone)",
-            )
-        age = now - stamp
-        if age > max_staleness:
-            return NoSignal(
-                NoSignalReason.STALE,
-                f"newest sample is {age:.0f}s old (max staleness {max_staleness:.0f}s)",
-            )
-        return stamp
+        """The pod's newest sample time (the oldest of the series checked), or why it is stale."""
+        oldest = math.inf
+        for part in fresh:
+            stamp = part.values.get(pod_key)
+            if stamp is None:
+                return NoSignal(
+                    NoSignalReason.STALE,
+                    "no current recorded sample (the recording rule has not covered the pod)"
+                    if part.recorded
+                    else "no current sample (series marked stale by Prometheus: exporter "
+                    "stopped or pod gone)",
+                )
+            age = now - stamp
+            if age > max_staleness:
+                return NoSignal(
+                    NoSignalReason.STALE,
+                    f"newest sample is {age:.0f}s old (max staleness {max_staleness:.0f}s)",
+                )
+            oldest = min(oldest, stamp)
+        return oldest
 
     def _assemble(
         self,
@@ -446,9 +660,9 @@ class PrometheusSource:
         now: float,
     ) -> MetricObservation:
         namespace = req.policy.metadata.namespace
-        fresh = batches[plan.fresh]
+        fresh = [batches[b] for b in plan.fresh]
         parts = [batches[b] for b in plan.value_batches]
-        for part in (*parts, fresh):
+        for part in (*parts, *fresh):
             if part.failure is not None:
                 return part.failure
         query = " ; ".join(part.query for part in parts)
@@ -592,8 +806,15 @@ _POD_KEYS = ("namespace", "pod")
 _BUCKET_KEYS = ("namespace", "pod", "le")
 
 
-def _reduce_batch(kind: BatchKind, query: str, rows: Iterable[KeyedRow]) -> _BatchResult:
-    """A batch's rows indexed by (namespace, pod); series without both labels are ignored."""
+def _reduce_batch(
+    kind: BatchKind, query: str, rows: Iterable[KeyedRow], *, recorded: bool = False
+) -> _BatchResult:
+    """A batch's rows indexed by (namespace, pod); series without both labels are ignored.
+
+    Two series of one pod make the pod unusable (``duplicates``), except for ``recorded``
+    series, which are already one per pod: copies of one rule (e.g. from two rulers) hold the
+    same rate, and the larger is kept.
+    """
     result = _BatchResult(query=query)
     values = result.values
     duplicates = result.duplicates
@@ -620,7 +841,8 @@ def _reduce_batch(kind: BatchKind, query: str, rows: Iterable[KeyedRow]) -> _Bat
             per_pod = buckets.get(pod_key)
             if per_pod is None:
                 per_pod = buckets[pod_key] = {}
-            per_pod[bound] = value
+            previous = per_pod.get(bound)
+            per_pod[bound] = value if previous is None else max(previous, value)
     else:
         for labels, value in rows:
             ns, pod = labels
@@ -628,10 +850,12 @@ def _reduce_batch(kind: BatchKind, query: str, rows: Iterable[KeyedRow]) -> _Bat
                 continue
             per_namespace[ns] = per_namespace.get(ns, 0) + 1
             pod_key = (ns, pod)
-            if pod_key in values:
-                duplicates.add(pod_key)
-            else:
+            if pod_key not in values:
                 values[pod_key] = value
+            elif recorded:
+                values[pod_key] = max(values[pod_key], value)
+            else:
+                duplicates.add(pod_key)
     result.series_per_namespace.update(per_namespace)
     return result
 

@@ -186,8 +186,10 @@ def _scan(body: bytes, keys: Sequence[str] | None) -> Iterator[tuple[Any, float,
         # Prometheus writes label names sorted: the common case is exactly these labels.
         ordered = sorted(keys)
         inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
+        # A plain selector's answer also names the series (``__name__`` sorts first): skipped.
+        name = b"" if "__name__" in keys else rb'(?:"__name__":"[^"\\]*",)?'
         keyed = re.compile(
-            rb'\{"metric":\{' + inner + rb'\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}'
+            rb'\{"metric":\{' + name + inner + rb'\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}'
         )
         pick = itemgetter(*[ordered.index(k) for k in keys])
         if len(keys) == 1:

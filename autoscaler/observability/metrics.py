@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -20,11 +21,28 @@ from autoscaler.policy.models import ScalingPolicy
 _POLICY = ("policy", "namespace")
 
 
+@dataclass(slots=True)
+class _PolicySeries:
+    """The labelled series of one version of a policy, looked up once (not on every tick)."""
+
+    policy: ScalingPolicy
+    desired: Gauge
+    current: Gauge
+    metrics: tuple[tuple[str, float, Gauge, Gauge | None], ...]
+    """Per metric: name, threshold, its value series, its SLO-at-risk series (latency only)."""
+    decisions: dict[str, Counter] = field(default_factory=dict)
+    """Decision counters by reason."""
+    exported: set[str] = field(default_factory=set)
+    """Metrics whose value series is exported now (the others were removed: no signal)."""
+
+
 class ControllerMetrics:
     """Gauges, counters and histograms describing what the controller does."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._series: dict[str, _PolicySeries] = {}
+        """Per policy key: its labelled series (see :meth:`observe_decision`)."""
         self.desired_replicas = Gauge(
             "nim_autoscaler_desired_replicas",
             "Replicas the last decision asked for.",
@@ -154,29 +172,67 @@ class ControllerMetrics:
             registry=registry,
         )
 
-    def observe_decision(self, policy: ScalingPolicy, decision: Decision) -> None:
-        """Export one decision's numbers."""
+    def _policy_series(self, policy: ScalingPolicy) -> _PolicySeries:
+        """The policy's series; built (and its static gauges set) when the policy changes."""
+        series = self._series.get(policy.key)
+        if series is not None and series.policy is policy:
+            return series
         ns, name = policy.metadata.namespace, policy.metadata.name
         target = f"{policy.spec.scale_target_ref.kind}/{policy.spec.scale_target_ref.name}"
-        self.desired_replicas.labels(name, ns, target).set(decision.desired_replicas)
-        self.current_replicas.labels(name, ns, target).set(decision.current_replicas)
         self.min_replicas.labels(name, ns).set(policy.spec.min_replicas)
         self.max_replicas.labels(name, ns).set(policy.spec.max_replicas)
-        self.decisions.labels(name, ns, decision.reason).inc()
+        metrics = []
         for metric in policy.spec.metrics:
             threshold = metric.target.threshold
             self.metric_target.labels(name, ns, metric.name).set(threshold)
-            value = decision.metric_values.get(metric.name)
-            if value is None:
-                self.metric_value.remove(name, ns, metric.name)
-            else:
-                self.metric_value.labels(name, ns, metric.name).set(value)
-            if metric.is_latency:
-                at_risk = value is not None and value > threshold
-                self.slo_at_risk.labels(name, ns, metric.name).set(1.0 if at_risk else 0.0)
+            slo = self.slo_at_risk.labels(name, ns, metric.name) if metric.is_latency else None
+            value = self.metric_value.labels(name, ns, metric.name)
+            metrics.append((metric.name, threshold, value, slo))
+        series = _PolicySeries(
+            policy,
+            self.desired_replicas.labels(name, ns, target),
+            self.current_replicas.labels(name, ns, target),
+            tuple(metrics),
+            exported={m.name for m in policy.spec.metrics},
+        )
+        self._series[policy.key] = series
+        return series
 
+    def observe_decision(self, policy: ScalingPolicy, decision: Decision) -> None:
+        """Export one decision's numbers."""
+        series = self._policy_series(policy)
+        series.desired.set(decision.desired_replicas)
+        series.current.set(decision.current_replicas)
+        counter = series.decisions.get(decision.reason)
+        if counter is None:
+            ns, name = policy.metadata.namespace, policy.metadata.name
+            counter = series.decisions[decision.reason] = self.decisions.labels(
+                name, ns, decision.reason
+            )
+        counter.inc()
+        for metric, threshold, child, slo in series.metrics:
+            value = decision.metric_values.get(metric)
+            if value is None:
+                if metric in series.exported:
+                    ns, name = policy.metadata.namespace, policy.metadata.name
+                    self.metric_value.remove(name, ns, metric)
+                    series.exported.discard(metric)
+            else:
+                if metric not in series.exported:
+                    # Removed while there was no signal: the registry holds a new child now.
+                    ns, name = policy.metadata.namespace, policy.metadata.name
+                    child = self.metric_value.labels(name, ns, metric)
+                    series.metrics = tuple(
+                        (m, t, child if m == metric else c, s) for m, t, c, s in series.metrics
+                    )
+                    series.exported.add(metric)
+                child.set(value)
+            if slo is not None:
+                at_risk = value is not None and value > threshold
+                slo.set(1.0 if at_risk else 0.0)
         if decision.sizing is not None:
-            self._observe_sizing(name, ns, decision.sizing)
+            meta = policy.metadata
+            self._observe_sizing(meta.name, meta.namespace, decision.sizing)
 
     def _observe_sizing(self, name: str, ns: str, sizing: SloPlan) -> None:
         """Export the SLO sizing and the capacity model behind it."""
@@ -212,6 +268,7 @@ class ControllerMetrics:
     def forget(self, policies: Iterable[ScalingPolicy]) -> None:
         """Drop the per-policy series of policies that were removed."""
         for policy in policies:
+            self._series.pop(policy.key, None)
             ns, name = policy.metadata.namespace, policy.metadata.name
             for gauge in (self.min_replicas, self.max_replicas):
                 gauge.remove(name, ns)

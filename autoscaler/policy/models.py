@@ -603,8 +603,10 @@ class MetricSpec(_Model):
     @property
     def kind(self) -> MetricKind:
         """Which preset (or ``prometheus``) this entry is."""
-        for kind in MetricKind:
-            if getattr(self, _KIND_ATTR[kind]) is not None:
+        # Read on every tick for every metric of every policy: a plain dict walk, not the enum.
+        values = self.__dict__
+        for kind, attr in _KIND_ATTR.items():
+            if values[attr] is not None:
                 return kind
         msg = "metric entry has no kind"  # unreachable after validation
         raise AssertionError(msg)

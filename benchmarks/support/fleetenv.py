@@ -31,9 +31,12 @@ import multiprocessing
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from autoscaler.policy.models import MetricKind, MetricNames
 from benchmarks.support import layout
@@ -46,6 +49,27 @@ QUICK_WINDOW = "30s"
 """Quick runs: 6 samples at the 5 s scrape, as many as 2 m at the full run's 20 s scrape."""
 STEADY_RATE = 0.97
 """``min(rate(request_success_total[W]))`` at or above this: every window is full."""
+RULE_INTERVAL = "15s"
+"""Evaluation interval of the recording rules (the chart's default)."""
+CHART = Path(__file__).resolve().parents[2] / "charts" / "nim-autoscaler"
+
+
+def chart_recording_group(window: str) -> dict[str, Any]:
+    """The chart's recording-rule group for one rate window, rendered by Helm's engine."""
+    import helm_python  # a dev dependency, like the benchmarks themselves
+
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "recordingRules": {"enabled": True, "windows": [window], "interval": RULE_INTERVAL},
+        }
+    }
+    with helm_python.Chart.load(CHART) as chart:
+        rendered = chart.render(values, name="bench", namespace="nim-system")
+    text = next(body for name, body in rendered.items() if name.endswith("prometheusrule.yaml"))
+    groups = yaml.safe_load(text)["spec"]["groups"]
+    group: dict[str, Any] = next(g for g in groups if g["name"] == "nim-autoscaler.recording")
+    return group
 
 
 def window(quick: bool) -> str:
@@ -58,8 +82,8 @@ def scrape_interval(policies: int) -> str:
     return "5s" if policies <= 100 else "20s"
 
 
-def fleet(policies: int) -> FleetExporter:
-    """The exporter of ``policies x 10`` pods (not started)."""
+def fleet(policies: int, pods: int = layout.PODS_PER_POLICY) -> FleetExporter:
+    """The exporter of ``policies x pods`` pods (not started)."""
     exporter = FleetExporter(
         MetricNames.NIM,
         kinds=(
@@ -71,7 +95,7 @@ def fleet(policies: int) -> FleetExporter:
     )
     for index in range(policies):
         namespace = layout.namespace(index)
-        for j, pod in enumerate(layout.pod_names(index)):
+        for j, pod in enumerate(layout.pod_names(index, pods)):
             exporter.add(
                 FleetPod(
                     namespace,
@@ -86,9 +110,9 @@ def fleet(policies: int) -> FleetExporter:
     return exporter
 
 
-def _serve_fleet(policies: int, conn: Any) -> None:
+def _serve_fleet(policies: int, pods: int, conn: Any) -> None:
     """Child process: serve the fleet until told to stop (keeps its CPU off our measurements)."""
-    exporter = fleet(policies)
+    exporter = fleet(policies, pods)
     exporter.start()
     conn.send(exporter.address)
     with contextlib.suppress(EOFError):
@@ -112,14 +136,17 @@ class FleetEnvironment:
     """The fleet exporter (child process) and a Prometheus scraping it.
 
     Args:
-        policies: Policies of 10 pods to emulate.
+        policies: Policies to emulate.
         window: Rate window the benchmarks query (PromQL duration, e.g. ``"2m"``).
+        pods: Pods per policy.
     """
 
-    def __init__(self, policies: int, window: str) -> None:
+    def __init__(self, policies: int, window: str, pods: int = layout.PODS_PER_POLICY) -> None:
         self.policies = policies
+        self.pods = pods
         self.window = window
-        self.scrape_interval = scrape_interval(policies)
+        # The scrape cost follows the number of pods (10 per policy in the default fleet).
+        self.scrape_interval = scrape_interval(policies * pods // layout.PODS_PER_POLICY)
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
         self.server = PrometheusServer(self.workdir / "prometheus", self.scrape_interval)
         self.ready: dict[str, Any] | None = None
@@ -141,7 +168,7 @@ class FleetEnvironment:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_serve_fleet, args=(self.policies, child), daemon=True
+            target=_serve_fleet, args=(self.policies, self.pods, child), daemon=True
         )
         self._process.start()
         child.close()
@@ -152,7 +179,7 @@ class FleetEnvironment:
         """Block until every pod's series cover a whole rate window (the steady state)."""
         if self.ready is not None:
             return self.ready
-        pods = self.policies * layout.PODS_PER_POLICY
+        pods = self.policies * self.pods
         wait_for(self.server, "count(gpu_cache_usage_perc)", pods, 180)
         wait_for(
             self.server,
@@ -172,6 +199,50 @@ class FleetEnvironment:
             "seconds_from_start_to_checked_steady": round(now - self._started, 1),
         }
         return self.ready
+
+    def enable_recording_rules(self, timeout: float = 300.0) -> dict[str, Any]:
+        """Load the chart's recording rules (this window) and wait until they cover every pod.
+
+        Returns what the wait and the rule group cost (Prometheus's own figures).
+        """
+        started = time.monotonic()
+        path = self.workdir / "recording-rules.yaml"
+        path.write_text(yaml.safe_dump({"groups": [chart_recording_group(self.window)]}), "utf-8")
+        self.server.rule_files = [path]
+        self.server.reconfigure(self.server.targets)
+        pods = self.policies * self.pods
+        recorded = f"namespace_pod_le:time_per_output_token_seconds_bucket:rate{self.window}"
+        wait_for(self.server, f'count({recorded}{{le="+Inf"}})', pods, timeout)
+        wait_for(
+            self.server,
+            f"count(namespace_pod:request_success_total:rate{self.window})",
+            pods,
+            timeout,
+        )
+        return {
+            "rule_group_interval": RULE_INTERVAL,
+            "seconds_until_every_pod_recorded": round(time.monotonic() - started, 1),
+            "rule_group_last_duration_seconds": self.rule_group_duration(),
+        }
+
+    def rule_group_duration(self) -> float | None:
+        """Seconds Prometheus took for the last evaluation of the recording group, if loaded.
+
+        Read from Prometheus's own ``/metrics`` (it does not scrape itself here).
+        """
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:  # noqa: S310 - fixed http URL on 127.0.0.1
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith("prometheus_rule_group_last_duration_seconds{") and (
+                "nim-autoscaler.recording" in line
+            ):
+                return round(float(line.rsplit(" ", 1)[1]), 3)
+        return None
+
+    def disable_recording_rules(self) -> None:
+        """Unload the recording rules (the other benchmarks measure the raw path)."""
+        self.server.rule_files = []
+        self.server.reconfigure(self.server.targets)
 
     def stop(self) -> None:
         """Stop Prometheus and the exporter; remove the temporary directory."""
@@ -218,14 +289,20 @@ def release() -> None:
 
 
 @contextlib.contextmanager
-def environment(policies: int, window: str) -> Iterator[FleetEnvironment]:
+def environment(
+    policies: int, window: str, pods: int = layout.PODS_PER_POLICY
+) -> Iterator[FleetEnvironment]:
     """A steady environment: the shared one when it matches, else a private one."""
     shared = _shared
-    if shared is not None and shared.policies == policies and shared.window == window:
+    if shared is not None and (shared.policies, shared.window, shared.pods) == (
+        policies,
+        window,
+        pods,
+    ):
         shared.wait_ready()
         yield shared
         return
-    env = FleetEnvironment(policies, window)
+    env = FleetEnvironment(policies, window, pods)
     try:
         env.start()
         env.wait_ready()

@@ -18,6 +18,10 @@ import helm_python
 import pytest
 import yaml
 
+from autoscaler.metrics import names as preset_names
+from autoscaler.metrics import rules as recording
+from autoscaler.policy.models import LATENCY_KINDS, MetricKind
+
 from .conftest import CHART_DIR, FULLNAME, NAMESPACE, one, render
 
 # The controller's own metrics (the contract the observability module implements).
@@ -329,6 +333,106 @@ class TestPrometheusRule:
                         },
                     ],
                 },
+            ],
+        }
+        (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+        result = subprocess.run(
+            [str(PROMTOOL), "test", "rules", "tests.yaml"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def recording_group(chart: helm_python.Chart, **recording: Any) -> dict[str, Any]:
+    """The rendered recording-rule group (``prometheusRule.recordingRules``)."""
+    values = {"prometheusRule": {"enabled": True, "recordingRules": {"enabled": True} | recording}}
+    groups = one(render(chart, values), "PrometheusRule")["spec"]["groups"]
+    found = [g for g in groups if g["name"] == "nim-autoscaler.recording"]
+    assert len(found) == 1
+    return found[0]
+
+
+class TestRecordingRules:
+    """The per-pod rates the metric presets can read instead of the raw series."""
+
+    def test_off_by_default(self, chart: helm_python.Chart) -> None:
+        """Enabling the alerts alone adds no recording rule."""
+        assert all("record" not in rule for rule in rules(chart))
+
+    def test_names_are_what_the_controller_reads(self, chart: helm_python.Chart) -> None:
+        """Every spelling of every latency and request-rate preset, under the controller's names."""
+        group = recording_group(chart, windows=["1m", "90s"])
+        recorded = {rule["record"] for rule in group["rules"]}
+        expected = set()
+        for kind in (*sorted(LATENCY_KINDS), MetricKind.REQUEST_RATE):
+            batches = ("buckets", "sum", "count") if kind in LATENCY_KINDS else ("rate",)
+            for candidate in preset_names.candidates(kind):
+                for batch in batches:
+                    for window in (60.0, 90.0):
+                        expected.add(recording.recorded_name(batch, candidate.name, window))
+        assert expected == recorded
+        assert group["interval"] == "15s"
+
+    @needs_promtool
+    def test_promtool_recorded_values(self, chart: helm_python.Chart, tmp_path: Path) -> None:
+        """``promtool test rules``: per-pod sums of the rates, one series per (pod, le)."""
+        group = recording_group(chart, windows=["2m"], interval="1m", selector='job="nim"')
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}), "utf-8")
+        pod = 'job="nim",namespace="llm",pod="a"'
+        bucket = "time_per_output_token_seconds_bucket"
+        tests = {
+            "rule_files": ["rules.yaml"],
+            "evaluation_interval": "1m",
+            "tests": [
+                {
+                    "interval": "1m",
+                    "input_series": [
+                        # Two series of one pod (two containers): summed per pod and le.
+                        {"series": f'{bucket}{{{pod},c="1",le="0.1"}}', "values": "0+30x10"},
+                        {"series": f'{bucket}{{{pod},c="2",le="0.1"}}', "values": "0+60x10"},
+                        {"series": f'{bucket}{{{pod},c="1",le="+Inf"}}', "values": "0+60x10"},
+                        {"series": f'{bucket}{{{pod},c="2",le="+Inf"}}', "values": "0+120x10"},
+                        {"series": f"request_success_total{{{pod}}}", "values": "0+120x10"},
+                        # Another job: outside the selector.
+                        {
+                            "series": 'request_success_total{job="x",namespace="llm",pod="b"}',
+                            "values": "0+60x10",
+                        },
+                    ],
+                    "promql_expr_test": [
+                        {
+                            "expr": "namespace_pod_le:time_per_output_token_seconds_bucket:rate2m",
+                            "eval_time": "5m",
+                            "exp_samples": [
+                                {
+                                    "labels": "namespace_pod_le:time_per_output_token_seconds_"
+                                    'bucket:rate2m{namespace="llm",pod="a",le="0.1"}',
+                                    "value": 1.5,
+                                },
+                                {
+                                    "labels": "namespace_pod_le:time_per_output_token_seconds_"
+                                    'bucket:rate2m{namespace="llm",pod="a",le="+Inf"}',
+                                    "value": 3,
+                                },
+                            ],
+                        },
+                        {
+                            "expr": "namespace_pod:request_success_total:rate2m",
+                            "eval_time": "5m",
+                            "exp_samples": [
+                                {
+                                    "labels": "namespace_pod:request_success_total:rate2m"
+                                    '{namespace="llm",pod="a"}',
+                                    "value": 2,
+                                }
+                            ],
+                        },
+                    ],
+                }
             ],
         }
         (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests), encoding="utf-8")

@@ -14,6 +14,7 @@ from autoscaler.metrics.vector import (
     KeyedRow,
     QueryFailed,
     Series,
+    _scan,
     decode_keyed,
     decode_series,
     parse_vector,
@@ -67,6 +68,28 @@ def test_bucket_rows_in_the_canonical_layout() -> None:
     assert rows[2][1] == -math.inf
     assert rows[3][1] == 0.002
     assert _same(decode_series(body, "prom"), _reference(body))
+
+
+def test_named_series_of_a_plain_selector_take_the_fast_path() -> None:
+    """A recorded series read as is carries ``__name__``: skipped, not a slow fallback."""
+    name = "namespace_pod_le:itl_bucket:rate2m"
+    body = _body(
+        [
+            {
+                "metric": {"__name__": name, "le": "+Inf", "namespace": "a", "pod": "p"},
+                "value": [1, "3"],
+            },
+            {
+                "metric": {"__name__": name, "le": "0.1", "namespace": "a", "pod": "p"},
+                "value": [1, "1"],
+            },
+        ]
+    )
+    fast = [row for row, _, _ in _scan(body, KEYS)]  # raises _NotCanonical if not the fast path
+    assert fast == [("a", "p", "+Inf"), ("a", "p", "0.1")]
+    assert _rows(body) == [(("a", "p", "+Inf"), 3.0), (("a", "p", "0.1"), 1.0)]
+    # Asked for, the name is a key like any other.
+    assert decode_keyed(body, "prom", ("__name__", "le"), list)[0] == ((name, "+Inf"), 3.0)
 
 
 def test_strings_are_shared_across_rows() -> None:

@@ -61,9 +61,12 @@ class PrometheusServer:
     Args:
         workdir: Directory for ``prometheus.yml`` and the TSDB (kept across restarts).
         scrape_interval: Global scrape interval (and timeout), e.g. ``"1s"``.
+        evaluation_interval: Global rule evaluation interval (rule groups may set their own).
     """
 
-    def __init__(self, workdir: Path, scrape_interval: str = "1s") -> None:
+    def __init__(
+        self, workdir: Path, scrape_interval: str = "1s", evaluation_interval: str = "15s"
+    ) -> None:
         self.binary = require_prometheus()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -71,8 +74,11 @@ class PrometheusServer:
         self.data_path = workdir / "data"
         self.log_path = workdir / "prometheus.log"
         self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
         self.port = free_port()
         self.targets: list[ScrapeTarget] = []
+        self.rule_files: list[Path] = []
+        """Rule files loaded (set before :meth:`start`, or change and :meth:`reconfigure`)."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,10 +114,12 @@ class PrometheusServer:
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
-                "evaluation_interval": "15s",
+                "evaluation_interval": self.evaluation_interval,
             },
             "scrape_configs": scrape_configs,
         }
+        if self.rule_files:
+            config["rule_files"] = [str(path) for path in self.rule_files]
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         tmp.replace(self.config_path)

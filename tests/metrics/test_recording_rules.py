@@ -1,0 +1,284 @@
+"""The chart's recording rules in a real Prometheus: detected, read, equal to the raw queries.
+
+The rules are rendered from the chart (``prometheusRule.recordingRules``) with the real Helm
+engine and loaded into a real Prometheus scraping an emulated fleet; the source is the real one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from autoscaler.decision.types import MetricObservation, PodSamples, TargetSample
+from autoscaler.metrics import rules
+from autoscaler.metrics.base import MetricRequest
+from autoscaler.metrics.client import PrometheusClient
+from autoscaler.metrics.prometheus import PrometheusSource, _reduce_batch
+from autoscaler.policy.models import MetricKind, MetricNames
+from tests.metrics.env import make_policy, pod_infos
+from tests.promserver.exporter import FleetExporter, FleetPod
+from tests.promserver.prometheus import PrometheusServer, ScrapeTarget
+
+pytestmark = pytest.mark.prometheus
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "nim-autoscaler"
+WINDOW = "10s"
+PODS = {"rr-a": ("a-0", "a-1", "a-2"), "rr-b": ("b-0", "b-1")}
+METRICS: list[dict[str, Any]] = [
+    {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}},
+    {"requestRate": {"window": WINDOW, "target": {"type": "AverageValue", "averageValue": 3}}},
+    {
+        "interTokenLatency": {
+            "quantile": 0.9,
+            "window": WINDOW,
+            "target": {"type": "Value", "value": 0.2},
+        }
+    },
+    {
+        "interTokenLatency": {
+            "name": "itlMean",
+            "statistic": "mean",
+            "window": WINDOW,
+            "target": {"type": "Value", "value": 0.2},
+        }
+    },
+]
+RATE = f"namespace_pod:request_success_total:rate{WINDOW}"
+BUCKETS = f"namespace_pod_le:time_per_output_token_seconds_bucket:rate{WINDOW}"
+
+
+def render_rules(path: Path, **recording: Any) -> None:
+    """Write the chart's recording-rule group (interval 1 s, 10 s window) as a rule file."""
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "recordingRules": {"enabled": True, "interval": "1s", "windows": [WINDOW]} | recording,
+        }
+    }
+    with helm_python.Chart.load(CHART) as chart:
+        rendered = chart.render(values, name="rel", namespace="nim-system")
+    text = next(body for name, body in rendered.items() if name.endswith("prometheusrule.yaml"))
+    groups = [g for g in yaml.safe_load(text)["spec"]["groups"] if g["name"].endswith("recording")]
+    assert len(groups) == 1
+    path.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def rules_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A fleet of 5 pods in 2 namespaces, scraped every second, with the chart's rules."""
+    fleet = FleetExporter(
+        MetricNames.NIM,
+        kinds=(MetricKind.KV_CACHE, MetricKind.REQUEST_RATE, MetricKind.INTER_TOKEN_LATENCY),
+    )
+    for n, (namespace, pods) in enumerate(PODS.items()):
+        for j, pod in enumerate(pods):
+            fleet.add(
+                FleetPod(
+                    namespace,
+                    pod,
+                    gauges={MetricKind.KV_CACHE: 0.1 * (j + 1)},
+                    request_rate=1.0 + j + 3 * n,
+                    bucket_rates={
+                        # Different shapes per pod: a wrong join would change the quantile.
+                        MetricKind.INTER_TOKEN_LATENCY: [0.0, 1.0 + j, 4.0, 2.0 * n, 1.0 + j]
+                        + [0.0] * 9
+                    },
+                )
+            )
+    fleet.start()
+    workdir = tmp_path_factory.mktemp("prometheus-rules")
+    server = PrometheusServer(workdir, "1s", evaluation_interval="1s")
+    server.rule_files = [workdir / "rules.yaml"]
+    render_rules(server.rule_files[0])
+    try:
+        server.start([ScrapeTarget(fleet.address, honor_labels=True)])
+        server.wait_targets_up()
+        server.wait_for(
+            f"count({BUCKETS}{{le='+Inf'}} > 0)", lambda r: r and r[0]["value"][1] == "5"
+        )
+        # Every window full (rate over a 10 s window of a younger series is underestimated).
+        time.sleep(11)
+        yield server
+    finally:
+        server.stop()
+        fleet.stop()
+
+
+def _requests() -> list[MetricRequest]:
+    return [
+        MetricRequest(make_policy(namespace, METRICS, name=f"p-{namespace}"), pod_infos(pods))
+        for namespace, pods in PODS.items()
+    ]
+
+
+def _evaluation_time(server: PrometheusServer) -> float:
+    """The timestamp of the newest evaluation of the recording group."""
+    result = server.query(f"max(timestamp({RATE}))")
+    return float(result[0]["value"][1])
+
+
+def _value(observation: MetricObservation) -> dict[str, float] | float:
+    if isinstance(observation, PodSamples):
+        return dict(observation.values)
+    assert isinstance(observation, TargetSample), observation
+    return observation.value
+
+
+async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) -> None:
+    """At one evaluation instant the recorded path and the raw path agree on every metric."""
+    client = PrometheusClient(rules_env.url)
+    recorded = PrometheusSource(client)
+    raw = PrometheusSource(client, recording_rules=False)
+    requests = _requests()
+    try:
+        await recorded.fetch(requests, time.time())  # first tick: raw, and the probe
+        assert recorded.last_stats is not None
+        assert recorded.last_stats.rules_probe_queries == 1
+        assert recorded.last_stats.recorded_batch_queries == 0
+        for namespace in PODS:
+            assert {RATE, BUCKETS} <= recorded.recorded_series(namespace)
+        at = _evaluation_time(rules_env)
+        got = await recorded.fetch(requests, at)
+        # rate, buckets, sum, count, and the evaluation timestamps of three of them (the mean
+        # reads sum and count from one group: one timestamp check).
+        assert recorded.last_stats.recorded_batch_queries == 7
+        want = await raw.fetch(requests, at)
+        assert raw.last_stats is not None
+        assert raw.last_stats.recorded_batch_queries == raw.last_stats.rules_probe_queries == 0
+        await recorded.fetch(requests, time.time())
+        assert recorded.last_stats.rules_probe_queries == 0  # the answer is reused (TTL)
+    finally:
+        await client.close()
+    for request in requests:
+        key = request.policy.key
+        assert set(got[key]) == set(want[key])
+        for metric, observation in got[key].items():
+            if metric.startswith("__"):
+                continue  # the capacity model's own inputs (1 m windows: not recorded here)
+            expected = want[key][metric]
+            assert isinstance(observation, PodSamples | TargetSample), (metric, observation)
+            if metric != "kvCache":
+                assert "namespace_pod" in observation.query, metric
+                assert "namespace_pod" not in expected.query  # type: ignore[union-attr]
+            value, raw_value = _value(observation), _value(expected)
+            if isinstance(value, dict):
+                assert isinstance(raw_value, dict)
+                assert (
+                    value.keys() == raw_value.keys() == set(PODS[request.policy.metadata.namespace])
+                )
+                for pod, number in value.items():
+                    assert math.isclose(number, raw_value[pod], rel_tol=1e-9), (metric, pod)
+            else:
+                assert isinstance(raw_value, float)
+                assert math.isclose(value, raw_value, rel_tol=1e-9), metric
+
+
+async def test_partial_and_removed_rules_fall_back_to_raw(
+    rules_env: PrometheusServer, tmp_path: Path
+) -> None:
+    """A namespace the rules do not cover reads raw series; a removed rule loses no signal."""
+    client = PrometheusClient(rules_env.url)
+    source = PrometheusSource(client, rules_probe_interval=0.0)
+    requests = _requests()
+
+    async def tick() -> dict[str, dict[str, MetricObservation]]:
+        result = await source.fetch(requests, time.time())
+        for request in requests:
+            for metric, observation in result[request.policy.key].items():
+                if metric.startswith("__"):
+                    continue  # the capacity model's own inputs
+                assert isinstance(observation, PodSamples | TargetSample), (metric, observation)
+        return result
+
+    def reads_recorded(result: dict[str, dict[str, MetricObservation]], namespace: str) -> bool:
+        key = next(r.policy.key for r in requests if r.policy.metadata.namespace == namespace)
+        observation = result[key]["requestRate"]
+        assert isinstance(observation, PodSamples)
+        return RATE in observation.query
+
+    try:
+        await tick()
+        result = await tick()
+        assert reads_recorded(result, "rr-a")
+        assert reads_recorded(result, "rr-b")
+
+        # The rules now cover rr-a only: rr-b's recorded series go stale.
+        render_rules(rules_env.rule_files[0], selector='namespace="rr-a"')
+        rules_env.reconfigure(rules_env.targets)
+        rules_env.wait_for(f'count({RATE}{{namespace="rr-b"}})', lambda r: not r)
+        result = await tick()  # the probe still said rr-b is covered: raw re-read this tick
+        assert source.last_stats is not None
+        assert source.last_stats.fallback_queries > 0
+        assert not reads_recorded(result, "rr-b")
+        await tick()  # probe again
+        result = await tick()
+        assert reads_recorded(result, "rr-a")
+        assert not reads_recorded(result, "rr-b")
+        assert source.last_stats.fallback_queries == 0
+
+        # No rules at all.
+        rules_env.rule_files = []
+        rules_env.reconfigure(rules_env.targets)
+        rules_env.wait_for(f"count({RATE})", lambda r: not r)
+        result = await tick()
+        assert not reads_recorded(result, "rr-a")
+        assert not reads_recorded(result, "rr-b")
+    finally:
+        await client.close()
+
+
+class TestCopies:
+    """A rule deployed twice (two rulers: one more label) is one value per pod, not a fault."""
+
+    def test_recorded_copies_are_one_value(self) -> None:
+        """Recorded copies keep one value per pod (and bucket); raw duplicates reject the pod."""
+        rows = [
+            (("ns", "a"), 2.0),
+            (("ns", "a"), 2.0),
+            (("ns", "b"), 1.0),
+        ]
+        recorded = _reduce_batch("rate", "q", rows, recorded=True)
+        assert recorded.values == {("ns", "a"): 2.0, ("ns", "b"): 1.0}
+        assert not recorded.duplicates
+        raw = _reduce_batch("rate", "q", rows)
+        assert raw.duplicates == {("ns", "a")}
+        buckets = [(("ns", "a", "0.1"), 1.0), (("ns", "a", "0.1"), 1.0), (("ns", "a", "+Inf"), 3.0)]
+        result = _reduce_batch("buckets", "q", buckets, recorded=True)
+        assert result.buckets == {("ns", "a"): {0.1: 1.0, math.inf: 3.0}}
+
+
+class TestNames:
+    """Recorded series names follow the chart's rules (``level:metric:operations``)."""
+
+    @pytest.mark.parametrize(
+        ("kind", "name", "window", "expected"),
+        [
+            ("buckets", "vllm:ttft", 120.0, "namespace_pod_le:vllm:ttft_bucket:rate2m"),
+            ("sum", "itl", 60.0, "namespace_pod:itl_sum:rate1m"),
+            ("count", "itl", 90.0, "namespace_pod:itl_count:rate90s"),
+            ("rate", "request_success_total", 3600.0, "namespace_pod:request_success_total:rate1h"),
+            ("rate", "x", 1.5, None),
+            ("value", "x", 60.0, None),
+            ("fresh", "x", 60.0, None),
+            ("rate", "x", None, None),
+        ],
+        ids=["buckets", "sum", "count-90s", "rate-1h", "fractional", "gauge", "fresh", "no-window"],
+    )
+    def test_recorded_name(self, kind: str, name: str, window: float | None, expected: str) -> None:
+        """Whole-second windows in their shortest form; gauges and timestamps are never recorded."""
+        assert expected == rules.recorded_name(kind, name, window)
+
+    def test_coverage_needs_every_pod(self) -> None:
+        """A recorded series counts only where it has at least the raw series' pods."""
+        need = rules.RuleNeed("rec", "raw")
+        pods = {("raw", "a"): 3, ("rec", "a"): 3, ("raw", "b"): 3, ("rec", "b"): 2, ("rec", "c"): 1}
+        assert rules.covered([need], pods, "a") == {"rec"}
+        assert rules.covered([need], pods, "b") == frozenset()
+        assert rules.covered([need], pods, "c") == frozenset()  # nothing raw: raw query decides
