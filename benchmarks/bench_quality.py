@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from autoscaler.sim.cluster import ColdStart
 from autoscaler.sim.profiles import get_profile
-from autoscaler.sim.run import SimulationConfig, SloTargets, run_simulation
+from autoscaler.sim.run import SimulationConfig, SimulationResult, SloTargets, run_simulation
 from benchmarks.quality import contenders as contenders_mod
 from benchmarks.quality import oracle, scenarios
 from benchmarks.support.results import portable, write_json
@@ -60,14 +60,22 @@ def _calibrate(key: tuple[str, str], quick: bool) -> oracle.Capacity:
     return oracle.calibrate(get_profile(profile), SLO, lengths, **_calibration_args(quick))
 
 
-def _run(task: tuple[str, float, str, float, int, int, int, bool]) -> dict[str, Any]:
-    """One contender on one scenario and cold start (runs in a worker process)."""
-    scenario_name, cold, contender_name, per_replica, initial, max_replicas, seed, quick = task
+def _simulate(  # noqa: PLR0917 - one value per field of a run
+    scenario_name: str,
+    contender_name: str,
+    per_replica: float,
+    initial: int,
+    max_replicas: int,
+    seed: int,
+    quick: bool,
+    cold: float,
+    **options: Any,
+) -> SimulationResult:
+    """One contender on one scenario: the same fleet, load, bounds and SLO for every run."""
     scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
     contender = next(c for c in contenders_mod.contenders() if c.name == contender_name)
     workload, _ = scenario.workload(per_replica, seed)
-    started = time.perf_counter()
-    result = run_simulation(
+    return run_simulation(
         SimulationConfig(
             workload=workload,
             profile=get_profile(scenario.profile),
@@ -81,7 +89,17 @@ def _run(task: tuple[str, float, str, float, int, int, int, bool]) -> dict[str, 
             cold_start=ColdStart.parse(f"{cold:g}"),
             slo=SLO,
             initial_replicas=initial,
+            **options,
         )
+    )
+
+
+def _run(task: tuple[str, float, str, float, int, int, int, bool]) -> dict[str, Any]:
+    """One contender on one scenario and cold start (runs in a worker process)."""
+    scenario_name, cold, contender_name, per_replica, initial, max_replicas, seed, quick = task
+    started = time.perf_counter()
+    result = _simulate(
+        scenario_name, contender_name, per_replica, initial, max_replicas, seed, quick, cold
     )
     summary = result.summary
     return {
@@ -113,27 +131,18 @@ DRAIN_GRACE = 30.0
 def _drain_run(task: tuple[str, float, int, int, int, bool, bool]) -> dict[str, Any]:
     """The headline contender on one scenario, drain-aware or not (runs in a worker process)."""
     scenario_name, per_replica, initial, max_replicas, seed, quick, aware = task
-    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
-    contender = next(c for c in contenders_mod.contenders() if c.name == LLM_HEADLINE)
-    workload, _ = scenario.workload(per_replica, seed)
-    result = run_simulation(
-        SimulationConfig(
-            workload=workload,
-            profile=get_profile(scenario.profile),
-            policy=contender.policy(1, max_replicas, per_replica),
-            seed=seed,
-            duration=scenario.duration,
-            interval=contender.interval,
-            scrape_interval=contender.scrape_interval,
-            metric_delay=contender.metric_delay,
-            empty_as_zero=contender.empty_as_zero,
-            cold_start=ColdStart.parse(f"{DRAIN_COLD_START:g}"),
-            slo=SLO,
-            initial_replicas=initial,
-            balancer=DRAIN_BALANCER,
-            termination_grace=DRAIN_GRACE,
-            drain_aware=aware,
-        )
+    result = _simulate(
+        scenario_name,
+        LLM_HEADLINE,
+        per_replica,
+        initial,
+        max_replicas,
+        seed,
+        quick,
+        DRAIN_COLD_START,
+        balancer=DRAIN_BALANCER,
+        termination_grace=DRAIN_GRACE,
+        drain_aware=aware,
     )
     summary = result.summary
     return {
