@@ -222,6 +222,85 @@ def drain_rows(drain: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _fixed_run(task: tuple[str, float, int, int, bool]) -> dict[str, Any]:
+    """A fixed fleet (no autoscaler) of ``replicas`` pods on one scenario (worker process)."""
+    scenario_name, per_replica, replicas, seed, quick = task
+    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
+    workload, _ = scenario.workload(per_replica, seed)
+    result = run_simulation(
+        SimulationConfig(
+            workload=workload,
+            profile=get_profile(scenario.profile),
+            policy=None,
+            seed=seed,
+            duration=scenario.duration,
+            slo=SLO,
+            initial_replicas=replicas,
+        )
+    )
+    return {
+        "scenario": scenario_name,
+        "replicas": replicas,
+        "sloViolationMinutes": result.summary["sloViolationMinutes"],
+        "gpuHours": result.summary["gpuHours"],
+    }
+
+
+def oracle_check(scaling: dict[str, dict[str, Any]], quick: bool, workers: int) -> dict[str, Any]:
+    """Does the oracle's schedule meet the SLO? A bound from a fleet that is never smaller.
+
+    Per scenario, a fixed fleet of the oracle's peak replica count (``ceil(peak rate / mu)``)
+    runs the whole load: in every minute it has at least the oracle's replicas (more than it in
+    all but the peak minutes), so the minutes it violates the SLO are minutes the oracle's
+    cheaper schedule cannot meet either. The oracle's capacity ``mu`` comes from Poisson arrivals;
+    a trace whose requests come in tighter bursts than Poisson needs more than ``mu`` suggests,
+    and this check shows where.
+    """
+    tasks = [
+        (
+            name,
+            float(figures["perReplicaCapacity"]),
+            max(1, math.ceil(float(figures["peakReplicasOfLoad"]) - 1e-9)),
+            SEED,
+            quick,
+        )
+        for name, figures in scaling.items()
+    ]
+    return {
+        "method": "fixed fleet at the oracle's peak replica count, no autoscaler",
+        "runs": _map(_fixed_run, tasks, workers),
+    }
+
+
+def oracle_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """README row: the scenarios where even a fleet never smaller than the oracle's violates."""
+    parts = [
+        f"{r['scenario']} {r['sloViolationMinutes']} min ({r['replicas']} pods)"
+        for r in check["runs"]
+    ]
+    return [
+        {
+            "benchmark": "quality, oracle check",
+            "figure": "SLO-violation minutes of a fixed fleet at the oracle's peak replica count",
+            "value": ", ".join(parts),
+            "goal": "reported",
+            "met": None,
+        }
+    ]
+
+
+def oracle_check_only(workers: int = WORKERS) -> dict[str, Any]:
+    """Add (or refresh) the oracle check in an existing ``quality.json``."""
+    path = RESULTS / "quality.json"
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    doc["oracleCheck"] = oracle_check(doc["scenarios"], doc["quick"], workers)
+    doc["readme_rows"] = [
+        row for row in doc["readme_rows"] if row["benchmark"] != "quality, oracle check"
+    ] + oracle_rows(doc["oracleCheck"])
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return doc
+
+
 def _map(fn: Any, items: list[Any], workers: int) -> list[Any]:
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
@@ -325,6 +404,7 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
         },
         "goals": _goals(table),
         "drainAware": drain_comparison(scaling, quick, workers),
+        "oracleCheck": oracle_check(scaling, quick, workers),
         "wallSeconds": {
             "calibration": round(calibrated - started, 1),
             "total": round(time.perf_counter() - started, 1),
@@ -332,7 +412,9 @@ def main(quick: bool = False, workers: int = WORKERS) -> dict[str, Any]:
             "simulationCpuSum": round(sum(r["wallSeconds"] for r in runs), 1),
         },
     }
-    doc["readme_rows"] = readme_rows(doc) + drain_rows(doc["drainAware"])
+    doc["readme_rows"] = (
+        readme_rows(doc) + drain_rows(doc["drainAware"]) + oracle_rows(doc["oracleCheck"])
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         from benchmarks.quality import plots
@@ -536,7 +618,16 @@ if __name__ == "__main__":
         action="store_true",
         help="only run the drain-aware comparison and add it to the existing quality.json",
     )
+    parser.add_argument(
+        "--oracle-check-only",
+        action="store_true",
+        help="only run the oracle check and add it to the existing quality.json",
+    )
     args = parser.parse_args()
+    if args.oracle_check_only:
+        out = oracle_check_only(workers=args.workers)
+        print(json.dumps(out["oracleCheck"], indent=1))
+        sys.exit(0)
     if args.drain_only:
         out = drain_only(workers=args.workers)
         print(json.dumps(out["drainAware"], indent=1))

@@ -61,6 +61,9 @@ EXPLORE_SAFETY = 0.8
 """Share of the headroom the exploration extrapolates into (latency grows faster than load)."""
 PRIOR_BAD_SHARE = 0.8
 """Without any load known to meet the SLO, plan at this share of the load seen violating it."""
+LENGTH_DRIFT = 1.5
+"""Requests this many times longer (prompt or output, mean) than those a capacity figure was
+measured at make that figure stale: it is divided by how many times longer they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,8 @@ class CapacityModel:
     """Exploration factor the latest sample allows (see :func:`explore_factor`)."""
     marginal: int = 0
     """Consecutive steady ticks over the target (violated or within the noise band)."""
+    good_lengths: tuple[float, float] | None = None
+    """Mean (prompt, output) tokens per request when ``good`` was last set (None: unknown)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (see :meth:`from_json`)."""
@@ -113,6 +118,7 @@ class CapacityModel:
             "lastRatio": self.last_ratio,
             "floors": [list(f) for f in self.floors],
             "lastExplore": self.last_explore,
+            "goodLengths": None if self.good_lengths is None else list(self.good_lengths),
         }
 
     @classmethod
@@ -133,7 +139,39 @@ class CapacityModel:
                 for name, value, load in data.get("floors", ())
             ),
             last_explore=_opt_float(data.get("lastExplore")),
+            good_lengths=lengths_from_json(data.get("goodLengths")),
         )
+
+
+def lengths_from_json(value: object) -> tuple[float, float] | None:
+    """Request lengths from their JSON form ``[prompt, output]`` (None stays None)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        msg = f"request lengths must be [prompt, output]: {value!r}"
+        raise ValueError(msg)
+    lengths = (_opt_float(value[0]), _opt_float(value[1]))
+    if lengths[0] is None or lengths[1] is None:
+        msg = f"request lengths must be two positive numbers: {value!r}"
+        raise ValueError(msg)
+    return (lengths[0], lengths[1])
+
+
+def length_factor(
+    live: tuple[float, float] | None, reference: tuple[float, float] | None
+) -> tuple[float, float]:
+    """``(factor, heavier)``: how a capacity measured at ``reference`` lengths applies now.
+
+    ``heavier`` is the largest of live / reference over the prompt and output means. Up to
+    ``LENGTH_DRIFT`` the figure stands (1.0: the traffic mix's own noise); beyond it the figure
+    is divided by ``heavier`` (a request that is k times longer in prompt and in output costs
+    about k times the prefill, decode steps and KV-cache blocks). Shorter requests never raise a
+    figure: the learner finds the headroom from evidence.
+    """
+    if live is None or reference is None:
+        return 1.0, 1.0
+    heavier = max(live[0] / reference[0], live[1] / reference[1])
+    return (1.0 / heavier if heavier > LENGTH_DRIFT else 1.0), heavier
 
 
 def _opt_float(value: object) -> float | None:
@@ -155,12 +193,23 @@ class Sample:
     """Completions/s per ready replica over the rate window."""
     ratios: tuple[tuple[str, float], ...]
     """(objective, measured latency / target) for every objective with a signal."""
+    lengths: tuple[float, float] | None = None
+    """Mean (prompt, output) tokens per request over the window (None: not exported)."""
 
 
 def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
     """The model after one steady sample."""
     if sample.load <= 0 or not sample.ratios:
         return model
+    factor, _ = length_factor(sample.lengths, model.good_lengths)
+    if factor < 1.0:
+        # The requests got much longer than those the bracket was measured at: rebase it.
+        model = replace(
+            model,
+            good=None if model.good is None else model.good * factor,
+            bad=None if model.bad is None else model.bad * factor,
+            good_lengths=sample.lengths,
+        )
     worst = max(ratio for _, ratio in sample.ratios)
     known = {name: (value, load) for name, value, load in model.floors}
     for name, ratio in sample.ratios:
@@ -183,10 +232,14 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
         bad = relaxed_bad(model, sample.now)
         if bad is not None and sample.load >= bad:
             bad = None
+        raised = good == sample.load
         return replace(
             base,
             good=good,
-            good_at=sample.now if good == sample.load else model.good_at,
+            good_at=sample.now if raised else model.good_at,
+            good_lengths=sample.lengths
+            if raised or model.good_lengths is None
+            else model.good_lengths,
             bad=bad,
             bad_at=model.bad_at if bad is not None else 0.0,
             violations=0,
@@ -211,6 +264,9 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
         base,
         good=lowered,
         good_at=sample.now if lowered != model.good else model.good_at,
+        # Lowered by a violation: the lengths it holds at are not known yet (they are measured
+        # on met ticks only); the next met tick records them.
+        good_lengths=None if lowered != model.good else model.good_lengths,
         bad=bad,
         bad_at=sample.now,
         violations=violations,
@@ -241,6 +297,10 @@ class CapacityEstimate:
     bad: float | None
     note: str
     """One line on where the figure comes from."""
+    lengths: tuple[float, float] | None = None
+    """Mean (prompt, output) tokens per request now (None: the server does not export them)."""
+    learned_at: tuple[float, float] | None = None
+    """The lengths the learned figure was measured at."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (``explain``'s ``capacity`` object)."""
@@ -249,8 +309,16 @@ class CapacityEstimate:
             "perReplicaRequestsPerSecond": _round(self.per_replica),
             "plannedRequestsPerSecond": _round(self.planned),
             "evidence": {"metSloUpTo": _round(self.good), "violatedSloFrom": _round(self.bad)},
+            "requestLengths": _lengths_json(self.lengths),
+            "learnedAtRequestLengths": _lengths_json(self.learned_at),
             "note": self.note,
         }
+
+
+def _lengths_json(lengths: tuple[float, float] | None) -> dict[str, float] | None:
+    if lengths is None:
+        return None
+    return {"promptTokens": round(lengths[0], 1), "outputTokens": round(lengths[1], 1)}
 
 
 def _round(value: float | None) -> float | None:
@@ -278,8 +346,13 @@ def explore_factor(ratios: tuple[tuple[str, float], ...], floors: dict[str, floa
     return max(1.0, factor)
 
 
-def estimate(
-    model: CapacityModel, now: float, seed: float | None, seed_source: str
+def estimate(  # noqa: PLR0917 - the model, the clock and what the policy seeds
+    model: CapacityModel,
+    now: float,
+    seed: float | None,
+    seed_source: str,
+    lengths: tuple[float, float] | None = None,
+    seed_lengths: tuple[float, float] | None = None,
 ) -> CapacityEstimate:
     """The capacity estimate and the planned per-replica rate at ``now``.
 
@@ -288,8 +361,42 @@ def estimate(
         now: Current time, seconds.
         seed: Per-replica capacity from the policy (``spec.capacity``), or None.
         seed_source: ``spec`` or ``profile`` (where ``seed`` comes from).
+        lengths: Mean (prompt, output) tokens per request now (None: not exported).
+        seed_lengths: The lengths a profile seed was measured at (None: unknown).
     """
+    result = _estimate(model, now, seed, seed_source, lengths, seed_lengths)
+    return replace(result, lengths=lengths, learned_at=model.good_lengths)
+
+
+def _estimate(  # noqa: PLR0917 - one rule per case, each explained
+    model: CapacityModel,
+    now: float,
+    seed: float | None,
+    seed_source: str,
+    lengths: tuple[float, float] | None,
+    seed_lengths: tuple[float, float] | None,
+) -> CapacityEstimate:
     good, bad = model.good, relaxed_bad(model, now)
+    drift = ""
+    factor, heavier = length_factor(lengths, model.good_lengths)
+    if factor < 1.0 and good is not None:
+        good *= factor
+        bad = None if bad is None else bad * factor
+        drift = f"; requests {heavier:.2g}x longer than when learned: divided by that"
+    if seed is not None and seed_lengths is not None:
+        seed_factor, seed_heavier = length_factor(lengths, seed_lengths)
+        if seed_factor < 1.0:
+            seed *= seed_factor
+            seed_source_note = (
+                f" (requests {seed_heavier:.2g}x longer than the {seed_source}'s "
+                f"{seed_lengths[0]:.0f} in / {seed_lengths[1]:.0f} out tokens: divided by that)"
+            )
+        else:
+            seed_source_note = (
+                f" (measured at {seed_lengths[0]:.0f} in / {seed_lengths[1]:.0f} out tokens)"
+            )
+    else:
+        seed_source_note = ""
     if good is None:
         if seed is not None and (bad is None or seed < bad):
             return CapacityEstimate(
@@ -298,8 +405,8 @@ def estimate(
                 seed,
                 None,
                 bad,
-                f"{seed:.4g} req/s per replica from the policy's {seed_source}; no steady "
-                "evidence from the fleet yet",
+                f"{seed:.4g} req/s per replica from the policy's {seed_source}"
+                f"{seed_source_note}; no steady evidence from the fleet yet",
             )
         if bad is not None:
             planned = PRIOR_BAD_SHARE * bad
@@ -323,10 +430,15 @@ def estimate(
         )
     base = good
     source = "learned"
-    note = f"SLO met at up to {good:.4g} req/s per replica"
+    at = model.good_lengths
+    shape = "" if at is None else f" (requests of {at[0]:.0f} in / {at[1]:.0f} out tokens)"
+    note = f"SLO met at up to {good:.4g} req/s per replica{shape}{drift}"
     if seed is not None and seed > good and (bad is None or seed < bad):
         base, source = seed, seed_source
-        note = f"{seed:.4g} req/s per replica from the policy's {seed_source} (not contradicted)"
+        note = (
+            f"{seed:.4g} req/s per replica from the policy's {seed_source}{seed_source_note} "
+            "(not contradicted)"
+        )
     if bad is not None:
         note += f"; violated from {bad:.4g}"
     planned = base

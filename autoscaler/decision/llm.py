@@ -133,6 +133,7 @@ def observe_fleet(
         rp.capacity_seed,
         rp.capacity_seed_source,
         now,
+        rp.capacity_seed_lengths,
     )
     return LlmTick(view, known_pods, samples, queue, queue_values, sized)
 

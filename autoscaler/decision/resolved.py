@@ -224,6 +224,8 @@ class ResolvedPolicy:
     """Per-replica capacity from ``spec.capacity`` (requests/s), if given and read."""
     capacity_seed_source: str = "spec"
     """``spec`` (``requestsPerSecond``) or ``profile``."""
+    capacity_seed_lengths: tuple[float, float] | None = None
+    """Mean (prompt, output) tokens per request the profile was measured at, if it says."""
     adaptive_down_window: bool = False
     """The scale-down window follows the start-up estimate (``slo`` without an explicit
     ``scaleDown.stabilizationWindowSeconds``): holding a pod longer than a cold start costs more
@@ -343,6 +345,7 @@ def resolve(policy: ScalingPolicy, flags: HpaFlags = DEFAULT_FLAGS) -> ResolvedP
         objectives=_objectives(policy),
         sizes_on_slo=sizes,
         capacity_seed=seed,
+        capacity_seed_lengths=spec.capacity.seed_lengths if spec.capacity is not None else None,
         capacity_seed_source="profile"
         if spec.capacity is not None and spec.capacity.profile is not None
         else "spec",

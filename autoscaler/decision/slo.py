@@ -48,6 +48,8 @@ SIGNAL_WAITING = "__capacity_waiting"
 SIGNAL_RUNNING = "__capacity_running"
 SIGNAL_TTFT = "__capacity_ttft"
 SIGNAL_ITL = "__capacity_itl"
+SIGNAL_PROMPT_TOKENS = "__capacity_prompt_tokens"
+SIGNAL_GENERATION_TOKENS = "__capacity_generation_tokens"
 SIGNAL_WINDOW = 60.0
 """Rate window of the capacity signals (completions and latency histograms), seconds."""
 
@@ -88,6 +90,10 @@ MAX_INTERVAL = 60.0
 """Requests waiting now should be served within one start-up time plus this many seconds (the
 extra pods asked for now serve from then on)."""
 MIN_STARTUP_HORIZON = 30.0
+LENGTH_SAMPLES = 5
+"""Request-length measurements kept (their median is used)."""
+LENGTH_MIN_SAMPLES = 3
+"""Measurements needed before the request lengths are known."""
 RECURRING_STARTUPS = 2.0
 """Pods arriving within this many start-up times of the previous arrival are a recurring burst:
 they are held for the whole window (the next burst will need them)."""
@@ -118,6 +124,13 @@ class SloState:
     """Ready pods before the growth at ``grown_at``."""
     need_since_growth: float = 0.0
     """Most replicas needed (fractional) since ``grown_at``."""
+    shrunk_at: float | None = None
+    """When the ready count last fell (pods left: the requests they held left the sums)."""
+    lengths: tuple[tuple[float, float], ...] = ()
+    """Mean (prompt, output) tokens per request of the latest ``LENGTH_SAMPLES`` steady ticks
+    with every objective met (token and completion counters over a whole window of one fleet
+    and one load: at a load change or on an overloaded fleet the prompt tokens lead the
+    completions and the ratio means nothing); their median is the fleet's request lengths."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (``v`` is the format version)."""
@@ -135,6 +148,8 @@ class SloState:
             "grownBefore": self.grown_before,
             "readyBefore": self.ready_before,
             "needSinceGrowth": self.need_since_growth,
+            "shrunkAt": self.shrunk_at,
+            "lengths": [list(p) for p in self.lengths],
         }
 
     @classmethod
@@ -162,6 +177,12 @@ class SloState:
             grown_before=_opt(data.get("grownBefore")),
             ready_before=int(data.get("readyBefore", 0)),
             need_since_growth=float(data.get("needSinceGrowth", 0.0)),
+            shrunk_at=_opt(data.get("shrunkAt")),
+            lengths=tuple(
+                pair
+                for pair in (cap.lengths_from_json(p) for p in data.get("lengths", ()))
+                if pair is not None
+            )[-LENGTH_SAMPLES:],
         )
 
 
@@ -338,6 +359,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     seed: float | None,
     seed_source: str,
     now: float,
+    seed_lengths: tuple[float, float] | None = None,
 ) -> SloPlan:
     """Learn from this tick and size the fleet (see the module docstring).
 
@@ -349,6 +371,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         seed: Per-replica capacity from the policy, or None.
         seed_source: ``spec`` or ``profile``.
         now: Current time, seconds.
+        seed_lengths: Mean (prompt, output) tokens per request a profile seed was measured at.
 
     Returns:
         The sizing and the next state.
@@ -372,6 +395,9 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     steady_since = state.steady_since
     if ready != state.ready:
         steady_since = now
+    shrunk_at = state.shrunk_at
+    if 0 <= ready < state.ready:
+        shrunk_at = now
     held_total = None if waiting is None else waiting + (running or 0.0)
     held = state.held
     if held_total is not None:
@@ -381,10 +407,12 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         )
     arrivals = None
     growth = _growth(state.held, now, held_total) if held_total is not None else 0.0
-    if growth < 0 and now - steady_since < SIGNAL_WINDOW + SCRAPE_SLACK:
+    if growth < 0 and shrunk_at is not None and now - shrunk_at < SIGNAL_WINDOW + SCRAPE_SLACK:
         # Pods left within the window: the requests they held left the sum with them, which is
         # not a drain. Counting it would read as fewer arrivals, size a smaller fleet, remove
-        # more pods: a collapse. Arrivals are then at least the completions.
+        # more pods: a collapse. Arrivals are then at least the completions. (Pods that joined
+        # take nothing out of the sum: a backlog draining then is a drain, and its completions
+        # are not new arrivals.)
         growth = 0.0
     if served is not None:
         arrivals = max(0.0, served + growth)
@@ -403,6 +431,16 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         arrivals,
         latencies,
     )
+    length_samples = state.lengths
+    if steady == "steady" and _all_met(latencies):
+        measured = _lengths(
+            served,
+            _total(metrics.get(SIGNAL_PROMPT_TOKENS)),
+            _total(metrics.get(SIGNAL_GENERATION_TOKENS)),
+        )
+        if measured is not None:
+            length_samples = (*length_samples, measured)[-LENGTH_SAMPLES:]
+    lengths = _median_lengths(length_samples)
     if steady in MET_ONLY_REASONS and served and ready and _all_met(latencies):
         # A met objective is safe evidence even from a mixed window: completions averaged over
         # idle time or a pod that just joined only understate the load that was carried.
@@ -415,8 +453,13 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
             # Overloaded: the completions cap at what the pods serve; the load is the arrivals
             # (at most PRIOR_MAX_STEP x the completions: held counts jump when pods change).
             load = max(load, min(arrivals / ready, PRIOR_MAX_STEP * load))
-        model = cap.observe(model, cap.Sample(now, load, ratios))
-    estimate = cap.estimate(model, now, seed, seed_source)
+        before = model.good
+        model = cap.observe(model, cap.Sample(now, load, ratios, lengths))
+        if before is not None and (model.good is None or model.good < before):
+            # A capacity drop the evidence shows: the mix changed, so the lengths measured
+            # before it are stale; measure them again.
+            length_samples, lengths = (), None
+    estimate = cap.estimate(model, now, seed, seed_source, lengths, seed_lengths)
     draining = (
         bool(ready) and (waiting or 0.0) / max(ready, 1) > DRAINING_WAITING_PER_POD and growth < 0
     )
@@ -472,13 +515,15 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         grown_at, need_since = now, need or 0.0
     else:
         need_since = max(need_since, need or 0.0)
-    # Isolated: no earlier growth within RECURRING_STARTUPS start-up times, and the policy was
-    # watching long enough to know (a burst early in its life may be one of a series).
+    # Late: most of the pods that arrived are not needed (the need since they arrived fits in the
+    # pods there before and at most half of the new ones). Isolated: no earlier growth within
+    # RECURRING_STARTUPS start-up times, and the policy was watching long enough to know (a burst
+    # early in its life may be one of a series).
     isolated_since = first_seen if grown_before is None else grown_before
     late = (
         grown_at is not None
         and now - grown_at < horizon
-        and need_since <= ready_before
+        and need_since <= (ready_before + ready) / 2
         and grown_at - isolated_since > RECURRING_STARTUPS * horizon
     )
     next_state = SloState(
@@ -494,6 +539,8 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         grown_before=grown_before,
         ready_before=ready_before,
         need_since_growth=need_since,
+        shrunk_at=shrunk_at,
+        lengths=length_samples,
     )
     return SloPlan(
         state=next_state,
@@ -519,6 +566,35 @@ MET_ONLY_REASONS = frozenset(
 """Reasons a tick is not a full sample that still let a tick with every objective met count."""
 
 
+def _median_lengths(
+    samples: tuple[tuple[float, float], ...],
+) -> tuple[float, float] | None:
+    """Per-dimension median of the length samples (None: fewer than ``LENGTH_MIN_SAMPLES``)."""
+    if len(samples) < LENGTH_MIN_SAMPLES:
+        return None
+    prompts = sorted(p for p, _ in samples)
+    outputs = sorted(o for _, o in samples)
+    middle = len(samples) // 2
+    if len(samples) % 2:
+        return (prompts[middle], outputs[middle])
+    return (
+        (prompts[middle - 1] + prompts[middle]) / 2,
+        (outputs[middle - 1] + outputs[middle]) / 2,
+    )
+
+
+def _lengths(
+    served: float | None, prompt: float | None, generated: float | None
+) -> tuple[float, float] | None:
+    """Mean (prompt, output) tokens per request over the rate window, from the token and
+    completion rates (None without both token counters or completions)."""
+    if not served or served <= 0 or prompt is None or generated is None:
+        return None
+    if prompt <= 0 or generated <= 0:
+        return None
+    return (prompt / served, generated / served)
+
+
 def _all_met(latencies: tuple[tuple[str, float, float, float | None], ...]) -> bool:
     return bool(latencies) and all(v is not None and v <= t for _, _, t, v in latencies)
 
@@ -538,8 +614,13 @@ def _steadiness(  # noqa: PLR0917 - one reason per rule
     """``steady`` when this tick is a learning sample, else why not."""
     if ready == 0:
         return "no ready pod"
-    if state.ready == -1:
+    if state.ready == -1 or state.first_seen is None:
         return "first tick"
+    if now - state.first_seen < SIGNAL_WINDOW + SCRAPE_SLACK:
+        # Series may be younger than the window (new pods, a new policy): a rate over a window
+        # the series only partly covers understates the load, and a fleet sized on that
+        # understated figure is too large for as long as it takes to learn better.
+        return "the first rate window since the policy appeared"
     if now - steady_since < SIGNAL_WINDOW + SCRAPE_SLACK:
         # A pod that started (or left) within the window: the window mixes two fleets.
         return "pods started or left within the rate window"

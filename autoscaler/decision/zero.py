@@ -261,7 +261,9 @@ def _size(
     (1 without a per-replica capacity), within ``[1, maxReplicas]``; and the record."""
     startup = startup_estimate(history.startup_samples, rp.startup_seconds, rp.startup_learning)
     model = history.capacity.model if history.capacity is not None else cap.CapacityModel()
-    estimate = cap.estimate(model, now, rp.capacity_seed, rp.capacity_seed_source)
+    estimate = cap.estimate(
+        model, now, rp.capacity_seed, rp.capacity_seed_source, None, rp.capacity_seed_lengths
+    )
     per_replica = estimate.planned
     demand = seen.arrivals + seen.waiting / startup
     if per_replica:

@@ -166,6 +166,14 @@ class ControllerMetrics:
             [*_POLICY, "objective"],
             registry=registry,
         )
+        self.request_length = Gauge(
+            "nim_autoscaler_request_length_tokens",
+            "Mean tokens per request (kind: prompt, output) from the servers' token counters, "
+            "as the capacity model uses them (median of recent steady windows); absent: the "
+            "servers do not export the counters, or no steady window yet.",
+            [*_POLICY, "kind"],
+            registry=registry,
+        )
         self.prometheus_queries = Counter(
             "nim_autoscaler_prometheus_queries",
             "PromQL queries sent.",
@@ -251,6 +259,9 @@ class ControllerMetrics:
         for objective, _, target, measured in sizing.latencies:
             self.slo_objective.labels(name, ns, objective).set(target)
             _set_or_remove(self.slo_latency, (name, ns, objective), measured)
+        lengths = estimate.lengths or (None, None)
+        for kind, tokens in zip(_LENGTH_KINDS, lengths, strict=True):
+            _set_or_remove(self.request_length, (name, ns, kind), tokens)
 
     def error(self, policy: ScalingPolicy, kind: str) -> None:
         """Count one error of ``kind`` for ``policy``."""
@@ -286,6 +297,7 @@ class ControllerMetrics:
                 *((self.slo_load, (kind,)) for kind in _LOAD_KINDS),
                 *((self.slo_latency, (objective,)) for objective in _OBJECTIVES),
                 *((self.slo_objective, (objective,)) for objective in _OBJECTIVES),
+                *((self.request_length, (kind,)) for kind in _LENGTH_KINDS),
             ]
             for gauge, extra in series:
                 _set_or_remove(gauge, (name, ns, *extra), None)
@@ -295,6 +307,7 @@ _CAPACITY_FIGURES = ("estimate", "planned", "met", "violated")
 _CAPACITY_SOURCES = frozenset({"prior", "learned", "profile", "spec"})
 _LOAD_KINDS = ("arrivals", "forecast", "peak")
 _OBJECTIVES = ("ttft", "itl")
+_LENGTH_KINDS = ("prompt", "output")
 
 
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:

@@ -504,7 +504,12 @@ def _read_profile(
         return policy, None, [PolicyError(f"capacity profile {exc}", location)], dependencies
     if sweep.notes:
         capacity = replace(capacity, notes=tuple(sorted({*capacity.notes, *sweep.notes})))
-    seeded = seed.with_profile_capacity(capacity.requests_per_second)
+    lengths = (
+        (capacity.input_tokens, capacity.output_tokens)
+        if capacity.input_tokens and capacity.output_tokens
+        else None
+    )
+    seeded = seed.with_profile_capacity(capacity.requests_per_second, lengths)
     spec = policy.spec.model_copy(update={"capacity": seeded})
     reading = ProfileReading(str(path), capacity, sweep.files)
     return policy.model_copy(update={"spec": spec}), reading, [], dependencies

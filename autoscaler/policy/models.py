@@ -410,6 +410,8 @@ class MetricKind(StrEnum):
     QUEUE_DEPTH = "queueDepth"
     RUNNING_REQUESTS = "runningRequests"
     REQUEST_RATE = "requestRate"
+    PROMPT_TOKEN_RATE = "promptTokenRate"  # noqa: S105 - not a secret
+    GENERATION_TOKEN_RATE = "generationTokenRate"  # noqa: S105 - not a secret
     PROMETHEUS = "prometheus"
     GATEWAY_QUEUE = "gatewayQueue"
     GATEWAY_REQUEST_RATE = "gatewayRequestRate"
@@ -551,6 +553,10 @@ class MetricSpec(_Model):
     """Requests in the running batch per pod (``num_requests_running``), requests."""
     request_rate: RateMetricSpec | None = None
     """Request completion rate (``request_success_total``), requests/second."""
+    prompt_token_rate: RateMetricSpec | None = None
+    """Prompt tokens processed (``prompt_tokens_total``), tokens/second."""
+    generation_token_rate: RateMetricSpec | None = None
+    """Tokens generated (``generation_tokens_total``), tokens/second."""
     prometheus: PrometheusMetricSpec | None = None
     """A custom PromQL query."""
     gateway_queue: GatewayMetricSpec | None = None
@@ -679,6 +685,8 @@ _KIND_ATTR: dict[MetricKind, str] = {
     MetricKind.QUEUE_DEPTH: "queue_depth",
     MetricKind.RUNNING_REQUESTS: "running_requests",
     MetricKind.REQUEST_RATE: "request_rate",
+    MetricKind.PROMPT_TOKEN_RATE: "prompt_token_rate",
+    MetricKind.GENERATION_TOKEN_RATE: "generation_token_rate",
     MetricKind.PROMETHEUS: "prometheus",
     MetricKind.GATEWAY_QUEUE: "gateway_queue",
     MetricKind.GATEWAY_REQUEST_RATE: "gateway_request_rate",
@@ -850,6 +858,7 @@ class CapacitySeed(_Model):
     or a directory of them), relative to the policy file."""
 
     _profile_requests_per_second: float | None = PrivateAttr(None)
+    _profile_lengths: tuple[float, float] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CapacitySeed:
@@ -865,10 +874,20 @@ class CapacitySeed(_Model):
             return self.requests_per_second
         return self._profile_requests_per_second
 
-    def with_profile_capacity(self, requests_per_second: float) -> CapacitySeed:
-        """A copy carrying the capacity read from the profile file (set by the loader)."""
+    @property
+    def seed_lengths(self) -> tuple[float, float] | None:
+        """Mean (prompt, output) tokens per request the profile was measured at (None: not a
+        profile, or its exports do not say)."""
+        return self._profile_lengths
+
+    def with_profile_capacity(
+        self, requests_per_second: float, lengths: tuple[float, float] | None = None
+    ) -> CapacitySeed:
+        """A copy carrying the capacity read from the profile file and the mean request lengths
+        it was measured at (set by the loader)."""
         copy = self.model_copy()
         copy._profile_requests_per_second = requests_per_second
+        copy._profile_lengths = lengths
         return copy
 
 
@@ -1142,7 +1161,8 @@ class PolicySpec(_Model):
     def signal_metrics(self) -> tuple[MetricSpec, ...]:
         """The capacity signals the controller fetches for an ``algorithm: llm`` policy.
 
-        Completions, requests waiting and running per pod, and the fleet's TTFT and ITL at the
+        Completions, prompt and generated tokens, requests waiting and running per pod (the
+        token rates give the mean request lengths), and the fleet's TTFT and ITL at the
         objectives' quantiles (``spec.slo``, else the latency metrics' quantiles, else p95). They
         feed the capacity model and the SLO sizing (:mod:`autoscaler.decision.slo`); they never
         make a proposal of their own. Empty for ``algorithm: hpa``.
@@ -1163,6 +1183,14 @@ class PolicySpec(_Model):
         per_pod = {"target": {"type": "AverageValue", "averageValue": 1}}
         documents: list[dict[str, Any]] = [
             {"requestRate": {"name": "__capacity_rate", "window": "1m", **per_pod}},
+            {"promptTokenRate": {"name": "__capacity_prompt_tokens", "window": "1m", **per_pod}},
+            {
+                "generationTokenRate": {
+                    "name": "__capacity_generation_tokens",
+                    "window": "1m",
+                    **per_pod,
+                }
+            },
             {"queueDepth": {"name": "__capacity_waiting", **per_pod}},
             {"runningRequests": {"name": "__capacity_running", **per_pod}},
             {

@@ -249,10 +249,10 @@ class SimMetricSource:
         kind = metric.kind
         if kind in (MetricKind.KV_CACHE, MetricKind.QUEUE_DEPTH, MetricKind.RUNNING_REQUESTS):
             return self._gauge(kind, pods, at)
-        if kind is MetricKind.REQUEST_RATE:
+        if kind in _COUNTERS:
             spec = metric.spec
             assert isinstance(spec, RateMetricSpec)
-            return self._rate(pods, at, spec.window)
+            return self._rate(kind, pods, at, spec.window)
         if kind is MetricKind.PROMETHEUS:
             return NoSignal(NoSignalReason.NOT_COLLECTED, "custom PromQL is not simulated")
         if kind in GATEWAY_KINDS:
@@ -308,7 +308,10 @@ class SimMetricSource:
             return self._empty(pods, at, per_pod=True, what=name)
         return PodSamples(values, at, oldest, series=len(values), query=f"{name} (simulated)")
 
-    def _rate(self, pods: Sequence[str], at: float, window: float) -> MetricObservation:
+    def _rate(
+        self, kind: MetricKind, pods: Sequence[str], at: float, window: float
+    ) -> MetricObservation:
+        field, series = _COUNTERS[kind]
         values: dict[str, float] = {}
         rejected: dict[str, NoSignal] = {}
         for pod in pods:
@@ -316,14 +319,14 @@ class SimMetricSource:
             if len(samples) < 2:
                 continue
             times = np.fromiter((s.t for s in samples), np.float64, len(samples))
-            counts = np.fromiter((s.success for s in samples), np.float64, len(samples))
+            counts = np.fromiter((getattr(s, field) for s in samples), np.float64, len(samples))
             rate = extrapolated_rate(times, counts, at, window)
             if rate is None:
                 continue
             values[pod] = float(rate)
-        query = f"rate(request_success_total[{window:g}s]) (simulated)"
+        query = f"rate({series}[{window:g}s]) (simulated)"
         if not values:
-            return self._empty(pods, at, per_pod=True, what="request_success_total")
+            return self._empty(pods, at, per_pod=True, what=series)
         return PodSamples(values, at, at - window, rejected, len(values), query)
 
     def _latency(
@@ -401,6 +404,13 @@ _LATENCY_NAMES: dict[str, dict[MetricKind, str]] = {
         MetricKind.E2E_LATENCY: "vllm:e2e_request_latency_seconds",
     },
 }
+
+_COUNTERS: dict[MetricKind, tuple[str, str]] = {
+    MetricKind.REQUEST_RATE: ("success", "request_success_total"),
+    MetricKind.PROMPT_TOKEN_RATE: ("prompt_tokens", "prompt_tokens_total"),
+    MetricKind.GENERATION_TOKEN_RATE: ("generation_tokens", "generation_tokens_total"),
+}
+"""Counter presets: the snapshot field each reads and the series it stands for."""
 
 _HISTOGRAMS: dict[MetricKind, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     MetricKind.TIME_TO_FIRST_TOKEN: ("ttft", TTFT_BUCKETS, NIM_TTFT_BUCKETS),

@@ -364,11 +364,16 @@ class TestRecordingRules:
         assert all("record" not in rule for rule in rules(chart))
 
     def test_names_are_what_the_controller_reads(self, chart: helm_python.Chart) -> None:
-        """Every spelling of every latency and request-rate preset, under the controller's names."""
+        """Every spelling of every latency and counter preset, under the controller's names."""
         group = recording_group(chart, windows=["1m", "90s"])
         recorded = {rule["record"] for rule in group["rules"]}
         expected = set()
-        for kind in (*sorted(LATENCY_KINDS), MetricKind.REQUEST_RATE):
+        counters = (
+            MetricKind.REQUEST_RATE,
+            MetricKind.PROMPT_TOKEN_RATE,
+            MetricKind.GENERATION_TOKEN_RATE,
+        )
+        for kind in (*sorted(LATENCY_KINDS), *counters):
             batches = ("buckets", "sum", "count") if kind in LATENCY_KINDS else ("rate",)
             for candidate in preset_names.candidates(kind):
                 for batch in batches:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from autoscaler.decision.slo import (
+    SIGNAL_GENERATION_TOKENS,
     SIGNAL_ITL,
+    SIGNAL_PROMPT_TOKENS,
     SIGNAL_RATE,
     SIGNAL_RUNNING,
     SIGNAL_TTFT,
@@ -37,7 +39,8 @@ def slo_policy(name: str = "llama") -> ScalingPolicy:
 
 
 def feed(world: World, policy: ScalingPolicy, now: float, per_pod_rate: float) -> None:
-    """Three ready pods serving ``per_pod_rate`` each, well within the SLO."""
+    """Three ready pods serving ``per_pod_rate`` each (900 in / 150 out tokens per request),
+    well within the SLO."""
     pods = world.target(policy.spec.scale_target_ref.name).pods
 
     def per_pod(value: float) -> PodSamples:
@@ -51,6 +54,8 @@ def feed(world: World, policy: ScalingPolicy, now: float, per_pod_rate: float) -
             SIGNAL_RUNNING: per_pod(2.0),
             SIGNAL_TTFT: TargetSample(0.2, now),
             SIGNAL_ITL: TargetSample(0.02, now),
+            SIGNAL_PROMPT_TOKENS: per_pod(per_pod_rate * 900.0),
+            SIGNAL_GENERATION_TOKENS: per_pod(per_pod_rate * 150.0),
         },
     )
 
@@ -86,9 +91,12 @@ async def test_capacity_and_slo_figures_are_exported_and_forgotten() -> None:
     assert value("nim_autoscaler_slo_objective_seconds", objective="ttft") == 0.5
     assert value("nim_autoscaler_slo_latency_seconds", objective="itl") == 0.02
     assert value("nim_autoscaler_slo_replicas_needed") is not None
+    assert value("nim_autoscaler_request_length_tokens", kind="prompt") == 900.0
+    assert value("nim_autoscaler_request_length_tokens", kind="output") == 150.0
 
     world.policies = []
     await loop.tick(15.0 * 40)
     assert value("nim_autoscaler_capacity_requests_per_second", figure="estimate") is None
     assert value("nim_autoscaler_slo_requests_per_second", kind="arrivals") is None
     assert value("nim_autoscaler_capacity_source", source="learned") is None
+    assert value("nim_autoscaler_request_length_tokens", kind="prompt") is None

@@ -140,14 +140,24 @@ def observations(
     running: float = 10.0,
     itl: float | None = 0.03,
     ttft: float | None = 0.2,
+    lengths: tuple[float, float] | None = None,
 ) -> dict[str, MetricObservation]:
-    """The capacity signals with ``rate`` completions/s spread over ``pods``."""
+    """The capacity signals with ``rate`` completions/s spread over ``pods`` (and the token
+    counters' rates for requests of ``lengths`` (prompt, output) tokens)."""
     share = 1.0 / len(pods)
     metrics: dict[str, MetricObservation] = {
         slo.SIGNAL_RATE: PodSamples(dict.fromkeys(pods, rate * share), 0.0),
         slo.SIGNAL_WAITING: PodSamples(dict.fromkeys(pods, waiting * share), 0.0),
         slo.SIGNAL_RUNNING: PodSamples(dict.fromkeys(pods, running * share), 0.0),
     }
+    if lengths is not None:
+        prompt, output = lengths
+        metrics[slo.SIGNAL_PROMPT_TOKENS] = PodSamples(
+            dict.fromkeys(pods, rate * prompt * share), 0.0
+        )
+        metrics[slo.SIGNAL_GENERATION_TOKENS] = PodSamples(
+            dict.fromkeys(pods, rate * output * share), 0.0
+        )
     if itl is not None:
         metrics[slo.SIGNAL_ITL] = TargetSample(itl, 0.0)
     if ttft is not None:
@@ -181,11 +191,26 @@ def run_plan(
 
 
 class TestSloPlan:
+    def test_nothing_is_learned_in_the_first_rate_window(self) -> None:
+        """Series may be younger than the rate window when a policy appears: its rates
+        understate the load, so not even a met tick is a sample until a window has passed."""
+        first = run_plan(6, 4, 20.0)
+        assert first.steady == "the first rate window since the policy appeared"
+        assert first.state.model.samples == 0
+        assert first.state.model.good is None
+        assert run_plan(7, 4, 20.0).state.model.good == pytest.approx(5.0)
+
     def test_violations_count_only_after_a_steady_window(self) -> None:
         """In the first rate window plus a scrape after a change only met ticks teach (they
         understate the load carried); a violation needs a whole steady window."""
-        met = run_plan(3, 4, 20.0)
-        assert met.state.model.good == pytest.approx(5.0)
+        watched = run_plan(8, 4, 20.0).state
+        assert watched.model.good == pytest.approx(5.0)
+        pods = [f"p{i}" for i in range(5)]
+        met = slo.plan(
+            watched, observations(pods, 30.0), fleet(5), OBJECTIVES, None, "spec", 8 * 15.0
+        )
+        assert met.steady == "steady (met)"
+        assert met.state.model.good == pytest.approx(6.0)
         early = run_plan(6, 4, 20.0, itl=0.09)
         assert early.state.model.bad is None
         assert early.state.model.samples == 0
@@ -245,6 +270,79 @@ class TestSloPlan:
         )
         assert result.arrivals is not None
         assert result.arrivals >= 40.0
+
+    def test_pods_joining_during_a_drain_do_not_read_as_more_arrivals(self) -> None:
+        """Pods that joined take nothing out of the held sum: while a backlog drains, the
+        completions that empty it are not new arrivals (they would read as a recurring burst
+        and keep the late pods)."""
+        state = run_plan(12, 4, 20.0, waiting=2400.0).state
+        pods = [f"p{i}" for i in range(8)]
+        result = None
+        for i in range(4):
+            # 60 completions/s drain the backlog by 40/s: 20 req/s arrive.
+            result = slo.plan(
+                state,
+                observations(pods, 60.0, waiting=2400.0 - 600.0 * (i + 1)),
+                fleet(8),
+                OBJECTIVES,
+                None,
+                "spec",
+                (state.last_tick or 0.0) + 15.0,
+            )
+            state = result.state
+        assert result is not None
+        assert result.arrivals == pytest.approx(20.0)
+
+    def test_pods_that_arrive_after_a_burst_are_late(self) -> None:
+        """Pods asked for by a burst that ended before they arrived are flagged late (released
+        without waiting a whole down window) once the policy watched long enough to call the
+        burst isolated; pods the load still needs are not late."""
+        state = run_plan(60, 4, 20.0).state
+        burst = run_plan(4, 4, 80.0, state=state, itl=0.2, waiting=400.0).state
+        quiet = run_plan(2, 4, 20.0, state=burst).state
+        late = run_plan(1, 16, 20.0, state=quiet)
+        assert late.late_pods
+        needed = run_plan(1, 16, 80.0, state=quiet)
+        assert not needed.late_pods
+
+    def test_much_longer_requests_divide_the_learned_capacity(self) -> None:
+        """The token counters give the mean request lengths (median of met steady ticks);
+        requests more than 1.5x longer than those the capacity was learned at divide it by how
+        much longer they are, before any violation (here the load fell too, so no tick shows
+        the old figure holding at the new lengths); the explanation shows both lengths."""
+        state = run_plan(12, 4, 20.0, lengths=(1000.0, 200.0)).state
+        assert state.model.good == pytest.approx(5.0)
+        assert state.model.good_lengths == pytest.approx((1000.0, 200.0))
+        noisy = run_plan(3, 4, 20.0, state=state, lengths=(1400.0, 200.0))
+        assert noisy.estimate.per_replica == pytest.approx(5.0)  # within 1.5x: the mix's noise
+        longer = run_plan(10, 4, 8.0, state=noisy.state, lengths=(1000.0, 500.0))
+        assert longer.estimate.good == pytest.approx(2.0)  # 5 req/s / 2.5x longer outputs
+        assert longer.estimate.lengths == pytest.approx((1000.0, 500.0))
+        assert "requests of 1000 in / 500 out tokens" in longer.estimate.note
+        shown = longer.estimate.to_json()
+        assert shown["requestLengths"] == {"promptTokens": 1000.0, "outputTokens": 500.0}
+        assert shown["learnedAtRequestLengths"] == {"promptTokens": 1000.0, "outputTokens": 500.0}
+        restored = slo.SloState.from_json(json.loads(json.dumps(longer.state.to_json())))
+        assert restored == longer.state
+
+    def test_no_token_counters_leave_the_figure_alone(self) -> None:
+        """Without the token counters the lengths are unknown and nothing is divided."""
+        result = run_plan(12, 4, 20.0)
+        assert result.estimate.lengths is None
+        assert result.estimate.per_replica == pytest.approx(5.0)
+
+    def test_a_profile_seed_measured_at_shorter_requests_is_divided(self) -> None:
+        """A GenAI-Perf sweep at 500 in / 100 out tokens says nothing for 3,000-token prompts:
+        its figure is divided by 6; at the sweep's own lengths it stands."""
+        model = cap.CapacityModel()
+        live = (3000.0, 100.0)
+        seeded = cap.estimate(model, 0.0, 12.0, "profile", live, (500.0, 100.0))
+        assert seeded.per_replica == pytest.approx(2.0)
+        assert "6x longer than the profile's 500 in / 100 out tokens" in seeded.note
+        same = cap.estimate(model, 0.0, 12.0, "profile", (520.0, 90.0), (500.0, 100.0))
+        assert same.per_replica == pytest.approx(12.0)
+        unknown = cap.estimate(model, 0.0, 12.0, "profile", None, (500.0, 100.0))
+        assert unknown.per_replica == pytest.approx(12.0)
 
     def test_arrivals_count_the_growth_of_the_requests_held(self) -> None:
         """Arrivals = completions + growth of waiting + running over the rate window."""

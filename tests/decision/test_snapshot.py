@@ -24,7 +24,11 @@ Then when ``llm.py`` and ``core.py`` were split by concept (the digest now cover
 random stream), so only the scenarios that had drawn 0 changed (7, 15, 27, 31, 35, 37, 49, 53):
 their explanations show ``minReplicas`` 1, and 27, which starts at 0 replicas, now meets the
 HPA's rule for a target at 0 (scaling disabled) instead of deciding from its metrics at 0 (which
-asked for 1 replica from its seventh tick).
+asked for 1 replica from its seventh tick). Again when the capacity model learned the request
+lengths (token-counter signals, ``shrunkAt`` and ``lengths`` in the capacity state, the
+``requestLengths`` of the explanation's ``capacity`` object): every desired count, reason and
+condition identical (720 decisions); the explanation and history digests of the 360 ``llm``
+decisions changed with the new fields.
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 

@@ -92,6 +92,18 @@ ALL_PRESETS: list[dict[str, Any]] = [
     {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 8}}},
     {"requestRate": {"window": WINDOW, "target": {"type": "AverageValue", "averageValue": 5}}},
     {
+        "promptTokenRate": {
+            "window": WINDOW,
+            "target": {"type": "AverageValue", "averageValue": 4000},
+        }
+    },
+    {
+        "generationTokenRate": {
+            "window": WINDOW,
+            "target": {"type": "AverageValue", "averageValue": 600},
+        }
+    },
+    {
         "interTokenLatency": {
             "quantile": 0.95,
             "window": WINDOW,
@@ -139,7 +151,8 @@ def _observe_batch(pod: EmulatedPod, index: int, rng: random.Random) -> None:
     pod.observe(MetricKind.INTER_TOKEN_LATENCY, [rng.uniform(0.2, 3.5) for _ in range(index * 3)])
     pod.observe(MetricKind.TIME_TO_FIRST_TOKEN, [rng.expovariate(8.0 / scale) for _ in range(30)])
     pod.observe(MetricKind.E2E_LATENCY, [rng.uniform(0.5, 30.0) * scale for _ in range(25)])
-    pod.finish_requests(10 * (index + 1))
+    finished = 10 * (index + 1)
+    pod.finish_requests(finished, prompt=finished * 800 * (index + 1), generated=finished * 120)
 
 
 def fleet_bucket_rates(kind: MetricKind, family: MetricNames, seed: int) -> list[float]:

@@ -75,7 +75,8 @@ async def test_gauge_presets_read_the_family_the_pods_export(
 async def test_request_rate_and_latencies_match_prometheus(
     llm_env: LlmEnv, source: PrometheusSource, namespace: str
 ) -> None:
-    """requestRate per pod and latency quantiles equal Prometheus's own PromQL on the same data."""
+    """requestRate and the token rates per pod and latency quantiles equal Prometheus's own
+    PromQL on the same data."""
     policy = make_policy(namespace, ALL_PRESETS)
     at = _at()
     result = (await source.fetch([MetricRequest(policy, pods_of(llm_env, namespace))], at))[
@@ -95,6 +96,24 @@ async def test_request_rate_and_latencies_match_prometheus(
     for pod, value in rates.values.items():
         assert value > 0
         assert math.isclose(value, expected_rates[pod], rel_tol=1e-12)
+    for metric, kind in (
+        ("promptTokenRate", MetricKind.PROMPT_TOKEN_RATE),
+        ("generationTokenRate", MetricKind.GENERATION_TOKEN_RATE),
+    ):
+        expected_tokens = {
+            item["metric"]["pod"]: float(item["value"][1])
+            for item in llm_env.server.query(
+                f'sum by (pod) (rate({metric_name(kind, family)}{{namespace="{namespace}"}}'
+                f"[{WINDOW}]))",
+                at,
+            )
+        }
+        tokens = result[metric]
+        assert isinstance(tokens, PodSamples), (metric, tokens)
+        assert tokens.values.keys() == expected_rates.keys() == expected_tokens.keys()
+        for pod, value in tokens.values.items():
+            assert value > expected_rates[pod]  # hundreds of tokens per request
+            assert math.isclose(value, expected_tokens[pod], rel_tol=1e-12)
     for metric, kind, q in (
         ("interTokenLatency", MetricKind.INTER_TOKEN_LATENCY, 0.95),
         ("timeToFirstToken", MetricKind.TIME_TO_FIRST_TOKEN, 0.9),

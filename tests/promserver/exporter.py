@@ -89,6 +89,15 @@ class EmulatedPod:
             reason: self._success.labels(model_name=MODEL, finished_reason=reason)
             for reason in ("stop", "length")
         }
+        self._tokens = {
+            kind: Counter(
+                metric_name(kind, self.family).removesuffix("_total"),
+                f"emulated {kind.value}",
+                ["model_name"],
+                registry=self.registry,
+            ).labels(model_name=MODEL)
+            for kind in (MetricKind.PROMPT_TOKEN_RATE, MetricKind.GENERATION_TOKEN_RATE)
+        }
         for kind in sorted(LATENCY_KINDS):
             self._histograms[kind] = Histogram(
                 metric_name(kind, self.family),
@@ -167,9 +176,14 @@ class EmulatedPod:
         for value in values:
             histogram.observe(value)
 
-    def finish_requests(self, count: int, reason: str = "stop") -> None:
-        """Count finished requests (``request_success_total``)."""
+    def finish_requests(
+        self, count: int, reason: str = "stop", prompt: int = 0, generated: int = 0
+    ) -> None:
+        """Count finished requests (``request_success_total``) and the prompt and generated
+        tokens they processed (``prompt_tokens_total``, ``generation_tokens_total``)."""
         self._success_children[reason].inc(count)
+        self._tokens[MetricKind.PROMPT_TOKEN_RATE].inc(prompt)
+        self._tokens[MetricKind.GENERATION_TOKEN_RATE].inc(generated)
 
 
 @dataclass

@@ -123,7 +123,7 @@ def test_adapts_when_the_lengths_double(
     run: tuple[float, float, float, dict[float, CapacityEstimate]],
 ) -> None:
     """The same pass at doubled lengths: the figure has left the old capacity within the first
-    half of the pass and ends near the new one. Measured: +12 % (4.0 against 3.56 req/s). At
+    half of the pass and ends near the new one. Measured: +10 % (3.93 against 3.56 req/s). At
     these lengths the p95 TTFT is mostly prefill and stays within 10 % of its target over a wide
     range of load, which the learner treats as neither met nor violated (its noise band), while
     the calibration counts every minute over the target; hence the 15 % bound here."""
