@@ -16,7 +16,6 @@ The control loop calls :meth:`PodCache.pods`; :mod:`autoscaler.kube.factory` sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ import structlog
 
 from autoscaler.decision.types import PodInfo, PodPhase
 from autoscaler.kube.client import JsonObject, KubeApi
-from autoscaler.kube.reflector import ALL_NAMESPACES, Key, Reflector
+from autoscaler.kube.reflector import ALL_NAMESPACES, Key, Reflector, ScopedReflectors
 from autoscaler.kube.selector import parse_selector
 
 log = structlog.get_logger(__name__)
@@ -209,9 +208,8 @@ class PodCache:
         page_size: int = 500,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._scopes: tuple[str, ...] = tuple(dict.fromkeys(namespaces)) or (ALL_NAMESPACES,)
-        self._reflectors: dict[str, Reflector[_Entry]] = {
-            scope: Reflector(
+        def reflector(scope: str) -> Reflector[_Entry]:
+            return Reflector(
                 api,
                 f"/api/v1/namespaces/{scope}/pods" if scope else "/api/v1/pods",
                 _decode,
@@ -226,27 +224,24 @@ class PodCache:
                 log_context={"namespace": scope or "*"},
                 event_prefix="pod_",
             )
-            for scope in self._scopes
-        }
-        self._synced: set[str] = set()
+
+        self._reflectors = ScopedReflectors(namespaces, reflector, task_name="pod-reflector")
         self._unwatched_warned: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._synced_event = asyncio.Event()
 
     @property
     def lists(self) -> int:
         """Number of completed (re-)lists, for observability and tests."""
-        return sum(r.lists for r in self._reflectors.values())
+        return self._reflectors.lists
 
     @property
     def watches(self) -> int:
         """Number of watch requests started."""
-        return sum(r.watches for r in self._reflectors.values())
+        return self._reflectors.watches
 
     @property
     def _rv(self) -> dict[str, str | None]:
         """Last resourceVersion seen per scope (None: must list)."""
-        return {scope: r.resource_version for scope, r in self._reflectors.items()}
+        return {scope: r.resource_version for scope, r in self._reflectors.by_scope.items()}
 
     # -- PodSource ------------------------------------------------------------------------
 
@@ -256,12 +251,16 @@ class PodCache:
         Raises:
             SelectorError: ``selector`` cannot be parsed.
         """
-        scope = ALL_NAMESPACES if ALL_NAMESPACES in self._reflectors else namespace
-        reflector = self._reflectors.get(scope)
+        scopes = self._reflectors.by_scope
+        reflector = scopes.get(ALL_NAMESPACES if ALL_NAMESPACES in scopes else namespace)
         if reflector is None:
             if namespace not in self._unwatched_warned:
                 self._unwatched_warned.add(namespace)
-                log.warning("pods_namespace_not_watched", namespace=namespace, watched=self._scopes)
+                log.warning(
+                    "pods_namespace_not_watched",
+                    namespace=namespace,
+                    watched=self._reflectors.scopes,
+                )
             return ()
         store = cast("_PodStore", reflector.store)  # built by new_store=_PodStore
         memo = store.lookups.get(namespace)
@@ -283,44 +282,27 @@ class PodCache:
 
     def synced(self) -> bool:
         """True once every watched scope has completed its initial list."""
-        return len(self._synced) == len(self._scopes)
+        return self._reflectors.synced()
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start one reflector task per scope (idempotent)."""
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(reflector.run(), name=f"pod-reflector:{scope or '*'}")
-            for scope, reflector in self._reflectors.items()
-        ]
+        self._reflectors.start()
 
     async def wait_synced(self, within: float) -> bool:
         """Wait until :meth:`synced` (True) or ``within`` seconds pass (False)."""
-        try:
-            await asyncio.wait_for(self._synced_event.wait(), within)
-        except TimeoutError:
-            return False
-        return True
+        return await self._reflectors.wait_synced(within)
 
     async def stop(self) -> None:
         """Cancel the reflector tasks and wait for them to end."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._reflectors.stop()
 
     # -- reflector ------------------------------------------------------------------------
 
     def _listed_callback(self, scope: str) -> Callable[[MutableMapping[Key, _Entry], str], None]:
         def listed(store: MutableMapping[Key, _Entry], resource_version: str) -> None:
-            if scope not in self._synced:
-                self._synced.add(scope)
-                if self.synced():
-                    self._synced_event.set()
+            self._reflectors.mark_synced(scope)
             log.info("pods_listed", namespace=scope or "*", pods=len(store), rv=resource_version)
 
         return listed

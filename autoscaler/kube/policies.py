@@ -22,14 +22,13 @@ their ``/status``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import structlog
 
 from autoscaler.kube.client import KubeApi, KubeApiError
-from autoscaler.kube.reflector import ALL_NAMESPACES, Key, Reflector
+from autoscaler.kube.reflector import Key, Reflector, ScopedReflectors
 from autoscaler.policy.crd import SCALING_POLICY
 from autoscaler.policy.loader import validate_document
 from autoscaler.policy.sources import ResourcePolicy
@@ -108,10 +107,10 @@ class PolicyResources:
         page_size: int = 500,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._scopes: tuple[str, ...] = tuple(dict.fromkeys(namespaces)) or (ALL_NAMESPACES,)
         self._missing_retry = missing_retry
-        self._reflectors: dict[str, Reflector[ResourcePolicy]] = {
-            scope: Reflector(
+
+        def reflector(scope: str) -> Reflector[ResourcePolicy]:
+            return Reflector(
                 api,
                 resource_path(scope),
                 to_resource_policy,
@@ -127,34 +126,32 @@ class PolicyResources:
                 log_context={"namespace": scope or "*"},
                 event_prefix="policy_",
             )
-            for scope in self._scopes
-        }
-        self._synced: set[str] = set()
-        self._synced_event = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+
+        self._reflectors = ScopedReflectors(namespaces, reflector, task_name="policy-reflector")
         self.available = True
         """False while the CRD is missing or the list is forbidden (then: no resources)."""
 
     @property
     def lists(self) -> int:
         """Completed (re-)lists."""
-        return sum(r.lists for r in self._reflectors.values())
+        return self._reflectors.lists
 
     @property
     def watches(self) -> int:
         """Watch requests started."""
-        return sum(r.watches for r in self._reflectors.values())
+        return self._reflectors.watches
 
     # -- reading --------------------------------------------------------------------------
 
     def resources(self) -> list[ResourcePolicy]:
         """Every resource seen (valid or not), sorted by ``namespace/name``."""
-        found = [r for reflector in self._reflectors.values() for r in reflector.store.values()]
+        scopes = self._reflectors.by_scope.values()
+        found = [r for reflector in scopes for r in reflector.store.values()]
         return sorted(found, key=lambda r: (r.namespace, r.name))
 
     def get(self, namespace: str, name: str) -> ResourcePolicy | None:
         """The resource ``namespace/name``, if seen."""
-        for reflector in self._reflectors.values():
+        for reflector in self._reflectors.by_scope.values():
             found = reflector.store.get((namespace, name))
             if found is not None:
                 return found
@@ -162,50 +159,30 @@ class PolicyResources:
 
     def synced(self) -> bool:
         """True once every scope has listed (or found the CRD missing)."""
-        return len(self._synced) == len(self._scopes)
+        return self._reflectors.synced()
 
     async def wait_synced(self, within: float) -> bool:
         """Wait until :meth:`synced` (True) or ``within`` seconds pass (False)."""
-        try:
-            await asyncio.wait_for(self._synced_event.wait(), within)
-        except TimeoutError:
-            return False
-        return True
+        return await self._reflectors.wait_synced(within)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start one reflector task per scope (idempotent)."""
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(reflector.run(), name=f"policy-reflector:{scope or '*'}")
-            for scope, reflector in self._reflectors.items()
-        ]
+        self._reflectors.start()
 
     async def stop(self) -> None:
         """Cancel the reflector tasks and wait for them to end."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._reflectors.stop()
 
     # -- reflector ------------------------------------------------------------------------
-
-    def _mark_synced(self, scope: str) -> None:
-        if scope not in self._synced:
-            self._synced.add(scope)
-            if self.synced():
-                self._synced_event.set()
 
     def _listed_callback(
         self, scope: str
     ) -> Callable[[MutableMapping[Key, ResourcePolicy], str], None]:
         def listed(store: MutableMapping[Key, ResourcePolicy], _resource_version: str) -> None:
             self.available = True
-            self._mark_synced(scope)
+            self._reflectors.mark_synced(scope)
             invalid = sum(1 for entry in store.values() if entry.policy is None)
             log.info(
                 "policy_resources_listed", namespace=scope or "*", count=len(store), invalid=invalid
@@ -224,7 +201,7 @@ class PolicyResources:
 
     def _unavailable(self, scope: str, exc: KubeApiError) -> None:
         """The CRD is missing (404) or the list is denied (403): no resources, said once."""
-        if self.available or scope not in self._synced:
+        if self.available or not self._reflectors.is_synced(scope):
             hint = (
                 "install the chart's CRD (charts/nim-autoscaler/crds/)"
                 if exc.status == 404
@@ -238,7 +215,7 @@ class PolicyResources:
                 hint=f"{hint}; policy files keep working",
             )
         self.available = False
-        self._mark_synced(scope)
+        self._reflectors.mark_synced(scope)
 
 
 def _warn_invalid(_key: Key, old: ResourcePolicy | None, new: ResourcePolicy | None) -> None:

@@ -16,6 +16,8 @@ in (an index of its own, e.g. by namespace), ``on_listed`` sees each new store a
 ``on_change`` each object a watch event adds, changes or deletes, and ``on_list_error`` may
 treat a list the API refuses (a CRD not installed, RBAC) as an empty collection to retry later.
 Its log lines carry the owner's fields and event names (``log_context``, ``event_prefix``).
+:class:`ScopedReflectors` runs one reflector per watched namespace (or one cluster-wide) and
+tells when all have had their first list.
 Used by :mod:`autoscaler.kube.targets`, :mod:`autoscaler.kube.pods` and
 :mod:`autoscaler.kube.policies`.
 """
@@ -23,8 +25,9 @@ Used by :mod:`autoscaler.kube.targets`, :mod:`autoscaler.kube.pods` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -267,3 +270,82 @@ class Reflector(Generic[V]):
             self.store[key] = value
         if self._on_change is not None:
             self._on_change(key, old, value)
+
+
+class ScopedReflectors(Generic[V]):
+    """The reflectors of one collection, one per scope (a namespace, or all), run together.
+
+    Synced once every scope has listed at least once, or was marked synced by its owner (a
+    collection that cannot be listed and counts as empty); it stays synced after that (a
+    reader of a scope's store sees its last list and the events since).
+
+    Args:
+        namespaces: the scopes; empty: one cluster-wide scope (:data:`ALL_NAMESPACES`).
+        build: the reflector of a scope.
+        task_name: prefix of the tasks' names (``<task_name>:<scope or *>``).
+    """
+
+    def __init__(
+        self,
+        namespaces: Sequence[str],
+        build: Callable[[str], Reflector[V]],
+        *,
+        task_name: str,
+    ) -> None:
+        self.scopes: tuple[str, ...] = tuple(dict.fromkeys(namespaces)) or (ALL_NAMESPACES,)
+        self._task_name = task_name
+        self._synced: set[str] = set()
+        self._synced_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.by_scope: dict[str, Reflector[V]] = {scope: build(scope) for scope in self.scopes}
+
+    @property
+    def lists(self) -> int:
+        """Completed (re-)lists over all scopes."""
+        return sum(r.lists for r in self.by_scope.values())
+
+    @property
+    def watches(self) -> int:
+        """Watch requests started over all scopes."""
+        return sum(r.watches for r in self.by_scope.values())
+
+    def mark_synced(self, scope: str) -> None:
+        """The scope has its first answer (a list, or a collection counted as empty)."""
+        if scope not in self._synced:
+            self._synced.add(scope)
+            if self.synced():
+                self._synced_event.set()
+
+    def is_synced(self, scope: str) -> bool:
+        """True once ``scope`` has had its first answer."""
+        return scope in self._synced
+
+    def synced(self) -> bool:
+        """True once every scope has had its first answer."""
+        return len(self._synced) == len(self.scopes)
+
+    async def wait_synced(self, within: float) -> bool:
+        """Wait until :meth:`synced` (True) or ``within`` seconds pass (False)."""
+        try:
+            await asyncio.wait_for(self._synced_event.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    def start(self) -> None:
+        """Start one task per scope (idempotent)."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(reflector.run(), name=f"{self._task_name}:{scope or '*'}")
+            for scope, reflector in self.by_scope.items()
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the tasks and wait for them to end."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []

@@ -112,6 +112,19 @@ def running(source: StaticMetricSource, policy: ScalingPolicy, values: dict[str,
     )
 
 
+def race_on_scale_write(fake: FakeKube, replicas: int) -> None:
+    """Another writer sets the Deployment to ``replicas`` just before the next ``/scale`` PUT
+    (which then meets a real 409: its resourceVersion is stale)."""
+
+    def another_writer() -> None:
+        deployment = fake.get("deployments", NS, "llama")
+        assert deployment is not None
+        deployment["spec"]["replicas"] = replicas
+        fake.put("deployments", deployment)
+
+    fake.inject("/deployments/llama/scale$", method="PUT", action=another_writer)
+
+
 def pod_patches(fake: FakeKube) -> list[str]:
     return [path for method, path in fake.requests if method == "PATCH" and "/pods/" in path]
 
@@ -186,14 +199,7 @@ class TestDrainAware:
         source = StaticMetricSource()
         # The HPA wants 1 replica; the rate limit allows 4 -> 3 (the idlest pod is marked).
         running(source, policy, dict(zip(names, [0.0, 1.0, 2.0, 3.0], strict=True)))
-
-        def another_writer() -> None:
-            deployment = fake.get("deployments", NS, "llama")
-            assert deployment is not None
-            deployment["spec"]["replicas"] = 2  # the marked pod goes, then the newest
-            fake.put("deployments", deployment)
-
-        fake.inject("/deployments/llama/scale$", method="PUT", action=another_writer)
+        race_on_scale_write(fake, 2)  # the marked pod goes, then the newest
         [result] = await loop_for(kube, policy, source).tick(100.0)
         assert Outcome.SCALED is result.outcome
         deployment = fake.get("deployments", NS, "llama")
@@ -212,27 +218,20 @@ class TestDrainAware:
         self, fake: FakeKube, kube: KubeContext
     ) -> None:
         """Another writer raises the count between the marks and the write (409): the decision
-        made again removes a new, not-ready pod, so the mark written for the superseded one is
-        taken back (the ready pod does not stay first in line)."""
+        made again removes a newly started pod (no load sample yet), so the mark written for the
+        superseded one is taken back (the idle pod does not stay first in line)."""
         names = await setup(fake, kube, "Deployment")
         policy = make_policy(down_pods_per_minute=1)
         source = StaticMetricSource()
         running(source, policy, dict(zip(names, [0.0, 1.0, 4.0, 5.0], strict=True)))
-
-        def another_writer() -> None:
-            deployment = fake.get("deployments", NS, "llama")
-            assert deployment is not None
-            deployment["spec"]["replicas"] = 6  # two new pods, not ready yet
-            fake.put("deployments", deployment)
-
-        fake.inject("/deployments/llama/scale$", method="PUT", action=another_writer)
+        race_on_scale_write(fake, 6)  # two new pods
         [result] = await loop_for(kube, policy, source).tick(100.0)
         assert Outcome.SCALED is result.outcome
         deployment = fake.get("deployments", NS, "llama")
         assert deployment is not None
         assert deployment["spec"]["replicas"] == 5  # decided again from 6 (one pod a minute)
         pods = pods_of(fake)
-        assert set(names) <= set(pods)  # a new pod went, as the ReplicaSet removes them first
+        assert set(names) <= set(pods)  # a new pod went, not the marked idle one
         marked = {
             name: (pod["metadata"].get("annotations") or {}).get(COST)  # type: ignore[union-attr]
             for name, pod in pods.items()
