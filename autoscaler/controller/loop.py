@@ -120,6 +120,8 @@ class _Work:
     records: dict[str, object] = field(default_factory=dict)
     """Fleet records added to the decision's explanation (mode, externalRescale, drain...)."""
     drain: DrainPlan | None = None
+    marked: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    """Deletion costs written this tick: pod -> (the cost written, the value before the tick)."""
     metrics: Mapping[str, MetricObservation] | None = None
     """The metrics the decision was made from (to decide again after a conflict)."""
     history_before: History | None = None
@@ -530,7 +532,12 @@ class ControlLoop:
             fixed=fixed,
         )
 
-    def _plan_drain(self, item: _Work, metrics: Mapping[str, MetricObservation]) -> None:
+    def _plan_drain(
+        self,
+        item: _Work,
+        metrics: Mapping[str, MetricObservation],
+        pods: Sequence[PodInfo] | None = None,
+    ) -> None:
         """For a scale-down: which pods should go, and the deletion costs that make them go."""
         decision = item.decision
         if decision is None or decision.desired_replicas >= decision.current_replicas:
@@ -538,7 +545,8 @@ class ControlLoop:
         if not self._drain_aware:
             plan = disabled_plan("drain-aware scale-down is disabled (drainAware: false)")
         else:
-            plan = plan_drain(item.policy, item.pods, metrics, decision.desired_replicas)
+            pods = item.pods if pods is None else pods
+            plan = plan_drain(item.policy, pods, metrics, decision.desired_replicas)
         item.drain = plan
         item.records["drain"] = plan.to_json()
 
@@ -548,29 +556,95 @@ class ControlLoop:
         if plan is None or not plan.marks:
             return
         record = dict(plan.to_json())
-        if self._annotator is None:
-            record["written"] = "no pod annotator configured"
-        else:
-            costs = {mark.pod: mark.cost for mark in plan.marks}
-            try:
-                async with asyncio.timeout(self._timeouts.scale_write):
-                    failed = await self._annotator.set_deletion_costs(
-                        item.policy.metadata.namespace, costs
-                    )
-            except Exception as exc:  # noqa: BLE001 - marks help; their failure must not block
-                failed = dict.fromkeys(costs, f"{type(exc).__name__}: {exc}")
-            ok = len(costs) - len(failed)
-            record["written"] = f"{ok} of {len(costs)} written" + (
-                f"; failed: {dict(failed)}" if failed else ""
-            )
-            if failed:
-                self._count_error(item.policy, "pod_annotate")
-                log.warning("deletion_cost_write_failed", policy=item.policy.key, failed=failed)
-            if self.fleet_monitor is not None:
-                labels = (item.policy.metadata.name, item.policy.metadata.namespace)
-                self.fleet_monitor.deletion_cost_writes.labels(*labels, "ok").inc(ok)
-                self.fleet_monitor.deletion_cost_writes.labels(*labels, "failed").inc(len(failed))
+        record["written"] = await self._write_marks(
+            item, {mark.pod: (mark.cost, mark.previous) for mark in plan.marks}
+        )
         self._drain_written(item, record)
+
+    async def _remark(self, item: _Work) -> None:
+        """Mark the pods for a decision made again after a 409 (see :meth:`_write`).
+
+        The marks written for the superseded decision chose pods for another count. The new
+        decision's plan is made from the pods as the cache has them now, with this tick's
+        writes applied; it marks what it needs, and each pod still there that was marked this
+        tick and that it neither marks nor removes gets its value from before the tick back (it
+        would otherwise stay first in line). The fleet records of the tick carry over to the new
+        decision.
+        """
+        assert item.decision is not None
+        item.drain = None
+        item.records.pop("drain", None)
+        pods: Sequence[PodInfo] = item.pods
+        if item.selector is not None:
+            try:
+                pods = self._pods.pods(item.policy.metadata.namespace, item.selector)
+            except Exception:  # noqa: BLE001 - the tick's pods serve (the selector parsed then)
+                log.debug("pods_reread_failed", policy=item.policy.key)
+        written = {pod: cost for pod, (cost, _) in item.marked.items()}
+        pods = [
+            replace(pod, deletion_cost=written[pod.name]) if pod.name in written else pod
+            for pod in pods
+        ]
+        self._plan_drain(item, item.metrics or {}, pods)
+        plan = item.drain
+        item.decision = with_records(item.decision, item.records)
+        wanted: dict[str, tuple[int | None, int | None]] = (
+            {m.pod: (m.cost, m.previous) for m in plan.marks} if plan is not None else {}
+        )
+        going: set[str] = set(plan.victims) if plan is not None else set()
+        present = {pod.name for pod in pods}
+        undo = {
+            pod: (before, cost)
+            for pod, (cost, before) in item.marked.items()
+            if pod in present and pod not in wanted and pod not in going and cost != before
+        }
+        if not wanted and not undo:
+            return
+        record = (
+            plan.to_json()
+            if plan is not None
+            else DrainPlan(
+                applies=True, note="no scale-down any more: this tick's marks undone"
+            ).to_json()
+        )
+        record["marks"] = [
+            *record["marks"],
+            *(
+                {"pod": pod, "cost": cost, "previous": was, "reason": "undone: not removed now"}
+                for pod, (cost, was) in undo.items()
+            ),
+        ]
+        written_now = await self._write_marks(item, {**wanted, **undo})
+        record["written"] = f"decided again after a conflict, pods re-marked: {written_now}"
+        self._drain_written(item, record)
+
+    async def _write_marks(
+        self, item: _Work, marks: Mapping[str, tuple[int | None, int | None]]
+    ) -> str:
+        """Write deletion costs (pod -> (cost, value before)); returns what was written."""
+        if self._annotator is None:
+            return "no pod annotator configured"
+        costs = {pod: cost for pod, (cost, _) in marks.items()}
+        try:
+            async with asyncio.timeout(self._timeouts.scale_write):
+                failed = await self._annotator.set_deletion_costs(
+                    item.policy.metadata.namespace, costs
+                )
+        except Exception as exc:  # noqa: BLE001 - marks help; their failure must not block
+            failed = dict.fromkeys(costs, f"{type(exc).__name__}: {exc}")
+        for pod, (cost, before) in marks.items():
+            if pod not in failed:
+                first = item.marked.get(pod)
+                item.marked[pod] = (cost, before if first is None else first[1])
+        ok = len(costs) - len(failed)
+        if failed:
+            self._count_error(item.policy, "pod_annotate")
+            log.warning("deletion_cost_write_failed", policy=item.policy.key, failed=failed)
+        if self.fleet_monitor is not None:
+            labels = (item.policy.metadata.name, item.policy.metadata.namespace)
+            self.fleet_monitor.deletion_cost_writes.labels(*labels, "ok").inc(ok)
+            self.fleet_monitor.deletion_cost_writes.labels(*labels, "failed").inc(len(failed))
+        return f"{ok} of {len(costs)} written" + (f"; failed: {dict(failed)}" if failed else "")
 
     @staticmethod
     def _drain_written(item: _Work, record: dict[str, object]) -> None:
@@ -626,8 +700,9 @@ class ControlLoop:
 
         Another writer winning a 409 race changes the ground under the decision: it is made
         again from the fresh reading (pure, same metrics and history as before), at most
-        :data:`REDECIDE_ROUNDS` times. Only a write that changed the count is recorded as a
-        rescale (in the history, the Event and the ``scale`` counter); the rest are ``no-op``.
+        :data:`REDECIDE_ROUNDS` times, and the pods are marked again for it (:meth:`_remark`).
+        Only a write that changed the count is recorded as a rescale (in the history, the Event
+        and the ``scale`` counter); the rest are ``no-op``.
         """
         policy = item.policy
         key = policy.key
@@ -663,6 +738,7 @@ class ControlLoop:
             self._decide(item, item.metrics or {}, now, history=item.history_before)
             if item.decision is None:
                 return  # the decision failed; _decide reported it
+            await self._remark(item)
             decision = item.decision
             if not decision.scale:
                 self._no_op(item, written.reading.spec_replicas)

@@ -17,6 +17,7 @@ from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import LeaderGate
 from autoscaler.kube.annotate import KubePodAnnotator
 from autoscaler.kube.client import DEFAULT_TIMEOUT, KubeApi
+from autoscaler.kube.events import EventSink
 from autoscaler.kube.history import KubeHistoryStore
 from autoscaler.kube.leader import LeaderElector
 from autoscaler.kube.pods import PodCache
@@ -127,12 +128,14 @@ async def connect(
         )
     else:
         leader = AlwaysLeader()
+    # One Event sink for the targets' and the ScalingPolicies' Events (one correlation cache).
+    events = EventSink(api, clock=clock, identity=settings.identity)
     context = KubeContext(
         api=api,
         scale=scale,
         pods=PodCache(api, settings.namespaces),
         targets=TargetCache(api, scale.discovery, settings.namespaces),
-        recorder=KubeRecorder(api, scale.discovery, clock=clock, identity=settings.identity),
+        recorder=KubeRecorder(api, scale.discovery, clock=clock, events=events),
         history=KubeHistoryStore(
             api,
             settings.leader_election_namespace,
@@ -142,7 +145,7 @@ async def connect(
         leader=leader,
         annotator=KubePodAnnotator(api) if settings.drain_aware else None,
         policies=PolicyResources(api, settings.namespaces),
-        policy_status=PolicyStatusWriter(api, clock=clock, identity=settings.identity),
+        policy_status=PolicyStatusWriter(api, clock=clock, events=events),
     )
     log.info(
         "kube_connected",

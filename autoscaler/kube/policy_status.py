@@ -6,7 +6,8 @@ HPA would write (``observedGeneration``, ``currentReplicas``, ``desiredReplicas`
 :class:`PolicyStatusWriter` writes it through the ``/status`` subresource only when it changed
 (a change of metric values alone is written at most every ``values_refresh`` seconds), with the
 object's resourceVersion, re-reading and retrying on 409 Conflict. Events go to the ScalingPolicy
-object itself, so ``kubectl describe scalingpolicy X`` tells the story.
+object itself, so ``kubectl describe scalingpolicy X`` tells the story; they are written through
+:class:`autoscaler.kube.events.EventSink`, as the target's (repeats aggregated into ``count``).
 
 :class:`ResourceAwareRecorder` is the loop's :class:`~autoscaler.controller.ports.Recorder`: for a
 policy that came from a resource it writes that resource's status and Events (and keeps the
@@ -28,9 +29,10 @@ import structlog
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import ConditionType, Decision
-from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.events import COMPONENT, EventSink, EventSpec, InvolvedObject, rfc3339
 from autoscaler.kube.policies import resource_path
-from autoscaler.kube.recorder import COMPONENT, EventSpec, KubeRecorder, event_for, rfc3339
+from autoscaler.kube.recorder import KubeRecorder, event_for
 from autoscaler.policy.crd import SCALING_POLICY
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.policy.sources import ResourcePolicy, ResourceProblem
@@ -279,14 +281,6 @@ class _Written:
     """When it was last read or written (trusted for ``status_refresh`` seconds)."""
 
 
-@dataclass(slots=True)
-class _Sent:
-    name: str
-    count: int
-    first: str
-    last_sent: float
-
-
 class PolicyStatusWriter:
     """Writes ScalingPolicy ``/status`` (only on change, conflicts retried) and their Events.
 
@@ -298,7 +292,10 @@ class PolicyStatusWriter:
         status_refresh: seconds after which the remembered status is read again from the
             object instead of trusted (another instance may have written it meanwhile).
         aggregate_interval: minimum seconds between writes of one repeated Event.
-        cache_size: Events remembered for aggregation (oldest forgotten first).
+        cache_size: Events remembered for aggregation (least recently used forgotten first).
+        events: the Event sink to write through (shared with the target recorder); by default
+            one of its own, built from ``clock``, ``identity``, ``aggregate_interval`` and
+            ``cache_size``.
     """
 
     def __init__(
@@ -311,18 +308,21 @@ class PolicyStatusWriter:
         status_refresh: float = 300.0,
         aggregate_interval: float = 30.0,
         cache_size: int = 4096,
+        events: EventSink | None = None,
     ) -> None:
         self._api = api
         self._clock: Clock = clock or SystemClock()
-        self._identity = identity
         self._values_refresh = values_refresh
         self._status_refresh = status_refresh
-        self._interval = aggregate_interval
-        self._cache_size = cache_size
+        self._events = events or EventSink(
+            api,
+            clock=self._clock,
+            identity=identity,
+            aggregate_interval=aggregate_interval,
+            cache_size=cache_size,
+        )
         self._written: dict[str, _Written] = {}
         """uid -> what this instance last wrote (or read) on the object."""
-        self._events: dict[tuple[str, str, str, str], _Sent] = {}
-        self._sequence = 0
         self.writes = 0
         """Successful status writes (observability and tests)."""
         self.conflicts = 0
@@ -439,55 +439,16 @@ class PolicyStatusWriter:
 
     async def event(self, resource: ResourcePolicy, spec: EventSpec) -> None:
         """An Event on the ScalingPolicy (repeats aggregated into ``count``, as client-go)."""
-        key = (resource.uid, spec.type, spec.reason, spec.message)
-        now = self._clock.now()
-        seen = self._events.get(key)
+        involved = InvolvedObject(
+            f"{SCALING_POLICY.group}/{SCALING_POLICY.version}",
+            SCALING_POLICY.kind,
+            resource.namespace,
+            resource.name,
+            resource.uid,
+        )
         try:
-            if seen is not None:
-                seen.count += 1
-                if now - seen.last_sent < self._interval:
-                    return
-                await self._api.request(
-                    "PATCH",
-                    f"/api/v1/namespaces/{resource.namespace}/events/{seen.name}",
-                    body={"count": seen.count, "lastTimestamp": rfc3339(now)},
-                    content_type=MERGE_PATCH,
-                )
-                seen.last_sent = now
-                return
-            self._sequence += 1
-            name = f"{resource.name}.{int(now * 1e9) + self._sequence:x}"
-            stamp = rfc3339(now)
-            body: JsonObject = {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"name": name, "namespace": resource.namespace},
-                "involvedObject": {
-                    "apiVersion": f"{SCALING_POLICY.group}/{SCALING_POLICY.version}",
-                    "kind": SCALING_POLICY.kind,
-                    "name": resource.name,
-                    "namespace": resource.namespace,
-                    "uid": resource.uid,
-                },
-                "reason": spec.reason,
-                "message": spec.message[:1024],
-                "type": spec.type,
-                "source": {"component": COMPONENT, "host": self._identity},
-                "reportingComponent": COMPONENT,
-                "reportingInstance": self._identity,
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "count": 1,
-            }
-            await self._api.request(
-                "POST", f"/api/v1/namespaces/{resource.namespace}/events", body=body
-            )
-            if len(self._events) >= self._cache_size:
-                self._events.pop(next(iter(self._events)))
-            self._events[key] = _Sent(name, 1, stamp, now)
+            await self._events.emit(involved, spec, policy=resource.key)
         except KubeApiError as exc:
-            if seen is not None and exc.status == 404:
-                del self._events[key]  # expired: the next repeat creates a new one
             log.warning(
                 "policy_event_failed",
                 policy=resource.key,

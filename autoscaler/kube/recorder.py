@@ -5,12 +5,10 @@ Implements :class:`autoscaler.controller.ports.Recorder` for Kubernetes.
 - **Events** (core/v1, ``involvedObject`` = the scale target) with the HPA's reasons:
   ``SuccessfulRescale`` (Normal) for each scale, and a Warning for each failure:
   ``FailedGetScale``/``FailedUpdateScale``/``FailedRescale`` or, when metrics failed, the reason
-  of the decision's ``ScalingActive=False`` condition (``FailedGetPodsMetric``...). Like the
-  client-go event correlator, a repeat of the same (object, type, reason, message) does not
-  create a new Event: the existing one's ``count``/``lastTimestamp`` is PATCHed, at most once per
-  ``aggregate_interval`` (repeats in between are counted and carried by the next patch); a new
-  Event object is created only on first sight, or when the old one expired (404), and at most
-  once per ``aggregate_interval`` per key. The correlation cache is an LRU of bounded size.
+  of the decision's ``ScalingActive=False`` condition (``FailedGetPodsMetric``...). They are
+  written through :class:`autoscaler.kube.events.EventSink`, which aggregates repeats as the
+  client-go event correlator does (one Event per (object, type, reason, message), its ``count``
+  patched at most once per ``aggregate_interval``).
 - **Status annotation** ``nim-autoscaler.io/status`` on the target object: a JSON record (see
   ``docs/kubernetes.md``) written with a merge PATCH only when its content, ignoring
   ``observedAt``, changed.
@@ -25,9 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -38,7 +33,8 @@ from autoscaler.decision.fleet import fleet_events, fleet_status
 from autoscaler.decision.record import decision_record
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.errors import TargetNotFound
-from autoscaler.kube.client import MERGE_PATCH, JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.client import MERGE_PATCH, KubeApi, KubeApiError
+from autoscaler.kube.events import COMPONENT, EventSink, EventSpec, InvolvedObject, rfc3339
 from autoscaler.kube.scale import Discovery, ResourceRef
 from autoscaler.policy.models import ScalingPolicy
 
@@ -47,23 +43,15 @@ log = structlog.get_logger(__name__)
 STATUS_ANNOTATION = "nim-autoscaler.io/status"
 """Annotation on the scale target holding the JSON status record."""
 
-COMPONENT = "nim-autoscaler"
-"""``source.component`` / ``reportingController`` of the Events."""
-
-
-def rfc3339(ts: float) -> str:
-    """RFC 3339 UTC with second precision (``metav1.Time``)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """What to emit for one record call."""
-
-    type: str
-    """``Normal`` or ``Warning``."""
-    reason: str
-    message: str
+__all__ = [
+    "COMPONENT",
+    "STATUS_ANNOTATION",
+    "EventSpec",
+    "KubeRecorder",
+    "event_for",
+    "rfc3339",
+    "status_record",
+]
 
 
 def event_for(decision: Decision, outcome: Outcome, error: str | None) -> EventSpec | None:
@@ -154,15 +142,6 @@ def status_record(
     }
 
 
-@dataclass(slots=True)
-class _Correlated:
-    namespace: str
-    name: str
-    count: int
-    first: str
-    last_sent: float
-
-
 class KubeRecorder:
     """:class:`~autoscaler.controller.ports.Recorder` with Events and a status annotation.
 
@@ -177,6 +156,9 @@ class KubeRecorder:
             the object instead of trusted (another instance may have written it meanwhile).
         values_refresh: when only metric values changed (replicas, outcome, reason and
             conditions did not), the annotation is rewritten at most this often, seconds.
+        events: the Event sink to write through (shared with the ScalingPolicy status writer);
+            by default one of its own, built from ``clock``, ``identity``,
+            ``aggregate_interval`` and ``cache_size``.
     """
 
     def __init__(
@@ -190,20 +172,23 @@ class KubeRecorder:
         cache_size: int = 4096,
         status_refresh: float = 300.0,
         values_refresh: float = 60.0,
+        events: EventSink | None = None,
     ) -> None:
         self._api = api
         self._discovery = discovery
         self._clock: Clock = clock or SystemClock()
-        self._identity = identity
-        self._interval = aggregate_interval
-        self._cache_size = cache_size
-        self._events: OrderedDict[tuple[str, ...], _Correlated] = OrderedDict()
+        self._events = events or EventSink(
+            api,
+            clock=self._clock,
+            identity=identity,
+            aggregate_interval=aggregate_interval,
+            cache_size=cache_size,
+        )
         self._status: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
         """(namespace, plural, name) -> (when read/written, the record known on the object)."""
         self._status_refresh = status_refresh
         self._values_refresh = values_refresh
         self._uids: dict[tuple[str, str, str], str] = {}
-        self._sequence = 0
 
     async def record(
         self,
@@ -239,39 +224,15 @@ class KubeRecorder:
     async def _emit(self, policy: ScalingPolicy, resource: ResourceRef, spec: EventSpec) -> None:
         ref = policy.spec.scale_target_ref
         namespace = policy.metadata.namespace
-        key = (namespace, ref.api_version, ref.kind, ref.name, spec.type, spec.reason, spec.message)
-        now = self._clock.now()
-        seen = self._events.get(key)
+        target = InvolvedObject(
+            ref.api_version,
+            ref.kind,
+            namespace,
+            ref.name,
+            self._uids.get((namespace, resource.plural, ref.name)),
+        )
         try:
-            if seen is None:
-                self._events[key] = await self._create(policy, resource, spec, 1, rfc3339(now))
-                while len(self._events) > self._cache_size:
-                    self._events.popitem(last=False)
-                return
-            self._events.move_to_end(key)
-            seen.count += 1
-            if now - seen.last_sent < self._interval:
-                log.debug(
-                    "event_aggregated", policy=policy.key, reason=spec.reason, count=seen.count
-                )
-                return
-            patch = {"count": seen.count, "lastTimestamp": rfc3339(now)}
-            try:
-                await self._api.request(
-                    "PATCH",
-                    f"/api/v1/namespaces/{seen.namespace}/events/{seen.name}",
-                    body=patch,
-                    content_type=MERGE_PATCH,
-                )
-            except KubeApiError as exc:
-                if exc.status != 404:
-                    raise
-                # The Event expired (events have a TTL): start a new one carrying the count.
-                self._events[key] = await self._create(
-                    policy, resource, spec, seen.count, seen.first
-                )
-                return
-            seen.last_sent = now
+            await self._events.emit(target, spec, policy=policy.key)
         except KubeApiError as exc:
             log.warning(
                 "event_write_failed",
@@ -280,53 +241,6 @@ class KubeRecorder:
                 status=exc.status,
                 error=exc.message,
             )
-
-    async def _create(
-        self,
-        policy: ScalingPolicy,
-        resource: ResourceRef,
-        spec: EventSpec,
-        count: int,
-        first: str,
-    ) -> _Correlated:
-        ref = policy.spec.scale_target_ref
-        namespace = policy.metadata.namespace
-        now = self._clock.now()
-        # As client-go: "<object>.<unix nanoseconds in hex>"; the sequence number keeps names
-        # unique when a (virtual) clock gives two events the same instant.
-        self._sequence += 1
-        name = f"{ref.name}.{int(now * 1e9) + self._sequence:x}"
-        involved: JsonObject = {
-            "apiVersion": ref.api_version,
-            "kind": ref.kind,
-            "name": ref.name,
-            "namespace": namespace,
-        }
-        uid = self._uids.get((namespace, resource.plural, ref.name))
-        if uid:
-            involved["uid"] = uid
-        body: JsonObject = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": spec.reason,
-            "message": spec.message[:1024],
-            "type": spec.type,
-            "source": {"component": COMPONENT, "host": self._identity},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._identity,
-            "firstTimestamp": first,
-            "lastTimestamp": rfc3339(now),
-            "count": count,
-        }
-        created = await self._api.request(
-            "POST", f"/api/v1/namespaces/{namespace}/events", body=body
-        )
-        log.info("event_created", policy=policy.key, reason=spec.reason, message=spec.message)
-        return _Correlated(
-            namespace, str((created.get("metadata") or {}).get("name", name)), count, first, now
-        )
 
     # -- status annotation ----------------------------------------------------------------
 

@@ -109,6 +109,26 @@ class TestDrainAware:
             == 2.0
         )
 
+    async def test_marks_taken_back_when_decided_again_as_a_scale_up(self) -> None:
+        """A 409 race leaves the target below the decided count: the decision made again is a
+        scale-up, so the marks written for the superseded scale-down are taken back."""
+        world = World(make_policy(), LOAD)
+        world.target.other_writer = lambda t: setattr(t, "spec_replicas", 1)
+        [result] = await world.loop().tick(NOW)
+        assert Outcome.SCALED is result.outcome
+        assert world.cluster.writes == [("nim", "llama", 2)]  # 1 -> 2 after deciding again
+        assert world.cluster.cost_writes == [
+            ("nim", "p1", -2),
+            ("nim", "p3", -1),
+            ("nim", "p1", None),
+            ("nim", "p3", None),
+        ]
+        assert [p.deletion_cost for p in world.target.pods] == [None] * 4
+        assert result.decision is not None
+        drain = result.decision.explanation["drain"]
+        assert "no scale-down any more" in drain["note"]
+        assert drain["written"] == "decided again after a conflict, pods re-marked: 2 of 2 written"
+
     async def test_no_marks_when_disabled(self) -> None:
         """drainAware off: the scale-down happens and no pod is annotated; the decision says so."""
         world = World(make_policy(), LOAD)

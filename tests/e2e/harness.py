@@ -8,19 +8,30 @@ pod's KV-cache usage is ``demand / ready_pods`` (capped at 1.0), which is how lo
 replicas behind a Service. :meth:`World.launch` brings the target up. The controller runs in the
 test process (:func:`start_controller`) or as a real process
 (:class:`tests.reliability.process.ControllerProcess`); both wait with :func:`wait_until`.
+:func:`controller_settings` is the settings every such controller starts from, and
+:func:`ready_pods` what the emulated exporters follow.
+
+:func:`decide_with_restarts` is the restart harness: the control loop on the real Kubernetes
+adapters (``/scale``, pod cache, history ConfigMap, recorder) against the fake API server, with
+metric values set per tick and a virtual ``now``, restarting the whole Kubernetes context and
+loop before chosen ticks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from autoscaler.app import Controller, build_controller
-from autoscaler.policy.models import MetricKind
+from autoscaler.controller.loop import ControlLoop
+from autoscaler.decision.types import MetricObservation
+from autoscaler.kube.factory import KubeContext, connect
+from autoscaler.policy.models import MetricKind, ScalingPolicy
 from autoscaler.settings import Settings
+from tests.controller.memory import StaticMetricSource
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 
@@ -63,6 +74,43 @@ spec:
 
 POLICY = policy_yaml()
 """The policy without ``behavior``."""
+
+
+def controller_settings(
+    prometheus_url: str, policy_dir: Path, kubeconfig: Path, **overrides: Any
+) -> Settings:
+    """A test controller's settings: namespace ``nim``, 1 s ticks, no leader election, no
+    metrics port; ``overrides`` replace or add fields."""
+    values: dict[str, Any] = {
+        "prometheus_url": prometheus_url,
+        "policy_dir": policy_dir,
+        "interval": 1.0,
+        "kubeconfig": kubeconfig,
+        "leader_election": False,
+        "leader_election_namespace": "nim-autoscaler",
+        "metrics_port": 0,
+        "namespaces": [NAMESPACE],
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def ready_pods(
+    fake: FakeKube, namespace: str | None = NAMESPACE, app: str | None = None
+) -> list[str]:
+    """Names of the Ready pods (in ``namespace``, None: any; with label ``app``, None: any)."""
+    return sorted(
+        name
+        for (plural, ns, name), pod in fake.objects.items()
+        if plural == "pods"
+        and (namespace is None or ns == namespace)
+        and (app is None or (pod["metadata"].get("labels") or {}).get("app") == app)
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions", [])
+        )
+    )
 
 
 class Syncing:
@@ -133,19 +181,7 @@ class World(Syncing):
         self.start()
 
     def settings(self, prometheus_url: str, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "prometheus_url": prometheus_url,
-            "policy_dir": self.policy_dir,
-            "interval": 1.0,
-            "kubeconfig": self.kubeconfig,
-            "leader_election": False,
-            "leader_election_namespace": "nim-autoscaler",
-            "metrics_port": 0,
-            "namespaces": [NAMESPACE],
-            "log_level": "warning",
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return controller_settings(prometheus_url, self.policy_dir, self.kubeconfig, **overrides)
 
     def replicas(self) -> int:
         deployment = self.fake.get("deployments", NAMESPACE, "llama")
@@ -153,14 +189,7 @@ class World(Syncing):
         return int(deployment["spec"]["replicas"])
 
     def ready_pods(self) -> list[str]:
-        names = []
-        for (plural, namespace, name), pod in self.fake.objects.items():
-            if plural != "pods" or namespace != NAMESPACE:
-                continue
-            conditions = pod["status"].get("conditions", [])
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                names.append(name)
-        return sorted(names)
+        return ready_pods(self.fake)
 
     def scale_writes(self) -> int:
         return sum(
@@ -212,3 +241,87 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) ->
             msg = f"timed out after {timeout} s waiting for {what}"
             raise AssertionError(msg)
         await asyncio.sleep(0.1)
+
+
+Observe = Callable[[int, list[str], float], Mapping[str, MetricObservation]]
+"""(tick, the target's pod names, now) -> what the policy's metrics report at that tick."""
+
+
+async def decide_with_restarts(
+    tmp_path: Path,
+    policy: ScalingPolicy,
+    *,
+    replicas: int,
+    ticks: int,
+    observe: Observe,
+    restart_before: Collection[int] = (),
+    start: float,
+    period: float = 60.0,
+) -> list[int]:
+    """Run ``ticks`` ticks of one policy on the real Kubernetes side of a fake API server.
+
+    The Deployment ``nim/<target>`` (label ``app=<target>``) starts with ``replicas`` and the
+    server's reconciler makes its pods. Tick ``i`` happens at ``start + i * period`` (virtual),
+    after the pod cache caught up with the pods the reconciler made; before each tick in
+    ``restart_before`` the Kubernetes context and the loop are closed and built anew (so only
+    what was persisted, e.g. the history ConfigMap, carries over).
+
+    Returns:
+        The desired replicas of each tick.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    target = policy.spec.scale_target_ref.name
+    async with FakeKube() as fake:
+        fake.add_deployment(NAMESPACE, target, replicas=replicas, labels={"app": target})
+        fake.enable_reconcile()
+        fake.step()
+        settings = Settings(
+            kubeconfig=write_kubeconfig(tmp_path / f"kc-{len(restart_before)}", fake.url),
+            leader_election=False,
+            leader_election_namespace="nim-autoscaler",
+            namespaces=[NAMESPACE],
+        )
+        source = StaticMetricSource()
+        context: KubeContext | None = None
+        loop: ControlLoop | None = None
+        desired: list[int] = []
+        try:
+            for tick in range(ticks):
+                if context is None or tick in restart_before:
+                    if context is not None:
+                        await context.close()
+                    context = await connect(settings)
+                    context.start()
+                    assert await context.pods.wait_synced(within=10)
+                    loop = ControlLoop(
+                        policies=lambda: [policy],
+                        metrics=source,
+                        scale=context.scale,
+                        pods=context.pods,
+                        recorder=context.recorder,
+                        history_store=context.history,
+                        leader=context.leader,
+                        log_ticks=False,
+                    )
+                assert loop is not None
+                fake.step()
+                pods = [
+                    name
+                    for (plural, ns, name) in fake.objects
+                    if plural == "pods" and ns == NAMESPACE
+                ]
+                now = start + period * tick
+                source.set(policy.key, observe(tick, pods, now))
+                # Let the pod cache see the reconciler's changes before deciding.
+                await context.pods.wait_synced(within=5)
+                for _ in range(50):
+                    if len(context.pods.pods(NAMESPACE, f"app={target}")) == len(pods):
+                        break
+                    await asyncio.sleep(0.05)
+                [result] = await loop.tick(now)
+                assert result.decision is not None, result.error
+                desired.append(result.decision.desired_replicas)
+        finally:
+            if context is not None:
+                await context.close()
+        return desired

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.policy.models import MetricKind
-from tests.e2e.harness import NAMESPACE, Syncing, start_controller, stop_controller, wait_until
+from tests.e2e.harness import (
+    NAMESPACE,
+    Syncing,
+    controller_settings,
+    ready_pods,
+    start_controller,
+    stop_controller,
+    wait_until,
+)
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.promserver.fixtures import fleet_target
@@ -61,19 +69,7 @@ class Cluster(Syncing):
         (self.policies / f"{name}.yaml").write_text(POLICY.format(name=name, priority=priority))
 
     def settings(self, prometheus_url: str) -> Any:
-        from autoscaler.settings import Settings
-
-        return Settings(
-            prometheus_url=prometheus_url,
-            policy_dir=self.policies,
-            interval=1.0,
-            kubeconfig=self.kubeconfig,
-            leader_election=False,
-            leader_election_namespace="nim-autoscaler",
-            metrics_port=0,
-            namespaces=[NAMESPACE],
-            log_level="warning",
-        )
+        return controller_settings(prometheus_url, self.policies, self.kubeconfig)
 
     def pods(self, app: str) -> dict[str, dict[str, Any]]:
         return {
@@ -83,14 +79,7 @@ class Cluster(Syncing):
         }
 
     def ready(self, app: str) -> list[str]:
-        return sorted(
-            name
-            for name, pod in self.pods(app).items()
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in pod["status"].get("conditions", [])
-            )
-        )
+        return ready_pods(self.fake, app=app)
 
     def replicas(self, name: str) -> int:
         deployment = self.fake.get("deployments", NAMESPACE, name)
@@ -99,15 +88,7 @@ class Cluster(Syncing):
 
     def sync(self) -> None:
         self.fake.step()
-        live = {
-            name
-            for (plural, ns, name), obj in self.fake.objects.items()
-            if plural == "pods"
-            and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in obj["status"].get("conditions", [])
-            )
-        }
+        live = set(ready_pods(self.fake, namespace=None))
         for namespace, pod in list(self.fleet.pods):
             if pod not in live:
                 self.fleet.remove(namespace, pod)

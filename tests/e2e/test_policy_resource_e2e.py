@@ -59,12 +59,9 @@ def events_about(fake: FakeKube, name: str) -> list[dict[str, Any]]:
 
 
 async def _ready_world(fake: FakeKube, fleet: Any, tmp_path: Path) -> World:
-    fake.add_deployment(NAMESPACE, "llama", replicas=2, labels={"app": "llama"})
-    fake.enable_reconcile(schedule_after=0.2, ready_after=1.0)
     world = World(fake, fleet, tmp_path)
-    world.demand = 1.0  # 0.5 per pod: exactly the target
-    await wait_for(lambda: (world.sync(), len(world.ready_pods()) == 2)[1], 10, "2 ready pods")
-    world.start()
+    # 0.5 per pod: exactly the target
+    await world.launch(replicas=2, demand=1.0, schedule_after=0.2, ready_after=1.0)
     return world
 
 

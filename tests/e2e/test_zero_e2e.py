@@ -13,8 +13,15 @@ import asyncio
 from pathlib import Path
 
 from autoscaler.policy.models import MetricKind
-from autoscaler.settings import Settings
-from tests.e2e.harness import NAMESPACE, Syncing, start_controller, stop_controller, wait_until
+from tests.e2e.harness import (
+    NAMESPACE,
+    Syncing,
+    controller_settings,
+    ready_pods,
+    start_controller,
+    stop_controller,
+    wait_until,
+)
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.promserver.fixtures import fleet_target
@@ -49,16 +56,7 @@ class Cluster(Syncing):
         return int(deployment["spec"]["replicas"])
 
     def ready(self) -> list[str]:
-        return sorted(
-            name
-            for (plural, ns, name), obj in self.fake.objects.items()
-            if plural == "pods"
-            and ns == NAMESPACE
-            and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in obj["status"].get("conditions", [])
-            )
-        )
+        return ready_pods(self.fake)
 
     def sync(self) -> None:
         self.fake.step()
@@ -102,16 +100,8 @@ async def test_scales_from_zero_on_gateway_queue_and_back_after_idle_for(
         fake.enable_reconcile(schedule_after=0.2, ready_after=0.5)
         cluster = Cluster(fake, fleet)
         cluster.start()
-        settings = Settings(
-            prometheus_url=prometheus.url,
-            policy_dir=policies,
-            interval=1.0,
-            kubeconfig=write_kubeconfig(tmp_path / "kubeconfig", fake.url),
-            leader_election=False,
-            leader_election_namespace="nim-autoscaler",
-            metrics_port=0,
-            namespaces=[NAMESPACE],
-            log_level="warning",
+        settings = controller_settings(
+            prometheus.url, policies, write_kubeconfig(tmp_path / "kubeconfig", fake.url)
         )
         controller, task = await start_controller(settings)
         try:

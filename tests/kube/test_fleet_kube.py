@@ -32,8 +32,15 @@ NS = "nim"
 COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
-def make_policy(kind: str = "Deployment", *, mode: str = "active") -> ScalingPolicy:
+def make_policy(
+    kind: str = "Deployment", *, mode: str = "active", down_pods_per_minute: int | None = None
+) -> ScalingPolicy:
     api_version = "apps/v1"
+    scale_down: dict[str, object] = {"stabilizationWindowSeconds": 0}
+    if down_pods_per_minute is not None:
+        scale_down["policies"] = [
+            {"type": "Pods", "value": down_pods_per_minute, "periodSeconds": 60}
+        ]
     return ScalingPolicy.model_validate(
         {
             "apiVersion": "nim-autoscaler/v1alpha1",
@@ -45,7 +52,7 @@ def make_policy(kind: str = "Deployment", *, mode: str = "active") -> ScalingPol
                 "maxReplicas": 10,
                 "algorithm": "hpa",
                 "mode": mode,
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+                "behavior": {"scaleDown": scale_down},
                 "metrics": [
                     {"runningRequests": {"target": {"type": "AverageValue", "averageValue": 8}}}
                 ],
@@ -103,6 +110,19 @@ def running(source: StaticMetricSource, policy: ScalingPolicy, values: dict[str,
         policy.key,
         {"runningRequests": PodSamples(values=values, timestamp=0.0, series=len(values))},
     )
+
+
+def race_on_scale_write(fake: FakeKube, replicas: int) -> None:
+    """Another writer sets the Deployment to ``replicas`` just before the next ``/scale`` PUT
+    (which then meets a real 409: its resourceVersion is stale)."""
+
+    def another_writer() -> None:
+        deployment = fake.get("deployments", NS, "llama")
+        assert deployment is not None
+        deployment["spec"]["replicas"] = replicas
+        fake.put("deployments", deployment)
+
+    fake.inject("/deployments/llama/scale$", method="PUT", action=another_writer)
 
 
 def pod_patches(fake: FakeKube) -> list[str]:
@@ -167,6 +187,58 @@ class TestDrainAware:
         assert deployment is not None
         assert deployment["spec"]["replicas"] == 2
         assert names[1] not in pods_of(fake)
+
+    async def test_scale_down_decided_again_after_a_conflict_remarks_the_pods(
+        self, fake: FakeKube, kube: KubeContext
+    ) -> None:
+        """Another writer lowers the count between the marks and the write (409): the decision
+        made again marks the pods for the new count, so the idlest pod left goes, not the
+        newest."""
+        names = await setup(fake, kube, "Deployment")
+        policy = make_policy(down_pods_per_minute=1)
+        source = StaticMetricSource()
+        # The HPA wants 1 replica; the rate limit allows 4 -> 3 (the idlest pod is marked).
+        running(source, policy, dict(zip(names, [0.0, 1.0, 2.0, 3.0], strict=True)))
+        race_on_scale_write(fake, 2)  # the marked pod goes, then the newest
+        [result] = await loop_for(kube, policy, source).tick(100.0)
+        assert Outcome.SCALED is result.outcome
+        deployment = fake.get("deployments", NS, "llama")
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 1  # decided again from 2: one pod a minute
+        # Of the two pods left, the idler goes (unmarked, the ReplicaSet takes the newer one).
+        assert sorted(pods_of(fake)) == [names[2]]
+        assert result.decision is not None
+        drain = result.decision.explanation["drain"]
+        assert names[1] in [p["pod"] for p in drain["remove"]]
+        assert names[2] not in [p["pod"] for p in drain["remove"]]
+        assert "decided again" in drain["written"]
+        assert result.decision.explanation["mode"]["mode"] == "active"  # fleet records kept
+
+    async def test_marks_of_the_superseded_decision_are_taken_back(
+        self, fake: FakeKube, kube: KubeContext
+    ) -> None:
+        """Another writer raises the count between the marks and the write (409): the decision
+        made again removes a newly started pod (no load sample yet), so the mark written for the
+        superseded one is taken back (the idle pod does not stay first in line)."""
+        names = await setup(fake, kube, "Deployment")
+        policy = make_policy(down_pods_per_minute=1)
+        source = StaticMetricSource()
+        running(source, policy, dict(zip(names, [0.0, 1.0, 4.0, 5.0], strict=True)))
+        race_on_scale_write(fake, 6)  # two new pods
+        [result] = await loop_for(kube, policy, source).tick(100.0)
+        assert Outcome.SCALED is result.outcome
+        deployment = fake.get("deployments", NS, "llama")
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 5  # decided again from 6 (one pod a minute)
+        pods = pods_of(fake)
+        assert set(names) <= set(pods)  # a new pod went, not the marked idle one
+        marked = {
+            name: (pod["metadata"].get("annotations") or {}).get(COST)  # type: ignore[union-attr]
+            for name, pod in pods.items()
+        }
+        assert set(marked.values()) == {None}, marked
+        assert result.decision is not None
+        assert "decided again" in result.decision.explanation["drain"]["written"]
 
 
 class TestModes:

@@ -15,7 +15,14 @@ from typing import Any
 from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.policy.models import MetricKind
 from autoscaler.settings import Settings
-from tests.e2e.harness import NAMESPACE, Syncing, policy_yaml, wait_until
+from tests.e2e.harness import (
+    NAMESPACE,
+    Syncing,
+    controller_settings,
+    policy_yaml,
+    ready_pods,
+    wait_until,
+)
 from tests.fakekube.server import write_kubeconfig
 from tests.promserver.exporter import FleetExporter, FleetPod
 from tests.reliability.chaos import ChaosKube
@@ -51,20 +58,12 @@ class PromWorld(Syncing):
         self.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
 
     def settings(self, prometheus_url: str, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "prometheus_url": prometheus_url,
-            "prometheus_timeout": 1.0,
-            "policy_dir": self.tmp_path / "policies",
-            "interval": 1.0,
-            "kubeconfig": self.kubeconfig,
-            "leader_election": False,
-            "leader_election_namespace": "nim-autoscaler",
-            "metrics_port": 0,
-            "namespaces": [NAMESPACE],
-            "log_level": "warning",
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return controller_settings(
+            prometheus_url,
+            self.tmp_path / "policies",
+            self.kubeconfig,
+            **{"prometheus_timeout": 1.0, **overrides},
+        )
 
     def replicas(self, name: str) -> int:
         deployment = self.fake.get("deployments", NAMESPACE, name)
@@ -72,16 +71,7 @@ class PromWorld(Syncing):
         return int(deployment["spec"]["replicas"])
 
     def ready_pods(self, name: str) -> list[str]:
-        pods = []
-        for (plural, namespace, pod), obj in self.fake.objects.items():
-            if plural != "pods" or namespace != NAMESPACE:
-                continue
-            if (obj["metadata"].get("labels") or {}).get("app") != name:
-                continue
-            conditions = obj["status"].get("conditions", [])
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                pods.append(pod)
-        return sorted(pods)
+        return ready_pods(self.fake, app=name)
 
     def sync(self) -> None:
         """Advance pods; export each Ready pod's share of its target's demand (or the fault)."""
