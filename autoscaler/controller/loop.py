@@ -45,7 +45,7 @@ from autoscaler.controller.ports import (
     TargetSource,
     WriteResult,
 )
-from autoscaler.decision.budget import Claim, allocate, gpus_per_replica
+from autoscaler.decision.budget import Claim, Grant, allocate, gpus_per_replica
 from autoscaler.decision.core import decide, record_rescale
 from autoscaler.decision.drain import DrainPlan, disabled_plan, plan_drain
 from autoscaler.decision.fleet import (
@@ -129,6 +129,9 @@ class _Work:
     history_unknown: bool = False
     """The saved history could not be read: this tick's history is not saved (it must not
     overwrite the saved one) and the load is retried next tick."""
+    grants: list[tuple[str, Grant]] = field(default_factory=list)
+    """(budget, grant) of the ScalingBudgets covering the policy this tick: a decision made
+    again after a conflict is held to them too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,12 +482,12 @@ class ControlLoop:
                 grant = allocation.grant(item.policy.key)
                 if grant is None:
                     continue
+                item.grants.append((budget.key, grant))
                 records = item.records.setdefault("budgets", [])
                 assert isinstance(records, list)
                 records.append(allocation.record(item.policy.key))
                 item.records["budget"] = {"note": "; ".join(r["note"] for r in records)}
-                decision = item.decision
-                if not grant.held_back or decision is None:
+                if not grant.held_back or item.decision is None:
                     continue
                 limited.add(item.policy.key)
                 log.warning(
@@ -494,19 +497,7 @@ class ControlLoop:
                     desired=grant.desired,
                     granted=grant.replicas,
                 )
-                item.decision = with_condition(
-                    replace(
-                        decision,
-                        desired_replicas=grant.replicas,
-                        reason=f"{decision.reason}; held back by budget {budget.key}",
-                    ),
-                    Condition(
-                        ConditionType.SCALING_LIMITED,
-                        status=True,
-                        reason="BudgetExhausted",
-                        message=grant.note,
-                    ),
-                )
+                item.decision = _held_back(item.decision, budget.key, grant)
         if self.fleet_monitor is not None:
             for item in work:
                 self.fleet_monitor.scaling_limited.labels(
@@ -738,6 +729,11 @@ class ControlLoop:
             self._decide(item, item.metrics or {}, now, history=item.history_before)
             if item.decision is None:
                 return  # the decision failed; _decide reported it
+            for budget_key, grant in item.grants:
+                # The budget granted this tick still holds for the new decision (a higher
+                # count than granted would take GPUs allotted to other policies).
+                if item.decision.desired_replicas > grant.replicas:
+                    item.decision = _held_back(item.decision, budget_key, grant)
             await self._remark(item)
             decision = item.decision
             if not decision.scale:
@@ -876,3 +872,20 @@ class ControlLoop:
             outcome=result.outcome.value,
             error=result.error,
         )
+
+
+def _held_back(decision: Decision, budget: str, grant: Grant) -> Decision:
+    """``decision`` held to what ``budget`` grants (``ScalingLimited=True/BudgetExhausted``)."""
+    return with_condition(
+        replace(
+            decision,
+            desired_replicas=grant.replicas,
+            reason=f"{decision.reason}; held back by budget {budget}",
+        ),
+        Condition(
+            ConditionType.SCALING_LIMITED,
+            status=True,
+            reason="BudgetExhausted",
+            message=grant.note,
+        ),
+    )

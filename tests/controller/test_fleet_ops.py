@@ -456,6 +456,24 @@ class TestBudgets:
         await loop.tick(NOW + 61)
         assert fleet.replicas("a") == 2  # the window passed: the recommendations decide
 
+    async def test_decided_again_after_a_conflict_keeps_the_budget(self) -> None:
+        """Another writer wins the /scale race (2 -> 6): the decision made again from the fresh
+        reading (6 -> 5 on the metrics) is still held to the 4 replicas the budget granted."""
+        fleet = Fleet(gpu_policy("a"))
+        fleet.budgets = [budget(8)]  # 4 replicas x 2 GPUs
+        fleet.demand("a", 20.0)  # 40 requests / 8 = 5 replicas wanted
+        target = fleet.cluster.targets[("nim", "Deployment", "a")]
+        target.other_writer = lambda t: setattr(t, "spec_replicas", 6)
+        [result] = await fleet.loop().tick(NOW)
+        assert result.outcome is Outcome.SCALED
+        assert fleet.replicas("a") == 4
+        assert fleet.cluster.writes == [("nim", "a", 4)]
+        assert result.decision is not None
+        assert result.decision.current_replicas == 6
+        limited = result.decision.condition(ConditionType.SCALING_LIMITED)
+        assert limited is not None
+        assert (limited.status, limited.reason) == (True, "BudgetExhausted")
+
     async def test_paused_policy_holds_its_gpus(self) -> None:
         """A paused policy keeps its replicas, and they count against the budget."""
         fleet = Fleet(gpu_policy("paused", priority=100), gpu_policy("a"), replicas=3)
