@@ -383,9 +383,11 @@ def _estimate(  # noqa: PLR0917 - one rule per case, each explained
         good *= factor
         bad = None if bad is None else bad * factor
         drift = f"; requests {heavier:.2g}x longer than when learned: divided by that"
+    extrapolated = False
     if seed is not None and seed_lengths is not None:
         seed_factor, seed_heavier = length_factor(lengths, seed_lengths)
-        if seed_factor < 1.0:
+        extrapolated = seed_factor < 1.0
+        if extrapolated:
             seed *= seed_factor
             seed_source_note = (
                 f" (requests {seed_heavier:.2g}x longer than the {seed_source}'s "
@@ -439,6 +441,11 @@ def _estimate(  # noqa: PLR0917 - one rule per case, each explained
             f"{seed:.4g} req/s per replica from the policy's {seed_source}{seed_source_note} "
             "(not contradicted)"
         )
+        if extrapolated and seed > EXPLORE_MAX * good:
+            # Divided for longer requests, the figure is an extrapolation: approached from what
+            # the fleet demonstrated by the exploration's bounded steps.
+            base = EXPLORE_MAX * good
+            note += f"; approached in steps from the {good:.4g} demonstrated: {base:.4g} now"
     if bad is not None:
         note += f"; violated from {bad:.4g}"
     planned = base

@@ -126,6 +126,8 @@ class SloState:
     """Most replicas needed (fractional) since ``grown_at``."""
     shrunk_at: float | None = None
     """When the ready count last fell (pods left: the requests they held left the sums)."""
+    seed_contradicted: bool = False
+    """A violation was seen below the (length-adjusted) profile seed: it is no longer used."""
     lengths: tuple[tuple[float, float], ...] = ()
     """Mean (prompt, output) tokens per request of the latest ``LENGTH_SAMPLES`` steady ticks
     with every objective met (token and completion counters over a whole window of one fleet
@@ -150,6 +152,7 @@ class SloState:
             "needSinceGrowth": self.need_since_growth,
             "shrunkAt": self.shrunk_at,
             "lengths": [list(p) for p in self.lengths],
+            "seedContradicted": self.seed_contradicted,
         }
 
     @classmethod
@@ -178,6 +181,7 @@ class SloState:
             ready_before=int(data.get("readyBefore", 0)),
             need_since_growth=float(data.get("needSinceGrowth", 0.0)),
             shrunk_at=_opt(data.get("shrunkAt")),
+            seed_contradicted=bool(data.get("seedContradicted", False)),
             lengths=tuple(
                 pair
                 for pair in (cap.lengths_from_json(p) for p in data.get("lengths", ()))
@@ -432,12 +436,10 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         latencies,
     )
     length_samples = state.lengths
+    prompt_rate = _total(metrics.get(SIGNAL_PROMPT_TOKENS))
+    generation_rate = _total(metrics.get(SIGNAL_GENERATION_TOKENS))
     if steady == "steady" and _all_met(latencies):
-        measured = _lengths(
-            served,
-            _total(metrics.get(SIGNAL_PROMPT_TOKENS)),
-            _total(metrics.get(SIGNAL_GENERATION_TOKENS)),
-        )
+        measured = _lengths(served, prompt_rate, generation_rate)
         if measured is not None:
             length_samples = (*length_samples, measured)[-LENGTH_SAMPLES:]
     lengths = _median_lengths(length_samples)
@@ -459,7 +461,27 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
             # A capacity drop the evidence shows: the mix changed, so the lengths measured
             # before it are stale; measure them again.
             length_samples, lengths = (), None
-    estimate = cap.estimate(model, now, seed, seed_source, lengths, seed_lengths)
+    # A seed measured at known request lengths (a profile) while the servers' token counters
+    # exist: it applies once the live lengths are measured (divided when they are longer), and
+    # not at all once the fleet violated the SLO below it.
+    contradicted = state.seed_contradicted
+    seed_note = ""
+    if seed is not None and seed_lengths is not None and not contradicted:
+        factor, _ = cap.length_factor(lengths, seed_lengths)
+        if model.bad is not None and model.bad < seed * factor:
+            contradicted = True
+        elif lengths is None and (prompt_rate is not None or generation_rate is not None):
+            seed_note = (
+                f"the {seed_source}'s {seed:.4g} req/s per replica was measured at "
+                f"{seed_lengths[0]:.0f} in / {seed_lengths[1]:.0f} out tokens: used once the "
+                "live request lengths are measured"
+            )
+    if contradicted and seed is not None and seed_lengths is not None:
+        seed_note = f"the {seed_source}'s figure is contradicted by a violation below it"
+    usable_seed = None if seed_note else seed
+    estimate = cap.estimate(model, now, usable_seed, seed_source, lengths, seed_lengths)
+    if seed_note:
+        estimate = replace(estimate, note=f"{estimate.note}; {seed_note}")
     draining = (
         bool(ready) and (waiting or 0.0) / max(ready, 1) > DRAINING_WAITING_PER_POD and growth < 0
     )
@@ -541,6 +563,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
         need_since_growth=need_since,
         shrunk_at=shrunk_at,
         lengths=length_samples,
+        seed_contradicted=contradicted,
     )
     return SloPlan(
         state=next_state,

@@ -331,6 +331,73 @@ class TestSloPlan:
         assert result.estimate.lengths is None
         assert result.estimate.per_replica == pytest.approx(5.0)
 
+    def test_a_profile_seed_waits_for_the_live_lengths_then_is_approached(self) -> None:
+        """With token counters exported, a profile measured at 500 in / 100 out tokens is not
+        used before the live lengths are measured (no scale-down on it); at 3x longer prompts
+        it is divided by 3 and, being an extrapolation, approached from the demonstrated load
+        by bounded steps (1.5 x)."""
+        state: slo.SloState | None = None
+        pods = [f"p{i}" for i in range(4)]
+        results = []
+        for i in range(14):
+            result = slo.plan(
+                state,
+                observations(pods, 8.0, lengths=(1500.0, 100.0)),
+                fleet(4),
+                OBJECTIVES,
+                12.0,
+                "profile",
+                15.0 * i,
+                (500.0, 100.0),
+            )
+            state = result.state
+            results.append(result)
+        pending = results[7]  # two length measurements so far
+        assert pending.estimate.source != "profile"
+        assert "used once the live request lengths are measured" in pending.estimate.note
+        done = results[-1]
+        assert done.estimate.lengths == pytest.approx((1500.0, 100.0))
+        assert done.estimate.source == "profile"
+        assert done.estimate.good == pytest.approx(2.0)
+        assert done.estimate.per_replica == pytest.approx(3.0)  # 12 / 3 = 4, capped at 1.5 x 2
+        assert "approached in steps" in done.estimate.note
+
+    def test_a_profile_seed_violated_below_stays_unused(self) -> None:
+        """A violation below the seed contradicts it for good: a later met sample that clears
+        the violated bound does not bring the seed back."""
+        lengths = (500.0, 100.0)
+        state: slo.SloState | None = None
+        pods = [f"p{i}" for i in range(4)]
+        for i, (rate, itl) in enumerate([(20.0, 0.03)] * 10 + [(20.0, 0.09)] * 8):
+            result = slo.plan(
+                state,
+                observations(pods, rate, itl=itl, lengths=lengths),
+                fleet(4),
+                OBJECTIVES,
+                12.0,
+                "profile",
+                15.0 * i,
+                lengths,
+            )
+            state = result.state
+        assert state is not None
+        assert state.seed_contradicted
+        assert state.model.bad == pytest.approx(5.0)
+        later = run_plan(12, 4, 24.0, state=state, lengths=lengths)  # clears bad (met at 6)
+        assert later.state.model.bad is None
+        again = slo.plan(
+            later.state,
+            observations(pods, 24.0, lengths=lengths),
+            fleet(4),
+            OBJECTIVES,
+            12.0,
+            "profile",
+            (later.state.last_tick or 0.0) + 15.0,
+            lengths,
+        )
+        assert again.estimate.source == "learned"
+        assert "contradicted" in again.estimate.note
+
     def test_a_profile_seed_measured_at_shorter_requests_is_divided(self) -> None:
         """A GenAI-Perf sweep at 500 in / 100 out tokens says nothing for 3,000-token prompts:
         its figure is divided by 6; at the sweep's own lengths it stands."""

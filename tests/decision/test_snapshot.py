@@ -25,7 +25,8 @@ random stream), so only the scenarios that had drawn 0 changed (7, 15, 27, 31, 3
 their explanations show ``minReplicas`` 1, and 27, which starts at 0 replicas, now meets the
 HPA's rule for a target at 0 (scaling disabled) instead of deciding from its metrics at 0 (which
 asked for 1 replica from its seventh tick). Again when the capacity model learned the request
-lengths (token-counter signals, ``shrunkAt`` and ``lengths`` in the capacity state, the
+lengths (token-counter signals, ``shrunkAt``, ``lengths`` and ``seedContradicted`` in the
+capacity state, the
 ``requestLengths`` of the explanation's ``capacity`` object): every desired count, reason and
 condition identical (720 decisions); the explanation and history digests of the 360 ``llm``
 decisions changed with the new fields.
