@@ -87,12 +87,17 @@ class TestReadings:
             1 + i % 3 for i in range(20)
         ]
         assert targets.lists == 1
-        lists = [
-            p
-            for m, p in fake.requests
-            if m == "GET" and p.startswith("/apis/apps/v1/namespaces/llm/deployments?")
-        ]
-        assert len(lists) == 2  # the list and the watch
+
+        def lists() -> list[str]:
+            return [
+                p
+                for m, p in fake.requests
+                if m == "GET" and p.startswith("/apis/apps/v1/namespaces/llm/deployments?")
+            ]
+
+        # The watch follows the list; under load it may not have reached the server yet.
+        await eventually(lambda: len(lists()) >= 2)
+        assert len(lists()) == 2  # the list and the watch
         assert not [p for _, p in fake.requests if p.endswith("/scale")]
 
     async def test_unwatched_namespace_is_none(self, fake: FakeKube, targets: TargetCache) -> None:
