@@ -28,6 +28,7 @@ from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.kube.policies import PolicyResources
 from autoscaler.kube.policy_status import ResourceAwareRecorder
+from autoscaler.kube.shards import ShardManager
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -306,6 +307,9 @@ async def build_controller(
         hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
     )
     feed.monitor = loop.monitor
+    if isinstance(kube.leader, ShardManager):
+        # A shard given up is released once the tick in progress has saved its history.
+        kube.leader.quiesce = loop.wait_idle
     metrics.monitor = loop.monitor
     runner = Runner(
         loop=loop,
