@@ -134,7 +134,12 @@ def _measure_child(config: dict[str, Any], conn: Any) -> None:
         }
         conn.send(result)
     except Exception as exc:  # reported by the parent with its message
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        barrier = config.get("barrier")
+        if barrier is not None:
+            barrier.abort()  # the other replicas stop waiting for this one
+        import traceback
+
+        conn.send({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
     finally:
         conn.close()
 
@@ -177,13 +182,13 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         if shards > 1:
             await _wait_for_share(controller, shards, int(config["replicas"]))
         if barrier is not None:
-            await asyncio.to_thread(barrier.wait)
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         for _ in range(WARMUP_TICKS):
             controller.feed.refresh()
             await controller.loop.tick(time.time())
             await asyncio.sleep(0.5)
-        if barrier is not None:
-            await asyncio.to_thread(barrier.wait)  # the replicas' measured ticks overlap
+        if barrier is not None:  # the replicas' measured ticks overlap
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         ticks: list[dict[str, Any]] = []
         kinds_total: Counter[str] = Counter()
         measure_until = time.monotonic() + config["budget_seconds"]
@@ -522,6 +527,8 @@ SCALE_PODS = 1
 """10,000 policies of 1 pod: the same 10,000 pods' series as 1,000 x 10 (what fits this machine)."""
 
 
+BARRIER_TIMEOUT = 600.0
+"""Seconds a replica waits for the others at a barrier."""
 SCALE_REPLICAS = 2
 SCALE_SHARDS = 16
 """Shards of the sharded run: 8 per replica (``crc32(namespace) % 16`` over 1,000 namespaces)."""

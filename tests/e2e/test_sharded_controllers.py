@@ -7,7 +7,7 @@ deterministic metric values and a virtual ``now`` (as ``test_restart_history``).
 replicas split the shards; every policy is decided by exactly one of them, whose metric fetch
 carries only its own namespaces; no target is written by both; when one stops, the other takes
 its shards and decides exactly as a single replica would have (the history moved with the
-shard).
+shard). The last test runs the whole controller twice (``build_controller``, real Prometheus).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,9 @@ from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
 from tests.controller.memory import StaticMetricSource
+from tests.e2e.harness import NAMESPACE, World, start_controller, stop_controller, wait_until
 from tests.fakekube.server import FakeKube, write_kubeconfig
+from tests.promserver.fixtures import fleet_target
 
 SHARDS = 4
 NAMESPACES = [f"team-{i}" for i in range(8)]
@@ -293,3 +296,64 @@ async def test_history_configmaps_have_one_writer(tmp_path: Path) -> None:
         finally:
             await a.context.close()
             await b.context.close()
+
+
+async def test_sharded_controllers_one_writes_and_the_other_takes_over(
+    tmp_path: Path, prometheus_factory: Any, fleet_factory: Any
+) -> None:
+    """The whole controller (``build_controller``) with shards=4 on two instances: the owner of
+    the target's namespace makes the one write; it stops; the other owns every shard and
+    scales from then on."""
+    fleet = fleet_factory("nim")
+    prometheus = prometheus_factory([fleet_target(fleet)])
+    async with FakeKube() as fake:
+        harness = World(fake, fleet, tmp_path)
+        await harness.launch(replicas=2, demand=1.0, schedule_after=0.2, ready_after=0.8)
+        sharding = {
+            "leader_election": True,
+            "leader_election_lease_duration": 2.0,
+            "leader_election_renew_deadline": 1.5,
+            "leader_election_retry_period": 0.3,
+            "shards": 4,
+        }
+        instances = {
+            name: await start_controller(
+                harness.settings(prometheus.url, identity=name, **sharding)
+            )
+            for name in ("a", "b")
+        }
+
+        def manager(name: str) -> ShardManager:
+            leader = instances[name][0].kube.leader
+            assert isinstance(leader, ShardManager)
+            return leader
+
+        try:
+            await wait_until(
+                lambda: all(len(manager(n).owned()) == 2 for n in instances), 10, "2 + 2 shards"
+            )
+            owner = next(n for n in instances if manager(n).owns(NAMESPACE))
+            other = "b" if owner == "a" else "a"
+            harness.demand = 2.0
+            await wait_until(lambda: harness.replicas() == 4, 20, "scale-out to 4")
+            await asyncio.sleep(2)
+            assert harness.scale_writes() == 1
+            scaled = {
+                name: c.registry.get_sample_value(
+                    "nim_autoscaler_scale_total",
+                    {"policy": "llama", "namespace": NAMESPACE, "direction": "up"},
+                )
+                or 0.0
+                for name, (c, _) in instances.items()
+            }
+            assert scaled == {owner: 1.0, other: 0.0}
+
+            await stop_controller(*instances.pop(owner))
+            await wait_until(lambda: len(manager(other).owned()) == 4, 3.0, "takeover")
+            harness.demand = 3.2  # 0.8 per pod: ceil(1.6 * 4) = 7
+            await wait_until(lambda: harness.replicas() == 7, 20, "scale-out to 7 by the other")
+            assert harness.scale_writes() == 2
+        finally:
+            for controller, task in instances.values():
+                await stop_controller(controller, task)
+            await harness.stop()
