@@ -119,7 +119,7 @@ async def connect(
     shards: ShardManager | None = None
     if settings.leader_election and not settings.dry_run and settings.shards > 1:
         leader = shards = ShardManager(
-            api,
+            None,
             settings.leader_election_namespace,
             settings.leader_election_lease_name,
             settings.identity,
@@ -128,6 +128,8 @@ async def connect(
             renew_deadline=settings.leader_election_renew_deadline,
             retry_period=settings.leader_election_retry_period,
             clock=clock,
+            # Its own thread and client: renewals must not wait for a long tick.
+            api_factory=lambda: KubeApi.from_settings(settings, request_timeout=request_timeout),
         )
     elif settings.leader_election and not settings.dry_run:
         leader = LeaderElector(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -271,3 +273,64 @@ async def test_factory_keeps_one_lease_without_sharding(tmp_path: Path, fake: Fa
         assert sharded.leader.shards == 4
     finally:
         await sharded.close()
+
+
+class FakeInThread:
+    """The fake API server on an event loop of its own thread (so blocking the test's loop
+    does not block the server)."""
+
+    def __enter__(self) -> FakeKube:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake = FakeKube()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+        return self.fake
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def test_a_blocked_event_loop_keeps_its_shards(tmp_path: Path) -> None:
+    """Built by the factory, the manager renews from its own thread: a replica whose event loop
+    is busy for longer than the lease duration (a long, CPU-bound tick) keeps its shards, and
+    the other replica never takes them."""
+    from autoscaler.kube.factory import connect
+    from tests.fakekube import write_kubeconfig
+
+    with FakeInThread() as fake:
+        kubeconfig = write_kubeconfig(tmp_path / "kc", fake.url)
+        timing = {
+            "KUBECONFIG": kubeconfig,
+            "leader_election_namespace": NS,
+            "leader_election_lease_duration": LEASE_DURATION,
+            "leader_election_renew_deadline": RENEW_DEADLINE,
+            "leader_election_retry_period": RETRY,
+            "shards": 4,
+        }
+        a = await connect(Settings(**timing, identity="a"))  # type: ignore[arg-type]
+        b = await connect(Settings(**timing, identity="b"))  # type: ignore[arg-type]
+        try:
+            a.start()
+            b.start()
+            ma, mb = a.leader, b.leader
+            assert isinstance(ma, ShardManager)
+            assert isinstance(mb, ShardManager)
+            await wait_for(lambda: len(ma.owned()) == 2 and len(mb.owned()) == 2, 10, "2 + 2")
+            before = ma.owned()
+            time.sleep(2 * LEASE_DURATION)  # the point: this event loop is blocked
+            assert ma.owned() == before
+            assert not mb.owned() & before
+            await asyncio.sleep(3 * RETRY)
+            assert ma.owned() == before
+        finally:
+            await a.close()
+            await b.close()
+        # Both released everything on close.
+        for shard in range(4):
+            lease = fake.get("leases", NS, shard_lease_name("nim-autoscaler", shard))
+            assert lease is not None
+            assert not LeaseRecord.from_lease(lease).holder
