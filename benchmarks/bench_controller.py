@@ -161,6 +161,11 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         leader_election_namespace="nim-autoscaler",
         shards=shards,
         identity=str(config.get("identity", "bench")),
+        # The fake API server is one Python process without API Priority and Fairness (which
+        # gives Lease traffic its own priority level in a real cluster): a tick's burst of
+        # 10,000 status PATCHes queues the renewals for tens of seconds. Longer Leases keep the
+        # split stable through those bursts.
+        **(SHARDED_LEASE if shards > 1 else {}),
         metrics_port=0,
         log_format="json",
         log_level="info",
@@ -252,6 +257,8 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         for policy in controller.feed.policies():
             controller.kube.pods.pods(policy.metadata.namespace, f"app={policy.metadata.name}")
         lookup_seconds = time.perf_counter() - lookup_started
+        if barrier is not None:  # the ownership of every replica, seen while all still run
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         counter = controller.registry.get_sample_value("nim_autoscaler_prometheus_queries_total")
         owned_shards = (
             sorted(controller.kube.leader.owned())
@@ -527,6 +534,12 @@ SCALE_PODS = 1
 """10,000 policies of 1 pod: the same 10,000 pods' series as 1,000 x 10 (what fits this machine)."""
 
 
+SHARDED_LEASE = {
+    "leader_election_lease_duration": 60.0,
+    "leader_election_renew_deadline": 40.0,
+    "leader_election_retry_period": 5.0,
+}
+"""Lease timings of the sharded runs (see ``_measure``)."""
 BARRIER_TIMEOUT = 600.0
 """Seconds a replica waits for the others at a barrier."""
 SCALE_REPLICAS = 2
@@ -588,11 +601,15 @@ def _run_replicas(
     per_replica = [_summary(size, pods, raw, load_before, load_after) for raw in raws]
     owned = [run["shards_owned"] for run in per_replica]
     covered = sorted(shard for shards_of in owned for shard in shards_of)
-    if covered != list(range(shards)):
-        msg = f"shards not split exactly once across the replicas: {owned}"
-        raise RuntimeError(msg)
+    per_tick = [
+        sum(run["ticks"][i]["policies_owned"] for run in per_replica)
+        for i in range(min(len(run["ticks"]) for run in per_replica))
+    ]
     policies = [run["ticks"][-1]["policies_owned"] for run in per_replica]
     return {
+        "split_exactly_once_at_the_end": covered == list(range(shards)),
+        "policies_decided_per_tick_all_replicas": per_tick,
+        "lease_timings": SHARDED_LEASE,
         "replicas": replicas,
         "shards": shards,
         "policies": size,
