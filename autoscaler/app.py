@@ -28,6 +28,7 @@ from autoscaler.decision.types import Decision
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.kube.policies import PolicyResources
 from autoscaler.kube.policy_status import ResourceAwareRecorder
+from autoscaler.kube.shards import ShardManager
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import redact_url
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -67,6 +68,9 @@ class PolicyFeed:
     """Writes the status of resources that do not run (set only when the controller may write)."""
     may_write: Callable[[], bool] = lambda: True
     """True while this instance may write (the leader, not in dry-run)."""
+    owns: Callable[[str], bool] | None = None
+    """With sharding across replicas: whether this replica owns a namespace (it reports only
+    the problems of resources in owned namespaces)."""
     forget: Callable[[set[str]], None] | None = None
     """Told the uids of the resources that exist (the status writer drops the others)."""
     current: list[ScalingPolicy] = field(default_factory=list)
@@ -108,11 +112,15 @@ class PolicyFeed:
         self._report_problems()
 
     def _report_problems(self) -> None:
-        if self.report is None or not self.merged.problems or not self.may_write():
+        problems: Sequence[ResourceProblem] = self.merged.problems
+        if self.owns is not None:
+            owns = self.owns
+            problems = [p for p in problems if owns(p.resource.namespace)]
+        if self.report is None or not problems or not self.may_write():
             return
         if self._reporting is not None and not self._reporting.done():
             return  # the previous report is still being written
-        report, problems = self.report, self.merged.problems
+        report = self.report
 
         async def guarded() -> None:
             try:
@@ -306,6 +314,10 @@ async def build_controller(
         hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
     )
     feed.monitor = loop.monitor
+    if isinstance(kube.leader, ShardManager):
+        # A shard given up is released once the tick in progress has saved its history.
+        kube.leader.quiesce = loop.wait_idle
+        feed.owns = kube.leader.owns
     metrics.monitor = loop.monitor
     runner = Runner(
         loop=loop,

@@ -130,6 +130,17 @@ class Settings(HpaSettings):
     leader_election_lease_duration: float = Field(15.0, gt=0, description="Seconds.")
     leader_election_renew_deadline: float = Field(10.0, gt=0, description="Seconds.")
     leader_election_retry_period: float = Field(2.0, gt=0, description="Seconds.")
+    shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description=(
+            "Controller shards: with more than one, the policies are split across replicas by "
+            "namespace (crc32(namespace) % shards), one Lease per shard "
+            "(<lease>-shard-<i>), each replica owning a fair share. Fixed per cluster. "
+            "1: one leader for all policies (the Lease <lease>)."
+        ),
+    )
     history_configmap: str = Field(
         "nim-autoscaler-history",
         description=(

@@ -134,7 +134,12 @@ def _measure_child(config: dict[str, Any], conn: Any) -> None:
         }
         conn.send(result)
     except Exception as exc:  # reported by the parent with its message
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        barrier = config.get("barrier")
+        if barrier is not None:
+            barrier.abort()  # the other replicas stop waiting for this one
+        import traceback
+
+        conn.send({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
     finally:
         conn.close()
 
@@ -142,20 +147,30 @@ def _measure_child(config: dict[str, Any], conn: Any) -> None:
 async def _measure(config: dict[str, Any]) -> dict[str, Any]:
     from autoscaler.app import build_controller
     from autoscaler.decision.types import PodSamples, TargetSample
+    from autoscaler.kube.shards import ShardManager
     from autoscaler.settings import Settings
 
+    shards = int(config.get("shards", 1))
     settings = Settings(
         prometheus_url=config["prometheus"],
         prometheus_timeout=PROMETHEUS_TIMEOUT,
         policy_dir=Path(config["policy_dir"]),
         interval=INTERVAL,
         kubeconfig=Path(config["kubeconfig"]),
-        leader_election=False,
+        leader_election=shards > 1,
         leader_election_namespace="nim-autoscaler",
+        shards=shards,
+        identity=str(config.get("identity", "bench")),
+        # The fake API server is one Python process without API Priority and Fairness (which
+        # gives Lease traffic its own priority level in a real cluster): a tick's burst of
+        # 10,000 status PATCHes queues the renewals for tens of seconds. Longer Leases keep the
+        # split stable through those bursts.
+        **(SHARDED_LEASE if shards > 1 else {}),
         metrics_port=0,
         log_format="json",
         log_level="info",
     )
+    barrier = config.get("barrier")
     kube_pid = int(config["kube_pid"])
     kube_url = str(config["kube_url"])
 
@@ -169,10 +184,16 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError(msg)
     rss_synced = procstat.memory_mb()["VmRSS"]
     try:
+        if shards > 1:
+            await _wait_for_share(controller, shards, int(config["replicas"]))
+        if barrier is not None:
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         for _ in range(WARMUP_TICKS):
             controller.feed.refresh()
             await controller.loop.tick(time.time())
             await asyncio.sleep(0.5)
+        if barrier is not None:  # the replicas' measured ticks overlap
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         ticks: list[dict[str, Any]] = []
         kinds_total: Counter[str] = Counter()
         measure_until = time.monotonic() + config["budget_seconds"]
@@ -198,6 +219,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
             kinds_total.update(kinds)
             stats = controller.metrics.last_stats
             outcomes = Counter(r.outcome.value for r in results)
+            owned = [r for r in results if r.outcome.value != "not_leader"]
             valid = sum(
                 1
                 for r in results
@@ -225,6 +247,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                     "kube_409_conflicts_by_kind": dict(sorted(conflicts.items())),
                     "kube_server_cpu_seconds": round(kube_cpu, 3),
                     "outcomes": dict(outcomes),
+                    "policies_owned": len(owned),
                     "valid_metrics": valid,
                 }
             )
@@ -234,7 +257,14 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         for policy in controller.feed.policies():
             controller.kube.pods.pods(policy.metadata.namespace, f"app={policy.metadata.name}")
         lookup_seconds = time.perf_counter() - lookup_started
+        if barrier is not None:  # the ownership of every replica, seen while all still run
+            await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
         counter = controller.registry.get_sample_value("nim_autoscaler_prometheus_queries_total")
+        owned_shards = (
+            sorted(controller.kube.leader.owned())
+            if isinstance(controller.kube.leader, ShardManager)
+            else None
+        )
         memory = procstat.memory_mb()
     finally:
         await controller.close()
@@ -250,7 +280,23 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         },
         "prometheus_queries_counter": counter,
         "kube_requests_by_kind_total": dict(sorted(kinds_total.items())),
+        "shards_owned": owned_shards,
     }
+
+
+async def _wait_for_share(controller: Any, shards: int, replicas: int) -> None:
+    """Wait until this replica sees every member and owns exactly its fair share."""
+    from autoscaler.kube.shards import ShardManager
+
+    manager = controller.kube.leader
+    assert isinstance(manager, ShardManager)
+    share = shards // replicas
+    deadline = time.monotonic() + 300.0
+    while not (manager.members == replicas and len(manager.owned()) == share):
+        if time.monotonic() > deadline:
+            msg = f"{manager.identity}: owns {sorted(manager.owned())} of {manager.members} members"
+            raise RuntimeError(msg)
+        await asyncio.sleep(0.5)
 
 
 def _run_size(
@@ -287,6 +333,17 @@ def _run_size(
     if "error" in raw:
         msg = f"{size} policies: {raw['error']}"
         raise RuntimeError(msg)
+    return _summary(size, pods, raw, load_before, load_after)
+
+
+def _summary(
+    size: int,
+    pods: int,
+    raw: dict[str, Any],
+    load_before: tuple[float, ...] | list[float],
+    load_after: tuple[float, ...] | list[float],
+) -> dict[str, Any]:
+    """One controller process's measurements, summarised."""
     ticks_data = raw["ticks"]
     walls = [t["wall_seconds"] for t in ticks_data]
     cpus = [t["cpu_seconds"] for t in ticks_data]
@@ -477,6 +534,159 @@ SCALE_PODS = 1
 """10,000 policies of 1 pod: the same 10,000 pods' series as 1,000 x 10 (what fits this machine)."""
 
 
+SHARDED_LEASE = {
+    "leader_election_lease_duration": 60.0,
+    "leader_election_renew_deadline": 40.0,
+    "leader_election_retry_period": 5.0,
+}
+"""Lease timings of the sharded runs (see ``_measure``)."""
+BARRIER_TIMEOUT = 600.0
+"""Seconds a replica waits for the others at a barrier."""
+SCALE_REPLICAS = 2
+SCALE_SHARDS = 16
+"""Shards of the sharded run: 8 per replica (``crc32(namespace) % 16`` over 1,000 namespaces)."""
+
+
+def _run_replicas(
+    size: int,
+    prometheus: str,
+    workdir: Path,
+    ticks: int,
+    window: str,
+    *,
+    pods: int,
+    replicas: int,
+    shards: int,
+) -> dict[str, Any]:
+    """``replicas`` controller processes sharing ``shards`` shards, against one fake API server.
+
+    Each child waits until it sees every member and owns its fair share, then the children tick
+    together (a barrier before the warm-up and one before the measured ticks), as replicas do.
+    """
+    body = POLICY_BODY.format(window=window)
+    policy_dir = layout.write_policies(workdir / f"policies-{size}", size, body)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(replicas)
+    with KubeProcess(size, pods) as kube:
+        kubeconfig = kube.kubeconfig(workdir / f"kubeconfig-{size}-sharded")
+        children = []
+        load_before = procstat.load_average()
+        for index in range(replicas):
+            config = {
+                "prometheus": prometheus,
+                "policy_dir": str(policy_dir),
+                "kubeconfig": str(kubeconfig),
+                "kube_pid": kube.pid,
+                "kube_url": kube.url,
+                "ticks": ticks,
+                "budget_seconds": MEASURE_BUDGET,
+                "shards": shards,
+                "replicas": replicas,
+                "identity": f"replica-{index}",
+                "barrier": barrier,
+            }
+            parent, child = context.Pipe()
+            process = context.Process(target=_measure_child, args=(config, child))
+            process.start()
+            child.close()
+            children.append((process, parent))
+        raws = [parent.recv() for _, parent in children]
+        for process, _ in children:
+            process.join(30)
+        load_after = procstat.load_average()
+    errors = [raw["error"] for raw in raws if "error" in raw]
+    if errors:
+        msg = f"{size} policies on {replicas} replicas: {errors}"
+        raise RuntimeError(msg)
+    per_replica = [_summary(size, pods, raw, load_before, load_after) for raw in raws]
+    owned = [run["shards_owned"] for run in per_replica]
+    covered = sorted(shard for shards_of in owned for shard in shards_of)
+    per_tick = [
+        sum(run["ticks"][i]["policies_owned"] for run in per_replica)
+        for i in range(min(len(run["ticks"]) for run in per_replica))
+    ]
+    policies = [run["ticks"][-1]["policies_owned"] for run in per_replica]
+    return {
+        "split_exactly_once_at_the_end": covered == list(range(shards)),
+        "policies_decided_per_tick_all_replicas": per_tick,
+        "lease_timings": SHARDED_LEASE,
+        "replicas": replicas,
+        "shards": shards,
+        "policies": size,
+        "pods": size * pods,
+        "policies_per_replica": policies,
+        "shards_per_replica": owned,
+        "tick_wall_seconds_median_per_replica": [
+            run["tick_wall_seconds_median"] for run in per_replica
+        ],
+        "tick_cpu_seconds_median_per_replica": [
+            run["tick_cpu_seconds_median"] for run in per_replica
+        ],
+        "metric_fetch_seconds_median_per_replica": [
+            run["metric_fetch_seconds_median"] for run in per_replica
+        ],
+        "peak_rss_mb_per_replica": [run["rss_mb"]["peak"] for run in per_replica],
+        "rss_after_pod_cache_sync_mb_per_replica": [
+            run["rss_mb"]["after_pod_cache_sync"] for run in per_replica
+        ],
+        "kube_requests_per_tick_median_both_replicas": [
+            run["kube_requests_per_tick_median"] for run in per_replica
+        ],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "runs": per_replica,
+    }
+
+
+def scale_out_replicas(replicas: int = SCALE_REPLICAS) -> dict[str, Any]:
+    """10,000 policies x 1 pod: one process, then ``replicas`` sharded replicas, same session.
+
+    The same fleet, Prometheus and machine load for both, so the comparison is fair. Adds
+    ``measured_10000_policies_x_1_pod_sharded`` (and the one-process run of the same session) to
+    ``benchmarks/results/controller-scale.json``, keeping its other figures.
+    """
+    window = fleetenv.window(quick=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-controller-shards-"))
+    started = time.monotonic()
+    try:
+        with fleetenv.environment(SCALE_POLICIES, window, SCALE_PODS) as env:
+            fleet = env.wait_ready()
+            single = _run_size(SCALE_POLICIES, env.url, workdir, TICKS, window, pods=SCALE_PODS)
+            sharded = _run_replicas(
+                SCALE_POLICIES,
+                env.url,
+                workdir,
+                TICKS,
+                window,
+                pods=SCALE_PODS,
+                replicas=replicas,
+                shards=SCALE_SHARDS,
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = json.loads(SCALE_RESULTS.read_text(encoding="utf-8")) if SCALE_RESULTS.exists() else {}
+    slowest = max(sharded["tick_wall_seconds_median_per_replica"])
+    result["sharded"] = {
+        "fleet": fleet,
+        "seconds_total": round(time.monotonic() - started, 1),
+        "note": "one process, then the sharded replicas, in one session (same fleet and load); "
+        "the replicas run concurrently on the same 2 cores, so their wall times include "
+        "waiting for each other and for Prometheus answering both",
+        "measured_10000_policies_x_1_pod_one_process": single,
+        "measured_10000_policies_x_1_pod_sharded": sharded,
+        "what_a_second_replica_buys": {
+            "tick_wall_seconds_one_process": single["tick_wall_seconds_median"],
+            "tick_wall_seconds_slowest_replica": slowest,
+            "tick_cpu_seconds_one_process": single["tick_cpu_seconds_median"],
+            "tick_cpu_seconds_per_replica": sharded["tick_cpu_seconds_median_per_replica"],
+            "peak_rss_mb_one_process": single["rss_mb"]["peak"],
+            "peak_rss_mb_per_replica": sharded["peak_rss_mb_per_replica"],
+        },
+    }
+    SCALE_RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result["sharded"]
+
+
 def _fit(points: list[tuple[int, int, float]]) -> tuple[float, float, float]:
     """``cost = a * policies + b * pods + c`` through three (policies, pods, cost) points."""
     import numpy as np
@@ -568,6 +778,18 @@ if __name__ == "__main__":
         action="store_true",
         help="10,000 policies in one process (after a full run): controller-scale.json",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="with --scale-out: 10,000 policies on one process, then on this many sharded "
+        "replicas (same session); adds 'sharded' to controller-scale.json",
+    )
     args = parser.parse_args()
-    output = scale_out() if args.scale_out else main(quick=args.quick)
+    if args.scale_out and args.replicas > 1:
+        output = scale_out_replicas(args.replicas)
+    elif args.scale_out:
+        output = scale_out()
+    else:
+        output = main(quick=args.quick)
     print(json.dumps(output, indent=2))

@@ -42,6 +42,7 @@ from autoscaler.controller.ports import (
     Recorder,
     ScaleClient,
     ScaleReading,
+    ShardGate,
     TargetSource,
     WriteResult,
 )
@@ -185,6 +186,10 @@ class ControlLoop:
         self._recorder = recorder
         self._store = history_store
         self._leader = leader
+        self._owns: Callable[[str], bool] | None = (
+            leader.owns if isinstance(leader, ShardGate) else None
+        )
+        """With sharding across replicas: whether this replica owns a namespace's policies."""
         self._dry_run = dry_run
         self._on_decision = on_decision
         self._timeouts = timeouts or LoopTimeouts()
@@ -208,7 +213,10 @@ class ControlLoop:
         self._resolved: dict[str, tuple[ScalingPolicy, ResolvedPolicy]] = {}
         """Policy key -> (the policy object, its resolved form): resolved once per loaded
         policy, again only when the policy in force is a new object (an edit, a reload)."""
-        self._was_leader = False
+        self._owned_keys: set[str] = set()
+        """Keys of the policies this instance owned (was leader for) last tick."""
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.last_tick_at: float | None = None
         """Wall time (``time.monotonic``) at which the last tick finished."""
 
@@ -223,27 +231,34 @@ class ControlLoop:
 
     async def tick(self, now: float) -> list[TickResult]:
         """Run one control-loop iteration at time ``now`` for every policy in force."""
+        self._idle.clear()
+        try:
+            return await self._tick(now)
+        finally:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no tick is in progress (at once between ticks)."""
+        await self._idle.wait()
+
+    async def _tick(self, now: float) -> list[TickResult]:
         started = time.monotonic()
         policies = list(self._policies())
         self._forget_removed(policies)
         leader = self._leader.is_leader() if self._leader is not None else True
         if self.monitor is not None:
             self.monitor.is_leader.set(1.0 if leader else 0.0)
-        if leader and not self._was_leader:
-            # A new term: the previous leader's history in the store is authoritative.
-            self._histories.clear()
-            self._replicas_seen.clear()
-            self._unsaved.clear()
-        self._was_leader = leader
-        if not leader and not self._dry_run:
-            return [TickResult(p.key, None, Outcome.NOT_LEADER) for p in policies]
+        policies, others = self._take_owned(policies, leader)
+        skipped = [TickResult(p.key, None, Outcome.NOT_LEADER) for p in others]
+        if not policies and others:
+            return skipped
 
         if not self._pods.synced():
             log.warning("pod cache not synced yet; holding every policy this tick")
             return [
                 TickResult(p.key, None, Outcome.FAILED, "pod cache not synced yet")
                 for p in policies
-            ]
+            ] + skipped
         work = [_Work(policy) for policy in policies]
         await self._bounded(work, self._read_scale)
         for item in work:
@@ -274,6 +289,7 @@ class ControlLoop:
         if self._log_ticks:
             for result, item in zip(results, work, strict=True):
                 self._log(result, item)
+        results.extend(skipped)
         if self.monitor is not None:
             self.monitor.tick_duration.observe(time.monotonic() - started)
             self.monitor.last_successful_tick.set(time.time())
@@ -671,7 +687,7 @@ class ControlLoop:
                 decision.desired_replicas,
             )
             return
-        if self._leader is not None and not self._leader.is_leader():
+        if not self._may_write(item.policy):
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
         await self._mark_pods(item)
@@ -832,6 +848,60 @@ class ControlLoop:
                 ),
             ),
         )
+
+    def _take_owned(
+        self, policies: list[ScalingPolicy], leader: bool
+    ) -> tuple[list[ScalingPolicy], list[ScalingPolicy]]:
+        """Split the policies into those this instance decides this tick and the others.
+
+        Without sharding that is all of them while leader (none otherwise); with sharding,
+        those of the shards owned now, taken before the fetch so the batched queries carry
+        only owned namespaces. A dry run decides every policy (it writes nothing). A policy
+        gained (a new term, a shard acquired) starts from the store's history, which its
+        previous owner saved; one lost is dropped from memory and from this instance's
+        per-policy metrics.
+        """
+        if self._owns is not None:
+            by_namespace: dict[str, bool] = {}
+            owned: list[ScalingPolicy] = []
+            others: list[ScalingPolicy] = []
+            for policy in policies:
+                namespace = policy.metadata.namespace
+                mine = by_namespace.get(namespace)
+                if mine is None:
+                    mine = by_namespace[namespace] = self._owns(namespace)
+                (owned if mine else others).append(policy)
+        elif leader:
+            owned, others = policies, []
+        else:
+            owned, others = [], policies
+        keys = {p.key for p in owned}
+        if keys != self._owned_keys:
+            for key in keys - self._owned_keys:
+                self._histories.pop(key, None)
+                self._replicas_seen.pop(key, None)
+                self._unsaved.pop(key, None)
+            lost = [p for p in others if p.key in self._owned_keys]
+            for policy in lost:
+                self._histories.pop(policy.key, None)
+                self._replicas_seen.pop(policy.key, None)
+                self._unsaved.pop(policy.key, None)
+            if lost and self._owns is not None and self.monitor is not None:
+                self.monitor.forget(lost)
+            if lost and self._owns is not None and self.fleet_monitor is not None:
+                self.fleet_monitor.forget(lost)
+            self._owned_keys = keys
+        if self._dry_run:
+            return policies, []
+        return owned, others
+
+    def _may_write(self, policy: ScalingPolicy) -> bool:
+        """True while this instance may write for ``policy`` (leader, or owner of its shard)."""
+        if self._leader is None:
+            return True
+        if self._owns is not None:
+            return self._owns(policy.metadata.namespace)
+        return self._leader.is_leader()
 
     def _forget_removed(self, policies: Sequence[ScalingPolicy]) -> None:
         current = {p.key: p for p in policies}

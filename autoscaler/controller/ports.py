@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from autoscaler.decision.types import Decision, History, PodInfo
 from autoscaler.policy.models import ScaleTargetRef, ScalingPolicy
@@ -169,4 +169,16 @@ class LeaderGate(Protocol):
 
     def is_leader(self) -> bool:
         """True while this instance holds the lease (always True without leader election)."""
+        ...
+
+
+@runtime_checkable
+class ShardGate(LeaderGate, Protocol):
+    """A :class:`LeaderGate` of one replica among several, each owning a part of the policies.
+
+    ``is_leader`` is True while this replica owns at least one shard.
+    """
+
+    def owns(self, namespace: str) -> bool:
+        """True while this replica owns the policies of ``namespace`` (it may write for them)."""
         ...

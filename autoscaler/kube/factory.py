@@ -25,6 +25,7 @@ from autoscaler.kube.policies import PolicyResources
 from autoscaler.kube.policy_status import PolicyStatusWriter
 from autoscaler.kube.recorder import KubeRecorder
 from autoscaler.kube.scale import KubeScaleClient
+from autoscaler.kube.shards import ShardManager
 from autoscaler.kube.targets import TargetCache
 from autoscaler.settings import Settings
 
@@ -55,7 +56,8 @@ class KubeContext:
     history: KubeHistoryStore
     """:class:`~autoscaler.controller.ports.HistoryStore`."""
     leader: LeaderGate
-    """:class:`LeaderElector`, or :class:`AlwaysLeader` when election is off or in dry-run."""
+    """:class:`LeaderElector`, :class:`~autoscaler.kube.shards.ShardManager` (``shards > 1``),
+    or :class:`AlwaysLeader` when election is off or in dry-run."""
     annotator: KubePodAnnotator | None = None
     """:class:`~autoscaler.controller.ports.PodAnnotator` (None: drain-aware scale-down off)."""
     policies: PolicyResources | None = None
@@ -68,13 +70,13 @@ class KubeContext:
         self.pods.start()
         if self.policies is not None:
             self.policies.start()
-        if isinstance(self.leader, LeaderElector):
+        if isinstance(self.leader, LeaderElector | ShardManager):
             self.leader.start()
 
     async def close(self) -> None:
         """Stop leader election (releasing the Lease), stop the watches, close the client."""
         try:
-            if isinstance(self.leader, LeaderElector):
+            if isinstance(self.leader, LeaderElector | ShardManager):
                 await self.leader.stop()
             await self.pods.stop()
             await self.targets.stop()
@@ -115,7 +117,22 @@ async def connect(
         retry_budget=scale_retry_budget,
     )
     leader: LeaderGate
-    if settings.leader_election and not settings.dry_run:
+    shards: ShardManager | None = None
+    if settings.leader_election and not settings.dry_run and settings.shards > 1:
+        leader = shards = ShardManager(
+            None,
+            settings.leader_election_namespace,
+            settings.leader_election_lease_name,
+            settings.identity,
+            shards=settings.shards,
+            lease_duration=settings.leader_election_lease_duration,
+            renew_deadline=settings.leader_election_renew_deadline,
+            retry_period=settings.leader_election_retry_period,
+            clock=clock,
+            # Its own thread and client: renewals must not wait for a long tick.
+            api_factory=lambda: KubeApi.from_settings(settings, request_timeout=request_timeout),
+        )
+    elif settings.leader_election and not settings.dry_run:
         leader = LeaderElector(
             api,
             settings.leader_election_namespace,
@@ -130,18 +147,23 @@ async def connect(
         leader = AlwaysLeader()
     # One Event sink for the targets' and the ScalingPolicies' Events (one correlation cache).
     events = EventSink(api, clock=clock, identity=settings.identity)
+    history = KubeHistoryStore(
+        api,
+        settings.leader_election_namespace,
+        name=settings.history_configmap,
+        shards=settings.history_shards,
+        controller_shards=settings.shards,
+        owns_shard=shards.owns_shard if shards is not None else None,
+    )
+    if shards is not None:
+        shards.on_gain = history.invalidate
     context = KubeContext(
         api=api,
         scale=scale,
         pods=PodCache(api, settings.namespaces),
         targets=TargetCache(api, scale.discovery, settings.namespaces),
         recorder=KubeRecorder(api, scale.discovery, clock=clock, events=events),
-        history=KubeHistoryStore(
-            api,
-            settings.leader_election_namespace,
-            name=settings.history_configmap,
-            shards=settings.history_shards,
-        ),
+        history=history,
         leader=leader,
         annotator=KubePodAnnotator(api) if settings.drain_aware else None,
         policies=PolicyResources(api, settings.namespaces),
@@ -150,7 +172,8 @@ async def connect(
     log.info(
         "kube_connected",
         namespaces=settings.namespaces or "all",
-        leader_election=isinstance(leader, LeaderElector),
+        leader_election=isinstance(leader, LeaderElector | ShardManager),
+        shards=settings.shards,
         identity=settings.identity,
     )
     return context

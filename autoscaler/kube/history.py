@@ -7,6 +7,18 @@ names, so the key is a valid ConfigMap key and unique), whose value is the compa
 ``History.to_json()``. A policy lives in shard ``crc32("<namespace>/<name>") % shards``: stable
 across processes, versions and restarts (unlike Python's ``hash``).
 
+With the controller sharded across replicas (``controller_shards`` C > 1,
+:mod:`autoscaler.kube.shards`), the number of ConfigMaps N is rounded up to a multiple of C and
+a policy lives in ConfigMap ``crc32(namespace) % C + C * (blake2b("<namespace>/<name>") % (N /
+C))``: ConfigMap ``i`` holds only policies of controller shard ``i % C``, so each ConfigMap has
+one writer (the owner of that shard), and a shard's policies still spread over N / C
+ConfigMaps. With C = 1 the formula above is kept (existing installs find their history). The
+store then touches only the ConfigMaps of owned shards (``owns_shard``): the others are neither
+read, written nor expired, and what it held of them is dropped;
+:meth:`KubeHistoryStore.invalidate` (called on gaining a shard) makes the next load read afresh
+what the previous owner saved. A write of a shard lost meanwhile that meets a 409 is dropped
+(its new owner's data wins).
+
 - ``load`` reads the policy's shard (one read serves further loads of that shard for
   ``max_age`` seconds, so many policies restored at start cost one request per shard, and a
   later ``load`` -- e.g. on becoming leader -- sees what another instance saved). A missing
@@ -34,6 +46,7 @@ history and the next flush tries again. Neighbours: the control loop calls it;
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import time
@@ -47,6 +60,7 @@ import structlog
 from autoscaler.decision.types import History
 from autoscaler.errors import AutoscalerError
 from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
+from autoscaler.kube.shards import shard_of_namespace
 from autoscaler.policy.models import ScalingPolicy
 
 log = structlog.get_logger(__name__)
@@ -107,6 +121,9 @@ class KubeHistoryStore:
         max_age: seconds a read of a shard serves ``load`` calls before it is read again.
         grace: seconds after which the key of a policy no longer saved is deleted.
         monotonic: time source for ``max_age`` and ``grace`` (injectable for tests).
+        controller_shards: the controller's shard count (``settings.shards``); the ConfigMaps
+            are rounded up to a multiple of it.
+        owns_shard: whether this replica owns a controller shard now (None: it owns all).
     """
 
     def __init__(
@@ -121,10 +138,18 @@ class KubeHistoryStore:
         max_age: float = 5.0,
         grace: float = DEFAULT_GRACE,
         monotonic: Callable[[], float] = time.monotonic,
+        controller_shards: int = 1,
+        owns_shard: Callable[[int], bool] | None = None,
     ) -> None:
         if shards < 1:
             msg = f"history shards must be >= 1, got {shards}"
             raise ValueError(msg)
+        if controller_shards < 1:
+            msg = f"controller shards must be >= 1, got {controller_shards}"
+            raise ValueError(msg)
+        self._controller_shards = controller_shards
+        self.owns_shard = owns_shard
+        shards = math.ceil(shards / controller_shards) * controller_shards
         self._api = api
         self._namespace = namespace
         self._name = name
@@ -149,7 +174,36 @@ class KubeHistoryStore:
 
     def shard_name(self, policy: ScalingPolicy) -> str:
         """Name of the ConfigMap holding ``policy``'s history."""
-        return self._shards[shard_of(policy.key, len(self._shards))].name
+        return self._shards[self._index(policy.metadata.namespace, policy.key)].name
+
+    def _index(self, namespace: str, policy_key: str) -> int:
+        """The ConfigMap of a policy (see the module docstring)."""
+        c = self._controller_shards
+        if c == 1:
+            return shard_of(policy_key, len(self._shards))
+        # Not crc32 for the spread within the shard: crc32 is affine, so its bits for
+        # "<namespace>/<name>" are correlated with those of crc32(namespace) used above.
+        digest = hashlib.blake2b(policy_key.encode(), digest_size=8).digest()
+        spread = int.from_bytes(digest, "big") % (len(self._shards) // c)
+        return shard_of_namespace(namespace, c) + c * spread
+
+    def _owned(self, index: int) -> bool:
+        """True if this replica owns the controller shard of ConfigMap ``index``."""
+        return self.owns_shard is None or self.owns_shard(index % self._controller_shards)
+
+    def invalidate(self, controller_shard: int) -> None:
+        """Forget what is cached of a controller shard's ConfigMaps: the next load reads them.
+
+        Called when this replica gains the shard: another replica may have written since.
+        """
+        for index in range(controller_shard, len(self._shards), self._controller_shards):
+            self._drop(self._shards[index])
+
+    def _drop(self, shard: _Shard) -> None:
+        for key in shard.data:
+            self._seen.pop(key, None)
+        shard.data, shard.rv, shard.exists = {}, None, False
+        shard.loaded, shard.fetched_at = False, -math.inf
 
     def _object_path(self, name: str) -> str:
         return f"/api/v1/namespaces/{self._namespace}/configmaps/{name}"
@@ -162,7 +216,7 @@ class KubeHistoryStore:
                 migrated) cannot be read; the saved history is unknown.
         """
         key = history_key(policy)
-        shard = self._shards[shard_of(policy.key, len(self._shards))]
+        shard = self._shards[self._index(policy.metadata.namespace, policy.key)]
         async with shard.lock:
             if not shard.loaded or self._monotonic() - shard.fetched_at > self._max_age:
                 await self._fetch_or_raise(shard, policy)
@@ -200,7 +254,8 @@ class KubeHistoryStore:
         """
         key = history_key(policy)
         text = json.dumps(history.to_json(), separators=(",", ":"), sort_keys=True)
-        self._shards[shard_of(policy.key, len(self._shards))].pending[key] = (text, policy.key)
+        index = self._index(policy.metadata.namespace, policy.key)
+        self._shards[index].pending[key] = (text, policy.key)
         self._seen[key] = self._monotonic()
         self._migrating.discard(key)
 
@@ -211,13 +266,17 @@ class KubeHistoryStore:
         the next flush; the other shards are written.
         """
         await self._migrate_legacy()
-        await asyncio.gather(*(self._flush_shard(shard) for shard in self._shards))
+        await asyncio.gather(*(self._flush_shard(shard, i) for i, shard in enumerate(self._shards)))
         await self._retire_legacy()
 
     # ---- one shard ------------------------------------------------------------------------
 
-    async def _flush_shard(self, shard: _Shard) -> None:
+    async def _flush_shard(self, shard: _Shard, index: int) -> None:
         async with shard.lock:
+            if not self._owned(index) and not shard.pending:
+                if shard.loaded:
+                    self._drop(shard)  # another replica's now
+                return
             try:
                 if not shard.loaded:
                     await self._fetch(shard)
@@ -245,6 +304,12 @@ class KubeHistoryStore:
                         stored = await self._write(shard, data)
                     except KubeApiError as exc:
                         if exc.status == 409:
+                            if not self._owned(index):
+                                # Lost the shard meanwhile: its new owner's data wins.
+                                log.info("history_save_dropped_not_owner", configmap=shard.name)
+                                shard.pending.clear()
+                                self._drop(shard)
+                                return
                             log.info(
                                 "history_conflict_retry", configmap=shard.name, attempt=attempt + 1
                             )
@@ -383,7 +448,11 @@ class KubeHistoryStore:
 
     def _legacy_shard(self, key: str) -> _Shard:
         namespace, _, name = key.partition(".")  # a namespace has no dot
-        return self._shards[shard_of(f"{namespace}/{name}", len(self._shards))]
+        return self._shards[self._index(namespace, f"{namespace}/{name}")]
+
+    def _legacy_owned(self, key: str) -> bool:
+        namespace, _, name = key.partition(".")
+        return self._owned(self._index(namespace, f"{namespace}/{name}"))
 
     async def _migrate_legacy(self) -> None:
         """Queue every key of the pre-sharding ConfigMap that its shard does not hold yet."""
@@ -396,6 +465,8 @@ class KubeHistoryStore:
             return
         now = self._monotonic()
         for key, text in self._legacy.items():
+            if not self._legacy_owned(key):
+                continue  # its owner migrates it
             shard = self._legacy_shard(key)
             if key not in shard.pending and (not shard.loaded or key not in shard.data):
                 shard.pending[key] = (text, key)
@@ -406,8 +477,11 @@ class KubeHistoryStore:
         """Delete the pre-sharding ConfigMap once every key it held is in its shard."""
         if not self._legacy_exists or self._legacy is None:
             return
-        if any(key not in self._legacy_shard(key).data for key in self._legacy):
-            return  # a shard failed to save: keep the old ConfigMap for the next flush
+        if any(
+            not self._legacy_owned(key) or key not in self._legacy_shard(key).data
+            for key in self._legacy
+        ):
+            return  # a shard failed to save, or another replica's: keep it for a next flush
         try:
             await self._api.request("DELETE", self._object_path(self._name))
         except KubeApiError as exc:

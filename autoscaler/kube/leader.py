@@ -144,6 +144,27 @@ class LeaderElector:
             return False
         return self._clock.now() - self._last_renew < self._renew_deadline
 
+    def observe(self, lease: JsonObject | None) -> None:
+        """Take note of the Lease as read elsewhere (a list); None: it does not exist.
+
+        Lets a candidate that lists many Leases at once track their expiry without reading
+        each one (see :mod:`autoscaler.kube.shards`).
+        """
+        if lease is None:
+            self._observed, self._observed_rv = None, None
+            return
+        self._observe(
+            LeaseRecord.from_lease(lease), (lease.get("metadata") or {}).get("resourceVersion")
+        )
+
+    def acquirable(self) -> bool:
+        """True if the Lease, as last observed, could be taken now: absent, released, held by
+        this identity, or not changed for ``lease_duration`` seconds (local clock)."""
+        record = self._observed
+        if record is None or not record.holder or record.holder == self._identity:
+            return True
+        return self._observed_time + self._lease_duration <= self._clock.now()
+
     def start(self) -> None:
         """Run :meth:`run` in a background task."""
         if self._task is None:

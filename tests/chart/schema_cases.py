@@ -64,6 +64,12 @@ CONDITIONAL_CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
     "/allOf/0": [({"leaderElection": {"enabled": False}}, "at '/leaderElection/enabled'")],
     "/allOf/1": [
         (
+            {"replicaCount": 1, "shards": 2, "leaderElection": {"enabled": False}},
+            "at '/leaderElection/enabled'",
+        )
+    ],
+    "/allOf/2": [
+        (
             {"existingPolicyConfigMap": "mine", "policies": {"example.yaml": POLICY_EXAMPLE}},
             "at '/policies': maxProperties",
         )

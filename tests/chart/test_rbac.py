@@ -241,6 +241,22 @@ class TestLeastPrivilege:
         names = {p[4] for p in perms if p[2] == "configmaps" and p[3] == "update"}
         assert names == {f"{HISTORY}-0", f"{HISTORY}-1", f"{HISTORY}-2", HISTORY}
 
+    def test_sharded_replicas_get_the_shard_and_membership_leases(
+        self, chart: helm_python.Chart
+    ) -> None:
+        """shards > 1: Leases created, read, listed and renewed in the release namespace (the
+        membership Leases are named after pods), and history names rounded up to a multiple."""
+        perms = granted(render(chart, {"replicaCount": 3, "shards": 4, "historyShards": 6}))
+        leases = {p for p in perms if p[2] == "leases"}
+        assert leases == {
+            (NAMESPACE, "coordination.k8s.io", "leases", v, None)
+            for v in ("create", "get", "list", "update")
+        }
+        names = {p[4] for p in perms if p[2] == "configmaps" and p[3] == "update"}
+        assert names == {f"{HISTORY}-{i}" for i in range(8)} | {HISTORY}
+        # One shard: the single named Lease, exactly as without the setting.
+        assert granted(render(chart, {"shards": 1})) == granted(render(chart))
+
     def test_no_wildcards_and_no_secrets(self, chart: helm_python.Chart) -> None:
         """No '*' anywhere, and the controller can never read Secrets."""
         for values in ({}, {"watchNamespaces": ["nim-service"]}):

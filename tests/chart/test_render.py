@@ -310,6 +310,8 @@ class TestDeployment:
         assert {k: v for k, v in pdb["spec"].items() if k != "selector"} == {"maxUnavailable": 1}
         pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        sharded = one(render(chart, {"replicaCount": 4, "shards": 8}), "PodDisruptionBudget")
+        assert sharded["spec"]["maxUnavailable"] == 1  # one replica's shards move at a time
         pdb = one(render(chart, _values("digest-and-extras")), "PodDisruptionBudget")
         assert pdb["spec"]["minAvailable"] == "50%"
         assert "maxUnavailable" not in pdb["spec"]

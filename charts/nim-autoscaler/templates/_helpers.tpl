@@ -62,7 +62,9 @@ app.kubernetes.io/part-of: nim-autoscaler
 {{- define "nim-autoscaler.historyConfigMapNames" -}}
 {{- $name := include "nim-autoscaler.historyConfigMapName" . }}
 {{- $names := list }}
-{{- range $i := until (int .Values.historyShards) }}
+{{- $shards := int (default 1 .Values.shards) }}
+{{- $count := mul (div (add (int .Values.historyShards) (sub $shards 1)) $shards) $shards }}
+{{- range $i := until (int $count) }}
 {{- $names = append $names (printf "%s-%d" $name $i) }}
 {{- end }}
 {{- $names = append $names $name }}
@@ -187,6 +189,7 @@ AUTOSCALER_METRICS_PORT: {{ .Values.metricsPort | quote }}
 AUTOSCALER_NAMESPACES: {{ join "," .Values.watchNamespaces | quote }}
 AUTOSCALER_HISTORY_CONFIGMAP: {{ include "nim-autoscaler.historyConfigMapName" . | quote }}
 AUTOSCALER_HISTORY_SHARDS: {{ .Values.historyShards | quote }}
+AUTOSCALER_SHARDS: {{ .Values.shards | quote }}
 AUTOSCALER_LEADER_ELECTION: {{ .Values.leaderElection.enabled | quote }}
 AUTOSCALER_LEADER_ELECTION_LEASE_NAME: {{ include "nim-autoscaler.leaseName" . | quote }}
 AUTOSCALER_LEADER_ELECTION_LEASE_DURATION: {{ .Values.leaderElection.leaseDuration | quote }}
