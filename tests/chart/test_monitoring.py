@@ -374,16 +374,26 @@ class TestRecordingRules:
                 for batch in batches:
                     for window in (60.0, 90.0):
                         expected.add(recording.recorded_name(batch, candidate.name, window))
+                        if batch == "buckets":
+                            expected.add(recording.workload_name(candidate.name, window))
         assert expected == recorded
         assert group["interval"] == "15s"
 
     @needs_promtool
     def test_promtool_recorded_values(self, chart: helm_python.Chart, tmp_path: Path) -> None:
-        """``promtool test rules``: per-pod sums of the rates, one series per (pod, le)."""
+        """``promtool test rules``: per-pod sums of the rates, one series per (pod, le).
+
+        And the per-workload histograms: pods ``llm-7f9c-a`` and ``llm-7f9c-b`` are summed
+        under ``workload="llm-7f9c"`` (the name without its last segment, as the controller's
+        :func:`~autoscaler.metrics.rules.workload_of`).
+        """
         group = recording_group(chart, windows=["2m"], interval="1m", selector='job="nim"')
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}), "utf-8")
         pod = 'job="nim",namespace="llm",pod="a"'
         bucket = "time_per_output_token_seconds_bucket"
+        pod_a = 'job="nim",namespace="llm",pod="llm-7f9c-a"'
+        pod_b = 'job="nim",namespace="llm",pod="llm-7f9c-b"'
+        workload = "namespace_workload_le:time_per_output_token_seconds_bucket:rate2m"
         tests = {
             "rule_files": ["rules.yaml"],
             "evaluation_interval": "1m",
@@ -397,6 +407,8 @@ class TestRecordingRules:
                         {"series": f'{bucket}{{{pod},c="1",le="+Inf"}}', "values": "0+60x10"},
                         {"series": f'{bucket}{{{pod},c="2",le="+Inf"}}', "values": "0+120x10"},
                         {"series": f"request_success_total{{{pod}}}", "values": "0+120x10"},
+                        {"series": f'{bucket}{{{pod_a},le="+Inf"}}', "values": "0+120x10"},
+                        {"series": f'{bucket}{{{pod_b},le="+Inf"}}', "values": "0+240x10"},
                         # Another job: outside the selector.
                         {
                             "series": 'request_success_total{job="x",namespace="llm",pod="b"}',
@@ -405,7 +417,8 @@ class TestRecordingRules:
                     ],
                     "promql_expr_test": [
                         {
-                            "expr": "namespace_pod_le:time_per_output_token_seconds_bucket:rate2m",
+                            "expr": "namespace_pod_le:time_per_output_token_seconds_bucket:rate2m"
+                            '{pod="a"}',
                             "eval_time": "5m",
                             "exp_samples": [
                                 {
@@ -417,6 +430,17 @@ class TestRecordingRules:
                                     "labels": "namespace_pod_le:time_per_output_token_seconds_"
                                     'bucket:rate2m{namespace="llm",pod="a",le="+Inf"}',
                                     "value": 3,
+                                },
+                            ],
+                        },
+                        {
+                            "expr": f'{workload}{{workload="llm-7f9c"}}',
+                            "eval_time": "5m",
+                            "exp_samples": [
+                                {
+                                    "labels": f'{workload}{{namespace="llm",workload="llm-7f9c",'
+                                    'le="+Inf"}',
+                                    "value": 6,
                                 },
                             ],
                         },
