@@ -365,7 +365,7 @@ class TestRecordingRules:
 
     def test_names_are_what_the_controller_reads(self, chart: helm_python.Chart) -> None:
         """Every spelling of every latency and request-rate preset, under the controller's names."""
-        group = recording_group(chart, windows=["1m", "90s"])
+        group = recording_group(chart, windows=["1m", "90s"], workloadHistograms=True)
         recorded = {rule["record"] for rule in group["rules"]}
         expected = set()
         for kind in (*sorted(LATENCY_KINDS), MetricKind.REQUEST_RATE):
@@ -378,6 +378,10 @@ class TestRecordingRules:
                             expected.add(recording.workload_name(candidate.name, window))
         assert expected == recorded
         assert group["interval"] == "15s"
+        plain = recording_group(chart, windows=["1m", "90s"])  # per-workload sums: opt-in
+        assert {rule["record"] for rule in plain["rules"]} == {
+            name for name in expected if not name.startswith(recording.WORKLOAD_PREFIX)
+        }
 
     @needs_promtool
     def test_promtool_recorded_values(self, chart: helm_python.Chart, tmp_path: Path) -> None:
@@ -387,7 +391,9 @@ class TestRecordingRules:
         under ``workload="llm-7f9c"`` (the name without its last segment, as the controller's
         :func:`~autoscaler.metrics.rules.workload_of`).
         """
-        group = recording_group(chart, windows=["2m"], interval="1m", selector='job="nim"')
+        group = recording_group(
+            chart, windows=["2m"], interval="1m", selector='job="nim"', workloadHistograms=True
+        )
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}), "utf-8")
         pod = 'job="nim",namespace="llm",pod="a"'
         bucket = "time_per_output_token_seconds_bucket"
