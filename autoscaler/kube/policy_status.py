@@ -4,7 +4,7 @@
 HPA would write (``observedGeneration``, ``currentReplicas``, ``desiredReplicas``,
 ``lastScaleTime``, ``conditions``) plus ``lastDecision`` (:mod:`autoscaler.policy.status`).
 :class:`PolicyStatusWriter` writes it through the ``/status`` subresource only when it changed
-(a change of metric values alone is written at most every ``values_refresh`` seconds), with the
+(a change of metric values alone once per ``values_refresh`` seconds, spread), with the
 object's resourceVersion, re-reading and retrying on 409 Conflict. Events go to the ScalingPolicy
 object itself, so ``kubectl describe scalingpolicy X`` tells the story; they are written through
 :class:`autoscaler.kube.events.EventSink`, as the target's (repeats aggregated into ``count``).
@@ -32,7 +32,7 @@ from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
 from autoscaler.kube.events import COMPONENT, EventSink, EventSpec, InvolvedObject, rfc3339
 from autoscaler.kube.policies import resource_path
-from autoscaler.kube.recorder import KubeRecorder, event_for
+from autoscaler.kube.recorder import KubeRecorder, event_for, values_refresh_due
 from autoscaler.policy.crd import SCALING_POLICY
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.policy.sources import ResourcePolicy, ResourceProblem
@@ -288,7 +288,8 @@ class PolicyStatusWriter:
         api: the API client.
         clock: time for Event timestamps and the values throttle.
         identity: this instance (``reportingInstance``).
-        values_refresh: when only metric values changed, rewrite at most this often, seconds.
+        values_refresh: when only metric values changed, rewrite once per this many seconds
+            (at a phase of its own: ``recorder.values_refresh_due``).
         status_refresh: seconds after which the remembered status is read again from the
             object instead of trusted (another instance may have written it meanwhile).
         aggregate_interval: minimum seconds between writes of one repeated Event.
@@ -384,11 +385,10 @@ class PolicyStatusWriter:
             status = build(known.status)
             if _comparable(status) == _comparable(known.status):
                 return
-            if (
-                _without_values(status) == _without_values(known.status)
-                and now - known.at < self._values_refresh
+            if _without_values(status) == _without_values(known.status) and not values_refresh_due(
+                resource.uid, known.at, now, self._values_refresh
             ):
-                return  # only the numbers moved: refreshed at most every values_refresh
+                return  # only the numbers moved: refreshed once per values_refresh
             # The version this instance last read or wrote; if the spec changed since, the PUT
             # gets 409 and is retried on a fresh read.
             resource_version = known.resource_version or resource_version

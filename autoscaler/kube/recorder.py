@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from typing import Any
 
 import structlog
@@ -86,6 +87,25 @@ def event_for(decision: Decision, outcome: Outcome, error: str | None) -> EventS
         if cond is not None and not cond.status and cond.reason.startswith("Failed"):
             return EventSpec("Warning", cond.reason, cond.message or decision.reason)
     return None
+
+
+def values_refresh_due(key: str, written_at: float, now: float, interval: float) -> bool:
+    """Whether a record whose metric values alone moved is rewritten now.
+
+    Each record has its own phase in the interval (a stable hash of ``key``) and is rewritten
+    once it has crossed one of its phase's boundaries since ``written_at``, and at least half an
+    interval after it: once per ``interval`` in steady state, and records first written in the
+    same tick (a restart, 1,000 policies) refresh spread over the interval instead of together.
+    """
+    if interval <= 0:
+        return True
+    age = now - written_at
+    if age >= interval or age < 0:
+        return True
+    if age < interval / 2:
+        return False
+    phase = (zlib.crc32(key.encode()) / 2**32) * interval
+    return math.floor((now + phase) / interval) != math.floor((written_at + phase) / interval)
 
 
 def _number(value: float | None) -> float | None:
@@ -155,7 +175,8 @@ class KubeRecorder:
         status_refresh: seconds after which the remembered status annotation is re-read from
             the object instead of trusted (another instance may have written it meanwhile).
         values_refresh: when only metric values changed (replicas, outcome, reason and
-            conditions did not), the annotation is rewritten at most this often, seconds.
+            conditions did not), the annotation is rewritten once per this many seconds, at
+            a phase of its own (:func:`values_refresh_due`: spread over the interval).
         events: the Event sink to write through (shared with the ScalingPolicy status writer);
             by default one of its own, built from ``clock``, ``identity``,
             ``aggregate_interval`` and ``cache_size``.
@@ -275,11 +296,10 @@ class KubeRecorder:
                 if before == record:
                     return
                 written_at = cached[0] if cached is not None else now
-                if (
-                    _without_values(before) == _without_values(record)
-                    and now - written_at < self._values_refresh
+                if _without_values(before) == _without_values(record) and not values_refresh_due(
+                    policy.key, written_at, now, self._values_refresh
                 ):
-                    return  # only the numbers moved: refresh them at most every so often
+                    return  # only the numbers moved: refreshed once per values_refresh
             text = json.dumps({**written, "observedAt": rfc3339(decision.timestamp)})
             patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
             await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)

@@ -88,7 +88,9 @@ MAX_KV_CACHE = 1.5
 MIN_STALENESS = 120.0
 """Default max staleness is ``max(3 x window, MIN_STALENESS)`` seconds."""
 
-BatchKind = Literal["value", "rate", "buckets", "sum", "count", "fresh"]
+BatchKind = Literal[
+    "value", "rate", "buckets", "sum", "count", "fresh", "target_buckets", "presence"
+]
 PodKey = tuple[str, str]
 
 
@@ -109,6 +111,20 @@ class Batch:
     def promql(self, namespaces: Iterable[str]) -> str:
         """The PromQL text for these namespaces."""
         ns = namespace_matcher(namespaces)
+        w = format_duration(self.window) if self.window is not None else ""
+        if self.kind == "target_buckets":
+            # One histogram per workload: the per-pod bucket rates summed in Prometheus.
+            if self.recorded is None:
+                return recording.by_workload(f"rate({self.name}_bucket{{{ns}}}[{w}])")
+            if self.recorded.startswith(recording.WORKLOAD_PREFIX):
+                return f"{self.recorded}{{{ns}}}"  # recorded already summed
+            return recording.by_workload(f"{self.recorded}{{{ns}}}")
+        if self.kind == "presence":
+            # The pods that have bucket rates (one series per pod: the +Inf bucket), and for
+            # recorded series how many copies of it.
+            if self.recorded is not None:
+                return f'count by (namespace, pod) ({self.recorded}{{{ns}, le="+Inf"}})'
+            return f'count by (namespace, pod) (rate({self.name}_bucket{{{ns}, le="+Inf"}}[{w}]))'
         if self.recorded is not None:
             if self.kind == "fresh":
                 inf = ', le="+Inf"' if self.recorded.startswith("namespace_pod_le:") else ""
@@ -118,7 +134,6 @@ class Batch:
             # 140,000 bucket series); a rule deployed twice (two rulers) is reduced to one value
             # per pod here instead (_reduce_batch).
             return f"{self.recorded}{{{ns}}}"
-        w = format_duration(self.window) if self.window is not None else ""
         if self.kind == "value":
             return f"{self.aggregation} by (namespace, pod) ({self.name}{{{ns}}})"
         if self.kind == "rate":
@@ -146,6 +161,15 @@ class _BatchResult:
     """Wall time of the query (waiting on Prometheus included)."""
     recorded: bool = False
     """The batch read a recording rule's series."""
+    histograms: dict[tuple[str, str], dict[float, float]] = field(default_factory=dict)
+    """``target_buckets``: upper bound -> summed bucket rate, per (namespace, workload)."""
+    bad_groups: set[tuple[str, str]] = field(default_factory=set)
+    """``target_buckets``: workloads whose summed histogram is unusable as such (an ``le``
+    that is not a number, two series of one bound, a value out of domain)."""
+    present: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``presence``: pod -> number of +Inf bucket series, per namespace."""
+    workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """``presence``: the pods per (namespace, workload)."""
 
     def merged(self, other: _BatchResult) -> _BatchResult:
         """This result and another one of the same batch for other namespaces."""
@@ -159,6 +183,10 @@ class _BatchResult:
             duplicates=self.duplicates | other.duplicates,
             seconds=max(self.seconds, other.seconds),
             recorded=self.recorded,
+            histograms={**self.histograms, **other.histograms},
+            bad_groups=self.bad_groups | other.bad_groups,
+            present={**self.present, **other.present},
+            workloads={**self.workloads, **other.workloads},
         )
 
 
@@ -199,6 +227,18 @@ class _Plan:
     """The latency spec (quantile, statistic), for whole-target latency metrics."""
     needs: tuple[recording.RuleNeed, ...] = ()
     """The recorded series that could replace the raw value batches (empty: none can)."""
+    presence: Batch | None = None
+    """Set for a quantile read as histograms summed per workload (``target_buckets``): the
+    pods that have bucket rates, to check that a target's workloads hold exactly its usable
+    pods."""
+    workload_need: recording.RuleNeed | None = None
+    """The recorded per-workload histogram that could replace the summing (recorded plans)."""
+
+    @property
+    def batches(self) -> tuple[Batch, ...]:
+        """Every batch the plan reads."""
+        extra = (self.presence,) if self.presence is not None else ()
+        return (*self.value_batches, *self.fresh, *extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +259,11 @@ class FetchStats:
     """Recording-rule detection queries (not in ``probe_queries``, the metric-name probe)."""
     fallback_queries: int = 0
     """Raw queries re-run because a recorded series was gone (included in ``batch_queries``)."""
+    target_bucket_queries: int = 0
+    """Batched queries summing bucket rates per namespace (included in ``batch_queries``)."""
+    per_pod_fallback_queries: int = 0
+    """Per-pod bucket queries run because a namespace's summed histogram could not stand for a
+    target's pods (included in ``batch_queries``)."""
 
 
 class PrometheusSource:
@@ -234,6 +279,11 @@ class PrometheusSource:
         recording_rules: Read the chart's recording rules where Prometheus has them
             (:mod:`autoscaler.metrics.rules`); False: always evaluate the raw series.
         rules_probe_interval: Seconds a namespace's recording-rule probe answer is reused.
+        aggregate_buckets: Read quantiles as one histogram per namespace summed in Prometheus
+            where a namespace's bucket series all come from one target's usable pods (checked
+            every tick; see :meth:`_assemble_summed`); False: always read per-pod buckets.
+        per_pod_retry_interval: Seconds a namespace that needed the per-pod buckets keeps
+            reading them before the summed histogram is tried again.
     """
 
     def __init__(
@@ -245,6 +295,8 @@ class PrometheusSource:
         redetect_min_interval: float = 30.0,
         recording_rules: bool = True,
         rules_probe_interval: float = 300.0,
+        aggregate_buckets: bool = True,
+        per_pod_retry_interval: float = 120.0,
     ) -> None:
         self.client = client
         self.tick_budget = tick_budget if tick_budget is not None else 2 * client.timeout
@@ -256,9 +308,13 @@ class PrometheusSource:
         self._rules: dict[str, _NamespaceRules] = {}
         self._redetect: set[str] = set()
         self.last_stats: FetchStats | None = None
-        self._plans: dict[tuple[int, str, bool], tuple[MetricSpec, _Plan]] = {}
-        """(id of a metric spec, resolved name, recorded) -> (the spec, its plan), from the last
-        fetch."""
+        self._plans: dict[tuple[int, str, bool, bool, bool], tuple[MetricSpec, _Plan]] = {}
+        """(id of a metric spec, resolved name, recorded, summed, workload rule) -> (the spec,
+        its plan), from the last fetch."""
+        self.aggregate_buckets = aggregate_buckets
+        self.per_pod_retry_interval = per_pod_retry_interval
+        self._per_pod: dict[tuple[str, Batch], float] = {}
+        """(namespace, per-pod bucket batch) -> when its summed histogram last failed the check."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusSource:
@@ -386,8 +442,43 @@ class PrometheusSource:
     # ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _plan(metric: MetricSpec, kind: MetricKind, name: str, recorded: bool = False) -> _Plan:
-        """The batches of a preset metric: raw series, or (``recorded``) the recorded ones."""
+    def _plan(  # noqa: PLR0917 - the memo key's parts, as the memo calls it
+        metric: MetricSpec,
+        kind: MetricKind,
+        name: str,
+        recorded: bool = False,
+        summed: bool = False,
+        workload_rule: bool = False,
+    ) -> _Plan:
+        """The batches of a preset metric: raw series, or (``recorded``) the recorded ones.
+
+        ``summed``: a quantile reads histograms summed per workload (``target_buckets``) and
+        the pods present (``presence``) instead of every pod's buckets; ``workload_rule``
+        (recorded plans): from the recorded per-workload series rather than summing the
+        recorded per-pod ones.
+        """
+        plan = PrometheusSource._pod_plan(metric, kind, name, recorded)
+        if len(plan.value_batches) != 1 or plan.value_batches[0].kind != "buckets":
+            return plan
+        buckets = plan.value_batches[0]
+        need = None
+        if plan.needs:
+            workload = recording.workload_name(buckets.name, buckets.window)
+            if workload is not None:
+                need = recording.RuleNeed(workload, plan.needs[0].raw)
+        plan = replace(plan, workload_need=need)
+        if not summed:
+            return plan
+        summed_from = need.recorded if need is not None and workload_rule else buckets.recorded
+        return replace(
+            plan,
+            value_batches=(replace(buckets, kind="target_buckets", recorded=summed_from),),
+            presence=replace(buckets, kind="presence"),
+        )
+
+    @staticmethod
+    def _pod_plan(metric: MetricSpec, kind: MetricKind, name: str, recorded: bool) -> _Plan:
+        """The per-pod batches of a preset metric (raw, or the recorded series)."""
         raw = PrometheusSource._raw_plan(metric, kind, name)
         needs = []
         for batch in raw.value_batches:
@@ -484,16 +575,36 @@ class PrometheusSource:
         # recorded series are read: kept from the previous fetch for the specs still in use.
         resolved_memo: dict[tuple[MetricKind, MetricNames, str], str | NoSignal] = {}
         previous_plans = self._plans
-        plan_memo: dict[tuple[int, str, bool], tuple[MetricSpec, _Plan]] = {}
+        plan_memo: dict[tuple[int, str, bool, bool, bool], tuple[MetricSpec, _Plan]] = {}
         self._plans = plan_memo
+        self._per_pod = {
+            key: since
+            for key, since in self._per_pod.items()
+            if 0 <= now - since < self.per_pod_retry_interval
+        }
+        shared = _shared_namespaces(requests) if self.aggregate_buckets else set()
 
-        def planned(metric: MetricSpec, name: str, recorded: bool) -> _Plan:
-            memo_key = (id(metric), name, recorded)
+        def planned(
+            metric: MetricSpec, name: str, recorded: bool, summed: bool, workload_rule: bool = False
+        ) -> _Plan:
+            memo_key = (id(metric), name, recorded, summed, workload_rule)
             entry = plan_memo.get(memo_key) or previous_plans.get(memo_key)
             if entry is None or entry[0] is not metric:
-                entry = (metric, self._plan(metric, metric.kind, name, recorded))
+                entry = (
+                    metric,
+                    self._plan(metric, metric.kind, name, recorded, summed, workload_rule),
+                )
             plan_memo[memo_key] = entry
             return entry[1]
+
+        def summed(namespace: str, plan: _Plan) -> bool:
+            """Whether this plan's quantile may read the namespace's summed histogram."""
+            return (
+                self.aggregate_buckets
+                and plan.value_batches[0].kind == "buckets"
+                and namespace not in shared
+                and (namespace, plan.value_batches[0]) not in self._per_pod
+            )
 
         for req in requests:
             key = req.policy.key
@@ -514,14 +625,29 @@ class PrometheusSource:
                         resolved = probe_failure
                     results[key][metric.name] = resolved
                     continue
-                plan = planned(metric, resolved, recorded=False)
+                plan = planned(metric, resolved, recorded=False, summed=False)
+                workload_rule = False
                 if plan.needs and self.recording_rules:
-                    rules_wanted.setdefault(namespace, set()).update(plan.needs)
+                    wanted = rules_wanted.setdefault(namespace, set())
+                    wanted.update(plan.needs)
+                    if plan.workload_need is not None and self.aggregate_buckets:
+                        wanted.add(plan.workload_need)
                     usable = self.recorded_series(namespace)
                     if all(need.recorded in usable for need in plan.needs):
-                        plan = planned(metric, resolved, recorded=True)
+                        plan = planned(metric, resolved, recorded=True, summed=False)
+                        workload_rule = (
+                            plan.workload_need is not None and plan.workload_need.recorded in usable
+                        )
+                if summed(namespace, plan):
+                    plan = planned(
+                        metric,
+                        resolved,
+                        plan.value_batches[0].recorded is not None,
+                        summed=True,
+                        workload_rule=workload_rule,
+                    )
                 plans.append((req, metric, plan))
-                for batch in (*plan.value_batches, *plan.fresh):
+                for batch in plan.batches:
                     needed.setdefault(batch, set()).add(namespace)
 
         # Recording-rule detection runs beside the batches (its answer serves the next ticks).
@@ -562,9 +688,11 @@ class PrometheusSource:
             for index, (req, metric, plan) in enumerate(plans):
                 namespace = req.policy.metadata.namespace
                 if namespace in lost and plan.value_batches[0].recorded is not None:
-                    plan = planned(metric, plan.name, recorded=False)
+                    plan = planned(
+                        metric, plan.name, recorded=False, summed=plan.presence is not None
+                    )
                     plans[index] = (req, metric, plan)
-                    for batch in (*plan.value_batches, *plan.fresh):
+                    for batch in plan.batches:
                         if namespace not in needed.get(batch, ()):
                             fallback_batches.setdefault(batch, set()).add(namespace)
             fallback_items = list(fallback_batches.items())
@@ -574,9 +702,46 @@ class PrometheusSource:
             for (batch, _), outcome in zip(fallback_items, fallen, strict=True):
                 earlier = batch_results.get(batch)
                 batch_results[batch] = outcome if earlier is None else earlier.merged(outcome)
+        covered = {batch: set(nss) for batch, nss in needed.items()}
+        for batch, nss in fallback_batches.items():
+            covered.setdefault(batch, set()).update(nss)
 
-        for req, _, plan in plans:
-            observation = self._assemble(req, plan, batch_results, now)
+        # Summed histograms stand for a target only where the namespace's bucket series all
+        # come from that target's usable pods; elsewhere the per-pod buckets are read now.
+        observations: list[MetricObservation | None] = []
+        per_pod_batches: dict[Batch, set[str]] = {}
+        for index, (req, metric, plan) in enumerate(plans):
+            if plan.presence is None:
+                observations.append(self._assemble(req, plan, batch_results, now))
+                continue
+            summed_observation = self._assemble_summed(req, plan, batch_results, now)
+            observations.append(summed_observation)
+            if summed_observation is not None:
+                continue
+            namespace = req.policy.metadata.namespace
+            recorded_plan = plan.value_batches[0].recorded is not None
+            plan = planned(metric, plan.name, recorded_plan, summed=False)
+            plans[index] = (req, metric, plan)
+            self._per_pod[(namespace, plan.value_batches[0])] = now
+            for batch in plan.batches:
+                if namespace not in covered.get(batch, ()):
+                    per_pod_batches.setdefault(batch, set()).add(namespace)
+        if per_pod_batches:
+            log.info(
+                "summed histograms not usable: reading per-pod buckets",
+                namespaces=sorted(set().union(*per_pod_batches.values())),
+            )
+            per_pod_items = list(per_pod_batches.items())
+            fetched = await asyncio.gather(
+                *(self._run_batch(batch, nss, now, deadline) for batch, nss in per_pod_items)
+            )
+            for (batch, _), outcome in zip(per_pod_items, fetched, strict=True):
+                earlier = batch_results.get(batch)
+                batch_results[batch] = outcome if earlier is None else earlier.merged(outcome)
+
+        for (req, _, plan), observation in zip(plans, observations, strict=True):
+            if observation is None:
+                observation = self._assemble(req, plan, batch_results, now)
             if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
                 self._redetect.add(req.policy.metadata.namespace)
             results[req.policy.key][plan.metric] = observation
@@ -587,8 +752,9 @@ class PrometheusSource:
             + rules_probes
             + len(batch_items)
             + len(fallback_batches)
+            + len(per_pod_batches)
             + len(customs),
-            batch_queries=len(batch_items) + len(fallback_batches),
+            batch_queries=len(batch_items) + len(fallback_batches) + len(per_pod_batches),
             custom_queries=len(customs),
             probe_queries=probe_queries,
             seconds=time.monotonic() - started,
@@ -596,6 +762,10 @@ class PrometheusSource:
             recorded_batch_queries=sum(1 for b, _ in batch_items if b.recorded is not None),
             rules_probe_queries=rules_probes,
             fallback_queries=len(fallback_batches),
+            target_bucket_queries=sum(
+                1 for b in (*needed, *fallback_batches) if b.kind == "target_buckets"
+            ),
+            per_pod_fallback_queries=len(per_pod_batches),
         )
         log.debug(
             "metrics fetched",
@@ -609,7 +779,7 @@ class PrometheusSource:
         self, batch: Batch, namespaces: set[str], now: float, deadline: float
     ) -> _BatchResult:
         query = batch.promql(namespaces)
-        keys = _BUCKET_KEYS if batch.kind == "buckets" else _POD_KEYS
+        keys = _KEYS.get(batch.kind, _POD_KEYS)
         started = time.monotonic()
         try:
             # Reduced to per-pod values in the worker thread while the body is read.
@@ -748,22 +918,64 @@ class PrometheusSource:
             value = target_quantile(
                 spec.quantile, (parts[0].buckets.get((namespace, p), {}) for p in used)
             )
-        if math.isnan(value):
-            return NoSignal(
-                NoSignalReason.NAN,
-                f"{plan.kind.value} is NaN over {len(used)} pod(s): no requests in the "
-                f"{format_duration(spec.window)} window (zero traffic has no latency)",
-            )
-        if math.isinf(value):
-            return NoSignal(NoSignalReason.INF, f"{plan.kind.value} is {value}")
-        return TargetSample(
-            value=value,
-            timestamp=now,
-            oldest_sample=min(stamps),
-            series=series,
-            pods=len(used),
-            query=query,
-        )
+        return _latency_sample(plan, spec, value, now, min(stamps), series, len(used), query)
+
+    def _assemble_summed(
+        self,
+        req: MetricRequest,
+        plan: _Plan,
+        batches: Mapping[Batch, _BatchResult],
+        now: float,
+    ) -> MetricObservation | None:
+        """A quantile from the summed histograms of the target's workloads, or None.
+
+        The workloads of the target's pods that have bucket rates (``presence``: one +Inf
+        series per pod) hold, summed, exactly what the per-pod path sums when every pod with
+        bucket rates in those workloads is the target's, fresh, and (recorded series) recorded
+        once; otherwise None and the caller reads the per-pod buckets. (A histogram's series
+        always include the +Inf bucket, so the pods with a +Inf rate are the pods with bucket
+        rates.)
+        """
+        namespace = req.policy.metadata.namespace
+        assert plan.presence is not None
+        spec = plan.spec
+        assert spec is not None
+        part = batches[plan.value_batches[0]]
+        presence = batches[plan.presence]
+        fresh = [batches[b] for b in plan.fresh]
+        for result in fresh:
+            if result.failure is not None:
+                return result.failure  # as the per-pod path
+        if part.failure is not None or presence.failure is not None:
+            return None  # the per-pod query may still answer
+        present = presence.present.get(namespace, {})
+        pods = {pod.name for pod in req.pods}
+        workloads = {recording.workload_of(pod) for pod in pods if pod in present}
+        if not workloads:
+            if any((namespace, recording.workload_of(pod)) in part.histograms for pod in pods):
+                return None  # bucket rates but no +Inf one: the per-pod path judges
+            return _no_values({}, len(pods), plan.name, namespace)
+        histograms = []
+        used = 0
+        oldest = math.inf
+        for workload in workloads:
+            group = (namespace, workload)
+            histogram = part.histograms.get(group)
+            if histogram is None or group in part.bad_groups:
+                return None
+            histograms.append(histogram)
+            for pod in presence.workloads.get(group, ()):
+                if pod not in pods or (presence.recorded and present[pod] != 1):
+                    return None
+                stamp = self._freshness((namespace, pod), fresh, now, plan.max_staleness)
+                if isinstance(stamp, NoSignal):
+                    return None
+                oldest = min(oldest, stamp)
+                used += 1
+        value = target_quantile(spec.quantile, histograms)
+        query = f"{part.query} ; {presence.query}"
+        series = sum(len(histogram) for histogram in histograms)
+        return _latency_sample(plan, spec, value, now, oldest, series, used, query)
 
     # ----------------------------------------------------------------------------------------
     # Custom queries
@@ -803,7 +1015,27 @@ class PrometheusSource:
 
 
 _POD_KEYS = ("namespace", "pod")
-_BUCKET_KEYS = ("namespace", "pod", "le")
+_KEYS: dict[BatchKind, tuple[str, ...]] = {
+    "buckets": ("namespace", "pod", "le"),
+    "target_buckets": ("namespace", recording.WORKLOAD_LABEL, "le"),
+}
+
+
+def _shared_namespaces(requests: Iterable[MetricRequest]) -> set[str]:
+    """Namespaces where pods of different targets have the same ``workload`` label.
+
+    A histogram summed over such a workload would mix targets: there, the quantiles read the
+    per-pod buckets. (Checked again on every read, against the pods that have bucket rates.)
+    """
+    owners: dict[tuple[str, str], frozenset[str]] = {}
+    shared: set[str] = set()
+    for req in requests:
+        namespace = req.policy.metadata.namespace
+        names = frozenset(pod.name for pod in req.pods)
+        for workload in {recording.workload_of(pod) for pod in names}:
+            if owners.setdefault((namespace, workload), names) != names:
+                shared.add(namespace)
+    return shared
 
 
 def _reduce_batch(
@@ -819,7 +1051,22 @@ def _reduce_batch(
     values = result.values
     duplicates = result.duplicates
     per_namespace: dict[str, int] = {}
-    if kind == "buckets":
+    if kind == "target_buckets":
+        _reduce_summed(rows, result, per_namespace)
+    elif kind == "presence":
+        present = result.present
+        workloads = result.workloads
+        for (ns, pod), value in rows:
+            if ns is None or pod is None:
+                continue
+            per_namespace[ns] = per_namespace.get(ns, 0) + 1
+            pods = present.get(ns)
+            if pods is None:
+                pods = present[ns] = {}
+            if pod not in pods:
+                workloads.setdefault((ns, recording.workload_of(pod)), []).append(pod)
+            pods[pod] = pods.get(pod, 0.0) + value
+    elif kind == "buckets":
         buckets = result.buckets
         bounds: dict[str | None, float] = {}
         for labels, value in rows:
@@ -858,6 +1105,69 @@ def _reduce_batch(
                 duplicates.add(pod_key)
     result.series_per_namespace.update(per_namespace)
     return result
+
+
+def _reduce_summed(
+    rows: Iterable[KeyedRow], result: _BatchResult, per_namespace: dict[str, int]
+) -> None:
+    """``target_buckets`` rows into one histogram per (namespace, workload).
+
+    A workload whose histogram cannot stand for its pods' as the per-pod path would read them
+    (an ``le`` that is not a number, two series of one bound, a value out of domain) is listed
+    in ``result.bad_groups``: its target's buckets are read per pod instead.
+    """
+    histograms = result.histograms
+    bad = result.bad_groups
+    bounds: dict[str | None, float] = {}
+    for labels, value in rows:
+        ns, workload, le = labels
+        if ns is None:
+            continue
+        per_namespace[ns] = per_namespace.get(ns, 0) + 1
+        bound = bounds.get(le)
+        if bound is None:
+            try:
+                bound = parse_le(le) if le is not None else math.nan
+            except ValueError:
+                bound = math.nan
+            bounds[le] = bound
+        group = (ns, workload or "")
+        histogram = histograms.get(group)
+        if histogram is None:
+            histogram = histograms[group] = {}
+        if math.isnan(bound) or bound in histogram or not 0.0 <= value <= MAX_VALUE:
+            bad.add(group)
+            continue
+        histogram[bound] = value
+
+
+def _latency_sample(  # noqa: PLR0917 - one call shape, two callers in this module
+    plan: _Plan,
+    spec: LatencyMetricSpec,
+    value: float,
+    now: float,
+    oldest: float,
+    series: int,
+    pods: int,
+    query: str,
+) -> MetricObservation:
+    """A whole-target latency value, or its no-signal (NaN: no traffic; +-Inf)."""
+    if math.isnan(value):
+        return NoSignal(
+            NoSignalReason.NAN,
+            f"{plan.kind.value} is NaN over {pods} pod(s): no requests in the "
+            f"{format_duration(spec.window)} window (zero traffic has no latency)",
+        )
+    if math.isinf(value):
+        return NoSignal(NoSignalReason.INF, f"{plan.kind.value} is {value}")
+    return TargetSample(
+        value=value,
+        timestamp=now,
+        oldest_sample=oldest,
+        series=series,
+        pods=pods,
+        query=query,
+    )
 
 
 def _check_value(value: float, kind: MetricKind | None) -> NoSignal | None:

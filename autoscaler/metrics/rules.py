@@ -12,6 +12,8 @@ recorded series        expression
 ``namespace_pod:<h>_sum:rate<W>``        ``sum by (namespace, pod) (rate(<h>_sum[W]))``
 ``namespace_pod:<h>_count:rate<W>``      ``sum by (namespace, pod) (rate(<h>_count[W]))``
 ``namespace_pod:<c>:rate<W>``            ``sum by (namespace, pod) (rate(<c>[W]))``
+``namespace_workload_le:<h>_bucket:rate<W>``  the first, summed by namespace, ``workload`` and
+                                         ``le`` (:func:`by_workload`)
 =====================  ======================================================================
 
 (``level:metric:operations``, the Prometheus naming convention; ``W`` in the shortest
@@ -36,6 +38,40 @@ from autoscaler.promql import namespace_matcher, quote_string, regex_alternation
 
 RECORDED_KINDS = frozenset({"rate", "buckets", "sum", "count"})
 """Batch kinds (:class:`autoscaler.metrics.prometheus.Batch`) that can read a recorded series."""
+
+WORKLOAD_LABEL = "workload"
+"""The label a pod's histogram is summed by: its name without the last ``-`` segment."""
+WORKLOAD_REGEX = "(.+)-[^-]*"
+"""RE2, anchored as ``label_replace`` anchors it: the ReplicaSet of a Deployment's pod
+(``<deployment>-<template hash>``), the StatefulSet of ``<statefulset>-<ordinal>``."""
+WORKLOAD_PREFIX = "namespace_workload_le:"
+"""Recorded histograms already summed by workload."""
+
+
+def workload_of(pod: str) -> str:
+    """The ``workload`` label ``label_replace`` gives a pod (empty: the regex did not match).
+
+    ``(.+)`` is greedy: everything before the last ``-``, which must not be the first character.
+    """
+    cut = pod.rfind("-")
+    return pod[:cut] if cut > 0 else ""
+
+
+def by_workload(expr: str) -> str:
+    """``expr`` (series with ``namespace``, ``pod`` and ``le``) summed per workload and ``le``."""
+    return (
+        f"sum by (namespace, {WORKLOAD_LABEL}, le) (label_replace({expr}, "
+        f'"{WORKLOAD_LABEL}", "$1", "pod", "{WORKLOAD_REGEX}"))'
+    )
+
+
+def workload_name(name: str, window: float | None) -> str | None:
+    """The recorded per-workload histogram of a histogram and window, or None if none can be."""
+    pod_level = recorded_name("buckets", name, window)
+    if pod_level is None:
+        return None
+    return WORKLOAD_PREFIX + pod_level.removeprefix("namespace_pod_le:")
+
 
 _UNITS = (("h", 3600), ("m", 60), ("s", 1))
 
@@ -117,6 +153,12 @@ def covered(
     usable = set()
     for need in needs:
         raw = pods.get((need.raw, namespace), 0)
-        if raw > 0 and pods.get((need.recorded, namespace), 0) >= raw:
+        recorded = pods.get((need.recorded, namespace), 0)
+        if need.recorded.startswith(WORKLOAD_PREFIX):
+            # Summed by workload: no pod label, so one "pod" wherever it exists. Which pods it
+            # covers is checked at every read, against the per-pod recorded series.
+            if raw > 0 and recorded > 0:
+                usable.add(need.recorded)
+        elif raw > 0 and recorded >= raw:
             usable.add(need.recorded)
     return frozenset(usable)

@@ -365,7 +365,7 @@ class TestRecordingRules:
 
     def test_names_are_what_the_controller_reads(self, chart: helm_python.Chart) -> None:
         """Every spelling of every latency and counter preset, under the controller's names."""
-        group = recording_group(chart, windows=["1m", "90s"])
+        group = recording_group(chart, windows=["1m", "90s"], workloadHistograms=True)
         recorded = {rule["record"] for rule in group["rules"]}
         expected = set()
         counters = (
@@ -379,16 +379,32 @@ class TestRecordingRules:
                 for batch in batches:
                     for window in (60.0, 90.0):
                         expected.add(recording.recorded_name(batch, candidate.name, window))
+                        if batch == "buckets":
+                            expected.add(recording.workload_name(candidate.name, window))
         assert expected == recorded
         assert group["interval"] == "15s"
+        plain = recording_group(chart, windows=["1m", "90s"])  # per-workload sums: opt-in
+        assert {rule["record"] for rule in plain["rules"]} == {
+            name for name in expected if not name.startswith(recording.WORKLOAD_PREFIX)
+        }
 
     @needs_promtool
     def test_promtool_recorded_values(self, chart: helm_python.Chart, tmp_path: Path) -> None:
-        """``promtool test rules``: per-pod sums of the rates, one series per (pod, le)."""
-        group = recording_group(chart, windows=["2m"], interval="1m", selector='job="nim"')
+        """``promtool test rules``: per-pod sums of the rates, one series per (pod, le).
+
+        And the per-workload histograms: pods ``llm-7f9c-a`` and ``llm-7f9c-b`` are summed
+        under ``workload="llm-7f9c"`` (the name without its last segment, as the controller's
+        :func:`~autoscaler.metrics.rules.workload_of`).
+        """
+        group = recording_group(
+            chart, windows=["2m"], interval="1m", selector='job="nim"', workloadHistograms=True
+        )
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}), "utf-8")
         pod = 'job="nim",namespace="llm",pod="a"'
         bucket = "time_per_output_token_seconds_bucket"
+        pod_a = 'job="nim",namespace="llm",pod="llm-7f9c-a"'
+        pod_b = 'job="nim",namespace="llm",pod="llm-7f9c-b"'
+        workload = "namespace_workload_le:time_per_output_token_seconds_bucket:rate2m"
         tests = {
             "rule_files": ["rules.yaml"],
             "evaluation_interval": "1m",
@@ -402,6 +418,8 @@ class TestRecordingRules:
                         {"series": f'{bucket}{{{pod},c="1",le="+Inf"}}', "values": "0+60x10"},
                         {"series": f'{bucket}{{{pod},c="2",le="+Inf"}}', "values": "0+120x10"},
                         {"series": f"request_success_total{{{pod}}}", "values": "0+120x10"},
+                        {"series": f'{bucket}{{{pod_a},le="+Inf"}}', "values": "0+120x10"},
+                        {"series": f'{bucket}{{{pod_b},le="+Inf"}}', "values": "0+240x10"},
                         # Another job: outside the selector.
                         {
                             "series": 'request_success_total{job="x",namespace="llm",pod="b"}',
@@ -410,7 +428,8 @@ class TestRecordingRules:
                     ],
                     "promql_expr_test": [
                         {
-                            "expr": "namespace_pod_le:time_per_output_token_seconds_bucket:rate2m",
+                            "expr": "namespace_pod_le:time_per_output_token_seconds_bucket:rate2m"
+                            '{pod="a"}',
                             "eval_time": "5m",
                             "exp_samples": [
                                 {
@@ -422,6 +441,17 @@ class TestRecordingRules:
                                     "labels": "namespace_pod_le:time_per_output_token_seconds_"
                                     'bucket:rate2m{namespace="llm",pod="a",le="+Inf"}',
                                     "value": 3,
+                                },
+                            ],
+                        },
+                        {
+                            "expr": f'{workload}{{workload="llm-7f9c"}}',
+                            "eval_time": "5m",
+                            "exp_samples": [
+                                {
+                                    "labels": f'{workload}{{namespace="llm",workload="llm-7f9c",'
+                                    'le="+Inf"}',
+                                    "value": 6,
                                 },
                             ],
                         },

@@ -135,7 +135,8 @@ async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) 
     """At one evaluation instant the recorded path and the raw path agree on every metric."""
     client = PrometheusClient(rules_env.url)
     recorded = PrometheusSource(client)
-    raw = PrometheusSource(client, recording_rules=False)
+    # The reference: raw series, every pod's buckets (no histogram summed in Prometheus).
+    raw = PrometheusSource(client, recording_rules=False, aggregate_buckets=False)
     requests = _requests()
     try:
         await recorded.fetch(requests, time.time())  # first tick: raw, and the probe
@@ -146,9 +147,13 @@ async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) 
             assert {RATE, BUCKETS} <= recorded.recorded_series(namespace)
         at = _evaluation_time(rules_env)
         got = await recorded.fetch(requests, at)
-        # rate, buckets, sum, count, and the evaluation timestamps of three of them (the mean
-        # reads sum and count from one group: one timestamp check).
-        assert recorded.last_stats.recorded_batch_queries == 7
+        # rate, buckets (summed per namespace, and the pods present), sum, count, and the
+        # evaluation timestamps of three of them (the mean reads sum and count from one group:
+        # one timestamp check).
+        assert recorded.last_stats.recorded_batch_queries == 8
+        # (and the capacity model's own 1 m latency, raw: no rule for that window)
+        assert recorded.last_stats.target_bucket_queries == 2
+        assert recorded.last_stats.per_pod_fallback_queries == 0
         want = await raw.fetch(requests, at)
         assert raw.last_stats is not None
         assert raw.last_stats.recorded_batch_queries == raw.last_stats.rules_probe_queries == 0
