@@ -325,3 +325,30 @@ async def decide_with_restarts(
             if context is not None:
                 await context.close()
         return desired
+
+
+def kv_policy(namespace: str) -> ScalingPolicy:
+    """The HPA-algorithm KV-cache policy of the restart and shard tests: scale-up 2 pods and
+    scale-down 1 pod per 120 s, a 180 s scale-down window (state that must survive a
+    restart or a shard moving)."""
+    return ScalingPolicy.model_validate(
+        {
+            "apiVersion": "nim-autoscaler/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "llama", "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"},
+                "minReplicas": 1,
+                "maxReplicas": 20,
+                "algorithm": "hpa",
+                "metrics": [{"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}],
+                "behavior": {
+                    "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 120}]},
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 180,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                    },
+                },
+            },
+        }
+    )

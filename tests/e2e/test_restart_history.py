@@ -14,30 +14,9 @@ from pathlib import Path
 import pytest
 
 from autoscaler.decision.types import MetricObservation, PodSamples
-from autoscaler.policy.models import ScalingPolicy
-from tests.e2e.harness import NAMESPACE, decide_with_restarts
+from tests.e2e.harness import NAMESPACE, decide_with_restarts, kv_policy
 
-POLICY = ScalingPolicy.model_validate(
-    {
-        "apiVersion": "nim-autoscaler/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": "llama", "namespace": NAMESPACE},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"},
-            "minReplicas": 1,
-            "maxReplicas": 20,
-            "algorithm": "hpa",
-            "metrics": [{"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}],
-            "behavior": {
-                "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 120}]},
-                "scaleDown": {
-                    "stabilizationWindowSeconds": 180,
-                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
-                },
-            },
-        },
-    }
-)
+POLICY = kv_policy(NAMESPACE)
 
 # KV usage per pod at each tick (60 s apart): a surge, then a long quiet period.
 LOADS = [0.5, 0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1]

@@ -25,10 +25,16 @@ from autoscaler.decision.types import PodSamples
 from autoscaler.kube.factory import KubeContext, connect
 from autoscaler.kube.shards import ShardManager, shard_of_namespace
 from autoscaler.metrics.base import MetricRequest, PolicyMetrics
-from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
 from tests.controller.memory import StaticMetricSource
-from tests.e2e.harness import NAMESPACE, World, start_controller, stop_controller, wait_until
+from tests.e2e.harness import (
+    NAMESPACE,
+    World,
+    kv_policy,
+    start_controller,
+    stop_controller,
+    wait_until,
+)
 from tests.fakekube.server import FakeKube, write_kubeconfig
 from tests.promserver.fixtures import fleet_target
 
@@ -41,31 +47,7 @@ HANDOVER_AT = 5
 """The tick before which replica ``b`` stops (inside the scale-down window)."""
 
 
-def make_policy(namespace: str) -> ScalingPolicy:
-    return ScalingPolicy.model_validate(
-        {
-            "apiVersion": "nim-autoscaler/v1alpha1",
-            "kind": "ScalingPolicy",
-            "metadata": {"name": "llama", "namespace": namespace},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"},
-                "minReplicas": 1,
-                "maxReplicas": 20,
-                "algorithm": "hpa",
-                "metrics": [{"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}}],
-                "behavior": {
-                    "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 120}]},
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 180,
-                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
-                    },
-                },
-            },
-        }
-    )
-
-
-POLICIES = [make_policy(ns) for ns in NAMESPACES]
+POLICIES = [kv_policy(ns) for ns in NAMESPACES]
 
 
 class RecordingSource(StaticMetricSource):
