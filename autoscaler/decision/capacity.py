@@ -361,7 +361,8 @@ def estimate(  # noqa: PLR0917 - the model, the clock and what the policy seeds
         now: Current time, seconds.
         seed: Per-replica capacity from the policy (``spec.capacity``), or None.
         seed_source: ``spec`` or ``profile`` (where ``seed`` comes from).
-        lengths: Mean (prompt, output) tokens per request now (None: not exported).
+        lengths: Mean (prompt, output) tokens per request now (None: not exported); a profile
+            seed is judged against them, and they are reported.
         seed_lengths: The lengths a profile seed was measured at (None: unknown).
     """
     result = _estimate(model, now, seed, seed_source, lengths, seed_lengths)
@@ -376,13 +377,9 @@ def _estimate(  # noqa: PLR0917 - one rule per case, each explained
     lengths: tuple[float, float] | None,
     seed_lengths: tuple[float, float] | None,
 ) -> CapacityEstimate:
+    # ``good`` and ``bad`` need no length adjustment here: :func:`observe` rebases them on the
+    # steady tick that measures longer requests (the only tick the lengths change on).
     good, bad = model.good, relaxed_bad(model, now)
-    drift = ""
-    factor, heavier = length_factor(lengths, model.good_lengths)
-    if factor < 1.0 and good is not None:
-        good *= factor
-        bad = None if bad is None else bad * factor
-        drift = f"; requests {heavier:.2g}x longer than when learned: divided by that"
     extrapolated = False
     if seed is not None and seed_lengths is not None:
         seed_factor, seed_heavier = length_factor(lengths, seed_lengths)
@@ -434,7 +431,7 @@ def _estimate(  # noqa: PLR0917 - one rule per case, each explained
     source = "learned"
     at = model.good_lengths
     shape = "" if at is None else f" (requests of {at[0]:.0f} in / {at[1]:.0f} out tokens)"
-    note = f"SLO met at up to {good:.4g} req/s per replica{shape}{drift}"
+    note = f"SLO met at up to {good:.4g} req/s per replica{shape}"
     if seed is not None and seed > good and (bad is None or seed < bad):
         base, source = seed, seed_source
         note = (
