@@ -28,6 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
 from autoscaler.sim.profiles import get_profile
 from autoscaler.sim.run import SimulationConfig, SimulationResult, SloTargets, run_simulation
@@ -60,6 +61,34 @@ def _calibrate(key: tuple[str, str], quick: bool) -> oracle.Capacity:
     return oracle.calibrate(get_profile(profile), SLO, lengths, **_calibration_args(quick))
 
 
+def simulate_scenario(
+    scenario_name: str,
+    quick: bool,
+    per_replica: float,
+    seed: int,
+    *,
+    policy: ScalingPolicy | None,
+    initial: int,
+    **options: Any,
+) -> SimulationResult:
+    """One run of a scenario's load (scaled to ``per_replica``) on its profile, with ``policy``
+    (None: a fixed fleet of ``initial`` pods); ``options`` go to the simulation's config."""
+    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
+    workload, _ = scenario.workload(per_replica, seed)
+    return run_simulation(
+        SimulationConfig(
+            workload=workload,
+            profile=get_profile(scenario.profile),
+            policy=policy,
+            seed=seed,
+            duration=scenario.duration,
+            slo=SLO,
+            initial_replicas=initial,
+            **options,
+        )
+    )
+
+
 def _simulate(  # noqa: PLR0917 - one value per field of a run
     scenario_name: str,
     contender_name: str,
@@ -72,25 +101,20 @@ def _simulate(  # noqa: PLR0917 - one value per field of a run
     **options: Any,
 ) -> SimulationResult:
     """One contender on one scenario: the same fleet, load, bounds and SLO for every run."""
-    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
     contender = next(c for c in contenders_mod.contenders() if c.name == contender_name)
-    workload, _ = scenario.workload(per_replica, seed)
-    return run_simulation(
-        SimulationConfig(
-            workload=workload,
-            profile=get_profile(scenario.profile),
-            policy=contender.policy(1, max_replicas, per_replica),
-            seed=seed,
-            duration=scenario.duration,
-            interval=contender.interval,
-            scrape_interval=contender.scrape_interval,
-            metric_delay=contender.metric_delay,
-            empty_as_zero=contender.empty_as_zero,
-            cold_start=ColdStart.parse(f"{cold:g}"),
-            slo=SLO,
-            initial_replicas=initial,
-            **options,
-        )
+    return simulate_scenario(
+        scenario_name,
+        quick,
+        per_replica,
+        seed,
+        policy=contender.policy(1, max_replicas, per_replica),
+        initial=initial,
+        interval=contender.interval,
+        scrape_interval=contender.scrape_interval,
+        metric_delay=contender.metric_delay,
+        empty_as_zero=contender.empty_as_zero,
+        cold_start=ColdStart.parse(f"{cold:g}"),
+        **options,
     )
 
 
@@ -225,18 +249,8 @@ def drain_rows(drain: dict[str, Any]) -> list[dict[str, Any]]:
 def _fixed_run(task: tuple[str, float, int, int, bool]) -> dict[str, Any]:
     """A fixed fleet (no autoscaler) of ``replicas`` pods on one scenario (worker process)."""
     scenario_name, per_replica, replicas, seed, quick = task
-    scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
-    workload, _ = scenario.workload(per_replica, seed)
-    result = run_simulation(
-        SimulationConfig(
-            workload=workload,
-            profile=get_profile(scenario.profile),
-            policy=None,
-            seed=seed,
-            duration=scenario.duration,
-            slo=SLO,
-            initial_replicas=replicas,
-        )
+    result = simulate_scenario(
+        scenario_name, quick, per_replica, seed, policy=None, initial=replicas
     )
     return {
         "scenario": scenario_name,

@@ -34,17 +34,15 @@ import yaml
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.cluster import ColdStart
-from autoscaler.sim.profiles import get_profile
-from autoscaler.sim.run import SimulationConfig, run_simulation
 from benchmarks.bench_quality import (
     COLD_STARTS,
     RESULTS,
     SEED,
-    SLO,
     WORKERS,
     _calibrate_full,
     _calibrate_quick,
     _map,
+    simulate_scenario,
 )
 from benchmarks.quality import oracle, scenarios
 from benchmarks.support.results import write_json
@@ -120,18 +118,14 @@ def _run(task: tuple[str, str, float, float, int, int, bool]) -> dict[str, Any]:
     path = Path(file)
     scenario = next(s for s in scenarios.scenarios(quick) if s.name == scenario_name)
     workload, _ = scenario.workload(per_replica, SEED)
-    policy = _policy(path, max_replicas)
-    result = run_simulation(
-        SimulationConfig(
-            workload=workload,
-            profile=get_profile(scenario.profile),
-            policy=policy,
-            seed=SEED,
-            duration=scenario.duration,
-            cold_start=ColdStart.parse(f"{cold:g}"),
-            slo=SLO,
-            initial_replicas=initial,
-        )
+    result = simulate_scenario(
+        scenario_name,
+        quick,
+        per_replica,
+        SEED,
+        policy=_policy(path, max_replicas),
+        initial=initial,
+        cold_start=ColdStart.parse(f"{cold:g}"),
     )
     minutes = max(1, math.ceil(scenario.duration / 60.0))
     rates = [float(r) for r in scenarios.minute_rates(workload, minutes)]
