@@ -157,6 +157,15 @@ class Settings(HpaSettings):
             "Keep it fixed for a cluster; about one per 500 policies."
         ),
     )
+    history_save_interval: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "Seconds between writes of a history ConfigMap whose policies only added "
+            "recommendations or learned capacity (a scale event is written at once). A restart "
+            "loses at most this much of them; 0: write every tick."
+        ),
+    )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Namespaces to watch (comma-separated in the environment); empty: all.",

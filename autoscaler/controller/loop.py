@@ -68,6 +68,7 @@ from autoscaler.decision.types import (
     NoSignalReason,
     Observation,
     PodInfo,
+    resumed,
 )
 from autoscaler.errors import ActuationError, Forbidden, TargetNotFound
 from autoscaler.metrics.base import MetricRequest, MetricSource
@@ -263,7 +264,7 @@ class ControlLoop:
         await self._bounded(work, self._read_scale)
         for item in work:
             self._select_pods(item)
-        await self._bounded(work, self._load_history)
+        await self._bounded(work, lambda item: self._load_history(item, now))
         for item in work:
             self._observe_fleet(item)
         deciding = [w for w in work if w.error is None and not self._paused(w)]
@@ -341,7 +342,7 @@ class ControlLoop:
         except Exception as exc:  # noqa: BLE001 - a bad selector must not stop other policies
             self._fail(item, "pods", f"InvalidSelector: {selector!r}: {exc}")
 
-    async def _load_history(self, item: _Work) -> None:
+    async def _load_history(self, item: _Work, now: float) -> None:
         key = item.policy.key
         if key in self._histories:
             return
@@ -364,7 +365,10 @@ class ControlLoop:
                 self._histories[key] = self._unsaved.get(key) or History()
                 return
         unsaved = self._unsaved.pop(key, None)
-        self._histories[key] = loaded if loaded is not None else unsaved or History()
+        if loaded is not None:
+            self._histories[key] = resumed(loaded, now)
+        else:
+            self._histories[key] = unsaved or History()
 
     async def _fetch_metrics(
         self, work: Sequence[_Work], now: float

@@ -159,8 +159,12 @@ class HistoryStore(Protocol):
         """Record ``history`` for ``policy`` (it may be written only at :meth:`flush`)."""
         ...
 
-    async def flush(self) -> None:
-        """Persist what :meth:`save` recorded (once per tick; skip if nothing changed)."""
+    async def flush(self, *, force: bool = False) -> None:
+        """Persist what :meth:`save` recorded (once per tick; skip if nothing changed).
+
+        A store may hold back what is not urgent for a while; ``force`` writes everything
+        queued now (a graceful stop).
+        """
         ...
 
 

@@ -11,7 +11,7 @@ Unix epoch (or since the start of a replay/simulation) as floats.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +207,10 @@ class History:
     """``algorithm: llm``: the capacity model and the SLO sizing's state (typed, versioned)."""
     zero: ZeroState | None = None
     """``minReplicas: 0`` (``algorithm: llm``): the scale-to-zero rule's idle timer."""
+    held_back: float = 0.0
+    """Set by a durable store on what it writes: repeats of the newest recommendation may
+    have followed it for up to this many seconds without being written (0: nothing held
+    back). Read by :func:`resumed`; never used by the decision itself."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -224,6 +228,7 @@ class History:
             **({} if self.queue == EMPTY_QUEUE_STATE else {"queue": self.queue.to_json()}),
             **({} if self.capacity is None else {"capacity": self.capacity.to_json()}),
             **({} if self.zero is None else {"zero": self.zero.to_json()}),
+            **({"heldBack": self.held_back} if self.held_back > 0 else {}),
         }
 
     @classmethod
@@ -254,10 +259,34 @@ class History:
                 queue=_queue_from_json(data, version),
                 capacity=_capacity_from_json(data.get("capacity")),
                 zero=_zero_from_json(data.get("zero")),
+                held_back=max(0.0, float(data.get("heldBack", 0.0))),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed decision history: {exc}"
             raise ValueError(msg) from exc
+
+
+def resumed(history: History, now: float) -> History:
+    """A history read back after a restart or failover, with what may not have been written.
+
+    A durable store may write repeats of the newest recommended count only now and then
+    (:mod:`autoscaler.kube.history`: a change of count is written at once), and says for how
+    long in :attr:`History.held_back`. The repeats a crash lost therefore all equal the newest
+    recommendation written and end at most ``held_back`` seconds after it: it is carried to
+    that time (or ``now``, if sooner), so it stays in the stabilization windows at least as
+    long as in an uninterrupted controller (never a scale-down earlier than without the
+    restart; at most ``held_back`` seconds later). Nothing held back: unchanged.
+    """
+    if history.held_back <= 0:
+        return history
+    if not history.recommendations:
+        return replace(history, held_back=0.0)
+    newest = history.recommendations[-1]
+    until = min(now, newest.timestamp + history.held_back)
+    carried = history.recommendations
+    if until > newest.timestamp:
+        carried = (*carried, Recommendation(until, newest.replicas))
+    return replace(history, recommendations=carried, held_back=0.0)
 
 
 HISTORY_VERSION = 2

@@ -9,6 +9,7 @@ and closes the HTTP session.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -30,6 +31,9 @@ from autoscaler.kube.targets import TargetCache
 from autoscaler.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+CLOSE_FLUSH_TIMEOUT = 10.0
+"""Seconds the history queued at a graceful stop may take to write."""
 
 
 class AlwaysLeader:
@@ -74,8 +78,14 @@ class KubeContext:
             self.leader.start()
 
     async def close(self) -> None:
-        """Stop leader election (releasing the Lease), stop the watches, close the client."""
+        """Write the queued history, stop leader election (releasing the Lease), stop the
+        watches, close the client."""
         try:
+            try:
+                async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT):
+                    await self.history.flush(force=True)
+            except Exception as exc:  # noqa: BLE001 - the Lease must still be released
+                log.warning("history_final_flush_failed", error=str(exc))
             if isinstance(self.leader, LeaderElector | ShardManager):
                 await self.leader.stop()
             await self.pods.stop()
@@ -154,6 +164,7 @@ async def connect(
         shards=settings.history_shards,
         controller_shards=settings.shards,
         owns_shard=shards.owns_shard if shards is not None else None,
+        save_interval=settings.history_save_interval,
     )
     if shards is not None:
         shards.on_gain = history.invalidate

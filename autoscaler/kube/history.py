@@ -26,9 +26,20 @@ what the previous owner saved. A write of a shard lost meanwhile that meets a 40
   starts fresh. A shard that cannot be read (API error) raises :class:`HistoryUnavailable`:
   the caller must not take that for "no history" (and overwrite the saved one); it retries on a
   later tick. Other shards are unaffected.
-- ``save`` queues the policy's JSON; ``flush`` (once per tick) writes each shard whose data
+- ``save`` queues the policy's history; ``flush`` (once per tick) writes each shard whose data
   changed, concurrently, with resourceVersion optimistic concurrency (replace with the version
-  last read; on 409 it re-reads that shard, merges again and retries, bounded). A shard
+  last read; on 409 it re-reads that shard, merges again and retries, bounded). A shard is
+  written at once when one of its policies' *events* changed (a new recommended count, a
+  scale event, the failure count, the pods known, scale-to-zero state), and otherwise at most
+  once per ``save_interval`` at a phase of its own in the interval: a steady fleet's
+  recommendations repeat the same count and its learned capacity moves a little every tick,
+  and writing them every tick made the history the largest part of a steady tick's API
+  requests. What a crash can lose is therefore at most ``save_interval`` seconds of repeats of
+  the newest recommended count (the loop carries that count forward to the restart:
+  :func:`autoscaler.decision.types.resumed`, so a stabilization window never ends earlier
+  than without the restart) and of capacity learning; never a scale event or a change of
+  recommendation. A graceful stop writes everything queued (``flush(force=True)``).
+  Histories are serialised only when their shard is written. A shard
   deleted under the controller (404 on replace) is created again from what the store holds. A
   shard that would pass ``max_bytes`` (well under the API server's 1 MiB object limit) is not
   written and says so, naming the shard, the sizes and its policies; the other shards are.
@@ -52,7 +63,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -73,6 +84,9 @@ DEFAULT_SHARDS = 8
 
 MAX_BYTES = 900_000
 """Largest size of one shard's data, bytes (the API server refuses objects > 1 MiB)."""
+
+DEFAULT_SAVE_INTERVAL = 60.0
+"""Seconds between writes of a shard whose policies only added recommendations or learned."""
 
 DEFAULT_GRACE = 3600.0
 """Seconds a removed policy's history is kept before its key is deleted."""
@@ -102,9 +116,47 @@ class _Shard:
     exists: bool = False
     loaded: bool = False
     fetched_at: float = -math.inf
-    pending: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """Key -> (serialised history, policy key) waiting for :meth:`KubeHistoryStore.flush`."""
+    pending: dict[str, tuple[History | str, str]] = field(default_factory=dict)
+    """Key -> (history, or its serialised form, policy key) waiting for
+    :meth:`KubeHistoryStore.flush`."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    saved_at: float | None = None
+    """When this store last wrote the shard or found nothing to write (monotonic)."""
+    urgent: bool = False
+    """A queued history changed an event: write at the next flush, whatever the interval."""
+    latest: dict[str, tuple[History, str]] = field(default_factory=dict)
+    """Key -> the history last saved (and its policy key), written or not."""
+    held: bool = False
+    """What the shard holds was written saying repeats may follow unwritten (``heldBack``)."""
+
+
+def _events(history: History) -> tuple[object, ...]:
+    """What a restart must not lose: a change of any of these is written at once.
+
+    The newest recommendation's count is one: so what is not yet written is only ever a run
+    of recommendations equal to the newest one written, which a restart carries forward
+    (:func:`autoscaler.decision.types.resumed`) instead of losing.
+    """
+    newest = history.recommendations[-1].replicas if history.recommendations else None
+    return (
+        newest,
+        history.initialized,
+        history.scale_up_events,
+        history.scale_down_events,
+        history.consecutive_failures,
+        history.known_pods,
+        history.zero,
+    )
+
+
+def _serialise(value: History | str, held_back: float) -> str:
+    """The stored form; ``held_back``: how long unwritten repeats may follow (see
+    :func:`autoscaler.decision.types.resumed`)."""
+    if isinstance(value, str):
+        return value
+    if value.held_back != held_back:
+        value = replace(value, held_back=held_back)
+    return json.dumps(value.to_json(), separators=(",", ":"), sort_keys=True)
 
 
 class KubeHistoryStore:
@@ -120,7 +172,10 @@ class KubeHistoryStore:
         conflict_retries: re-read-and-retry rounds after 409 conflicts, per shard.
         max_age: seconds a read of a shard serves ``load`` calls before it is read again.
         grace: seconds after which the key of a policy no longer saved is deleted.
-        monotonic: time source for ``max_age`` and ``grace`` (injectable for tests).
+        monotonic: time source for ``max_age``, ``grace`` and ``save_interval`` (injectable
+            for tests).
+        save_interval: seconds between writes of a shard whose policies changed no event
+            (0: every flush writes what changed).
         controller_shards: the controller's shard count (``settings.shards``); the ConfigMaps
             are rounded up to a multiple of it.
         owns_shard: whether this replica owns a controller shard now (None: it owns all).
@@ -140,6 +195,7 @@ class KubeHistoryStore:
         monotonic: Callable[[], float] = time.monotonic,
         controller_shards: int = 1,
         owns_shard: Callable[[int], bool] | None = None,
+        save_interval: float = DEFAULT_SAVE_INTERVAL,
     ) -> None:
         if shards < 1:
             msg = f"history shards must be >= 1, got {shards}"
@@ -157,10 +213,15 @@ class KubeHistoryStore:
         self._retries = conflict_retries
         self._max_age = max_age
         self._grace = grace
+        self._save_interval = save_interval
         self._monotonic = monotonic
         self._shards = [_Shard(f"{name}-{i}") for i in range(shards)]
         self._seen: dict[str, float] = {}
         """Data key -> when it was last saved (or first found in a shard)."""
+        self._forcing = False
+        """Inside a forced flush (what it writes holds nothing back)."""
+        self._events: dict[str, tuple[object, ...]] = {}
+        """Data key -> the events of the history last queued (see :func:`_events`)."""
         self._legacy: dict[str, str] | None = None
         """The pre-sharding ConfigMap's data (None: not read yet)."""
         self._legacy_exists = False
@@ -204,6 +265,8 @@ class KubeHistoryStore:
             self._seen.pop(key, None)
         shard.data, shard.rv, shard.exists = {}, None, False
         shard.loaded, shard.fetched_at = False, -math.inf
+        shard.saved_at, shard.urgent = None, False
+        shard.latest, shard.held = {}, False
 
     def _object_path(self, name: str) -> str:
         return f"/api/v1/namespaces/{self._namespace}/configmaps/{name}"
@@ -247,27 +310,58 @@ class KubeHistoryStore:
         return history
 
     async def save(self, policy: ScalingPolicy, history: History) -> None:
-        """Queue ``history`` for ``policy``; it is written by the next :meth:`flush`.
+        """Queue ``history`` for ``policy``; it is written by a later :meth:`flush`.
 
         The control loop saves every policy and then flushes once per tick, so a tick costs at
-        most one write per shard (none when nothing changed).
+        most one write per shard (none when nothing changed or the shard is not due).
         """
         key = history_key(policy)
-        text = json.dumps(history.to_json(), separators=(",", ":"), sort_keys=True)
         index = self._index(policy.metadata.namespace, policy.key)
-        self._shards[index].pending[key] = (text, policy.key)
+        shard = self._shards[index]
+        shard.pending[key] = (history, policy.key)
+        shard.latest[key] = (history, policy.key)
+        events = _events(history)
+        if self._events.get(key) != events:
+            self._events[key] = events
+            shard.urgent = True
         self._seen[key] = self._monotonic()
         self._migrating.discard(key)
 
-    async def flush(self) -> None:
-        """Write every shard whose data changed (concurrently); delete expired keys.
+    async def flush(self, *, force: bool = False) -> None:
+        """Write every shard that is due and whose data changed (concurrently); expire keys.
 
-        Never raises: each shard's failure is logged and its queued histories stay queued for
-        the next flush; the other shards are written.
+        A shard is due when a queued history changed an event, or ``save_interval`` has passed
+        since its last write (each shard at a phase of its own). ``force``: write every shard
+        with something queued now, and only those (a graceful stop). Never raises: each
+        shard's failure is logged and its queued histories stay queued for the next flush; the
+        other shards are written.
         """
         await self._migrate_legacy()
-        await asyncio.gather(*(self._flush_shard(shard, i) for i, shard in enumerate(self._shards)))
+        now = self._monotonic()
+        self._forcing = force
+        try:
+            await asyncio.gather(
+                *(
+                    self._flush_shard(shard, i)
+                    for i, shard in enumerate(self._shards)
+                    if not self._owned(i) or self._due(shard, i, now, force)
+                )
+            )
+        finally:
+            self._forcing = False
         await self._retire_legacy()
+
+    def _due(self, shard: _Shard, index: int, now: float, force: bool) -> bool:
+        """Whether an owned shard is written (or its expired keys deleted) at this flush."""
+        if force:
+            if shard.held:  # mark what is stored as complete (nothing held back)
+                for key, entry in shard.latest.items():
+                    shard.pending.setdefault(key, entry)
+            return bool(shard.pending)
+        if shard.urgent or shard.saved_at is None:
+            return True
+        age = now - shard.saved_at
+        return age >= self._save_interval or age < 0
 
     # ---- one shard ------------------------------------------------------------------------
 
@@ -286,7 +380,7 @@ class KubeHistoryStore:
                 for attempt in range(self._retries + 1):
                     data = self._next_data(shard)
                     if data is None:
-                        shard.pending.clear()
+                        self._written(shard)
                         return
                     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
                     if size > self._max_bytes:
@@ -298,7 +392,7 @@ class KubeHistoryStore:
                             policies=sorted(policy for _, policy in shard.pending.values()),
                             hint="raise AUTOSCALER_HISTORY_SHARDS; this shard is not saved",
                         )
-                        shard.pending.clear()
+                        self._written(shard)
                         return
                     try:
                         stored = await self._write(shard, data)
@@ -322,7 +416,7 @@ class KubeHistoryStore:
                             continue
                         raise
                     self._adopt(shard, stored)
-                    shard.pending.clear()
+                    self._written(shard)
                     return
                 log.warning(
                     "history_save_conflicts",
@@ -339,11 +433,31 @@ class KubeHistoryStore:
                     error=str(exc),
                 )
 
+    def _written(self, shard: _Shard) -> None:
+        """The shard's queue was written (or needed no write, or cannot be written)."""
+        shard.pending.clear()
+        shard.urgent = False
+        now = self._monotonic()
+        if shard.saved_at is None:
+            # First write since start (or since the shard was gained): as if written a share
+            # of the interval earlier, so shards written together (a start, a failover) come
+            # due at phases spread over the interval, not all in one later tick.
+            index = next(i for i, other in enumerate(self._shards) if other is shard)
+            now -= self._save_interval * index / len(self._shards)
+        shard.saved_at = now
+
     def _next_data(self, shard: _Shard) -> dict[str, str] | None:
         """The shard's data after this flush, or None when it would not change."""
+        # A forced flush (a graceful stop) holds nothing back; any other write may be followed
+        # by repeats of the newest recommendation for up to the save interval.
+        held = 0.0 if self._forcing else self._save_interval
+        shard.held = held > 0
+        texts = {key: _serialise(value, held) for key, (value, _) in shard.pending.items()}
+        for key, text in texts.items():  # serialised once, even when a 409 brings us back
+            shard.pending[key] = (text, shard.pending[key][1])
         changed = {
             key: text
-            for key, (text, _) in shard.pending.items()
+            for key, text in texts.items()
             if shard.data.get(key) != text and not (key in self._migrating and key in shard.data)
         }
         cutoff = self._monotonic() - self._grace
@@ -359,6 +473,8 @@ class KubeHistoryStore:
             log.info("history_key_expired", configmap=shard.name, key=key, grace=self._grace)
             del data[key]
             self._seen.pop(key, None)
+            self._events.pop(key, None)
+            shard.latest.pop(key, None)
         return data
 
     async def _fetch_or_raise(self, shard: _Shard, policy: ScalingPolicy) -> None:

@@ -32,7 +32,7 @@ from autoscaler.decision.types import ConditionType, Decision
 from autoscaler.kube.client import JsonObject, KubeApi, KubeApiError
 from autoscaler.kube.events import COMPONENT, EventSink, EventSpec, InvolvedObject, rfc3339
 from autoscaler.kube.policies import resource_path
-from autoscaler.kube.recorder import KubeRecorder, event_for, values_refresh_due
+from autoscaler.kube.recorder import KubeRecorder, event_for, values_moved, values_refresh_due
 from autoscaler.policy.crd import SCALING_POLICY
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.policy.sources import ResourcePolicy, ResourceProblem
@@ -271,6 +271,12 @@ def _without_values(status: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _metrics(status: Mapping[str, Any]) -> list[Any]:
+    decision = status.get("lastDecision")
+    metrics = decision.get("metrics") if isinstance(decision, Mapping) else None
+    return list(metrics) if isinstance(metrics, list) else []
+
+
 @dataclass(slots=True)
 class _Written:
     status: dict[str, Any]
@@ -288,10 +294,12 @@ class PolicyStatusWriter:
         api: the API client.
         clock: time for Event timestamps and the values throttle.
         identity: this instance (``reportingInstance``).
-        values_refresh: when only metric values changed, rewrite once per this many seconds
-            (at a phase of its own: ``recorder.values_refresh_due``).
+        values_refresh: when only metric values changed, rewrite once they moved beyond the
+            tolerance (``recorder.values_moved``), at most once per this many seconds (at a
+            phase of its own: ``recorder.values_refresh_due``).
         status_refresh: seconds after which the remembered status is read again from the
-            object instead of trusted (another instance may have written it meanwhile).
+            object instead of trusted (each at a phase of its own); what another instance
+            wrote is re-read anyway after a tick this instance did not lead.
         aggregate_interval: minimum seconds between writes of one repeated Event.
         cache_size: Events remembered for aggregation (least recently used forgotten first).
         events: the Event sink to write through (shared with the target recorder); by default
@@ -306,7 +314,7 @@ class PolicyStatusWriter:
         clock: Clock | None = None,
         identity: str = COMPONENT,
         values_refresh: float = 60.0,
-        status_refresh: float = 300.0,
+        status_refresh: float = 3600.0,
         aggregate_interval: float = 30.0,
         cache_size: int = 4096,
         events: EventSink | None = None,
@@ -364,6 +372,11 @@ class PolicyStatusWriter:
                 problem.resource, EventSpec("Warning", problem.reason, problem.message)
             )
 
+    def forget_status(self, resource: ResourcePolicy) -> None:
+        """Drop what is remembered of a resource's status: the next write reads it first
+        (another instance may write it meanwhile)."""
+        self._written.pop(resource.uid, None)
+
     async def _write(
         self,
         resource: ResourcePolicy,
@@ -375,7 +388,9 @@ class PolicyStatusWriter:
         known = self._written.get(resource.uid)
         resource_version = resource.resource_version
         try:
-            if known is None or now - known.read_at > self._status_refresh:
+            if known is None or values_refresh_due(
+                resource.uid + "#read", known.read_at, now, self._status_refresh
+            ):
                 current = await self._api.request("GET", object_path)
                 previous: Mapping[str, Any] = dict(current.get("status") or {})
                 resource_version = str((current.get("metadata") or {}).get("resourceVersion", ""))
@@ -385,10 +400,11 @@ class PolicyStatusWriter:
             status = build(known.status)
             if _comparable(status) == _comparable(known.status):
                 return
-            if _without_values(status) == _without_values(known.status) and not values_refresh_due(
-                resource.uid, known.at, now, self._values_refresh
+            if _without_values(status) == _without_values(known.status) and (
+                not values_moved(_metrics(known.status), _metrics(status))
+                or not values_refresh_due(resource.uid, known.at, now, self._values_refresh)
             ):
-                return  # only the numbers moved: refreshed once per values_refresh
+                return  # only the numbers moved, within tolerance or too soon
             # The version this instance last read or wrote; if the spec changed since, the PUT
             # gets 409 and is retried on a fresh read.
             resource_version = known.resource_version or resource_version
@@ -489,6 +505,9 @@ class ResourceAwareRecorder:
         if resource is None:
             await self._target.record(policy, decision, outcome, error)
             return
+        if outcome is Outcome.NOT_LEADER:
+            self._writer.forget_status(resource)
+            await self._target.record(policy, decision, outcome, error)
         if outcome in {Outcome.DRY_RUN, Outcome.NOT_LEADER}:
             return
         # The target keeps its status annotation (read by `nim-autoscaler status`); the Events

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -108,6 +109,41 @@ def values_refresh_due(key: str, written_at: float, now: float, interval: float)
     return math.floor((now + phase) / interval) != math.floor((written_at + phase) / interval)
 
 
+VALUES_TOLERANCE = 0.1
+"""A metric value is rewritten once it moved by more than this fraction (of the larger of the
+written value and the metric's target): the HPA's default tolerance, below which a change of
+value changes no decision."""
+
+
+def values_moved(before: Sequence[Any], after: Sequence[Any]) -> bool:
+    """Whether the metrics of a status record moved enough to be rewritten.
+
+    ``before``/``after``: the records' ``metrics`` lists (``name``, ``value``, ``proposal``,
+    ``target``), in the same order. True when a metric's proposal changed, a value appeared
+    or vanished, or a value moved by more than :data:`VALUES_TOLERANCE` of the larger of its
+    written value and its target. A steady fleet's values jitter every tick at the fourth
+    digit; rewriting them once a minute made the status the largest part of a steady tick's
+    API requests at a thousand policies, for numbers that meant nothing new.
+    """
+    if len(before) != len(after):
+        return True
+    for old, new in zip(before, after, strict=True):
+        if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+            return bool(old != new)
+        if old.get("proposal") != new.get("proposal") or old.get("name") != new.get("name"):
+            return True
+        was, now = old.get("value"), new.get("value")
+        if was is None or now is None:
+            if (was is None) != (now is None):
+                return True
+            continue
+        target = new.get("target")
+        scale = max(abs(was), abs(target) if isinstance(target, int | float) else 0.0)
+        if abs(now - was) > VALUES_TOLERANCE * scale:
+            return True
+    return False
+
+
 def _number(value: float | None) -> float | None:
     """Four significant digits: enough to read, stable enough not to rewrite every tick."""
     if value is None or not math.isfinite(value):
@@ -173,10 +209,13 @@ class KubeRecorder:
         aggregate_interval: minimum seconds between writes (create or patch) of one Event key.
         cache_size: correlation keys remembered (LRU).
         status_refresh: seconds after which the remembered status annotation is re-read from
-            the object instead of trusted (another instance may have written it meanwhile).
+            the object instead of trusted (each target at a phase of its own: a restart does
+            not re-read them all in one tick). What another instance wrote is re-read anyway:
+            the first record after a tick this instance did not lead reads the object.
         values_refresh: when only metric values changed (replicas, outcome, reason and
-            conditions did not), the annotation is rewritten once per this many seconds, at
-            a phase of its own (:func:`values_refresh_due`: spread over the interval).
+            conditions did not), the annotation is rewritten once they moved beyond
+            :data:`VALUES_TOLERANCE` (:func:`values_moved`), at most once per this many
+            seconds, at a phase of its own (:func:`values_refresh_due`).
         events: the Event sink to write through (shared with the ScalingPolicy status writer);
             by default one of its own, built from ``clock``, ``identity``,
             ``aggregate_interval`` and ``cache_size``.
@@ -191,7 +230,7 @@ class KubeRecorder:
         identity: str = COMPONENT,
         aggregate_interval: float = 30.0,
         cache_size: int = 4096,
-        status_refresh: float = 300.0,
+        status_refresh: float = 3600.0,
         values_refresh: float = 60.0,
         events: EventSink | None = None,
     ) -> None:
@@ -225,7 +264,10 @@ class KubeRecorder:
         ``emit_event=False`` updates the annotation only (the Events of a policy given as a
         ScalingPolicy resource go to that resource: :mod:`autoscaler.kube.policy_status`).
         """
-        if outcome in {Outcome.DRY_RUN, Outcome.NOT_LEADER}:
+        if outcome is Outcome.NOT_LEADER:
+            self._forget(policy)  # another instance writes meanwhile: read it when back
+            return
+        if outcome is Outcome.DRY_RUN:
             return
         ref = policy.spec.scale_target_ref
         try:
@@ -239,6 +281,15 @@ class KubeRecorder:
             await self._emit(policy, resource, spec)
         for extra in fleet_events(decision, advisory=outcome is Outcome.ADVISORY):
             await self._emit(policy, resource, EventSpec(extra.type, extra.reason, extra.message))
+
+    def _forget(self, policy: ScalingPolicy) -> None:
+        """Drop what is remembered of a policy's target annotation (read again next time)."""
+        if not self._status:
+            return
+        ref = policy.spec.scale_target_ref
+        namespace = policy.metadata.namespace
+        for key in [k for k in self._status if k[0] == namespace and k[2] == ref.name]:
+            del self._status[key]
 
     # -- events ---------------------------------------------------------------------------
 
@@ -280,7 +331,9 @@ class KubeRecorder:
         try:
             now = self._clock.now()
             cached = self._status.get(key)
-            if cached is not None and now - cached[0] < self._status_refresh:
+            if cached is not None and not values_refresh_due(
+                policy.key + "#read", cached[0], now, self._status_refresh
+            ):
                 previous: dict[str, Any] | None = cached[1]
             else:
                 previous = await self._read_status(key, path)
@@ -296,10 +349,11 @@ class KubeRecorder:
                 if before == record:
                     return
                 written_at = cached[0] if cached is not None else now
-                if _without_values(before) == _without_values(record) and not values_refresh_due(
-                    policy.key, written_at, now, self._values_refresh
+                if _without_values(before) == _without_values(record) and (
+                    not values_moved(before.get("metrics") or [], record["metrics"])
+                    or not values_refresh_due(policy.key, written_at, now, self._values_refresh)
                 ):
-                    return  # only the numbers moved: refreshed once per values_refresh
+                    return  # only the numbers moved, within tolerance or too soon
             text = json.dumps({**written, "observedAt": rfc3339(decision.timestamp)})
             patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
             await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)

@@ -54,14 +54,30 @@ RULE_INTERVAL = "15s"
 CHART = Path(__file__).resolve().parents[2] / "charts" / "nim-autoscaler"
 
 
+def chart_windows(window: str) -> list[str]:
+    """The rate windows the chart records by default, plus ``window`` if it is not one.
+
+    The policies' own metrics use ``window``; an ``algorithm: llm`` policy also reads its
+    capacity signals over 1 m, which the chart's default windows cover. Rendering ``window``
+    alone left those signals on the raw series (a second ``rate()`` over every bucket).
+    """
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    defaults = [str(w) for w in values["prometheusRule"]["recordingRules"]["windows"]]
+    return defaults if window in defaults else [*defaults, window]
+
+
 def chart_recording_group(window: str) -> dict[str, Any]:
-    """The chart's recording-rule group for one rate window, rendered by Helm's engine."""
+    """The chart's recording-rule group (default windows and ``window``), rendered by Helm."""
     import helm_python  # a dev dependency, like the benchmarks themselves
 
     values = {
         "prometheusRule": {
             "enabled": True,
-            "recordingRules": {"enabled": True, "windows": [window], "interval": RULE_INTERVAL},
+            "recordingRules": {
+                "enabled": True,
+                "windows": chart_windows(window),
+                "interval": RULE_INTERVAL,
+            },
         }
     }
     with helm_python.Chart.load(CHART) as chart:

@@ -365,7 +365,7 @@ class TestRecordingRules:
 
     def test_names_are_what_the_controller_reads(self, chart: helm_python.Chart) -> None:
         """Every spelling of every latency and counter preset, under the controller's names."""
-        group = recording_group(chart, windows=["1m", "90s"], workloadHistograms=True)
+        group = recording_group(chart, windows=["1m", "90s"])  # per-workload sums: by default
         recorded = {rule["record"] for rule in group["rules"]}
         expected = set()
         counters = (
@@ -383,7 +383,7 @@ class TestRecordingRules:
                             expected.add(recording.workload_name(candidate.name, window))
         assert expected == recorded
         assert group["interval"] == "15s"
-        plain = recording_group(chart, windows=["1m", "90s"])  # per-workload sums: opt-in
+        plain = recording_group(chart, windows=["1m", "90s"], workloadHistograms=False)
         assert {rule["record"] for rule in plain["rules"]} == {
             name for name in expected if not name.startswith(recording.WORKLOAD_PREFIX)
         }

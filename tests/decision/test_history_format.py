@@ -130,3 +130,33 @@ class TestCurrentFormat:
         """A form this controller cannot read is an error naming what is wrong."""
         with pytest.raises(ValueError, match=message):
             History.from_json(data)
+
+
+class TestResumed:
+    """A history read back after a restart carries its newest recommendation over what the
+    store says it may have held back."""
+
+    def test_newest_count_carried_over_what_was_held_back(self) -> None:
+        from autoscaler.decision.types import Recommendation, resumed
+
+        recs = (Recommendation(100.0, 4), Recommendation(130.0, 2))
+        history = History(recommendations=recs, held_back=60.0)
+        assert resumed(history, 175.0).recommendations == (*recs, Recommendation(175.0, 2))
+        # A restart long after: carried only as far as repeats could have gone unwritten.
+        late = resumed(history, 1000.0)
+        assert late.recommendations == (*recs, Recommendation(190.0, 2))
+        assert late.held_back == 0.0
+
+    def test_nothing_held_back_is_unchanged(self) -> None:
+        from autoscaler.decision.types import Recommendation, resumed
+
+        complete = History(recommendations=(Recommendation(100.0, 3),))
+        assert resumed(complete, 500.0) is complete
+        assert resumed(History(held_back=60.0), 50.0) == History()
+
+    def test_held_back_round_trips(self) -> None:
+        from autoscaler.decision.types import Recommendation
+
+        history = History(recommendations=(Recommendation(1.0, 2),), held_back=60.0)
+        assert History.from_json(history.to_json()) == history
+        assert "heldBack" not in History().to_json()  # the usual form is unchanged

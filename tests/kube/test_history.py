@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -48,7 +49,7 @@ SHARD = f"{DEFAULT_NAME}-0"
 
 def _store(api: KubeApi, **kwargs: Any) -> KubeHistoryStore:
     """A one-shard store (the layout of one shard; sharding itself is tested below)."""
-    return KubeHistoryStore(api, NS, shards=1, **kwargs)
+    return KubeHistoryStore(api, NS, shards=1, save_interval=0, **kwargs)
 
 
 def _configmap(fake: FakeKube) -> dict[str, object] | None:
@@ -231,12 +232,112 @@ def _named(name: str) -> Any:
     return base.model_copy(update={"metadata": base.metadata.model_copy(update={"name": name})})
 
 
+class TestSaveInterval:
+    """Recommendations and learning are written once per save_interval; events at once."""
+
+    @staticmethod
+    def _ticked(history: History, t: float, replicas: int = 4) -> History:
+        """The history one more tick later: one more recommendation (by default the same
+        count as the newest one of :func:`_history`), nothing else."""
+        return dataclasses.replace(
+            history, recommendations=(*history.recommendations, Recommendation(t, replicas))
+        )
+
+    async def test_recommendations_wait_for_the_interval(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        now = [0.0]
+        store = KubeHistoryStore(api, NS, shards=1, save_interval=60.0, monotonic=lambda: now[0])
+        history = _history()
+        await save_now(store, policy(), history)
+        assert _writes(fake) == ["POST"]
+        for tick in range(1, 4):  # 15 s ticks: a recommendation each
+            now[0] = 15.0 * tick
+            history = self._ticked(history, 1000.0 + tick)
+            await save_now(store, policy(), history)
+        assert _writes(fake) == ["POST"]
+        now[0] = 60.0
+        history = self._ticked(history, 1004.0)
+        await save_now(store, policy(), history)
+        assert _writes(fake) == ["POST", "PUT"]
+        # The newest, all of it, marked as possibly followed by 60 s of unwritten repeats.
+        assert await _store(api).load(policy()) == dataclasses.replace(history, held_back=60.0)
+
+    async def test_a_scale_event_is_written_at_once(self, fake: FakeKube, api: KubeApi) -> None:
+        now = [0.0]
+        store = KubeHistoryStore(api, NS, shards=1, save_interval=60.0, monotonic=lambda: now[0])
+        await save_now(store, policy(), _history())
+        now[0] = 15.0
+        scaled = dataclasses.replace(
+            _history(), scale_up_events=(*_history().scale_up_events, ScaleEvent(1015.0, 2))
+        )
+        await save_now(store, policy(), scaled)
+        assert _writes(fake) == ["POST", "PUT"]
+        assert await _store(api).load(policy()) == dataclasses.replace(scaled, held_back=60.0)
+
+    async def test_a_new_recommended_count_is_written_at_once(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """What is held back is only ever a run of the newest count written: a change of
+        recommended count goes out in the tick it appears (a restart may then carry it)."""
+        now = [0.0]
+        store = KubeHistoryStore(api, NS, shards=1, save_interval=60.0, monotonic=lambda: now[0])
+        history = _history()  # newest recommendation: 4
+        await save_now(store, policy(), history)
+        now[0] = 15.0
+        history = self._ticked(history, 1015.0, replicas=2)
+        await save_now(store, policy(), history)
+        assert _writes(fake) == ["POST", "PUT"]
+        now[0] = 30.0
+        history = self._ticked(history, 1030.0, replicas=2)
+        await save_now(store, policy(), history)
+        assert _writes(fake) == ["POST", "PUT"]  # a repeat of 2: held back
+
+    async def test_forced_flush_writes_what_is_queued(self, fake: FakeKube, api: KubeApi) -> None:
+        """A graceful stop loses nothing: ``flush(force=True)`` writes the queued histories."""
+        now = [0.0]
+        store = KubeHistoryStore(api, NS, shards=1, save_interval=60.0, monotonic=lambda: now[0])
+        await save_now(store, policy(), _history())
+        now[0] = 15.0
+        later = self._ticked(_history(), 1015.0)
+        await save_now(store, policy(), later)
+        assert _writes(fake) == ["POST"]
+        await store.flush(force=True)
+        assert _writes(fake) == ["POST", "PUT"]
+        assert await _store(api).load(policy()) == later  # a graceful stop holds nothing back
+        await store.flush(force=True)  # nothing queued: nothing written
+        assert _writes(fake) == ["POST", "PUT"]
+
+    async def test_shards_written_together_spread_over_the_interval(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """Eight shards first written in one tick are then written at their own phases: each
+        once per interval, not all eight in the same tick."""
+        now = [0.0]
+        store = KubeHistoryStore(api, NS, shards=8, save_interval=60.0, monotonic=lambda: now[0])
+        policies = [_named(f"p-{i}") for i in range(40)]
+        histories = {p.key: _history() for p in policies}
+        writes_per_tick: list[int] = []
+        for tick in range(int(300 / 5) + 1):  # five minutes of 5 s ticks
+            now[0] = 5.0 * tick
+            before = len(_writes(fake))
+            for p in policies:
+                histories[p.key] = self._ticked(histories[p.key], 1000.0 + now[0])
+                await store.save(p, histories[p.key])
+            await store.flush()
+            writes_per_tick.append(len(_writes(fake)) - before)
+        assert writes_per_tick[0] == 8
+        later = writes_per_tick[1:]
+        assert max(later) <= 2
+        assert 8 * 4 <= sum(later) <= 8 * 5  # once per minute each, over five minutes
+
+
 class TestShards:
     async def test_policies_spread_over_shards_by_stable_hash(
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """Each policy's key is in shard crc32(namespace/name) % shards, and only there."""
-        store = KubeHistoryStore(api, NS, shards=4)
+        store = KubeHistoryStore(api, NS, shards=4, save_interval=0)
         policies = [_named(f"p{i}") for i in range(40)]
         for i, p in enumerate(policies):
             await store.save(p, _history(i + 1))
@@ -247,7 +348,7 @@ class TestShards:
             expected = {history_key(p) for p in policies if shard_of(p.key, 4) == index}
             assert set(cm["data"]) == expected
         assert shard_of("llm/p0", 4) == shard_of("llm/p0", 4)  # no per-process salt
-        fresh = KubeHistoryStore(api, NS, shards=4)
+        fresh = KubeHistoryStore(api, NS, shards=4, save_interval=0)
         for i, p in enumerate(policies):
             assert await fresh.load(p) == _history(i + 1)
 
@@ -258,7 +359,7 @@ class TestShards:
         policies = [_named(f"p{i}") for i in range(12)]
         bad = shard_of(policies[0].key, 3)
         fake.inject(f"{DEFAULT_NAME}-{bad}$", 500, times=None)
-        store = KubeHistoryStore(api, NS, shards=3)
+        store = KubeHistoryStore(api, NS, shards=3, save_interval=0)
         for p in policies:
             if shard_of(p.key, 3) == bad:
                 with pytest.raises(HistoryUnavailable):
@@ -276,7 +377,7 @@ class TestShards:
         policies = [_named(f"p{i}") for i in range(8)]
         big_policy = policies[0]
         big_shard = shard_of(big_policy.key, 2)
-        store = KubeHistoryStore(api, NS, shards=2, max_bytes=3_000)
+        store = KubeHistoryStore(api, NS, shards=2, max_bytes=3_000, save_interval=0)
         big = History(startup_samples=tuple(float(i) for i in range(1_000)))
         for p in policies:
             await store.save(p, big if p is big_policy else _history())
@@ -292,7 +393,7 @@ class TestShards:
         self, fake: FakeKube, api: KubeApi
     ) -> None:
         """A shard ConfigMap deleted under the store comes back whole at the next change."""
-        store = KubeHistoryStore(api, NS, shards=1)
+        store = KubeHistoryStore(api, NS, shards=1, save_interval=0)
         first, second = _named("a"), _named("b")
         await store.save(first, _history(2))
         await store.save(second, _history(3))
@@ -352,11 +453,11 @@ class TestMigration:
                 },
             },
         )
-        store = KubeHistoryStore(api, NS, shards=3)
+        store = KubeHistoryStore(api, NS, shards=3, save_interval=0)
         assert await store.load(policies[0]) == _history(1)  # before any shard exists
         await store.flush()
         assert fake.get("configmaps", NS, DEFAULT_NAME) is None
-        fresh = KubeHistoryStore(api, NS, shards=3)
+        fresh = KubeHistoryStore(api, NS, shards=3, save_interval=0)
         for i, p in enumerate(policies):
             assert await fresh.load(p) == _history(i + 1)
 

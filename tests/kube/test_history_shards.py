@@ -9,6 +9,7 @@ owner's data.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,12 @@ from autoscaler.kube.shards import shard_of_namespace
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.settings import Settings
 from tests.fakekube import FakeKube
+
+
+def store_of(*args: Any, **kwargs: Any) -> KubeHistoryStore:
+    """A store that writes at every flush (these tests are about who writes what, not when)."""
+    return KubeHistoryStore(*args, save_interval=0, **kwargs)
+
 
 NS = "nim-system"
 SHARDS = 2
@@ -69,7 +76,7 @@ async def test_layout_rounds_up_and_keeps_one_shard_per_configmap(
     fake: FakeKube, api: KubeApi
 ) -> None:
     """3 history ConfigMaps over 2 controller shards become 4; ConfigMap i holds shard i % 2."""
-    store = KubeHistoryStore(api, NS, shards=3, controller_shards=SHARDS)
+    store = store_of(api, NS, shards=3, controller_shards=SHARDS)
     policies = [make_policy(f"ns-{i}", f"p-{j}") for i in range(12) for j in range(3)]
     for policy in policies:
         await store.save(policy, history(2))
@@ -86,8 +93,8 @@ async def test_layout_rounds_up_and_keeps_one_shard_per_configmap(
 async def test_one_controller_shard_keeps_the_old_layout(fake: FakeKube, api: KubeApi) -> None:
     """controller_shards=1: the ConfigMap of a policy is crc32(namespace/name) % shards, as
     before sharding (existing installs find their history)."""
-    plain = KubeHistoryStore(api, NS, shards=8)
-    sharded = KubeHistoryStore(api, NS, shards=8, controller_shards=1)
+    plain = store_of(api, NS, shards=8)
+    sharded = store_of(api, NS, shards=8, controller_shards=1)
     for i in range(20):
         policy = make_policy(f"ns-{i}")
         assert plain.shard_name(policy) == sharded.shard_name(policy)
@@ -98,10 +105,10 @@ async def test_replicas_touch_only_owned_configmaps(
 ) -> None:
     """Each replica writes its shard's ConfigMaps; neither expires nor reads the other's."""
     owned_a, owned_b = {0}, {1}
-    a = KubeHistoryStore(
+    a = store_of(
         api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_a.__contains__, grace=0
     )
-    b = KubeHistoryStore(
+    b = store_of(
         api=second_api,
         namespace=NS,
         shards=SHARDS,
@@ -135,10 +142,8 @@ async def test_gained_shard_is_read_afresh(
     """A replica that held a shard, lost it and gains it again loads what the other saved
     meanwhile, not its cached copy."""
     owned_a, owned_b = {0, 1}, set[int]()
-    a = KubeHistoryStore(
-        api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_a.__contains__
-    )
-    b = KubeHistoryStore(
+    a = store_of(api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_a.__contains__)
+    b = store_of(
         second_api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_b.__contains__
     )
     policy = make_policy(namespace_in(1))
@@ -160,10 +165,8 @@ async def test_write_of_a_lost_shard_never_overwrites_the_new_owner(
 ) -> None:
     """A save queued while owning, flushed after the shard moved and met a 409: dropped."""
     owned_a, owned_b = {0, 1}, set[int]()
-    a = KubeHistoryStore(
-        api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_a.__contains__
-    )
-    b = KubeHistoryStore(
+    a = store_of(api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_a.__contains__)
+    b = store_of(
         second_api, NS, shards=SHARDS, controller_shards=SHARDS, owns_shard=owned_b.__contains__
     )
     policy = make_policy(namespace_in(1))

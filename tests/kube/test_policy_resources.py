@@ -231,19 +231,31 @@ class TestStatusWriter:
         assert stored["spec"]["maxReplicas"] == 9
 
     async def test_values_only_changes_are_throttled(self, fake: FakeKube, api: KubeApi) -> None:
-        """A moving metric value alone is rewritten at most every values_refresh seconds."""
+        """A metric value that moved beyond the tolerance alone is rewritten at most every
+        values_refresh seconds; one that moved within it is not rewritten at all."""
         resource = await self._resource(fake, api)
         clock = Clock()
         writer = PolicyStatusWriter(api, clock=clock, values_refresh=60.0)
-        base = decision(2, 2)
+        base = decision(2, 2)  # kvCache 0.91
         await writer.write_decision(resource, resource.policy, base, Outcome.UNCHANGED, None)
-        moved = _with_value(base, 0.92)
+        jitter = _with_value(base, 0.95)  # 4 % away: within the 10 % tolerance
+        clock.t += 3600
+        await writer.write_decision(resource, resource.policy, jitter, Outcome.UNCHANGED, None)
+        assert fake.status_writes == 1
+        moved = _with_value(base, 0.75)  # 18 % away
         clock.t += 10
         await writer.write_decision(resource, resource.policy, moved, Outcome.UNCHANGED, None)
-        assert fake.status_writes == 1
+        assert fake.status_writes == 2  # an hour since the last write: due at once
+        back = _with_value(base, 0.91)
+        clock.t += 10
+        await writer.write_decision(resource, resource.policy, back, Outcome.UNCHANGED, None)
+        assert fake.status_writes == 2  # moved again, but 10 s after a write
         clock.t += 60
-        await writer.write_decision(resource, resource.policy, moved, Outcome.UNCHANGED, None)
-        assert fake.status_writes == 2
+        await writer.write_decision(resource, resource.policy, back, Outcome.UNCHANGED, None)
+        assert fake.status_writes == 3
+        stored = fake.get(PLURAL, "llm", "llama")
+        assert stored is not None
+        assert stored["status"]["lastDecision"]["metrics"][0]["value"] == 0.91
 
     async def test_status_changed_by_another_writer_is_reread(
         self, fake: FakeKube, api: KubeApi

@@ -260,7 +260,8 @@ class TestStatusAnnotation:
     async def test_metric_values_alone_refresh_at_most_every_minute(
         self, fake: FakeKube, api: KubeApi
     ) -> None:
-        """Only the numbers move (same replicas, reason): rewritten once a minute, not per tick."""
+        """Only the numbers move (same replicas, reason): rewritten at most once a minute, and
+        only once they moved beyond the tolerance (10 %) since written."""
         fake.add_deployment("llm", "llama", replicas=2)
         clock = VirtualClock(T0)
         recorder = _recorder(api, clock)
@@ -282,6 +283,17 @@ class TestStatusAnnotation:
         moved = dataclasses.replace(steady, timestamp=clock.now(), metric_values={"kvCache": 0.6})
         await recorder.record(policy(), moved, Outcome.UNCHANGED)
         assert patches() == 2
+        for tick in range(40):  # ten minutes of jitter within 10 % of the written 0.6
+            clock.advance(15)
+            jitter = dataclasses.replace(
+                steady, timestamp=clock.now(), metric_values={"kvCache": 0.6 + 0.05 * (tick % 2)}
+            )
+            await recorder.record(policy(), jitter, Outcome.UNCHANGED)
+        assert patches() == 2
+        clock.advance(15)
+        drift = dataclasses.replace(steady, timestamp=clock.now(), metric_values={"kvCache": 0.67})
+        await recorder.record(policy(), drift, Outcome.UNCHANGED)
+        assert patches() == 3  # 0.67 is 11.7 % above the written 0.6
 
     async def test_restart_reads_existing_annotation(self, fake: FakeKube, api: KubeApi) -> None:
         """A new recorder (restart) compares with the annotation on the object: no rewrite."""
@@ -309,6 +321,25 @@ class TestStatusAnnotation:
         annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
         assert json.loads(annotation[STATUS_ANNOTATION]) == {"policy": "someone else"}
         clock.advance(300)
+        await recorder.record(policy(), steady, Outcome.UNCHANGED)
+        annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
+        assert json.loads(annotation[STATUS_ANNOTATION])["policy"] == "llm/llama-policy"
+
+    async def test_annotation_read_again_after_a_tick_not_led(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """While another instance leads it may write the annotation: the first record after
+        leading again reads the object instead of trusting memory."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        clock = VirtualClock(T0)
+        recorder = _recorder(api, clock, status_refresh=3600.0)
+        steady = decision(2, 2, "within tolerance")
+        await recorder.record(policy(), steady, Outcome.UNCHANGED)
+        clock.advance(15)
+        await recorder.record(policy(), steady, Outcome.NOT_LEADER)
+        obj = fake.objects[("deployments", "llm", "llama")]
+        obj["metadata"]["annotations"][STATUS_ANNOTATION] = '{"policy": "someone else"}'
+        clock.advance(15)
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
         annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
         assert json.loads(annotation[STATUS_ANNOTATION])["policy"] == "llm/llama-policy"

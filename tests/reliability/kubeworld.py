@@ -181,6 +181,9 @@ async def run_world(
             leader_election=False,
             leader_election_namespace=CONTROLLER_NS,
             namespaces=[NAMESPACE],
+            # These runs compare the history ConfigMaps with the loop's memory after every
+            # tick: write every tick (the save interval has its own tests in tests/kube).
+            history_save_interval=0,
         )
         context = await connect(settings, request_timeout=request_timeout)
         if retry_budget is not None:
@@ -194,7 +197,7 @@ async def run_world(
             )
         if history_max_bytes is not None:
             context.history = KubeHistoryStore(
-                context.api, CONTROLLER_NS, max_bytes=history_max_bytes
+                context.api, CONTROLLER_NS, max_bytes=history_max_bytes, save_interval=0
             )
         context.start()
         registry = CollectorRegistry()

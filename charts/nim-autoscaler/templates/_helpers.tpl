@@ -189,6 +189,7 @@ AUTOSCALER_METRICS_PORT: {{ .Values.metricsPort | quote }}
 AUTOSCALER_NAMESPACES: {{ join "," .Values.watchNamespaces | quote }}
 AUTOSCALER_HISTORY_CONFIGMAP: {{ include "nim-autoscaler.historyConfigMapName" . | quote }}
 AUTOSCALER_HISTORY_SHARDS: {{ .Values.historyShards | quote }}
+AUTOSCALER_HISTORY_SAVE_INTERVAL: {{ .Values.historySaveInterval | quote }}
 AUTOSCALER_SHARDS: {{ .Values.shards | quote }}
 AUTOSCALER_LEADER_ELECTION: {{ .Values.leaderElection.enabled | quote }}
 AUTOSCALER_LEADER_ELECTION_LEASE_NAME: {{ include "nim-autoscaler.leaseName" . | quote }}
