@@ -406,7 +406,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     held = state.held
     if held_total is not None:
         held = (
-            *(p for p in held if now - p[0] <= SIGNAL_WINDOW + SCRAPE_SLACK),
+            *[p for p in held if now - p[0] <= SIGNAL_WINDOW + SCRAPE_SLACK],
             (now, held_total),
         )
     arrivals = None
@@ -502,14 +502,15 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     day = state.day
     first_seen = state.first_seen if state.first_seen is not None else now
     if arrivals is not None:
-        trail = (*(p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS), (now, arrivals))
+        trail = (*[p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS], (now, arrivals))
         day = _update_day(day, now, arrivals)
     trend = daily = recurring = forecast = peak = need = None
     floor: int | None = None
     planned = estimate.planned
     if arrivals is not None:
         # The first rate window after the policy is first seen fills its windows (a ramp).
-        trend = _trend(tuple(p for p in trail if p[0] >= first_seen + SIGNAL_WINDOW), now, horizon)
+        filled = first_seen + SIGNAL_WINDOW
+        trend = _trend(tuple([p for p in trail if p[0] >= filled]), now, horizon)
         if trend is not None:
             trend = min(trend, TREND_MAX_FACTOR * arrivals + 1.0)
         if day and now - first_seen >= DAY:

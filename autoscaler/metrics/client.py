@@ -38,6 +38,7 @@ from urllib3.util.retry import Retry
 from autoscaler.decision.types import NoSignalReason
 from autoscaler.metrics.vector import (
     KeyedRow,
+    LabelStrings,
     QueryFailed,
     Series,
     decode_keyed,
@@ -154,6 +155,8 @@ class PrometheusClient:
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self.requests_sent = 0
         """HTTP requests sent so far (including retries); for tests and benchmarks."""
+        self._strings = LabelStrings()
+        """Label values decoded by earlier batched answers (the same pods every tick)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusClient:
@@ -279,7 +282,7 @@ class PrometheusClient:
 
         def attempt(timeout: float) -> T:
             body = self._get(promql, at, timeout)
-            return decode_keyed(body, self.display_url, keys, consume)
+            return decode_keyed(body, self.display_url, keys, consume, strings=self._strings)
 
         return await self._attempts(promql, deadline, attempt)
 

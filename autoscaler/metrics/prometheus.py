@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -107,6 +107,15 @@ class Batch:
     recorded: str | None = None
     """Read this recording rule's series instead of evaluating ``rate()`` over the raw ones
     (``fresh``: the timestamps of this recorded series)."""
+    _hash: int = field(init=False, repr=False, compare=False)
+    """The hash, computed once: batches key the dictionaries of a tick, thousands of lookups."""
+
+    def __post_init__(self) -> None:
+        fields = (self.kind, self.name, self.aggregation, self.window, self.recorded)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def promql(self, namespaces: Iterable[str]) -> str:
         """The PromQL text for these namespaces."""
@@ -315,6 +324,10 @@ class PrometheusSource:
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
         """(namespace, per-pod bucket batch) -> when its summed histogram last failed the check."""
+        self._batch_pool: dict[Batch, Batch] = {}
+        self._need_pool: dict[recording.RuleNeed, recording.RuleNeed] = {}
+        """One object per distinct batch and rule need the plans have held (see
+        :meth:`_pooled`): a few per metric name, window and kind in use."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusSource:
@@ -476,6 +489,29 @@ class PrometheusSource:
             presence=replace(buckets, kind="presence"),
         )
 
+    def _pooled(self, plan: _Plan) -> _Plan:
+        """The plan holding the batches and rule needs other plans already hold (equal ones).
+
+        Thousands of policies read the same few batches: with one object each, the dictionaries
+        and sets of a tick keyed by them find them by identity, not by comparing every field.
+        """
+        batches, needs = self._batch_pool, self._need_pool
+
+        def batch(b: Batch) -> Batch:
+            return batches.setdefault(b, b)
+
+        def need(n: recording.RuleNeed) -> recording.RuleNeed:
+            return needs.setdefault(n, n)
+
+        return replace(
+            plan,
+            value_batches=tuple(batch(b) for b in plan.value_batches),
+            fresh=tuple(batch(b) for b in plan.fresh),
+            needs=tuple(need(n) for n in plan.needs),
+            presence=batch(plan.presence) if plan.presence is not None else None,
+            workload_need=need(plan.workload_need) if plan.workload_need is not None else None,
+        )
+
     @staticmethod
     def _pod_plan(metric: MetricSpec, kind: MetricKind, name: str, recorded: bool) -> _Plan:
         """The per-pod batches of a preset metric (raw, or the recorded series)."""
@@ -567,9 +603,9 @@ class PrometheusSource:
 
         results: dict[str, dict[str, MetricObservation]] = {}
         plans: list[tuple[MetricRequest, MetricSpec, _Plan]] = []
-        needed: dict[Batch, set[str]] = {}
+        needed: defaultdict[Batch, set[str]] = defaultdict(set)
         customs: list[tuple[str, MetricRequest, MetricSpec]] = []
-        rules_wanted: dict[str, set[recording.RuleNeed]] = {}
+        rules_wanted: defaultdict[str, set[recording.RuleNeed]] = defaultdict(set)
         # Many policies share a namespace: resolve each (kind, family, namespace) once per fetch.
         # Plans depend only on the (immutable) metric spec, the resolved name and whether the
         # recorded series are read: kept from the previous fetch for the specs still in use.
@@ -590,10 +626,8 @@ class PrometheusSource:
             memo_key = (id(metric), name, recorded, summed, workload_rule)
             entry = plan_memo.get(memo_key) or previous_plans.get(memo_key)
             if entry is None or entry[0] is not metric:
-                entry = (
-                    metric,
-                    self._plan(metric, metric.kind, name, recorded, summed, workload_rule),
-                )
+                plan = self._plan(metric, metric.kind, name, recorded, summed, workload_rule)
+                entry = (metric, self._pooled(plan))
             plan_memo[memo_key] = entry
             return entry[1]
 
@@ -628,7 +662,7 @@ class PrometheusSource:
                 plan = planned(metric, resolved, recorded=False, summed=False)
                 workload_rule = False
                 if plan.needs and self.recording_rules:
-                    wanted = rules_wanted.setdefault(namespace, set())
+                    wanted = rules_wanted[namespace]
                     wanted.update(plan.needs)
                     if plan.workload_need is not None and self.aggregate_buckets:
                         wanted.add(plan.workload_need)
@@ -648,7 +682,7 @@ class PrometheusSource:
                     )
                 plans.append((req, metric, plan))
                 for batch in plan.batches:
-                    needed.setdefault(batch, set()).add(namespace)
+                    needed[batch].add(namespace)
 
         # Recording-rule detection runs beside the batches (its answer serves the next ticks).
         rules_probe = {
@@ -840,23 +874,27 @@ class PrometheusSource:
         series = sum(part.series_per_namespace[namespace] for part in parts)
 
         if plan.per_pod:
-            part = parts[0]
+            # Runs for every pod of every per-pod metric of every policy: the lookups are
+            # hoisted, and a value in range (the common case) is not checked again.
+            duplicates, pod_values = parts[0].duplicates, parts[0].values
+            kind, max_staleness, freshness = plan.kind, plan.max_staleness, self._freshness
+            highest = MAX_KV_CACHE if kind is MetricKind.KV_CACHE else MAX_VALUE
             values: dict[str, float] = {}
             rejected: dict[str, NoSignal] = {}
             stamps: list[float] = []
             for pod in pod_names:
                 pod_key = (namespace, pod)
-                if pod_key in part.duplicates:
+                if pod_key in duplicates:
                     rejected[pod] = NoSignal(NoSignalReason.INVALID, "several series for the pod")
                     continue
-                value = part.values.get(pod_key)
+                value = pod_values.get(pod_key)
                 if value is None:
                     continue  # missing
-                problem = _check_value(value, plan.kind)
+                problem = None if 0.0 <= value <= highest else _check_value(value, kind)
                 if problem is not None:
                     rejected[pod] = problem
                     continue
-                stamp = self._freshness(pod_key, fresh, now, plan.max_staleness)
+                stamp = freshness(pod_key, fresh, now, max_staleness)
                 if isinstance(stamp, NoSignal):
                     rejected[pod] = stamp
                     continue

@@ -68,9 +68,11 @@ def histogram_quantile(
     counts = counts[order]
     if not (math.isinf(bounds[-1]) and bounds[-1] > 0):
         return math.nan
-    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets).
-    unique_bounds, inverse = np.unique(bounds, return_inverse=True)
-    if unique_bounds.size != bounds.size:
+    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets). The bounds are sorted
+    # and hold no NaN (it sorts last, and the last one is +Inf), so equal bounds are neighbours:
+    # np.unique, several times the cost of the rest, runs only when there are some.
+    if bool((bounds[1:] == bounds[:-1]).any()):
+        unique_bounds, inverse = np.unique(bounds, return_inverse=True)
         merged = np.zeros(unique_bounds.size, dtype=np.float64)
         for index, count in zip(inverse, counts, strict=True):
             merged[index] += count

@@ -30,6 +30,7 @@ evaluated or one removed never hides a pod. Pure functions; the I/O is in
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -48,10 +49,13 @@ WORKLOAD_PREFIX = "namespace_workload_le:"
 """Recorded histograms already summed by workload."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def workload_of(pod: str) -> str:
     """The ``workload`` label ``label_replace`` gives a pod (empty: the regex did not match).
 
     ``(.+)`` is greedy: everything before the last ``-``, which must not be the first character.
+    Asked for every pod several times a tick: memoised (a pod keeps its name; the bound is
+    several times the pods of a large fleet).
     """
     cut = pod.rfind("-")
     return pod[:cut] if cut > 0 else ""

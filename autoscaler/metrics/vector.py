@@ -113,13 +113,19 @@ def _json_result(body: bytes, source: str) -> list[Series]:
     return parse_vector(data)
 
 
-class _Strings:
-    """Label bytes -> interned ``str``, decoded once per distinct value."""
+class LabelStrings:
+    """Label bytes -> interned ``str``, decoded once per distinct value.
 
-    __slots__ = ("_cache",)
+    One can serve many bodies, from several worker threads (a dictionary read or write is
+    atomic): a client keeps one, since a tick's batches, and the next tick's, name the same pods
+    and namespaces. Emptied when it holds ``limit`` values (old pods' names go with it).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cache", "_limit")
+
+    def __init__(self, limit: int = 200_000) -> None:
         self._cache: dict[bytes, str] = {}
+        self._limit = limit
 
     def __call__(self, raw: bytes) -> str:
         return self.get(raw)
@@ -137,11 +143,13 @@ class _Strings:
                     decoded = raw.decode("utf-8")
             except ValueError:
                 raise _NotCanonical from None
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
             text = self._cache[raw] = sys.intern(decoded)
         return text
 
 
-def _labels(raw: bytes, strings: _Strings) -> dict[str, str]:
+def _labels(raw: bytes, strings: LabelStrings) -> dict[str, str]:
     """The label set of one series from the text between ``"metric":{`` and ``}``."""
     pairs = _LABEL_RE.findall(raw)
     # Every byte must be accounted for: "k":"v" pairs separated by single commas.
@@ -166,15 +174,23 @@ def _tail_ok(body: bytes, pos: int) -> bool:
         return False
 
 
-def _scan(body: bytes, keys: Sequence[str] | None) -> Iterator[tuple[Any, float, float]]:
+def _scan(
+    body: bytes, keys: Sequence[str] | None, strings: LabelStrings | None = None
+) -> Iterator[tuple[Any, float, float]]:
     """Fast path: (labels dict, or the values of ``keys``), timestamp, value per series.
+
+    Args:
+        body: The response body.
+        keys: The labels whose values make a row (None: the whole label set).
+        strings: Decoded label values to reuse (default: a new one, for this body).
 
     Raises:
         _NotCanonical: The body is not in the canonical layout (nothing is wrong with it yet).
     """
     if not body.startswith(_HEAD):
         raise _NotCanonical
-    strings = _Strings()
+    if strings is None:
+        strings = LabelStrings()
     pos = len(_HEAD)
     if body.startswith(b"]", pos):
         if not _tail_ok(body, pos + 1):
@@ -248,17 +264,20 @@ def decode_keyed(
     source: str,
     keys: Sequence[str],
     consume: Callable[[Iterable[KeyedRow]], T],
+    *,
+    strings: LabelStrings | None = None,
 ) -> T:
     """Feed ``consume`` the values of ``keys`` and the sample value of every series.
 
     ``consume`` may be called twice (the fast path gives up mid-way on a non-canonical body and
     the JSON fallback starts over), so it must build its result from the rows alone.
+    ``strings``: label values decoded before, to reuse (default: decoded for this body).
 
     Raises:
         QueryFailed: The body is not a well-formed instant-query answer (``query_error``).
     """
     try:
-        return consume((row, value) for row, _, value in _scan(body, keys))
+        return consume((row, value) for row, _, value in _scan(body, keys, strings))
     except _NotCanonical:
         pass
     series = _json_result(body, source)

@@ -43,6 +43,10 @@ class ControllerMetrics:
         self.registry = registry
         self._series: dict[str, _PolicySeries] = {}
         """Per policy key: its labelled series (see :meth:`observe_decision`)."""
+        self._sizing: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
+        """The SLO sizing series exported now: (family, label values) -> the labelled series.
+        Looked up once, and a series that is not exported is not removed again on every tick
+        (see :meth:`_set_or_remove`)."""
         self.desired_replicas = Gauge(
             "nim_autoscaler_desired_replicas",
             "Replicas the last decision asked for.",
@@ -247,21 +251,21 @@ class ControllerMetrics:
         estimate = sizing.estimate
         figures = (estimate.per_replica, estimate.planned, estimate.good, estimate.bad)
         for figure, value in zip(_CAPACITY_FIGURES, figures, strict=True):
-            _set_or_remove(self.capacity, (name, ns, figure), value)
+            self._set_or_remove(self.capacity, (name, ns, figure), value)
         for source in _CAPACITY_SOURCES | {estimate.source}:
             value = 1.0 if source == estimate.source else None
-            _set_or_remove(self.capacity_source, (name, ns, source), value)
+            self._set_or_remove(self.capacity_source, (name, ns, source), value)
         self.capacity_samples.labels(name, ns).set(sizing.state.model.samples)
         loads = (sizing.arrivals, sizing.forecast, sizing.peak)
         for kind, value in zip(_LOAD_KINDS, loads, strict=True):
-            _set_or_remove(self.slo_load, (name, ns, kind), value)
-        _set_or_remove(self.slo_replicas_needed, (name, ns), sizing.need)
+            self._set_or_remove(self.slo_load, (name, ns, kind), value)
+        self._set_or_remove(self.slo_replicas_needed, (name, ns), sizing.need)
         for objective, _, target, measured in sizing.latencies:
             self.slo_objective.labels(name, ns, objective).set(target)
-            _set_or_remove(self.slo_latency, (name, ns, objective), measured)
+            self._set_or_remove(self.slo_latency, (name, ns, objective), measured)
         lengths = estimate.lengths or (None, None)
         for kind, tokens in zip(_LENGTH_KINDS, lengths, strict=True):
-            _set_or_remove(self.request_length, (name, ns, kind), tokens)
+            self._set_or_remove(self.request_length, (name, ns, kind), tokens)
 
     def error(self, policy: ScalingPolicy, kind: str) -> None:
         """Count one error of ``kind`` for ``policy``."""
@@ -300,7 +304,27 @@ class ControllerMetrics:
                 *((self.request_length, (kind,)) for kind in _LENGTH_KINDS),
             ]
             for gauge, extra in series:
-                _set_or_remove(gauge, (name, ns, *extra), None)
+                labels = (name, ns, *extra)
+                self._sizing.pop((gauge, labels), None)
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+
+    def _set_or_remove(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        """Set an SLO sizing series, or drop it when there is no value (absent, never a stale 0).
+
+        Only this method and :meth:`forget` add and remove these series, so what it has set
+        (:attr:`_sizing`) is what the registry exports.
+        """
+        key = (gauge, labels)
+        if value is None:
+            if self._sizing.pop(key, None) is not None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+            return
+        child = self._sizing.get(key)
+        if child is None:
+            child = self._sizing[key] = gauge.labels(*labels)
+        child.set(value)
 
 
 _CAPACITY_FIGURES = ("estimate", "planned", "met", "violated")
@@ -308,12 +332,3 @@ _CAPACITY_SOURCES = frozenset({"prior", "learned", "profile", "spec"})
 _LOAD_KINDS = ("arrivals", "forecast", "peak")
 _OBJECTIVES = ("ttft", "itl")
 _LENGTH_KINDS = ("prompt", "output")
-
-
-def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
-    """Set the labelled series, or drop it when there is no value (absent, never a stale 0)."""
-    if value is None:
-        with contextlib.suppress(KeyError):
-            gauge.remove(*labels)
-    else:
-        gauge.labels(*labels).set(value)

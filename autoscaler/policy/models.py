@@ -607,10 +607,18 @@ class MetricSpec(_Model):
             raise ValueError(msg)
         return self
 
-    @property
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (pydantic's), without the cached kind, spec and name of the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        for cached in ("kind", "spec", "name"):
+            copy.__dict__.pop(cached, None)
+        return copy
+
+    # kind, spec and name are read many times per tick for every metric of every policy (the
+    # model is frozen): each is computed once.
+    @functools.cached_property
     def kind(self) -> MetricKind:
         """Which preset (or ``prometheus``) this entry is."""
-        # Read on every tick for every metric of every policy: a plain dict walk, not the enum.
         values = self.__dict__
         for kind, attr in _KIND_ATTR.items():
             if values[attr] is not None:
@@ -618,7 +626,7 @@ class MetricSpec(_Model):
         msg = "metric entry has no kind"  # unreachable after validation
         raise AssertionError(msg)
 
-    @property
+    @functools.cached_property
     def spec(
         self,
     ) -> (
@@ -633,7 +641,7 @@ class MetricSpec(_Model):
         assert inner is not None
         return inner  # type: ignore[no-any-return]
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """The metric's name in the policy (explicit, or the preset key)."""
         return self.spec.name or self.kind.value
@@ -1292,7 +1300,14 @@ class ScalingPolicy(_Model):
             raise ValueError(msg)
         return value
 
-    @property
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (pydantic's), without the cached key of the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("key", None)
+        return copy
+
+    @functools.cached_property
     def key(self) -> str:
-        """``namespace/name``: the policy's identity in the controller."""
+        """``namespace/name``: the policy's identity in the controller (read many times a
+        tick: computed once, the model is frozen)."""
         return f"{self.metadata.namespace}/{self.metadata.name}"

@@ -38,26 +38,28 @@ def slo_policy(name: str = "llama") -> ScalingPolicy:
     )
 
 
-def feed(world: World, policy: ScalingPolicy, now: float, per_pod_rate: float) -> None:
+def feed(
+    world: World, policy: ScalingPolicy, now: float, per_pod_rate: float, *, itl: bool = True
+) -> None:
     """Three ready pods serving ``per_pod_rate`` each (900 in / 150 out tokens per request),
-    well within the SLO."""
+    well within the SLO (``itl`` False: no ITL signal)."""
     pods = world.target(policy.spec.scale_target_ref.name).pods
 
     def per_pod(value: float) -> PodSamples:
         return PodSamples({p.name: value for p in pods}, now, len(pods))
 
-    world.source.set(
-        policy.key,
-        {
-            SIGNAL_RATE: per_pod(per_pod_rate),
-            SIGNAL_WAITING: per_pod(0.0),
-            SIGNAL_RUNNING: per_pod(2.0),
-            SIGNAL_TTFT: TargetSample(0.2, now),
-            SIGNAL_ITL: TargetSample(0.02, now),
-            SIGNAL_PROMPT_TOKENS: per_pod(per_pod_rate * 900.0),
-            SIGNAL_GENERATION_TOKENS: per_pod(per_pod_rate * 150.0),
-        },
-    )
+    signals = {
+        SIGNAL_RATE: per_pod(per_pod_rate),
+        SIGNAL_WAITING: per_pod(0.0),
+        SIGNAL_RUNNING: per_pod(2.0),
+        SIGNAL_TTFT: TargetSample(0.2, now),
+        SIGNAL_ITL: TargetSample(0.02, now),
+        SIGNAL_PROMPT_TOKENS: per_pod(per_pod_rate * 900.0),
+        SIGNAL_GENERATION_TOKENS: per_pod(per_pod_rate * 150.0),
+    }
+    if not itl:
+        del signals[SIGNAL_ITL]
+    world.source.set(policy.key, signals)
 
 
 async def test_capacity_and_slo_figures_are_exported_and_forgotten() -> None:
@@ -100,3 +102,36 @@ async def test_capacity_and_slo_figures_are_exported_and_forgotten() -> None:
     assert value("nim_autoscaler_slo_requests_per_second", kind="arrivals") is None
     assert value("nim_autoscaler_capacity_source", source="learned") is None
     assert value("nim_autoscaler_request_length_tokens", kind="prompt") is None
+
+
+async def test_sizing_series_are_exported_again_after_no_signal_and_after_a_removal() -> None:
+    """A sizing series dropped for want of a value, or with its policy, comes back with one."""
+    policy = slo_policy()
+    world = World(policy)
+    registry = CollectorRegistry()
+    loop = world.loop(registry=registry)
+    labels = {"policy": "llama", "namespace": "nim", "objective": "itl"}
+
+    def itl() -> float | None:
+        return registry.get_sample_value("nim_autoscaler_slo_latency_seconds", labels)
+
+    feed(world, policy, 0.0, 4.0)
+    await loop.tick(0.0)
+    assert itl() == 0.02
+    feed(world, policy, 15.0, 4.0, itl=False)
+    await loop.tick(15.0)
+    assert itl() is None
+    feed(world, policy, 30.0, 4.0, itl=False)
+    await loop.tick(30.0)
+    assert itl() is None
+    feed(world, policy, 45.0, 4.0)
+    await loop.tick(45.0)
+    assert itl() == 0.02
+
+    world.policies = []
+    await loop.tick(60.0)
+    assert itl() is None
+    world.policies = [policy]
+    feed(world, policy, 75.0, 4.0)
+    await loop.tick(75.0)
+    assert itl() == 0.02

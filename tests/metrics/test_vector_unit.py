@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from autoscaler.metrics.vector import (
     KeyedRow,
+    LabelStrings,
     QueryFailed,
     Series,
     _scan,
@@ -98,6 +99,22 @@ def test_strings_are_shared_across_rows() -> None:
     )
     rows = _rows(body)
     assert rows[0][0][1] is rows[2][0][1]
+
+
+def test_label_strings_serve_several_bodies_and_start_over_when_full() -> None:
+    """One ``LabelStrings`` (a client's) serves every body, and still decodes once full."""
+    strings = LabelStrings(limit=3)
+    first = _body([{"metric": {"namespace": "ns", "pod": "p-1"}, "value": [1, "1"]}])
+    second = _body([{"metric": {"namespace": "ns", "pod": "p-1"}, "value": [2, "2"]}])
+    ((row_a, _),) = decode_keyed(first, "prom", ("namespace", "pod"), list, strings=strings)
+    ((row_b, value),) = decode_keyed(second, "prom", ("namespace", "pod"), list, strings=strings)
+    assert row_b == ("ns", "p-1")
+    assert value == 2.0
+    assert row_a == row_b
+    for name in (b"x", b"y", b"z"):
+        strings.get(name)
+    assert strings.get(b"p-2") == "p-2"
+    assert strings.get(b"x") == "x"
 
 
 @pytest.mark.parametrize(
