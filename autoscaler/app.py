@@ -312,6 +312,7 @@ async def build_controller(
         drain_aware=settings.drain_aware,
         budgets=feed.budget_list,
         hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
+        freeze_heap=True,
     )
     feed.monitor = loop.monitor
     if isinstance(kube.leader, ShardManager):

@@ -8,6 +8,7 @@ scale-down on missing data, and durable history giving identical decisions acros
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 import pytest
@@ -380,3 +381,35 @@ class TestBatchingAndHistory:
         await loop.tick(15.0)
         assert loop.history("nim/b") is None
         assert registry.get_sample_value("nim_autoscaler_desired_replicas", labels) is None
+
+
+class TestHeap:
+    async def test_freeze_heap_freezes_once_after_the_first_tick_with_policies(self) -> None:
+        """``freeze_heap``: what the first tick with policies leaves alive is frozen, once."""
+        policy = make_policy()
+        world = World(policy)
+        world.policies = []
+        gc.unfreeze()  # another test's loop may have frozen this process already
+        loop = world.loop(freeze_heap=True)
+        try:
+            await loop.tick(0.0)
+            assert gc.get_freeze_count() == 0  # nothing built yet
+            world.policies = [policy]
+            world.set_kv(policy, 0.5, 15.0)
+            await loop.tick(15.0)
+            frozen = gc.get_freeze_count()
+            assert frozen > 0
+            world.set_kv(policy, 0.5, 30.0)
+            await loop.tick(30.0)
+            assert gc.get_freeze_count() <= frozen  # some frozen objects were freed since
+        finally:
+            gc.unfreeze()
+
+    async def test_the_heap_is_not_frozen_by_default(self) -> None:
+        """Without ``freeze_heap`` (tests, the simulator) the loop leaves the collector alone."""
+        policy = make_policy()
+        world = World(policy)
+        world.set_kv(policy, 0.5, 0.0)
+        gc.unfreeze()
+        await world.loop().tick(0.0)
+        assert gc.get_freeze_count() == 0
