@@ -338,25 +338,27 @@ class KubeHistoryStore:
         """
         await self._migrate_legacy()
         now = self._monotonic()
+        if force:
+            for shard in self._shards:
+                if shard.held:  # mark what is stored as complete (nothing held back)
+                    for key, entry in shard.latest.items():
+                        shard.pending.setdefault(key, entry)
         self._forcing = force
         try:
             await asyncio.gather(
                 *(
                     self._flush_shard(shard, i)
                     for i, shard in enumerate(self._shards)
-                    if not self._owned(i) or self._due(shard, i, now, force)
+                    if not self._owned(i) or self._due(shard, now, force)
                 )
             )
         finally:
             self._forcing = False
         await self._retire_legacy()
 
-    def _due(self, shard: _Shard, index: int, now: float, force: bool) -> bool:
+    def _due(self, shard: _Shard, now: float, force: bool) -> bool:
         """Whether an owned shard is written (or its expired keys deleted) at this flush."""
         if force:
-            if shard.held:  # mark what is stored as complete (nothing held back)
-                for key, entry in shard.latest.items():
-                    shard.pending.setdefault(key, entry)
             return bool(shard.pending)
         if shard.urgent or shard.saved_at is None:
             return True
@@ -380,7 +382,7 @@ class KubeHistoryStore:
                 for attempt in range(self._retries + 1):
                     data = self._next_data(shard)
                     if data is None:
-                        self._written(shard)
+                        self._written(shard, index)
                         return
                     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
                     if size > self._max_bytes:
@@ -392,7 +394,7 @@ class KubeHistoryStore:
                             policies=sorted(policy for _, policy in shard.pending.values()),
                             hint="raise AUTOSCALER_HISTORY_SHARDS; this shard is not saved",
                         )
-                        self._written(shard)
+                        self._written(shard, index)
                         return
                     try:
                         stored = await self._write(shard, data)
@@ -416,7 +418,7 @@ class KubeHistoryStore:
                             continue
                         raise
                     self._adopt(shard, stored)
-                    self._written(shard)
+                    self._written(shard, index)
                     return
                 log.warning(
                     "history_save_conflicts",
@@ -433,8 +435,8 @@ class KubeHistoryStore:
                     error=str(exc),
                 )
 
-    def _written(self, shard: _Shard) -> None:
-        """The shard's queue was written (or needed no write, or cannot be written)."""
+    def _written(self, shard: _Shard, index: int) -> None:
+        """Shard ``index``'s queue was written (or needed no write, or cannot be written)."""
         shard.pending.clear()
         shard.urgent = False
         now = self._monotonic()
@@ -442,7 +444,6 @@ class KubeHistoryStore:
             # First write since start (or since the shard was gained): as if written a share
             # of the interval earlier, so shards written together (a start, a failover) come
             # due at phases spread over the interval, not all in one later tick.
-            index = next(i for i, other in enumerate(self._shards) if other is shard)
             now -= self._save_interval * index / len(self._shards)
         shard.saved_at = now
 
