@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 from autoscaler.clock import VirtualClock
 from autoscaler.controller.ports import Outcome
@@ -70,6 +71,19 @@ def _recorder(
         aggregate_interval=aggregate_interval,
         status_refresh=status_refresh,
     )
+
+
+def _stored_status(fake: FakeKube) -> dict[str, Any]:
+    """The status annotation on the ``llama`` Deployment, decoded."""
+    annotations = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
+    status: dict[str, Any] = json.loads(annotations[STATUS_ANNOTATION])
+    return status
+
+
+def _overwrite_status(fake: FakeKube, status: dict[str, Any]) -> None:
+    """Another writer replaces the ``llama`` Deployment's status annotation."""
+    annotations = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
+    annotations[STATUS_ANNOTATION] = json.dumps(status)
 
 
 def _events(fake: FakeKube) -> list[dict[str, object]]:
@@ -314,16 +328,13 @@ class TestStatusAnnotation:
         recorder = _recorder(api, clock, status_refresh=300.0)
         steady = decision(2, 2, "within tolerance")
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
-        obj = fake.objects[("deployments", "llm", "llama")]
-        obj["metadata"]["annotations"][STATUS_ANNOTATION] = '{"policy": "someone else"}'
+        _overwrite_status(fake, {"policy": "someone else"})
         clock.advance(60)
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
-        annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
-        assert json.loads(annotation[STATUS_ANNOTATION]) == {"policy": "someone else"}
+        assert _stored_status(fake) == {"policy": "someone else"}
         clock.advance(300)
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
-        annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
-        assert json.loads(annotation[STATUS_ANNOTATION])["policy"] == "llm/llama-policy"
+        assert _stored_status(fake)["policy"] == "llm/llama-policy"
 
     async def test_annotation_read_again_after_a_tick_not_led(
         self, fake: FakeKube, api: KubeApi
@@ -337,12 +348,10 @@ class TestStatusAnnotation:
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
         clock.advance(15)
         await recorder.record(policy(), steady, Outcome.NOT_LEADER)
-        obj = fake.objects[("deployments", "llm", "llama")]
-        obj["metadata"]["annotations"][STATUS_ANNOTATION] = '{"policy": "someone else"}'
+        _overwrite_status(fake, {"policy": "someone else"})
         clock.advance(15)
         await recorder.record(policy(), steady, Outcome.UNCHANGED)
-        annotation = fake.objects[("deployments", "llm", "llama")]["metadata"]["annotations"]
-        assert json.loads(annotation[STATUS_ANNOTATION])["policy"] == "llm/llama-policy"
+        assert _stored_status(fake)["policy"] == "llm/llama-policy"
 
     async def test_custom_resource_target(self, fake: FakeKube, api: KubeApi) -> None:
         """The annotation and events work on a NIMService too."""
