@@ -139,6 +139,15 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _age(observation: Mapping[str, Any]) -> str:
+    """The sample age: ``12.5s``, or ``<60s`` when only a bound is known."""
+    age = observation.get("sampleAge")
+    below = observation.get("sampleAgeBelow")
+    if age is None and below is not None:
+        return f"<{_num(below)}s"
+    return f"{_num(age)}s"
+
+
 def _metric_lines(record: Mapping[str, Any]) -> list[str]:
     target = record.get("target", {})
     tol = record.get("tolerance", {})
@@ -158,12 +167,12 @@ def _metric_lines(record: Mapping[str, Any]) -> list[str]:
             shown += f", ... (+{more})"
         lines.append(
             f"      samples: {len(values)} pods [{shown}], series {obs.get('series')}, "
-            f"age {_num(obs.get('sampleAge'))}s"
+            f"age {_age(obs)}"
         )
     elif kind == "targetSample":
         lines.append(
             f"      value {_num(obs.get('value'))}, series {obs.get('series')}, "
-            f"pods {_num(obs.get('pods'))}, age {_num(obs.get('sampleAge'))}s"
+            f"pods {_num(obs.get('pods'))}, age {_age(obs)}"
         )
     else:
         lines.append(f"      no signal: {obs.get('reason')} {obs.get('detail', '')}".rstrip())

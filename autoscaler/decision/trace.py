@@ -61,7 +61,6 @@ def _metric_record(
         "valid": proposal.proposal is not None,
     }
     if isinstance(observation, PodSamples):
-        oldest = observation.oldest_sample
         record["observation"] = {
             "type": "podSamples",
             "values": dict(observation.values),
@@ -69,16 +68,15 @@ def _metric_record(
             if observation.rejected
             else {},
             "series": observation.series,
-            "sampleAge": now - (oldest if oldest is not None else observation.timestamp),
+            **_sample_age(observation, now),
         }
     elif isinstance(observation, TargetSample):
-        oldest = observation.oldest_sample
         record["observation"] = {
             "type": "targetSample",
             "value": observation.value,
             "series": observation.series,
             "pods": observation.pods,
-            "sampleAge": now - (oldest if oldest is not None else observation.timestamp),
+            **_sample_age(observation, now),
         }
     else:
         record["observation"] = {
@@ -328,3 +326,11 @@ def build_explanation(trace: Trace) -> dict[str, Any]:
     explanation["desiredReplicas"] = trace.desired
     explanation["reason"] = trace.reason
     return explanation
+
+
+def _sample_age(observation: PodSamples | TargetSample, now: float) -> dict[str, float | None]:
+    """``sampleAge`` in seconds; when only a bound is known, None and ``sampleAgeBelow``."""
+    if observation.oldest_sample is None and observation.sample_age_below is not None:
+        return {"sampleAge": None, "sampleAgeBelow": observation.sample_age_below}
+    oldest = observation.oldest_sample
+    return {"sampleAge": now - (oldest if oldest is not None else observation.timestamp)}

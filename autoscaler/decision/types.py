@@ -122,6 +122,9 @@ class PodSamples:
     """Number of series the query returned (before filtering)."""
     query: str = ""
     """The PromQL (or a description) that produced it; for explanations."""
+    sample_age_below: float | None = None
+    """Set instead of ``oldest_sample`` when only a bound is known: every sample used is newer
+    than this many seconds (Prometheus lists only the pods with older ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,8 @@ class TargetSample:
     """How many pods contributed, when known."""
     query: str = ""
     """The PromQL (or a description) that produced it; for explanations."""
+    sample_age_below: float | None = None
+    """As :attr:`PodSamples.sample_age_below`."""
 
 
 MetricObservation = PodSamples | TargetSample | NoSignal

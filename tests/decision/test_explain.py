@@ -11,8 +11,10 @@ from autoscaler.decision.types import (
     NoSignal,
     NoSignalReason,
     Observation,
+    PodSamples,
     Recommendation,
     ScaleEvent,
+    TargetSample,
 )
 
 from .helpers import (
@@ -96,6 +98,22 @@ def test_sample_age_and_series() -> None:
     exp, _, _ = scaled_up()
     assert exp["metrics"][0]["observation"]["sampleAge"] == NOW  # type: ignore[index]
     assert exp["metrics"][1]["observation"]["series"] == 1  # type: ignore[index]
+
+
+def test_sample_age_bound_when_only_a_bound_is_known() -> None:
+    """A source that knows only that every sample is newer than N s says so, not an age of 0."""
+    pol = policy([pods_metric("qps", 10.0), object_metric("rate", 100.0)])
+    qps = PodSamples({"p0": 10.0, "p1": 10.0}, timestamp=NOW, sample_age_below=60.0)
+    rate = TargetSample(100.0, timestamp=NOW, oldest_sample=NOW - 75.0)
+    result = decide(pol, observe(2, running_pods(2), {"qps": qps, "rate": rate}), History(), NOW)
+    records = result.decision.explanation["metrics"]
+    assert records[0]["observation"]["sampleAge"] is None  # type: ignore[index]
+    assert records[0]["observation"]["sampleAgeBelow"] == 60.0  # type: ignore[index]
+    assert records[1]["observation"]["sampleAge"] == 75.0  # type: ignore[index]
+    assert "sampleAgeBelow" not in records[1]["observation"]  # type: ignore[index]
+    text = render_text(result.decision)
+    assert "age <60s" in text
+    assert "age 75s" in text
 
 
 def test_render_text_shows_each_step() -> None:

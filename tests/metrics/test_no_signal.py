@@ -11,7 +11,7 @@ import pytest
 from autoscaler.decision.types import NoSignal, NoSignalReason, PodSamples
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
-from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.metrics.prometheus import REPORT_AGE, PrometheusSource
 from autoscaler.policy.models import MetricKind
 from tests.metrics.env import ALL_PRESETS, LlmEnv, make_policy, pod_infos, pods_of
 from tests.promserver.exporter import EmulatedPod
@@ -73,6 +73,27 @@ async def test_max_staleness_is_configurable(llm_env: LlmEnv, source: Prometheus
         [MetricRequest(policy, pods_of(llm_env, "nim-a"))], time.time() + 200
     )
     assert isinstance(result[policy.key]["kvCache"], PodSamples)
+
+
+async def test_sample_age_is_exact_past_the_report_age(
+    llm_env: LlmEnv, source: PrometheusSource
+) -> None:
+    """Samples older than REPORT_AGE come back with their time; newer ones only as a bound."""
+    target = {"type": "AverageValue", "averageValue": 1}
+    policy = make_policy("nim-a", [{"kvCache": {"maxStaleness": "10m", "target": target}}])
+    pods = pods_of(llm_env, "nim-a")
+    now = time.time() - 2
+    fresh = (await source.fetch([MetricRequest(policy, pods)], now))[policy.key]["kvCache"]
+    assert isinstance(fresh, PodSamples)
+    assert (fresh.oldest_sample, fresh.sample_age_below) == (None, REPORT_AGE)
+    # Evaluated later, every sample is older than the report age: listed with its time.
+    at = now + REPORT_AGE + 30
+    stamps = llm_env.server.query('timestamp(gpu_cache_usage_perc{namespace="nim-a"})', at)
+    old = (await source.fetch([MetricRequest(policy, pods)], at))[policy.key]["kvCache"]
+    assert isinstance(old, PodSamples)
+    assert old.values == fresh.values
+    assert old.sample_age_below is None
+    assert old.oldest_sample == min(float(s["value"][1]) for s in stamps)
 
 
 async def test_stopped_exporter_is_missing_or_stale_never_zero(
