@@ -944,7 +944,14 @@ class ControlLoop:
                 error=result.error,
             )
             return
-        log.info(
+        # A steady tick that only confirmed the count is debug: at 1,000 policies, info would
+        # be 1,000 lines per tick saying nothing happened.
+        steady = (
+            result.outcome in _QUIET
+            and decision.desired_replicas == decision.current_replicas
+            and result.error is None
+        )
+        (log.debug if steady else log.info)(
             "tick",
             policy=result.policy,
             target=f"{item.policy.spec.scale_target_ref.kind}/{item.policy.spec.scale_target_ref.name}",
@@ -954,6 +961,10 @@ class ControlLoop:
             outcome=result.outcome.value,
             error=result.error,
         )
+
+
+_QUIET = frozenset({Outcome.UNCHANGED, Outcome.NOT_LEADER})
+"""Outcomes logged at debug when the decision keeps the current count."""
 
 
 def _freeze_heap() -> None:

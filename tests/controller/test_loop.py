@@ -12,6 +12,8 @@ import gc
 from collections.abc import Sequence
 
 import pytest
+import structlog
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
@@ -128,6 +130,17 @@ class TestActing:
         [result] = await world.loop().tick(100.0)
         assert result.outcome is Outcome.UNCHANGED
         assert world.cluster.writes == []
+
+    async def test_tick_line_is_info_when_something_happens_debug_when_steady(self) -> None:
+        """One ``tick`` line per policy: info for a scale, debug for a confirmed count."""
+        steady, busy = make_policy("steady"), make_policy("busy")
+        world = World(steady, busy)
+        world.set_kv(steady, 0.52, 100.0)
+        world.set_kv(busy, 0.9, 100.0)
+        with structlog.testing.capture_logs() as logs:
+            await world.loop().tick(100.0)
+        levels = {e["policy"]: e["log_level"] for e in logs if e["event"] == "tick"}
+        assert levels == {"nim/steady": "debug", "nim/busy": "info"}
 
     async def test_hpa_tolerance_flag_reaches_the_decision(self) -> None:
         """With the controller's tolerance at 2 % (AUTOSCALER_HPA_TOLERANCE) 0.52 scales 3 -> 4."""
