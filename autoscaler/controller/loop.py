@@ -468,9 +468,7 @@ class ControlLoop:
             item.records["externalRescale"] = external_rescale_record(previous, observed)
             log.info("external_rescale", policy=key, previous=previous, replicas=observed)
             if self.fleet_monitor is not None:
-                self.fleet_monitor.external_rescales.labels(
-                    item.policy.metadata.name, item.policy.metadata.namespace
-                ).inc()
+                self.fleet_monitor.external_rescale(item.policy)
 
     @staticmethod
     def _paused(item: _Work) -> bool:
@@ -528,9 +526,7 @@ class ControlLoop:
                 item.decision = _held_back(item.decision, budget.key, grant)
         if self.fleet_monitor is not None:
             for item in work:
-                self.fleet_monitor.scaling_limited.labels(
-                    item.policy.metadata.name, item.policy.metadata.namespace, "BudgetExhausted"
-                ).set(1.0 if item.policy.key in limited else 0.0)
+                self.fleet_monitor.set_limited(item.policy, limited=item.policy.key in limited)
 
     def _claim(self, item: _Work) -> Claim:
         """One policy's position in a budget this tick."""
@@ -660,9 +656,7 @@ class ControlLoop:
             self._count_error(item.policy, "pod_annotate")
             log.warning("deletion_cost_write_failed", policy=item.policy.key, failed=failed)
         if self.fleet_monitor is not None:
-            labels = (item.policy.metadata.name, item.policy.metadata.namespace)
-            self.fleet_monitor.deletion_cost_writes.labels(*labels, "ok").inc(ok)
-            self.fleet_monitor.deletion_cost_writes.labels(*labels, "failed").inc(len(failed))
+            self.fleet_monitor.deletion_costs_written(item.policy, ok, len(failed))
         return f"{ok} of {len(costs)} written" + (f"; failed: {dict(failed)}" if failed else "")
 
     @staticmethod
@@ -930,7 +924,7 @@ class ControlLoop:
         for key, policy in current.items():
             old = self._known.get(key)
             if old is not None and old != policy and self.monitor is not None:
-                self.monitor.forget([old])
+                self.monitor.forget_version([old])
         self._known = current
 
     @staticmethod

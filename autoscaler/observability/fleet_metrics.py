@@ -2,48 +2,70 @@
 
 Registered in the injected ``CollectorRegistry`` beside
 :class:`autoscaler.observability.metrics.ControllerMetrics`, updated by the control loop. The
-names are a public contract (docs/observability.md).
+names are a public contract (docs/fleet.md). The per-policy series are kept as one small state
+per policy and rendered at scrape time (:mod:`autoscaler.observability.series`); the per-budget
+gauges are a plain prometheus_client gauge.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
 
+from autoscaler.observability.series import Collector, Count, CounterSpec, GaugeSpec, add
 from autoscaler.policy.models import PolicyMode, ScalingPolicy
 
 _POLICY = ("policy", "namespace")
+
+_MODE = GaugeSpec(
+    "nim_autoscaler_policy_mode",
+    "1 for the mode in force (active, advisory, paused), 0 for the others.",
+    (*_POLICY, "mode"),
+)
+_EXTERNAL_RESCALES = CounterSpec(
+    "nim_autoscaler_external_rescales",
+    "Changes of the target's spec.replicas that the controller did not make.",
+    _POLICY,
+)
+_DELETION_COST_WRITES = CounterSpec(
+    "nim_autoscaler_pod_deletion_cost_writes",
+    "Pod deletion-cost annotation writes before a scale-down, by result (ok, failed).",
+    (*_POLICY, "result"),
+)
+_SCALING_LIMITED = GaugeSpec(
+    "nim_autoscaler_scaling_limited",
+    "1 while a policy is held back (reason BudgetExhausted: by its ScalingBudget).",
+    (*_POLICY, "reason"),
+)
+_MODES = tuple(PolicyMode)
+
+
+@dataclass(slots=True)
+class _FleetState:
+    """One policy's fleet series; written by the control loop, read by scrapes."""
+
+    name: str
+    namespace: str
+    mode: PolicyMode | None = None
+    """The mode in force; None (not exported) until the first :meth:`FleetMetrics.set_mode`."""
+    limited: bool | None = None
+    """Held back by a budget; None (not exported) until the first tick that read the policy."""
+    rescales: Count | None = None
+    """External rescales seen."""
+    deletion_cost_writes: dict[str, Count] = field(default_factory=dict)
+    """By result (ok, failed)."""
 
 
 class FleetMetrics:
     """Modes in force, external rescales, pod deletion-cost writes, budget use."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.mode = Gauge(
-            "nim_autoscaler_policy_mode",
-            "1 for the mode in force (active, advisory, paused), 0 for the others.",
-            [*_POLICY, "mode"],
-            registry=registry,
-        )
-        self.external_rescales = Counter(
-            "nim_autoscaler_external_rescales",
-            "Changes of the target's spec.replicas that the controller did not make.",
-            _POLICY,
-            registry=registry,
-        )
-        self.deletion_cost_writes = Counter(
-            "nim_autoscaler_pod_deletion_cost_writes",
-            "Pod deletion-cost annotation writes before a scale-down, by result (ok, failed).",
-            [*_POLICY, "result"],
-            registry=registry,
-        )
-        self.scaling_limited = Gauge(
-            "nim_autoscaler_scaling_limited",
-            "1 while a policy is held back (reason BudgetExhausted: by its ScalingBudget).",
-            [*_POLICY, "reason"],
-            registry=registry,
-        )
+        self._policies: dict[str, _FleetState] = {}
+        """Per policy key: what it exports (see :meth:`_collect`)."""
+        registry.register(Collector(self._collect))
         self.budget_gpus = Gauge(
             "nim_autoscaler_budget_gpus",
             "GPUs of a ScalingBudget: limit, used (granted replicas) and wanted (desired).",
@@ -51,17 +73,56 @@ class FleetMetrics:
             registry=registry,
         )
 
+    def _state(self, policy: ScalingPolicy) -> _FleetState:
+        state = self._policies.get(policy.key)
+        if state is None:
+            meta = policy.metadata
+            state = self._policies[policy.key] = _FleetState(meta.name, meta.namespace)
+        return state
+
     def set_mode(self, policy: ScalingPolicy, mode: PolicyMode) -> None:
         """Export the mode in force."""
-        for each in PolicyMode:
-            self.mode.labels(policy.metadata.name, policy.metadata.namespace, each.value).set(
-                1.0 if each is mode else 0.0
-            )
+        self._state(policy).mode = mode
+
+    def set_limited(self, policy: ScalingPolicy, *, limited: bool) -> None:
+        """Export whether a budget holds the policy back this tick."""
+        self._state(policy).limited = limited
+
+    def external_rescale(self, policy: ScalingPolicy) -> None:
+        """Count one change of the target's ``spec.replicas`` the controller did not make."""
+        state = self._state(policy)
+        if state.rescales is None:
+            state.rescales = Count.new()
+        else:
+            state.rescales.value += 1.0
+
+    def deletion_costs_written(self, policy: ScalingPolicy, ok: int, failed: int) -> None:
+        """Count the pod deletion-cost writes of one scale-down (both series, even at 0)."""
+        writes = self._state(policy).deletion_cost_writes
+        add(writes, "ok", ok)
+        add(writes, "failed", failed)
 
     def forget(self, policies: Iterable[ScalingPolicy]) -> None:
-        """Drop the per-policy gauges of removed policies."""
+        """Drop every per-policy series of policies that were removed."""
         for policy in policies:
-            name, ns = policy.metadata.name, policy.metadata.namespace
-            for each in PolicyMode:
-                self.mode.remove(name, ns, each.value)
-            self.scaling_limited.remove(name, ns, "BudgetExhausted")
+            self._policies.pop(policy.key, None)
+
+    def _collect(self) -> Iterator[Metric]:
+        """Modes, rescales, deletion-cost writes and budget holds of every known policy."""
+        mode, limited = _MODE.family(), _SCALING_LIMITED.family()
+        rescales, writes = _EXTERNAL_RESCALES.family(), _DELETION_COST_WRITES.family()
+        for state in list(self._policies.values()):
+            name, ns = state.name, state.namespace
+            in_force = state.mode
+            if in_force is not None:
+                for each in _MODES:
+                    mode.add_metric((name, ns, each.value), 1.0 if each is in_force else 0.0)
+            count = state.rescales
+            if count is not None:
+                rescales.add_metric((name, ns), count.value, created=count.created)
+            for result, count in list(state.deletion_cost_writes.items()):
+                writes.add_metric((name, ns, result), count.value, created=count.created)
+            held = state.limited
+            if held is not None:
+                limited.add_metric((name, ns, "BudgetExhausted"), 1.0 if held else 0.0)
+        return iter((mode, rescales, writes, limited))

@@ -4,36 +4,165 @@ One :class:`ControllerMetrics` per process, registered in an injected ``Collecto
 the global default), updated by the control loop (:mod:`autoscaler.controller.loop`) and served by
 :mod:`autoscaler.observability.server`. The metric names are a public contract: the Helm chart's
 dashboard and alert rules use them.
+
+Process-wide metrics are plain prometheus_client objects. The per-policy series are kept as one
+small state per policy and rendered at scrape time (:mod:`autoscaler.observability.series`): a
+value that is None (no signal) is not exported, and a forgotten policy exports nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from autoscaler.decision.slo import SloPlan
 from autoscaler.decision.types import Decision
+from autoscaler.observability.series import Collector, Count, CounterSpec, GaugeSpec, add
 from autoscaler.policy.models import ScalingPolicy
 
 _POLICY = ("policy", "namespace")
 
+_DESIRED = GaugeSpec(
+    "nim_autoscaler_desired_replicas",
+    "Replicas the last decision asked for.",
+    (*_POLICY, "target"),
+)
+_CURRENT = GaugeSpec(
+    "nim_autoscaler_current_replicas",
+    "The target's spec.replicas when last observed.",
+    (*_POLICY, "target"),
+)
+_METRIC_VALUE = GaugeSpec(
+    "nim_autoscaler_metric_value",
+    "Value of each policy metric compared with its target (absent: no signal).",
+    (*_POLICY, "metric"),
+)
+_METRIC_TARGET = GaugeSpec(
+    "nim_autoscaler_metric_target", "Target of each policy metric.", (*_POLICY, "metric")
+)
+_MIN_REPLICAS = GaugeSpec("nim_autoscaler_min_replicas", "Policy minReplicas.", _POLICY)
+_MAX_REPLICAS = GaugeSpec("nim_autoscaler_max_replicas", "Policy maxReplicas.", _POLICY)
+_DECISIONS = CounterSpec(
+    "nim_autoscaler_decisions", "Decisions made, by one-line reason.", (*_POLICY, "reason")
+)
+_SCALES = CounterSpec(
+    "nim_autoscaler_scale",
+    "Scale writes decided, by direction (up, down; no-op: nothing written, the target "
+    "already had the count or another writer changed it).",
+    (*_POLICY, "direction"),
+)
+_ERRORS = CounterSpec(
+    "nim_autoscaler_errors",
+    "Errors by kind (scale_read, scale_write, metrics, decision, record, history).",
+    (*_POLICY, "kind"),
+)
+_SLO_AT_RISK = GaugeSpec(
+    "nim_autoscaler_slo_at_risk",
+    "1 when a latency metric is above its target.",
+    (*_POLICY, "metric"),
+)
+_CAPACITY = GaugeSpec(
+    "nim_autoscaler_capacity_requests_per_second",
+    "SLO sizing (algorithm llm): requests/s one ready replica carries within the SLO "
+    "(estimate: the figure in force; planned: what the sizing provisions for, above the "
+    "estimate while it explores; met: highest load per replica seen within the SLO; "
+    "violated: lowest load per replica seen violating it). Absent: no figure yet.",
+    (*_POLICY, "figure"),
+)
+_CAPACITY_SOURCE = GaugeSpec(
+    "nim_autoscaler_capacity_source",
+    "1 for the source of the capacity figure in force (prior, learned, profile, spec).",
+    (*_POLICY, "source"),
+)
+_CAPACITY_SAMPLES = GaugeSpec(
+    "nim_autoscaler_capacity_samples",
+    "Steady windows the capacity model has learned from.",
+    _POLICY,
+)
+_SLO_LOAD = GaugeSpec(
+    "nim_autoscaler_slo_requests_per_second",
+    "SLO sizing: arrival rate measured now (arrivals) and provisioned for one start-up "
+    "time ahead (forecast: trend and daily shape; peak: with Poisson headroom).",
+    (*_POLICY, "kind"),
+)
+_SLO_REPLICAS_NEEDED = GaugeSpec(
+    "nim_autoscaler_slo_replicas_needed",
+    "SLO sizing: replicas the forecast needs (fractional, before rounding up).",
+    _POLICY,
+)
+_SLO_LATENCY = GaugeSpec(
+    "nim_autoscaler_slo_latency_seconds",
+    "Measured latency quantile of each SLO objective (ttft, itl); absent: no signal.",
+    (*_POLICY, "objective"),
+)
+_SLO_OBJECTIVE = GaugeSpec(
+    "nim_autoscaler_slo_objective_seconds",
+    "Target of each SLO objective (ttft, itl).",
+    (*_POLICY, "objective"),
+)
+_REQUEST_LENGTH = GaugeSpec(
+    "nim_autoscaler_request_length_tokens",
+    "Mean tokens per request (kind: prompt, output) from the servers' token counters, "
+    "as the capacity model uses them (median of recent steady windows); absent: the "
+    "servers do not export the counters, or no steady window yet.",
+    (*_POLICY, "kind"),
+)
 
-@dataclass(slots=True)
-class _PolicySeries:
-    """The labelled series of one version of a policy, looked up once (not on every tick)."""
+_CAPACITY_FIGURES = ("estimate", "planned", "met", "violated")
+_LOAD_KINDS = ("arrivals", "forecast", "peak")
+_LENGTH_KINDS = ("prompt", "output")
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """What one version of a policy exports besides its decisions, worked out once per version."""
 
     policy: ScalingPolicy
-    desired: Gauge
-    current: Gauge
-    metrics: tuple[tuple[str, float, Gauge, Gauge | None], ...]
-    """Per metric: name, threshold, its value series, its SLO-at-risk series (latency only)."""
-    decisions: dict[str, Counter] = field(default_factory=dict)
-    """Decision counters by reason."""
-    exported: set[str] = field(default_factory=set)
-    """Metrics whose value series is exported now (the others were removed: no signal)."""
+    """Its bounds (``spec.min_replicas``, ``spec.max_replicas``) are read at scrape time."""
+    target: str
+    """The ``target`` label: ``Kind/name`` of the scale target."""
+    metrics: tuple[tuple[str, float, bool], ...]
+    """Per policy metric: name, threshold, latency metric (it has an SLO-at-risk series)."""
+
+    @classmethod
+    def of(cls, policy: ScalingPolicy) -> _Version:
+        """The version of ``policy``."""
+        ref = policy.spec.scale_target_ref
+        metrics = tuple((m.name, m.target.threshold, m.is_latency) for m in policy.spec.metrics)
+        return cls(policy, f"{ref.kind}/{ref.name}", metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """The numbers of a policy's last decision, replaced whole so a scrape reads one tick."""
+
+    version: _Version
+    desired: int
+    current: int
+    values: Mapping[str, float | None]
+    """The decision's own metric values (None: no signal, not exported)."""
+
+
+@dataclass(slots=True)
+class _PolicyState:
+    """Everything one policy exports; written by the control loop, read by scrapes."""
+
+    name: str
+    namespace: str
+    decided: _Decided | None = None
+    """None until the first decision of the policy's current version: bounds, targets, replicas
+    and metric values are then absent."""
+    sizing: SloPlan | None = None
+    """The last SLO sizing (kept while later decisions have none, e.g. while paused)."""
+    decisions: dict[str, Count] = field(default_factory=dict)
+    """By reason."""
+    scales: dict[str, Count] = field(default_factory=dict)
+    """By direction (up, down, no-op)."""
+    errors: dict[str, Count] = field(default_factory=dict)
+    """By kind."""
 
 
 class ControllerMetrics:
@@ -41,67 +170,10 @@ class ControllerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._series: dict[str, _PolicySeries] = {}
-        """Per policy key: its labelled series (see :meth:`observe_decision`)."""
-        self._sizing: dict[tuple[Gauge, tuple[str, ...]], Gauge] = {}
-        """The SLO sizing series exported now: (family, label values) -> the labelled series.
-        Looked up once, and a series that is not exported is not removed again on every tick
-        (see :meth:`_set_or_remove`)."""
-        self.desired_replicas = Gauge(
-            "nim_autoscaler_desired_replicas",
-            "Replicas the last decision asked for.",
-            [*_POLICY, "target"],
-            registry=registry,
-        )
-        self.current_replicas = Gauge(
-            "nim_autoscaler_current_replicas",
-            "The target's spec.replicas when last observed.",
-            [*_POLICY, "target"],
-            registry=registry,
-        )
-        self.metric_value = Gauge(
-            "nim_autoscaler_metric_value",
-            "Value of each policy metric compared with its target (absent: no signal).",
-            [*_POLICY, "metric"],
-            registry=registry,
-        )
-        self.metric_target = Gauge(
-            "nim_autoscaler_metric_target",
-            "Target of each policy metric.",
-            [*_POLICY, "metric"],
-            registry=registry,
-        )
-        self.min_replicas = Gauge(
-            "nim_autoscaler_min_replicas", "Policy minReplicas.", _POLICY, registry=registry
-        )
-        self.max_replicas = Gauge(
-            "nim_autoscaler_max_replicas", "Policy maxReplicas.", _POLICY, registry=registry
-        )
-        self.decisions = Counter(
-            "nim_autoscaler_decisions",
-            "Decisions made, by one-line reason.",
-            [*_POLICY, "reason"],
-            registry=registry,
-        )
-        self.scales = Counter(
-            "nim_autoscaler_scale",
-            "Scale writes decided, by direction (up, down; no-op: nothing written, the target "
-            "already had the count or another writer changed it).",
-            [*_POLICY, "direction"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "nim_autoscaler_errors",
-            "Errors by kind (scale_read, scale_write, metrics, decision, record, history).",
-            [*_POLICY, "kind"],
-            registry=registry,
-        )
-        self.slo_at_risk = Gauge(
-            "nim_autoscaler_slo_at_risk",
-            "1 when a latency metric is above its target.",
-            [*_POLICY, "metric"],
-            registry=registry,
-        )
+        self._policies: dict[str, _PolicyState] = {}
+        """Per policy key: what it exports (rendered by the two collectors registered below)."""
+        # Registered in the order the families have always been exposed in.
+        registry.register(Collector(self._collect_decisions))
         self.tick_duration = Histogram(
             "nim_autoscaler_tick_duration_seconds",
             "Duration of one control-loop tick.",
@@ -124,211 +196,131 @@ class ControllerMetrics:
             "Policy files with errors (their last good version stays in force).",
             registry=registry,
         )
-        self.capacity = Gauge(
-            "nim_autoscaler_capacity_requests_per_second",
-            "SLO sizing (algorithm llm): requests/s one ready replica carries within the SLO "
-            "(estimate: the figure in force; planned: what the sizing provisions for, above the "
-            "estimate while it explores; met: highest load per replica seen within the SLO; "
-            "violated: lowest load per replica seen violating it). Absent: no figure yet.",
-            [*_POLICY, "figure"],
-            registry=registry,
-        )
-        self.capacity_source = Gauge(
-            "nim_autoscaler_capacity_source",
-            "1 for the source of the capacity figure in force (prior, learned, profile, spec).",
-            [*_POLICY, "source"],
-            registry=registry,
-        )
-        self.capacity_samples = Gauge(
-            "nim_autoscaler_capacity_samples",
-            "Steady windows the capacity model has learned from.",
-            _POLICY,
-            registry=registry,
-        )
-        self.slo_load = Gauge(
-            "nim_autoscaler_slo_requests_per_second",
-            "SLO sizing: arrival rate measured now (arrivals) and provisioned for one start-up "
-            "time ahead (forecast: trend and daily shape; peak: with Poisson headroom).",
-            [*_POLICY, "kind"],
-            registry=registry,
-        )
-        self.slo_replicas_needed = Gauge(
-            "nim_autoscaler_slo_replicas_needed",
-            "SLO sizing: replicas the forecast needs (fractional, before rounding up).",
-            _POLICY,
-            registry=registry,
-        )
-        self.slo_latency = Gauge(
-            "nim_autoscaler_slo_latency_seconds",
-            "Measured latency quantile of each SLO objective (ttft, itl); absent: no signal.",
-            [*_POLICY, "objective"],
-            registry=registry,
-        )
-        self.slo_objective = Gauge(
-            "nim_autoscaler_slo_objective_seconds",
-            "Target of each SLO objective (ttft, itl).",
-            [*_POLICY, "objective"],
-            registry=registry,
-        )
-        self.request_length = Gauge(
-            "nim_autoscaler_request_length_tokens",
-            "Mean tokens per request (kind: prompt, output) from the servers' token counters, "
-            "as the capacity model uses them (median of recent steady windows); absent: the "
-            "servers do not export the counters, or no steady window yet.",
-            [*_POLICY, "kind"],
-            registry=registry,
-        )
+        registry.register(Collector(self._collect_sizing))
         self.prometheus_queries = Counter(
             "nim_autoscaler_prometheus_queries",
             "PromQL queries sent.",
             registry=registry,
         )
 
-    def _policy_series(self, policy: ScalingPolicy) -> _PolicySeries:
-        """The policy's series; built (and its static gauges set) when the policy changes."""
-        series = self._series.get(policy.key)
-        if series is not None and series.policy is policy:
-            return series
-        ns, name = policy.metadata.namespace, policy.metadata.name
-        target = f"{policy.spec.scale_target_ref.kind}/{policy.spec.scale_target_ref.name}"
-        self.min_replicas.labels(name, ns).set(policy.spec.min_replicas)
-        self.max_replicas.labels(name, ns).set(policy.spec.max_replicas)
-        metrics = []
-        for metric in policy.spec.metrics:
-            threshold = metric.target.threshold
-            self.metric_target.labels(name, ns, metric.name).set(threshold)
-            slo = self.slo_at_risk.labels(name, ns, metric.name) if metric.is_latency else None
-            value = self.metric_value.labels(name, ns, metric.name)
-            metrics.append((metric.name, threshold, value, slo))
-        series = _PolicySeries(
-            policy,
-            self.desired_replicas.labels(name, ns, target),
-            self.current_replicas.labels(name, ns, target),
-            tuple(metrics),
-            exported={m.name for m in policy.spec.metrics},
-        )
-        self._series[policy.key] = series
-        return series
+    def _state(self, policy: ScalingPolicy) -> _PolicyState:
+        state = self._policies.get(policy.key)
+        if state is None:
+            meta = policy.metadata
+            state = self._policies[policy.key] = _PolicyState(meta.name, meta.namespace)
+        return state
 
     def observe_decision(self, policy: ScalingPolicy, decision: Decision) -> None:
-        """Export one decision's numbers."""
-        series = self._policy_series(policy)
-        series.desired.set(decision.desired_replicas)
-        series.current.set(decision.current_replicas)
-        counter = series.decisions.get(decision.reason)
-        if counter is None:
-            ns, name = policy.metadata.namespace, policy.metadata.name
-            counter = series.decisions[decision.reason] = self.decisions.labels(
-                name, ns, decision.reason
-            )
-        counter.inc()
-        for metric, threshold, child, slo in series.metrics:
-            value = decision.metric_values.get(metric)
-            if value is None:
-                if metric in series.exported:
-                    ns, name = policy.metadata.namespace, policy.metadata.name
-                    self.metric_value.remove(name, ns, metric)
-                    series.exported.discard(metric)
-            else:
-                if metric not in series.exported:
-                    # Removed while there was no signal: the registry holds a new child now.
-                    ns, name = policy.metadata.namespace, policy.metadata.name
-                    child = self.metric_value.labels(name, ns, metric)
-                    series.metrics = tuple(
-                        (m, t, child if m == metric else c, s) for m, t, c, s in series.metrics
-                    )
-                    series.exported.add(metric)
-                child.set(value)
-            if slo is not None:
-                at_risk = value is not None and value > threshold
-                slo.set(1.0 if at_risk else 0.0)
+        """Export one decision's numbers (and the bounds and targets of ``policy``)."""
+        state = self._state(policy)
+        last = state.decided
+        version = last.version if last is not None and last.version.policy is policy else None
+        state.decided = _Decided(
+            version or _Version.of(policy),
+            decision.desired_replicas,
+            decision.current_replicas,
+            decision.metric_values,
+        )
+        add(state.decisions, decision.reason)
         if decision.sizing is not None:
-            meta = policy.metadata
-            self._observe_sizing(meta.name, meta.namespace, decision.sizing)
-
-    def _observe_sizing(self, name: str, ns: str, sizing: SloPlan) -> None:
-        """Export the SLO sizing and the capacity model behind it."""
-        estimate = sizing.estimate
-        figures = (estimate.per_replica, estimate.planned, estimate.good, estimate.bad)
-        for figure, value in zip(_CAPACITY_FIGURES, figures, strict=True):
-            self._set_or_remove(self.capacity, (name, ns, figure), value)
-        for source in _CAPACITY_SOURCES | {estimate.source}:
-            value = 1.0 if source == estimate.source else None
-            self._set_or_remove(self.capacity_source, (name, ns, source), value)
-        self.capacity_samples.labels(name, ns).set(sizing.state.model.samples)
-        loads = (sizing.arrivals, sizing.forecast, sizing.peak)
-        for kind, value in zip(_LOAD_KINDS, loads, strict=True):
-            self._set_or_remove(self.slo_load, (name, ns, kind), value)
-        self._set_or_remove(self.slo_replicas_needed, (name, ns), sizing.need)
-        for objective, _, target, measured in sizing.latencies:
-            self.slo_objective.labels(name, ns, objective).set(target)
-            self._set_or_remove(self.slo_latency, (name, ns, objective), measured)
-        lengths = estimate.lengths or (None, None)
-        for kind, tokens in zip(_LENGTH_KINDS, lengths, strict=True):
-            self._set_or_remove(self.request_length, (name, ns, kind), tokens)
+            state.sizing = decision.sizing
 
     def error(self, policy: ScalingPolicy, kind: str) -> None:
         """Count one error of ``kind`` for ``policy``."""
-        self.errors.labels(policy.metadata.name, policy.metadata.namespace, kind).inc()
+        add(self._state(policy).errors, kind)
 
     def scaled(self, policy: ScalingPolicy, old: int, new: int) -> None:
         """Count one scale write."""
-        direction = "up" if new > old else "down"
-        self.scales.labels(policy.metadata.name, policy.metadata.namespace, direction).inc()
+        add(self._state(policy).scales, "up" if new > old else "down")
 
     def no_op(self, policy: ScalingPolicy) -> None:
-        """Count one decided scale that wrote nothing (see :attr:`scales`)."""
-        self.scales.labels(policy.metadata.name, policy.metadata.namespace, "no-op").inc()
+        """Count one decided scale that wrote nothing (see ``nim_autoscaler_scale_total``)."""
+        add(self._state(policy).scales, "no-op")
 
     def forget(self, policies: Iterable[ScalingPolicy]) -> None:
-        """Drop the per-policy series of policies that were removed."""
+        """Drop every series of policies that were removed (or went to another instance)."""
         for policy in policies:
-            self._series.pop(policy.key, None)
-            ns, name = policy.metadata.namespace, policy.metadata.name
-            for gauge in (self.min_replicas, self.max_replicas):
-                gauge.remove(name, ns)
-            target = f"{policy.spec.scale_target_ref.kind}/{policy.spec.scale_target_ref.name}"
-            for gauge in (self.desired_replicas, self.current_replicas):
-                gauge.remove(name, ns, target)
-            for metric in policy.spec.metrics:
-                for gauge in (self.metric_value, self.metric_target, self.slo_at_risk):
-                    gauge.remove(name, ns, metric.name)
-            series: list[tuple[Gauge, tuple[str, ...]]] = [
-                (self.capacity_samples, ()),
-                (self.slo_replicas_needed, ()),
-                *((self.capacity, (figure,)) for figure in _CAPACITY_FIGURES),
-                *((self.capacity_source, (source,)) for source in _CAPACITY_SOURCES),
-                *((self.slo_load, (kind,)) for kind in _LOAD_KINDS),
-                *((self.slo_latency, (objective,)) for objective in _OBJECTIVES),
-                *((self.slo_objective, (objective,)) for objective in _OBJECTIVES),
-                *((self.request_length, (kind,)) for kind in _LENGTH_KINDS),
-            ]
-            for gauge, extra in series:
-                labels = (name, ns, *extra)
-                self._sizing.pop((gauge, labels), None)
-                with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
+            self._policies.pop(policy.key, None)
 
-    def _set_or_remove(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
-        """Set an SLO sizing series, or drop it when there is no value (absent, never a stale 0).
+    def forget_version(self, policies: Iterable[ScalingPolicy]) -> None:
+        """Drop the series of replaced policy versions until the new version's first decision.
 
-        Only this method and :meth:`forget` add and remove these series, so what it has set
-        (:attr:`_sizing`) is what the registry exports.
+        Bounds, targets, replicas, metric values and the SLO sizing go (their labels may change
+        with the policy); the counters go on counting.
         """
-        key = (gauge, labels)
-        if value is None:
-            if self._sizing.pop(key, None) is not None:
-                with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
-            return
-        child = self._sizing.get(key)
-        if child is None:
-            child = self._sizing[key] = gauge.labels(*labels)
-        child.set(value)
+        for policy in policies:
+            state = self._policies.get(policy.key)
+            if state is not None:
+                state.decided = None
+                state.sizing = None
+
+    def _collect_decisions(self) -> Iterator[Metric]:
+        """Replicas, bounds, metric values and targets, and the per-policy counters."""
+        desired, current = _DESIRED.family(), _CURRENT.family()
+        value, target = _METRIC_VALUE.family(), _METRIC_TARGET.family()
+        low, high, at_risk = _MIN_REPLICAS.family(), _MAX_REPLICAS.family(), _SLO_AT_RISK.family()
+        decisions, scales, errors = _DECISIONS.family(), _SCALES.family(), _ERRORS.family()
+        for state in list(self._policies.values()):
+            name, ns = state.name, state.namespace
+            decided = state.decided
+            if decided is not None:
+                version = decided.version
+                spec = version.policy.spec
+                desired.add_metric((name, ns, version.target), decided.desired)
+                current.add_metric((name, ns, version.target), decided.current)
+                low.add_metric((name, ns), spec.min_replicas)
+                high.add_metric((name, ns), spec.max_replicas)
+                for metric, threshold, latency in version.metrics:
+                    observed = decided.values.get(metric)
+                    if observed is not None:
+                        value.add_metric((name, ns, metric), observed)
+                    target.add_metric((name, ns, metric), threshold)
+                    if latency:
+                        risk = observed is not None and observed > threshold
+                        at_risk.add_metric((name, ns, metric), 1.0 if risk else 0.0)
+            for family, counts in (
+                (decisions, state.decisions),
+                (scales, state.scales),
+                (errors, state.errors),
+            ):
+                for label, count in list(counts.items()):
+                    family.add_metric((name, ns, label), count.value, created=count.created)
+        return iter(
+            (desired, current, value, target, low, high, decisions, scales, errors, at_risk)
+        )
+
+    def _collect_sizing(self) -> Iterator[Metric]:
+        """The SLO sizing and the capacity model behind it (``algorithm: llm`` policies)."""
+        capacity, source = _CAPACITY.family(), _CAPACITY_SOURCE.family()
+        samples, load = _CAPACITY_SAMPLES.family(), _SLO_LOAD.family()
+        needed, latency = _SLO_REPLICAS_NEEDED.family(), _SLO_LATENCY.family()
+        objective, length = _SLO_OBJECTIVE.family(), _REQUEST_LENGTH.family()
+        for state in list(self._policies.values()):
+            plan = state.sizing
+            if plan is None:
+                continue
+            name, ns = state.name, state.namespace
+            estimate = plan.estimate
+            figures = (estimate.per_replica, estimate.planned, estimate.good, estimate.bad)
+            _add_present(capacity, name, ns, zip(_CAPACITY_FIGURES, figures, strict=True))
+            source.add_metric((name, ns, estimate.source), 1.0)
+            samples.add_metric((name, ns), plan.state.model.samples)
+            loads = (plan.arrivals, plan.forecast, plan.peak)
+            _add_present(load, name, ns, zip(_LOAD_KINDS, loads, strict=True))
+            if plan.need is not None:
+                needed.add_metric((name, ns), plan.need)
+            _add_present(latency, name, ns, ((o, measured) for o, _, _, measured in plan.latencies))
+            for each, _, goal, _ in plan.latencies:
+                objective.add_metric((name, ns, each), goal)
+            lengths = estimate.lengths or (None, None)
+            _add_present(length, name, ns, zip(_LENGTH_KINDS, lengths, strict=True))
+        return iter((capacity, source, samples, load, needed, latency, objective, length))
 
 
-_CAPACITY_FIGURES = ("estimate", "planned", "met", "violated")
-_CAPACITY_SOURCES = frozenset({"prior", "learned", "profile", "spec"})
-_LOAD_KINDS = ("arrivals", "forecast", "peak")
-_OBJECTIVES = ("ttft", "itl")
-_LENGTH_KINDS = ("prompt", "output")
+def _add_present(
+    family: GaugeMetricFamily, name: str, ns: str, values: Iterable[tuple[str, float | None]]
+) -> None:
+    """Add the series that have a value (absent, never a stale 0, without one)."""
+    for label, value in values:
+        if value is not None:
+            family.add_metric((name, ns, label), value)
