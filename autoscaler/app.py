@@ -11,7 +11,6 @@ health/metrics server, and the :class:`~autoscaler.controller.runner.Runner` tha
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from autoscaler.clock import Clock, SystemClock
+from autoscaler.controller import heap
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.runner import Runner
 from autoscaler.decision.resolved import HpaFlags
@@ -167,31 +167,6 @@ class CountingSource:
 POLICY_LIST_WAIT = 10.0
 """Seconds :meth:`Controller.start` waits for the first list of ScalingPolicy resources."""
 
-MMAP_THRESHOLD = 128 * 1024
-"""Allocations at least this large get their own mapping, returned to the OS when freed."""
-_M_MMAP_THRESHOLD = -3
-"""glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD``."""
-
-
-def tune_allocator() -> bool:
-    """Pin glibc's mmap threshold so large transient buffers are returned to the OS.
-
-    A tick reads Prometheus answers of up to ~15 MB (bytes) in worker threads. glibc raises its
-    mmap threshold each time such a mapped block is freed (up to 32 MB), after which the next
-    ones come from the thread's heap arena and are kept: measured at 1,000 policies, resident
-    memory grew by ~20-30 MB per tick without settling. Setting the threshold explicitly (as
-    ``MALLOC_MMAP_THRESHOLD_`` would) turns that adjustment off. Python's own small objects
-    are unaffected (pymalloc). Returns True if applied (not glibc, or it failed: False).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-
 
 def _timeouts(settings: Settings) -> LoopTimeouts:
     """Phase budgets that fit inside one interval."""
@@ -271,7 +246,7 @@ async def build_controller(
     max_ticks: int | None = None,
 ) -> Controller:
     """Assemble (but do not start) a controller from settings."""
-    tune_allocator()
+    heap.tune_allocator()
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
     timeouts = _timeouts(settings)
@@ -312,7 +287,7 @@ async def build_controller(
         drain_aware=settings.drain_aware,
         budgets=feed.budget_list,
         hpa_flags=HpaFlags(settings.hpa_tolerance, settings.hpa_downscale_stabilization),
-        freeze_heap=True,
+        manage_heap=True,
     )
     feed.monitor = loop.monitor
     if isinstance(kube.leader, ShardManager):

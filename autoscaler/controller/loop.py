@@ -26,7 +26,6 @@ One policy's failure (API error, bad data, an exception in any step) never affec
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 from prometheus_client import CollectorRegistry
 
+from autoscaler.controller import heap
 from autoscaler.controller.ports import (
     HistoryStore,
     LeaderGate,
@@ -179,7 +179,7 @@ class ControlLoop:
         drain_aware: bool = True,
         budgets: BudgetProvider | None = None,
         hpa_flags: HpaFlags = DEFAULT_FLAGS,
-        freeze_heap: bool = False,
+        manage_heap: bool = False,
     ) -> None:
         self._policies = policies
         self._metrics = metrics
@@ -203,9 +203,11 @@ class ControlLoop:
         self._budgets = budgets
         self._budget_names: set[str] = set()
         self._hpa_flags = hpa_flags
-        self._freeze_heap = freeze_heap
-        """Freeze the heap after the first tick with policies (:func:`_freeze_heap`; the live
-        controller does, tests and the simulator do not)."""
+        self._manage_heap = manage_heap
+        """Freeze the collector's view after the first tick with policies and trim the C heap
+        after every tick (:mod:`.heap`; the live controller does, tests and the simulator do
+        not)."""
+        self._frozen = False
         self.monitor = ControllerMetrics(registry) if registry is not None else None
         self.fleet_monitor = FleetMetrics(registry) if registry is not None else None
         self._replicas_seen: dict[str, int] = {}
@@ -300,9 +302,11 @@ class ControlLoop:
             self.monitor.tick_duration.observe(time.monotonic() - started)
             self.monitor.last_successful_tick.set(time.time())
         self.last_tick_at = time.monotonic()
-        if self._freeze_heap and work:
-            self._freeze_heap = False
-            _freeze_heap()
+        if self._manage_heap and work:
+            if not self._frozen:
+                self._frozen = True
+                heap.freeze()
+            heap.trim()
         return results
 
     # ---- phases --------------------------------------------------------------------------
@@ -959,23 +963,6 @@ class ControlLoop:
 
 _QUIET = frozenset({Outcome.UNCHANGED, Outcome.NOT_LEADER})
 """Outcomes logged at debug when the decision keeps the current count."""
-
-
-def _freeze_heap() -> None:
-    """Take the objects alive now out of the cyclic garbage collector's view, once a process.
-
-    After the first tick the heap mostly holds what lives as long as the process or is replaced
-    and then freed by reference counting: policies, metric plans, the pod and target caches, the
-    per-policy metric series (about 400,000 container objects at 1,000 policies). The full
-    collections that later ticks trigger walked all of them: 0.25 to 0.3 s of CPU, on most ticks
-    (measured at 1,000 policies x 10 pods); frozen, a full collection walks only what was
-    allocated since. The price: a frozen object that ends up in a reference cycle is never
-    reclaimed, so at most this one heap can leak. Nothing is done when something is frozen
-    already (another loop in the process, or the program embedding it).
-    """
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
 
 
 def _held_back(decision: Decision, budget: str, grant: Grant) -> Decision:

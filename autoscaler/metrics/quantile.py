@@ -1,4 +1,4 @@
-"""Quantiles of a scale target's latency from its pods' histogram buckets (pure, numpy).
+"""Quantiles of a scale target's latency from its pods' histogram buckets (pure).
 
 :mod:`autoscaler.metrics.prometheus` fetches, in one batched query, the per-pod bucket rates
 ``sum by (namespace, pod, le) (rate(<name>_bucket[w]))``; this module sums them over the pods of
@@ -20,10 +20,9 @@ NaN is "no signal" for the caller (zero traffic has no latency), never 0.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 
 def parse_le(value: str) -> float:
@@ -35,14 +34,23 @@ def parse_le(value: str) -> float:
     return float(value)
 
 
-def histogram_quantile(
-    q: float, upper_bounds: npt.ArrayLike, cumulative_counts: npt.ArrayLike
-) -> float:
+def _floats(values: Any) -> list[float]:
+    """A list of floats from a sequence or a numpy array (``tolist``: no numpy import here)."""
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    return [float(v) for v in values]
+
+
+def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> float:
     """The ``q`` quantile of one cumulative histogram, as PromQL ``histogram_quantile``.
+
+    Plain Python: a histogram has tens of buckets, where numpy's per-call cost is larger than
+    the arithmetic (and the controller does not load numpy for it).
 
     Args:
         q: The quantile (0..1; below 0 gives -Inf and above 1 +Inf, as Prometheus).
-        upper_bounds: Bucket upper bounds (``le``), in any order, one of them ``+Inf``.
+        upper_bounds: Bucket upper bounds (``le``), in any order, one of them ``+Inf``
+            (a sequence of numbers or a 1-D numpy array).
         cumulative_counts: Cumulative count (or rate) of each bucket, aligned with
             ``upper_bounds``.
 
@@ -56,49 +64,53 @@ def histogram_quantile(
         return -math.inf
     if q > 1:
         return math.inf
-    bounds = np.asarray(upper_bounds, dtype=np.float64)
-    counts = np.asarray(cumulative_counts, dtype=np.float64)
-    if bounds.shape != counts.shape or bounds.ndim != 1:
-        msg = "upper_bounds and cumulative_counts must be 1-D and of equal length"
+    bounds = _floats(upper_bounds)
+    counts = _floats(cumulative_counts)
+    if len(bounds) != len(counts):
+        msg = "upper_bounds and cumulative_counts must be of equal length"
         raise ValueError(msg)
-    if bounds.size == 0:
+    if not bounds or any(math.isnan(b) for b in bounds):
+        return math.nan  # a NaN bound sorts last: no +Inf bucket at the top
+    pairs = sorted(zip(bounds, counts, strict=True), key=lambda pair: pair[0])
+    if pairs[-1][0] != math.inf:
         return math.nan
-    order = np.argsort(bounds, kind="stable")
-    bounds = bounds[order]
-    counts = counts[order]
-    if not (math.isinf(bounds[-1]) and bounds[-1] > 0):
-        return math.nan
-    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets). The bounds are sorted
-    # and hold no NaN (it sorts last, and the last one is +Inf), so equal bounds are neighbours:
-    # np.unique, several times the cost of the rest, runs only when there are some.
-    if bool((bounds[1:] == bounds[:-1]).any()):
-        unique_bounds, inverse = np.unique(bounds, return_inverse=True)
-        merged = np.zeros(unique_bounds.size, dtype=np.float64)
-        for index, count in zip(inverse, counts, strict=True):
-            merged[index] += count
-        bounds, counts = unique_bounds, merged
+    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets), in sorted order.
+    merged_bounds: list[float] = []
+    merged_counts: list[float] = []
+    for bound, count in pairs:
+        if merged_bounds and merged_bounds[-1] == bound:
+            merged_counts[-1] += count
+        else:
+            merged_bounds.append(bound)
+            merged_counts.append(0.0 + count)
+    if len(merged_bounds) < 2 or any(math.isnan(c) for c in merged_counts):
+        return math.nan  # a NaN count makes the running maximum, and the total, NaN
     # Monotonic cumulative counts (Prometheus ensureMonotonic): a running maximum.
-    counts = np.maximum.accumulate(counts)
-    if bounds.size < 2:
-        return math.nan
-    observations = float(counts[-1])
-    if observations == 0 or math.isnan(observations):
+    highest = -math.inf
+    for index, count in enumerate(merged_counts):
+        highest = max(highest, count)
+        merged_counts[index] = highest
+    observations = merged_counts[-1]
+    if observations == 0:
         return math.nan
     rank = q * observations
-    # First bucket (excluding +Inf) whose cumulative count reaches the rank.
-    finite = counts[:-1]
-    b = int(np.searchsorted(finite, rank, side="left"))
-    if b == bounds.size - 1:
-        return float(bounds[-2])
-    if b == 0 and bounds[0] <= 0:
-        return float(bounds[0])
+    # First bucket (excluding +Inf) whose cumulative count reaches the rank (a NaN rank,
+    # 0 x Inf, sorts after every count).
+    last = len(merged_bounds) - 1
+    b = last if math.isnan(rank) else bisect_left(merged_counts, rank, 0, last)
+    if b == last:
+        return merged_bounds[-2]
+    if b == 0 and merged_bounds[0] <= 0:
+        return merged_bounds[0]
     bucket_start = 0.0
-    bucket_end = float(bounds[b])
-    count = float(counts[b])
+    bucket_end = merged_bounds[b]
+    count = merged_counts[b]
     if b > 0:
-        bucket_start = float(bounds[b - 1])
-        count -= float(counts[b - 1])
-        rank -= float(counts[b - 1])
+        bucket_start = merged_bounds[b - 1]
+        count -= merged_counts[b - 1]
+        rank -= merged_counts[b - 1]
+    if count == 0:
+        return math.nan  # q = 0 with an empty first bucket: 0/0, NaN in Prometheus too
     return bucket_start + (bucket_end - bucket_start) * (rank / count)
 
 
@@ -124,6 +136,4 @@ def target_quantile(q: float, per_pod: Iterable[Mapping[float, float]]) -> float
     total = sum_buckets(per_pod)
     if not total:
         return math.nan
-    bounds = np.fromiter(total.keys(), dtype=np.float64, count=len(total))
-    counts = np.fromiter(total.values(), dtype=np.float64, count=len(total))
-    return histogram_quantile(q, bounds, counts)
+    return histogram_quantile(q, list(total), list(total.values()))

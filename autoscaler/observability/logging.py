@@ -13,6 +13,20 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _LEVELS["error"] = logging.ERROR
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write: it may be replaced after logging is configured
+    (output capture, an embedding program), and a replaced one may be closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Drop values of keys that look like secrets, wherever they come from."""
     for key in list(event_dict):
@@ -32,7 +46,7 @@ def configure_logging(
         level: minimum level name (debug, info, warning, error).
         stream: where to write; default stderr.
     """
-    out = stream if stream is not None else sys.stderr
+    out: Any = stream if stream is not None else _Stderr()
     use_console = log_format == "console" or (
         log_format == "auto" and hasattr(out, "isatty") and out.isatty()
     )

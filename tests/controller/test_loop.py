@@ -16,6 +16,7 @@ import structlog
 import structlog.testing
 from prometheus_client import CollectorRegistry
 
+from autoscaler.controller import heap
 from autoscaler.controller.loop import ControlLoop, LoopTimeouts
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.resolved import HpaFlags
@@ -397,13 +398,13 @@ class TestBatchingAndHistory:
 
 
 class TestHeap:
-    async def test_freeze_heap_freezes_once_after_the_first_tick_with_policies(self) -> None:
-        """``freeze_heap``: what the first tick with policies leaves alive is frozen, once."""
+    async def test_manage_heap_freezes_once_after_the_first_tick_with_policies(self) -> None:
+        """``manage_heap``: what the first tick with policies leaves alive is frozen, once."""
         policy = make_policy()
         world = World(policy)
         world.policies = []
         gc.unfreeze()  # another test's loop may have frozen this process already
-        loop = world.loop(freeze_heap=True)
+        loop = world.loop(manage_heap=True)
         try:
             await loop.tick(0.0)
             assert gc.get_freeze_count() == 0  # nothing built yet
@@ -418,8 +419,29 @@ class TestHeap:
         finally:
             gc.unfreeze()
 
+    async def test_manage_heap_trims_the_c_heap_after_every_tick_with_policies(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The C heap's free pages go back to the system after each tick that did work."""
+        trims: list[float] = []
+        monkeypatch.setattr(heap, "trim", lambda: trims.append(0.0) is None)
+        policy = make_policy()
+        world = World(policy)
+        world.set_kv(policy, 0.5, 0.0)
+        gc.unfreeze()
+        loop = world.loop(manage_heap=True)
+        try:
+            for now in (0.0, 15.0, 30.0):
+                world.set_kv(policy, 0.5, now)
+                await loop.tick(now)
+        finally:
+            gc.unfreeze()
+        assert len(trims) == 3
+        await world.loop().tick(45.0)
+        assert len(trims) == 3  # not by default
+
     async def test_the_heap_is_not_frozen_by_default(self) -> None:
-        """Without ``freeze_heap`` (tests, the simulator) the loop leaves the collector alone."""
+        """Without ``manage_heap`` (tests, the simulator) the loop leaves the collector alone."""
         policy = make_policy()
         world = World(policy)
         world.set_kv(policy, 0.5, 0.0)

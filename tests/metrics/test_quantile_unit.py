@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from autoscaler.metrics.quantile import histogram_quantile, sum_buckets, target_quantile
@@ -33,6 +34,9 @@ INF = math.inf
         pytest.param(
             0.75, [0.1, 0.1, 0.2, INF], [5, 5, 20, 20], 0.15, id="equal bounds are merged"
         ),
+        pytest.param(0.0, [0.1, 0.2, INF], [0, 5, 5], math.nan, id="q 0, empty first bucket"),
+        pytest.param(0.5, [0.1, math.nan, INF], [1, 2, 3], math.nan, id="NaN bound"),
+        pytest.param(0.5, [0.1, 0.2, INF], [1, math.nan, 3], math.nan, id="NaN count"),
     ],
 )
 def test_histogram_quantile_cases(
@@ -60,3 +64,11 @@ def test_length_mismatch_is_a_programming_error() -> None:
     """Bounds and counts of different lengths raise."""
     with pytest.raises(ValueError, match="equal length"):
         histogram_quantile(0.5, [0.1, INF], [1.0])
+
+
+def test_numpy_arrays_give_the_same_quantile_as_lists() -> None:
+    """The simulator passes numpy arrays; the controller, lists: one result."""
+    bounds, counts = [0.05, 0.1, 0.2, 0.5, INF], [3.0, 9.0, 12.5, 14.0, 14.0]
+    for q in (0.5, 0.9, 0.99):
+        expected = histogram_quantile(q, bounds, counts)
+        assert histogram_quantile(q, np.array(bounds), np.array(counts)) == expected

@@ -1,0 +1,27 @@
+"""The controller's C-heap measures, on this machine's glibc (CI runs Debian: glibc)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoscaler.controller import heap
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_trim_gives_freed_heap_memory_back() -> None:
+    """Memory freed in the middle of the heap is returned to the system by trim()."""
+    assert heap.tune_allocator()  # glibc: applies (and is harmless for the test process)
+    blocks = [bytearray(2048) for _ in range(40_000)]  # ~80 MB of malloc'd (not mmap'd) blocks
+    keep = blocks[-1]  # pins the top of the heap: freed pages below it stay without a trim
+    del blocks
+    before = _rss_kib()
+    assert heap.trim()
+    after = _rss_kib()
+    assert before - after > 40_000, (before, after)  # KiB: most of the ~80 MB came back
+    assert len(keep) == 2048
