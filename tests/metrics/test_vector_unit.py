@@ -15,6 +15,7 @@ from autoscaler.metrics.vector import (
     LabelStrings,
     QueryFailed,
     Series,
+    _columns,
     _scan,
     decode_keyed,
     decode_series,
@@ -209,3 +210,48 @@ def _prom_float(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(value)
+
+
+def _series(pod: str, value: str, name: str | None = None) -> bytes:
+    named = f'"__name__":"{name}",' if name else ""
+    return (
+        f'{{"metric":{{{named}"le":"0.1","namespace":"ns","pod":"{pod}"}},'
+        f'"value":[1700000000.5,"{value}"]}}'
+    ).encode()
+
+
+_HEAD = b'{"status":"success","data":{"resultType":"vector","result":['
+
+
+@pytest.mark.parametrize("name", [None, "x_bucket"])
+def test_whole_answers_read_at_once_match_the_json_decoder(name: str | None) -> None:
+    """Many series with exactly the keyed labels (named or not), values of every form."""
+    forms = ["0.5", "NaN", "+Inf", "-Inf", "1e-05", "12"]
+    series = b",".join(_series(f"p{i}", forms[i % len(forms)], name) for i in range(600))
+    body = _HEAD + series + b']},"warnings":["w"]}'
+    assert _columns(body, KEYS, LabelStrings()) is not None  # read at once, not series by series
+    slow = [(tuple(s.labels.get(k) for k in KEYS), s.value) for s in _reference(body)]
+    fast = _rows(body)
+    assert [r[0] for r in fast] == [r[0] for r in slow]
+    assert [repr(r[1]) for r in fast] == [repr(r[1]) for r in slow]
+
+
+@pytest.mark.parametrize(
+    "between",
+    [b"]},", b", ", b";", b",,"],
+    ids=["stray bracket and brace", "space", "semicolon", "two commas"],
+)
+def test_anything_but_one_comma_between_series_is_refused(between: bytes) -> None:
+    """Series that each match, separated by anything else: the JSON decoder decides (it
+    refuses these, or reads them as it reads them)."""
+    body = _HEAD + _series("a", "1") + between + _series("b", "2") + b"]}}"
+    assert _columns(body, KEYS, LabelStrings()) is None
+    try:
+        expected: Any = [(tuple(s.labels.get(k) for k in KEYS), s.value) for s in _reference(body)]
+    except ValueError:
+        expected = QueryFailed
+    if expected is QueryFailed:
+        with pytest.raises(QueryFailed):
+            _rows(body)
+    else:
+        assert _rows(body) == expected
