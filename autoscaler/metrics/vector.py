@@ -27,7 +27,6 @@ import functools
 import json
 import re
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -189,18 +188,26 @@ def _tail_ok(body: bytes, pos: int) -> bool:
         return False
 
 
+_JSON_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+"""A number as JSON writes it (the sample's timestamp)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _keyed(keys: tuple[str, ...]) -> tuple[re.Pattern[bytes], tuple[int, ...]]:
+def _keyed(
+    keys: tuple[str, ...], *, stamp: bool = True
+) -> tuple[re.Pattern[bytes], tuple[int, ...]]:
     """The pattern of one series whose labels are exactly ``keys`` (and perhaps ``__name__``),
-    and the group numbers of ``keys`` in it (then come the timestamp's and the value's)."""
+    and the group numbers of ``keys`` in it (then come the timestamp's, unless ``stamp`` is
+    False, and the value's)."""
     # Prometheus writes label names sorted: the common case is exactly these labels.
     ordered = sorted(keys)
     inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
     # A plain selector's answer also names the series (``__name__`` sorts first): group 1,
     # empty when the name is one of ``keys``.
     name = b"()" if "__name__" in keys else rb'((?:"__name__":"[^"\\]*",)?)'
+    time = b"(" + _JSON_NUMBER + b")" if stamp else b"(?:" + _JSON_NUMBER + b")"
     pattern = re.compile(
-        rb'\{"metric":\{' + name + inner + rb'\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}'
+        rb'\{"metric":\{' + name + inner + rb'\},"value":\[' + time + rb',"([^"\\]*)"\]\}'
     )
     return pattern, tuple(ordered.index(k) + 2 for k in keys)
 
@@ -217,7 +224,7 @@ def _columns(
     """
     if not keys or not body.startswith(_HEAD):
         return None
-    keyed, numbers = _keyed(tuple(keys))
+    keyed, numbers = _keyed(tuple(keys), stamp=False)  # no copy of every timestamp
     stride = keyed.groups + 1
     parts = keyed.split(body[len(_HEAD) :])
     count = len(parts) // stride
@@ -230,7 +237,6 @@ def _columns(
     if not tail.startswith(b"]") or not _tail_ok(tail, 1):
         return None
     try:
-        deque(map(float, parts[stride - 2 :: stride]), maxlen=0)  # timestamps are numbers
         values = list(map(float, parts[stride - 1 :: stride]))
     except ValueError:
         return None
