@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 
@@ -71,18 +72,20 @@ def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> f
         raise ValueError(msg)
     if not bounds or any(math.isnan(b) for b in bounds):
         return math.nan  # a NaN bound sorts last: no +Inf bucket at the top
-    pairs = sorted(zip(bounds, counts, strict=True), key=lambda pair: pair[0])
+    pairs = sorted(zip(bounds, counts, strict=True), key=itemgetter(0))
     if pairs[-1][0] != math.inf:
         return math.nan
-    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets), in sorted order.
-    merged_bounds: list[float] = []
-    merged_counts: list[float] = []
-    for bound, count in pairs:
-        if merged_bounds and merged_bounds[-1] == bound:
-            merged_counts[-1] += count
-        else:
-            merged_bounds.append(bound)
-            merged_counts.append(0.0 + count)
+    merged_bounds = [bound for bound, _ in pairs]
+    merged_counts = [0.0 + count for _, count in pairs]
+    if len(set(merged_bounds)) < len(merged_bounds):
+        # Merge buckets with equal upper bounds (Prometheus coalesceBuckets), in sorted order.
+        merged_bounds, merged_counts = [], []
+        for bound, count in pairs:
+            if merged_bounds and merged_bounds[-1] == bound:
+                merged_counts[-1] += count
+            else:
+                merged_bounds.append(bound)
+                merged_counts.append(0.0 + count)
     if len(merged_bounds) < 2 or any(math.isnan(c) for c in merged_counts):
         return math.nan  # a NaN count makes the running maximum, and the total, NaN
     # Monotonic cumulative counts (Prometheus ensureMonotonic): a running maximum.

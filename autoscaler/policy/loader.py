@@ -32,6 +32,7 @@ policy file is parsed again.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -728,11 +729,17 @@ def policy_files(directory: Path) -> list[Path]:
 
     Hidden entries are skipped so a Kubernetes ConfigMap mount (``..data``) is read once.
     """
-    return sorted(
-        entry
-        for entry in directory.iterdir()
-        if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
-    )
+    # scandir: the entry types come with the listing (a stat only for symbolic links, as a
+    # ConfigMap mount's files are); this runs every tick over every policy file.
+    with os.scandir(directory) as entries:
+        names = sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(POLICY_SUFFIXES)
+            and not entry.name.startswith(".")
+            and entry.is_file()
+        )
+    return [directory / name for name in names]
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path | PolicyError]:
