@@ -19,6 +19,7 @@ Escaping rules (the point of this module): a value is never pasted into PromQL a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -130,7 +131,13 @@ def format_duration(seconds: float) -> str:
 
 def namespace_matcher(namespaces: Iterable[str]) -> str:
     """``namespace=~"ns1|ns2"`` (escaped), or ``namespace="ns"`` for a single namespace."""
-    unique = sorted(set(namespaces))
+    return _namespace_matcher(frozenset(namespaces))
+
+
+@functools.lru_cache(maxsize=32)
+def _namespace_matcher(namespaces: frozenset[str]) -> str:
+    """The matcher of a set of namespaces: the batches of a tick (and of the next) share one."""
+    unique = sorted(namespaces)
     if len(unique) == 1:
         return f"namespace={string_literal(unique[0])}"
     return f"namespace=~{string_literal(regex_alternation(unique))}"
