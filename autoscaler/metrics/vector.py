@@ -202,14 +202,13 @@ def _keyed(
     # Prometheus writes label names sorted: the common case is exactly these labels.
     ordered = sorted(keys)
     inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
-    # A plain selector's answer also names the series (``__name__`` sorts first): group 1,
-    # empty when the name is one of ``keys``.
-    name = b"()" if "__name__" in keys else rb'((?:"__name__":"[^"\\]*",)?)'
+    # A plain selector's answer also names the series (``__name__`` sorts first): skipped.
+    name = b"" if "__name__" in keys else rb'(?:"__name__":"[^"\\]*",)?'
     time = b"(" + _JSON_NUMBER + b")" if stamp else b"(?:" + _JSON_NUMBER + b")"
     pattern = re.compile(
         rb'\{"metric":\{' + name + inner + rb'\},"value":\[' + time + rb',"([^"\\]*)"\]\}'
     )
-    return pattern, tuple(ordered.index(k) + 2 for k in keys)
+    return pattern, tuple(ordered.index(k) + 1 for k in keys)
 
 
 def _columns(
