@@ -268,10 +268,15 @@ class ControlLoop:
                 for p in policies
             ] + skipped
         work = [_Work(policy) for policy in policies]
-        await self._bounded(work, self._read_scale)
+        # The target cache and the histories in memory answer most policies at once: a task
+        # each only for the reads that go to the API server.
+        await self._bounded([w for w in work if not self._cached_reading(w)], self._read_scale)
         for item in work:
             self._select_pods(item)
-        await self._bounded(work, lambda item: self._load_history(item, now))
+        await self._bounded(
+            [w for w in work if w.policy.key not in self._histories],
+            lambda item: self._load_history(item, now),
+        )
         for item in work:
             self._observe_fleet(item)
         deciding = [w for w in work if w.error is None and not self._paused(w)]
@@ -311,15 +316,20 @@ class ControlLoop:
 
     # ---- phases --------------------------------------------------------------------------
 
-    async def _read_scale(self, item: _Work) -> None:
+    def _cached_reading(self, item: _Work) -> bool:
+        """Take the target's reading from the watch-fed cache; False: read ``/scale``."""
+        if self._targets is None:
+            return False
         ref = item.policy.spec.scale_target_ref
-        if self._targets is not None:
-            try:
-                item.reading = self._targets.lookup(item.policy.metadata.namespace, ref)
-            except Exception:  # a cache fault must not hide the target: read /scale instead
-                log.exception("target cache lookup failed", policy=item.policy.key)
-            if item.reading is not None:
-                return
+        try:
+            item.reading = self._targets.lookup(item.policy.metadata.namespace, ref)
+        except Exception:  # a cache fault must not hide the target: read /scale instead
+            log.exception("target cache lookup failed", policy=item.policy.key)
+        return item.reading is not None
+
+    async def _read_scale(self, item: _Work) -> None:
+        """Read the target's ``/scale`` (the cache had no reading)."""
+        ref = item.policy.spec.scale_target_ref
         try:
             async with asyncio.timeout(self._timeouts.scale_read):
                 item.reading = await self._scale.get_scale(item.policy.metadata.namespace, ref)

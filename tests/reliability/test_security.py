@@ -206,13 +206,20 @@ async def test_credentials_in_prometheus_url_not_logged(tmp_path: Path) -> None:
             namespaces=[NAMESPACE],
             interval=0.5,
         )
-        with structlog.testing.capture_logs() as logs:
-            task = asyncio.create_task(run_controller(settings, install_signals=False))
-            await wait_until(
-                lambda: any(e["event"] == "controller starting" for e in logs), 20, "start"
-            )
-            await asyncio.sleep(1.0)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        # An earlier test may have left a level filter (warning) that capture_logs keeps:
+        # capture every event here, and put the configuration back after.
+        saved = structlog.get_config()
+        structlog.reset_defaults()
+        try:
+            with structlog.testing.capture_logs() as logs:
+                task = asyncio.create_task(run_controller(settings, install_signals=False))
+                await wait_until(
+                    lambda: any(e["event"] == "controller starting" for e in logs), 20, "start"
+                )
+                await asyncio.sleep(1.0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        finally:
+            structlog.configure(**saved)
         assert_no_secret(repr(logs), PASSWORD)
