@@ -972,7 +972,7 @@ class PrometheusSource:
             )
             if not present:
                 continue
-            stamp = self._freshness(pod_key, fresh, now, plan.max_staleness) if fresh else None
+            stamp = self._freshness(pod_key, fresh, now, plan.max_staleness)
             if isinstance(stamp, NoSignal):
                 rejected[pod] = stamp
                 continue
@@ -1056,11 +1056,7 @@ class PrometheusSource:
             for pod in presence.workloads.get(group, ()):
                 if pod not in pods or (presence.recorded and present[pod] != 1):
                     return None
-                stamp = (
-                    self._freshness((namespace, pod), fresh, now, plan.max_staleness)
-                    if fresh
-                    else None
-                )
+                stamp = self._freshness((namespace, pod), fresh, now, plan.max_staleness)
                 if isinstance(stamp, NoSignal):
                     return None
                 if stamp is not None and (oldest is None or stamp < oldest):

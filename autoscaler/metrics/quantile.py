@@ -75,17 +75,15 @@ def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> f
     pairs = sorted(zip(bounds, counts, strict=True), key=itemgetter(0))
     if pairs[-1][0] != math.inf:
         return math.nan
-    merged_bounds = [bound for bound, _ in pairs]
-    merged_counts = [0.0 + count for _, count in pairs]
-    if len(set(merged_bounds)) < len(merged_bounds):
-        # Merge buckets with equal upper bounds (Prometheus coalesceBuckets), in sorted order.
-        merged_bounds, merged_counts = [], []
-        for bound, count in pairs:
-            if merged_bounds and merged_bounds[-1] == bound:
-                merged_counts[-1] += count
-            else:
-                merged_bounds.append(bound)
-                merged_counts.append(0.0 + count)
+    # Merge buckets with equal upper bounds (Prometheus coalesceBuckets), in sorted order.
+    merged_bounds: list[float] = []
+    merged_counts: list[float] = []
+    for bound, count in pairs:
+        if merged_bounds and merged_bounds[-1] == bound:
+            merged_counts[-1] += count
+        else:
+            merged_bounds.append(bound)
+            merged_counts.append(0.0 + count)
     if len(merged_bounds) < 2 or any(math.isnan(c) for c in merged_counts):
         return math.nan  # a NaN count makes the running maximum, and the total, NaN
     # Monotonic cumulative counts (Prometheus ensureMonotonic): a running maximum.

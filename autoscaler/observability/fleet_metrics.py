@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.metrics_core import Metric
 
-from autoscaler.observability.series import Collector, Count, CounterSpec, GaugeSpec, add
+from autoscaler.observability.series import (
+    Collector,
+    Count,
+    CounterSpec,
+    GaugeSpec,
+    add,
+    state_of,
+)
 from autoscaler.policy.models import PolicyMode, ScalingPolicy
 
 _POLICY = ("policy", "namespace")
@@ -74,11 +81,7 @@ class FleetMetrics:
         )
 
     def _state(self, policy: ScalingPolicy) -> _FleetState:
-        state = self._policies.get(policy.key)
-        if state is None:
-            meta = policy.metadata
-            state = self._policies[policy.key] = _FleetState(meta.name, meta.namespace)
-        return state
+        return state_of(self._policies, policy, _FleetState)
 
     def set_mode(self, policy: ScalingPolicy, mode: PolicyMode) -> None:
         """Export the mode in force."""

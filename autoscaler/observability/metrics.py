@@ -20,7 +20,14 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from autoscaler.decision.slo import SloPlan
 from autoscaler.decision.types import Decision
-from autoscaler.observability.series import Collector, Count, CounterSpec, GaugeSpec, add
+from autoscaler.observability.series import (
+    Collector,
+    Count,
+    CounterSpec,
+    GaugeSpec,
+    add,
+    state_of,
+)
 from autoscaler.policy.models import ScalingPolicy
 
 _POLICY = ("policy", "namespace")
@@ -204,11 +211,7 @@ class ControllerMetrics:
         )
 
     def _state(self, policy: ScalingPolicy) -> _PolicyState:
-        state = self._policies.get(policy.key)
-        if state is None:
-            meta = policy.metadata
-            state = self._policies[policy.key] = _PolicyState(meta.name, meta.namespace)
-        return state
+        return state_of(self._policies, policy, _PolicyState)
 
     def observe_decision(self, policy: ScalingPolicy, decision: Decision) -> None:
         """Export one decision's numbers (and the bounds and targets of ``policy``)."""

@@ -17,8 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from autoscaler.policy.models import ScalingPolicy
+
+S = TypeVar("S")
 
 
 @dataclass(slots=True)
@@ -33,6 +39,15 @@ class Count:
     def new(cls, value: float = 1.0) -> Count:
         """A series created now, at ``value``."""
         return cls(value, time.time())
+
+
+def state_of(states: dict[str, S], policy: ScalingPolicy, new: Callable[[str, str], S]) -> S:
+    """The export state of ``policy`` in ``states``, made by ``new(name, namespace)`` if none."""
+    state = states.get(policy.key)
+    if state is None:
+        meta = policy.metadata
+        state = states[policy.key] = new(meta.name, meta.namespace)
+    return state
 
 
 def add(counts: dict[str, Count], label: str, by: float = 1.0) -> None:
