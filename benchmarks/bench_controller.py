@@ -251,6 +251,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                     "valid_metrics": valid,
                 }
             )
+            del results, owned  # as the runner: not alive beside the next tick's
             await asyncio.sleep(0.5)
         # The pod-cache lookups of one tick on their own (step 3 of a tick; no I/O).
         lookup_started = time.perf_counter()

@@ -15,6 +15,9 @@ Each measure was measured at 1,000 policies x 10 pods (``benchmarks/bench_contro
     while another one does gets an arena of its own (up to eight per core) and what is freed
     there stays there. Six thread arenas held 13 MB with 1 MB in use; the GIL serialises the
     threads anyway.
+* :func:`tune_collector`: a tick allocates about 200,000 container objects, nearly all freed
+  by reference counting; at the default threshold (700) that was ~280 young and 2 full
+  collections per tick (0.06-0.07 s of CPU), with :data:`YOUNG_THRESHOLD` a few (0.02-0.03 s).
 * :func:`trim`: after a tick the main heap kept ~18 MB free for reuse; ``malloc_trim`` gives the
   free pages back to the system.
 
@@ -32,6 +35,9 @@ MMAP_THRESHOLD = 128 * 1024
 """Allocations at least this large get their own mapping, returned to the system when freed."""
 ARENAS = 2
 """The most malloc arenas the process may have."""
+YOUNG_THRESHOLD = 50_000
+"""Allocations of container objects, less deallocations, between two young collections (the
+interpreter's default is 700). Cyclic garbage waits longer; everything else is freed as before."""
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 """``mallopt`` parameter numbers (glibc ``malloc.h``)."""
@@ -68,6 +74,14 @@ def trim() -> bool:
     """Give the C heap's free pages back to the system; whether memory was released."""
     libc = _glibc()
     return libc is not None and libc.malloc_trim(0) == 1
+
+
+def tune_collector() -> None:
+    """Run young collections every :data:`YOUNG_THRESHOLD` allocations (never more often than
+    the process was already set to); the older generations keep their thresholds."""
+    young, middle, old = gc.get_threshold()
+    if 0 < young < YOUNG_THRESHOLD:
+        gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
 def freeze() -> None:

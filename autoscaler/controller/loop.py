@@ -293,7 +293,10 @@ class ControlLoop:
         for item in work:
             if item.decision is not None and item.records:
                 item.decision = with_records(item.decision, item.records)
-        await self._bounded(work, lambda item: self._act(item, now))
+        # Most policies write nothing: settled inline, a task each only for the writes.
+        await self._bounded(
+            [w for w in work if not self._settled(w, now)], lambda item: self._act(item, now)
+        )
         await self._bounded(work, self._record)
         await self._flush_history(work)
         results = [
@@ -311,6 +314,7 @@ class ControlLoop:
             if not self._frozen:
                 self._frozen = True
                 heap.freeze()
+                heap.tune_collector()
             heap.trim()
         return results
 
@@ -679,17 +683,18 @@ class ControlLoop:
         if item.decision is not None:
             item.decision = with_records(item.decision, {"drain": record})
 
-    async def _act(self, item: _Work, now: float) -> None:
+    def _settled(self, item: _Work, now: float) -> bool:
+        """Settle the outcomes that write nothing to the target; False: :meth:`_act` writes."""
         decision = item.decision
         if decision is None:
             item.outcome = Outcome.FAILED
-            return
+            return True
         if self._paused(item):
             item.outcome = Outcome.PAUSED
-            return
+            return True
         if not decision.scale:
             item.outcome = Outcome.UNCHANGED
-            return
+            return True
         key = item.policy.key
         advisory = item.mode is not None and item.mode.mode is PolicyMode.ADVISORY
         if self._dry_run or advisory:
@@ -706,9 +711,20 @@ class ControlLoop:
                 decision.current_replicas,
                 decision.desired_replicas,
             )
-            return
+            return True
         if not self._may_write(item.policy):
             item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
+            return True
+        return False
+
+    async def _act(self, item: _Work, now: float) -> None:
+        """Mark the pods to remove first, then write the decided count (after
+        :meth:`_settled` said the target is to be written)."""
+        decision = item.decision
+        assert decision is not None
+        key = item.policy.key
+        if not self._may_write(item.policy):  # the lease may go while other writes run
+            item.outcome = Outcome.NOT_LEADER
             return
         await self._mark_pods(item)
         try:

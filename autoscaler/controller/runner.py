@@ -77,6 +77,9 @@ class Runner:
             self.ticks += 1
             if self._after_tick is not None:
                 self._after_tick(results)
+            # Not held through the wait and the next tick: a tick's results (every policy's
+            # observation and decision) would otherwise stay alive beside the next one's.
+            del results
             if self._max_ticks is not None and self.ticks >= self._max_ticks:
                 return
             next_at += self._interval

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from autoscaler.controller import heap
@@ -25,3 +26,21 @@ def test_trim_gives_freed_heap_memory_back() -> None:
     after = _rss_kib()
     assert before - after > 40_000, (before, after)  # KiB: most of the ~80 MB came back
     assert len(keep) == 2048
+
+
+def test_tune_collector_raises_the_young_threshold_only() -> None:
+    """Young collections get rarer; the older generations and a higher setting stay as set."""
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        heap.tune_collector()
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, 10, 10)
+        gc.set_threshold(heap.YOUNG_THRESHOLD * 2, 5, 7)
+        heap.tune_collector()
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD * 2, 5, 7)
+        gc.set_threshold(0)  # collection disabled by the embedding program: left disabled
+        heap.tune_collector()
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*saved)

@@ -404,20 +404,25 @@ class TestHeap:
         world = World(policy)
         world.policies = []
         gc.unfreeze()  # another test's loop may have frozen this process already
+        thresholds = gc.get_threshold()
+        gc.set_threshold(700, 10, 10)
         loop = world.loop(manage_heap=True)
         try:
             await loop.tick(0.0)
             assert gc.get_freeze_count() == 0  # nothing built yet
+            assert gc.get_threshold()[0] == 700
             world.policies = [policy]
             world.set_kv(policy, 0.5, 15.0)
             await loop.tick(15.0)
             frozen = gc.get_freeze_count()
             assert frozen > 0
+            assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, 10, 10)  # with the freeze
             world.set_kv(policy, 0.5, 30.0)
             await loop.tick(30.0)
             assert gc.get_freeze_count() <= frozen  # some frozen objects were freed since
         finally:
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
 
     async def test_manage_heap_trims_the_c_heap_after_every_tick_with_policies(
         self, monkeypatch: pytest.MonkeyPatch

@@ -181,3 +181,26 @@ async def test_tls_with_ca_bundle_insecure_and_unverified(
     insecure = PrometheusSource(PrometheusClient(proxy.url, insecure_skip_verify=True))
     assert isinstance(await _kv(insecure, llm_env), PodSamples)
     await insecure.close()
+
+
+async def test_answers_are_asked_uncompressed_unless_configured(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory
+) -> None:
+    """``Accept-Encoding: identity`` by default; an operator's own value is sent instead."""
+    proxy = proxy_factory(llm_env.server.url)
+    src = PrometheusSource(PrometheusClient(proxy.url))
+    assert isinstance(await _kv(src, llm_env), PodSamples)
+    await src.close()
+    assert proxy.seen_headers
+    assert _encodings(proxy) == {"identity"}
+
+    proxy.seen_headers.clear()
+    gzip = PrometheusSource(PrometheusClient(proxy.url, headers={"accept-encoding": "gzip"}))
+    assert isinstance(await _kv(gzip, llm_env), PodSamples)
+    await gzip.close()
+    assert _encodings(proxy) == {"gzip"}
+
+
+def _encodings(proxy: PrometheusProxy) -> set[str]:
+    """The ``Accept-Encoding`` values the proxy saw (header names in any case)."""
+    return {v for h in proxy.seen_headers for k, v in h.items() if k.lower() == "accept-encoding"}

@@ -72,3 +72,48 @@ def test_numpy_arrays_give_the_same_quantile_as_lists() -> None:
     for q in (0.5, 0.9, 0.99):
         expected = histogram_quantile(q, bounds, counts)
         assert histogram_quantile(q, np.array(bounds), np.array(counts)) == expected
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+@pytest.mark.parametrize(
+    ("q", "bounds", "counts"),
+    [
+        (0.5, [0.1, 0.2, INF], [10, 20, 20]),
+        (0.0, [0.1, 0.2, INF], [0, 5, 5]),
+        (-0.1, [0.1, INF], [1, 2]),
+        (1.1, [0.1, INF], [1, 2]),
+        (math.nan, [0.1, INF], [1, 2]),
+        (0.5, [INF], [5]),
+        (0.5, [0.1, 0.2], [5, 10]),
+        (0.5, [0.1, math.nan, INF], [1, 2, 3]),
+        (0.5, [0.1, 0.2, INF], [1, math.nan, 3]),
+        (0.75, [0.1, 0.2, 0.3, INF], [10, 8, 20, 20]),
+        (0.5, [-1.0, 0.5, INF], [5, 10, 10]),
+        (0.99, [0.1, 0.2, INF], [10, 20, 40]),
+    ],
+)
+def test_target_quantile_of_one_histogram_is_histogram_quantile(
+    q: float, bounds: list[float], counts: list[float]
+) -> None:
+    """target_quantile's own path for distinct bounds gives histogram_quantile's result."""
+    expected = histogram_quantile(q, bounds, counts)
+    assert _same(target_quantile(q, [dict(zip(bounds, counts, strict=True))]), expected)
+
+
+def test_target_quantile_matches_histogram_quantile_on_random_histograms() -> None:
+    """Random pods, bounds (shared and not, unsorted), counts (zeros, non-monotonic) and q."""
+    rng = np.random.default_rng(17)
+    for _ in range(5_000):
+        grid = sorted({float(b) for b in rng.choice([0.01, 0.05, 0.1, 0.5, 1.0, 2.5], 4)})
+        pods = []
+        for _pod in range(int(rng.integers(1, 4))):
+            chosen = [b for b in grid if rng.random() < 0.8] + [INF]
+            rng.shuffle(chosen)
+            pods.append({b: float(rng.choice([0.0, rng.random() * 10])) for b in chosen})
+        q = float(rng.choice([0.0, 0.5, 0.9, 0.95, 0.99, 1.0, rng.random()]))
+        total = sum_buckets(pods)
+        expected = histogram_quantile(q, list(total), list(total.values()))
+        assert _same(target_quantile(q, pods), expected), (q, pods)
