@@ -684,7 +684,8 @@ class ControlLoop:
             item.decision = with_records(item.decision, {"drain": record})
 
     def _settled(self, item: _Work, now: float) -> bool:
-        """Settle the outcomes that write nothing to the target; False: :meth:`_act` writes."""
+        """Settle the outcomes decided without the API server; False: :meth:`_act` goes on
+        (it checks the lease right before writing)."""
         decision = item.decision
         if decision is None:
             item.outcome = Outcome.FAILED
@@ -712,9 +713,6 @@ class ControlLoop:
                 decision.desired_replicas,
             )
             return True
-        if not self._may_write(item.policy):
-            item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
-            return True
         return False
 
     async def _act(self, item: _Work, now: float) -> None:
@@ -723,8 +721,8 @@ class ControlLoop:
         decision = item.decision
         assert decision is not None
         key = item.policy.key
-        if not self._may_write(item.policy):  # the lease may go while other writes run
-            item.outcome = Outcome.NOT_LEADER
+        if not self._may_write(item.policy):
+            item.outcome = Outcome.NOT_LEADER  # lost the lease during this tick: do not write
             return
         await self._mark_pods(item)
         try:

@@ -30,7 +30,6 @@ def test_trim_gives_freed_heap_memory_back() -> None:
 
 def test_tune_collector_raises_the_young_threshold_only() -> None:
     """Young collections get rarer; the older generations and a higher setting stay as set."""
-
     saved = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)
