@@ -86,12 +86,6 @@ def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> f
             merged_counts.append(0.0 + count)
     if len(merged_bounds) < 2 or any(math.isnan(c) for c in merged_counts):
         return math.nan  # a NaN count makes the running maximum, and the total, NaN
-    return _interpolate(q, merged_bounds, merged_counts)
-
-
-def _interpolate(q: float, merged_bounds: list[float], merged_counts: list[float]) -> float:
-    """The quantile of sorted, distinct bounds (the last +Inf, at least 2) and their counts
-    (no NaN, ``merged_counts`` is made monotonic in place); ``q`` in 0..1."""
     # Monotonic cumulative counts (Prometheus ensureMonotonic): a running maximum.
     highest = -math.inf
     for index, count in enumerate(merged_counts):
@@ -141,16 +135,6 @@ def sum_buckets(per_pod: Iterable[Mapping[float, float]]) -> dict[float, float]:
 def target_quantile(q: float, per_pod: Iterable[Mapping[float, float]]) -> float:
     """The ``q`` quantile across pods: sum their bucket rates, then :func:`histogram_quantile`."""
     total = sum_buckets(per_pod)
-    if not total or math.isnan(q):
+    if not total:
         return math.nan
-    if not 0 <= q <= 1:
-        return histogram_quantile(q, [], [])  # -Inf or +Inf, as Prometheus
-    # The bounds of a mapping are distinct already: :func:`histogram_quantile` without its
-    # merge (the same result: the merge of distinct bounds keeps them as they are).
-    bounds = sorted(total)
-    if bounds[-1] != math.inf or len(bounds) < 2 or any(math.isnan(b) for b in bounds):
-        return math.nan  # no +Inf bucket at the top (a NaN bound sorts anywhere)
-    counts = [0.0 + total[bound] for bound in bounds]
-    if any(math.isnan(c) for c in counts):
-        return math.nan
-    return _interpolate(q, bounds, counts)
+    return histogram_quantile(q, list(total), list(total.values()))
