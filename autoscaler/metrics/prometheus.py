@@ -141,7 +141,8 @@ class Batch:
             # The pods that have bucket rates (one series per pod: the +Inf bucket), and for
             # recorded series how many copies of it.
             if self.recorded is not None:
-                return f'count by (namespace, pod) ({self.recorded}{{{ns}, le="+Inf"}})'
+                # Per-pod bucket rates (their +Inf bucket) or per-pod ``_count`` rates.
+                return f"count by (namespace, pod) ({self.recorded}{{{ns}{self._inf()}}})"
             return f'count by (namespace, pod) (rate({self.name}_bucket{{{ns}, le="+Inf"}}[{w}]))'
         if self.kind == "fresh":
             return self._exceptions(ns)
@@ -161,6 +162,12 @@ class Batch:
             return f"sum by (namespace, pod) (rate({self.name}_sum{{{ns}}}[{w}]))"
         return f"sum by (namespace, pod) (rate({self.name}_count{{{ns}}}[{w}]))"
 
+    def _inf(self) -> str:
+        """The matcher that keeps one series per pod of a recorded per-pod bucket series."""
+        if self.recorded is not None and self.recorded.startswith(recording.POD_BUCKETS_PREFIX):
+            return ', le="+Inf"'
+        return ""
+
     def _exceptions(self, ns: str) -> str:
         """``fresh``: the pods whose newest sample is old (value: its time), and those that
         should have one and have none (value 0).
@@ -174,8 +181,7 @@ class Batch:
         """
         cutoff = f"time() - {self.older_than:g}"
         if self.recorded is not None:
-            inf = ', le="+Inf"' if self.recorded.startswith("namespace_pod_le:") else ""
-            selector = f"{self.recorded}{{{ns}{inf}}}"
+            selector = f"{self.recorded}{{{ns}{self._inf()}}}"
         else:
             selector = f"{self.name}{{{ns}}}"
         old = f"max by (namespace, pod) (timestamp({selector})) < {cutoff}"
@@ -272,8 +278,11 @@ class _Plan:
     """Set for a quantile read as histograms summed per workload (``target_buckets``): the
     pods that have bucket rates, to check that a target's workloads hold exactly its usable
     pods."""
-    workload_need: recording.RuleNeed | None = None
-    """The recorded per-workload histogram that could replace the summing (recorded plans)."""
+    workload_needs: tuple[recording.RuleNeed, ...] = ()
+    """The recorded series a summed quantile could read instead (per-workload histograms and
+    per-pod ``_count`` rates; empty: none can)."""
+    pod_recorded: bool = False
+    """The per-pod batches read recorded series (where the per-pod path reads them)."""
 
     @property
     def batches(self) -> tuple[Batch, ...]:
@@ -498,26 +507,34 @@ class PrometheusSource:
         """The batches of a preset metric: raw series, or (``recorded``) the recorded ones.
 
         ``summed``: a quantile reads histograms summed per workload (``target_buckets``) and
-        the pods present (``presence``) instead of every pod's buckets; ``workload_rule``
-        (recorded plans): from the recorded per-workload series rather than summing the
-        recorded per-pod ones.
+        the pods present (``presence``) instead of every pod's buckets: summed in Prometheus
+        from the per-pod buckets (raw, or recorded per pod), or (``workload_rule``) read from
+        the recorded per-workload histograms, with the pods present and their freshness from
+        the recorded per-pod ``_count`` rates.
         """
         plan = PrometheusSource._pod_plan(metric, kind, name, recorded)
+        plan = replace(plan, pod_recorded=recorded)
         if len(plan.value_batches) != 1 or plan.value_batches[0].kind != "buckets":
             return plan
         buckets = plan.value_batches[0]
-        need = None
-        if plan.needs:
-            workload = recording.workload_name(buckets.name, buckets.window)
-            if workload is not None:
-                need = recording.RuleNeed(workload, plan.needs[0].raw)
-        plan = replace(plan, workload_need=need)
+        plan = replace(plan, workload_needs=recording.workload_needs(buckets.name, buckets.window))
         if not summed:
             return plan
-        summed_from = need.recorded if need is not None and workload_rule else buckets.recorded
+        if workload_rule and plan.workload_needs:
+            workload, counts = (need.recorded for need in plan.workload_needs)
+            # The raw freshness (scraped) and the recorded one (evaluated), as a recorded
+            # per-pod plan: the rule group records both series at one instant.
+            scraped = plan.fresh[0]
+            evaluated = Batch("fresh", name, recorded=counts, older_than=scraped.older_than)
+            return replace(
+                plan,
+                value_batches=(replace(buckets, kind="target_buckets", recorded=workload),),
+                presence=replace(buckets, kind="presence", recorded=counts),
+                fresh=(scraped, evaluated),
+            )
         return replace(
             plan,
-            value_batches=(replace(buckets, kind="target_buckets", recorded=summed_from),),
+            value_batches=(replace(buckets, kind="target_buckets"),),
             presence=replace(buckets, kind="presence"),
         )
 
@@ -541,7 +558,7 @@ class PrometheusSource:
             fresh=tuple(batch(b) for b in plan.fresh),
             needs=tuple(need(n) for n in plan.needs),
             presence=batch(plan.presence) if plan.presence is not None else None,
-            workload_need=need(plan.workload_need) if plan.workload_need is not None else None,
+            workload_needs=tuple(need(n) for n in plan.workload_needs),
         )
 
     @staticmethod
@@ -702,19 +719,19 @@ class PrometheusSource:
                 if plan.needs and self.recording_rules:
                     wanted = rules_wanted[namespace]
                     wanted.update(plan.needs)
-                    if plan.workload_need is not None and self.aggregate_buckets:
-                        wanted.add(plan.workload_need)
+                    if self.aggregate_buckets:
+                        wanted.update(plan.workload_needs)
                     usable = self.recorded_series(namespace)
                     if all(need.recorded in usable for need in plan.needs):
                         plan = planned(metric, resolved, recorded=True, summed=False)
-                        workload_rule = (
-                            plan.workload_need is not None and plan.workload_need.recorded in usable
-                        )
+                    workload_rule = bool(plan.workload_needs) and all(
+                        need.recorded in usable for need in plan.workload_needs
+                    )
                 if summed(namespace, plan):
                     plan = planned(
                         metric,
                         resolved,
-                        plan.value_batches[0].recorded is not None,
+                        plan.pod_recorded,
                         summed=True,
                         workload_rule=workload_rule,
                     )
@@ -793,8 +810,7 @@ class PrometheusSource:
             if summed_observation is not None:
                 continue
             namespace = req.policy.metadata.namespace
-            recorded_plan = plan.value_batches[0].recorded is not None
-            plan = planned(metric, plan.name, recorded_plan, summed=False)
+            plan = planned(metric, plan.name, plan.pod_recorded, summed=False)
             plans[index] = (req, metric, plan)
             self._per_pod[(namespace, plan.value_batches[0])] = now
             for batch in plan.batches:

@@ -8,12 +8,14 @@ presets read and for each configured rate window ``W``, the per-pod rates the ba
 =====================  ======================================================================
 recorded series        expression
 =====================  ======================================================================
-``namespace_pod_le:<h>_bucket:rate<W>``  ``sum by (namespace, pod, le) (rate(<h>_bucket[W]))``
+``namespace_workload_le:<h>_bucket:rate<W>``  the bucket rates summed by namespace,
+                                         ``workload`` and ``le`` (:func:`by_workload`)
 ``namespace_pod:<h>_sum:rate<W>``        ``sum by (namespace, pod) (rate(<h>_sum[W]))``
 ``namespace_pod:<h>_count:rate<W>``      ``sum by (namespace, pod) (rate(<h>_count[W]))``
 ``namespace_pod:<c>:rate<W>``            ``sum by (namespace, pod) (rate(<c>[W]))``
-``namespace_workload_le:<h>_bucket:rate<W>``  the first, summed by namespace, ``workload`` and
-                                         ``le`` (:func:`by_workload`)
+``namespace_pod_le:<h>_bucket:rate<W>``  ``sum by (namespace, pod, le) (rate(<h>_bucket[W]))``
+                                         (only with ``podHistograms``: the workload sums
+                                         are then computed from it)
 =====================  ======================================================================
 
 (``level:metric:operations``, the Prometheus naming convention; ``W`` in the shortest
@@ -47,6 +49,8 @@ WORKLOAD_REGEX = "(.+)-[^-]*"
 (``<deployment>-<template hash>``), the StatefulSet of ``<statefulset>-<ordinal>``."""
 WORKLOAD_PREFIX = "namespace_workload_le:"
 """Recorded histograms already summed by workload."""
+POD_BUCKETS_PREFIX = "namespace_pod_le:"
+"""Recorded per-pod bucket rates (one series per pod and ``le``)."""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -74,7 +78,23 @@ def workload_name(name: str, window: float | None) -> str | None:
     pod_level = recorded_name("buckets", name, window)
     if pod_level is None:
         return None
-    return WORKLOAD_PREFIX + pod_level.removeprefix("namespace_pod_le:")
+    return WORKLOAD_PREFIX + pod_level.removeprefix(POD_BUCKETS_PREFIX)
+
+
+def workload_needs(name: str, window: float | None) -> tuple[RuleNeed, ...]:
+    """What a quantile read from recorded per-workload histograms needs (empty: no rule can).
+
+    The histograms summed by workload, and the per-pod ``_count`` rates: one series per pod
+    that has bucket rates (a histogram's count is its +Inf bucket), which tell which pods the
+    sums hold. The per-pod bucket series are not needed (the chart does not record them by
+    default: they cost Prometheus as much as the raw rate they replace).
+    """
+    workload = workload_name(name, window)
+    counts = recorded_name("count", name, window)
+    if workload is None or counts is None:
+        return ()
+    raw = raw_reference("count", name)
+    return (RuleNeed(workload, raw), RuleNeed(counts, raw))
 
 
 _UNITS = (("h", 3600), ("m", 60), ("s", 1))
@@ -108,7 +128,7 @@ def recorded_name(kind: str, name: str, window: float | None) -> str | None:
     if suffix is None:
         return None
     if kind == "buckets":
-        return f"namespace_pod_le:{name}_bucket:rate{suffix}"
+        return f"{POD_BUCKETS_PREFIX}{name}_bucket:rate{suffix}"
     if kind == "rate":
         return f"namespace_pod:{name}:rate{suffix}"
     return f"namespace_pod:{name}_{kind}:rate{suffix}"

@@ -227,14 +227,13 @@ class FleetEnvironment:
         self.server.rule_files = [path]
         self.server.reconfigure(self.server.targets)
         pods = self.policies * self.pods
-        recorded = f"namespace_pod_le:time_per_output_token_seconds_bucket:rate{self.window}"
-        wait_for(self.server, f'count({recorded}{{le="+Inf"}})', pods, timeout)
-        wait_for(
-            self.server,
-            f"count(namespace_pod:request_success_total:rate{self.window})",
-            pods,
-            timeout,
-        )
+        workload = f"namespace_workload_le:time_per_output_token_seconds_bucket:rate{self.window}"
+        # One workload per policy (its pods are one Deployment's ReplicaSet).
+        wait_for(self.server, f'count({workload}{{le="+Inf"}})', self.policies, timeout)
+        for recorded in ("time_per_output_token_seconds_count", "request_success_total"):
+            wait_for(
+                self.server, f"count(namespace_pod:{recorded}:rate{self.window})", pods, timeout
+            )
         return {
             "rule_group_interval": RULE_INTERVAL,
             "seconds_until_every_pod_recorded": round(time.monotonic() - started, 1),

@@ -381,23 +381,39 @@ class TestRecordingRules:
                         expected.add(recording.recorded_name(batch, candidate.name, window))
                         if batch == "buckets":
                             expected.add(recording.workload_name(candidate.name, window))
-        assert expected == recorded
+        per_pod = {n for n in expected if n.startswith(recording.POD_BUCKETS_PREFIX)}
+        workload = {n for n in expected if n.startswith(recording.WORKLOAD_PREFIX)}
+        # By default no per-pod bucket rates: the controller needs the workload sums only.
+        assert expected - per_pod == recorded
         assert group["interval"] == "15s"
-        plain = recording_group(chart, windows=["1m", "90s"], workloadHistograms=False)
-        assert {rule["record"] for rule in plain["rules"]} == {
-            name for name in expected if not name.startswith(recording.WORKLOAD_PREFIX)
-        }
+        both = recording_group(chart, windows=["1m", "90s"], podHistograms=True)
+        assert {rule["record"] for rule in both["rules"]} == expected
+        plain = recording_group(
+            chart, windows=["1m", "90s"], workloadHistograms=False, podHistograms=True
+        )
+        assert {rule["record"] for rule in plain["rules"]} == expected - workload
+        neither = recording_group(chart, windows=["1m", "90s"], workloadHistograms=False)
+        assert {rule["record"] for rule in neither["rules"]} == expected - workload - per_pod
 
     @needs_promtool
-    def test_promtool_recorded_values(self, chart: helm_python.Chart, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("pod_histograms", [False, True], ids=["from-raw", "from-pod-rates"])
+    def test_promtool_recorded_values(
+        self, chart: helm_python.Chart, tmp_path: Path, pod_histograms: bool
+    ) -> None:
         """``promtool test rules``: per-pod sums of the rates, one series per (pod, le).
 
         And the per-workload histograms: pods ``llm-7f9c-a`` and ``llm-7f9c-b`` are summed
         under ``workload="llm-7f9c"`` (the name without its last segment, as the controller's
-        :func:`~autoscaler.metrics.rules.workload_of`).
+        :func:`~autoscaler.metrics.rules.workload_of`), from the raw bucket rates or from the
+        recorded per-pod ones (``podHistograms``), with the same values.
         """
         group = recording_group(
-            chart, windows=["2m"], interval="1m", selector='job="nim"', workloadHistograms=True
+            chart,
+            windows=["2m"],
+            interval="1m",
+            selector='job="nim"',
+            workloadHistograms=True,
+            podHistograms=pod_histograms,
         )
         (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}), "utf-8")
         pod = 'job="nim",namespace="llm",pod="a"'
@@ -425,6 +441,11 @@ class TestRecordingRules:
                             "series": 'request_success_total{job="x",namespace="llm",pod="b"}',
                             "values": "0+60x10",
                         },
+                        {
+                            "series": f'{bucket}{{job="x",namespace="llm",pod="llm-7f9c-c",'
+                            'le="+Inf"}',
+                            "values": "0+600x10",
+                        },
                     ],
                     "promql_expr_test": [
                         {
@@ -442,7 +463,9 @@ class TestRecordingRules:
                                     'bucket:rate2m{namespace="llm",pod="a",le="+Inf"}',
                                     "value": 3,
                                 },
-                            ],
+                            ]
+                            if pod_histograms
+                            else [],
                         },
                         {
                             "expr": f'{workload}{{workload="llm-7f9c"}}',

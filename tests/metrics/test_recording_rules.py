@@ -52,6 +52,8 @@ METRICS: list[dict[str, Any]] = [
 ]
 RATE = f"namespace_pod:request_success_total:rate{WINDOW}"
 BUCKETS = f"namespace_pod_le:time_per_output_token_seconds_bucket:rate{WINDOW}"
+WORKLOAD = f"namespace_workload_le:time_per_output_token_seconds_bucket:rate{WINDOW}"
+COUNT = f"namespace_pod:time_per_output_token_seconds_count:rate{WINDOW}"
 
 
 def render_rules(path: Path, **recording: Any) -> None:
@@ -100,9 +102,7 @@ def rules_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusSe
     try:
         server.start([ScrapeTarget(fleet.address, honor_labels=True)])
         server.wait_targets_up()
-        server.wait_for(
-            f"count({BUCKETS}{{le='+Inf'}} > 0)", lambda r: r and r[0]["value"][1] == "5"
-        )
+        server.wait_for(f"count({COUNT} > 0)", lambda r: r and r[0]["value"][1] == "5")
         # Every window full (rate over a 10 s window of a younger series is underestimated).
         time.sleep(11)
         yield server
@@ -131,8 +131,33 @@ def _value(observation: MetricObservation) -> dict[str, float] | float:
     return observation.value
 
 
-async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) -> None:
-    """At one evaluation instant the recorded path and the raw path agree on every metric."""
+@pytest.fixture(params=[False, True], ids=["workload-sums", "pod-buckets-too"])
+def pod_histograms(rules_env: PrometheusServer, request: pytest.FixtureRequest) -> Iterator[bool]:
+    """The chart's rules with ``podHistograms`` off (the default) or on."""
+    on: bool = request.param
+    if on:
+        render_rules(rules_env.rule_files[0], podHistograms=True)
+        rules_env.reconfigure(rules_env.targets)
+        rules_env.wait_for(
+            f"count({BUCKETS}{{le='+Inf'}} > 0)", lambda r: r and r[0]["value"][1] == "5"
+        )
+    try:
+        yield on
+    finally:
+        if on:
+            render_rules(rules_env.rule_files[0])
+            rules_env.reconfigure(rules_env.targets)
+            rules_env.wait_for(f"count({BUCKETS})", lambda r: not r)
+
+
+async def test_recorded_series_give_the_raw_values(
+    rules_env: PrometheusServer, pod_histograms: bool
+) -> None:
+    """At one evaluation instant the recorded path and the raw path agree on every metric.
+
+    The quantile reads the per-workload histograms either way; with ``podHistograms`` the
+    per-pod bucket rates are recorded (and detected) too.
+    """
     client = PrometheusClient(rules_env.url)
     recorded = PrometheusSource(client)
     # The reference: raw series, every pod's buckets (no histogram summed in Prometheus).
@@ -144,12 +169,13 @@ async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) 
         assert recorded.last_stats.rules_probe_queries == 1
         assert recorded.last_stats.recorded_batch_queries == 0
         for namespace in PODS:
-            assert {RATE, BUCKETS} <= recorded.recorded_series(namespace)
+            assert {RATE, WORKLOAD, COUNT} <= recorded.recorded_series(namespace)
+            assert (BUCKETS in recorded.recorded_series(namespace)) == pod_histograms
         at = _evaluation_time(rules_env)
         got = await recorded.fetch(requests, at)
-        # rate, buckets (summed per namespace, and the pods present), sum, count, and the
-        # evaluation timestamps of three of them (the mean reads sum and count from one group:
-        # one timestamp check).
+        # rate, the workload histograms, the pods present (their _count rates), sum, count,
+        # and the evaluation timestamps of three of them (the quantile: the _count rates; the
+        # mean reads sum and count from one group: one timestamp check).
         assert recorded.last_stats.recorded_batch_queries == 8
         # (and the capacity model's own 1 m latency, raw: no rule for that window)
         assert recorded.last_stats.target_bucket_queries == 2
@@ -170,8 +196,11 @@ async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) 
             expected = want[key][metric]
             assert isinstance(observation, PodSamples | TargetSample), (metric, observation)
             if metric != "kvCache":
-                assert "namespace_pod" in observation.query, metric
-                assert "namespace_pod" not in expected.query  # type: ignore[union-attr]
+                assert "namespace_" in observation.query, metric
+                assert "namespace_" not in expected.query  # type: ignore[union-attr]
+            if metric == "interTokenLatency":
+                assert WORKLOAD in observation.query
+                assert COUNT in observation.query
             value, raw_value = _value(observation), _value(expected)
             if isinstance(value, dict):
                 assert isinstance(raw_value, dict)
@@ -183,6 +212,43 @@ async def test_recorded_series_give_the_raw_values(rules_env: PrometheusServer) 
             else:
                 assert isinstance(raw_value, float)
                 assert math.isclose(value, raw_value, rel_tol=1e-9), metric
+
+
+async def test_a_target_short_of_its_workload_reads_pod_buckets(
+    rules_env: PrometheusServer,
+) -> None:
+    """A workload holding a pod that is not the target's: that target's quantile comes from
+    its own pods' raw bucket rates (the chart records none per pod by default), equal to the
+    raw path's; the other namespace keeps the recorded workload histogram."""
+    client = PrometheusClient(rules_env.url)
+    source = PrometheusSource(client)
+    raw = PrometheusSource(client, recording_rules=False, aggregate_buckets=False)
+    # rr-a's target has two of the three pods of workload "a".
+    requests = [
+        MetricRequest(make_policy("rr-a", METRICS, name="p-rr-a"), pod_infos(["a-0", "a-1"])),
+        MetricRequest(make_policy("rr-b", METRICS, name="p-rr-b"), pod_infos(PODS["rr-b"])),
+    ]
+    try:
+        await source.fetch(requests, time.time())  # the probe
+        at = _evaluation_time(rules_env)
+        got = await source.fetch(requests, at)
+        assert source.last_stats is not None
+        assert source.last_stats.per_pod_fallback_queries > 0
+        want = await raw.fetch(requests, at)
+    finally:
+        await client.close()
+    short = got["rr-a/p-rr-a"]["interTokenLatency"]
+    assert isinstance(short, TargetSample)
+    assert short.pods == 2
+    assert "workload" not in short.query
+    assert "rate(time_per_output_token_seconds_bucket" in short.query
+    expected = want["rr-a/p-rr-a"]["interTokenLatency"]
+    assert isinstance(expected, TargetSample)
+    assert math.isclose(short.value, expected.value, rel_tol=1e-9)
+    whole = got["rr-b/p-rr-b"]["interTokenLatency"]
+    assert isinstance(whole, TargetSample)
+    assert WORKLOAD in whole.query
+    assert whole.pods == 2
 
 
 async def test_partial_and_removed_rules_fall_back_to_raw(
