@@ -445,7 +445,8 @@ def readme_rows(
             "figure": f"controller CPU time per tick (median), {span}",
             "value": cpu,
             "goal": f"<= 0.5 s at 1,000{'' if at_goal else ' (not measured)'}",
-            "met": min(biggest["tick_cpu_seconds_median"], ruled.get("tick_cpu_seconds_median", 9))
+            # Both runs: the controller's CPU must not depend on how Prometheus is set up.
+            "met": max(biggest["tick_cpu_seconds_median"], ruled.get("tick_cpu_seconds_median", 0))
             <= 0.5
             if at_goal
             else None,

@@ -251,6 +251,9 @@ class ControlLoop:
 
     async def _tick(self, now: float) -> list[TickResult]:
         started = time.monotonic()
+        if self._frozen:
+            # What the last tick made is garbage by now (its results released): a short walk.
+            heap.collect_young()
         policies = list(self._policies())
         self._forget_removed(policies)
         leader = self._leader.is_leader() if self._leader is not None else True

@@ -13,10 +13,12 @@ One tick (:meth:`PrometheusSource.fetch`):
    empty, at most every ``redetect_min_interval``).
 2. One query per (series, statistic, window) for all policies together, restricted to the
    namespaces involved and grouped ``by (namespace, pod)`` (``by (namespace, pod, le)`` for
-   histogram buckets), plus one freshness query per series listing the exceptions only: the
-   pods whose newest sample is older than ``REPORT_AGE`` (and for counters and histograms, the
-   pods that had samples and have none now). Custom ``prometheus`` queries run once per
-   policy. The number of queries does not grow with the number of policies.
+   histogram buckets), plus one freshness query per series: for gauges and recorded series the
+   exceptions only (the pods whose newest sample is older than ``REPORT_AGE``); for raw
+   counters and histograms, whose rates outlive the series, every pod's newest sample time,
+   from which the source keeps the old ones and the pods with a value and no current sample
+   (:func:`_settle_stamps`). Custom ``prometheus`` queries run once per policy. The number of
+   queries does not grow with the number of policies.
 3. Each policy takes the series of its own pods (other pods' series are ignored); pods with no
    series are missing. Quantiles sum the bucket rates of the policy's pods.
 
@@ -91,12 +93,9 @@ MIN_STALENESS = 120.0
 REPORT_AGE = 60.0
 """Freshness batches list the pods whose newest sample is older than this (or than the max
 staleness, if lower); newer samples are fresh without their exact age."""
-MIN_LOOKBACK = 600.0
-"""Freshness batches of series whose values outlive them look this far back at least (so that
-plans of rate windows up to ``MIN_LOOKBACK - REPORT_AGE`` share one batch)."""
 
 BatchKind = Literal[
-    "value", "rate", "buckets", "sum", "count", "fresh", "target_buckets", "presence"
+    "value", "rate", "buckets", "sum", "count", "fresh", "stamps", "target_buckets", "presence"
 ]
 PodKey = tuple[str, str]
 
@@ -115,7 +114,8 @@ class Batch:
     """Read this recording rule's series instead of evaluating ``rate()`` over the raw ones
     (``fresh``: the timestamps of this recorded series)."""
     older_than: float = 0.0
-    """``fresh``: list the pods whose newest sample is older than this many seconds."""
+    """``fresh``, ``stamps``: the pods whose newest sample is older than this many seconds are
+    reported with its time."""
     _hash: int = field(init=False, repr=False, compare=False)
     """The hash, computed once: batches key the dictionaries of a tick, thousands of lookups."""
 
@@ -146,6 +146,10 @@ class Batch:
             return f'count by (namespace, pod) (rate({self.name}_bucket{{{ns}, le="+Inf"}}[{w}]))'
         if self.kind == "fresh":
             return self._exceptions(ns)
+        if self.kind == "stamps":
+            # Every pod's newest sample time: the pods that have values but no current sample
+            # are found by difference with the value batches (_settle_stamps).
+            return f"max by (namespace, pod) (timestamp({self.name}{{{ns}}}))"
         if self.recorded is not None:
             # Already one series per pod (and le): a plain selector. An aggregation here would
             # cost Prometheus more than the selection itself (measured: 1.9 s against 0.8 s for
@@ -169,29 +173,20 @@ class Batch:
         return ""
 
     def _exceptions(self, ns: str) -> str:
-        """``fresh``: the pods whose newest sample is old (value: its time), and those that
-        should have one and have none (value 0).
+        """``fresh``: the pods whose newest sample is old (value: its time).
 
         Only the exceptions come back (none in a healthy fleet), not a timestamp for every pod:
-        a pod the answer does not name has a sample newer than ``older_than``. Should have one:
-        pods that had a sample in the last ``window`` (set for raw series whose values outlive
-        them: a rate over a window, or a recording of one) and have no current one (a stopped
-        exporter: Prometheus marks its series stale at once, the rate lingers). A gauge's or a
-        recorded series' own value goes with its sample: only the age is asked.
+        a pod the answer does not name has a sample newer than ``older_than``. For series whose
+        value goes with their sample (a gauge, a recorded series): a series Prometheus has
+        marked stale is gone from the value query too. A raw counter or histogram read through
+        ``rate()`` outlives its series by up to the window: those are ``stamps`` batches.
         """
         cutoff = f"time() - {self.older_than:g}"
         if self.recorded is not None:
             selector = f"{self.recorded}{{{ns}{self._inf()}}}"
         else:
             selector = f"{self.name}{{{ns}}}"
-        old = f"max by (namespace, pod) (timestamp({selector})) < {cutoff}"
-        if self.window is None or self.recorded is not None:
-            return old
-        return (
-            f"({old}) or (max by (namespace, pod)"
-            f" (present_over_time({self.name}{{{ns}}}[{format_duration(self.window)}])) * 0"
-            f" unless on (namespace, pod) {self.name}{{{ns}}})"
-        )
+        return f"max by (namespace, pod) (timestamp({selector})) < {cutoff}"
 
 
 @dataclass(slots=True)
@@ -213,6 +208,9 @@ class _BatchResult:
     bad_groups: set[tuple[str, str]] = field(default_factory=set)
     """``target_buckets``: workloads whose summed histogram is unusable as such (an ``le``
     that is not a number, two series of one bound, a value out of domain)."""
+    stamps: dict[PodKey, float] | None = None
+    """``stamps`` batches once settled (:func:`_settle_stamps`): every pod's newest sample
+    time, while ``values`` holds the exceptions ``fresh`` batches list."""
     present: dict[str, dict[str, float]] = field(default_factory=dict)
     """``presence``: pod -> number of +Inf bucket series, per namespace."""
     workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -222,6 +220,12 @@ class _BatchResult:
         """This result and another one of the same batch for other namespaces."""
         if self.failure is not None or other.failure is not None:
             return self if self.failure is not None else other
+        stamps = None
+        if self.stamps is not None or other.stamps is not None:
+            stamps = {
+                **(self.values if self.stamps is None else self.stamps),
+                **(other.values if other.stamps is None else other.stamps),
+            }
         return _BatchResult(
             query=f"{self.query} ; {other.query}",
             values={**self.values, **other.values},
@@ -232,6 +236,7 @@ class _BatchResult:
             recorded=self.recorded,
             histograms={**self.histograms, **other.histograms},
             bad_groups=self.bad_groups | other.bad_groups,
+            stamps=stamps,
             present={**self.present, **other.present},
             workloads={**self.workloads, **other.workloads},
         )
@@ -593,10 +598,6 @@ class PrometheusSource:
         staleness = spec.max_staleness or default_staleness
         label = spec.name or kind.value
         older_than = min(REPORT_AGE, staleness)
-        # Values read over a window outlive the series (a rate lingers for its window, a
-        # recording of it as long as the rule has samples to read, reported once older than
-        # ``older_than``): look back that far for pods that had samples and have none now.
-        lookback = max(window + older_than, MIN_LOOKBACK) if window else None
         if series_kind is metric_names.SeriesKind.GAUGE:
             aggregation = "max" if kind is MetricKind.KV_CACHE else "sum"
             batches: tuple[Batch, ...] = (Batch("value", name, aggregation),)
@@ -616,7 +617,9 @@ class PrometheusSource:
             return _Plan(
                 name,
                 batches,
-                (Batch("fresh", name, window=lookback, older_than=older_than),),
+                # A rate outlives its series by up to the window (so does a recording of it):
+                # every pod's sample time, to find the pods with a value and no sample.
+                (Batch("stamps", name, older_than=older_than),),
                 staleness,
                 kind,
                 label,
@@ -624,7 +627,7 @@ class PrometheusSource:
                 spec=None,
             )
         assert isinstance(spec, LatencyMetricSpec)
-        fresh = (Batch("fresh", f"{name}_count", window=lookback, older_than=older_than),)
+        fresh = (Batch("stamps", f"{name}_count", older_than=older_than),)
         if spec.statistic == "mean":
             batches = (
                 Batch("sum", name, window=spec.window),
@@ -797,13 +800,27 @@ class PrometheusSource:
         for batch, nss in fallback_batches.items():
             covered.setdefault(batch, set()).update(nss)
 
+        _settle_stamps(plans, batch_results, now)
         # Summed histograms stand for a target only where the namespace's bucket series all
         # come from that target's usable pods; elsewhere the per-pod buckets are read now.
         observations: list[MetricObservation | None] = []
         per_pod_batches: dict[Batch, set[str]] = {}
+        # Two per-pod metrics of one policy read alike (the capacity model's queue depth and
+        # the policy's own, say): one observation for both.
+        assembled: dict[tuple[object, ...], MetricObservation] = {}
         for index, (req, metric, plan) in enumerate(plans):
             if plan.presence is None:
-                observations.append(self._assemble(req, plan, batch_results, now))
+                alike = (
+                    req.policy.key,
+                    plan.kind,
+                    plan.value_batches,
+                    plan.fresh,
+                    plan.max_staleness,
+                )
+                observation = assembled.get(alike) if plan.per_pod else None
+                if observation is None:
+                    observation = assembled[alike] = self._assemble(req, plan, batch_results, now)
+                observations.append(observation)
                 continue
             summed_observation = self._assemble_summed(req, plan, batch_results, now)
             observations.append(summed_observation)
@@ -828,6 +845,7 @@ class PrometheusSource:
             for (batch, _), outcome in zip(per_pod_items, fetched, strict=True):
                 earlier = batch_results.get(batch)
                 batch_results[batch] = outcome if earlier is None else earlier.merged(outcome)
+            _settle_stamps(plans, batch_results, now)
 
         for (req, _, plan), observation in zip(plans, observations, strict=True):
             if observation is None:
@@ -944,7 +962,7 @@ class PrometheusSource:
             stamps: list[float] = []
             for pod in pod_names:
                 pod_key = (namespace, pod)
-                if pod_key in duplicates:
+                if duplicates and pod_key in duplicates:
                     rejected[pod] = NoSignal(NoSignalReason.INVALID, "several series for the pod")
                     continue
                 value = pod_values.get(pod_key)
@@ -1125,6 +1143,47 @@ _KEYS: dict[BatchKind, tuple[str, ...]] = {
     "buckets": ("namespace", "pod", "le"),
     "target_buckets": ("namespace", recording.WORKLOAD_LABEL, "le"),
 }
+
+
+def _settle_stamps(
+    plans: Iterable[tuple[MetricRequest, MetricSpec, _Plan]],
+    results: Mapping[Batch, _BatchResult],
+    now: float,
+) -> None:
+    """Turn each ``stamps`` batch's sample times into the exceptions ``fresh`` batches list.
+
+    The pods whose newest sample is older than the batch's ``older_than`` (value: its time),
+    and the pods that have a value in a batch read with it but no current sample (value 0: a
+    stopped exporter, whose series Prometheus marks stale at once while the rate over the
+    window lingers). Cheap set arithmetic; again after more batches are read (idempotent).
+    """
+    guarded: dict[Batch, set[Batch]] = {}
+    for _, _, plan in plans:
+        for fresh in plan.fresh:
+            if fresh.kind == "stamps":
+                batches = guarded.setdefault(fresh, set())
+                batches.update(plan.value_batches)
+                if plan.presence is not None:
+                    batches.add(plan.presence)
+    for fresh, batches in guarded.items():
+        result = results.get(fresh)
+        if result is None or result.failure is not None:
+            continue
+        if result.stamps is None:
+            result.stamps = result.values
+        stamps = result.stamps
+        cutoff = now - fresh.older_than
+        exceptions = {key: stamp for key, stamp in stamps.items() if stamp < cutoff}
+        for batch in batches:
+            part = results.get(batch)
+            if part is None or part.failure is not None:
+                continue
+            for keys in (part.values, part.buckets, part.duplicates):
+                exceptions.update({key: 0.0 for key in keys if key not in stamps})
+            for ns, pods in part.present.items():
+                exceptions.update({(ns, pod): 0.0 for pod in pods if (ns, pod) not in stamps})
+        result.values = exceptions
+        result.series_per_namespace = Counter(ns for ns, _ in exceptions)
 
 
 def _shared_namespaces(requests: Iterable[MetricRequest]) -> set[str]:

@@ -39,7 +39,7 @@ def _floats(values: Any) -> list[float]:
     """A list of floats from a sequence or a numpy array (``tolist``: no numpy import here)."""
     if hasattr(values, "tolist"):
         values = values.tolist()
-    return [float(v) for v in values]
+    return list(map(float, values))
 
 
 def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> float:
@@ -70,7 +70,7 @@ def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> f
     if len(bounds) != len(counts):
         msg = "upper_bounds and cumulative_counts must be of equal length"
         raise ValueError(msg)
-    if not bounds or any(math.isnan(b) for b in bounds):
+    if not bounds or any(map(math.isnan, bounds)):
         return math.nan  # a NaN bound sorts last: no +Inf bucket at the top
     pairs = sorted(zip(bounds, counts, strict=True), key=itemgetter(0))
     if pairs[-1][0] != math.inf:
@@ -84,7 +84,7 @@ def histogram_quantile(q: float, upper_bounds: Any, cumulative_counts: Any) -> f
         else:
             merged_bounds.append(bound)
             merged_counts.append(0.0 + count)
-    if len(merged_bounds) < 2 or any(math.isnan(c) for c in merged_counts):
+    if len(merged_bounds) < 2 or any(map(math.isnan, merged_counts)):
         return math.nan  # a NaN count makes the running maximum, and the total, NaN
     # Monotonic cumulative counts (Prometheus ensureMonotonic): a running maximum.
     highest = -math.inf

@@ -43,3 +43,42 @@ def test_tune_collector_raises_the_young_threshold_only() -> None:
         assert gc.get_threshold()[0] == 0
     finally:
         gc.set_threshold(*saved)
+
+
+class _Node:
+    """A weakly referenceable object that can sit in a reference cycle."""
+
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_collect_young_reclaims_cycles_and_keeps_the_older_schedule() -> None:
+    """A reference cycle made since the last collection is reclaimed; every ``threshold[1]``
+    young collections the middle generation is collected too (as the interpreter would)."""
+    import weakref
+
+    saved = gc.get_threshold()
+    generations: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    try:
+        gc.set_threshold(1_000_000, 3, 1_000)  # no automatic collection during the test
+        gc.collect()
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first
+        gone = weakref.ref(first)
+        del first, second
+        assert gone() is not None  # a cycle: reference counting alone keeps it
+        gc.callbacks.append(record)
+        heap.collect_young()
+        assert gone() is None
+        for _ in range(5):
+            heap.collect_young()
+        assert generations == [0, 0, 0, 1, 0, 0]
+    finally:
+        if record in gc.callbacks:
+            gc.callbacks.remove(record)
+        gc.set_threshold(*saved)

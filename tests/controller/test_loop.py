@@ -418,8 +418,20 @@ class TestHeap:
             assert frozen > 0
             assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, 10, 10)  # with the freeze
             world.set_kv(policy, 0.5, 30.0)
-            await loop.tick(30.0)
+            collections: list[int] = []
+
+            def record(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    collections.append(info["generation"])
+
+            gc.callbacks.append(record)
+            try:
+                await loop.tick(30.0)
+            finally:
+                gc.callbacks.remove(record)
             assert gc.get_freeze_count() <= frozen  # some frozen objects were freed since
+            # The young collection as the tick starts (no automatic one at this threshold).
+            assert collections[:1] == [0]
         finally:
             gc.unfreeze()
             gc.set_threshold(*thresholds)
