@@ -86,14 +86,22 @@ async def test_sample_age_is_exact_past_the_report_age(
     fresh = (await source.fetch([MetricRequest(policy, pods)], now))[policy.key]["kvCache"]
     assert isinstance(fresh, PodSamples)
     assert (fresh.oldest_sample, fresh.sample_age_below) == (None, REPORT_AGE)
-    # Evaluated later, every sample is older than the report age: listed with its time.
+    # Evaluated later, every sample is older than the report age: listed with its time. The
+    # evaluation time is in the future, so a scrape landing between the reference read and the
+    # fetch moves the newest samples: read the reference on both sides, again if they differ.
     at = now + REPORT_AGE + 30
-    stamps = llm_env.server.query('timestamp(gpu_cache_usage_perc{namespace="nim-a"})', at)
-    old = (await source.fetch([MetricRequest(policy, pods)], at))[policy.key]["kvCache"]
+    query = 'min(timestamp(gpu_cache_usage_perc{namespace="nim-a"}))'
+    for _ in range(5):
+        before = float(llm_env.server.query(query, at)[0]["value"][1])
+        old = (await source.fetch([MetricRequest(policy, pods)], at))[policy.key]["kvCache"]
+        after = float(llm_env.server.query(query, at)[0]["value"][1])
+        if before == after:
+            break
+    assert before == after, "a scrape landed during every attempt"
     assert isinstance(old, PodSamples)
     assert old.values == fresh.values
     assert old.sample_age_below is None
-    assert old.oldest_sample == min(float(s["value"][1]) for s in stamps)
+    assert old.oldest_sample == before
 
 
 async def test_stopped_exporter_is_missing_or_stale_never_zero(
