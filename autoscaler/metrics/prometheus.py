@@ -208,9 +208,9 @@ class _BatchResult:
     bad_groups: set[tuple[str, str]] = field(default_factory=set)
     """``target_buckets``: workloads whose summed histogram is unusable as such (an ``le``
     that is not a number, two series of one bound, a value out of domain)."""
-    stamps: dict[PodKey, float] | None = None
-    """``stamps`` batches once settled (:func:`_settle_stamps`): every pod's newest sample
-    time, while ``values`` holds the exceptions ``fresh`` batches list."""
+    stamps: dict[PodKey, float] = field(default_factory=dict)
+    """``stamps``: every pod's newest sample time (``values`` then holds the exceptions
+    ``fresh`` batches list, once :func:`_settle_stamps` has run)."""
     present: dict[str, dict[str, float]] = field(default_factory=dict)
     """``presence``: pod -> number of +Inf bucket series, per namespace."""
     workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -220,12 +220,6 @@ class _BatchResult:
         """This result and another one of the same batch for other namespaces."""
         if self.failure is not None or other.failure is not None:
             return self if self.failure is not None else other
-        stamps = None
-        if self.stamps is not None or other.stamps is not None:
-            stamps = {
-                **(self.values if self.stamps is None else self.stamps),
-                **(other.values if other.stamps is None else other.stamps),
-            }
         return _BatchResult(
             query=f"{self.query} ; {other.query}",
             values={**self.values, **other.values},
@@ -236,7 +230,7 @@ class _BatchResult:
             recorded=self.recorded,
             histograms={**self.histograms, **other.histograms},
             bad_groups=self.bad_groups | other.bad_groups,
-            stamps=stamps,
+            stamps={**self.stamps, **other.stamps},
             present={**self.present, **other.present},
             workloads={**self.workloads, **other.workloads},
         )
@@ -518,7 +512,7 @@ class PrometheusSource:
         the recorded per-pod ``_count`` rates.
         """
         plan = PrometheusSource._pod_plan(metric, kind, name, recorded)
-        plan = replace(plan, pod_recorded=recorded)
+        plan = replace(plan, pod_recorded=plan.value_batches[0].recorded is not None)
         if len(plan.value_batches) != 1 or plan.value_batches[0].kind != "buckets":
             return plan
         buckets = plan.value_batches[0]
@@ -527,15 +521,12 @@ class PrometheusSource:
             return plan
         if workload_rule and plan.workload_needs:
             workload, counts = (need.recorded for need in plan.workload_needs)
-            # The raw freshness (scraped) and the recorded one (evaluated), as a recorded
-            # per-pod plan: the rule group records both series at one instant.
-            scraped = plan.fresh[0]
-            evaluated = Batch("fresh", name, recorded=counts, older_than=scraped.older_than)
+            # The rule group records the histograms and the _count rates at one instant.
             return replace(
                 plan,
                 value_batches=(replace(buckets, kind="target_buckets", recorded=workload),),
                 presence=replace(buckets, kind="presence", recorded=counts),
-                fresh=(scraped, evaluated),
+                fresh=_scraped_and_evaluated(plan.fresh[0], name, counts),
             )
         return replace(
             plan,
@@ -583,11 +574,9 @@ class PrometheusSource:
             replace(batch, recorded=need.recorded)
             for batch, need in zip(raw.value_batches, needs, strict=True)
         )
-        # The raw freshness (scraped: the exporter is alive) and the recorded one (evaluated:
-        # the rule keeps up) both apply; one recorded series stands for the pod's batches.
-        scraped = raw.fresh[0]
-        evaluated = Batch("fresh", name, recorded=needs[0].recorded, older_than=scraped.older_than)
-        return replace(raw, value_batches=batches, fresh=(scraped, evaluated))
+        # One recorded series stands for the pod's batches (one rule group).
+        fresh = _scraped_and_evaluated(raw.fresh[0], name, needs[0].recorded)
+        return replace(raw, value_batches=batches, fresh=fresh)
 
     @staticmethod
     def _raw_plan(metric: MetricSpec, kind: MetricKind, name: str) -> _Plan:
@@ -1145,6 +1134,12 @@ _KEYS: dict[BatchKind, tuple[str, ...]] = {
 }
 
 
+def _scraped_and_evaluated(scraped: Batch, name: str, recorded: str) -> tuple[Batch, Batch]:
+    """The freshness batches of a plan reading recorded series: the raw series' (scraped: the
+    exporter is alive) and the recorded series' (evaluated: the rule keeps up)."""
+    return (scraped, Batch("fresh", name, recorded=recorded, older_than=scraped.older_than))
+
+
 def _settle_stamps(
     plans: Iterable[tuple[MetricRequest, MetricSpec, _Plan]],
     results: Mapping[Batch, _BatchResult],
@@ -1169,8 +1164,6 @@ def _settle_stamps(
         result = results.get(fresh)
         if result is None or result.failure is not None:
             continue
-        if result.stamps is None:
-            result.stamps = result.values
         stamps = result.stamps
         cutoff = now - fresh.older_than
         exceptions = {key: stamp for key, stamp in stamps.items() if stamp < cutoff}
@@ -1268,6 +1261,10 @@ def _reduce_batch(
                 values[pod_key] = max(values[pod_key], value)
             else:
                 duplicates.add(pod_key)
+    if kind == "stamps":
+        # Sample times, not values: the exceptions are settled later (_settle_stamps).
+        result.stamps, result.values = values, {}
+        return result
     result.series_per_namespace.update(per_namespace)
     return result
 
