@@ -114,8 +114,8 @@ class Batch:
     """Read this recording rule's series instead of evaluating ``rate()`` over the raw ones
     (``fresh``: the timestamps of this recorded series)."""
     older_than: float = 0.0
-    """``fresh``, ``stamps``: the pods whose newest sample is older than this many seconds are
-    reported with its time."""
+    """``fresh``, ``stamps``, recorded ``presence``: the pods whose newest sample is older than
+    this many seconds are reported with its time."""
     _hash: int = field(init=False, repr=False, compare=False)
     """The hash, computed once: batches key the dictionaries of a tick, thousands of lookups."""
 
@@ -141,8 +141,10 @@ class Batch:
             # The pods that have bucket rates (one series per pod: the +Inf bucket), and for
             # recorded series how many copies of it.
             if self.recorded is not None:
-                # Per-pod bucket rates (their +Inf bucket) or per-pod ``_count`` rates.
-                return f"count by (namespace, pod) ({self.recorded}{{{ns}{self._inf()}}})"
+                # Per-pod bucket rates (their +Inf bucket) or per-pod ``_count`` rates, one row
+                # per series with its sample time: the copies are counted and the same rows
+                # tell when the rule last evaluated each pod (one selection, not two).
+                return f"timestamp({self.recorded}{{{ns}{self._inf()}}})"
             return f'count by (namespace, pod) (rate({self.name}_bucket{{{ns}, le="+Inf"}}[{w}]))'
         if self.kind == "fresh":
             return self._exceptions(ns)
@@ -212,7 +214,7 @@ class _BatchResult:
     """``stamps``: every pod's newest sample time (``values`` then holds the exceptions
     ``fresh`` batches list, once :func:`_settle_stamps` has run)."""
     present: dict[str, dict[str, float]] = field(default_factory=dict)
-    """``presence``: pod -> number of +Inf bucket series, per namespace."""
+    """``presence``: pod -> number of +Inf bucket series (recorded: of copies), per namespace."""
     workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """``presence``: the pods per (namespace, workload)."""
 
@@ -522,16 +524,26 @@ class PrometheusSource:
         if workload_rule and plan.workload_needs:
             workload, counts = (need.recorded for need in plan.workload_needs)
             # The rule group records the histograms and the _count rates at one instant.
+            presence = replace(
+                buckets, kind="presence", recorded=counts, older_than=plan.fresh[0].older_than
+            )
             return replace(
                 plan,
                 value_batches=(replace(buckets, kind="target_buckets", recorded=workload),),
-                presence=replace(buckets, kind="presence", recorded=counts),
-                fresh=_scraped_and_evaluated(plan.fresh[0], name, counts),
+                presence=presence,
+                fresh=(plan.fresh[0], presence),
             )
+        presence = replace(buckets, kind="presence")
+        fresh = plan.fresh
+        if buckets.recorded is not None:
+            # Recorded per-pod buckets: their presence rows are also their evaluated freshness.
+            presence = replace(presence, older_than=plan.fresh[0].older_than)
+            fresh = (plan.fresh[0], presence)
         return replace(
             plan,
             value_batches=(replace(buckets, kind="target_buckets"),),
-            presence=replace(buckets, kind="presence"),
+            presence=presence,
+            fresh=fresh,
         )
 
     def _pooled(self, plan: _Plan) -> _Plan:
@@ -797,6 +809,9 @@ class PrometheusSource:
         # Two per-pod metrics of one policy read alike (the capacity model's queue depth and
         # the policy's own, say): one observation for both.
         assembled: dict[tuple[object, ...], MetricObservation] = {}
+        # Likewise a quantile of the summed histograms (the capacity model's ITL at the policy's
+        # own quantile and window): None, too, is an answer (read per pod).
+        summed_alike: dict[tuple[object, ...], MetricObservation | None] = {}
         for index, (req, metric, plan) in enumerate(plans):
             if plan.presence is None:
                 alike = (
@@ -811,7 +826,23 @@ class PrometheusSource:
                     observation = assembled[alike] = self._assemble(req, plan, batch_results, now)
                 observations.append(observation)
                 continue
-            summed_observation = self._assemble_summed(req, plan, batch_results, now)
+            spec = plan.spec
+            assert spec is not None
+            summed_key = (
+                req.policy.key,
+                plan.kind,
+                plan.value_batches,
+                plan.presence,
+                plan.fresh,
+                plan.max_staleness,
+                spec.quantile,
+                spec.window,
+            )
+            if summed_key in summed_alike:
+                summed_observation = summed_alike[summed_key]
+            else:
+                summed_observation = self._assemble_summed(req, plan, batch_results, now)
+                summed_alike[summed_key] = summed_observation
             observations.append(summed_observation)
             if summed_observation is not None:
                 continue
@@ -885,7 +916,13 @@ class PrometheusSource:
                 now,
                 deadline,
                 keys,
-                partial(_reduce_batch, batch.kind, query, recorded=batch.recorded is not None),
+                partial(
+                    _reduce_batch,
+                    batch.kind,
+                    query,
+                    recorded=batch.recorded is not None,
+                    cutoff=now - batch.older_than,
+                ),
             )
         except QueryFailed as exc:
             log.warning("prometheus query failed", query=query[:200], reason=exc.reason)
@@ -1197,13 +1234,20 @@ def _shared_namespaces(requests: Iterable[MetricRequest]) -> set[str]:
 
 
 def _reduce_batch(
-    kind: BatchKind, query: str, rows: Iterable[KeyedRow], *, recorded: bool = False
+    kind: BatchKind,
+    query: str,
+    rows: Iterable[KeyedRow],
+    *,
+    recorded: bool = False,
+    cutoff: float = -math.inf,
 ) -> _BatchResult:
     """A batch's rows indexed by (namespace, pod); series without both labels are ignored.
 
     Two series of one pod make the pod unusable (``duplicates``), except for ``recorded``
     series, which are already one per pod: copies of one rule (e.g. from two rulers) hold the
-    same rate, and the larger is kept.
+    same rate, and the larger is kept. A recorded ``presence`` batch's rows are sample times:
+    those before ``cutoff`` are its freshness exceptions (``values``, as a ``fresh`` batch
+    lists them).
     """
     result = _BatchResult(query=query)
     values = result.values
@@ -1223,7 +1267,14 @@ def _reduce_batch(
                 pods = present[ns] = {}
             if pod not in pods:
                 workloads.setdefault((ns, recording.workload_of(pod)), []).append(pod)
-            pods[pod] = pods.get(pod, 0.0) + value
+            if recorded:
+                # One row per recorded series, its value the sample time (Batch.promql). A pod
+                # recorded twice is not read from the presence (the copies are counted).
+                pods[pod] = pods.get(pod, 0.0) + 1.0
+                if value < cutoff:
+                    values[ns, pod] = value
+            else:
+                pods[pod] = pods.get(pod, 0.0) + value
     elif kind == "buckets":
         buckets = result.buckets
         bounds: dict[str | None, float] = {}

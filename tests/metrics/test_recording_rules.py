@@ -6,6 +6,7 @@ engine and loaded into a real Prometheus scraping an emulated fleet; the source 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Iterator
@@ -173,10 +174,11 @@ async def test_recorded_series_give_the_raw_values(
             assert (BUCKETS in recorded.recorded_series(namespace)) == pod_histograms
         at = _evaluation_time(rules_env)
         got = await recorded.fetch(requests, at)
-        # rate, the workload histograms, the pods present (their _count rates), sum, count,
-        # and the evaluation timestamps of three of them (the quantile: the _count rates; the
-        # mean reads sum and count from one group: one timestamp check).
-        assert recorded.last_stats.recorded_batch_queries == 8
+        # rate, the workload histograms, the pods present (their _count rates, whose sample
+        # times are the quantile's evaluation check too), sum, count, and the evaluation
+        # timestamps of two of them (rate; the mean reads sum and count from one group: one
+        # timestamp check).
+        assert recorded.last_stats.recorded_batch_queries == 7
         # (and the capacity model's own 1 m latency, raw: no rule for that window)
         assert recorded.last_stats.target_bucket_queries == 2
         assert recorded.last_stats.per_pod_fallback_queries == 0
@@ -249,6 +251,46 @@ async def test_a_target_short_of_its_workload_reads_pod_buckets(
     assert isinstance(whole, TargetSample)
     assert WORKLOAD in whole.query
     assert whole.pods == 2
+
+
+async def test_a_rule_group_behind_its_scrapes_is_not_read(rules_env: PrometheusServer) -> None:
+    """Recorded histograms older than the metric's max staleness (the rule group evaluates
+    less often than that) are not read: the quantile comes from the fresh raw bucket rates.
+
+    The recorded ``_count`` rates that tell which pods a workload histogram holds carry their
+    evaluation time too; a policy tolerating the group's age keeps reading the recording.
+    """
+    itl = METRICS[2]["interTokenLatency"]
+    strict = [{"interTokenLatency": itl | {"maxStaleness": "5s"}}]
+    tolerant = [{"interTokenLatency": itl | {"maxStaleness": "2m"}}]
+    pods = PODS["rr-b"]
+    requests = [
+        MetricRequest(make_policy("rr-b", strict, name="strict"), pod_infos(pods)),
+        MetricRequest(make_policy("rr-b", tolerant, name="tolerant"), pod_infos(pods)),
+    ]
+    client = PrometheusClient(rules_env.url)
+    source = PrometheusSource(client)
+    render_rules(rules_env.rule_files[0], interval="30s")
+    rules_env.reconfigure(rules_env.targets)
+    try:
+        await source.fetch(requests, time.time())  # the probe
+        deadline = time.monotonic() + 60
+        while time.time() - _evaluation_time(rules_env) < 8:
+            assert time.monotonic() < deadline, "the rule group kept evaluating every second"
+            await asyncio.sleep(0.5)
+        got = await source.fetch(requests, time.time())
+    finally:
+        await client.close()
+        render_rules(rules_env.rule_files[0])
+        rules_env.reconfigure(rules_env.targets)
+    behind = got["rr-b/strict"]["interTokenLatency"]
+    assert isinstance(behind, TargetSample), behind
+    assert "namespace_workload" not in behind.query
+    assert "rate(time_per_output_token_seconds_bucket" in behind.query
+    kept = got["rr-b/tolerant"]["interTokenLatency"]
+    assert isinstance(kept, TargetSample), kept
+    assert WORKLOAD in kept.query
+    assert kept.pods == behind.pods == len(pods)
 
 
 async def test_partial_and_removed_rules_fall_back_to_raw(
