@@ -253,6 +253,45 @@ async def test_a_target_short_of_its_workload_reads_pod_buckets(
     assert whole.pods == 2
 
 
+async def test_recorded_pod_buckets_without_workload_sums(rules_env: PrometheusServer) -> None:
+    """With per-pod bucket rates recorded and no per-workload record, the quantile sums the
+    recorded buckets per workload in Prometheus, the pods and their evaluation time read from the
+    recorded ``+Inf`` buckets: the raw path's value, pods and fresh samples."""
+    render_rules(rules_env.rule_files[0], podHistograms=True, workloadHistograms=False)
+    rules_env.reconfigure(rules_env.targets)
+    client = PrometheusClient(rules_env.url)
+    recorded = PrometheusSource(client)
+    raw = PrometheusSource(client, recording_rules=False, aggregate_buckets=False)
+    requests = _requests()
+    try:
+        rules_env.wait_for(f"count({WORKLOAD})", lambda r: not r)
+        rules_env.wait_for(
+            f"count({BUCKETS}{{le='+Inf'}} > 0)", lambda r: r and r[0]["value"][1] == "5"
+        )
+        await recorded.fetch(requests, time.time())  # the probe
+        at = _evaluation_time(rules_env)
+        got = await recorded.fetch(requests, at)
+        assert recorded.last_stats is not None
+        assert recorded.last_stats.per_pod_fallback_queries == 0
+        want = await raw.fetch(requests, at)
+    finally:
+        await client.close()
+        render_rules(rules_env.rule_files[0])
+        rules_env.reconfigure(rules_env.targets)
+        rules_env.wait_for(f"count({BUCKETS})", lambda r: not r)
+    for request in requests:
+        key = request.policy.key
+        observation = got[key]["interTokenLatency"]
+        expected = want[key]["interTokenLatency"]
+        assert isinstance(observation, TargetSample), observation
+        assert isinstance(expected, TargetSample), expected
+        assert f"label_replace({BUCKETS}" in observation.query
+        assert f'timestamp({BUCKETS}{{namespace=~"rr-a|rr-b", le="+Inf"}})' in observation.query
+        assert observation.pods == expected.pods == len(PODS[request.policy.metadata.namespace])
+        assert observation.sample_age_below is not None  # every pod fresh, both ways
+        assert math.isclose(observation.value, expected.value, rel_tol=1e-9)
+
+
 async def test_a_rule_group_behind_its_scrapes_is_not_read(rules_env: PrometheusServer) -> None:
     """Recorded histograms older than the metric's max staleness (the rule group evaluates
     less often than that) are not read: the quantile comes from the fresh raw bucket rates.
