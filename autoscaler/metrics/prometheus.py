@@ -524,27 +524,18 @@ class PrometheusSource:
         if workload_rule and plan.workload_needs:
             workload, counts = (need.recorded for need in plan.workload_needs)
             # The rule group records the histograms and the _count rates at one instant.
-            presence = replace(
-                buckets, kind="presence", recorded=counts, older_than=plan.fresh[0].older_than
-            )
-            return replace(
-                plan,
-                value_batches=(replace(buckets, kind="target_buckets", recorded=workload),),
-                presence=presence,
-                fresh=(plan.fresh[0], presence),
-            )
-        presence = replace(buckets, kind="presence")
+            summed_buckets = replace(buckets, kind="target_buckets", recorded=workload)
+            presence = replace(buckets, kind="presence", recorded=counts)
+        else:
+            summed_buckets = replace(buckets, kind="target_buckets")
+            presence = replace(buckets, kind="presence")
         fresh = plan.fresh
-        if buckets.recorded is not None:
-            # Recorded per-pod buckets: their presence rows are also their evaluated freshness.
+        if presence.recorded is not None:
+            # The rows of a recorded presence (per-pod _count rates or +Inf buckets) are also
+            # its evaluated freshness: the same age cut as the scraped check.
             presence = replace(presence, older_than=plan.fresh[0].older_than)
             fresh = (plan.fresh[0], presence)
-        return replace(
-            plan,
-            value_batches=(replace(buckets, kind="target_buckets"),),
-            presence=presence,
-            fresh=fresh,
-        )
+        return replace(plan, value_batches=(summed_buckets,), presence=presence, fresh=fresh)
 
     def _pooled(self, plan: _Plan) -> _Plan:
         """The plan holding the batches and rule needs other plans already hold (equal ones).
