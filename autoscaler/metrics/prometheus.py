@@ -3,7 +3,7 @@
 Implements :class:`~autoscaler.metrics.base.MetricSource` for the control loop
 (:mod:`autoscaler.controller`) and ``nim-autoscaler explain``. Neighbours: :mod:`.client` (HTTP,
 auth, retries), :mod:`.promql` (escaping, templates), :mod:`.names` (metric-name families),
-:mod:`.quantile` (``histogram_quantile`` in numpy).
+:mod:`.quantile` (``histogram_quantile`` in Python).
 
 One tick (:meth:`PrometheusSource.fetch`):
 
@@ -20,7 +20,10 @@ One tick (:meth:`PrometheusSource.fetch`):
    (:func:`_settle_stamps`). Custom ``prometheus`` queries run once per policy. The number of
    queries does not grow with the number of policies.
 3. Each policy takes the series of its own pods (other pods' series are ignored); pods with no
-   series are missing. Quantiles sum the bucket rates of the policy's pods.
+   series are missing. Quantiles sum the bucket rates of the policy's pods: by default
+   Prometheus sums them per workload and computes each workload's quantile
+   (``target_quantile``), checked at every read to hold exactly the target's pods; a
+   target of several workloads (a rollout) reads their histograms and sums them.
 
 Where the chart's recording rules cover a namespace (:mod:`.rules`: detected by a probe every
 ``rules_probe_interval``, run beside the batches), the rate batches read the recorded per-pod
@@ -43,6 +46,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from functools import partial
 from typing import Literal
 
@@ -95,7 +99,16 @@ REPORT_AGE = 60.0
 staleness, if lower); newer samples are fresh without their exact age."""
 
 BatchKind = Literal[
-    "value", "rate", "buckets", "sum", "count", "fresh", "stamps", "target_buckets", "presence"
+    "value",
+    "rate",
+    "buckets",
+    "sum",
+    "count",
+    "fresh",
+    "stamps",
+    "target_quantile",
+    "target_buckets",
+    "presence",
 ]
 PodKey = tuple[str, str]
 
@@ -116,12 +129,14 @@ class Batch:
     older_than: float = 0.0
     """``fresh``, ``stamps``, recorded ``presence``: the pods whose newest sample is older than
     this many seconds are reported with its time."""
+    quantile: float | None = None
+    """``target_quantile``: the quantile Prometheus computes per workload."""
     _hash: int = field(init=False, repr=False, compare=False)
     """The hash, computed once: batches key the dictionaries of a tick, thousands of lookups."""
 
     def __post_init__(self) -> None:
         fields = (self.kind, self.name, self.aggregation, self.window, self.recorded)
-        object.__setattr__(self, "_hash", hash((*fields, self.older_than)))
+        object.__setattr__(self, "_hash", hash((*fields, self.older_than, self.quantile)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -130,13 +145,14 @@ class Batch:
         """The PromQL text for these namespaces."""
         ns = namespace_matcher(namespaces)
         w = format_duration(self.window) if self.window is not None else ""
+        if self.kind == "target_quantile":
+            # The quantile of each workload's histogram, computed by Prometheus: one row per
+            # workload instead of one per workload and bucket (a target of one workload, the
+            # common case, reads it as it is).
+            return f"histogram_quantile({self.quantile!r}, {self._by_workload(ns, w)})"
         if self.kind == "target_buckets":
             # One histogram per workload: the per-pod bucket rates summed in Prometheus.
-            if self.recorded is None:
-                return recording.by_workload(f"rate({self.name}_bucket{{{ns}}}[{w}])")
-            if self.recorded.startswith(recording.WORKLOAD_PREFIX):
-                return f"{self.recorded}{{{ns}}}"  # recorded already summed
-            return recording.by_workload(f"{self.recorded}{{{ns}}}")
+            return self._by_workload(ns, w)
         if self.kind == "presence":
             # The pods that have bucket rates (one series per pod: the +Inf bucket), and for
             # recorded series how many copies of it.
@@ -168,6 +184,14 @@ class Batch:
             return f"sum by (namespace, pod) (rate({self.name}_sum{{{ns}}}[{w}]))"
         return f"sum by (namespace, pod) (rate({self.name}_count{{{ns}}}[{w}]))"
 
+    def _by_workload(self, ns: str, w: str) -> str:
+        """The bucket rates summed per workload (and ``le``) for these namespaces."""
+        if self.recorded is None:
+            return recording.by_workload(f"rate({self.name}_bucket{{{ns}}}[{w}])")
+        if self.recorded.startswith(recording.WORKLOAD_PREFIX):
+            return f"{self.recorded}{{{ns}}}"  # recorded already summed
+        return recording.by_workload(f"{self.recorded}{{{ns}}}")
+
     def _inf(self) -> str:
         """The matcher that keeps one series per pod of a recorded per-pod bucket series."""
         if self.recorded is not None and self.recorded.startswith(recording.POD_BUCKETS_PREFIX):
@@ -191,6 +215,13 @@ class Batch:
         return f"max by (namespace, pod) (timestamp({selector})) < {cutoff}"
 
 
+class _Need(Enum):
+    """What a summed quantile needs read before it can be assembled."""
+
+    BUCKETS = "buckets"
+    """The histograms of the target's workloads (it spans several)."""
+
+
 @dataclass(slots=True)
 class _BatchResult:
     """A batch's series indexed by (namespace, pod), or the failure."""
@@ -207,9 +238,12 @@ class _BatchResult:
     """The batch read a recording rule's series."""
     histograms: dict[tuple[str, str], dict[float, float]] = field(default_factory=dict)
     """``target_buckets``: upper bound -> summed bucket rate, per (namespace, workload)."""
+    quantiles: dict[tuple[str, str], float] = field(default_factory=dict)
+    """``target_quantile``: the quantile of each (namespace, workload)'s histogram."""
     bad_groups: set[tuple[str, str]] = field(default_factory=set)
-    """``target_buckets``: workloads whose summed histogram is unusable as such (an ``le``
-    that is not a number, two series of one bound, a value out of domain)."""
+    """``target_buckets``, ``target_quantile``: workloads whose summed histogram is unusable
+    as such (an ``le`` that is not a number, two series of one bound, a value out of domain;
+    two rows of one workload)."""
     stamps: dict[PodKey, float] = field(default_factory=dict)
     """``stamps``: every pod's newest sample time (``values`` then holds the exceptions
     ``fresh`` batches list, once :func:`_settle_stamps` has run)."""
@@ -231,6 +265,7 @@ class _BatchResult:
             seconds=max(self.seconds, other.seconds),
             recorded=self.recorded,
             histograms={**self.histograms, **other.histograms},
+            quantiles={**self.quantiles, **other.quantiles},
             bad_groups=self.bad_groups | other.bad_groups,
             stamps={**self.stamps, **other.stamps},
             present={**self.present, **other.present},
@@ -276,9 +311,13 @@ class _Plan:
     needs: tuple[recording.RuleNeed, ...] = ()
     """The recorded series that could replace the raw value batches (empty: none can)."""
     presence: Batch | None = None
-    """Set for a quantile read as histograms summed per workload (``target_buckets``): the
+    """Set for a quantile read from histograms summed per workload (``target_quantile``): the
     pods that have bucket rates, to check that a target's workloads hold exactly its usable
     pods."""
+    workload_buckets: Batch | None = None
+    """Set with ``presence``: the workloads' summed histograms themselves (``target_buckets``),
+    read only for the namespaces of a target whose pods span several workloads (a Deployment
+    mid-rollout): the quantile of their sum."""
     workload_needs: tuple[recording.RuleNeed, ...] = ()
     """The recorded series a summed quantile could read instead (per-workload histograms and
     per-pod ``_count`` rates; empty: none can)."""
@@ -311,7 +350,11 @@ class FetchStats:
     fallback_queries: int = 0
     """Raw queries re-run because a recorded series was gone (included in ``batch_queries``)."""
     target_bucket_queries: int = 0
-    """Batched queries summing bucket rates per namespace (included in ``batch_queries``)."""
+    """Batched queries of the quantiles of bucket rates summed per workload (included in
+    ``batch_queries``)."""
+    workload_bucket_queries: int = 0
+    """Queries of the summed bucket rates themselves, for targets spanning several workloads
+    (included in ``batch_queries``)."""
     per_pod_fallback_queries: int = 0
     """Per-pod bucket queries run because a namespace's summed histogram could not stand for a
     target's pods (included in ``batch_queries``)."""
@@ -507,11 +550,12 @@ class PrometheusSource:
     ) -> _Plan:
         """The batches of a preset metric: raw series, or (``recorded``) the recorded ones.
 
-        ``summed``: a quantile reads histograms summed per workload (``target_buckets``) and
-        the pods present (``presence``) instead of every pod's buckets: summed in Prometheus
-        from the per-pod buckets (raw, or recorded per pod), or (``workload_rule``) read from
-        the recorded per-workload histograms, with the pods present and their freshness from
-        the recorded per-pod ``_count`` rates.
+        ``summed``: a quantile reads the quantile of histograms summed per workload
+        (``target_quantile``; ``target_buckets`` for a target of several workloads) and the
+        pods present (``presence``) instead of every pod's buckets: summed in Prometheus from
+        the per-pod buckets (raw, or recorded per pod), or (``workload_rule``) read from the
+        recorded per-workload histograms, with the pods present and their freshness from the
+        recorded per-pod ``_count`` rates.
         """
         plan = PrometheusSource._pod_plan(metric, kind, name, recorded)
         plan = replace(plan, pod_recorded=plan.value_batches[0].recorded is not None)
@@ -529,13 +573,21 @@ class PrometheusSource:
         else:
             summed_buckets = replace(buckets, kind="target_buckets")
             presence = replace(buckets, kind="presence")
+        assert plan.spec is not None
+        quantile = replace(summed_buckets, kind="target_quantile", quantile=plan.spec.quantile)
         fresh = plan.fresh
         if presence.recorded is not None:
             # The rows of a recorded presence (per-pod _count rates or +Inf buckets) are also
             # its evaluated freshness: the same age cut as the scraped check.
             presence = replace(presence, older_than=plan.fresh[0].older_than)
             fresh = (plan.fresh[0], presence)
-        return replace(plan, value_batches=(summed_buckets,), presence=presence, fresh=fresh)
+        return replace(
+            plan,
+            value_batches=(quantile,),
+            presence=presence,
+            fresh=fresh,
+            workload_buckets=summed_buckets,
+        )
 
     def _pooled(self, plan: _Plan) -> _Plan:
         """The plan holding the batches and rule needs other plans already hold (equal ones).
@@ -557,6 +609,9 @@ class PrometheusSource:
             fresh=tuple(batch(b) for b in plan.fresh),
             needs=tuple(need(n) for n in plan.needs),
             presence=batch(plan.presence) if plan.presence is not None else None,
+            workload_buckets=(
+                batch(plan.workload_buckets) if plan.workload_buckets is not None else None
+            ),
             workload_needs=tuple(need(n) for n in plan.workload_needs),
         )
 
@@ -802,8 +857,22 @@ class PrometheusSource:
         assembled: dict[tuple[object, ...], MetricObservation] = {}
         # Likewise a quantile of the summed histograms (the capacity model's ITL at the policy's
         # own quantile and window): None, too, is an answer (read per pod).
-        summed_alike: dict[tuple[object, ...], MetricObservation | None] = {}
-        for index, (req, metric, plan) in enumerate(plans):
+        summed_alike: dict[tuple[object, ...], MetricObservation | _Need | None] = {}
+        # The plans whose target spans several workloads: their histograms are read next.
+        spanning: list[int] = []
+
+        def per_pod(index: int) -> None:
+            """Read this plan's quantile from its target's per-pod buckets instead."""
+            req, metric, plan = plans[index]
+            namespace = req.policy.metadata.namespace
+            plan = planned(metric, plan.name, plan.pod_recorded, summed=False)
+            plans[index] = (req, metric, plan)
+            self._per_pod[(namespace, plan.value_batches[0])] = now
+            for batch in plan.batches:
+                if namespace not in covered.get(batch, ()):
+                    per_pod_batches.setdefault(batch, set()).add(namespace)
+
+        for index, (req, _, plan) in enumerate(plans):
             if plan.presence is None:
                 alike = (
                     req.policy.key,
@@ -834,16 +903,35 @@ class PrometheusSource:
             else:
                 summed_observation = self._assemble_summed(req, plan, batch_results, now)
                 summed_alike[summed_key] = summed_observation
-            observations.append(summed_observation)
-            if summed_observation is not None:
+            if summed_observation is _Need.BUCKETS:
+                spanning.append(index)
+                observations.append(None)  # assembled once the histograms are read
                 continue
-            namespace = req.policy.metadata.namespace
-            plan = planned(metric, plan.name, plan.pod_recorded, summed=False)
-            plans[index] = (req, metric, plan)
-            self._per_pod[(namespace, plan.value_batches[0])] = now
-            for batch in plan.batches:
-                if namespace not in covered.get(batch, ()):
-                    per_pod_batches.setdefault(batch, set()).add(namespace)
+            observations.append(summed_observation)
+            if summed_observation is None:
+                per_pod(index)
+        bucket_batches: dict[Batch, set[str]] = {}
+        for index in spanning:
+            req, _, plan = plans[index]
+            assert plan.workload_buckets is not None
+            bucket_batches.setdefault(plan.workload_buckets, set()).add(
+                req.policy.metadata.namespace
+            )
+        if bucket_batches:
+            bucket_items = list(bucket_batches.items())
+            read = await asyncio.gather(
+                *(self._run_batch(batch, nss, now, deadline) for batch, nss in bucket_items)
+            )
+            batch_results.update(
+                (batch, outcome) for (batch, _), outcome in zip(bucket_items, read, strict=True)
+            )
+            for index in spanning:
+                req, _, plan = plans[index]
+                spanned = self._assemble_summed(req, plan, batch_results, now)
+                assert spanned is not _Need.BUCKETS
+                observations[index] = spanned
+                if spanned is None:
+                    per_pod(index)
         if per_pod_batches:
             log.info(
                 "summed histograms not usable: reading per-pod buckets",
@@ -871,9 +959,13 @@ class PrometheusSource:
             + rules_probes
             + len(batch_items)
             + len(fallback_batches)
+            + len(bucket_batches)
             + len(per_pod_batches)
             + len(customs),
-            batch_queries=len(batch_items) + len(fallback_batches) + len(per_pod_batches),
+            batch_queries=len(batch_items)
+            + len(fallback_batches)
+            + len(bucket_batches)
+            + len(per_pod_batches),
             custom_queries=len(customs),
             probe_queries=probe_queries,
             seconds=time.monotonic() - started,
@@ -882,8 +974,9 @@ class PrometheusSource:
             rules_probe_queries=rules_probes,
             fallback_queries=len(fallback_batches),
             target_bucket_queries=sum(
-                1 for b in (*needed, *fallback_batches) if b.kind == "target_buckets"
+                1 for b in (*needed, *fallback_batches) if b.kind == "target_quantile"
             ),
+            workload_bucket_queries=len(bucket_batches),
             per_pod_fallback_queries=len(per_pod_batches),
         )
         log.debug(
@@ -1065,7 +1158,7 @@ class PrometheusSource:
         plan: _Plan,
         batches: Mapping[Batch, _BatchResult],
         now: float,
-    ) -> MetricObservation | None:
+    ) -> MetricObservation | _Need | None:
         """A quantile from the summed histograms of the target's workloads, or None.
 
         The workloads of the target's pods that have bucket rates (``presence``: one +Inf
@@ -1073,10 +1166,13 @@ class PrometheusSource:
         bucket rates in those workloads is the target's, fresh, and (recorded series) recorded
         once; otherwise None and the caller reads the per-pod buckets. (A histogram's series
         always include the +Inf bucket, so the pods with a +Inf rate are the pods with bucket
-        rates.)
+        rates.) A target of one workload reads the quantile Prometheus computed for it; one of
+        several workloads (a rollout) the quantile of their summed histograms, which
+        ``_Need.BUCKETS`` asks the caller to read first.
         """
         namespace = req.policy.metadata.namespace
         assert plan.presence is not None
+        assert plan.workload_buckets is not None
         spec = plan.spec
         assert spec is not None
         part = batches[plan.value_batches[0]]
@@ -1092,18 +1188,15 @@ class PrometheusSource:
         pods = {pod.name for pod in req.pods}
         workloads = {recording.workload_of(pod) for pod in pods if pod in present}
         if not workloads:
-            if any((namespace, recording.workload_of(pod)) in part.histograms for pod in pods):
+            if any((namespace, recording.workload_of(pod)) in part.quantiles for pod in pods):
                 return None  # bucket rates but no +Inf one: the per-pod path judges
             return _no_values({}, len(pods), plan.name, namespace)
-        histograms = []
         used = 0
         oldest: float | None = None
         for workload in workloads:
             group = (namespace, workload)
-            histogram = part.histograms.get(group)
-            if histogram is None or group in part.bad_groups:
+            if group not in part.quantiles or group in part.bad_groups:
                 return None
-            histograms.append(histogram)
             for pod in presence.workloads.get(group, ()):
                 if pod not in pods or (presence.recorded and present[pod] != 1):
                     return None
@@ -1113,9 +1206,26 @@ class PrometheusSource:
                 if stamp is not None and (oldest is None or stamp < oldest):
                     oldest = stamp
                 used += 1
-        value = target_quantile(spec.quantile, histograms)
-        query = f"{part.query} ; {presence.query}"
-        series = sum(len(histogram) for histogram in histograms)
+        if len(workloads) == 1:
+            value = part.quantiles[namespace, workloads.pop()]
+            query, series = part.query, 1
+        else:
+            summed = batches.get(plan.workload_buckets)
+            if summed is None:
+                return _Need.BUCKETS
+            if summed.failure is not None:
+                return None
+            histograms = []
+            for workload in workloads:
+                group = (namespace, workload)
+                histogram = summed.histograms.get(group)
+                if histogram is None or group in summed.bad_groups:
+                    return None
+                histograms.append(histogram)
+            value = target_quantile(spec.quantile, histograms)
+            query = summed.query
+            series = sum(len(histogram) for histogram in histograms)
+        query = f"{query} ; {presence.query}"
         return _latency_sample(plan, spec, value, now, oldest, series, used, query)
 
     # ----------------------------------------------------------------------------------------
@@ -1159,6 +1269,7 @@ _POD_KEYS = ("namespace", "pod")
 _KEYS: dict[BatchKind, tuple[str, ...]] = {
     "buckets": ("namespace", "pod", "le"),
     "target_buckets": ("namespace", recording.WORKLOAD_LABEL, "le"),
+    "target_quantile": ("namespace", recording.WORKLOAD_LABEL),
 }
 
 
@@ -1246,6 +1357,18 @@ def _reduce_batch(
     per_namespace: dict[str, int] = {}
     if kind == "target_buckets":
         _reduce_summed(rows, result, per_namespace)
+    elif kind == "target_quantile":
+        quantiles = result.quantiles
+        for (ns, workload), value in rows:
+            if ns is None:
+                continue
+            per_namespace[ns] = per_namespace.get(ns, 0) + 1
+            group = (ns, workload or "")
+            if group in quantiles:
+                # Two histograms of one workload (a rule recorded twice with different
+                # external labels): neither stands for its pods.
+                result.bad_groups.add(group)
+            quantiles[group] = value
     elif kind == "presence":
         present = result.present
         workloads = result.workloads

@@ -405,6 +405,15 @@ class TestCopies:
         result = _reduce_batch("buckets", "q", buckets, recorded=True)
         assert result.buckets == {("ns", "a"): {0.1: 1.0, math.inf: 3.0}}
 
+    def test_a_workload_quantile_twice_is_not_read(self) -> None:
+        """Two quantiles of one workload (its histogram recorded twice): the group is unusable
+        (its targets read per-pod buckets), the other workloads are read."""
+        rows = [(("ns", "a-1"), 0.2), (("ns", "a-1"), 0.2), (("ns", "b-1"), 0.3)]
+        result = _reduce_batch("target_quantile", "q", rows, recorded=True)
+        assert result.bad_groups == {("ns", "a-1")}
+        assert result.quantiles[("ns", "b-1")] == 0.3
+        assert result.series_per_namespace["ns"] == 3
+
 
 class TestNames:
     """Recorded series names follow the chart's rules (``level:metric:operations``)."""

@@ -189,11 +189,17 @@ async def test_summed_equals_per_pod(summed_env: PrometheusServer) -> None:
     # with one per-pod query for the stray pod's namespace.
     assert stats.target_bucket_queries >= 2
     assert stats.per_pod_fallback_queries == stats.target_bucket_queries
+    # The rollout's two ReplicaSets: their histograms, once per histogram and window.
+    assert stats.workload_bucket_queries >= 2
     for (policy, _), observation in got.items():
         assert isinstance(observation, TargetSample)
         namespace = policy.split("/")[0]
         summed = "workload" in observation.query
         assert summed == (namespace in {"multi", "solo"}), (policy, observation.query)
+        # A target of one workload reads the quantile Prometheus computed; the one mid-rollout
+        # the quantile of its two workloads' histograms summed.
+        computed = "histogram_quantile" in observation.query
+        assert computed == (summed and policy != "multi/gamma"), (policy, observation.query)
 
 
 async def test_a_namespace_read_per_pod_stays_so_until_the_retry(
