@@ -6,7 +6,7 @@ Built directly on ``requests`` (a ``Session`` with our TLS, auth and header sett
 as it is read (a batched answer at 1,000 policies is ~15 MB of JSON: never one tree of Python
 objects); a Prometheus client library would decode it whole, and holding one only for its
 connection settings added dependencies and nothing else. Every query runs in a worker thread
-(the event loop's executor) under a semaphore (at most ``concurrency`` in flight), with a per-query
+(``asyncio.to_thread``) under a semaphore (at most ``concurrency`` in flight), with a per-query
 timeout, at most ``max_retries`` retries on connection errors and HTTP 5xx, with backoff, and
 never past the caller's deadline. A failure raises :class:`QueryFailed` carrying the
 :class:`~autoscaler.decision.types.NoSignalReason` (``timeout`` or ``query_error``) that the
@@ -20,13 +20,11 @@ the URL is shown without its user-info part.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -314,14 +312,10 @@ class PrometheusClient:
                 if remaining <= 0:
                     raise QueryFailed(NoSignalReason.TIMEOUT, "tick deadline passed before query")
                 started = time.monotonic()
-                # In the executor from this step on (``to_thread`` would wait for the event
-                # loop's next turn: a caller planning meanwhile delays the request).
-                context = contextvars.copy_context()
-                running = asyncio.get_running_loop().run_in_executor(
-                    None, partial(context.run, attempt, remaining)
-                )
                 try:
-                    result = await asyncio.wait_for(running, timeout=remaining + 1.0)
+                    result = await asyncio.wait_for(
+                        asyncio.to_thread(attempt, remaining), timeout=remaining + 1.0
+                    )
                 except TimeoutError:
                     raise QueryFailed(
                         NoSignalReason.TIMEOUT,

@@ -44,7 +44,7 @@ import asyncio
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
@@ -408,8 +408,6 @@ class PrometheusSource:
         self.aggregate_buckets = aggregate_buckets
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
-        self._last_batches: dict[Batch, frozenset[str]] = {}
-        """The batches the last fetch read, and for which namespaces (asked again at once)."""
         """(namespace, per-pod bucket batch) -> when its summed histogram last failed the check."""
         self._batch_pool: dict[Batch, Batch] = {}
         self._need_pool: dict[recording.RuleNeed, recording.RuleNeed] = {}
@@ -694,32 +692,6 @@ class PrometheusSource:
         """Observe every metric of every requested policy at time ``now`` (see module doc)."""
         started = time.monotonic()
         deadline = started + self.tick_budget
-        # The batches the previous fetch read are asked for at once, before the policies are
-        # planned (~0.05 s at 1,000 policies, while Prometheus already works). The plan decides
-        # as before: a batch it needs for exactly the same namespaces takes the answer, every
-        # other one is read after planning, and one no longer needed is dropped.
-        early: dict[Batch, asyncio.Future[_BatchResult]] = {
-            batch: asyncio.ensure_future(self._run_batch(batch, set(nss), now, deadline))
-            for batch, nss in self._last_batches.items()
-        }
-        try:
-            if early:
-                await asyncio.sleep(0)  # the first of them on their way before planning
-            return await self._fetch(requests, now, started, deadline, early)
-        finally:
-            for task in early.values():
-                task.cancel()
-
-    async def _fetch(
-        self,
-        requests: Sequence[MetricRequest],
-        now: float,
-        started: float,
-        deadline: float,
-        early: dict[Batch, asyncio.Future[_BatchResult]],
-    ) -> PolicyMetrics:
-        """:meth:`fetch`, given the batches already asked for (``early``: those not used are
-        left in it)."""
         probe_queries = 0
 
         auto_namespaces = {
@@ -825,13 +797,7 @@ class PrometheusSource:
         }
         side_tasks = [self._probe_rules(rules_probe, now, deadline)] if rules_probe else []
         batch_items = list(needed.items())
-        asked = self._last_batches
-        self._last_batches = {batch: frozenset(nss) for batch, nss in batch_items}
-        batch_tasks: list[Awaitable[_BatchResult]] = []
-        for batch, nss in batch_items:
-            task = early.pop(batch, None) if asked.get(batch) == frozenset(nss) else None
-            batch_tasks.append(task or self._run_batch(batch, nss, now, deadline))
-        unused = len(early)  # asked early, not needed as asked: dropped (counted as queries)
+        batch_tasks = [self._run_batch(batch, nss, now, deadline) for batch, nss in batch_items]
         custom_tasks = [self._run_custom(req, metric, now, deadline) for _, req, metric in customs]
         gathered = await asyncio.gather(*batch_tasks, *custom_tasks, *side_tasks)
         custom_results = gathered[len(batch_items) : len(batch_items) + len(customs)]
@@ -990,7 +956,6 @@ class PrometheusSource:
         rules_probes = 1 if rules_probe else 0
         self.last_stats = FetchStats(
             queries=probe_queries
-            + unused
             + rules_probes
             + len(batch_items)
             + len(fallback_batches)

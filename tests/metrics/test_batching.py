@@ -75,39 +75,6 @@ async def test_queries_per_tick_do_not_grow_with_policies(
     assert any('namespace=~"legacy-c|vllm-b"' in q for q in proxy.queries)
 
 
-async def test_a_steady_fetch_asks_each_batch_once_early(
-    llm_env: LlmEnv, proxy_factory: ProxyFactory
-) -> None:
-    """The batches the previous fetch read are asked for before planning and their answers
-    used: one request per batch. When the namespaces change, what was asked early for other
-    namespaces is not used: the values equal those of a source without a previous fetch."""
-    proxy = proxy_factory(llm_env.server.url)
-    client = PrometheusClient(proxy.url)
-    src = PrometheusSource(client)
-    at = time.time() - 2
-    three = _requests(llm_env, 6)
-    two = [r for r in three if r.policy.metadata.namespace != "legacy-c"]
-    try:
-        await src.fetch(two, at)  # metric names detected
-        await src.fetch(two, at)
-        proxy.reset()
-        await src.fetch(two, at)
-        assert src.last_stats is not None
-        assert len(proxy.queries) == len(set(proxy.queries)) == src.last_stats.queries
-        assert not any("legacy-c" in q for q in proxy.queries)
-        got = await src.fetch(three, at)  # the early batches name two namespaces: dropped
-        reference = PrometheusSource(PrometheusClient(llm_env.server.url))
-        try:
-            await reference.fetch(three, at)
-            want = await reference.fetch(three, at)
-        finally:
-            await reference.close()
-    finally:
-        await src.close()
-    assert got == want
-    assert all(isinstance(got[r.policy.key]["kvCache"], PodSamples) for r in three)
-
-
 async def test_custom_queries_run_once_per_policy(
     llm_env: LlmEnv, proxy_factory: ProxyFactory
 ) -> None:
