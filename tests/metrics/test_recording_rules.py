@@ -31,7 +31,8 @@ pytestmark = pytest.mark.prometheus
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "nim-autoscaler"
 WINDOW = "10s"
-PODS = {"rr-a": ("a-0", "a-1", "a-2"), "rr-b": ("b-0", "b-1")}
+PODS = {"rr-a": ("a-0", "a-1", "a-2"), "rr-b": ("b-1-0", "b-2-0")}
+"""rr-b's target is mid-rollout: its two pods are of two workloads (``b-1`` and ``b-2``)."""
 METRICS: list[dict[str, Any]] = [
     {"kvCache": {"target": {"type": "AverageValue", "averageValue": 0.5}}},
     {"requestRate": {"window": WINDOW, "target": {"type": "AverageValue", "averageValue": 3}}},
@@ -181,6 +182,7 @@ async def test_recorded_series_give_the_raw_values(
         assert recorded.last_stats.recorded_batch_queries == 7
         # (and the capacity model's own 1 m latency, raw: no rule for that window)
         assert recorded.last_stats.target_bucket_queries == 2
+        assert recorded.last_stats.workload_bucket_queries >= 1  # rr-b's two workloads
         assert recorded.last_stats.per_pod_fallback_queries == 0
         want = await raw.fetch(requests, at)
         assert raw.last_stats is not None
@@ -203,6 +205,9 @@ async def test_recorded_series_give_the_raw_values(
             if metric == "interTokenLatency":
                 assert WORKLOAD in observation.query
                 assert COUNT in observation.query
+                # One workload: Prometheus's quantile of it; two (rr-b): their histograms summed.
+                rollout = request.policy.metadata.namespace == "rr-b"
+                assert ("histogram_quantile" in observation.query) != rollout
             value, raw_value = _value(observation), _value(expected)
             if isinstance(value, dict):
                 assert isinstance(raw_value, dict)
