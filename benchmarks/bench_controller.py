@@ -13,11 +13,14 @@ Everything real except the cluster and the pods:
   JSON logs at ``info`` (to /dev/null), in **its own child process** per size, so its CPU time
   and memory are its own and each size starts from a fresh interpreter.
 
-Per size: start watches, wait for the pod cache, two warm-up ticks (name-detection probe,
-connections, first history writes), then several measured ticks, started ``TICK_SPACING`` apart
-(Prometheus's periodic work, the recording rule group every 15 s and the fleet's scrape every
-20 s, then falls on the ticks as on a controller ticking at its own pace, not on a burst of
-back-to-back ticks that sees all of it or none), each the runner's work
+Per size: start watches, wait for the pod cache, then give every policy the decision history
+of a controller that has been running (:func:`_fast_forward`: the ten minutes of past ticks its
+longest window keeps, at those past times, on the metrics one real fetch observed), two warm-up
+ticks (name-detection probe, connections), then several measured ticks, started
+``TICK_SPACING`` (15 s, the controller's default interval) apart: the history ConfigMaps are
+rewritten as often per tick as in production, and Prometheus's periodic work (the recording
+rule group every 15 s, the fleet's scrape every 20 s) falls on the ticks as on a controller at
+its own pace. Each measured tick is the runner's work
 (``feed.refresh()`` then ``loop.tick(now)``): wall time, the process's CPU time
 (``time.process_time``: all threads, including the Prometheus client's worker threads), PromQL
 queries counted at Prometheus (its own ``prometheus_http_requests_total{handler="/api/v1/query"}``),
@@ -57,9 +60,18 @@ from benchmarks.support.kubeproc import KubeProcess, request_log
 RESULTS = Path(__file__).resolve().parent / "results" / "controller.json"
 WARMUP_TICKS = 2
 TICKS = 10
-TICK_SPACING = 3.0
-"""Seconds from one measured tick's start to the next (at least 0.5 s between them): 10 ticks
-span two evaluations of the chart's recording rule group (15 s) and 1.5 scrapes (20 s)."""
+FEW_TICKS = 4
+"""Measured ticks at the smaller sizes and in quick runs (15 s apart)."""
+TICK_SPACING = 15.0
+"""Seconds from one measured tick's start to the next (at least 0.5 s between them): the
+controller's default interval, so that the history ConfigMaps are rewritten as often per tick
+as in production (each every 60 s), and Prometheus's periodic work (the chart's rule group every
+15 s, the fleet's scrape every 20 s) falls on the ticks as on a controller at its own pace."""
+QUICK_SPACING = 3.0
+"""Quick runs (a smoke test of the smaller sizes, no goal judged): ticks 3 s apart."""
+HISTORY_SECONDS = 600.0
+"""Past ticks replayed before measuring (:func:`_fast_forward`): the longest window a decision
+history keeps."""
 SCALE_TICKS = 5
 """Measured ticks at 10,000 policies (each 8-25 s: Prometheus's periodic work is spread
 already)."""
@@ -197,6 +209,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
             await _wait_for_share(controller, shards, int(config["replicas"]))
         if barrier is not None:
             await asyncio.to_thread(barrier.wait, BARRIER_TIMEOUT)
+        history_ticks = await _fast_forward(controller, float(config.get("history_seconds", 0.0)))
         for _ in range(WARMUP_TICKS):
             controller.feed.refresh()
             await controller.loop.tick(time.time())
@@ -261,7 +274,8 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
                 }
             )
             del results, owned  # as the runner: not alive beside the next tick's
-            await asyncio.sleep(max(0.5, TICK_SPACING - (time.perf_counter() - wall0)))
+            spacing = float(config.get("spacing", TICK_SPACING))
+            await asyncio.sleep(max(0.5, spacing - (time.perf_counter() - wall0)))
         # The pod-cache lookups of one tick on their own (step 3 of a tick; no I/O).
         lookup_started = time.perf_counter()
         for policy in controller.feed.policies():
@@ -280,6 +294,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         await controller.close()
     return {
         "ticks": ticks,
+        "history_ticks": history_ticks,
         "pod_cache_sync_seconds": round(sync_seconds, 3),
         "pod_cache_lookups_seconds_all_policies": round(lookup_seconds, 4),
         "rss_mb": {
@@ -292,6 +307,61 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         "kube_requests_by_kind_total": dict(sorted(kinds_total.items())),
         "shards_owned": owned_shards,
     }
+
+
+async def _fast_forward(controller: Any, seconds: float) -> int:
+    """Give every policy the decision history of a controller that has run for a while.
+
+    A policy's history keeps windows of past ticks (the SLO sizing's arrivals over 10 minutes,
+    the HPA's scale-down stabilization over 5) whose cost per tick grows with them, and a
+    history ConfigMap is rewritten every ``history_save_interval``: fresh from start-up, a
+    few ticks cost less than every later one. So ``seconds`` of past ticks, one every
+    ``TICK_SPACING``, are run first at those past times (the fleet was already there: pods
+    ready for an hour), each reading the metrics one real fetch observed just now, their
+    sample times moved back by as much. Returns the number of ticks run (0: ``seconds`` <= 0).
+    """
+    from dataclasses import replace
+
+    from autoscaler.decision.types import PodSamples, TargetSample
+
+    source = controller.metrics
+    fetch = source.fetch
+    observed: list[tuple[float, Any]] = []
+
+    async def replay(requests: Any, now: float) -> Any:
+        if not observed:
+            at = time.time()
+            observed.append((at, await fetch(requests, at)))
+        at, metrics = observed[0]
+        shift = now - at
+
+        def moved(observation: Any) -> Any:
+            if not isinstance(observation, PodSamples | TargetSample):
+                return observation
+            oldest = observation.oldest_sample
+            return replace(
+                observation,
+                timestamp=observation.timestamp + shift,
+                oldest_sample=None if oldest is None else oldest + shift,
+            )
+
+        return {
+            key: {name: moved(obs) for name, obs in per_policy.items()}
+            for key, per_policy in metrics.items()
+        }
+
+    count = int(seconds // TICK_SPACING)
+    if count <= 0:
+        return 0
+    start = time.time() - seconds
+    source.fetch = replay  # this process's source only, for these ticks
+    try:
+        for index in range(count):
+            controller.feed.refresh()
+            await controller.loop.tick(start + index * TICK_SPACING)
+    finally:
+        del source.fetch
+    return count
 
 
 async def _wait_for_share(controller: Any, shards: int, replicas: int) -> None:
@@ -317,6 +387,8 @@ def _run_size(
     window: str,
     *,
     pods: int = layout.PODS_PER_POLICY,
+    history_seconds: float = 0.0,
+    spacing: float = TICK_SPACING,
 ) -> dict[str, Any]:
     body = POLICY_BODY.format(window=window)
     policy_dir = layout.write_policies(workdir / f"policies-{size}", size, body)
@@ -330,6 +402,8 @@ def _run_size(
             "kube_url": kube.url,
             "ticks": ticks,
             "budget_seconds": MEASURE_BUDGET,
+            "history_seconds": history_seconds,
+            "spacing": spacing,
         }
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
@@ -489,8 +563,9 @@ def readme_rows(
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark, write ``benchmarks/results/controller.json`` and return the results."""
     measured = sizes(quick)
-    ticks = TICKS
     largest = measured[-1]
+    ticks = {size: TICKS if size == largest and not quick else FEW_TICKS for size in measured}
+    spacing = QUICK_SPACING if quick else TICK_SPACING
     window = fleetenv.window(quick)
     workdir = Path(tempfile.mkdtemp(prefix="bench-controller-"))
     runs: list[dict[str, Any]] = []
@@ -503,11 +578,29 @@ def main(quick: bool = False) -> dict[str, Any]:
                 "seconds_this_benchmark_waited": round(time.monotonic() - started, 1),
             }
             for size in measured:
-                runs.append(_run_size(size, env.url, workdir, ticks, window))
+                runs.append(
+                    _run_size(
+                        size,
+                        env.url,
+                        workdir,
+                        ticks[size],
+                        window,
+                        history_seconds=HISTORY_SECONDS,
+                        spacing=spacing,
+                    )
+                )
             # The largest size again, Prometheus evaluating the chart's recording rules.
             rules = env.enable_recording_rules()
             try:
-                rules_run = _run_size(largest, env.url, workdir, ticks, window)
+                rules_run = _run_size(
+                    largest,
+                    env.url,
+                    workdir,
+                    ticks[largest],
+                    window,
+                    history_seconds=HISTORY_SECONDS,
+                    spacing=spacing,
+                )
                 rules["rule_group_last_duration_seconds_after"] = env.rule_group_duration()
             finally:
                 env.disable_recording_rules()
@@ -524,7 +617,8 @@ def main(quick: bool = False) -> dict[str, Any]:
         "prometheus_timeout_seconds": PROMETHEUS_TIMEOUT,
         "warmup_ticks": WARMUP_TICKS,
         "ticks_per_size": ticks,
-        "tick_spacing_seconds": TICK_SPACING,
+        "tick_spacing_seconds": spacing,
+        "history_seconds": HISTORY_SECONDS,
         "measure_budget_seconds": MEASURE_BUDGET,
         "cpu_count": os.cpu_count(),
         "seconds_total": round(time.monotonic() - started, 1),

@@ -9,8 +9,8 @@ One tick (:meth:`PrometheusSource.fetch`):
 
 1. ``metricNames: auto`` policies need their namespace's family: one probe query
    ``count by (namespace, __name__) ({__name__=~"<every known name>", namespace=~"..."})`` for
-   all namespaces whose cached answer is older than ``detect_interval`` (or that a preset found
-   empty, at most every ``redetect_min_interval``).
+   all namespaces whose cached answer is older than ``detect_interval`` (or where a policy's
+   own preset found no series, at most every ``redetect_min_interval``).
 2. One query per (series, statistic, window) for all policies together, restricted to the
    namespaces involved and grouped ``by (namespace, pod)`` (``by (namespace, pod, le)`` for
    histogram buckets), plus one freshness query per series: for gauges and recorded series the
@@ -68,6 +68,7 @@ from autoscaler.metrics.quantile import parse_le, target_quantile
 from autoscaler.metrics.vector import KeyedRow
 from autoscaler.policy.models import (
     GATEWAY_KINDS,
+    SIGNAL_PREFIX,
     GatewayMetricSpec,
     LatencyMetricSpec,
     MetricKind,
@@ -368,8 +369,9 @@ class PrometheusSource:
         tick_budget: Seconds one :meth:`fetch` may take in total (retries stop before it);
             default: twice the client's query timeout.
         detect_interval: Seconds a namespace's auto-detected metric names are reused.
-        redetect_min_interval: Minimum seconds between re-probes of a namespace where a preset
-            came back empty.
+        redetect_min_interval: Minimum seconds between re-probes of a namespace where a
+            policy's own preset came back empty (the capacity model's inputs, which a fleet may
+            not export at all, wait for ``detect_interval``).
         recording_rules: Read the chart's recording rules where Prometheus has them
             (:mod:`autoscaler.metrics.rules`); False: always evaluate the raw series.
         rules_probe_interval: Seconds a namespace's recording-rule probe answer is reused.
@@ -442,6 +444,16 @@ class PrometheusSource:
             return True
         return namespace in self._redetect and age >= self.redetect_min_interval
 
+    def _empty(self, namespace: str, metric: str) -> None:
+        """A metric found no series: probe the namespace's names again soon (a renamed metric
+        after an upgrade), unless it is one of the capacity model's own inputs. Those are asked
+        of every ``algorithm: llm`` policy, and a fleet may never export some of them (token
+        counters, TTFT): re-probing every namespace of such a fleet every
+        ``redetect_min_interval`` would cost a probe query every other tick forever. They are
+        looked for again at the regular ``detect_interval``."""
+        if not metric.startswith(SIGNAL_PREFIX):
+            self._redetect.add(namespace)
+
     async def _probe(self, namespaces: set[str], now: float, deadline: float) -> NoSignal | None:
         """Refresh the name cache of these namespaces; the failure, if the probe failed."""
         pattern = regex_alternation(metric_names.all_probe_names())
@@ -478,7 +490,6 @@ class PrometheusSource:
             if count > 0 and (best is None or count > best[0]):
                 best = (count, candidate.name)
         if best is None:
-            self._redetect.add(namespace)
             known = ", ".join(sorted({c.name for c in metric_names.candidates(kind)}))
             return NoSignal(
                 NoSignalReason.EMPTY,
@@ -762,6 +773,8 @@ class PrometheusSource:
                 if isinstance(resolved, NoSignal):
                     if probe_failure is not None and namespace in to_probe:
                         resolved = probe_failure
+                    elif resolved.reason is NoSignalReason.EMPTY:
+                        self._empty(namespace, metric.name)
                     results[key][metric.name] = resolved
                     continue
                 plan = planned(metric, resolved, recorded=False, summed=False)
@@ -950,7 +963,7 @@ class PrometheusSource:
             if observation is None:
                 observation = self._assemble(req, plan, batch_results, now)
             if isinstance(observation, NoSignal) and observation.reason is NoSignalReason.EMPTY:
-                self._redetect.add(req.policy.metadata.namespace)
+                self._empty(req.policy.metadata.namespace, plan.metric)
             results[req.policy.key][plan.metric] = observation
 
         rules_probes = 1 if rules_probe else 0

@@ -61,13 +61,16 @@ class TimedFakeKube(FakeKube):
 
 
 def populate(fake: FakeKube, policies: int, pods: int) -> None:
-    """One Deployment per policy with ``pods`` Running, Ready pods."""
+    """One Deployment per policy with ``pods`` Running, Ready pods, created an hour ago and
+    ready since a minute later (a fleet that has run steadily for longer than any window of a
+    decision history, also at the past times ``bench_controller`` replays)."""
+    created = time.time() - 3600
     for index in range(policies):
         namespace, name = layout.namespace(index), layout.name(index)
         labels = {"app": name}
         fake.add_deployment(namespace, name, replicas=pods, labels=labels)
         for pod in layout.pod_names(index, pods):
-            fake.add_pod(namespace, pod, labels=labels, created=time.time() - 3600)
+            fake.add_pod(namespace, pod, labels=labels, created=created, ready_since=created + 60)
 
 
 async def _serve(policies: int, pods: int) -> None:

@@ -417,8 +417,10 @@ class FakeKube:
         ready: bool = True,
         created: float | None = None,
         unschedulable: str | None = None,
+        ready_since: float | None = None,
     ) -> Obj:
-        """Create a pod in a given state (conditions and timestamps filled in)."""
+        """Create a pod in a given state (conditions and timestamps filled in; a ready pod's
+        ``Ready`` condition changed at ``ready_since``, default now)."""
         now = self.clock()
         created = now if created is None else created
         pod: Obj = {
@@ -431,7 +433,9 @@ class FakeKube:
                 "creationTimestamp": iso(created),
             },
             "spec": {"containers": [{"name": "llm", "image": "nim/llm"}]},
-            "status": _pod_status(phase, ready, created, now, unschedulable),
+            "status": _pod_status(
+                phase, ready, created, now if ready_since is None else ready_since, unschedulable
+            ),
         }
         return self.put("pods", pod)
 

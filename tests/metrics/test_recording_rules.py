@@ -17,7 +17,13 @@ import helm_python
 import pytest
 import yaml
 
-from autoscaler.decision.types import MetricObservation, PodSamples, TargetSample
+from autoscaler.decision.types import (
+    MetricObservation,
+    NoSignal,
+    NoSignalReason,
+    PodSamples,
+    TargetSample,
+)
 from autoscaler.metrics import rules
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
@@ -335,6 +341,44 @@ async def test_a_rule_group_behind_its_scrapes_is_not_read(rules_env: Prometheus
     assert isinstance(kept, TargetSample), kept
     assert WORKLOAD in kept.query
     assert kept.pods == behind.pods == len(pods)
+
+
+async def test_inputs_the_fleet_never_exports_are_not_reprobed_every_tick(
+    rules_env: PrometheusServer,
+) -> None:
+    """This fleet exports no token counters, running requests or TTFT: the capacity model's own
+    inputs read from those find nothing, and the namespaces' names are not probed again for it
+    before the detection interval; a policy's own preset that finds nothing is (a renamed metric
+    after an upgrade)."""
+    client = PrometheusClient(rules_env.url)
+    source = PrometheusSource(client, redetect_min_interval=0.0)
+    requests = _requests()
+    at = time.time()
+    try:
+        first = await source.fetch(requests, at)
+        assert source.last_stats is not None
+        assert source.last_stats.probe_queries == 1
+        for request in requests:
+            signals = first[request.policy.key]
+            for name in ("__capacity_prompt_tokens", "__capacity_running", "__capacity_ttft"):
+                missing = signals[name]
+                assert isinstance(missing, NoSignal), (name, missing)
+                assert missing.reason is NoSignalReason.EMPTY
+        await source.fetch(requests, at + 1)
+        assert source.last_stats.probe_queries == 0
+
+        namespace, pods = next(iter(PODS.items()))
+        queue = {"queueDepth": {"target": {"type": "AverageValue", "averageValue": 4}}}
+        own = MetricRequest(make_policy(namespace, [queue], name="own"), pod_infos(pods))
+        result = await source.fetch([*requests, own], at + 2)
+        assert source.last_stats.probe_queries == 0
+        observation = result[own.policy.key]["queueDepth"]
+        assert isinstance(observation, NoSignal)
+        assert observation.reason is NoSignalReason.EMPTY
+        await source.fetch([*requests, own], at + 3)
+        assert source.last_stats.probe_queries == 1
+    finally:
+        await client.close()
 
 
 async def test_partial_and_removed_rules_fall_back_to_raw(
