@@ -106,12 +106,29 @@ def shard_of(policy_key: str, shards: int) -> int:
     return zlib.crc32(policy_key.encode()) % shards
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A value this store wrote from a history it still holds: the text's digest and the
+    ``held_back`` it was serialised with, not the text (about 6 KB per policy). The text is
+    serialised again from :attr:`_Shard.latest` when a write needs it and the policy has no
+    newer history queued (a policy removed, a tick that could not decide)."""
+
+    digest: bytes
+    held: float
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 @dataclass
 class _Shard:
     """What the store knows of one shard ConfigMap."""
 
     name: str
-    data: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str | _Stored] = field(default_factory=dict)
+    """Key -> the stored value: its text as read, or :class:`_Stored` for what this store wrote
+    from a history in :attr:`latest`."""
     rv: str | None = None
     exists: bool = False
     loaded: bool = False
@@ -119,6 +136,11 @@ class _Shard:
     pending: dict[str, tuple[History | str, str]] = field(default_factory=dict)
     """Key -> (history, or its serialised form, policy key) waiting for
     :meth:`KubeHistoryStore.flush`."""
+    expired: list[str] = field(default_factory=list)
+    """Keys the write being prepared deletes (their grace is over)."""
+    serialised: dict[str, float] = field(default_factory=dict)
+    """Keys of :attr:`pending` serialised from their history (not text from the pre-sharding
+    ConfigMap) -> the ``held_back`` they were serialised with."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     saved_at: float | None = None
     """When this store last wrote the shard or found nothing to write (monotonic)."""
@@ -147,6 +169,13 @@ def _events(history: History) -> tuple[object, ...]:
         history.known_pods,
         history.zero,
     )
+
+
+def _same(stored: str | _Stored | None, text: str) -> bool:
+    """Whether ``text`` is what is stored."""
+    if isinstance(stored, _Stored):
+        return stored.digest == _digest(text)
+    return stored == text
 
 
 def _serialise(value: History | str, held_back: float) -> str:
@@ -267,6 +296,7 @@ class KubeHistoryStore:
         shard.loaded, shard.fetched_at = False, -math.inf
         shard.saved_at, shard.urgent = None, False
         shard.latest, shard.held = {}, False
+        shard.serialised = {}
 
     def _object_path(self, name: str) -> str:
         return f"/api/v1/namespaces/{self._namespace}/configmaps/{name}"
@@ -283,7 +313,7 @@ class KubeHistoryStore:
         async with shard.lock:
             if not shard.loaded or self._monotonic() - shard.fetched_at > self._max_age:
                 await self._fetch_or_raise(shard, policy)
-        text = shard.data.get(key)
+        text = self._text(shard, key)
         if text is None:
             text = await self._from_legacy(key, policy)
             if text is None:
@@ -418,6 +448,7 @@ class KubeHistoryStore:
                             continue
                         raise
                     self._adopt(shard, stored)
+                    self._after_write(shard, data)
                     self._written(shard, index)
                     return
                 log.warning(
@@ -438,6 +469,7 @@ class KubeHistoryStore:
     def _written(self, shard: _Shard, index: int) -> None:
         """Shard ``index``'s queue was written (or needed no write, or cannot be written)."""
         shard.pending.clear()
+        shard.serialised.clear()
         shard.urgent = False
         now = self._monotonic()
         if shard.saved_at is None:
@@ -453,13 +485,18 @@ class KubeHistoryStore:
         # by repeats of the newest recommendation for up to the save interval.
         held = 0.0 if self._forcing else self._save_interval
         shard.held = held > 0
-        texts = {key: _serialise(value, held) for key, (value, _) in shard.pending.items()}
-        for key, text in texts.items():  # serialised once, even when a 409 brings us back
-            shard.pending[key] = (text, shard.pending[key][1])
+        texts: dict[str, str] = {}
+        for key, (value, policy_key) in shard.pending.items():
+            if isinstance(value, History):
+                shard.serialised[key] = held
+            # Serialised once, even when a 409 brings us back.
+            text = texts[key] = _serialise(value, held)
+            shard.pending[key] = (text, policy_key)
         changed = {
             key: text
             for key, text in texts.items()
-            if shard.data.get(key) != text and not (key in self._migrating and key in shard.data)
+            if not _same(shard.data.get(key), text)
+            and not (key in self._migrating and key in shard.data)
         }
         cutoff = self._monotonic() - self._grace
         expired = [
@@ -469,14 +506,53 @@ class KubeHistoryStore:
         ]
         if not changed and not expired:
             return None
-        data = {**shard.data, **changed}
+        # The values queued are the new texts (the same as stored when unchanged), but for a
+        # key still being migrated, whose shard's own value wins.
+        data = {
+            key: texts[key]
+            if key in texts and key not in self._migrating
+            else self._stored_text(shard, key, value)
+            for key, value in shard.data.items()
+        }
+        data.update(changed)
         for key in expired:
-            log.info("history_key_expired", configmap=shard.name, key=key, grace=self._grace)
             del data[key]
+        shard.expired = expired
+        return data
+
+    @staticmethod
+    def _text(shard: _Shard, key: str) -> str | None:
+        """The stored text of ``key`` (serialised again from its history if only its digest
+        is kept), or None (not in the shard)."""
+        value = shard.data.get(key)
+        if value is None:
+            return None
+        return KubeHistoryStore._stored_text(shard, key, value)
+
+    @staticmethod
+    def _stored_text(shard: _Shard, key: str, value: str | _Stored) -> str:
+        """The text of the stored ``value`` of ``key``."""
+        if isinstance(value, str):
+            return value
+        # A key is kept as a digest only while its history is in ``latest`` (an expired key
+        # gets its text back before ``latest`` forgets it). The history is the one written, or
+        # a newer one a write could not take (a shard over the size limit): either is what
+        # the key should hold.
+        return _serialise(shard.latest[key][0], value.held)
+
+    def _after_write(self, shard: _Shard, written: dict[str, str]) -> None:
+        """Forget the keys the write deleted (only now: after a failed write they are still
+        due), and keep digests, not texts, of the values serialised from histories."""
+        for key in shard.expired:
+            log.info("history_key_expired", configmap=shard.name, key=key, grace=self._grace)
             self._seen.pop(key, None)
             self._events.pop(key, None)
             shard.latest.pop(key, None)
-        return data
+        shard.expired = []
+        for key, held in shard.serialised.items():
+            text = shard.data.get(key)
+            if key in shard.latest and isinstance(text, str) and text == written.get(key):
+                shard.data[key] = _Stored(_digest(text), held)
 
     async def _fetch_or_raise(self, shard: _Shard, policy: ScalingPolicy) -> None:
         try:

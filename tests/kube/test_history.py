@@ -424,6 +424,50 @@ class TestRemovedPolicies:
         data = _configmap(fake)["data"]  # type: ignore[index]
         assert set(data) == {history_key(kept)}
 
+    async def test_a_key_no_longer_saved_keeps_its_value_through_other_writes(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """The store keeps digests, not texts, of what it wrote: a policy saved no more (removed,
+        or a tick that could not decide) still has its exact value written with the shard's
+        other keys, and loads as it was saved, from this store and from a fresh one."""
+        now = [0.0]
+        store = KubeHistoryStore(
+            api, NS, shards=1, save_interval=60.0, max_age=1e9, monotonic=lambda: now[0]
+        )
+        kept, idle = _named("kept"), _named("idle")
+        await store.save(idle, _history(2))
+        await save_now(store, kept, _history(1))
+        written = _configmap(fake)["data"][history_key(idle)]  # type: ignore[index]
+        for step, replicas in enumerate((3, 5, 4), start=1):
+            now[0] = 60.0 * step
+            await save_now(store, kept, _history(replicas))  # a new count: written at once
+            data = _configmap(fake)["data"]  # type: ignore[index]
+            assert json.loads(data[history_key(kept)])["recommendations"][-1][1] == replicas + 1
+            assert data[history_key(idle)] == written
+        assert len(_writes(fake)) == 4
+        restored = await store.load(idle)  # within max_age: from what the store holds
+        assert restored == dataclasses.replace(_history(2), held_back=60.0)
+        assert await _store(api).load(idle) == restored
+
+    async def test_an_expired_key_survives_a_failed_write(
+        self, fake: FakeKube, api: KubeApi
+    ) -> None:
+        """A write that deletes an expired key fails: the next one deletes it, and meanwhile
+        every other key keeps its value (the store lost neither texts nor histories)."""
+        now = [0.0]
+        store = _store(api, grace=600.0, monotonic=lambda: now[0])
+        kept, removed = _named("kept"), _named("removed")
+        await store.save(removed, _history(2))
+        await save_now(store, kept, _history(1))
+        now[0] = 700.0
+        fake.inject(f"{SHARD}$", 500, method="PUT")
+        await save_now(store, kept, _history(3))
+        assert history_key(removed) in _configmap(fake)["data"]  # type: ignore[index]
+        await save_now(store, kept, _history(4))
+        data = _configmap(fake)["data"]  # type: ignore[index]
+        assert set(data) == {history_key(kept)}
+        assert await _store(api).load(kept) == _history(4)
+
     async def test_keys_found_at_start_get_a_full_grace(self, fake: FakeKube, api: KubeApi) -> None:
         """After a restart, keys of policies not (yet) in force are kept for ``grace``."""
         await save_now(_store(api), _named("old"), _history(2))

@@ -464,6 +464,27 @@ class TestCopies:
         assert result.series_per_namespace["ns"] == 3
 
 
+class TestPodKeys:
+    def test_batches_share_one_key_per_pod(self) -> None:
+        """Every batch of a fetch keys a pod's rows by the same (namespace, pod) tuple, so a
+        tick's ~14 batches hold one tuple per pod, not one per batch; values are unchanged."""
+        shared: dict[tuple[str, str], tuple[str, str]] = {}
+        rate = _reduce_batch("rate", "q", [(("ns", "a"), 2.0)], pod_keys=shared)
+        stamps = _reduce_batch("stamps", "q", [(("ns", "a"), 9.0)], pod_keys=shared)
+        buckets = _reduce_batch(
+            "buckets", "q", [(("ns", "a", "0.1"), 1.0), (("ns", "a", "+Inf"), 3.0)], pod_keys=shared
+        )
+        (key,) = rate.values
+        assert key == ("ns", "a")
+        assert rate.values[key] == 2.0
+        assert next(iter(stamps.stamps)) is key
+        assert next(iter(buckets.buckets)) is key
+        assert buckets.buckets[key] == {0.1: 1.0, math.inf: 3.0}
+        alone = _reduce_batch("rate", "q", [(("ns", "a"), 2.0)])
+        assert alone.values == rate.values
+        assert next(iter(alone.values)) is not key
+
+
 class TestNames:
     """Recorded series names follow the chart's rules (``level:metric:operations``)."""
 
