@@ -36,7 +36,8 @@ collapse).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,8 +109,10 @@ class SloState:
     """(time, requests held: waiting + running) over the rate window (arrival estimate)."""
     arrivals: tuple[tuple[float, float], ...] = ()
     """(time, arrival rate) over ``ARRIVALS_KEPT_SECONDS`` (trend)."""
-    day: tuple[float, ...] = ()
-    """Daily shape: arrival rate per bin of the day (empty until the first tick)."""
+    day: Sequence[float] = ()
+    """Daily shape: arrival rate per bin of the day (empty until the first tick). An array of
+    doubles, replaced (never changed) at each tick: 8 bytes a bin, where a tuple held a float
+    object of 24 more for every bin written since the start (all of them after a restart)."""
     first_seen: float | None = None
     ready: int = -1
     """Ready pods at the last tick."""
@@ -163,7 +166,8 @@ class SloState:
             raise ValueError(msg)
         first = data.get("firstSeen")
         last = data.get("lastTick")
-        day = tuple(float(v) for v in data.get("day", ()))
+        bins = data.get("day", ())
+        day: Sequence[float] = array("d", (float(v) for v in bins)) if bins else ()
         if day and len(day) != DAY_BINS:
             msg = f"daily shape has {len(day)} bins, expected {DAY_BINS}"
             raise ValueError(msg)
@@ -338,7 +342,7 @@ def _day_bin(t: float) -> float:
     return (t % DAY) / (DAY / DAY_BINS)
 
 
-def _day_rate(day: tuple[float, ...], t: float) -> float:
+def _day_rate(day: Sequence[float], t: float) -> float:
     """The daily shape at time ``t`` (linear between bin centres)."""
     position = _day_bin(t) - 0.5
     low = math.floor(position)
@@ -346,13 +350,14 @@ def _day_rate(day: tuple[float, ...], t: float) -> float:
     return (1 - share) * day[low % DAY_BINS] + share * day[(low + 1) % DAY_BINS]
 
 
-def _update_day(day: tuple[float, ...], now: float, rate: float) -> tuple[float, ...]:
+def _update_day(day: Sequence[float], now: float, rate: float) -> array[float]:
+    """A new shape with the bin of ``now`` moved towards ``rate`` (``day`` is left as it is)."""
     if not day:
-        return tuple(rate for _ in range(DAY_BINS))
+        return array("d", (rate,)) * DAY_BINS
     index = int(_day_bin(now)) % DAY_BINS
-    bins = list(day)
+    bins = array("d", day)
     bins[index] = (1 - DAY_EWMA) * bins[index] + DAY_EWMA * rate
-    return tuple(bins)
+    return bins
 
 
 def plan(  # noqa: PLR0917 - the tick's inputs, one call site

@@ -30,6 +30,8 @@ capacity state, the
 ``requestLengths`` of the explanation's ``capacity`` object): every desired count, reason and
 condition identical (720 decisions); the explanation and history digests of the 360 ``llm``
 decisions changed with the new fields.
+Again when the SLO sizing's daily shape became an array of doubles (memory): every record
+identical (the 30 ``llm`` scenarios compared before the digest was updated).
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
