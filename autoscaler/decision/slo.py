@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any
 
 from autoscaler.decision import capacity as cap
@@ -105,10 +106,12 @@ class SloState:
     """State of the SLO sizing, persisted in the policy's ``History.capacity``."""
 
     model: cap.CapacityModel = field(default_factory=cap.CapacityModel)
-    held: tuple[tuple[float, float], ...] = ()
-    """(time, requests held: waiting + running) over the rate window (arrival estimate)."""
-    arrivals: tuple[tuple[float, float], ...] = ()
-    """(time, arrival rate) over ``ARRIVALS_KEPT_SECONDS`` (trend)."""
+    held: Sequence[float] = ()
+    """(time, requests held: waiting + running) over the rate window (arrival estimate), as
+    flat pairs (:func:`_points`)."""
+    arrivals: Sequence[float] = ()
+    """(time, arrival rate) over ``ARRIVALS_KEPT_SECONDS`` (trend), as flat pairs
+    (:func:`_points`)."""
     day: Sequence[float] = ()
     """Daily shape: arrival rate per bin of the day (empty until the first tick). An array of
     doubles, replaced (never changed) at each tick: 8 bytes a bin, where a tuple held a float
@@ -142,8 +145,8 @@ class SloState:
         return {
             "v": 1,
             "model": self.model.to_json(),
-            "held": [list(p) for p in self.held],
-            "arrivals": [list(p) for p in self.arrivals],
+            "held": [list(p) for p in _points(self.held)],
+            "arrivals": [list(p) for p in _points(self.arrivals)],
             "day": list(self.day),
             "firstSeen": self.first_seen,
             "ready": self.ready,
@@ -173,8 +176,8 @@ class SloState:
             raise ValueError(msg)
         return cls(
             model=cap.CapacityModel.from_json(dict(data.get("model", {}))),
-            held=tuple((float(t), float(v)) for t, v in data.get("held", ())),
-            arrivals=tuple((float(t), float(v)) for t, v in data.get("arrivals", ())),
+            held=_flat((float(t), float(v)) for t, v in data.get("held", ())),
+            arrivals=_flat((float(t), float(v)) for t, v in data.get("arrivals", ())),
             day=day,
             first_seen=None if first is None else float(first),
             ready=int(data.get("ready", -1)),
@@ -192,6 +195,22 @@ class SloState:
                 if pair is not None
             )[-LENGTH_SAMPLES:],
         )
+
+
+def _points(pairs: Sequence[float]) -> list[tuple[float, float]]:
+    """The (time, value) points of a window kept as flat pairs ``[t0, v0, t1, v1, ...]``.
+
+    The state keeps its windows as arrays of doubles (16 bytes a point): a tuple of pairs held
+    a tuple and a float object or two for each (~96 bytes; ~4 KB per policy for the 40 arrival
+    points of a full window).
+    """
+    return list(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def _flat(pairs: Iterable[tuple[float, float]]) -> Sequence[float]:
+    """(time, value) points as flat pairs (:func:`_points` reads them back); ``()`` if none."""
+    values = array("d", chain.from_iterable(pairs))
+    return values if values else ()
 
 
 def _opt(value: object) -> float | None:
@@ -278,7 +297,7 @@ def _value(observation: MetricObservation | None) -> float | None:
     return None
 
 
-def _growth(held: tuple[tuple[float, float], ...], now: float, total: float) -> float:
+def _growth(held: Sequence[tuple[float, float]], now: float, total: float) -> float:
     """Growth rate of the requests held over the rate window (0 without an old enough point)."""
     oldest = None
     for t, value in held:
@@ -290,7 +309,7 @@ def _growth(held: tuple[tuple[float, float], ...], now: float, total: float) -> 
     return (total - oldest[1]) / (now - oldest[0])
 
 
-def _trend(arrivals: tuple[tuple[float, float], ...], now: float, horizon: float) -> float | None:
+def _trend(arrivals: Sequence[tuple[float, float]], now: float, horizon: float) -> float | None:
     """The recent arrival trend projected ``horizon`` seconds ahead (None: too few points).
 
     Least squares over the last ``TREND_SECONDS``; the slope used is its lower confidence bound
@@ -314,7 +333,7 @@ def _trend(arrivals: tuple[tuple[float, float], ...], now: float, horizon: float
     return max(0.0, at_now + rising * horizon)
 
 
-def _recurring(arrivals: tuple[tuple[float, float], ...], now: float) -> float | None:
+def _recurring(arrivals: Sequence[tuple[float, float]], now: float) -> float | None:
     """The highest arrival rate of the kept window when it came in two or more bursts, else None.
 
     A burst is a run of points at or above ``BURST_SHARE`` of the window's highest rate. On/off
@@ -408,14 +427,17 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     if 0 <= ready < state.ready:
         shrunk_at = now
     held_total = None if waiting is None else waiting + (running or 0.0)
+    held_before = _points(state.held)
     held = state.held
     if held_total is not None:
-        held = (
-            *[p for p in held if now - p[0] <= SIGNAL_WINDOW + SCRAPE_SLACK],
-            (now, held_total),
+        held = _flat(
+            [
+                *[p for p in held_before if now - p[0] <= SIGNAL_WINDOW + SCRAPE_SLACK],
+                (now, held_total),
+            ]
         )
     arrivals = None
-    growth = _growth(state.held, now, held_total) if held_total is not None else 0.0
+    growth = _growth(held_before, now, held_total) if held_total is not None else 0.0
     if growth < 0 and shrunk_at is not None and now - shrunk_at < SIGNAL_WINDOW + SCRAPE_SLACK:
         # Pods left within the window: the requests they held left the sum with them, which is
         # not a drain. Counting it would read as fewer arrivals, size a smaller fleet, remove
@@ -503,11 +525,13 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
 
     # Forecast over one start-up time.
     horizon = max(MIN_STARTUP_HORIZON, fleet.startup)
-    trail = state.arrivals
+    trail = _points(state.arrivals)
+    kept_trail = state.arrivals
     day = state.day
     first_seen = state.first_seen if state.first_seen is not None else now
     if arrivals is not None:
-        trail = (*[p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS], (now, arrivals))
+        trail = [*[p for p in trail if now - p[0] <= ARRIVALS_KEPT_SECONDS], (now, arrivals)]
+        kept_trail = _flat(trail)
         day = _update_day(day, now, arrivals)
     trend = daily = recurring = forecast = peak = need = None
     floor: int | None = None
@@ -557,7 +581,7 @@ def plan(  # noqa: PLR0917 - the tick's inputs, one call site
     next_state = SloState(
         model=model,
         held=held,
-        arrivals=trail,
+        arrivals=kept_trail,
         day=day,
         first_seen=first_seen,
         ready=ready,
@@ -665,7 +689,7 @@ def _steadiness(  # noqa: PLR0917 - one reason per rule
         # A backlog drained within the window: the requests that waited in it (on the pods they
         # were routed to) still set the window's latency quantiles, not this window's load.
         return "backlog drained within the rate window"
-    recent = [v for t, v in state.arrivals if now - t <= SIGNAL_WINDOW]
+    recent = [v for t, v in _points(state.arrivals) if now - t <= SIGNAL_WINDOW]
     if recent and arrivals is not None:
         low, high = min(*recent, arrivals), max(*recent, arrivals)
         if high > LOAD_CHANGE_RATIO * max(low, 1e-9):

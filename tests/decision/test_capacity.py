@@ -510,14 +510,20 @@ class TestSloPlan:
         again = slo.SloState.from_json(json.loads(json.dumps(state.to_json())))
         assert state == again
 
-    def test_daily_shape_holds_eight_bytes_a_bin(self) -> None:
-        """The daily shape is packed doubles, as ticks build it and as a restart reads it: a
-        tuple held a float object (24 bytes more) for each bin once the bins differ, 3.5 KB
-        per policy. The plan leaves the state it was given as it was."""
+    def test_state_holds_packed_doubles(self) -> None:
+        """The daily shape and the windows of points are packed doubles, as ticks build them
+        and as a restart reads them (8 bytes a value): tuples held a float object (24 bytes
+        more) for each bin once the bins differ, 3.5 KB per policy, and a tuple and a float or
+        two for each point, ~4 KB for a full arrival window. The plan leaves the state it was
+        given as it was."""
         state = run_plan(20, 4, 20.0).state
         again = slo.SloState.from_json(json.loads(json.dumps(state.to_json())))
-        for shape in (state.day, again.day):
-            assert memoryview(shape).nbytes == 8 * slo.DAY_BINS  # type: ignore[arg-type]
+        for kept in (state, again):
+            assert memoryview(kept.day).nbytes == 8 * slo.DAY_BINS  # type: ignore[arg-type]
+            arrivals = kept.to_json()["arrivals"]
+            assert len(arrivals) >= 10
+            assert memoryview(kept.arrivals).nbytes == 16 * len(arrivals)  # type: ignore[arg-type]
+            assert memoryview(kept.held).nbytes == 16 * len(kept.to_json()["held"])  # type: ignore[arg-type]
         before = list(again.day)
         pods = [f"p{i}" for i in range(4)]
         later = slo.plan(again, observations(pods, 30.0), fleet(4), OBJECTIVES, None, "spec", 1e6)
@@ -527,7 +533,7 @@ class TestSloPlan:
 
 def on_off_peak(result: slo.SloPlan) -> float:
     """The highest arrival rate kept in the state (what the bursts reached)."""
-    return max(v for _, v in result.state.arrivals)
+    return max(v for _, v in result.state.to_json()["arrivals"])
 
 
 SLO_ONLY = """

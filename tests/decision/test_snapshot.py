@@ -31,7 +31,8 @@ capacity state, the
 condition identical (720 decisions); the explanation and history digests of the 360 ``llm``
 decisions changed with the new fields.
 Again when the SLO sizing's daily shape became an array of doubles (memory): every record
-identical (the 30 ``llm`` scenarios compared before the digest was updated).
+identical (the 30 ``llm`` scenarios compared before the digest was updated); and again when its
+windows of (time, value) points did: every record identical, compared the same way.
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
