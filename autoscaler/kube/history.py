@@ -296,7 +296,7 @@ class KubeHistoryStore:
         shard.loaded, shard.fetched_at = False, -math.inf
         shard.saved_at, shard.urgent = None, False
         shard.latest, shard.held = {}, False
-        shard.serialised = {}
+        shard.serialised, shard.expired = {}, []
 
     def _object_path(self, name: str) -> str:
         return f"/api/v1/namespaces/{self._namespace}/configmaps/{name}"
@@ -534,10 +534,11 @@ class KubeHistoryStore:
         """The text of the stored ``value`` of ``key``."""
         if isinstance(value, str):
             return value
-        # A key is kept as a digest only while its history is in ``latest`` (an expired key
-        # gets its text back before ``latest`` forgets it). The history is the one written, or
-        # a newer one a write could not take (a shard over the size limit): either is what
-        # the key should hold.
+        # A key is kept as a digest only while its history is in ``latest``: an expired key
+        # leaves ``latest`` once the write that deleted it succeeded, and the answer to that
+        # write (the shard's data from then on) no longer holds it. The history is the one
+        # written, or a newer one a write could not take (a shard over the size limit): either
+        # is what the key should hold.
         return _serialise(shard.latest[key][0], value.held)
 
     def _after_write(self, shard: _Shard, written: dict[str, str]) -> None:
