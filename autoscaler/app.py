@@ -301,6 +301,7 @@ async def build_controller(
         interval=settings.interval,
         before_tick=feed.refresh,
         max_ticks=max_ticks,
+        phase=prometheus.tick_phase if settings.align_to_rules else None,
     )
     controller = Controller(
         settings=settings,

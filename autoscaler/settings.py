@@ -91,6 +91,13 @@ class Settings(HpaSettings):
         Path("policies"), description="Directory (or file) of ScalingPolicy YAML documents."
     )
     interval: float = Field(15.0, gt=0, description="Control loop period, seconds.")
+    align_to_rules: bool = Field(
+        default=True,
+        description="Where the policies read recording rules, start each tick just after their "
+        "rule group has evaluated (read from Prometheus's /api/v1/rules), when the interval is a "
+        "whole number of the group's intervals: fresher recorded values, and no queries while "
+        "Prometheus evaluates the group.",
+    )
     dry_run: bool = Field(
         default=False, description="Decide and print, but never write to the cluster."
     )

@@ -20,6 +20,7 @@ the URL is shown without its user-info part.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import threading
@@ -36,6 +37,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from autoscaler.decision.types import NoSignalReason
+from autoscaler.metrics.rules import RuleGroup, parse_rule_groups
 from autoscaler.metrics.vector import (
     KeyedRow,
     LabelStrings,
@@ -205,19 +207,23 @@ class PrometheusClient:
                 self._headers = headers
 
     def _get(self, promql: str, at: float, timeout: float) -> bytes:
-        """One HTTP attempt (runs in a worker thread): the body of a 200 answer."""
-        self._refresh_headers()
-        with self._headers_lock:
-            self.requests_sent += 1
+        """One query attempt (runs in a worker thread): the body of a 200 answer."""
         params = {
             "query": promql,
             "time": f"{at:.3f}",
             "timeout": f"{max(1, round(timeout * 1000))}ms",
         }
+        # The raw body: decoded by .vector without building the whole JSON tree.
+        return self._request("/api/v1/query", params, timeout)
+
+    def _request(self, path: str, params: Mapping[str, str], timeout: float) -> bytes:
+        """One HTTP GET of an API path (runs in a worker thread): the body of a 200 answer."""
+        self._refresh_headers()
+        with self._headers_lock:
+            self.requests_sent += 1
         try:
-            # The raw body: decoded by .vector without building the whole JSON tree.
             response = self._session.get(
-                f"{self.url}/api/v1/query",
+                f"{self.url}{path}",
                 params=params,
                 headers=self._headers,
                 auth=self._auth,
@@ -298,6 +304,24 @@ class PrometheusClient:
             return decode_keyed(body, self.display_url, keys, consume, strings=self._strings)
 
         return await self._attempts(promql, deadline, attempt)
+
+    async def rule_groups(self, deadline: float | None = None) -> tuple[RuleGroup, ...]:
+        """The recording rule groups Prometheus evaluates (``/api/v1/rules?type=record``).
+
+        Raises:
+            QueryFailed: as :meth:`query` (a server without the rules API answers 404:
+                ``query_error``).
+        """
+
+        def attempt(timeout: float) -> tuple[RuleGroup, ...]:
+            body = self._request("/api/v1/rules", {"type": "record"}, timeout)
+            try:
+                return parse_rule_groups(json.loads(body))
+            except ValueError as exc:  # JSONDecodeError is a ValueError
+                msg = f"malformed rules answer from {self.display_url}: {exc}"
+                raise QueryFailed(NoSignalReason.QUERY_ERROR, msg[:_MAX_DETAIL]) from None
+
+        return await self._attempts("rules", deadline, attempt)
 
     async def _attempts(
         self, promql: str, deadline: float | None, attempt: Callable[[float], T]

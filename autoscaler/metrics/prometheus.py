@@ -274,6 +274,10 @@ class _BatchResult:
         )
 
 
+_NO_PHASE = recording.RulePhase(group="", period=0.0, ready=0.0, duration=0.0)
+"""Memo of :meth:`PrometheusSource.tick_phase` for "no phase"."""
+
+
 @dataclass(slots=True)
 class _NamespaceNames:
     """What the auto-detection probe found in one namespace: series name -> series count."""
@@ -380,6 +384,8 @@ class PrometheusSource:
             every tick; see :meth:`_assemble_summed`); False: always read per-pod buckets.
         per_pod_retry_interval: Seconds a namespace that needed the per-pod buckets keeps
             reading them before the summed histogram is tried again.
+        align_to_rules: With each recording-rule probe, also read when the groups of the rules
+            in use evaluate (``/api/v1/rules``), for :meth:`tick_phase`.
     """
 
     def __init__(
@@ -393,6 +399,7 @@ class PrometheusSource:
         rules_probe_interval: float = 300.0,
         aggregate_buckets: bool = True,
         per_pod_retry_interval: float = 120.0,
+        align_to_rules: bool = True,
     ) -> None:
         self.client = client
         self.tick_budget = tick_budget if tick_budget is not None else 2 * client.timeout
@@ -414,6 +421,11 @@ class PrometheusSource:
         self._pod_keys: dict[PodKey, PodKey] = {}
         """One (namespace, pod) tuple per pod, shared by every batch's answer: a tick's
         batches hold ~10 rows per pod at once (see :func:`_reduce_batch`)."""
+        self.align_to_rules = align_to_rules
+        self._rule_groups: tuple[recording.RuleGroup, ...] = ()
+        self._rule_groups_failed = False
+        self._phase: recording.RulePhase | None = None
+        """:meth:`tick_phase`'s answer, until a probe changes its inputs (``_NO_PHASE``: none)."""
         self._batch_pool: dict[Batch, Batch] = {}
         self._need_pool: dict[recording.RuleNeed, recording.RuleNeed] = {}
         """One object per distinct batch and rule need the plans have held (see
@@ -423,7 +435,11 @@ class PrometheusSource:
     def from_settings(cls, settings: Settings) -> PrometheusSource:
         """A source with a client configured from the settings (tick budget: the interval)."""
         client = PrometheusClient.from_settings(settings)
-        return cls(client, tick_budget=min(settings.interval, 2 * settings.prometheus_timeout))
+        return cls(
+            client,
+            tick_budget=min(settings.interval, 2 * settings.prometheus_timeout),
+            align_to_rules=settings.align_to_rules,
+        )
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -520,17 +536,37 @@ class PrometheusSource:
     async def _probe_rules(
         self, wanted: Mapping[str, set[recording.RuleNeed]], now: float, deadline: float
     ) -> None:
-        """Refresh which recorded series cover which namespaces (answers apply next tick)."""
+        """Refresh which recorded series cover which namespaces (answers apply next tick), and
+        when their rule groups evaluate (:meth:`tick_phase`)."""
         needs = set().union(*wanted.values())
         query = recording.probe_query(needs, wanted)
-        try:
-            series = await self.client.query(query, now, deadline)
-        except QueryFailed as exc:
-            # Not fatal: the raw series are read until the next probe (after the interval).
-            log.warning("recording rule detection failed", detail=exc.detail, reason=exc.reason)
+        if self.align_to_rules:
+            probed, _ = await asyncio.gather(
+                self._rules_probe_answer(query, now, deadline), self._read_rule_groups(deadline)
+            )
+        else:
+            probed = await self._rules_probe_answer(query, now, deadline)
+        if probed is None:
             for namespace, asked in wanted.items():
                 self._rules[namespace] = _NamespaceRules(frozenset(asked), frozenset(), now)
             return
+        self._judge_rules(wanted, probed, now)
+
+    async def _rules_probe_answer(
+        self, query: str, now: float, deadline: float
+    ) -> list[Series] | None:
+        """The probe query's series (None: it failed, logged)."""
+        try:
+            return await self.client.query(query, now, deadline)
+        except QueryFailed as exc:
+            # Not fatal: the raw series are read until the next probe (after the interval).
+            log.warning("recording rule detection failed", detail=exc.detail, reason=exc.reason)
+            return None
+
+    def _judge_rules(
+        self, wanted: Mapping[str, set[recording.RuleNeed]], series: list[Series], now: float
+    ) -> None:
+        """Record, per namespace, the recorded series the probe's answer shows usable."""
         pods: dict[tuple[str, str], int] = {}
         for item in series:
             ns = item.labels.get("namespace")
@@ -548,6 +584,36 @@ class PrometheusSource:
                     raw=sorted(n.recorded for n in asked if n.recorded not in usable),
                 )
             self._rules[ns] = _NamespaceRules(frozenset(asked), usable, now)
+        self._phase = None  # the recorded series in use may have changed
+
+    async def _read_rule_groups(self, deadline: float) -> None:
+        """Read when the rule groups evaluate (run beside the probe query)."""
+        try:
+            groups = await self.client.rule_groups(deadline)
+        except QueryFailed as exc:
+            # Not fatal: the ticks keep their own phase until a later probe reads them.
+            if self._rule_groups or not self._rule_groups_failed:
+                log.info(
+                    "recording rule timing unavailable; ticks keep their own phase",
+                    detail=exc.detail,
+                )
+            self._rule_groups, self._rule_groups_failed = (), True
+        else:
+            self._rule_groups, self._rule_groups_failed = groups, False
+        self._phase = None
+
+    def tick_phase(self) -> recording.RulePhase | None:
+        """When the recording rules this source reads have just been written (None: no rule in
+        use, their timing is unknown, or the group leaves no quiet stretch).
+
+        The runner starts its ticks then (:func:`autoscaler.controller.runner.aligned`): the
+        recorded values are at their freshest, and the tick's queries do not compete with the
+        group's evaluation inside Prometheus.
+        """
+        if self._phase is None and self._rule_groups:
+            in_use = set().union(*(entry.usable for entry in self._rules.values()))
+            self._phase = recording.rule_phase(self._rule_groups, in_use) or _NO_PHASE
+        return None if self._phase is None or self._phase is _NO_PHASE else self._phase
 
     # ----------------------------------------------------------------------------------------
     # Planning

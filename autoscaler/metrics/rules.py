@@ -36,6 +36,7 @@ import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from autoscaler.promql import namespace_matcher, quote_string, regex_alternation
 
@@ -186,3 +187,142 @@ def covered(
         elif raw > 0 and recorded >= raw:
             usable.add(need.recorded)
     return frozenset(usable)
+
+
+# ---------------------------------------------------------------------------------------------
+# When the rules evaluate: the tick's phase
+# ---------------------------------------------------------------------------------------------
+
+READY_FACTOR = 1.25
+"""A group's output counts as written this many times its last evaluation's duration after the
+evaluation started (evaluations vary in length from one to the next)..."""
+READY_SLACK = 0.5
+"""...plus this many seconds."""
+QUIET_SHARE = 0.75
+"""No phase when the group's evaluation (with the margin above) fills more than this share of its
+interval: there is no quiet stretch to aim at."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleGroup:
+    """One recording rule group as Prometheus's ``/api/v1/rules`` reports it."""
+
+    name: str
+    file: str
+    interval: float
+    """Seconds between evaluations."""
+    last_started: float
+    """Start of the last evaluation, seconds since the epoch."""
+    duration: float
+    """Seconds the last evaluation took."""
+    records: frozenset[str]
+    """The names of the series its rules record."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulePhase:
+    """When the recording rules the source reads have just been written, on a fixed period."""
+
+    group: str
+    period: float
+    """The group's evaluation interval, seconds."""
+    ready: float
+    """One time (seconds since the epoch) at which an evaluation's output is complete; every
+    ``period`` before and after it is another."""
+    duration: float
+    """Seconds the group's last evaluation took."""
+
+
+def parse_rule_groups(answer: object) -> tuple[RuleGroup, ...]:
+    """The recording rule groups of a decoded ``/api/v1/rules`` answer.
+
+    Groups never evaluated (Prometheus reports the zero time), without a positive interval or
+    without recording rules are left out; so is anything not shaped as the API documents.
+
+    Raises:
+        ValueError: The answer is not a successful rules answer at all.
+    """
+    if not isinstance(answer, dict) or answer.get("status") != "success":
+        raise ValueError("not a successful rules answer")
+    data = answer.get("data")
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(groups, list):
+        raise ValueError("no data.groups list")
+    out = []
+    for group in groups:
+        parsed = _rule_group(group)
+        if parsed is not None:
+            out.append(parsed)
+    return tuple(out)
+
+
+def _rule_group(group: object) -> RuleGroup | None:
+    if not isinstance(group, dict):
+        return None
+    interval, duration = group.get("interval"), group.get("evaluationTime")
+    rules, started = group.get("rules"), _epoch(group.get("lastEvaluation"))
+    if not isinstance(interval, int | float) or not isinstance(duration, int | float):
+        return None
+    if not isinstance(rules, list) or started is None or not math.isfinite(interval):
+        return None
+    records = frozenset(
+        rule["name"]
+        for rule in rules
+        if isinstance(rule, dict)
+        and rule.get("type") == "recording"
+        and isinstance(rule.get("name"), str)
+    )
+    if interval <= 0 or not records or not math.isfinite(duration) or duration < 0:
+        return None
+    return RuleGroup(
+        name=str(group.get("name", "")),
+        file=str(group.get("file", "")),
+        interval=float(interval),
+        last_started=started,
+        duration=float(duration),
+        records=records,
+    )
+
+
+def _epoch(text: object) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time as Prometheus writes it; None for the zero
+    time (never evaluated) or anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None or stamp.year < 1971:
+        return None
+    return stamp.timestamp()
+
+
+def rule_phase(groups: Iterable[RuleGroup], recorded: Iterable[str]) -> RulePhase | None:
+    """The phase to tick at for the recorded series in use, or None.
+
+    The group recording most of ``recorded`` (ties: the longest evaluation, then the name); None
+    when no group records any of them or when that group's evaluation, with its margin, leaves
+    no quiet stretch in its interval.
+    """
+    wanted = frozenset(recorded)
+    best: tuple[int, float, str] | None = None
+    chosen: RuleGroup | None = None
+    for group in groups:
+        hits = len(group.records & wanted)
+        if not hits:
+            continue
+        rank = (hits, group.duration, group.name)
+        if best is None or rank > best:
+            best, chosen = rank, group
+    if chosen is None:
+        return None
+    lag = chosen.duration * READY_FACTOR + READY_SLACK
+    if lag > chosen.interval * QUIET_SHARE:
+        return None
+    return RulePhase(
+        group=chosen.name,
+        period=chosen.interval,
+        ready=chosen.last_started + lag,
+        duration=chosen.duration,
+    )

@@ -204,3 +204,28 @@ async def test_answers_are_asked_uncompressed_unless_configured(
 def _encodings(proxy: PrometheusProxy) -> set[str]:
     """The ``Accept-Encoding`` values the proxy saw (header names in any case)."""
     return {v for h in proxy.seen_headers for k, v in h.items() if k.lower() == "accept-encoding"}
+
+
+async def test_rule_groups_are_read_like_queries(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory
+) -> None:
+    """``/api/v1/rules`` goes through the same path prefix and retries; a server that does not
+    serve it (404) or answers nonsense is a ``query_error``, not retried."""
+    proxy = proxy_factory(llm_env.server.url, prefix="/prom")
+    client = PrometheusClient(proxy.url, backoff=0.01)
+    try:
+        assert await client.rule_groups() == ()  # this Prometheus has no recording rules
+        proxy.fail_next = 1
+        assert await client.rule_groups() == ()  # a 503, then the answer
+        assert client.requests_sent == 3
+        proxy.fail_status, proxy.fail_next = 404, 1
+        with pytest.raises(QueryFailed, match="HTTP 404") as info:
+            await client.rule_groups()
+        assert info.value.reason is NoSignalReason.QUERY_ERROR
+        assert client.requests_sent == 4
+        proxy.body_mode = "garbage"
+        with pytest.raises(QueryFailed, match="malformed rules answer") as info:
+            await client.rule_groups()
+        assert info.value.reason is NoSignalReason.QUERY_ERROR
+    finally:
+        await client.close()

@@ -227,6 +227,40 @@ async def test_recorded_series_give_the_raw_values(
                 assert math.isclose(value, raw_value, rel_tol=1e-9), metric
 
 
+async def test_the_source_reads_when_the_rule_group_evaluates(
+    rules_env: PrometheusServer,
+) -> None:
+    """With the probe, the source reads the chart's group from ``/api/v1/rules``: the tick phase
+    has the group's interval and is one evaluation's margin after the evaluation whose time the
+    recorded samples carry. Without alignment nothing is read."""
+    group = yaml.safe_load(rules_env.rule_files[0].read_text(encoding="utf-8"))["groups"][0]
+    client = PrometheusClient(rules_env.url)
+    source = PrometheusSource(client)
+    off = PrometheusSource(client, align_to_rules=False)
+    requests = _requests()
+    try:
+        assert source.tick_phase() is None  # nothing read yet
+        await source.fetch(requests, time.time())
+        phase = source.tick_phase()
+        stamp = _evaluation_time(rules_env)
+        sent = client.requests_sent
+        await off.fetch(requests, time.time())
+        assert off.tick_phase() is None
+        off_requests = client.requests_sent - sent
+        assert off.last_stats is not None
+        assert off_requests == off.last_stats.queries  # no /api/v1/rules request
+    finally:
+        await client.close()
+    assert phase is not None
+    assert phase.group == group["name"]
+    assert phase.period == 1.0  # the group's interval ("1s")
+    assert 0 <= phase.duration < phase.period
+    started = phase.ready - (phase.duration * rules.READY_FACTOR + rules.READY_SLACK)
+    # Prometheus starts an evaluation at the time its samples carry (a few ms of scheduling).
+    offset = (started - stamp) % phase.period
+    assert min(offset, phase.period - offset) < 0.1, (started, stamp)
+
+
 async def test_a_target_short_of_its_workload_reads_pod_buckets(
     rules_env: PrometheusServer,
 ) -> None:
@@ -431,6 +465,7 @@ async def test_partial_and_removed_rules_fall_back_to_raw(
         result = await tick()
         assert not reads_recorded(result, "rr-a")
         assert not reads_recorded(result, "rr-b")
+        assert source.tick_phase() is None  # no group records what the policies read
     finally:
         await client.close()
 
@@ -513,3 +548,101 @@ class TestNames:
         assert rules.covered([need], pods, "a") == {"rec"}
         assert rules.covered([need], pods, "b") == frozenset()
         assert rules.covered([need], pods, "c") == frozenset()  # nothing raw: raw query decides
+
+
+class TestRulePhase:
+    """When a group's recorded values are ready, from ``/api/v1/rules``."""
+
+    @staticmethod
+    def answer(*groups: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "success", "data": {"groups": list(groups)}}
+
+    @staticmethod
+    def group(name: str, records: list[str], **fields: Any) -> dict[str, Any]:
+        rules_ = [{"name": r, "type": "recording", "query": "x", "health": "ok"} for r in records]
+        return {
+            "name": name,
+            "file": "/etc/prometheus/rules.yaml",
+            "interval": 15,
+            "evaluationTime": 2.0,
+            "lastEvaluation": "2026-12-07T11:25:59.428217307Z",
+            "rules": rules_,
+        } | fields
+
+    def test_the_group_of_the_recorded_series(self) -> None:
+        groups = rules.parse_rule_groups(
+            self.answer(
+                self.group("other", ["a:b:rate1m"], evaluationTime=9.0),
+                self.group("nim", [RATE, COUNT]),
+            )
+        )
+        phase = rules.rule_phase(groups, {RATE, COUNT, "unrecorded"})
+        assert phase is not None
+        assert phase.group == "nim"
+        assert phase.period == 15.0
+        started = 1796643959.428217  # 2026-12-07T11:25:59.428217Z
+        assert phase.ready == pytest.approx(started + 2.0 * rules.READY_FACTOR + rules.READY_SLACK)
+
+    def test_most_records_then_longest_evaluation_wins(self) -> None:
+        groups = rules.parse_rule_groups(
+            self.answer(
+                self.group("one", [RATE], evaluationTime=5.0),
+                self.group("two", [COUNT, WORKLOAD], evaluationTime=1.0),
+                self.group("three", [BUCKETS], evaluationTime=3.0),
+            )
+        )
+        assert rules.rule_phase(groups, {RATE, COUNT, WORKLOAD}).group == "two"  # type: ignore[union-attr]
+        assert rules.rule_phase(groups, {RATE, BUCKETS}).group == "one"  # type: ignore[union-attr]
+        assert rules.rule_phase(groups, {"elsewhere"}) is None
+        assert rules.rule_phase(groups, set()) is None
+
+    def test_a_group_busy_most_of_its_interval_gives_no_phase(self) -> None:
+        # 8 s x 1.25 + 0.5 s = 10.5 s, under 3/4 of 15 s: a phase; 9 s: 11.75 s, none.
+        for seconds, phased in ((8.0, True), (9.0, False)):
+            groups = rules.parse_rule_groups(
+                self.answer(self.group("nim", [RATE], evaluationTime=seconds))
+            )
+            assert (rules.rule_phase(groups, {RATE}) is not None) == phased, seconds
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"lastEvaluation": "0001-01-01T00:00:00Z"},  # never evaluated
+            {"lastEvaluation": "yesterday"},
+            {"lastEvaluation": "2026-12-07T11:25:59"},  # no zone
+            {"interval": 0},
+            {"interval": "15s"},
+            {"evaluationTime": -1},
+            {"evaluationTime": None},
+            {"rules": [{"name": RATE, "type": "alerting"}]},
+            {"rules": "none"},
+        ],
+        ids=[
+            "never-evaluated",
+            "bad-time",
+            "no-zone",
+            "no-interval",
+            "text-interval",
+            "negative-duration",
+            "no-duration",
+            "alerts-only",
+            "no-rule-list",
+        ],
+    )
+    def test_unusable_groups_are_left_out(self, fields: dict[str, Any]) -> None:
+        answer = self.answer(self.group("bad", [RATE], **fields), "not a group")
+        assert rules.parse_rule_groups(answer) == ()
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            {"status": "error", "error": "unsupported"},
+            {"status": "success", "data": {}},
+            {"status": "success", "data": []},
+            ["groups"],
+        ],
+        ids=["error", "no-groups", "data-not-object", "not-object"],
+    )
+    def test_a_malformed_answer_is_refused(self, answer: object) -> None:
+        with pytest.raises(ValueError, match=r"rules answer|groups"):
+            rules.parse_rule_groups(answer)

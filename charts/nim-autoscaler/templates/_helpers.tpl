@@ -179,6 +179,7 @@ AUTOSCALER_PROMETHEUS_CA_FILE: "/etc/nim-autoscaler/prometheus-ca/ca.crt"
 {{- end }}
 AUTOSCALER_POLICY_DIR: "/etc/nim-autoscaler/policies"
 AUTOSCALER_INTERVAL: {{ .Values.interval | quote }}
+AUTOSCALER_ALIGN_TO_RULES: {{ .Values.alignToRules | quote }}
 AUTOSCALER_DRY_RUN: {{ .Values.dryRun | quote }}
 AUTOSCALER_DRAIN_AWARE: {{ .Values.drainAware | quote }}
 AUTOSCALER_HPA_TOLERANCE: {{ .Values.hpa.tolerance | quote }}
