@@ -229,3 +229,30 @@ async def test_rule_groups_are_read_like_queries(
         assert info.value.reason is NoSignalReason.QUERY_ERROR
     finally:
         await client.close()
+
+
+async def test_without_the_rules_api_the_source_reads_on_without_a_phase(
+    llm_env: LlmEnv, proxy_factory: ProxyFactory
+) -> None:
+    """Behind an endpoint that serves queries only, the probe's rules read fails: logged once,
+    no phase, and the tick's metrics are read as before."""
+    proxy = proxy_factory(llm_env.server.url)
+    proxy.unserved = {"/api/v1/rules"}
+    client = PrometheusClient(proxy.url, backoff=0.01)
+    source = PrometheusSource(client, rules_probe_interval=0.0)  # a probe every tick
+    policy = make_policy("nim-a", [ALL_PRESETS[0], ALL_PRESETS[3]], name="p")
+    request = MetricRequest(policy, pods_of(llm_env, "nim-a"))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(2):
+                result = await source.fetch([request], time.time() - 2)
+                assert source.last_stats is not None
+                assert source.last_stats.rules_probe_queries == 1
+                assert isinstance(result[policy.key]["kvCache"], PodSamples)
+                assert isinstance(result[policy.key]["requestRate"], PodSamples)
+                assert source.tick_phase() is None
+    finally:
+        await client.close()
+    unavailable = [e for e in logs if e["event"].startswith("recording rule timing unavailable")]
+    assert len(unavailable) == 1, logs
+    assert "404" in unavailable[0]["detail"]

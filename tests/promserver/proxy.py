@@ -43,6 +43,8 @@ class PrometheusProxy:
         self.fail_next = 0
         self.fail_status = 503
         self.body_mode: BodyMode = "pass"
+        self.unserved: set[str] = set()
+        """API paths answered 404, as by a query-only endpoint (e.g. ``/api/v1/rules``)."""
         self.queries: list[str] = []
         self.rejected = 0
         self.seen_headers: list[dict[str, str]] = []
@@ -65,6 +67,7 @@ class PrometheusProxy:
             self.delay = 0.0
             self.fail_next = 0
             self.body_mode = "pass"
+            self.unserved = set()
             self.queries = []
             self.rejected = 0
             self.seen_headers = []
@@ -90,6 +93,9 @@ class PrometheusProxy:
                 if body:
                     params.update(urllib.parse.parse_qs(body.decode()))
                 self.queries.extend(params.get("query", []))
+            if path in self.unserved:
+                self._reply(handler, 404, b"404 page not found\n")
+                return
             fail = self.fail_next > 0
             if fail:
                 self.fail_next -= 1
