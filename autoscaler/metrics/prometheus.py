@@ -274,6 +274,9 @@ class _BatchResult:
         )
 
 
+RULE_DURATIONS_KEPT = 4
+"""Evaluation times kept per rule group (one per probe: the last 20 minutes by default)."""
+
 _NO_PHASE = recording.RulePhase(group="", period=0.0, ready=0.0, duration=0.0)
 """Memo of :meth:`PrometheusSource.tick_phase` for "no phase"."""
 
@@ -424,6 +427,8 @@ class PrometheusSource:
         self.align_to_rules = align_to_rules
         self._rule_groups: tuple[recording.RuleGroup, ...] = ()
         self._rule_groups_failed = False
+        self._rule_durations: dict[tuple[str, str], tuple[float, ...]] = {}
+        """(file, group) -> its last evaluation times, one per read, oldest first."""
         self._phase: recording.RulePhase | None = None
         """:meth:`tick_phase`'s answer, until a probe changes its inputs (``_NO_PHASE``: none)."""
         self._batch_pool: dict[Batch, Batch] = {}
@@ -599,7 +604,10 @@ class PrometheusSource:
                 )
             self._rule_groups, self._rule_groups_failed = (), True
         else:
-            self._rule_groups, self._rule_groups_failed = groups, False
+            self._rule_groups, self._rule_durations = recording.longest_durations(
+                groups, self._rule_durations, RULE_DURATIONS_KEPT
+            )
+            self._rule_groups_failed = False
         self._phase = None
 
     def tick_phase(self) -> recording.RulePhase | None:

@@ -597,12 +597,28 @@ class TestRulePhase:
         assert rules.rule_phase(groups, set()) is None
 
     def test_a_group_busy_most_of_its_interval_gives_no_phase(self) -> None:
-        # 8 s x 1.25 + 0.5 s = 10.5 s, under 3/4 of 15 s: a phase; 9 s: 11.75 s, none.
-        for seconds, phased in ((8.0, True), (9.0, False)):
+        # 7 s x 1.5 + 0.5 s = 11 s, under 3/4 of 15 s: a phase; 7.5 s: 11.75 s, none.
+        for seconds, phased in ((7.0, True), (7.5, False)):
             groups = rules.parse_rule_groups(
                 self.answer(self.group("nim", [RATE], evaluationTime=seconds))
             )
             assert (rules.rule_phase(groups, {RATE}) is not None) == phased, seconds
+
+    def test_the_longest_recent_evaluation_sets_the_margin(self) -> None:
+        """Each read adds the group's last evaluation time; the phase's margin comes from the
+        longest of the last ``keep``; a group no longer served is forgotten."""
+        kept: dict[tuple[str, str], tuple[float, ...]] = {}
+        seen = []
+        for seconds in (4.0, 3.0, 5.0, 3.5, 3.2, 3.1):
+            answer = self.answer(self.group("nim", [RATE], evaluationTime=seconds))
+            groups, kept = rules.longest_durations(rules.parse_rule_groups(answer), kept, 3)
+            phase = rules.rule_phase(groups, {RATE})
+            assert phase is not None
+            seen.append(phase.duration)
+        assert seen == [4.0, 4.0, 5.0, 5.0, 5.0, 3.5]
+        other = rules.parse_rule_groups(self.answer(self.group("other", [COUNT])))
+        groups, kept = rules.longest_durations(other, kept, 3)
+        assert set(kept) == {("/etc/prometheus/rules.yaml", "other")}
 
     @pytest.mark.parametrize(
         "fields",
