@@ -603,6 +603,9 @@ class PrometheusSource:
                     detail=exc.detail,
                 )
             self._rule_groups, self._rule_groups_failed = (), True
+        except Exception:  # a bug here must not cost the tick its metrics
+            log.exception("reading recording rule timing failed; ticks keep their own phase")
+            self._rule_groups, self._rule_groups_failed = (), True
         else:
             self._rule_groups, self._rule_durations = recording.longest_durations(
                 groups, self._rule_durations, RULE_DURATIONS_KEPT
