@@ -242,6 +242,10 @@ async def test_without_the_rules_api_the_source_reads_on_without_a_phase(
     source = PrometheusSource(client, rules_probe_interval=0.0)  # a probe every tick
     policy = make_policy("nim-a", [ALL_PRESETS[0], ALL_PRESETS[3]], name="p")
     request = MetricRequest(policy, pods_of(llm_env, "nim-a"))
+    # An earlier test may have left a level filter (warning) that capture_logs keeps: capture
+    # every event here, and put the configuration back after.
+    saved = structlog.get_config()
+    structlog.reset_defaults()
     try:
         with structlog.testing.capture_logs() as logs:
             for _ in range(2):
@@ -252,6 +256,7 @@ async def test_without_the_rules_api_the_source_reads_on_without_a_phase(
                 assert isinstance(result[policy.key]["requestRate"], PodSamples)
                 assert source.tick_phase() is None
     finally:
+        structlog.configure(**saved)
         await client.close()
     unavailable = [e for e in logs if e["event"].startswith("recording rule timing unavailable")]
     assert len(unavailable) == 1, logs
