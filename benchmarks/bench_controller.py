@@ -229,8 +229,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
         # The runner's rhythm (autoscaler.controller.runner): ticks ``spacing`` apart, moved
         # once onto the phase of the recording rule group they read, if any.
         phase = controller.metrics.tick_phase if settings.align_to_rules else (lambda: None)
-        next_at = time.time() + 0.5
-        next_at = aligned(next_at, spacing, phase(), next_at)
+        next_at = aligned(time.time() + 0.5, spacing, phase(), time.time())
         await asyncio.sleep(max(0.0, next_at - time.time()))
         for _ in range(config["ticks"]):
             if ticks and time.monotonic() > measure_until:
@@ -297,7 +296,7 @@ async def _measure(config: dict[str, Any]) -> dict[str, Any]:
             )
             del results, owned  # as the runner: not alive beside the next tick's
             nominal, now = next_at + spacing, time.time()
-            next_at = nominal if nominal <= now else aligned(nominal, spacing, phase(), now)
+            next_at = aligned(nominal, spacing, phase(), now)
             next_at = max(next_at, now + 0.5)  # at least 0.5 s apart (after an overrun: that)
             await asyncio.sleep(next_at - now)
         # The pod-cache lookups of one tick on their own (step 3 of a tick; no I/O).

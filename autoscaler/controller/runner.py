@@ -44,9 +44,10 @@ def aligned(nominal: float, interval: float, phase: RulePhase | None, now: float
 
     Only when the loop's ``interval`` is a whole number of the group's periods: the ticks then
     stay on that phase, ``interval`` apart, and the first move is by at most half a period.
-    Otherwise (or without a phase) the ticks keep their own rhythm. Never earlier than ``now``.
+    Otherwise (or without a phase) the ticks keep their own rhythm. Never earlier than ``now``;
+    a tick already due (``nominal`` not after ``now``: the last one overran) is not moved.
     """
-    if phase is None or not locks_on(interval, phase.period):
+    if phase is None or nominal <= now or not locks_on(interval, phase.period):
         return nominal
     at = phase.ready + round((nominal - phase.ready) / phase.period) * phase.period
     if at < now:
@@ -128,8 +129,8 @@ class Runner:
 
     def _next(self, nominal: float) -> float:
         """The next tick's start (:func:`aligned` to the rules' phase, if there is one)."""
-        if self._phase is None or nominal <= self._clock.now():
-            return nominal  # an overrun tick is followed at once, as without a phase
+        if self._phase is None:
+            return nominal
         try:
             phase = self._phase()
         except Exception:  # the ticks keep their rhythm

@@ -111,6 +111,7 @@ class TestAligned:
             ((1010.0, 10.0, 15.0, 1003.5, 1001.0), 1010.0),  # faster than the rules: own rhythm
             ((1015.0, 15.0, 15.0, 1010.0, 1012.0), 1025.0),  # never before now
             ((1015.0, 15.0, 0.0, 1003.5, 1001.0), 1015.0),  # no period
+            ((1015.0, 15.0, 15.0, 1003.5, 1016.0), 1015.0),  # already due (an overrun): at once
         ],
     )
     def test_next_tick_time(self, case: tuple[tuple[float, ...], float]) -> None:
