@@ -277,9 +277,6 @@ class _BatchResult:
 RULE_DURATIONS_KEPT = 4
 """Evaluation times kept per rule group (one per probe: the last 20 minutes by default)."""
 
-_NO_PHASE = recording.RulePhase(group="", period=0.0, ready=0.0, duration=0.0)
-"""Memo of :meth:`PrometheusSource.tick_phase` for "no phase"."""
-
 
 @dataclass(slots=True)
 class _NamespaceNames:
@@ -429,8 +426,6 @@ class PrometheusSource:
         self._rule_groups_failed = False
         self._rule_durations: dict[tuple[str, str], tuple[float, ...]] = {}
         """(file, group) -> its last evaluation times, one per read, oldest first."""
-        self._phase: recording.RulePhase | None = None
-        """:meth:`tick_phase`'s answer, until a probe changes its inputs (``_NO_PHASE``: none)."""
         self._batch_pool: dict[Batch, Batch] = {}
         self._need_pool: dict[recording.RuleNeed, recording.RuleNeed] = {}
         """One object per distinct batch and rule need the plans have held (see
@@ -589,7 +584,6 @@ class PrometheusSource:
                     raw=sorted(n.recorded for n in asked if n.recorded not in usable),
                 )
             self._rules[ns] = _NamespaceRules(frozenset(asked), usable, now)
-        self._phase = None  # the recorded series in use may have changed
 
     async def _read_rule_groups(self, deadline: float) -> None:
         """Read when the rule groups evaluate (run beside the probe query)."""
@@ -611,7 +605,6 @@ class PrometheusSource:
                 groups, self._rule_durations, RULE_DURATIONS_KEPT
             )
             self._rule_groups_failed = False
-        self._phase = None
 
     def tick_phase(self) -> recording.RulePhase | None:
         """When the recording rules this source reads have just been written (None: no rule in
@@ -619,12 +612,13 @@ class PrometheusSource:
 
         The runner starts its ticks then (:func:`autoscaler.controller.runner.aligned`): the
         recorded values are at their freshest, and the tick's queries do not compete with the
-        group's evaluation inside Prometheus.
+        group's evaluation inside Prometheus. Asked once per tick: derived each time from the
+        last probe's answers (a set union over the namespaces, a pass over the groups).
         """
-        if self._phase is None and self._rule_groups:
-            in_use = set().union(*(entry.usable for entry in self._rules.values()))
-            self._phase = recording.rule_phase(self._rule_groups, in_use) or _NO_PHASE
-        return None if self._phase is None or self._phase is _NO_PHASE else self._phase
+        if not self._rule_groups:
+            return None
+        in_use = set().union(*(entry.usable for entry in self._rules.values()))
+        return recording.rule_phase(self._rule_groups, in_use)
 
     # ----------------------------------------------------------------------------------------
     # Planning
