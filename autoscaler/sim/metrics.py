@@ -42,7 +42,7 @@ from autoscaler.policy.models import (
     RateMetricSpec,
 )
 from autoscaler.sim.engine import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Replica
-from autoscaler.sim.promql import extrapolated_rate
+from autoscaler.sim.promql import FloatArray, extrapolated_rate
 
 LOOKBACK = 300.0
 """Prometheus' default lookback delta: an instant gauge older than this is stale (no series)."""
@@ -233,8 +233,9 @@ class SimMetricSource:
         out: dict[str, Mapping[str, MetricObservation]] = {}
         for request in requests:
             pods = [p.name for p in request.pods]
+            rates = _Rates(self.store, pods, at)  # shared by this policy's metrics
             out[request.policy.key] = {
-                metric.name: self.observe(metric, pods, at)
+                metric.name: self.observe(metric, pods, at, rates)
                 for metric in request.policy.spec.fetched_metrics
             }
         return out
@@ -244,15 +245,27 @@ class SimMetricSource:
 
     # ---- one metric --------------------------------------------------------------------------
 
-    def observe(self, metric: MetricSpec, pods: Sequence[str], at: float) -> MetricObservation:
-        """The observation of ``metric`` over ``pods`` evaluated at ``at``."""
+    def observe(
+        self,
+        metric: MetricSpec,
+        pods: Sequence[str],
+        at: float,
+        rates: _Rates | None = None,
+    ) -> MetricObservation:
+        """The observation of ``metric`` over ``pods`` evaluated at ``at``.
+
+        ``rates``: the per-pod rates already computed for these pods at ``at`` (one
+        :class:`_Rates` serves all the metrics of one policy in one fetch), else computed here.
+        """
         kind = metric.kind
         if kind in (MetricKind.KV_CACHE, MetricKind.QUEUE_DEPTH, MetricKind.RUNNING_REQUESTS):
             return self._gauge(kind, pods, at)
+        if rates is None:
+            rates = _Rates(self.store, pods, at)
         if kind in _COUNTERS:
             spec = metric.spec
             assert isinstance(spec, RateMetricSpec)
-            return self._rate(kind, pods, at, spec.window)
+            return self._rate(kind, rates, spec.window)
         if kind is MetricKind.PROMETHEUS:
             return NoSignal(NoSignalReason.NOT_COLLECTED, "custom PromQL is not simulated")
         if kind in GATEWAY_KINDS:
@@ -261,7 +274,7 @@ class SimMetricSource:
             return self._gateway(kind, spec, at)
         spec = metric.spec
         assert isinstance(spec, LatencyMetricSpec)
-        return self._latency(kind, spec, pods, at)
+        return self._latency(kind, spec, rates)
 
     def _gateway(self, kind: MetricKind, spec: GatewayMetricSpec, at: float) -> MetricObservation:
         """The gateway presets: requests held (no replica ready), or the arrival rate."""
@@ -308,58 +321,36 @@ class SimMetricSource:
             return self._empty(pods, at, per_pod=True, what=name)
         return PodSamples(values, at, oldest, series=len(values), query=f"{name} (simulated)")
 
-    def _rate(
-        self, kind: MetricKind, pods: Sequence[str], at: float, window: float
-    ) -> MetricObservation:
+    def _rate(self, kind: MetricKind, rates: _Rates, window: float) -> MetricObservation:
         field, series = _COUNTERS[kind]
-        values: dict[str, float] = {}
-        rejected: dict[str, NoSignal] = {}
-        for pod in pods:
-            samples = self.store.window(pod, at, window)
-            if len(samples) < 2:
-                continue
-            times = np.fromiter((s.t for s in samples), np.float64, len(samples))
-            counts = np.fromiter((getattr(s, field) for s in samples), np.float64, len(samples))
-            rate = extrapolated_rate(times, counts, at, window)
-            if rate is None:
-                continue
-            values[pod] = float(rate)
+        column = _COUNTER_FIELDS.index(field)
+        per_pod = rates.counters(window)
+        values = {pod: float(row[column]) for pod, row in per_pod.items()}
         query = f"rate({series}[{window:g}s]) (simulated)"
+        at = rates.at
         if not values:
-            return self._empty(pods, at, per_pod=True, what=series)
-        return PodSamples(values, at, at - window, rejected, len(values), query)
+            return self._empty(rates.pods, at, per_pod=True, what=series)
+        return PodSamples(values, at, at - window, {}, len(values), query)
 
     def _latency(
-        self, kind: MetricKind, spec: LatencyMetricSpec, pods: Sequence[str], at: float
+        self, kind: MetricKind, spec: LatencyMetricSpec, rates: _Rates
     ) -> MetricObservation:
         attr, v1_bounds, nim_bounds = _HISTOGRAMS[kind]
         bounds = nim_bounds if self.flavor == "nim" else v1_bounds
-        keep = [v1_bounds.index(b) for b in bounds] + [len(v1_bounds)]
+        keep = (*(v1_bounds.index(b) for b in bounds), len(v1_bounds))
+        at = rates.at
         total: np.ndarray | None = None
         sums = 0.0
         contributing = 0
-        for pod in pods:
-            samples = self.store.window(pod, at, spec.window)
-            if len(samples) < 2:
-                continue
-            times = np.fromiter((s.t for s in samples), np.float64, len(samples))
-            buckets = np.asarray([getattr(s, attr) for s in samples], dtype=np.float64)[:, keep]
-            sum_count = np.asarray(
-                [[getattr(s, attr + "_sum"), getattr(s, attr)[-1]] for s in samples],
-                dtype=np.float64,
-            )
-            rates = extrapolated_rate(
-                times, np.concatenate((buckets, sum_count), axis=1), at, spec.window
-            )
-            if rates is None:
-                continue
-            part = rates[: len(keep)]
+        # Summed across pods in the pods' order, as the per-pod loop it replaces did.
+        for row in rates.histogram(attr, keep, spec.window).values():
+            part = row[: len(keep)]
             total = part if total is None else total + part
-            sums += float(rates[len(keep)])
+            sums += float(row[len(keep)])
             contributing += 1
         name = _LATENCY_NAMES[self.flavor][kind]
         if total is None:
-            return self._empty(pods, at, per_pod=False, what=name)
+            return self._empty(rates.pods, at, per_pod=False, what=name)
         if spec.statistic == "mean":
             count = float(total[-1])
             value = sums / count if count > 0 else math.nan
@@ -377,6 +368,91 @@ class SimMetricSource:
         return TargetSample(
             value, at, at - spec.window, series=contributing, pods=contributing, query=query
         )
+
+
+class _Rates:
+    """``rate()`` of every pod's counters and histogram buckets over one window, computed once.
+
+    The fleet scrapes all its pods at the same instants, so the pods' samples inside a window
+    usually share their timestamps: the pods are grouped by those, and each group's series go
+    through one :func:`extrapolated_rate` call (column by column, the same arithmetic as one call
+    per pod). The results are kept per window for the metrics of one fetch that read them.
+    """
+
+    def __init__(self, store: MetricStore, pods: Sequence[str], at: float) -> None:
+        self.store = store
+        self.pods = pods
+        self.at = at
+        self._groups: dict[float, list[tuple[FloatArray, list[tuple[str, list[Snapshot]]]]]] = {}
+        self._counters: dict[float, dict[str, FloatArray]] = {}
+        self._histograms: dict[tuple[str, tuple[int, ...], float], dict[str, FloatArray]] = {}
+
+    def _grouped(self, window: float) -> list[tuple[FloatArray, list[tuple[str, list[Snapshot]]]]]:
+        """Pods with two samples or more in the window, grouped by their sample times."""
+        groups = self._groups.get(window)
+        if groups is None:
+            by_times: dict[tuple[float, ...], list[tuple[str, list[Snapshot]]]] = {}
+            for pod in self.pods:
+                samples = self.store.window(pod, self.at, window)
+                if len(samples) >= 2:  # a rate needs two samples
+                    by_times.setdefault(tuple(s.t for s in samples), []).append((pod, samples))
+            groups = [(np.array(times), members) for times, members in by_times.items()]
+            self._groups[window] = groups
+        return groups
+
+    def _per_pod(
+        self, window: float, columns: int, rows: list[FloatArray]
+    ) -> dict[str, FloatArray]:
+        """Each pod's rates, in the pods' order; ``rows``: per group, samples x (pods x columns)."""
+        rated: dict[str, FloatArray] = {}
+        for (times, members), values in zip(self._grouped(window), rows, strict=True):
+            rates = extrapolated_rate(times, values, self.at, window)
+            if rates is None:
+                continue
+            for index, (pod, _) in enumerate(members):
+                rated[pod] = rates[index * columns : (index + 1) * columns]
+        return {pod: rated[pod] for pod in self.pods if pod in rated}
+
+    def counters(self, window: float) -> dict[str, FloatArray]:
+        """Per pod: the rates of :data:`_COUNTER_FIELDS`, in that order."""
+        found = self._counters.get(window)
+        if found is None:
+            rows = [
+                np.array(
+                    [
+                        [getattr(samples[i], f) for _, samples in members for f in _COUNTER_FIELDS]
+                        for i in range(len(times))
+                    ],
+                    dtype=np.float64,
+                )
+                for times, members in self._grouped(window)
+            ]
+            found = self._per_pod(window, len(_COUNTER_FIELDS), rows)
+            self._counters[window] = found
+        return found
+
+    def histogram(self, attr: str, keep: tuple[int, ...], window: float) -> dict[str, FloatArray]:
+        """Per pod: the rates of the kept buckets of histogram ``attr``, then its sum and count."""
+        key = (attr, keep, window)
+        found = self._histograms.get(key)
+        if found is None:
+            total = attr + "_sum"
+            rows = []
+            for times, members in self._grouped(window):
+                per_sample = []
+                for i in range(len(times)):
+                    line: list[float] = []
+                    for _, samples in members:
+                        snap = samples[i]
+                        buckets = getattr(snap, attr)
+                        line.extend(buckets[k] for k in keep)
+                        line.append(getattr(snap, total))
+                        line.append(buckets[-1])
+                    per_sample.append(line)
+                rows.append(np.array(per_sample, dtype=np.float64))
+            found = self._per_pod(window, len(keep) + 2, rows)
+            self._histograms[key] = found
+        return found
 
 
 _GAUGE_NAMES: dict[str, dict[MetricKind, str]] = {
@@ -411,6 +487,9 @@ _COUNTERS: dict[MetricKind, tuple[str, str]] = {
     MetricKind.GENERATION_TOKEN_RATE: ("generation_tokens", "generation_tokens_total"),
 }
 """Counter presets: the snapshot field each reads and the series it stands for."""
+
+_COUNTER_FIELDS = tuple(field for field, _ in _COUNTERS.values())
+"""The snapshot fields of the counter presets, in the column order of :meth:`_Rates.counters`."""
 
 _HISTOGRAMS: dict[MetricKind, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     MetricKind.TIME_TO_FIRST_TOKEN: ("ttft", TTFT_BUCKETS, NIM_TTFT_BUCKETS),

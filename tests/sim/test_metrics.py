@@ -16,6 +16,7 @@ from autoscaler.decision.types import (
     TargetSample,
 )
 from autoscaler.metrics.base import MetricRequest
+from autoscaler.metrics.quantile import histogram_quantile
 from autoscaler.policy.loader import load_text
 from autoscaler.policy.models import ScalingPolicy
 from autoscaler.sim.engine import ITL_BUCKETS, TTFT_BUCKETS
@@ -240,3 +241,84 @@ async def test_mean_statistic() -> None:
     mean = obs["itlMean"]
     assert isinstance(mean, TargetSample)
     assert mean.value == pytest.approx(0.012)
+
+
+def _per_pod_rate(
+    store: MetricStore, pod: str, at: float, window: float, column: list[list[float]]
+):  # type: ignore[no-untyped-def]
+    """One pod's rate of ``column`` (rows per sample), as one call per pod computes it."""
+    samples = store.window(pod, at, window)
+    times = np.array([s.t for s in samples], dtype=np.float64)
+    return extrapolated_rate(times, np.array(column, dtype=np.float64), at, window)
+
+
+class TestRatesGroupedAcrossPods:
+    """The pods' rates computed in groups of pods with the same scrape times, one call per group,
+    equal bit for bit to one call per pod (the quantile sums them in the pods' order)."""
+
+    @staticmethod
+    def _store(seed: int) -> tuple[MetricStore, list[str]]:
+        rng = np.random.default_rng(seed)
+        store = MetricStore(15.0)
+        names = [f"p{i}" for i in range(9)]
+        for index, name in enumerate(names):
+            joined = 0.0 if index < 5 else 15.0 * int(rng.integers(1, 9))  # late pods
+            jitter = 0.37 if index == 2 else 0.0  # scraped at its own times
+            success = 0
+            itl = dict.fromkeys(ITL_BUCKETS[:6], 0)
+            t = joined + jitter
+            while t <= 150.0:
+                success += int(rng.integers(0, 40))
+                if index == 7 and t > 100.0:
+                    success = int(rng.integers(0, 5))  # a counter reset
+                for bound in itl:
+                    itl[bound] += int(rng.integers(0, 30))
+                store.add(name, snap(t, success=success, itl=dict(itl)))
+                t += 15.0
+        return store, names
+
+    @pytest.mark.parametrize("seed", range(6))
+    async def test_equal_to_one_call_per_pod(self, seed: int) -> None:
+        store, names = self._store(seed)
+        at, window = 150.0, 60.0
+        obs = await fetch(SimMetricSource(store), tuple(names), at)
+        rate = obs["requestRate"]
+        assert isinstance(rate, PodSamples)
+        expected_rates: dict[str, float] = {}
+        total: np.ndarray | None = None
+        sums = 0.0
+        keep = [*(ITL_BUCKETS.index(b) for b in ITL_BUCKETS[:13]), len(ITL_BUCKETS)]
+        for pod in names:
+            samples = store.window(pod, at, window)
+            if len(samples) < 2:
+                continue
+            one = _per_pod_rate(store, pod, at, window, [[s.success] for s in samples])
+            expected_rates[pod] = float(one[0])
+            rows = [[*(s.itl[k] for k in keep), s.itl_sum, s.itl[-1]] for s in samples]
+            rates = _per_pod_rate(store, pod, at, window, rows)
+            part = rates[: len(keep)]
+            total = part if total is None else total + part
+            sums += float(rates[len(keep)])
+        assert len(expected_rates) >= 6  # shared times, late pods and the jittered pod
+        assert rate.values == expected_rates  # exact, not approximate
+        assert total is not None
+        itl = obs["interTokenLatency"]
+        assert isinstance(itl, TargetSample)
+        assert itl.pods == len(expected_rates)
+        bounds = (*ITL_BUCKETS[:13], math.inf)
+        assert itl.value == histogram_quantile(0.95, bounds, total)
+        mean = obs["itlMean"]
+        assert isinstance(mean, TargetSample)
+        assert mean.value == sums / float(total[-1])
+
+    async def test_one_sample_pods_and_no_pods(self) -> None:
+        """A pod with one sample in the window gives no rate; no pods at all: no series."""
+        store = MetricStore(15.0)
+        store.add("a", snap(140.0, success=10))
+        for t in (105.0, 120.0, 135.0, 150.0):
+            store.add("b", snap(t, success=int(t)))
+        obs = await fetch(SimMetricSource(store), ("a", "b"), 150.0)
+        assert obs["requestRate"].values == {"b": pytest.approx(1.0)}  # type: ignore[union-attr]
+        empty = await fetch(SimMetricSource(store), ("a",), 150.0)
+        assert isinstance(empty["requestRate"], NoSignal)
+        assert isinstance(empty["interTokenLatency"], NoSignal)
