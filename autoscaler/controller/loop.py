@@ -135,6 +135,8 @@ class _Work:
     grants: list[tuple[str, Grant]] = field(default_factory=list)
     """(budget, grant) of the ScalingBudgets covering the policy this tick: a decision made
     again after a conflict is held to them too."""
+    settled: bool = False
+    """Its record needs no write this tick (known without I/O): only its history is queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +302,11 @@ class ControlLoop:
         await self._bounded(
             [w for w in work if not self._settled(w, now)], lambda item: self._act(item, now)
         )
-        await self._bounded(work, self._record)
+        # Most policies have nothing to write either: settled inline, their histories queued in
+        # one pass; a task each only for the records that may write.
+        recording = [item for item in work if self._note(item)]
+        await self._bounded(recording, self._record)
+        await self._save_histories([item for item in work if not self._dry_run and item.settled])
         await self._flush_history(work)
         results = [
             TickResult(w.policy.key, w.decision, w.outcome, w.error, w.observation) for w in work
@@ -802,9 +808,11 @@ class ControlLoop:
             self.monitor.no_op(item.policy)
         log.debug("scale_no_op", policy=item.policy.key, replicas=found)
 
-    async def _record(self, item: _Work) -> None:
+    def _note(self, item: _Work) -> bool:
+        """The tick's bookkeeping of one decision; True when its record may need a write
+        (:meth:`_record`), False when settled here (``item.settled``: its history is queued
+        by :meth:`_save_histories`)."""
         policy = item.policy
-        decision = item.decision or self._failure_decision(item)
         if self.monitor is not None and item.decision is not None:
             self.monitor.observe_decision(policy, item.decision)
         if self._on_decision is not None and item.decision is not None:
@@ -817,7 +825,21 @@ class ControlLoop:
             if unsaved is not None:
                 self._unsaved[policy.key] = unsaved
         if self._dry_run:
-            return
+            return False
+        if self._recorder is not None:
+            decision = item.decision or self._failure_decision(item)
+            try:
+                if not self._recorder.settled(policy, decision, item.outcome, item.error):
+                    return True
+            except Exception:  # a bug here must not break scaling: record() decides
+                log.exception("record check failed", policy=policy.key)
+                return True
+        item.settled = True
+        return False
+
+    async def _record(self, item: _Work) -> None:
+        policy = item.policy
+        decision = item.decision or self._failure_decision(item)
         if self._recorder is not None:
             try:
                 async with asyncio.timeout(self._timeouts.record):
@@ -833,6 +855,30 @@ class ControlLoop:
             except Exception as exc:  # noqa: BLE001 - memory keeps the state; retried next tick
                 self._count_error(policy, "history")
                 log.warning("history save failed", policy=policy.key, error=str(exc))
+
+    async def _save_histories(self, work: Sequence[_Work]) -> None:
+        """Queue the histories of settled records, one after another under one timeout (a
+        store queues them for :meth:`_flush_history`, without I/O)."""
+        if self._store is None or not work:
+            return
+        done = 0
+        try:
+            async with asyncio.timeout(self._timeouts.record):
+                for item in work:
+                    history = self._histories.get(item.policy.key)
+                    if history is not None:
+                        try:
+                            await self._store.save(item.policy, history)
+                        except Exception as exc:  # noqa: BLE001 - memory keeps the state
+                            self._count_error(item.policy, "history")
+                            log.warning(
+                                "history save failed", policy=item.policy.key, error=str(exc)
+                            )
+                    done += 1
+        except TimeoutError:
+            for item in work[done:]:  # memory keeps them; queued again next tick
+                self._count_error(item.policy, "history")
+            log.warning("history save timed out", policies=len(work) - done)
 
     async def _flush_history(self, work: Sequence[_Work]) -> None:
         """Persist the histories saved this tick in one write."""

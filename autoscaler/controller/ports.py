@@ -147,6 +147,17 @@ class Recorder(Protocol):
         """Emit an Event (without flooding) and update the status record if it changed."""
         ...
 
+    def settled(
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> bool:
+        """True when :meth:`record` would send nothing now, known without I/O (the caller
+        then skips it); False when it may have to (the caller calls it)."""
+        ...
+
 
 class HistoryStore(Protocol):
     """Durable per-policy decision history, so a restart or failover changes no decision."""

@@ -493,6 +493,15 @@ class ResourceAwareRecorder:
         self._writer = writer
         self._origin = origin
 
+    def settled(
+        self, policy: ScalingPolicy, decision: Decision, outcome: Outcome, error: str | None = None
+    ) -> bool:
+        """As :meth:`KubeRecorder.settled` for a file policy; a ScalingPolicy resource's status
+        has its own writer: always :meth:`record`."""
+        if self._origin(policy.key) is not None:
+            return False
+        return self._target.settled(policy, decision, outcome, error)
+
     async def record(
         self,
         policy: ScalingPolicy,

@@ -282,6 +282,61 @@ class KubeRecorder:
         for extra in fleet_events(decision, advisory=outcome is Outcome.ADVISORY):
             await self._emit(policy, resource, EventSpec(extra.type, extra.reason, extra.message))
 
+    def settled(
+        self, policy: ScalingPolicy, decision: Decision, outcome: Outcome, error: str | None = None
+    ) -> bool:
+        """Whether :meth:`record` would send nothing now, found without a request.
+
+        True (and done) for the outcomes that write nothing, and when the status annotation
+        known from the last read or write is current for this decision (within its refresh
+        interval) and no Event is due. A steady tick settles most policies here, without a
+        task each. False: call :meth:`record`.
+        """
+        if outcome is Outcome.NOT_LEADER or outcome is Outcome.DRY_RUN:
+            return False  # record() handles them (forgetting, or nothing) without a request
+        ref = policy.spec.scale_target_ref
+        resource = self._discovery.cached(ref.api_version, ref.kind)
+        if resource is None or event_for(decision, outcome, error) is not None:
+            return False
+        if fleet_events(decision, advisory=outcome is Outcome.ADVISORY):
+            return False
+        key = (policy.metadata.namespace, resource.plural, ref.name)
+        cached = self._status.get(key)
+        now = self._clock.now()
+        if cached is None or values_refresh_due(
+            policy.key + "#read", cached[0], now, self._status_refresh
+        ):
+            return False
+        return self._status_write(policy, decision, outcome, error, cached[1], cached, now) is None
+
+    def _status_write(  # noqa: PLR0917 - the record's inputs and what is known of the object
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None,
+        previous: dict[str, Any] | None,
+        cached: tuple[float, dict[str, Any]] | None,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """The status record to write, or None when the one on the object stands."""
+        last_scale = previous.get("lastScaleTime") if previous else None
+        if outcome is Outcome.SCALED:
+            last_scale = rfc3339(decision.timestamp)
+        written = status_record(policy, decision, outcome, error, last_scale)
+        if previous is not None:
+            record = _without_observed(written)
+            before = _without_observed(previous)
+            if before == record:
+                return None
+            written_at = cached[0] if cached is not None else now
+            if _without_values(before) == _without_values(record) and (
+                not values_moved(before.get("metrics") or [], record["metrics"])
+                or not values_refresh_due(policy.key, written_at, now, self._values_refresh)
+            ):
+                return None  # only the numbers moved, within tolerance or too soon
+        return written
+
     def _forget(self, policy: ScalingPolicy) -> None:
         """Drop what is remembered of a policy's target annotation (read again next time)."""
         if not self._status:
@@ -339,25 +394,13 @@ class KubeRecorder:
                 previous = await self._read_status(key, path)
                 if previous is not None:
                     self._status[key] = (now, _without_observed(previous))
-            last_scale = previous.get("lastScaleTime") if previous else None
-            if outcome is Outcome.SCALED:
-                last_scale = rfc3339(decision.timestamp)
-            written = status_record(policy, decision, outcome, error, last_scale)
-            record = _without_observed(written)
-            if previous is not None:
-                before = _without_observed(previous)
-                if before == record:
-                    return
-                written_at = cached[0] if cached is not None else now
-                if _without_values(before) == _without_values(record) and (
-                    not values_moved(before.get("metrics") or [], record["metrics"])
-                    or not values_refresh_due(policy.key, written_at, now, self._values_refresh)
-                ):
-                    return  # only the numbers moved, within tolerance or too soon
+            written = self._status_write(policy, decision, outcome, error, previous, cached, now)
+            if written is None:
+                return
             text = json.dumps({**written, "observedAt": rfc3339(decision.timestamp)})
             patch = {"metadata": {"annotations": {STATUS_ANNOTATION: text}}}
             await self._api.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
-            self._status[key] = (now, record)
+            self._status[key] = (now, _without_observed(written))
             log.debug("status_annotation_written", policy=policy.key)
         except KubeApiError as exc:
             self._status.pop(key, None)

@@ -123,6 +123,18 @@ class Discovery:
             raise TargetNotFound(msg)
         return ResourceRef(group, version, plural, kind)
 
+    def cached(self, api_version: str, kind: str) -> ResourceRef | None:
+        """The resource for ``kind`` when the cache answers it as :meth:`resolve` would, without
+        a request (None: :meth:`resolve` would read discovery, or the kind is not served)."""
+        cached = self._cache.get(api_version)
+        if cached is None or self._monotonic() - cached[0] > self._ttl:
+            return None
+        plural = cached[1].get(kind)
+        if plural is None:
+            return None
+        group, version = split_api_version(api_version)
+        return ResourceRef(group, version, plural, kind)
+
     async def _fetch(self, api_version: str, group: str, version: str) -> dict[str, str]:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
         try:

@@ -163,6 +163,16 @@ class MemoryCluster:
         """Keep the record in memory."""
         self.records.append(RecordedDecision(policy.key, decision, outcome, error))
 
+    def settled(
+        self,
+        policy: ScalingPolicy,
+        decision: Decision,
+        outcome: Outcome,
+        error: str | None = None,
+    ) -> bool:
+        """Every decision is kept: never settled without :meth:`record`."""
+        return False
+
     async def load(self, policy: ScalingPolicy) -> History | None:
         """The saved history (raises ``load_error`` while it is set)."""
         if self.load_error is not None:

@@ -361,3 +361,51 @@ class TestStatusAnnotation:
         obj = fake.objects[("nimservices", "llm", "llama")]
         assert STATUS_ANNOTATION in obj["metadata"]["annotations"]
         assert len(_events(fake)) == 1
+
+
+class TestSettled:
+    """``settled``: true only when ``record`` would send nothing (the loop then skips it)."""
+
+    async def test_agrees_with_record(self, fake: FakeKube, api: KubeApi) -> None:
+        """Over ten minutes of ticks (values wandering, a rescale, a failure, the refresh
+        intervals passing), every tick found settled makes no request when recorded anyway,
+        and the steady ticks are found settled."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        clock = VirtualClock(T0)
+        recorder = _recorder(api, clock, status_refresh=120.0)
+        steady = decision(2, 2, "within tolerance")
+        settled_ticks = 0
+        for tick in range(40):
+            clock.advance(15)
+            value = 0.5 + 0.08 * ((tick * 7) % 5) / 4  # moves past the tolerance now and then
+            current = dataclasses.replace(
+                steady, timestamp=clock.now(), metric_values={"kvCache": value}
+            )
+            outcome = Outcome.UNCHANGED
+            if tick == 12:
+                current, outcome = decision(2, 3, "kvCache above target"), Outcome.SCALED
+            if tick == 25:
+                outcome = Outcome.FAILED
+            found = recorder.settled(policy(), current, outcome, "boom" if tick == 25 else None)
+            before = len(fake.requests)
+            await recorder.record(policy(), current, outcome, "boom" if tick == 25 else None)
+            if found:
+                settled_ticks += 1
+                assert len(fake.requests) == before, f"tick {tick}: settled but record wrote"
+        assert settled_ticks >= 20
+
+    async def test_not_settled_without_knowing(self, fake: FakeKube, api: KubeApi) -> None:
+        """A recorder that has not read the object or discovery, and the outcomes record()
+        handles itself, are never settled."""
+        fake.add_deployment("llm", "llama", replicas=2)
+        recorder = _recorder(api, VirtualClock(T0))
+        steady = decision(2, 2, "within tolerance")
+        assert not recorder.settled(policy(), steady, Outcome.UNCHANGED)  # nothing read yet
+        await recorder.record(policy(), steady, Outcome.UNCHANGED)
+        assert recorder.settled(policy(), steady, Outcome.UNCHANGED)
+        assert not recorder.settled(policy(), steady, Outcome.NOT_LEADER)
+        assert not recorder.settled(policy(), steady, Outcome.SCALED)  # an Event is due
+        changed = decision(2, 3, "kvCache above target")
+        assert not recorder.settled(policy(), changed, Outcome.UNCHANGED)  # status changes
+        other = policy(kind="StatefulSet")  # a kind discovery has not been asked about
+        assert not recorder.settled(other, steady, Outcome.UNCHANGED)
