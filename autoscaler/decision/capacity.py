@@ -219,14 +219,14 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
     trusted = {
         name: value for name, (value, load) in known.items() if load <= FLOOR_LOAD * sample.load
     }
-    base = replace(
-        model,
-        samples=model.samples + 1,
-        last_load=sample.load,
-        last_ratio=worst,
-        floors=floors,
-        last_explore=explore_factor(sample.ratios, trusted),
-    )
+    # Every outcome records the sample (one copy of the model, with the outcome's fields too).
+    seen: dict[str, Any] = {
+        "samples": model.samples + 1,
+        "last_load": sample.load,
+        "last_ratio": worst,
+        "floors": floors,
+        "last_explore": explore_factor(sample.ratios, trusted),
+    }
     if worst <= 1.0:
         good = sample.load if model.good is None else max(model.good, sample.load)
         bad = relaxed_bad(model, sample.now)
@@ -234,7 +234,8 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
             bad = None
         raised = good == sample.load
         return replace(
-            base,
+            model,
+            **seen,
             good=good,
             good_at=sample.now if raised else model.good_at,
             good_lengths=sample.lengths
@@ -249,19 +250,20 @@ def observe(model: CapacityModel, sample: Sample) -> CapacityModel:
     if worst <= 1.0 + VIOLATION_MARGIN:
         # Over the target by less than the noise band: evidence only when it lasts.
         if marginal < MARGINAL_NEEDED:
-            return replace(base, violations=0, marginal=marginal)
+            return replace(model, **seen, violations=0, marginal=marginal)
         violations = model.violations
     else:
         violations = model.violations + 1
         if violations < VIOLATIONS_NEEDED and marginal < MARGINAL_NEEDED:
-            return replace(base, violations=violations, marginal=marginal)
+            return replace(model, **seen, violations=violations, marginal=marginal)
     current_bad = relaxed_bad(model, sample.now)
     bad = sample.load if current_bad is None else min(current_bad, sample.load)
     lowered: float | None = model.good
     if lowered is not None and lowered >= sample.load:
         lowered = DRIFT_SHARE * sample.load
     return replace(
-        base,
+        model,
+        **seen,
         good=lowered,
         good_at=sample.now if lowered != model.good else model.good_at,
         # Lowered by a violation: the lengths it holds at are not known yet (they are measured

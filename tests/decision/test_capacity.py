@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+from array import array
 
 import pytest
 
@@ -520,10 +522,10 @@ class TestSloPlan:
         again = slo.SloState.from_json(json.loads(json.dumps(state.to_json())))
         for kept in (state, again):
             assert memoryview(kept.day).nbytes == 8 * slo.DAY_BINS  # type: ignore[arg-type]
-            arrivals = kept.to_json()["arrivals"]
+            arrivals = slo._points(kept.arrivals)
             assert len(arrivals) >= 10
             assert memoryview(kept.arrivals).nbytes == 16 * len(arrivals)  # type: ignore[arg-type]
-            assert memoryview(kept.held).nbytes == 16 * len(kept.to_json()["held"])  # type: ignore[arg-type]
+            assert memoryview(kept.held).nbytes == 16 * len(slo._points(kept.held))  # type: ignore[arg-type]
         before = list(again.day)
         pods = [f"p{i}" for i in range(4)]
         later = slo.plan(again, observations(pods, 30.0), fleet(4), OBJECTIVES, None, "spec", 1e6)
@@ -531,9 +533,63 @@ class TestSloPlan:
         assert list(later.state.day) != before
 
 
+class TestPackedState:
+    """Version 2 of the state keeps its windows and daily shape as packed doubles."""
+
+    def test_exact_round_trip_through_json(self) -> None:
+        """Every double comes back bit for bit, NaN and infinities included."""
+        day = array("d", [i / 7 for i in range(slo.DAY_BINS)])
+        day[3], day[4], day[5] = math.nan, math.inf, -0.0
+        state = slo.SloState(
+            held=array("d", [1.5, 2.0, 16.25, 3.0]),
+            arrivals=array("d", [1_796_654_377.0944102, 54.974584341049194]),
+            day=day,
+            ready=3,
+        )
+        doc = json.loads(json.dumps(state.to_json()))
+        assert doc["v"] == 2
+        assert isinstance(doc["day"], str)
+        again = slo.SloState.from_json(doc)
+        assert bytes(again.day) == bytes(day)  # type: ignore[arg-type]
+        assert list(again.held) == [1.5, 2.0, 16.25, 3.0]
+        assert list(again.arrivals) == [1_796_654_377.0944102, 54.974584341049194]
+        empty = slo.SloState.from_json(json.loads(json.dumps(slo.SloState().to_json())))
+        assert (empty.held, empty.arrivals, empty.day) == ((), (), ())
+
+    def test_version_1_lists_are_read(self) -> None:
+        """A state written as lists of numbers (version 1) reads as the same doubles."""
+        state = run_plan(20, 4, 20.0).state
+        doc = state.to_json()
+        old = {
+            **doc,
+            "v": 1,
+            "held": [list(p) for p in slo._points(state.held)],
+            "arrivals": [list(p) for p in slo._points(state.arrivals)],
+            "day": list(state.day),
+        }
+        assert slo.SloState.from_json(json.loads(json.dumps(old))) == state
+
+    @pytest.mark.parametrize(
+        ("field", "value", "error"),
+        [
+            ("day", "not base64!", ValueError),
+            ("day", base64.b64encode(bytes(12)).decode(), ValueError),  # not whole doubles
+            ("arrivals", base64.b64encode(bytes(24)).decode(), ValueError),  # not whole pairs
+            ("held", [1.0, 2.0], TypeError),  # version 2 holds strings
+            ("day", base64.b64encode(bytes(8 * 3)).decode(), ValueError),  # not DAY_BINS bins
+        ],
+    )
+    def test_malformed_packed_doubles_are_refused(
+        self, field: str, value: object, error: type[Exception]
+    ) -> None:
+        doc = {**slo.SloState().to_json(), field: value}
+        with pytest.raises(error):
+            slo.SloState.from_json(doc)
+
+
 def on_off_peak(result: slo.SloPlan) -> float:
     """The highest arrival rate kept in the state (what the bursts reached)."""
-    return max(v for _, v in result.state.to_json()["arrivals"])
+    return max(v for _, v in slo._points(result.state.arrivals))
 
 
 SLO_ONLY = """

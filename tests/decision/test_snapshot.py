@@ -32,7 +32,13 @@ condition identical (720 decisions); the explanation and history digests of the 
 decisions changed with the new fields.
 Again when the SLO sizing's daily shape became an array of doubles (memory): every record
 identical (the 30 ``llm`` scenarios compared before the digest was updated); and again when its
-windows of (time, value) points did: every record identical, compared the same way.
+windows of (time, value) points did: every record identical, compared the same way. Again when
+the trend's least squares and the capacity model's update made fewer copies (CPU per tick):
+every record identical (all 60 scenarios, compared before the digest was updated). Again when
+the SLO sizing's state (version 2) kept its windows and daily shape as packed doubles: every
+desired count, reason, condition and explanation identical (720 decisions); the history digests
+of the 360 ``llm`` decisions changed with the form (``TestPackedState`` reads version 1 back as
+the same doubles).
 
 Regenerate (only when a change of decisions is intended, and say so in the change)::
 
