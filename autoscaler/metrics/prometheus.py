@@ -1290,12 +1290,14 @@ class PrometheusSource:
             for pod in presence.workloads.get(group, ()):
                 if pod not in pods or (presence.recorded and present[pod] != 1):
                     return None
+                used += 1
+                if not fresh:
+                    continue  # no stale pod listed in the namespace (the common case)
                 stamp = self._freshness((namespace, pod), fresh, now, plan.max_staleness)
                 if isinstance(stamp, NoSignal):
                     return None
                 if stamp is not None and (oldest is None or stamp < oldest):
                     oldest = stamp
-                used += 1
         if len(workloads) == 1:
             value = part.quantiles[namespace, workloads.pop()]
             query, series = part.query, 1
