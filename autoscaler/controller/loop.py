@@ -136,7 +136,8 @@ class _Work:
     """(budget, grant) of the ScalingBudgets covering the policy this tick: a decision made
     again after a conflict is held to them too."""
     settled: bool = False
-    """Its record needs no write this tick (known without I/O): only its history is queued."""
+    """Its record needs no write this tick (known without I/O): only its history is queued
+    (never set in dry-run, which saves nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +307,7 @@ class ControlLoop:
         # one pass; a task each only for the records that may write.
         recording = [item for item in work if self._note(item)]
         await self._bounded(recording, self._record)
-        await self._save_histories([item for item in work if not self._dry_run and item.settled])
+        await self._save_histories([item for item in work if item.settled])
         await self._flush_history(work)
         results = [
             TickResult(w.policy.key, w.decision, w.outcome, w.error, w.observation) for w in work

@@ -287,10 +287,10 @@ class KubeRecorder:
     ) -> bool:
         """Whether :meth:`record` would send nothing now, found without a request.
 
-        True (and done) for the outcomes that write nothing, and when the status annotation
-        known from the last read or write is current for this decision (within its refresh
-        interval) and no Event is due. A steady tick settles most policies here, without a
-        task each. False: call :meth:`record`.
+        True when the status annotation known from the last read or write stands for this
+        decision (within its refresh interval) and no Event is due: a steady tick settles most
+        policies here, without a task each. False (call :meth:`record`) otherwise, and for the
+        not-leader and dry-run outcomes, which :meth:`record` handles without a request.
         """
         if outcome is Outcome.NOT_LEADER or outcome is Outcome.DRY_RUN:
             return False  # record() handles them (forgetting, or nothing) without a request
