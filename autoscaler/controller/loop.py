@@ -135,9 +135,6 @@ class _Work:
     grants: list[tuple[str, Grant]] = field(default_factory=list)
     """(budget, grant) of the ScalingBudgets covering the policy this tick: a decision made
     again after a conflict is held to them too."""
-    settled: bool = False
-    """Its record needs no write this tick (known without I/O): only its history is queued
-    (never set in dry-run, which saves nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +300,11 @@ class ControlLoop:
         await self._bounded(
             [w for w in work if not self._settled(w, now)], lambda item: self._act(item, now)
         )
-        # Most policies have nothing to write either: settled inline, their histories queued in
-        # one pass; a task each only for the records that may write.
+        # Most policies have nothing to write either: their records are settled inline, a task
+        # each only for those that may write; then every history is queued in one pass.
         recording = [item for item in work if self._note(item)]
         await self._bounded(recording, self._record)
-        await self._save_histories([item for item in work if item.settled])
+        await self._save_histories(work)
         await self._flush_history(work)
         results = [
             TickResult(w.policy.key, w.decision, w.outcome, w.error, w.observation) for w in work
@@ -811,8 +808,7 @@ class ControlLoop:
 
     def _note(self, item: _Work) -> bool:
         """The tick's bookkeeping of one decision; True when its record may need a write
-        (:meth:`_record`), False when settled here (``item.settled``: its history is queued
-        by :meth:`_save_histories`)."""
+        (:meth:`_record`), False when there is none to make (settled here, or a dry run)."""
         policy = item.policy
         if self.monitor is not None and item.decision is not None:
             self.monitor.observe_decision(policy, item.decision)
@@ -835,7 +831,6 @@ class ControlLoop:
             except Exception:  # a bug here must not break scaling: record() decides
                 log.exception("record check failed", policy=policy.key)
                 return True
-        item.settled = True
         return False
 
     async def _record(self, item: _Work) -> None:
@@ -848,19 +843,11 @@ class ControlLoop:
             except Exception as exc:  # noqa: BLE001 - visibility must not break scaling
                 self._count_error(policy, "record")
                 log.warning("recording failed", policy=policy.key, error=str(exc))
-        history = self._histories.get(policy.key)
-        if self._store is not None and history is not None:
-            try:
-                async with asyncio.timeout(self._timeouts.record):
-                    await self._store.save(policy, history)
-            except Exception as exc:  # noqa: BLE001 - memory keeps the state; retried next tick
-                self._count_error(policy, "history")
-                log.warning("history save failed", policy=policy.key, error=str(exc))
 
     async def _save_histories(self, work: Sequence[_Work]) -> None:
-        """Queue the histories of settled records, one after another under one timeout (a
-        store queues them for :meth:`_flush_history`, without I/O)."""
-        if self._store is None or not work:
+        """Queue the tick's histories, one after another under one timeout (a store queues
+        them for :meth:`_flush_history`, without I/O); a dry run saves nothing."""
+        if self._store is None or self._dry_run or not work:
             return
         done = 0
         try:
