@@ -301,13 +301,16 @@ class KubeRecorder:
         if fleet_events(decision, advisory=outcome is Outcome.ADVISORY):
             return False
         key = (policy.metadata.namespace, resource.plural, ref.name)
-        cached = self._status.get(key)
         now = self._clock.now()
-        if cached is None or values_refresh_due(
-            policy.key + "#read", cached[0], now, self._status_refresh
-        ):
+        cached = self._status.get(key)
+        if cached is None or not self._trusted(policy, cached[0], now):
             return False
         return self._status_write(policy, decision, outcome, error, cached[1], cached, now) is None
+
+    def _trusted(self, policy: ScalingPolicy, since: float, now: float) -> bool:
+        """Whether the status remembered for the policy's target since ``since`` (read or
+        written) still stands in for the object's (``status_refresh``, at a phase of its own)."""
+        return not values_refresh_due(policy.key + "#read", since, now, self._status_refresh)
 
     def _status_write(  # noqa: PLR0917 - the record's inputs and what is known of the object
         self,
@@ -386,9 +389,7 @@ class KubeRecorder:
         try:
             now = self._clock.now()
             cached = self._status.get(key)
-            if cached is not None and not values_refresh_due(
-                policy.key + "#read", cached[0], now, self._status_refresh
-            ):
+            if cached is not None and self._trusted(policy, cached[0], now):
                 previous: dict[str, Any] | None = cached[1]
             else:
                 previous = await self._read_status(key, path)
