@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -384,11 +384,11 @@ class _Rates:
         self.pods = pods
         self.at = at
         self._groups: dict[float, list[tuple[FloatArray, list[tuple[str, list[Snapshot]]]]]] = {}
-        self._counters: dict[float, dict[str, FloatArray]] = {}
-        self._histograms: dict[tuple[str, tuple[int, ...], float], dict[str, FloatArray]] = {}
+        self._rated: dict[tuple[object, ...], dict[str, FloatArray]] = {}
 
     def _grouped(self, window: float) -> list[tuple[FloatArray, list[tuple[str, list[Snapshot]]]]]:
-        """Pods with two samples or more in the window, grouped by their sample times."""
+        """Pods with two samples or more in the window, grouped by their sample times: per
+        group, the times and (pod, its samples) in the pods' order."""
         groups = self._groups.get(window)
         if groups is None:
             by_times: dict[tuple[float, ...], list[tuple[str, list[Snapshot]]]] = {}
@@ -400,59 +400,47 @@ class _Rates:
             self._groups[window] = groups
         return groups
 
-    def _per_pod(
-        self, window: float, columns: int, rows: list[FloatArray]
+    def _rates(
+        self, key: tuple[object, ...], window: float, row: Callable[[Snapshot], list[float]]
     ) -> dict[str, FloatArray]:
-        """Each pod's rates, in the pods' order; ``rows``: per group, samples x (pods x columns)."""
-        rated: dict[str, FloatArray] = {}
-        for (times, members), values in zip(self._grouped(window), rows, strict=True):
-            rates = extrapolated_rate(times, values, self.at, window)
-            if rates is None:
-                continue
-            for index, (pod, _) in enumerate(members):
-                rated[pod] = rates[index * columns : (index + 1) * columns]
-        return {pod: rated[pod] for pod in self.pods if pod in rated}
-
-    def counters(self, window: float) -> dict[str, FloatArray]:
-        """Per pod: the rates of :data:`_COUNTER_FIELDS`, in that order."""
-        found = self._counters.get(window)
+        """Per pod (in the pods' order), the rates of the series ``row`` reads from a sample;
+        kept under ``key`` for the other metrics of the fetch."""
+        found = self._rated.get(key)
         if found is None:
-            rows = [
-                np.array(
+            rated: dict[str, FloatArray] = {}
+            for times, members in self._grouped(window):
+                values = np.array(
                     [
-                        [getattr(samples[i], f) for _, samples in members for f in _COUNTER_FIELDS]
+                        [value for _, samples in members for value in row(samples[i])]
                         for i in range(len(times))
                     ],
                     dtype=np.float64,
                 )
-                for times, members in self._grouped(window)
-            ]
-            found = self._per_pod(window, len(_COUNTER_FIELDS), rows)
-            self._counters[window] = found
+                rates = extrapolated_rate(times, values, self.at, window)
+                if rates is None:
+                    continue
+                columns = rates.size // len(members)
+                for index, (pod, _) in enumerate(members):
+                    rated[pod] = rates[index * columns : (index + 1) * columns]
+            found = {pod: rated[pod] for pod in self.pods if pod in rated}
+            self._rated[key] = found
         return found
+
+    def counters(self, window: float) -> dict[str, FloatArray]:
+        """Per pod: the rates of :data:`_COUNTER_FIELDS`, in that order."""
+        return self._rates(
+            ("counters", window), window, lambda s: [getattr(s, f) for f in _COUNTER_FIELDS]
+        )
 
     def histogram(self, attr: str, keep: tuple[int, ...], window: float) -> dict[str, FloatArray]:
         """Per pod: the rates of the kept buckets of histogram ``attr``, then its sum and count."""
-        key = (attr, keep, window)
-        found = self._histograms.get(key)
-        if found is None:
-            total = attr + "_sum"
-            rows = []
-            for times, members in self._grouped(window):
-                per_sample = []
-                for i in range(len(times)):
-                    line: list[float] = []
-                    for _, samples in members:
-                        snap = samples[i]
-                        buckets = getattr(snap, attr)
-                        line.extend(buckets[k] for k in keep)
-                        line.append(getattr(snap, total))
-                        line.append(buckets[-1])
-                    per_sample.append(line)
-                rows.append(np.array(per_sample, dtype=np.float64))
-            found = self._per_pod(window, len(keep) + 2, rows)
-            self._histograms[key] = found
-        return found
+        total = attr + "_sum"
+
+        def row(snap: Snapshot) -> list[float]:
+            buckets = getattr(snap, attr)
+            return [*(buckets[k] for k in keep), getattr(snap, total), buckets[-1]]
+
+        return self._rates((attr, keep, window), window, row)
 
 
 _GAUGE_NAMES: dict[str, dict[MetricKind, str]] = {
