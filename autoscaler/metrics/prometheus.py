@@ -65,7 +65,7 @@ from autoscaler.metrics.base import MetricRequest, PolicyMetrics
 from autoscaler.metrics.client import PrometheusClient, QueryFailed, Series
 from autoscaler.metrics.gateway import gateway_query
 from autoscaler.metrics.quantile import parse_le, target_quantile
-from autoscaler.metrics.vector import KeyedRow
+from autoscaler.metrics.vector import Columns, KeyedRow
 from autoscaler.policy.models import (
     GATEWAY_KINDS,
     SIGNAL_PREFIX,
@@ -153,7 +153,8 @@ class Batch:
             return f"histogram_quantile({self.quantile!r}, {self._by_workload(ns, w)})"
         if self.kind == "target_buckets":
             # One histogram per workload: the per-pod bucket rates summed in Prometheus.
-            return self._by_workload(ns, w)
+            summed = self._by_workload(ns, w)
+            return f"{summed}{_NAMELESS}" if self._workload_recorded() else summed
         if self.kind == "presence":
             # The pods that have bucket rates (one series per pod: the +Inf bucket), and for
             # recorded series how many copies of it.
@@ -174,7 +175,7 @@ class Batch:
             # cost Prometheus more than the selection itself (measured: 1.9 s against 0.8 s for
             # 140,000 bucket series); a rule deployed twice (two rulers) is reduced to one value
             # per pod here instead (_reduce_batch).
-            return f"{self.recorded}{{{ns}}}"
+            return f"{self.recorded}{{{ns}}}{_NAMELESS}"
         if self.kind == "value":
             return f"{self.aggregation} by (namespace, pod) ({self.name}{{{ns}}})"
         if self.kind == "rate":
@@ -189,9 +190,13 @@ class Batch:
         """The bucket rates summed per workload (and ``le``) for these namespaces."""
         if self.recorded is None:
             return recording.by_workload(f"rate({self.name}_bucket{{{ns}}}[{w}])")
-        if self.recorded.startswith(recording.WORKLOAD_PREFIX):
+        if self._workload_recorded():
             return f"{self.recorded}{{{ns}}}"  # recorded already summed
         return recording.by_workload(f"{self.recorded}{{{ns}}}")
+
+    def _workload_recorded(self) -> bool:
+        """Whether this batch reads the recorded per-workload histograms as they are."""
+        return self.recorded is not None and self.recorded.startswith(recording.WORKLOAD_PREFIX)
 
     def _inf(self) -> str:
         """The matcher that keeps one series per pod of a recorded per-pod bucket series."""
@@ -214,6 +219,13 @@ class Batch:
         else:
             selector = f"{self.name}{{{ns}}}"
         return f"max by (namespace, pod) (timestamp({selector})) < {cutoff}"
+
+
+_NAMELESS = " * 1"
+"""Appended to a plain selection of recorded series: the answer's rows then carry no series
+name, a third of their bytes (10,000 pods: 0.99 MB against 1.55 MB, decoded that much faster),
+at no measurable cost in Prometheus. Values are unchanged (NaN and infinities included), and
+one name per selection means no two rows can become one."""
 
 
 class _Need(Enum):
@@ -294,6 +306,33 @@ class _NamespaceRules:
     usable: frozenset[str]
     """Recorded series names covering every pod of their raw series there."""
     probed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _NamespaceState:
+    """What the plans of a namespace depend on, besides the policies (see ``fetch``)."""
+
+    names: _NamespaceNames | None
+    """The metric names detected there (the object: replaced by each probe)."""
+    usable: frozenset[str]
+    """The recorded series usable there."""
+    shared: bool
+    """Pods of different targets share a workload there: no summed histogram."""
+    per_pod: frozenset[Batch]
+    """Bucket batches whose summed histograms were refused there lately (read per pod)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One preset metric of one policy as planned, kept while its namespace's state holds."""
+
+    metric: MetricSpec
+    state: _NamespaceState
+    outcome: _Plan | NoSignal
+    needs: tuple[recording.RuleNeed, ...]
+    """The recorded series that would serve it (asked of the rules probe)."""
+    batches: tuple[Batch, ...]
+    """The plan's batches (none without a plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +453,11 @@ class PrometheusSource:
         self._plans: dict[tuple[int, str, bool, bool, bool], tuple[MetricSpec, _Plan]] = {}
         """(id of a metric spec, resolved name, recorded, summed, workload rule) -> (the spec,
         its plan), from the last fetch."""
+        self._planned: dict[tuple[int, str, MetricNames], _Planned] = {}
+        """(id of a metric spec, namespace, name family) -> how it was planned, last fetch."""
+        self._states: dict[str, _NamespaceState] = {}
+        """The namespaces' states the last fetch planned with (kept while equal: an identity
+        test per metric then tells a plan still holds)."""
         self.aggregate_buckets = aggregate_buckets
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
@@ -821,59 +865,96 @@ class PrometheusSource:
             plan_memo[memo_key] = entry
             return entry[1]
 
-        def summed(namespace: str, plan: _Plan) -> bool:
-            """Whether this plan's quantile may read the namespace's summed histogram."""
-            return (
+        def plan_metric(
+            metric: MetricSpec, family: MetricNames, namespace: str, state: _NamespaceState
+        ) -> _Planned:
+            """How one preset metric of a policy is read this tick (a plan, or no signal)."""
+            kind = metric.kind
+            memo_key = (kind, family, namespace)
+            resolved = resolved_memo.get(memo_key)
+            if resolved is None:
+                resolved = resolved_memo[memo_key] = self._resolve(kind, family, namespace)
+            if isinstance(resolved, NoSignal):
+                if probe_failure is not None and namespace in to_probe:
+                    resolved = probe_failure
+                return _Planned(metric, state, resolved, (), ())
+            plan = planned(metric, resolved, recorded=False, summed=False)
+            workload_rule = False
+            needs: tuple[recording.RuleNeed, ...] = ()
+            if plan.needs and self.recording_rules:
+                needs = plan.needs + (plan.workload_needs if self.aggregate_buckets else ())
+                usable = state.usable
+                if all(need.recorded in usable for need in plan.needs):
+                    plan = planned(metric, resolved, recorded=True, summed=False)
+                workload_rule = bool(plan.workload_needs) and all(
+                    need.recorded in usable for need in plan.workload_needs
+                )
+            if (
                 self.aggregate_buckets
                 and plan.value_batches[0].kind == "buckets"
-                and namespace not in shared
-                and (namespace, plan.value_batches[0]) not in self._per_pod
-            )
+                and not state.shared
+                and plan.value_batches[0] not in state.per_pod
+            ):
+                # The quantile may read the namespace's summed histogram.
+                plan = planned(
+                    metric, resolved, plan.pod_recorded, summed=True, workload_rule=workload_rule
+                )
+            return _Planned(metric, state, plan, needs, plan.batches)
 
+        # What a namespace's plans depend on besides the policy: the names detected there, the
+        # recorded series usable there, and where summed histograms are not read. A policy's
+        # plans are kept from the previous fetch while it is the same.
+        per_pod_batches_of: defaultdict[str, set[Batch]] = defaultdict(set)
+        for namespace, batch in self._per_pod:
+            per_pod_batches_of[namespace].add(batch)
+        states: dict[str, _NamespaceState] = {}
+        previous_planned, previous_states = self._planned, self._states
+        planned_now: dict[tuple[int, str, MetricNames], _Planned] = {}
+        self._planned, self._states = planned_now, states
         for req in requests:
             key = req.policy.key
             namespace = req.policy.metadata.namespace
-            results[key] = {}
+            family = req.policy.spec.metric_names
+            observed: dict[str, MetricObservation] = {}
+            results[key] = observed
+            state = states.get(namespace)
+            if state is None:
+                state = _NamespaceState(
+                    self._names.get(namespace),
+                    self.recorded_series(namespace),
+                    namespace in shared,
+                    frozenset(per_pod_batches_of.get(namespace, ())),
+                )
+                if state == previous_states.get(namespace):
+                    state = previous_states[namespace]
+                states[namespace] = state
+            # A namespace probed this tick is planned afresh (a failed probe is the answer).
+            probed = namespace in to_probe
             for metric in req.policy.spec.fetched_metrics:
-                kind = metric.kind
-                if kind is MetricKind.PROMETHEUS or kind in GATEWAY_KINDS:
+                if metric.kind is MetricKind.PROMETHEUS or metric.kind in GATEWAY_KINDS:
                     customs.append((key, req, metric))
                     continue
-                family = req.policy.spec.metric_names
-                memo_key = (kind, family, namespace)
-                resolved = resolved_memo.get(memo_key)
-                if resolved is None:
-                    resolved = resolved_memo[memo_key] = self._resolve(kind, family, namespace)
-                if isinstance(resolved, NoSignal):
-                    if probe_failure is not None and namespace in to_probe:
-                        resolved = probe_failure
-                    elif resolved.reason is NoSignalReason.EMPTY:
+                memo_key = (id(metric), namespace, family)
+                entry = planned_now.get(memo_key) or previous_planned.get(memo_key)
+                if (
+                    probed
+                    or entry is None
+                    or entry.state is not state
+                    or entry.metric is not metric
+                ):
+                    entry = plan_metric(metric, family, namespace, state)
+                if not probed:
+                    planned_now[memo_key] = entry
+                if entry.needs:
+                    rules_wanted[namespace].update(entry.needs)
+                plan = entry.outcome
+                if isinstance(plan, NoSignal):
+                    if plan.reason is NoSignalReason.EMPTY:
                         self._empty(namespace, metric.name)
-                    results[key][metric.name] = resolved
+                    observed[metric.name] = plan
                     continue
-                plan = planned(metric, resolved, recorded=False, summed=False)
-                workload_rule = False
-                if plan.needs and self.recording_rules:
-                    wanted = rules_wanted[namespace]
-                    wanted.update(plan.needs)
-                    if self.aggregate_buckets:
-                        wanted.update(plan.workload_needs)
-                    usable = self.recorded_series(namespace)
-                    if all(need.recorded in usable for need in plan.needs):
-                        plan = planned(metric, resolved, recorded=True, summed=False)
-                    workload_rule = bool(plan.workload_needs) and all(
-                        need.recorded in usable for need in plan.workload_needs
-                    )
-                if summed(namespace, plan):
-                    plan = planned(
-                        metric,
-                        resolved,
-                        plan.pod_recorded,
-                        summed=True,
-                        workload_rule=workload_rule,
-                    )
                 plans.append((req, metric, plan))
-                for batch in plan.batches:
+                for batch in entry.batches:
                     needed[batch].add(namespace)
 
         # Recording-rule detection runs beside the batches (its answer serves the next ticks).
@@ -1271,7 +1352,8 @@ class PrometheusSource:
         for result in fresh:
             if result.failure is not None:
                 return result.failure  # as the per-pod path
-        fresh = [result for result in fresh if namespace in result.series_per_namespace]
+        # Only batches listing a pod somewhere (the presence counts every row per namespace).
+        fresh = [r for r in fresh if r.values and namespace in r.series_per_namespace]
         if part.failure is not None or presence.failure is not None:
             return None  # the per-pod query may still answer
         present = presence.present.get(namespace, {})
@@ -1448,6 +1530,10 @@ def _reduce_batch(
     those before ``cutoff`` are its freshness exceptions (``values``, as a ``fresh`` batch
     lists them).
     """
+    if isinstance(rows, Columns) and kind in _POD_VALUE_KINDS:
+        whole = _reduce_columns(kind, query, rows, pod_keys)
+        if whole is not None:
+            return whole
     result = _BatchResult(query=query)
     values = result.values
     duplicates = result.duplicates
@@ -1531,6 +1617,32 @@ def _reduce_batch(
         result.stamps, result.values = values, {}
         return result
     result.series_per_namespace.update(per_namespace)
+    return result
+
+
+_POD_VALUE_KINDS: frozenset[BatchKind] = frozenset(
+    {"value", "rate", "sum", "count", "fresh", "stamps"}
+)
+"""Kinds whose rows are one value per (namespace, pod)."""
+
+
+def _reduce_columns(
+    kind: BatchKind, query: str, columns: Columns, pod_keys: dict[PodKey, PodKey] | None
+) -> _BatchResult | None:
+    """:func:`_reduce_batch` of one value per pod from whole columns (C loops, no Python step
+    per row), or None when a pod has two rows (they are then read row by row)."""
+    namespaces, pods = columns.labels
+    pairs = list(zip(namespaces, pods, strict=True))
+    keys = pairs if pod_keys is None else list(map(pod_keys.setdefault, pairs, pairs))
+    values = dict(zip(keys, columns.values, strict=True))
+    if len(values) != len(keys):
+        return None
+    result = _BatchResult(query=query)
+    if kind == "stamps":
+        result.stamps = values  # settled later, as by the rows (_settle_stamps)
+    else:
+        result.values = values
+        result.series_per_namespace = Counter(namespaces)
     return result
 
 

@@ -211,9 +211,22 @@ def _keyed(
     return pattern, tuple(ordered.index(k) + 1 for k in keys)
 
 
-def _columns(
-    body: bytes, keys: Sequence[str], strings: LabelStrings
-) -> tuple[list[tuple[str, ...]], list[float]] | None:
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The rows of an answer read at once, column by column: iterated, the same rows as read
+    one by one (the values of the keys, the sample value), and a consumer that can use whole
+    columns (C loops instead of one Python step per row) finds them here."""
+
+    labels: tuple[list[str], ...]
+    """One list per key: its value in each series."""
+    values: list[float]
+    """The sample value of each series."""
+
+    def __iter__(self) -> Iterator[KeyedRow]:
+        return zip(zip(*self.labels, strict=True), self.values, strict=True)
+
+
+def _columns(body: bytes, keys: Sequence[str], strings: LabelStrings) -> Columns | None:
     """Every series at once when each has exactly ``keys`` as labels: their values and sample
     values; None otherwise (the caller reads series one by one, or falls back).
 
@@ -239,9 +252,7 @@ def _columns(
         values = list(map(float, parts[stride - 1 :: stride]))
     except ValueError:
         return None
-    columns = [strings.column(parts[number::stride]) for number in numbers]
-    labels = list(zip(*columns, strict=True))
-    return labels, values
+    return Columns(tuple(strings.column(parts[number::stride]) for number in numbers), values)
 
 
 def _scan(
@@ -332,8 +343,10 @@ def decode_keyed(
 ) -> T:
     """Feed ``consume`` the values of ``keys`` and the sample value of every series.
 
-    ``consume`` may be called twice (the fast path gives up mid-way on a non-canonical body and
-    the JSON fallback starts over), so it must build its result from the rows alone.
+    ``consume`` gets the rows as an iterable: a :class:`Columns` when the answer was read at
+    once (the common case). It may be called twice (the fast path gives up mid-way on a
+    non-canonical body and the JSON fallback starts over), so it must build its result from
+    the rows alone.
     ``strings``: label values decoded before, to reuse (default: decoded for this body).
 
     Raises:
@@ -343,8 +356,7 @@ def decode_keyed(
         strings = strings if strings is not None else LabelStrings()
         columns = _columns(body, keys, strings)
         if columns is not None:
-            labels, values = columns
-            return consume(zip(labels, values, strict=True))
+            return consume(columns)
         return consume((row, value) for row, _, value in _scan(body, keys, strings))
     except _NotCanonical:
         pass

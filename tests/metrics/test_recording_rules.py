@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import helm_python
 import pytest
@@ -28,6 +28,7 @@ from autoscaler.metrics import rules
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
 from autoscaler.metrics.prometheus import PrometheusSource, _reduce_batch
+from autoscaler.metrics.vector import Columns
 from autoscaler.policy.models import MetricKind, MetricNames
 from tests.metrics.env import make_policy, pod_infos
 from tests.promserver.exporter import FleetExporter, FleetPod
@@ -438,11 +439,22 @@ async def test_partial_and_removed_rules_fall_back_to_raw(
         assert isinstance(observation, PodSamples)
         return RATE in observation.query
 
+    def planned_in(namespace: str) -> dict[Any, Any]:
+        """The source's kept plans of a namespace's metrics (the objects)."""
+        return {key: entry for key, entry in source._planned.items() if key[1] == namespace}
+
     try:
         await tick()
         result = await tick()
         assert reads_recorded(result, "rr-a")
         assert reads_recorded(result, "rr-b")
+        # Nothing changed: every metric's plan is kept, not made again.
+        kept = {ns: planned_in(ns) for ns in PODS}
+        await tick()
+        for namespace in PODS:
+            now_planned = planned_in(namespace)
+            assert now_planned.keys() == kept[namespace].keys()
+            assert all(now_planned[k] is kept[namespace][k] for k in now_planned)
 
         # The rules now cover rr-a only: rr-b's recorded series go stale.
         render_rules(rules_env.rule_files[0], selector='namespace="rr-a"')
@@ -457,6 +469,9 @@ async def test_partial_and_removed_rules_fall_back_to_raw(
         assert reads_recorded(result, "rr-a")
         assert not reads_recorded(result, "rr-b")
         assert source.last_stats.fallback_queries == 0
+        # Planned again where the usable recorded series changed, and only there.
+        assert all(planned_in("rr-a")[k] is entry for k, entry in kept["rr-a"].items())
+        assert not any(planned_in("rr-b")[k] is entry for k, entry in kept["rr-b"].items())
 
         # No rules at all.
         rules_env.rule_files = []
@@ -518,6 +533,57 @@ class TestPodKeys:
         alone = _reduce_batch("rate", "q", [(("ns", "a"), 2.0)])
         assert alone.values == rate.values
         assert next(iter(alone.values)) is not key
+
+
+class TestColumns:
+    """An answer read at once is reduced column by column: the same result as row by row."""
+
+    ROWS: ClassVar[list[tuple[tuple[str, str], float]]] = [
+        (("ns-a", "a-0"), 1.5),
+        (("ns-b", "b-0"), math.nan),
+        (("ns-a", "a-1"), math.inf),
+        (("ns-a", "a-2"), 0.0),
+        (("ns-b", "b-1"), 7.0),
+    ]
+
+    @staticmethod
+    def _columns(rows: list[tuple[tuple[str, str], float]]) -> Columns:
+        return Columns(
+            ([ns for (ns, _), _ in rows], [pod for (_, pod), _ in rows]), [v for _, v in rows]
+        )
+
+    @staticmethod
+    def _same(one: Any, other: Any) -> None:
+        for field in ("values", "stamps", "series_per_namespace", "duplicates"):
+            left, right = getattr(one, field), getattr(other, field)
+            assert repr(left) == repr(right), field  # NaN compares unequal; order counts too
+
+    @pytest.mark.parametrize("kind", ["value", "rate", "sum", "count", "fresh", "stamps"])
+    @pytest.mark.parametrize("recorded", [False, True])
+    def test_the_same_result_as_row_by_row(self, kind: Any, recorded: bool) -> None:
+        shared_rows: dict[tuple[str, str], tuple[str, str]] = {}
+        shared_columns: dict[tuple[str, str], tuple[str, str]] = {}
+        by_rows = _reduce_batch(kind, "q", iter(self.ROWS), recorded=recorded, pod_keys=shared_rows)
+        by_columns = _reduce_batch(
+            kind, "q", self._columns(self.ROWS), recorded=recorded, pod_keys=shared_columns
+        )
+        self._same(by_columns, by_rows)
+        assert shared_columns == shared_rows
+        # The keys are the shared tuples (one per pod for all of a tick's batches).
+        keys = by_columns.stamps if kind == "stamps" else by_columns.values
+        assert all(shared_columns[key] is key for key in keys)
+
+    @pytest.mark.parametrize("recorded", [False, True])
+    def test_a_pod_twice_is_read_row_by_row(self, recorded: bool) -> None:
+        """Two series of a pod: kept apart as duplicates (the larger, for recorded copies)."""
+        rows = [*self.ROWS, (("ns-a", "a-0"), 9.0)]
+        by_rows = _reduce_batch("rate", "q", iter(rows), recorded=recorded)
+        by_columns = _reduce_batch("rate", "q", self._columns(rows), recorded=recorded)
+        self._same(by_columns, by_rows)
+        if recorded:
+            assert by_columns.values["ns-a", "a-0"] == 9.0
+        else:
+            assert by_columns.duplicates == {("ns-a", "a-0")}
 
 
 class TestNames:
@@ -662,3 +728,99 @@ class TestRulePhase:
     def test_a_malformed_answer_is_refused(self, answer: object) -> None:
         with pytest.raises(ValueError, match=r"rules answer|groups"):
             rules.parse_rule_groups(answer)
+
+
+STOP_PODS = ("s-0", "s-1", "s-2")
+
+
+@pytest.fixture
+def stopping_env(tmp_path: Path) -> Iterator[tuple[PrometheusServer, FleetExporter]]:
+    """Three pods in one namespace with the chart's rules for the policies' windows and the
+    capacity model's (1 m): every rate the policy reads is recorded."""
+    fleet = FleetExporter(
+        MetricNames.NIM,
+        kinds=(MetricKind.KV_CACHE, MetricKind.REQUEST_RATE, MetricKind.INTER_TOKEN_LATENCY),
+    )
+    for j, pod in enumerate(STOP_PODS):
+        fleet.add(
+            FleetPod(
+                "stop-a",
+                pod,
+                gauges={MetricKind.KV_CACHE: 0.1 * (j + 1)},
+                request_rate=1.0 + j,
+                bucket_rates={
+                    MetricKind.INTER_TOKEN_LATENCY: [0.0, 1.0 + j, 4.0, 2.0 * j, 1.0] + [0.0] * 9
+                },
+            )
+        )
+    fleet.start()
+    server = PrometheusServer(tmp_path, "1s", evaluation_interval="1s")
+    server.rule_files = [tmp_path / "rules.yaml"]
+    render_rules(server.rule_files[0], windows=[WINDOW, "1m"])
+    try:
+        server.start([ScrapeTarget(fleet.address, honor_labels=True)])
+        server.wait_targets_up()
+        server.wait_for(f"count({COUNT} > 0)", lambda r: r and r[0]["value"][1] == "3")
+        time.sleep(11)  # the 10 s windows full
+        yield server, fleet
+    finally:
+        server.stop()
+        fleet.stop()
+
+
+async def test_a_stopped_pod_is_stale_on_the_recorded_path(
+    stopping_env: tuple[PrometheusServer, FleetExporter],
+) -> None:
+    """A pod whose exporter stopped: its raw series are marked stale at once while its
+    recorded rates linger for a window. Reading the recorded series, it is rejected as stale
+    (never counted), as on the raw path; its summed histogram is refused and the quantile is
+    read from the live pods' own buckets, equal to the raw path's."""
+    server, fleet = stopping_env
+    client = PrometheusClient(server.url)
+    source = PrometheusSource(client)
+    raw = PrometheusSource(client, recording_rules=False, aggregate_buckets=False)
+    policy = make_policy("stop-a", METRICS, name="p")
+    requests = [MetricRequest(policy, pod_infos(STOP_PODS))]
+    try:
+        await source.fetch(requests, time.time())  # the probe
+        healthy = (await source.fetch(requests, time.time()))[policy.key]
+        assert source.last_stats is not None
+        assert source.last_stats.per_pod_fallback_queries == 0
+        for metric in ("requestRate", "interTokenLatency", "itlMean"):
+            observation = healthy[metric]
+            assert isinstance(observation, PodSamples | TargetSample), (metric, observation)
+            assert "namespace_" in observation.query, metric
+        rate = healthy["requestRate"]
+        assert isinstance(rate, PodSamples)
+        assert set(rate.values) == set(STOP_PODS)
+        assert rate.rejected == {}
+
+        fleet.remove("stop-a", "s-2")
+        # Marked stale at the next scrape; its recorded rates live on for the 10 s window.
+        server.wait_for('request_success_total{pod="s-2"}', lambda r: not r)
+        lingering = server.query(f'{RATE}{{pod="s-2"}}')
+        at = time.time()
+        got = (await source.fetch(requests, at))[policy.key]
+        fallbacks = source.last_stats.per_pod_fallback_queries
+        want = (await raw.fetch(requests, at))[policy.key]
+    finally:
+        await client.close()
+    assert lingering, "the recorded rate was gone before the check: the test proves nothing"
+    rate = got["requestRate"]
+    assert isinstance(rate, PodSamples)
+    assert RATE in rate.query
+    assert set(rate.values) == {"s-0", "s-1"}
+    assert rate.rejected["s-2"].reason is NoSignalReason.STALE
+    kv = got["kvCache"]
+    assert isinstance(kv, PodSamples)
+    assert set(kv.values) == {"s-0", "s-1"}  # the gauge is simply gone
+    mean = got["itlMean"]
+    assert isinstance(mean, TargetSample)
+    assert mean.pods == 2
+    quantile, expected = got["interTokenLatency"], want["interTokenLatency"]
+    assert isinstance(quantile, TargetSample)
+    assert isinstance(expected, TargetSample)
+    assert fallbacks > 0
+    assert WORKLOAD not in quantile.query
+    assert quantile.pods == expected.pods == 2
+    assert math.isclose(quantile.value, expected.value, rel_tol=1e-9)
