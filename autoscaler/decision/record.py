@@ -43,13 +43,16 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-def decision_record(decision: Decision, *, explanation: bool = True) -> dict[str, Any]:
+def decision_record(
+    decision: Decision, *, explanation: bool = True, metrics: bool = True
+) -> dict[str, Any]:
     """The JSON-ready record of a decision.
 
     Args:
         decision: The decision.
         explanation: Include the full arithmetic (``explanation``); building it costs more than
             the rest of the decision, so outputs that do not show it leave it out.
+        metrics: Include ``metrics`` (a caller writing its own list leaves it out).
 
     Returns:
         ``policy``, ``time``, ``currentReplicas``, ``desiredReplicas``, ``scale``, ``reason``,
@@ -65,11 +68,12 @@ def decision_record(decision: Decision, *, explanation: bool = True) -> dict[str
         "scale": decision.scale,
         "reason": decision.reason,
         "conditions": [condition_record(c) for c in decision.conditions],
-        "metrics": [
+    }
+    if metrics:
+        record["metrics"] = [
             {"name": name, "value": finite(values.get(name)), "proposal": proposals.get(name)}
             for name in dict.fromkeys([*values, *proposals])
-        ],
-    }
+        ]
     if explanation:
         record["explanation"] = dict(decision.explanation)
     return record

@@ -25,7 +25,7 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -174,7 +174,7 @@ def status_record(
     the policy with its target (values to four significant digits), plus the target, its bounds,
     the outcome and the fleet fields.
     """
-    record = decision_record(decision, explanation=False)
+    record = decision_record(decision, explanation=False, metrics=False)
     record["metrics"] = [
         {
             "name": metric.name,
@@ -328,13 +328,12 @@ class KubeRecorder:
             last_scale = rfc3339(decision.timestamp)
         written = status_record(policy, decision, outcome, error, last_scale)
         if previous is not None:
-            record = _without_observed(written)
-            before = _without_observed(previous)
-            if before == record:
+            change = _change(previous, written)
+            if change is None:
                 return None
             written_at = cached[0] if cached is not None else now
-            if _without_values(before) == _without_values(record) and (
-                not values_moved(before.get("metrics") or [], record["metrics"])
+            if change == "values" and (
+                not values_moved(previous.get("metrics") or [], written["metrics"])
                 or not values_refresh_due(policy.key, written_at, now, self._values_refresh)
             ):
                 return None  # only the numbers moved, within tolerance or too soon
@@ -426,6 +425,35 @@ class KubeRecorder:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+
+def _change(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> Literal["values", "more"] | None:
+    """How ``after`` differs from ``before``, the observation times aside: not at all (None),
+    in its metrics' values and proposals only (``values``), or in more (``more``).
+
+    Asked of every policy on every tick: compared field by field, without copying either.
+    """
+    metrics = False
+    for key, value in after.items():
+        if key in _OBSERVED:
+            continue
+        if before.get(key, _ABSENT) != value:
+            if key != "metrics":
+                return "more"
+            metrics = True
+    if len(before.keys() - _OBSERVED) != len(after.keys() - _OBSERVED):
+        return "more"  # a field only ``before`` has
+    if not metrics:
+        return None
+    same = _without_values({"metrics": before.get("metrics")}) == _without_values(
+        {"metrics": after.get("metrics")}
+    )
+    return "values" if same else "more"
+
+
+_ABSENT = object()
 
 
 def _without_observed(record: dict[str, Any]) -> dict[str, Any]:

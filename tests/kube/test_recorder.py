@@ -10,7 +10,14 @@ from autoscaler.clock import VirtualClock
 from autoscaler.controller.ports import Outcome
 from autoscaler.decision.types import Condition, ConditionType, Decision
 from autoscaler.kube.client import KubeApi
-from autoscaler.kube.recorder import STATUS_ANNOTATION, KubeRecorder, event_for
+from autoscaler.kube.recorder import (
+    STATUS_ANNOTATION,
+    KubeRecorder,
+    _change,
+    _without_observed,
+    _without_values,
+    event_for,
+)
 from autoscaler.kube.scale import Discovery
 from autoscaler.policy.models import ScalingPolicy
 from tests.decision.schema import assert_valid
@@ -409,3 +416,56 @@ class TestSettled:
         assert not recorder.settled(policy(), changed, Outcome.UNCHANGED)  # status changes
         other = policy(kind="StatefulSet")  # a kind discovery has not been asked about
         assert not recorder.settled(other, steady, Outcome.UNCHANGED)
+
+
+class TestChange:
+    """How a status record differs from the one on the object, judged field by field."""
+
+    BASE: dict[str, Any] = {
+        "policy": "ns/p",
+        "time": 1.0,
+        "observedAt": "2026-01-01T00:00:00Z",
+        "desiredReplicas": 3,
+        "reason": "steady",
+        "conditions": [{"type": "AbleToScale", "status": "True"}],
+        "metrics": [
+            {"name": "kv", "value": 0.5, "proposal": 3, "targetType": "Value", "target": 0.5},
+            {"name": "q", "value": None, "proposal": None, "targetType": "Value", "target": 4},
+        ],
+        "error": None,
+    }
+
+    @staticmethod
+    def _variants() -> list[dict[str, Any]]:
+        base = TestChange.BASE
+        metrics = base["metrics"]
+        return [
+            dict(base),
+            {**base, "time": 99.0, "observedAt": "later"},  # observation times only
+            {**base, "metrics": [{**metrics[0], "value": 0.51}, metrics[1]]},
+            {**base, "metrics": [{**metrics[0], "proposal": 4}, metrics[1]]},
+            {**base, "metrics": [{**metrics[0], "target": 0.6}, metrics[1]]},
+            {**base, "metrics": [metrics[0]]},
+            {**base, "metrics": None},
+            {**base, "reason": "other"},
+            {**base, "error": "boom"},
+            {k: v for k, v in base.items() if k != "error"},  # a field gone
+            {**base, "extra": None},  # a field added, even as None
+            {k: v for k, v in base.items() if k != "observedAt"},
+        ]
+
+    def test_as_comparing_copies_without_times_and_values(self) -> None:
+        """Every pair of variants: the same verdict as comparing the records copied without
+        their observation times, then without their metrics' values and proposals."""
+        for before in self._variants():
+            for after in self._variants():
+                if after.get("metrics") is None:
+                    continue  # a written record always has its metrics
+                old_before, old_after = _without_observed(before), _without_observed(after)
+                if old_before == old_after:
+                    expected = None
+                elif _without_values(old_before) == _without_values(old_after):
+                    expected = "values"
+                else:
+                    expected = "more"
+                assert _change(before, after) == expected, (before, after)
