@@ -729,6 +729,11 @@ def policy_files(directory: Path) -> list[Path]:
 
     Hidden entries are skipped so a Kubernetes ConfigMap mount (``..data``) is read once.
     """
+    return [directory / name for name in _policy_names(directory)]
+
+
+def _policy_names(directory: Path) -> list[str]:
+    """The names of :func:`policy_files`."""
     # scandir: the entry types come with the listing (a stat only for symbolic links, as a
     # ConfigMap mount's files are); this runs every tick over every policy file.
     with os.scandir(directory) as entries:
@@ -739,7 +744,7 @@ def policy_files(directory: Path) -> list[Path]:
             and not entry.name.startswith(".")
             and entry.is_file()
         )
-    return [directory / name for name in names]
+    return names
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path | PolicyError]:
@@ -807,13 +812,23 @@ class PolicyDirectory:
     _current: dict[str, _Parsed] = field(default_factory=dict, init=False, repr=False)
     _last_good: dict[str, _Parsed] = field(default_factory=dict, init=False, repr=False)
     _owners: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _paths: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
+    _result: LoadResult | None = field(default=None, init=False, repr=False)
+    """The last result, while it stands: no file changed since, and it left the owners of the
+    policies as they were (so combining the same files again gives it again)."""
     parse_count: int = field(default=0, init=False)
     """How many file parses were done in total (lets tests and metrics see the cache work)."""
 
     def _list(self) -> list[Path] | PolicyError:
         try:
             if self.path.is_dir():
-                return policy_files(self.path)
+                # The paths of the last listing are kept: building a path costs more than the
+                # stat that follows (1,000 files a tick).
+                known = self._paths
+                self._paths = {
+                    name: known.get(name) or self.path / name for name in _policy_names(self.path)
+                }
+                return list(self._paths.values())
         except OSError as exc:
             return PolicyError(f"cannot list directory: {exc.strerror}", Location(str(self.path)))
         if self.path.is_file():
@@ -831,6 +846,7 @@ class PolicyDirectory:
         if isinstance(listed, PolicyError):
             self._stamps.clear()
             self._current.clear()
+            self._result = None
             return LoadResult(
                 tuple(p for parsed in self._last_good.values() for p in parsed.policies),
                 (PolicyFileError(str(self.path), [listed]),),
@@ -838,6 +854,7 @@ class PolicyDirectory:
                 tuple(b for parsed in self._last_good.values() for b in parsed.budgets),
             )
         seen: set[str] = set()
+        changed = False
         for path in listed:
             file = str(path)
             seen.add(file)
@@ -846,6 +863,7 @@ class PolicyDirectory:
                 dependencies = self._current[file].dependencies
                 if all(_stamp(Path(dep)) == old for dep, old in dependencies):
                     continue
+            changed = True
             self.parse_count += 1
             self._stamps[file] = stamp
             parsed = _parse_file(path)
@@ -867,6 +885,9 @@ class PolicyDirectory:
             self._current.pop(gone, None)
             self._stamps.pop(gone, None)
             self._last_good.pop(gone, None)
+            changed = True
+        if not changed and self._result is not None:
+            return self._result
         ordered = [self._current[file] for file in sorted(self._current)]
         combined = _combine(ordered, self._owners)
         bad_files = {error.file for error in combined.errors}
@@ -886,10 +907,13 @@ class PolicyDirectory:
                     budgets.setdefault(budget.key, budget)  # a bad edit keeps the last good
             else:
                 self._last_good[parsed.file] = parsed
-        self._owners = {loaded.key: loaded.location.file for loaded in policies}
-        return LoadResult(
+        owners = {loaded.key: loaded.location.file for loaded in policies}
+        result = LoadResult(
             tuple(policies), combined.errors, frozenset(stale), tuple(budgets.values())
         )
+        self._result = result if owners == self._owners else None
+        self._owners = owners
+        return result
 
     def policies(self) -> list[ScalingPolicy]:
         """Reload and return the policies in force (usable as the controller's policy provider).

@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler.errors import PolicyError, PolicyFileError
 from autoscaler.policy.loader import (
+    LoadResult,
     PolicyDirectory,
     errors_to_json,
     format_errors,
@@ -249,6 +250,57 @@ class TestPolicyDirectory:
         second = directory.reload()
         assert directory.parse_count == 1
         assert first.by_key().keys() == second.by_key().keys() == {"ns/good"}
+
+    def test_the_result_is_kept_until_a_file_changes(self, tmp_path: Path) -> None:
+        """Nothing changed: the last result itself (not combined again, once a combination
+        left the policies' owners as they were); a changed, added or removed file, or the
+        directory gone and back, gives a new one with the change."""
+        path = tmp_path / "a.yaml"
+        path.write_text(GOOD)
+        directory = PolicyDirectory(tmp_path)
+
+        def steady() -> LoadResult:
+            result = directory.reload()
+            kept = directory.reload()  # the owners now stand
+            assert kept.by_key().keys() == result.by_key().keys()
+            assert directory.reload() is kept
+            assert directory.reload() is kept
+            return kept
+
+        first = steady()
+        bump(path, GOOD.replace("maxReplicas: 4", "maxReplicas: 6"))
+        changed = directory.reload()
+        assert changed is not first
+        assert changed.by_key()["ns/good"].spec.max_replicas == 6
+        assert directory.reload() is changed  # same owners: kept at once
+        other = tmp_path / "b.yaml"
+        other.write_text(GOOD.replace("name: good", "name: other"))
+        assert directory.reload().by_key().keys() == {"ns/good", "ns/other"}
+        added = steady()
+        assert added.by_key().keys() == {"ns/good", "ns/other"}
+        other.unlink()
+        assert directory.reload().by_key().keys() == {"ns/good"}
+        moved = tmp_path.with_name(tmp_path.name + "-moved")
+        tmp_path.rename(moved)
+        assert not directory.reload().ok
+        moved.rename(tmp_path)
+        back = directory.reload()
+        assert back.ok
+        assert back.by_key().keys() == {"ns/good"}
+        assert steady().by_key().keys() == {"ns/good"}
+
+    def test_a_kept_result_keeps_the_incumbent(self, tmp_path: Path) -> None:
+        """Two files with one key: every later reload without a change gives the same answer
+        (the file that served the key keeps it), kept or combined again."""
+        (tmp_path / "b.yaml").write_text(GOOD)
+        directory = PolicyDirectory(tmp_path)
+        directory.reload()
+        (tmp_path / "a.yaml").write_text(GOOD.replace("maxReplicas: 4", "maxReplicas: 9"))
+        results = [directory.reload() for _ in range(3)]
+        for result in results:
+            assert result.by_key()["ns/good"].spec.max_replicas == 4
+            assert [Path(e.file).name for e in result.errors] == ["a.yaml"]
+        assert results[2] is results[1]
 
     def test_without_node_trees_errors_still_locate_fields(self, tmp_path: Path) -> None:
         """The controller's directory drops node trees (memory); bad files keep FILE:LINE:field."""
