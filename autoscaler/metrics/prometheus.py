@@ -265,6 +265,12 @@ class _BatchResult:
     workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """``presence``: the pods per (namespace, workload)."""
 
+    def may_list(self, namespace: str) -> bool:
+        """Whether this freshness batch (``fresh``, settled ``stamps``, recorded ``presence``)
+        may list a stale pod of ``namespace``: False lets its pods skip the lookups. (A
+        presence batch counts every row per namespace, its exceptions being ``values``.)"""
+        return bool(self.values) and namespace in self.series_per_namespace
+
     def merged(self, other: _BatchResult) -> _BatchResult:
         """This result and another one of the same batch for other namespaces."""
         if self.failure is not None or other.failure is not None:
@@ -1227,7 +1233,7 @@ class PrometheusSource:
             if part.failure is not None:
                 return part.failure
         # The freshness batches list stale pods only: in most namespaces, none to check.
-        fresh = [part for part in fresh if namespace in part.series_per_namespace]
+        fresh = [part for part in fresh if part.may_list(namespace)]
         query = " ; ".join(part.query for part in parts)
         pod_names = [pod.name for pod in req.pods]
         series = sum(part.series_per_namespace[namespace] for part in parts)
@@ -1352,8 +1358,7 @@ class PrometheusSource:
         for result in fresh:
             if result.failure is not None:
                 return result.failure  # as the per-pod path
-        # Only batches listing a pod somewhere (the presence counts every row per namespace).
-        fresh = [r for r in fresh if r.values and namespace in r.series_per_namespace]
+        fresh = [result for result in fresh if result.may_list(namespace)]
         if part.failure is not None or presence.failure is not None:
             return None  # the per-pod query may still answer
         present = presence.present.get(namespace, {})
