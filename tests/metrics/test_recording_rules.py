@@ -27,7 +27,7 @@ from autoscaler.decision.types import (
 from autoscaler.metrics import rules
 from autoscaler.metrics.base import MetricRequest
 from autoscaler.metrics.client import PrometheusClient
-from autoscaler.metrics.prometheus import PrometheusSource, _reduce_batch
+from autoscaler.metrics.prometheus import PrometheusSource, _PodKeys, _reduce_batch
 from autoscaler.metrics.vector import Columns
 from autoscaler.policy.models import MetricKind, MetricNames
 from tests.metrics.env import make_policy, pod_infos
@@ -518,7 +518,7 @@ class TestPodKeys:
     def test_batches_share_one_key_per_pod(self) -> None:
         """Every batch of a fetch keys a pod's rows by the same (namespace, pod) tuple, so a
         tick's ~14 batches hold one tuple per pod, not one per batch; values are unchanged."""
-        shared: dict[tuple[str, str], tuple[str, str]] = {}
+        shared = _PodKeys()
         rate = _reduce_batch("rate", "q", [(("ns", "a"), 2.0)], pod_keys=shared)
         stamps = _reduce_batch("stamps", "q", [(("ns", "a"), 9.0)], pod_keys=shared)
         buckets = _reduce_batch(
@@ -533,6 +533,24 @@ class TestPodKeys:
         alone = _reduce_batch("rate", "q", [(("ns", "a"), 2.0)])
         assert alone.values == rate.values
         assert next(iter(alone.values)) is not key
+
+    def test_the_same_columns_are_keyed_once(self) -> None:
+        """Answers listing the same pods in the same order (a tick's batches, the next tick's)
+        reuse the keys made for the first; other pods or another order are keyed anew."""
+        pod_keys = _PodKeys()
+        first = pod_keys.keyed(["ns", "ns", "other"], ["a", "b", "c"])
+        again = pod_keys.keyed(["ns", "ns", "other"], ["a", "b", "c"])  # equal, other lists
+        assert again is first
+        assert first.keys == [("ns", "a"), ("ns", "b"), ("other", "c")]
+        assert first.per_namespace == {"ns": 2, "other": 1}
+        assert first.workload_pods() == {("ns", ""): 2, ("other", ""): 1}
+        swapped = pod_keys.keyed(["ns", "ns", "other"], ["b", "a", "c"])
+        assert swapped is not first
+        assert swapped.keys == [("ns", "b"), ("ns", "a"), ("other", "c")]
+        assert swapped.keys[0] is first.keys[1]  # still one tuple per pod
+        assert len(pod_keys) == 3
+        assert pod_keys.keyed(["ns", "ns"], ["a", "a"]).distinct() is False
+        assert pod_keys.keyed(["ns", "ns"], ["a-1", "a-2"]).workload_pods() == {("ns", "a"): 2}
 
 
 class TestColumns:
@@ -554,24 +572,48 @@ class TestColumns:
 
     @staticmethod
     def _same(one: Any, other: Any) -> None:
-        for field in ("values", "stamps", "series_per_namespace", "duplicates"):
+        for field in (
+            "values",
+            "stamps",
+            "series_per_namespace",
+            "duplicates",
+            "present",
+            "workload_pods",
+        ):
             left, right = getattr(one, field), getattr(other, field)
             assert repr(left) == repr(right), field  # NaN compares unequal; order counts too
 
-    @pytest.mark.parametrize("kind", ["value", "rate", "sum", "count", "fresh", "stamps"])
+    @pytest.mark.parametrize(
+        "kind", ["value", "rate", "sum", "count", "fresh", "stamps", "presence"]
+    )
     @pytest.mark.parametrize("recorded", [False, True])
     def test_the_same_result_as_row_by_row(self, kind: Any, recorded: bool) -> None:
-        shared_rows: dict[tuple[str, str], tuple[str, str]] = {}
-        shared_columns: dict[tuple[str, str], tuple[str, str]] = {}
-        by_rows = _reduce_batch(kind, "q", iter(self.ROWS), recorded=recorded, pod_keys=shared_rows)
+        shared_rows, shared_columns = _PodKeys(), _PodKeys()
+        # A recorded presence's values are sample times: those before the cutoff are listed.
+        cutoff = 1.0
+        by_rows = _reduce_batch(
+            kind, "q", iter(self.ROWS), recorded=recorded, cutoff=cutoff, pod_keys=shared_rows
+        )
         by_columns = _reduce_batch(
-            kind, "q", self._columns(self.ROWS), recorded=recorded, pod_keys=shared_columns
+            kind,
+            "q",
+            self._columns(self.ROWS),
+            recorded=recorded,
+            cutoff=cutoff,
+            pod_keys=shared_columns,
         )
         self._same(by_columns, by_rows)
-        assert shared_columns == shared_rows
+        assert shared_columns.shared == shared_rows.shared
         # The keys are the shared tuples (one per pod for all of a tick's batches).
-        keys = by_columns.stamps if kind == "stamps" else by_columns.values
-        assert all(shared_columns[key] is key for key in keys)
+        keys = {"stamps": by_columns.stamps, "presence": by_columns.present}.get(
+            kind, by_columns.values
+        )
+        assert keys
+        assert all(shared_columns.shared[key] is key for key in keys)
+        if kind == "presence":
+            assert by_columns.workload_pods == {("ns-a", "a"): 3, ("ns-b", "b"): 2}
+            if recorded:
+                assert by_columns.values == {("ns-a", "a-2"): 0.0}  # the one before the cutoff
 
     @pytest.mark.parametrize("recorded", [False, True])
     def test_a_pod_twice_is_read_row_by_row(self, recorded: bool) -> None:
@@ -584,6 +626,17 @@ class TestColumns:
             assert by_columns.values["ns-a", "a-0"] == 9.0
         else:
             assert by_columns.duplicates == {("ns-a", "a-0")}
+
+    @pytest.mark.parametrize("recorded", [False, True])
+    def test_a_pod_twice_in_a_presence(self, recorded: bool) -> None:
+        """Copies of a recorded series are counted (the pod is then not read from the
+        presence); raw +Inf series are summed. The pod counts once in its workload."""
+        rows = [*self.ROWS, (("ns-a", "a-0"), 2.5)]
+        by_rows = _reduce_batch("presence", "q", iter(rows), recorded=recorded)
+        by_columns = _reduce_batch("presence", "q", self._columns(rows), recorded=recorded)
+        self._same(by_columns, by_rows)
+        assert by_columns.present["ns-a", "a-0"] == (2.0 if recorded else 4.0)
+        assert by_columns.workload_pods["ns-a", "a"] == 3
 
 
 class TestNames:
