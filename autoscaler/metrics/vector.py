@@ -10,9 +10,10 @@ before the source keeps a tenth of it. This module reads the bytes directly:
   "value":[<ts>,"<v>"]},...]}...}``: one compiled regular expression per series, checked to be
   contiguous (every byte of the result array is accounted for), label strings decoded once per
   distinct value and interned (the same pod name in eight queries is one string). When every
-  series has exactly the labels asked for (the batched queries' answers), one ``split`` by that
-  expression reads the whole array in C and the values are converted column by column: about
-  2.5 times faster than series by series (10,000 series: 13 ms against 32 ms).
+  series has exactly the labels asked for (the batched queries' answers) and the body holds no
+  backslash (so no escape), one ``split`` by a simpler expression reads the whole array in C and
+  the values are converted column by column: about four times faster than series by series
+  (10,000 series: 7-8 ms against 32 ms).
 * **Fallback** to ``json.loads`` and :func:`parse_vector` for anything else: a scalar result, a
   different key order or whitespace, escaped or brace-containing label values, a truncated or
   non-JSON body (which then fails exactly as before, as ``QUERY_ERROR``).
@@ -43,7 +44,13 @@ KeyedRow = tuple[tuple[str | None, ...], float]
 _HEAD = b'{"status":"success","data":{"resultType":"vector","result":['
 _STRING = rb'"((?:[^"\\]|\\.)*)"'
 _LABEL_RE = re.compile(_STRING + b":" + _STRING)
-_SERIES_RE = re.compile(rb'\{"metric":\{([^{}]*)\},"value":\[(-?[0-9][0-9.eE+-]*),"([^"\\]*)"\]\}')
+_JSON_NUMBER = rb"-?(?:[1-9][0-9]*+|0)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
+"""A number as JSON writes it (the sample's timestamp). The alternative that fails on a
+timestamp's first digit comes second and the repeats are possessive, so the matcher never
+backtracks into it: the same numbers, a fifth of the split time saved."""
+_SERIES_RE = re.compile(
+    rb'\{"metric":\{([^{}]*)\},"value":\[(' + _JSON_NUMBER + rb'),"([^"\\]*)"\]\}'
+)
 _PLAIN = rb'"([^"\\]*)"'
 _UNESCAPED = rb'"([^"]*+)"'
 """A JSON string of a body without backslashes (so without escapes), its text captured."""
@@ -188,12 +195,6 @@ def _tail_ok(body: bytes, pos: int) -> bool:
         return isinstance(json.loads(b"{" + tail[2:]), dict)
     except ValueError:
         return False
-
-
-_JSON_NUMBER = rb"-?(?:[1-9][0-9]*+|0)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
-"""A number as JSON writes it (the sample's timestamp). The alternative that fails on a
-timestamp's first digit comes second and the repeats are possessive, so the matcher never
-backtracks into it: the same numbers, a fifth of the split time saved."""
 
 
 @functools.lru_cache(maxsize=64)

@@ -255,3 +255,40 @@ def test_anything_but_one_comma_between_series_is_refused(between: bytes) -> Non
             _rows(body)
     else:
         assert _rows(body) == expected
+
+
+def test_an_escaped_label_is_read_series_by_series() -> None:
+    """A backslash anywhere: not read at once (the whole-answer pattern has no escapes), and
+    the series are read as the JSON decoder reads them."""
+    body = _HEAD + _series("a", "1") + b"," + _series('b\\"x', "2") + b"]}}"
+    assert _columns(body, KEYS, LabelStrings()) is None
+    rows = _rows(body)
+    assert [r[0] for r in rows] == [("ns", "a", "0.1"), ("ns", 'b"x', "0.1")]
+    assert rows == [(tuple(s.labels.get(k) for k in KEYS), s.value) for s in _reference(body)]
+
+
+@pytest.mark.parametrize(
+    ("stamp", "canonical"),
+    [
+        (b"0", True),
+        (b"0.25", True),
+        (b"-1.5e+3", True),
+        (b"1700000000", True),
+        (b"1E9", True),
+        (b"01", False),
+        (b"1.", False),
+        (b".5", False),
+        (b"1e", False),
+    ],
+)
+def test_a_timestamp_is_a_json_number(stamp: bytes, canonical: bool) -> None:
+    """The whole-answer pattern takes exactly JSON's numbers as timestamps; anything else
+    goes to the JSON decoder, which refuses it."""
+    series = _series("a", "1").replace(b"1700000000.5", stamp)
+    body = _HEAD + series + b"," + _series("b", "2") + b"]}}"
+    assert (_columns(body, KEYS, LabelStrings()) is not None) is canonical
+    if canonical:
+        assert _rows(body) == [(("ns", "a", "0.1"), 1.0), (("ns", "b", "0.1"), 2.0)]
+    else:
+        with pytest.raises(QueryFailed):
+            _rows(body)
