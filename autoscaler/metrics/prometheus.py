@@ -296,10 +296,11 @@ class _PodKeys:
     """One (namespace, pod) tuple per pod, shared by every batch's answer (a tick's batches
     hold ~10 rows per pod at once), and what the last answer's pod columns gave.
 
-    The batches of a tick list the same pods in the same order (Prometheus sorts an answer's
-    series by their labels), and so do the next tick's while the fleet stands: two list
-    comparisons (identity first, in C) then stand for keying 10,000 rows again. Shared by the
-    worker threads: each reads and replaces the memo in one step.
+    The batches of a tick list the same pods in the same order (Prometheus gives an answer's
+    series sorted by their labels), and so do the next tick's while the fleet stands: two list
+    comparisons (identity first, in C) then stand for keying 10,000 rows again; columns that
+    differ in any way are keyed anew. Shared by the worker threads: each reads and replaces the
+    memo in one step.
     """
 
     __slots__ = ("_memo", "shared")
@@ -539,10 +540,10 @@ class PrometheusSource:
         self._planned: dict[tuple[int, str, MetricNames], _Planned] = {}
         """(id of a metric spec, namespace, name family) -> how it was planned, last fetch."""
         self._states: dict[str, _NamespaceState] = {}
-        self._policies: dict[str, _PolicyPlanned] = {}
-        """Policy key -> its metrics as planned by the last fetch (see :class:`_PolicyPlanned`)."""
         """The namespaces' states the last fetch planned with (kept while equal: an identity
         test per metric then tells a plan still holds)."""
+        self._policies: dict[str, _PolicyPlanned] = {}
+        """Policy key -> its metrics as planned by the last fetch (see :class:`_PolicyPlanned`)."""
         self.aggregate_buckets = aggregate_buckets
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
