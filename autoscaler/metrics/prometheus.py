@@ -44,7 +44,7 @@ import asyncio
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
@@ -398,28 +398,6 @@ class _Planned:
 
 
 @dataclass(frozen=True, slots=True)
-class _PolicyPlanned:
-    """Every metric of one policy as planned (in the policy's order), kept while the policy's
-    spec, its name family and its namespace's state are the same objects: a steady tick then
-    takes each policy's plans in one step instead of one lookup per metric."""
-
-    spec: object
-    """The policy's spec (compared by identity: a reloaded policy is planned again)."""
-    family: MetricNames
-    state: _NamespaceState
-    entries: tuple[tuple[tuple[int, str, MetricNames], _Planned], ...]
-    """Each preset metric's memo key and how it was planned."""
-    customs: tuple[MetricSpec, ...]
-    """Custom query and gateway metrics (run apart)."""
-    no_signal: tuple[tuple[str, NoSignal], ...]
-    """(metric name, why) of the preset metrics that cannot be read."""
-    plans: tuple[tuple[MetricSpec, _Plan], ...]
-    batches: tuple[Batch, ...]
-    """The batches of its plans (each once)."""
-    needs: frozenset[recording.RuleNeed]
-
-
-@dataclass(frozen=True, slots=True)
 class _Plan:
     """How one preset metric of one policy is computed this tick."""
 
@@ -542,8 +520,6 @@ class PrometheusSource:
         self._states: dict[str, _NamespaceState] = {}
         """The namespaces' states the last fetch planned with (kept while equal: an identity
         test per metric then tells a plan still holds)."""
-        self._policies: dict[str, _PolicyPlanned] = {}
-        """Policy key -> its metrics as planned by the last fetch (see :class:`_PolicyPlanned`)."""
         self.aggregate_buckets = aggregate_buckets
         self.per_pod_retry_interval = per_pod_retry_interval
         self._per_pod: dict[tuple[str, Batch], float] = {}
@@ -996,9 +972,6 @@ class PrometheusSource:
         previous_planned, previous_states = self._planned, self._states
         planned_now: dict[tuple[int, str, MetricNames], _Planned] = {}
         self._planned, self._states = planned_now, states
-        previous_policies = self._policies
-        policies_now: dict[str, _PolicyPlanned] = {}
-        self._policies = policies_now
         for req in requests:
             key = req.policy.key
             namespace = req.policy.metadata.namespace
@@ -1018,29 +991,32 @@ class PrometheusSource:
                 states[namespace] = state
             # A namespace probed this tick is planned afresh (a failed probe is the answer).
             probed = namespace in to_probe
-            policy = None if probed else previous_policies.get(key)
-            if (
-                policy is None
-                or policy.spec is not req.policy.spec
-                or policy.family is not family
-                or policy.state is not state
-            ):
-                policy = self._plan_policy(
-                    req, state, probed, planned_now, previous_planned, plan_metric
-                )
-            if not probed:
-                policies_now[key] = policy
-                planned_now.update(policy.entries)
-            customs.extend((key, req, metric) for metric in policy.customs)
-            if policy.needs:
-                rules_wanted[namespace].update(policy.needs)
-            for name, why in policy.no_signal:
-                if why.reason is NoSignalReason.EMPTY:
-                    self._empty(namespace, name)
-                observed[name] = why
-            plans.extend((req, metric, plan) for metric, plan in policy.plans)
-            for batch in policy.batches:
-                needed[batch].add(namespace)
+            for metric in req.policy.spec.fetched_metrics:
+                if metric.kind is MetricKind.PROMETHEUS or metric.kind in GATEWAY_KINDS:
+                    customs.append((key, req, metric))
+                    continue
+                memo_key = (id(metric), namespace, family)
+                entry = planned_now.get(memo_key) or previous_planned.get(memo_key)
+                if (
+                    probed
+                    or entry is None
+                    or entry.state is not state
+                    or entry.metric is not metric
+                ):
+                    entry = plan_metric(metric, family, namespace, state)
+                if not probed:
+                    planned_now[memo_key] = entry
+                if entry.needs:
+                    rules_wanted[namespace].update(entry.needs)
+                plan = entry.outcome
+                if isinstance(plan, NoSignal):
+                    if plan.reason is NoSignalReason.EMPTY:
+                        self._empty(namespace, metric.name)
+                    observed[metric.name] = plan
+                    continue
+                plans.append((req, metric, plan))
+                for batch in entry.batches:
+                    needed[batch].add(namespace)
 
         # Recording-rule detection runs beside the batches (its answer serves the next ticks).
         rules_probe = {
@@ -1239,53 +1215,6 @@ class PrometheusSource:
             seconds=round(self.last_stats.seconds, 4),
         )
         return results
-
-    @staticmethod
-    def _plan_policy(  # noqa: PLR0917 - the fetch's memos and its planner
-        req: MetricRequest,
-        state: _NamespaceState,
-        probed: bool,
-        planned_now: Mapping[tuple[int, str, MetricNames], _Planned],
-        previous_planned: Mapping[tuple[int, str, MetricNames], _Planned],
-        plan_metric: Callable[[MetricSpec, MetricNames, str, _NamespaceState], _Planned],
-    ) -> _PolicyPlanned:
-        """How each metric of a policy is read (each preset metric's plan kept from the last
-        fetch while its namespace's state is the same object, unless probed this tick)."""
-        namespace = req.policy.metadata.namespace
-        family = req.policy.spec.metric_names
-        entries: list[tuple[tuple[int, str, MetricNames], _Planned]] = []
-        customs: list[MetricSpec] = []
-        no_signal: list[tuple[str, NoSignal]] = []
-        plans: list[tuple[MetricSpec, _Plan]] = []
-        batches: dict[Batch, None] = {}
-        needs: set[recording.RuleNeed] = set()
-        for metric in req.policy.spec.fetched_metrics:
-            if metric.kind is MetricKind.PROMETHEUS or metric.kind in GATEWAY_KINDS:
-                customs.append(metric)
-                continue
-            memo_key = (id(metric), namespace, family)
-            entry = planned_now.get(memo_key) or previous_planned.get(memo_key)
-            if probed or entry is None or entry.state is not state or entry.metric is not metric:
-                entry = plan_metric(metric, family, namespace, state)
-            entries.append((memo_key, entry))
-            needs.update(entry.needs)
-            plan = entry.outcome
-            if isinstance(plan, NoSignal):
-                no_signal.append((metric.name, plan))
-                continue
-            plans.append((metric, plan))
-            batches.update(dict.fromkeys(entry.batches))
-        return _PolicyPlanned(
-            req.policy.spec,
-            family,
-            state,
-            tuple(entries),
-            tuple(customs),
-            tuple(no_signal),
-            tuple(plans),
-            tuple(batches),
-            frozenset(needs),
-        )
 
     async def _run_batch(
         self, batch: Batch, namespaces: set[str], now: float, deadline: float
