@@ -44,7 +44,7 @@ import asyncio
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
@@ -1546,9 +1546,7 @@ def _settle_stamps(
             continue
         stamps = result.stamps
         cutoff = now - fresh.older_than
-        exceptions: dict[PodKey, float] = {}
-        if any(map(cutoff.__gt__, stamps.values())):  # (usually none: one C loop to know)
-            exceptions = {key: stamp for key, stamp in stamps.items() if stamp < cutoff}
+        exceptions = _older(stamps.keys(), stamps.values(), cutoff)
         for batch in batches:
             part = results.get(batch)
             if part is None or part.failure is not None:
@@ -1720,9 +1718,18 @@ def _reduce_columns(  # noqa: PLR0917 - _reduce_batch's arguments
         result.present = dict(zip(keys, values, strict=True))
         return result
     result.present = dict.fromkeys(keys, 1.0)  # one copy each: the keys are distinct
-    if any(map(cutoff.__gt__, values)):
-        result.values = {key: v for key, v in zip(keys, values, strict=True) if v < cutoff}
+    result.values = _older(keys, values, cutoff)
     return result
+
+
+def _older(keys: Iterable[PodKey], stamps: Collection[float], cutoff: float) -> dict[PodKey, float]:
+    """The keys whose sample time is before ``cutoff``, with it (NaN is never before).
+
+    Usually none: one C loop over the times tells, before any Python step per key.
+    """
+    if not any(map(cutoff.__gt__, stamps)):
+        return {}
+    return {key: stamp for key, stamp in zip(keys, stamps, strict=True) if stamp < cutoff}
 
 
 POD_KEYS_KEPT = 200_000
